@@ -1,0 +1,3 @@
+from securefiles.cli.main import main
+
+main()

@@ -1,0 +1,272 @@
+"""Authz state in SQL (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from securefiles.authz.domain.model import Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run, RunState
+from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.errors import AlreadyExists, NotFound
+
+metadata = MetaData()
+
+projects = Table(
+    "projects", metadata,
+    Column("project_id", String(63), primary_key=True),
+    Column("region", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+role_assignments = Table(
+    "role_assignments", metadata,
+    Column("scope", String(512), primary_key=True),
+    Column("principal", String(160), primary_key=True),
+    Column("role", String(16), primary_key=True),
+)
+
+file_inheritance = Table(
+    "file_inheritance", metadata,
+    Column("scope", String(512), primary_key=True),
+    Column("inherit", Boolean, nullable=False),
+)
+
+pipelines = Table(
+    "pipelines", metadata,
+    Column("project", String(63), primary_key=True),
+    Column("pipeline_id", Integer, primary_key=True, autoincrement=False),
+    Column("display_name", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project", "display_name", name="uq_pipelines_name"),
+)
+
+pipeline_permissions = Table(
+    "pipeline_permissions", metadata,
+    Column("resource", String(512), primary_key=True),
+    # 0 stands for "all pipelines of the project" (open access).
+    Column("pipeline_id", Integer, primary_key=True, autoincrement=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("project", String(63), primary_key=True),
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("pipeline_id", Integer, nullable=False),
+    Column("branch", String(256), nullable=False),
+    Column("requested_by", String(160), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expire_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("token_id", String(64), nullable=False),
+)
+
+_ALL_PIPELINES = 0
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _pipeline(m: Any) -> Pipeline:
+    return Pipeline(m["project"], m["pipeline_id"], m["display_name"], _aware(m["created_at"]))  # type: ignore[arg-type]
+
+
+def _run(m: Any) -> Run:
+    return Run(
+        project=m["project"], run_id=m["run_id"], pipeline_id=m["pipeline_id"], branch=m["branch"],
+        requested_by=m["requested_by"], state=RunState(m["state"]), created_at=_aware(m["created_at"]),  # type: ignore[arg-type]
+        expire_at=_aware(m["expire_at"]), completed_at=_aware(m["completed_at"]), token_id=m["token_id"],  # type: ignore[arg-type]
+    )
+
+
+class SqlAuthzRepository:
+    """AuthzRepository on SQLAlchemy Core."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # -- projects ---------------------------------------------------------------------
+
+    def create_project(self, project_id: str, region: str, now: dt.datetime) -> Project:
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.execute(projects.insert().values(project_id=project_id, region=region, created_at=now))
+        except IntegrityError:
+            raise AlreadyExists(f"project {project_id} already exists", reason="PROJECT_EXISTS") from None
+        return Project(project_id, region, now)
+
+    def get_project(self, project_id: str) -> Project | None:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(projects).where(projects.c.project_id == project_id)).first()
+        if row is None:
+            return None
+        return Project(row.project_id, row.region, _aware(row.created_at))  # type: ignore[arg-type]
+
+    def list_projects(self) -> list[Project]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(projects).order_by(projects.c.project_id)).all()
+        return [Project(r.project_id, r.region, _aware(r.created_at)) for r in rows]  # type: ignore[arg-type]
+
+    # -- roles ------------------------------------------------------------------------
+
+    def roles_of(self, principal: str, scopes: list[str]) -> dict[str, set[Role]]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(role_assignments.c.scope, role_assignments.c.role).where(
+                    role_assignments.c.principal == principal, role_assignments.c.scope.in_(scopes)
+                )
+            ).all()
+        result: dict[str, set[Role]] = {}
+        for scope, role in rows:
+            result.setdefault(scope, set()).add(Role[role])
+        return result
+
+    def set_role(self, scope: str, principal: str, role: Role, exclusive: bool) -> RoleAssignment:
+        with write_transaction(self._engine) as conn:
+            where = (role_assignments.c.scope == scope) & (role_assignments.c.principal == principal)
+            if exclusive:
+                conn.execute(delete(role_assignments).where(where))
+            else:
+                conn.execute(delete(role_assignments).where(where & (role_assignments.c.role == role.name)))
+            conn.execute(role_assignments.insert().values(scope=scope, principal=principal, role=role.name))
+        return RoleAssignment(scope, principal, role)
+
+    def list_roles(self, scope: str) -> list[RoleAssignment]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(role_assignments).where(role_assignments.c.scope == scope).order_by(
+                    role_assignments.c.principal, role_assignments.c.role
+                )
+            ).all()
+        return [RoleAssignment(r.scope, r.principal, Role[r.role]) for r in rows]
+
+    def delete_roles(self, scope: str, principal: str) -> int:
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(
+                delete(role_assignments).where(
+                    role_assignments.c.scope == scope, role_assignments.c.principal == principal
+                )
+            )
+        return int(result.rowcount or 0)
+
+    def inherits(self, file_scopes: list[str]) -> dict[str, bool]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(file_inheritance).where(file_inheritance.c.scope.in_(file_scopes))).all()
+        found = {r.scope: bool(r.inherit) for r in rows}
+        return {s: found.get(s, True) for s in file_scopes}
+
+    def set_inheritance(self, file_scope: str, inherit: bool) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(file_inheritance).where(file_inheritance.c.scope == file_scope))
+            conn.execute(file_inheritance.insert().values(scope=file_scope, inherit=inherit))
+
+    # -- pipelines --------------------------------------------------------------------
+
+    def create_pipeline(self, project: str, display_name: str, now: dt.datetime) -> Pipeline:
+        for _attempt in range(5):
+            try:
+                with write_transaction(self._engine) as conn:
+                    if conn.execute(select(pipelines.c.pipeline_id).where(
+                        pipelines.c.project == project, pipelines.c.display_name == display_name
+                    )).first():
+                        raise AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS")
+                    latest = conn.execute(
+                        select(func.max(pipelines.c.pipeline_id)).where(pipelines.c.project == project)
+                    ).scalar()
+                    pipeline = Pipeline(project, (latest or 0) + 1, display_name, now)
+                    conn.execute(pipelines.insert().values(
+                        project=project, pipeline_id=pipeline.pipeline_id, display_name=display_name, created_at=now
+                    ))
+                    return pipeline
+            except IntegrityError:
+                continue
+        raise AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS")
+
+    def find_pipeline(self, project: str, id_or_name: str) -> Pipeline | None:
+        column = pipelines.c.pipeline_id if id_or_name.isdigit() else pipelines.c.display_name
+        value: object = int(id_or_name) if id_or_name.isdigit() else id_or_name
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(pipelines).where(pipelines.c.project == project, column == value)).first()
+        return _pipeline(row._mapping) if row else None
+
+    def list_pipelines(self, project: str) -> list[Pipeline]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(pipelines).where(pipelines.c.project == project).order_by(pipelines.c.pipeline_id)
+            ).all()
+        return [_pipeline(r._mapping) for r in rows]
+
+    def get_pipeline_permissions(self, resource: str) -> PipelinePermissions:
+        with read_transaction(self._engine) as conn:
+            ids = conn.execute(
+                select(pipeline_permissions.c.pipeline_id).where(pipeline_permissions.c.resource == resource)
+            ).scalars().all()
+        return PipelinePermissions(
+            resource, _ALL_PIPELINES in ids, tuple(sorted(i for i in ids if i != _ALL_PIPELINES))
+        )
+
+    def set_pipeline_permission(self, resource: str, pipeline_id: int | None, authorized: bool) -> None:
+        key = _ALL_PIPELINES if pipeline_id is None else pipeline_id
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(pipeline_permissions).where(
+                pipeline_permissions.c.resource == resource, pipeline_permissions.c.pipeline_id == key
+            ))
+            if authorized:
+                conn.execute(pipeline_permissions.insert().values(resource=resource, pipeline_id=key))
+
+    # -- runs -------------------------------------------------------------------------
+
+    def create_run(
+        self, project: str, pipeline_id: int, branch: str, requested_by: str, token_id: str,
+        now: dt.datetime, expire_at: dt.datetime,
+    ) -> Run:
+        for _attempt in range(5):
+            try:
+                with write_transaction(self._engine) as conn:
+                    latest = conn.execute(select(func.max(runs.c.run_id)).where(runs.c.project == project)).scalar()
+                    values = {
+                        "project": project, "run_id": (latest or 0) + 1, "pipeline_id": pipeline_id,
+                        "branch": branch, "requested_by": requested_by, "state": RunState.RUNNING.value,
+                        "created_at": now, "expire_at": expire_at, "completed_at": None, "token_id": token_id,
+                    }
+                    conn.execute(runs.insert().values(**values))
+                    return _run(values)
+            except IntegrityError:
+                continue
+        raise RuntimeError("could not allocate a run id")
+
+    def get_run(self, project: str, run_id: int) -> Run | None:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(runs).where(runs.c.project == project, runs.c.run_id == run_id)).first()
+        return _run(row._mapping) if row else None
+
+    def complete_run(self, project: str, run_id: int, now: dt.datetime) -> Run:
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(runs).where(runs.c.project == project, runs.c.run_id == run_id)
+                .values(state=RunState.COMPLETED.value, completed_at=now)
+            )
+            row = conn.execute(select(runs).where(runs.c.project == project, runs.c.run_id == run_id)).first()
+        if row is None:
+            raise NotFound("run does not exist", reason="RUN_NOT_FOUND")
+        return _run(row._mapping)

@@ -1,0 +1,196 @@
+"""gRPC face of the authorization service."""
+
+from __future__ import annotations
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+from google.protobuf import empty_pb2
+
+from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run
+from securefiles.authz.domain.service import Authorization
+from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.errors import InvalidArgument
+from securefiles.common.interceptors import current_principal
+from securefiles.common.proto_time import duration_seconds, to_timestamp
+from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
+
+
+def _project(p: Project) -> authz_pb2.Project:
+    return authz_pb2.Project(name=f"projects/{p.project_id}", region=p.region, create_time=to_timestamp(p.created_at))
+
+
+def _pipeline(p: Pipeline) -> authz_pb2.Pipeline:
+    return authz_pb2.Pipeline(
+        name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name, create_time=to_timestamp(p.created_at)
+    )
+
+
+def _run(r: Run) -> authz_pb2.Run:
+    return authz_pb2.Run(
+        name=r.name,
+        run_id=r.run_id,
+        pipeline=f"projects/{r.project}/pipelines/{r.pipeline_id}",
+        branch=r.branch,
+        requested_by=r.requested_by,
+        state=authz_pb2.Run.State.Value(r.state.value),
+        create_time=to_timestamp(r.created_at),
+        expire_time=to_timestamp(r.expire_at),
+        complete_time=to_timestamp(r.completed_at),
+    )
+
+
+def _assignment(a: RoleAssignment) -> authz_pb2.RoleAssignment:
+    return authz_pb2.RoleAssignment(scope=a.scope, principal=a.principal, role=int(a.role))  # type: ignore[arg-type]
+
+
+def _permissions(perms: PipelinePermissions, pipelines: list[Pipeline]) -> authz_pb2.PipelinePermissions:
+    return authz_pb2.PipelinePermissions(
+        resource=perms.resource, all_pipelines=perms.all_pipelines, pipelines=[_pipeline(p) for p in pipelines]
+    )
+
+
+def _role(value: int) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidArgument("role is required", reason="INVALID_ROLE") from None
+
+
+def _permission(value: int) -> Permission:
+    for permission in Permission:
+        if int(permission.value) == value:
+            return permission
+    raise InvalidArgument("permission is required", reason="INVALID_PERMISSION")
+
+
+class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
+    def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier) -> None:
+        self._authz = authorization
+        self._issuer = issuer
+        self._verifier = verifier
+
+    async def IssueToken(
+        self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.IssueTokenResponse:
+        token, exp = self._authz.issue_token(current_principal(), request.principal, duration_seconds(request.ttl, 0))
+        response = authz_pb2.IssueTokenResponse(token=token)
+        response.expire_time.FromSeconds(exp)
+        return response
+
+    async def GetSigningKeys(
+        self, request: authz_pb2.GetSigningKeysRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.GetSigningKeysResponse:
+        current_principal()
+        raw = self._issuer.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return authz_pb2.GetSigningKeysResponse(
+            keys=[authz_pb2.SigningKey(kid=self._issuer.kid, algorithm=ALGORITHM, public_key=raw)]
+        )
+
+    async def CreateProject(
+        self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.Project:
+        return _project(self._authz.create_project(current_principal(), request.project_id, request.region))
+
+    async def GetProject(
+        self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.Project:
+        return _project(self._authz.get_project(current_principal(), request.name))
+
+    async def ListProjects(
+        self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.ListProjectsResponse:
+        return authz_pb2.ListProjectsResponse(
+            projects=[_project(p) for p in self._authz.list_projects(current_principal())]
+        )
+
+    async def SetRoleAssignment(
+        self, request: authz_pb2.SetRoleAssignmentRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.RoleAssignment:
+        a = request.role_assignment
+        assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
+        return _assignment(self._authz.set_role(current_principal(), assignment))
+
+    async def ListRoleAssignments(
+        self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.ListRoleAssignmentsResponse:
+        assignments, inherit = self._authz.list_roles(current_principal(), request.scope)
+        return authz_pb2.ListRoleAssignmentsResponse(
+            role_assignments=[_assignment(a) for a in assignments], inherit_from_library=inherit
+        )
+
+    async def DeleteRoleAssignment(
+        self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        self._authz.delete_role(current_principal(), request.scope, request.principal)
+        return empty_pb2.Empty()
+
+    async def SetRoleInheritance(
+        self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.RoleInheritance:
+        inherit = self._authz.set_inheritance(current_principal(), request.scope, request.inherit_from_library)
+        return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
+
+    async def CheckAccess(
+        self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.CheckAccessResponse:
+        allowed = self._authz.check_access(
+            current_principal(), request.principal, _permission(request.permission), list(request.resources)
+        )
+        return authz_pb2.CheckAccessResponse(allowed=allowed)
+
+    async def CreatePipeline(
+        self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.Pipeline:
+        return _pipeline(
+            self._authz.create_pipeline(current_principal(), request.parent, request.pipeline.display_name)
+        )
+
+    async def ListPipelines(
+        self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.ListPipelinesResponse:
+        pipelines = self._authz.list_pipelines(current_principal(), request.parent)
+        return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in pipelines])
+
+    async def SetPipelinePermission(
+        self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.PipelinePermissions:
+        perms, pipelines = self._authz.set_pipeline_permission(
+            current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
+        )
+        return _permissions(perms, pipelines)
+
+    async def GetPipelinePermissions(
+        self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.PipelinePermissions:
+        perms, pipelines = self._authz.pipeline_permissions(current_principal(), request.resource)
+        return _permissions(perms, pipelines)
+
+    async def StartRun(
+        self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.StartRunResponse:
+        run, token = self._authz.start_run(
+            current_principal(),
+            request.pipeline,
+            request.branch,
+            request.requested_by,
+            duration_seconds(request.ttl, 0),
+        )
+        return authz_pb2.StartRunResponse(run=_run(run), job_token=token)
+
+    async def CompleteRun(
+        self, request: authz_pb2.CompleteRunRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.Run:
+        caller = current_principal()
+        if caller.is_job:
+            # A revoked or completed job token must not complete anything again.
+            self._authz.active_run_of(caller)
+        return _run(self._authz.complete_run(caller, request.name))
+
+    async def AuthorizeUse(
+        self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.AuthorizeUseResponse:
+        caller = current_principal()
+        self._authz.require_storage(caller)
+        job = await self._verifier.verify(request.job_token)
+        run = self._authz.authorize_use(caller, job, request.resource)
+        return authz_pb2.AuthorizeUseResponse(run=run.name)

@@ -1,0 +1,1 @@
+"""The `securefiles` command (client side only, except `up` and `serve`)."""

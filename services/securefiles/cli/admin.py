@@ -1,0 +1,197 @@
+"""Projects, roles, pipelines, runs, tokens and keys."""
+
+from __future__ import annotations
+
+import argparse
+
+from securefiles.authz.v1 import authz_pb2
+from securefiles.cli.context import add_output, client_for, wants_json
+from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.common.durations import parse_duration
+from securefiles.common.errors import InvalidArgument
+from securefiles.kms.v1 import kms_pb2
+
+
+def _seconds(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
+
+
+def _emit(args: argparse.Namespace, obj: dict, line: str) -> int:
+    if wants_json(args):
+        print_json(obj)
+    else:
+        print(line)
+    return 0
+
+
+def projects_create(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        p = client.create_project(args.name, args.region or "")
+    return _emit(args, {"name": p.name.split("/", 1)[1], "region": p.region}, f"created {p.name} in {p.region}")
+
+
+def projects_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        projects = client.list_projects()
+    if wants_json(args):
+        print_json([{"name": p.name.split("/", 1)[1], "region": p.region} for p in projects])
+    else:
+        print_table(("PROJECT", "REGION"), [(p.name.split("/", 1)[1], p.region) for p in projects])
+    return 0
+
+
+def roles_assign(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        a = client.assign_role(args.principal, args.role, args.file)
+    role = authz_pb2.Role.Name(a.role).lower()
+    return _emit(args, {"scope": a.scope, "principal": a.principal, "role": role},
+                 f"{a.principal} is {role} on {a.scope}")
+
+
+def pipelines_create(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        p = client.create_pipeline(args.name)
+    return _emit(args, {"id": p.pipeline_id, "name": p.display_name, "resource": p.name},
+                 f"created pipeline {p.display_name} (id {p.pipeline_id})")
+
+
+def pipelines_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        pipelines = client.list_pipelines()
+    if wants_json(args):
+        print_json([{"id": p.pipeline_id, "name": p.display_name} for p in pipelines])
+    else:
+        print_table(("ID", "NAME"), [(p.pipeline_id, p.display_name) for p in pipelines])
+    return 0
+
+
+def _set_permission(args: argparse.Namespace, authorized: bool) -> int:
+    if bool(args.pipeline) == bool(args.all):
+        raise InvalidArgument("give a PIPELINE or --all", reason="INVALID_ARGUMENT")
+    with client_for(args) as client:
+        perms = client.set_pipeline_permission(args.file, None if args.all else args.pipeline, authorized)
+    obj = {"file": args.file, "all_pipelines": perms.all_pipelines,
+           "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines]}
+    names = "all pipelines" if perms.all_pipelines else (", ".join(p.display_name for p in perms.pipelines) or "none")
+    return _emit(args, obj, f"{args.file}: authorized for {names}")
+
+
+def pipelines_authorize(args: argparse.Namespace) -> int:
+    return _set_permission(args, True)
+
+
+def pipelines_revoke(args: argparse.Namespace) -> int:
+    return _set_permission(args, False)
+
+
+def runs_start(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        started = client.start_run(args.pipeline, args.branch, args.requested_by or "", _seconds(args.ttl))
+    run = started.run
+    obj = {"run": run.name, "run_id": run.run_id, "pipeline": run.pipeline, "branch": run.branch,
+           "requested_by": run.requested_by, "job_token": started.job_token, "expire_time": rfc3339(run.expire_time)}
+    if wants_json(args):
+        print_json(obj)
+    else:
+        print(f"started {run.name}\nexport SECUREFILES_JOB_TOKEN={started.job_token}")
+    return 0
+
+
+def runs_complete(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        # A bare run id is enough: runs are numbered per project ("-" = any pipeline).
+        run_name = f"projects/{client.project}/pipelines/-/runs/{args.run}" if args.run.isdigit() else args.run
+        run = client.complete_run(run_name)
+    return _emit(args, {"run": run.name, "state": authz_pb2.Run.State.Name(run.state)}, f"completed {run.name}")
+
+
+def tokens_issue(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        issued = client.issue_token(args.principal, _seconds(args.ttl))
+    return _emit(args, {"token": issued.token, "expire_time": rfc3339(issued.expire_time)}, issued.token)
+
+
+def _version_object(v: kms_pb2.KeyVersion) -> dict:
+    return {"version": v.version, "name": v.name, "state": kms_pb2.KeyVersion.State.Name(v.state),
+            "created_at": rfc3339(v.create_time), "created_by": v.created_by, "reason": v.reason}
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        region, versions = client.list_key_versions(args.region)
+    if wants_json(args):
+        print_json([_version_object(v) for v in versions])
+    else:
+        print(f"region {region}")
+        print_table(("VERSION", "STATE", "CREATED", "CREATED BY", "REASON"),
+                    [(o["version"], o["state"], o["created_at"], o["created_by"], o["reason"])
+                     for o in map(_version_object, versions)])
+    return 0
+
+
+def keys_rotate(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        v = client.rotate_key(args.region, args.reason or "")
+    return _emit(args, _version_object(v), f"{v.name} is now primary")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    def group(name: str, help_text: str) -> argparse._SubParsersAction:
+        return subparsers.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
+
+    def command(actions: argparse._SubParsersAction, name: str, handler: object, help_text: str
+                ) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text)
+        add_output(parser)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    projects = group("projects", "projects and their regions")
+    p = command(projects, "create", projects_create, "create a project homed in a region")
+    p.add_argument("name")
+    p.add_argument("--region")
+    command(projects, "list", projects_list, "list projects")
+
+    roles = group("roles", "security roles")
+    p = command(roles, "assign", roles_assign, "give a principal a role on the library or a file")
+    p.add_argument("--principal", required=True, help="user:NAME")
+    p.add_argument("--role", required=True, help="reader|user|creator|administrator|operator")
+    p.add_argument("--file", help="a file's name (default: the whole library)")
+
+    pipelines = group("pipelines", "pipelines and their permissions on files")
+    p = command(pipelines, "create", pipelines_create, "create a pipeline")
+    p.add_argument("name")
+    command(pipelines, "list", pipelines_list, "list pipelines")
+    for name, handler, text in (("authorize", pipelines_authorize, "let a pipeline (or all) use a file"),
+                                ("revoke", pipelines_revoke, "stop a pipeline (or open access) using a file")):
+        p = command(pipelines, name, handler, text)
+        p.add_argument("file")
+        p.add_argument("pipeline", nargs="?")
+        p.add_argument("--all", action="store_true", help="open access: every pipeline of the project")
+
+    runs = group("runs", "pipeline runs (the CI orchestrator's side)")
+    p = command(runs, "start", runs_start, "start a run and print its job token")
+    p.add_argument("pipeline")
+    p.add_argument("--branch", required=True, help="e.g. refs/heads/main")
+    p.add_argument("--requested-by", help="user:NAME the run is for (default: you)")
+    p.add_argument("--ttl", help="job token lifetime (default 6h)")
+    p = command(runs, "complete", runs_complete, "complete a run: its job token stops working")
+    p.add_argument("run", help="run id, or projects/P/pipelines/ID/runs/N")
+
+    tokens = group("tokens", "user tokens")
+    p = command(tokens, "issue", tokens_issue, "issue a token for a user")
+    p.add_argument("principal", help="user:NAME")
+    p.add_argument("--ttl", help="lifetime (default 8h, at most 30d)")
+
+    keys = group("keys", "per-region keys (operators)")
+    p = command(keys, "list", keys_list, "list key versions of a region")
+    p.add_argument("--region")
+    p = command(keys, "rotate", keys_rotate, "create a new primary key version")
+    p.add_argument("--region")
+    p.add_argument("--reason")
+

@@ -1,0 +1,157 @@
+"""`securefiles agent download|cleanup`: the pipeline side, with DownloadSecureFile@1 parity."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import jwt
+
+from securefiles.client.api import SecureFilesClient
+from securefiles.client.config import job_token_from_env
+from securefiles.client.download import DownloadedFile
+from securefiles.common.errors import InvalidArgument
+
+MANIFEST = ".securefiles-downloads.json"
+_OUTPUT_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _job_dir_suffix(token: str) -> str:
+    """A stable per-job suffix for the private default directory (no secret in it)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        key = f"{claims.get('project')}/{claims.get('run')}"
+    except jwt.PyJWTError:
+        key = token
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def default_destination(env: dict[str, str] | os._Environ[str], token: str) -> tuple[Path, bool]:
+    """--dest, else $AGENT_TEMPDIRECTORY, else $RUNNER_TEMP, else a private temp dir (is_private)."""
+    for var in ("AGENT_TEMPDIRECTORY", "RUNNER_TEMP"):
+        if env.get(var):
+            return Path(env[var]), False
+    private = Path(tempfile.gettempdir()) / f"securefiles-{os.getuid()}-{_job_dir_suffix(token)}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    if private.is_symlink() or private.stat().st_uid != os.getuid():
+        raise InvalidArgument(f"{private} is not ours; pass --dest", reason="INVALID_DESTINATION")
+    os.chmod(private, 0o700)
+    return private, True
+
+
+def _manifest(dest: Path) -> list[str]:
+    try:
+        names = json.loads((dest / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _record(dest: Path, names: list[str]) -> None:
+    known = _manifest(dest)
+    merged = known + [n for n in names if n not in known]
+    tmp = dest / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(merged))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, dest / MANIFEST)
+
+
+class _ProgressBar:
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._shown = -1
+
+    def __call__(self, received: int, total: int) -> None:
+        percent = 100 if total == 0 else received * 100 // total
+        if percent != self._shown:
+            self._shown = percent
+            sys.stderr.write(f"\r{self._name}  {percent:3d}%  {received / 1e6:.1f}/{total / 1e6:.1f} MB")
+            if received >= total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def announce(downloaded: DownloadedFile, ref: str) -> None:
+    """Print the path and set `<ref>.secureFilePath` for Azure Pipelines / GitHub Actions."""
+    print(downloaded.path, flush=True)
+    if os.environ.get("TF_BUILD"):
+        print(f"##vso[task.setvariable variable={ref}.secureFilePath]{downloaded.path}", flush=True)
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    if github_output:
+        with open(github_output, "a", encoding="utf-8") as out:
+            out.write(f"{_OUTPUT_NAME.sub('_', ref)}_path={downloaded.path}\n")
+
+
+def download(args: argparse.Namespace) -> int:
+    token = job_token_from_env()
+    if not token:
+        raise InvalidArgument("no job token: set SECUREFILES_JOB_TOKEN (or SYSTEM_ACCESSTOKEN)",
+                              reason="MISSING_JOB_TOKEN")
+    if args.name and len(args.files) > 1:
+        raise InvalidArgument("--name names one file's output variable; give one file", reason="INVALID_ARGUMENT")
+    if args.retry_count < 0:
+        raise InvalidArgument("--retry-count must not be negative", reason="INVALID_ARGUMENT")
+    dest, _private = (Path(args.dest), False) if args.dest else default_destination(os.environ, token)
+    timeout = args.socket_timeout / 1000 if args.socket_timeout else None
+    client = SecureFilesClient.from_environment(job=True)
+    if args.project:
+        client.project = args.project
+    done: list[DownloadedFile] = []
+    try:
+        for name in args.files:
+            progress = _ProgressBar(name) if sys.stderr.isatty() else None
+            done.append(client.download_secure_file(name, dest, args.retry_count, timeout, progress))
+    except BaseException:
+        # All or nothing: a failure removes what this invocation already wrote.
+        for downloaded in done:
+            downloaded.path.unlink(missing_ok=True)
+        raise
+    finally:
+        client.close()
+    _record(dest, [d.name for d in done])
+    for downloaded in done:
+        announce(downloaded, args.name or downloaded.name)
+    return 0
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    if args.dest:
+        dest, private = Path(args.dest), False
+    else:
+        token = job_token_from_env()
+        if not token and not (os.environ.get("AGENT_TEMPDIRECTORY") or os.environ.get("RUNNER_TEMP")):
+            raise InvalidArgument("give --dest or the job's environment", reason="INVALID_DESTINATION")
+        dest, private = default_destination(os.environ, token)
+    removed = 0
+    for name in _manifest(dest):
+        path = dest / name
+        if "/" not in name and path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed += 1
+    (dest / MANIFEST).unlink(missing_ok=True)
+    if private:
+        shutil.rmtree(dest, ignore_errors=True)
+    print(f"removed {removed} file(s) from {dest}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    agent = subparsers.add_parser("agent", help="pipeline agent: download secure files in a job")
+    actions = agent.add_subparsers(dest="action", required=True)
+    dl = actions.add_parser("download", help="download secure files (job token required)")
+    dl.add_argument("files", nargs="+", metavar="NAME")
+    dl.add_argument("--dest", help="directory (default $AGENT_TEMPDIRECTORY, $RUNNER_TEMP, or a private temp dir)")
+    dl.add_argument("--name", help="output variable reference: sets REF.secureFilePath")
+    dl.add_argument("--retry-count", type=int, default=8, help="retries of transient failures (default 8)")
+    dl.add_argument("--socket-timeout", type=int, default=0, metavar="MS", help="per-attempt timeout in ms")
+    dl.set_defaults(handler=download)
+    cl = actions.add_parser("cleanup", help="delete what this job downloaded")
+    cl.add_argument("--dest")
+    cl.set_defaults(handler=cleanup)

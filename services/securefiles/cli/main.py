@@ -1,0 +1,100 @@
+"""Entry point of the `securefiles` command: parse, dispatch, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from securefiles import __version__
+from securefiles.cli import admin, agent, files
+from securefiles.cli.context import add_output, client_for, wants_json
+from securefiles.cli.output import print_json, print_table
+from securefiles.common.errors import SecureFilesError
+
+EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DENIED, EXIT_PENDING, EXIT_NOT_FOUND, EXIT_EXISTS = 0, 1, 2, 3, 4, 5, 6
+
+
+def exit_code_for(error: SecureFilesError) -> int:
+    """0 ok · 2 invalid input · 3 unauthenticated/denied · 4 checks pending · 5 not found · 6 exists · 1 else."""
+    if error.reason == "CHECKS_PENDING":
+        return EXIT_PENDING
+    return {
+        "INVALID_ARGUMENT": EXIT_INVALID, "UNAUTHENTICATED": EXIT_DENIED, "PERMISSION_DENIED": EXIT_DENIED,
+        "NOT_FOUND": EXIT_NOT_FOUND, "ALREADY_EXISTS": EXIT_EXISTS,
+    }.get(error.code, EXIT_ERROR)
+
+
+def up(args: argparse.Namespace) -> int:
+    from securefiles.cli.up import UpOptions, run_up
+
+    regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())
+    if not regions:
+        raise SecureFilesError("give at least one region", reason="INVALID_ARGUMENT")
+    return run_up(UpOptions(
+        state_dir=Path(args.state_dir).absolute(), port_base=args.port_base, regions=regions,
+        reflection=args.reflection, write_default_config=not args.no_default_config,
+    ))
+
+
+def serve(args: argparse.Namespace) -> int:
+    if args.service == "storage":
+        from securefiles.storage.app import main as service_main
+    elif args.service == "kms":
+        from securefiles.kms.app import main as service_main
+    else:
+        from securefiles.authz.app import main as service_main
+    service_main()
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        health = client.health()
+    if wants_json(args):
+        print_json(health)
+    else:
+        print_table(("SERVICE", "STATUS"), sorted(health.items()))
+    return 0 if health and all(s == "SERVING" for s in health.values()) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="securefiles", description="Secure files for CI/CD pipelines.")
+    parser.add_argument("--version", action="version", version=f"securefiles {__version__}")
+    parser.add_argument("--project", help="project (default: from the client config, else 'default')")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="run every service locally on embedded defaults")
+    p.add_argument("--state-dir", default=".securefiles")
+    p.add_argument("--port-base", type=int, default=7700, help="first port (0: any free ports)")
+    p.add_argument("--regions", default="eu", help="comma-separated regions, one kms each")
+    p.add_argument("--reflection", action="store_true", help="serve gRPC reflection")
+    p.add_argument("--no-default-config", action="store_true", help="do not point the default client config here")
+    p.set_defaults(handler=up)
+
+    p = sub.add_parser("serve", help="run one service (configured by SECUREFILES_* variables)")
+    p.add_argument("service", choices=("storage", "kms", "authz"))
+    p.set_defaults(handler=serve)
+
+    p = sub.add_parser("status", help="health of every configured service")
+    add_output(p)
+    p.set_defaults(handler=status)
+
+    files.register(sub)
+    admin.register(sub)
+    agent.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except SecureFilesError as error:
+        print(f"securefiles: error: {error.message} [{error.reason}]", file=sys.stderr)
+        code = exit_code_for(error)
+    except KeyboardInterrupt:
+        print("securefiles: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

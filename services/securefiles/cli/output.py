@@ -1,0 +1,49 @@
+"""Printing results for people (tables) and scripts (`--output json`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from securefiles.storage.v1 import storage_pb2
+
+
+def rfc3339(ts: Timestamp) -> str | None:
+    if not ts.seconds and not ts.nanos:
+        return None
+    return ts.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_object(f: storage_pb2.SecureFile) -> dict[str, Any]:
+    """The JSON shape of a secure file that scripts rely on."""
+    return {
+        "name": f.display_name, "id": f.secure_file_id, "size": f.size_bytes, "sha256": f.sha256,
+        "resource": f.name, "version": f.version, "properties": dict(f.properties),
+        "created_by": f.created_by, "create_time": rfc3339(f.create_time), "update_time": rfc3339(f.update_time),
+        "key_version": f.key_version,
+    }
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

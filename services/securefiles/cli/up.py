@@ -1,0 +1,260 @@
+"""`securefiles up`: the whole system on one machine, on embedded defaults.
+
+Generates (once) a development CA with one certificate per service and one for clients,
+the authz signing key and a root key per region; starts authz, one kms per region and
+storage as separate processes on loopback; waits until each reports SERVING; writes the
+client configuration with a bootstrap administrator token; stops everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from securefiles.client.config import ClientConfig, default_config_path
+from securefiles.common.dev_pki import ensure_ca, ensure_identity
+from securefiles.common.files import write_private_file
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
+
+DEFAULT_PORT_BASE = 7700
+ADMIN_TOKEN_TTL = 30 * 24 * 3600
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+class LaunchError(RuntimeError):
+    """A service did not come up."""
+
+
+@dataclass
+class UpOptions:
+    state_dir: Path
+    port_base: int = DEFAULT_PORT_BASE
+    regions: tuple[str, ...] = ("eu",)
+    reflection: bool = False
+    admin: str = "user:admin"
+    write_default_config: bool = True
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int = 0
+
+
+@dataclass
+class LocalSystem:
+    """The processes of a local deployment and the files they share."""
+
+    options: UpOptions
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def state(self) -> Path:
+        return self.options.state_dir
+
+    def _dir(self, name: str) -> Path:
+        path = self.state / name
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+        return path
+
+    def prepare(self) -> None:
+        """Create the state directory, certificates and secrets (first start only)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state, 0o700)
+        pki = self._dir("pki")
+        ensure_ca(pki)
+        for identity in ("storage", "kms", "authz", "client"):
+            ensure_identity(pki, identity)
+        secrets = self._dir("secrets")
+        signing = secrets / "authz-signing-key.pem"
+        if not signing.exists():
+            write_private_file(signing, generate_signing_key_pem())
+        for region in self.options.regions:
+            root = secrets / f"kms-{region}-root-key"
+            if not root.exists():
+                write_private_file(root, base64.b64encode(os.urandom(32)) + b"\n")
+        for name in ("data", "logs", "run"):
+            self._dir(name)
+        (self.state / "client.toml").unlink(missing_ok=True)
+
+    def tls(self, identity: str) -> TlsFiles:
+        pki = self.state / "pki"
+        return TlsFiles(ca=pki / "ca.pem", cert=pki / f"{identity}.pem", key=pki / f"{identity}-key.pem")
+
+    def _port(self, offset: int) -> int:
+        return 0 if self.options.port_base == 0 else self.options.port_base + offset
+
+    def _env(self, name: str, identity: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+        tls = self.tls(identity)
+        env = dict(os.environ)
+        env.update({
+            "SECUREFILES_LISTEN": f"127.0.0.1:{port}",
+            "SECUREFILES_TLS_CA_FILE": str(tls.ca),
+            "SECUREFILES_TLS_CERT_FILE": str(tls.cert),
+            "SECUREFILES_TLS_KEY_FILE": str(tls.key),
+            "SECUREFILES_DATABASE_URL": f"sqlite:///{self.state / 'data' / (name + '.db')}",
+            "SECUREFILES_PORT_FILE": str(self.state / "run" / f"{name}.port"),
+            "SECUREFILES_REFLECTION": "true" if self.options.reflection else "false",
+            "SECUREFILES_PARENT_PID": str(os.getpid()),
+        })
+        env.update(extra)
+        return env
+
+    def _start(self, name: str, service: str, identity: str, port: int, extra: dict[str, str]) -> ServiceProcess:
+        port_file = self.state / "run" / f"{name}.port"
+        port_file.unlink(missing_ok=True)
+        log_path = self.state / "logs" / f"{name}.log"
+        log = open(log_path, "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "securefiles", "serve", service],
+            env=self._env(name, identity, port, extra), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        child = ServiceProcess(name, process, log_path)
+        self.processes.append(child)
+        child.port = self._wait_ready(child, port_file)
+        return child
+
+    def _wait_ready(self, child: ServiceProcess, port_file: Path) -> int:
+        deadline = time.monotonic() + START_TIMEOUT
+        port = 0
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise LaunchError(f"{child.name} exited with status {child.process.returncode}; "
+                                  f"see {child.log_path}:\n{_tail(child.log_path)}")
+            if not port and port_file.exists():
+                text = port_file.read_text().strip()
+                port = int(text) if text.isdigit() else 0
+            if port and self._serving(port):
+                return port
+            time.sleep(0.05)
+        raise LaunchError(f"{child.name} did not become healthy within {START_TIMEOUT:.0f}s; see {child.log_path}")
+
+    def _serving(self, port: int) -> bool:
+        target = f"127.0.0.1:{port}"
+        with grpc.secure_channel(target, channel_credentials(self.tls("client")), channel_options(target)) as ch:
+            try:
+                response = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            except grpc.RpcError:
+                return False
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def start(self) -> ClientConfig:
+        """Start authz, the kms of each region, then storage; write the client config."""
+        secrets = self.state / "secrets"
+        regions = self.options.regions
+        authz = self._start("authz", "authz", "authz", self._port(0), {
+            "SECUREFILES_SIGNING_KEY_FILE": str(secrets / "authz-signing-key.pem"),
+            "SECUREFILES_REGIONS": ",".join(regions),
+            "SECUREFILES_BOOTSTRAP_ADMIN": self.options.admin,
+        })
+        authz_target = f"127.0.0.1:{authz.port}"
+        kms: dict[str, str] = {}
+        for index, region in enumerate(regions):
+            child = self._start(f"kms-{region}", "kms", "kms", self._port(2 + index), {
+                "SECUREFILES_REGION": region,
+                "SECUREFILES_KMS_ROOT_KEY_FILE": str(secrets / f"kms-{region}-root-key"),
+                "SECUREFILES_AUTHZ_ENDPOINT": authz_target,
+            })
+            kms[region] = f"127.0.0.1:{child.port}"
+        storage = self._start("storage", "storage", "storage", self._port(1), {
+            "SECUREFILES_BLOB_DIR": str(self.state / "data" / "blobs"),
+            "SECUREFILES_AUTHZ_ENDPOINT": authz_target,
+            "SECUREFILES_KMS_ENDPOINTS": ",".join(f"{r}={t}" for r, t in kms.items()),
+        })
+        issuer = TokenIssuer(load_signing_key((secrets / "authz-signing-key.pem").read_bytes()))
+        token, _ = issuer.issue(self.options.admin, ADMIN_TOKEN_TTL, kind="user")
+        client_tls = self.tls("client")
+        config = ClientConfig(
+            storage=f"127.0.0.1:{storage.port}", authz=authz_target, kms=kms, ca_file=client_tls.ca.resolve(),
+            cert_file=client_tls.cert.resolve(), key_file=client_tls.key.resolve(), token=token,
+        )
+        config_path = self.state / "client.toml"
+        config.write(config_path)
+        if self.options.write_default_config:
+            _point_default_config(config_path.resolve())
+        return config
+
+    def first_exited(self) -> ServiceProcess | None:
+        return next((p for p in self.processes if p.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        """SIGTERM every service (storage first), then SIGKILL what lingers."""
+        for child in reversed(self.processes):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for child in reversed(self.processes):
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _point_default_config(target: Path) -> None:
+    link = default_config_path()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def run_up(options: UpOptions) -> int:
+    """Run in the foreground until interrupted; 0 on a clean stop."""
+    system = LocalSystem(options)
+    stopping = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        system.prepare()
+        config = system.start()
+    except (LaunchError, OSError) as error:
+        system.stop()
+        print(f"securefiles: error: {error}", file=sys.stderr)
+        return 1
+    print(f"storage  {config.storage}\nauthz    {config.authz}", flush=True)
+    for region, target in config.kms.items():
+        print(f"kms-{region:<4} {target}", flush=True)
+    print(f"client config: {system.state / 'client.toml'}\nlogs: {system.state / 'logs'}", flush=True)
+    print("securefiles is up (Ctrl-C to stop)", flush=True)
+    exit_code = 0
+    while not stopping:
+        exited = system.first_exited()
+        if exited is not None:
+            print(f"securefiles: error: {exited.name} exited with status {exited.process.returncode}; "
+                  f"see {exited.log_path}", file=sys.stderr)
+            exit_code = 1
+            break
+        time.sleep(0.2)
+    system.stop()
+    print("securefiles stopped", flush=True)
+    return exit_code

@@ -1,0 +1,266 @@
+"""`SecureFilesClient`: the typed Python API the CLI is built on.
+
+Errors are the exceptions of `securefiles.common.errors` (re-exported by
+`securefiles.client`), each carrying the server's `ErrorInfo.reason`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from google.protobuf import field_mask_pb2
+from google.protobuf.duration_pb2 import Duration
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.client.config import ClientConfig, job_token_from_env, load_config
+from securefiles.client.download import DownloadedFile, Progress, download_with_retries, prepare_destination
+from securefiles.client.transport import Transport
+from securefiles.common.errors import InvalidArgument, SecureFilesError
+from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
+from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+
+CHUNK_BYTES = 1024 * 1024
+ROLES = {"reader": authz_pb2.READER, "user": authz_pb2.USER, "creator": authz_pb2.CREATOR,
+         "administrator": authz_pb2.ADMINISTRATOR, "operator": authz_pb2.OPERATOR}
+
+
+def _duration(seconds: int | None) -> Duration | None:
+    return Duration(seconds=seconds) if seconds else None
+
+
+class SecureFilesClient:
+    """Talks to storage, authz and kms with one token and one project."""
+
+    def __init__(self, config: ClientConfig, token: str | None = None, project: str | None = None) -> None:
+        self.config = config
+        self.project = project or config.project
+        self._transport = Transport(config, config.token if token is None else token)
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None, job: bool = False) -> SecureFilesClient:
+        """Config file + `SECUREFILES_*` overrides; with `job=True` the job token of the agent."""
+        env = os.environ if env is None else env
+        config = load_config(env)
+        token = job_token_from_env(env) if job else None
+        if job and not token:
+            raise InvalidArgument("no job token: set SECUREFILES_JOB_TOKEN (or SYSTEM_ACCESSTOKEN)",
+                                  reason="MISSING_JOB_TOKEN")
+        return cls(config, token=token)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> SecureFilesClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- stubs ------------------------------------------------------------------------
+
+    @property
+    def _storage(self) -> storage_pb2_grpc.SecureFileServiceStub:
+        return storage_pb2_grpc.SecureFileServiceStub(self._transport.channel(self.config.storage))
+
+    @property
+    def _authz(self) -> authz_pb2_grpc.AuthorizationServiceStub:
+        return authz_pb2_grpc.AuthorizationServiceStub(self._transport.channel(self.config.authz))
+
+    def _kms(self, region: str | None) -> tuple[kms_pb2_grpc.KeyManagementServiceStub, str]:
+        regions = self.config.regions
+        if region is None:
+            if len(regions) != 1:
+                raise InvalidArgument(f"choose a region with --region ({', '.join(regions) or 'none configured'})",
+                                      reason="REGION_REQUIRED")
+            region = regions[0]
+        target = self.config.kms.get(region)
+        if not target:
+            raise InvalidArgument(f"no kms endpoint for region {region!r}", reason="UNKNOWN_REGION")
+        return kms_pb2_grpc.KeyManagementServiceStub(self._transport.channel(target)), region
+
+    def file_resource(self, name: str) -> str:
+        """`projects/{project}/secureFiles/{name or id}`."""
+        if "/" in name:
+            raise InvalidArgument(f"invalid file name {name!r}", reason="INVALID_NAME")
+        return f"projects/{self.project}/secureFiles/{name}"
+
+    # -- files ------------------------------------------------------------------------
+
+    def upload_file(
+        self, source: Path | BinaryIO | bytes, name: str | None = None, properties: Mapping[str, str] | None = None
+    ) -> storage_pb2.SecureFile:
+        """Upload a path, an open binary file or bytes as a new secure file."""
+        if isinstance(source, Path):
+            display_name = name or source.name
+            try:
+                handle: BinaryIO = source.open("rb")
+            except OSError as error:
+                raise InvalidArgument(f"cannot read {source}: {error.strerror}", reason="INVALID_SOURCE") from None
+            expected = os.fstat(handle.fileno()).st_size
+        elif isinstance(source, bytes):
+            import io
+
+            if not name:
+                raise InvalidArgument("a name is required when uploading bytes", reason="INVALID_NAME")
+            display_name, handle, expected = name, io.BytesIO(source), len(source)
+        else:
+            if not name:
+                raise InvalidArgument("a name is required when uploading a stream", reason="INVALID_NAME")
+            display_name, handle, expected = name, source, 0
+
+        def messages() -> Iterator[storage_pb2.UploadSecureFileRequest]:
+            yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
+                parent=f"projects/{self.project}", display_name=display_name, properties=dict(properties or {}),
+                expected_size_bytes=expected,
+            ))
+            while chunk := handle.read(CHUNK_BYTES):
+                yield storage_pb2.UploadSecureFileRequest(chunk=chunk)
+
+        try:
+            return self._transport.call(self._storage.UploadSecureFile, messages(), timeout=300)
+        finally:
+            if isinstance(source, (Path, bytes)):
+                handle.close()
+
+    def get_file(self, name: str) -> storage_pb2.SecureFile:
+        return self._transport.call(self._storage.GetSecureFile,
+                                    storage_pb2.GetSecureFileRequest(name=self.file_resource(name)))
+
+    def list_files(self, name_pattern: str = "", page_size: int = 0) -> Iterator[storage_pb2.SecureFile]:
+        """Every file the caller may view, following pages."""
+        token = ""
+        while True:
+            response = self._transport.call(self._storage.ListSecureFiles, storage_pb2.ListSecureFilesRequest(
+                parent=f"projects/{self.project}", page_size=page_size, page_token=token, name_pattern=name_pattern,
+            ))
+            yield from response.secure_files
+            token = response.next_page_token
+            if not token:
+                return
+
+    def update_file(
+        self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None
+    ) -> storage_pb2.SecureFile:
+        paths = []
+        wanted = storage_pb2.SecureFile(name=self.file_resource(name))
+        if rename is not None:
+            wanted.display_name = rename
+            paths.append("display_name")
+        if properties is not None:
+            wanted.properties.update(properties)
+            paths.append("properties")
+        if not paths:
+            raise InvalidArgument("nothing to update: give --rename or --property", reason="INVALID_UPDATE_MASK")
+        return self._transport.call(self._storage.UpdateSecureFile, storage_pb2.UpdateSecureFileRequest(
+            secure_file=wanted, update_mask=field_mask_pb2.FieldMask(paths=paths)))
+
+    def delete_file(self, name: str) -> None:
+        self._transport.call(self._storage.DeleteSecureFile,
+                             storage_pb2.DeleteSecureFileRequest(name=self.file_resource(name)))
+
+    def download_secure_file(
+        self, name: str, dest: Path, retry_count: int = 8, timeout: float | None = None,
+        progress: Progress | None = None,
+    ) -> DownloadedFile:
+        """As a pipeline job: download `name` into directory `dest` and return where it is."""
+        return download_with_retries(
+            self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout, progress
+        )
+
+    # -- projects, roles, pipelines, runs, tokens -------------------------------------
+
+    def create_project(self, project_id: str, region: str = "") -> authz_pb2.Project:
+        return self._transport.call(self._authz.CreateProject,
+                                    authz_pb2.CreateProjectRequest(project_id=project_id, region=region))
+
+    def list_projects(self) -> list[authz_pb2.Project]:
+        return list(self._transport.call(self._authz.ListProjects, authz_pb2.ListProjectsRequest()).projects)
+
+    def _file_id_resource(self, file: str) -> str:
+        return self.get_file(file).name
+
+    def assign_role(self, principal: str, role: str, file: str | None = None) -> authz_pb2.RoleAssignment:
+        """Library role (or organization `operator`), or a role on one file."""
+        role_value = ROLES.get(role.lower())
+        if role_value is None:
+            raise InvalidArgument(f"unknown role {role!r}; one of {', '.join(ROLES)}", reason="INVALID_ROLE")
+        if role_value == authz_pb2.OPERATOR:
+            scope = "organization"
+        elif file:
+            scope = self._file_id_resource(file)
+        else:
+            scope = f"projects/{self.project}"
+        assignment = authz_pb2.RoleAssignment(scope=scope, principal=principal, role=role_value)
+        return self._transport.call(self._authz.SetRoleAssignment,
+                                    authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment))
+
+    def set_role_inheritance(self, file: str, inherit: bool) -> authz_pb2.RoleInheritance:
+        return self._transport.call(self._authz.SetRoleInheritance, authz_pb2.SetRoleInheritanceRequest(
+            scope=self._file_id_resource(file), inherit_from_library=inherit))
+
+    def create_pipeline(self, display_name: str) -> authz_pb2.Pipeline:
+        return self._transport.call(self._authz.CreatePipeline, authz_pb2.CreatePipelineRequest(
+            parent=f"projects/{self.project}", pipeline=authz_pb2.Pipeline(display_name=display_name)))
+
+    def list_pipelines(self) -> list[authz_pb2.Pipeline]:
+        return list(self._transport.call(self._authz.ListPipelines, authz_pb2.ListPipelinesRequest(
+            parent=f"projects/{self.project}")).pipelines)
+
+    def set_pipeline_permission(
+        self, file: str, pipeline: str | None, authorized: bool
+    ) -> authz_pb2.PipelinePermissions:
+        """Authorize (or revoke) one pipeline on a file, or all pipelines when `pipeline` is None."""
+        request = authz_pb2.SetPipelinePermissionRequest(
+            resource=self._file_id_resource(file),
+            pipeline=f"projects/{self.project}/pipelines/{pipeline}" if pipeline else "",
+            all_pipelines=pipeline is None, authorized=authorized,
+        )
+        return self._transport.call(self._authz.SetPipelinePermission, request)
+
+    def start_run(
+        self, pipeline: str, branch: str, requested_by: str = "", ttl_seconds: int | None = None
+    ) -> authz_pb2.StartRunResponse:
+        return self._transport.call(self._authz.StartRun, authz_pb2.StartRunRequest(
+            pipeline=f"projects/{self.project}/pipelines/{pipeline}", branch=branch, requested_by=requested_by,
+            ttl=_duration(ttl_seconds)))
+
+    def complete_run(self, run: str) -> authz_pb2.Run:
+        """Complete a run given its resource name or, with a job token, its id."""
+        return self._transport.call(self._authz.CompleteRun, authz_pb2.CompleteRunRequest(name=run))
+
+    def issue_token(self, principal: str, ttl_seconds: int | None = None) -> authz_pb2.IssueTokenResponse:
+        return self._transport.call(self._authz.IssueToken, authz_pb2.IssueTokenRequest(
+            principal=principal, ttl=_duration(ttl_seconds)))
+
+    # -- keys -------------------------------------------------------------------------
+
+    def list_key_versions(self, region: str | None = None) -> tuple[str, list[kms_pb2.KeyVersion]]:
+        stub, region = self._kms(region)
+        response = self._transport.call(stub.ListKeyVersions, kms_pb2.ListKeyVersionsRequest(
+            key_ring=f"regions/{region}"))
+        return region, list(response.key_versions)
+
+    def rotate_key(self, region: str | None = None, reason: str = "") -> kms_pb2.KeyVersion:
+        stub, region = self._kms(region)
+        return self._transport.call(stub.RotateKey, kms_pb2.RotateKeyRequest(
+            key_ring=f"regions/{region}", reason=reason))
+
+    # -- health -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, str]:
+        """SERVING / NOT_SERVING / UNREACHABLE for every configured endpoint."""
+        targets = {"storage": self.config.storage, "authz": self.config.authz}
+        targets.update({f"kms-{region}": target for region, target in self.config.kms.items()})
+        result: dict[str, str] = {}
+        for service, target in targets.items():
+            try:
+                stub = health_pb2_grpc.HealthStub(self._transport.channel(target))
+                response = self._transport.call(stub.Check, health_pb2.HealthCheckRequest(), timeout=3)
+                result[service] = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            except SecureFilesError:
+                result[service] = "UNREACHABLE"
+        return result

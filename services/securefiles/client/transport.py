@@ -1,0 +1,79 @@
+"""Blocking channels to the services, with the caller's bearer token on every call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from securefiles.client.config import ClientConfig
+from securefiles.common.errors import InvalidArgument, SecureFilesError, Unavailable
+from securefiles.common.rich_status import error_info_of, from_rpc_error
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 30.0
+_TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def translate(error: grpc.RpcError) -> SecureFilesError:
+    """A failed call as a typed error that keeps the server's ErrorInfo reason."""
+    if error.code() in _TRANSPORT and error_info_of(error) is None:  # type: ignore[attr-defined]
+        code = error.code()  # type: ignore[attr-defined]
+        reason = "DEADLINE_EXCEEDED" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "UNAVAILABLE"
+        detail = error.details() or ""  # type: ignore[attr-defined]
+        return Unavailable(f"service unavailable: {detail}".rstrip(": "), reason=reason)
+    return from_rpc_error(error)
+
+
+class Transport:
+    """Lazily opened mTLS channels keyed by target."""
+
+    def __init__(self, config: ClientConfig, token: str) -> None:
+        self.config = config
+        self._token = token
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def _tls(self) -> TlsFiles:
+        c = self.config
+        if not (c.ca_file and c.cert_file and c.key_file):
+            raise InvalidArgument(
+                "client TLS files are not configured (run `securefiles up`, or set SECUREFILES_CONFIG)",
+                reason="INVALID_CONFIG",
+            )
+        return TlsFiles(ca=c.ca_file, cert=c.cert_file, key=c.key_file)
+
+    def channel(self, target: str) -> grpc.Channel:
+        if not target:
+            raise InvalidArgument("no endpoint configured for this service", reason="INVALID_CONFIG")
+        channel = self._channels.get(target)
+        if channel is None:
+            try:
+                credentials = channel_credentials(self._tls())
+            except OSError as error:
+                raise InvalidArgument(f"cannot read TLS files: {error.strerror}: {error.filename}",
+                                      reason="INVALID_CONFIG") from None
+            channel = grpc.secure_channel(target, credentials, options=channel_options(target))
+            self._channels[target] = channel
+        return channel
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self._token}"),) if self._token else ()
+
+    def call(self, method: Callable[..., T], request: Any, timeout: float | None = DEFAULT_TIMEOUT) -> T:
+        try:
+            return method(request, timeout=timeout, metadata=self.metadata())
+        except grpc.RpcError as error:
+            raise translate(error) from None
+
+    def stream(self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None) -> Iterator[T]:
+        try:
+            yield from method(request, timeout=timeout, metadata=self.metadata())
+        except grpc.RpcError as error:
+            raise translate(error) from None
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()

@@ -1,0 +1,87 @@
+"""Settings read from the environment once, at start-up (never at import).
+
+Secrets are passed as `*_FILE` paths, never as values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from securefiles.common.tls import TlsFiles
+
+PREFIX = "SECUREFILES_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(PREFIX + name, default)
+    if value is None or value == "":
+        raise ConfigError(f"{PREFIX}{name} is required")
+    return value
+
+
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be an integer") from None
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_endpoints(raw: str) -> dict[str, str]:
+    """`eu=host:port,us=host:port` -> {"eu": "host:port", "us": "host:port"}."""
+    endpoints: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        region, sep, target = item.partition("=")
+        if not sep or not region or not target:
+            raise ConfigError(f"endpoint {item!r} must look like region=host:port")
+        endpoints[region.strip()] = target.strip()
+    if not endpoints:
+        raise ConfigError("no endpoints given")
+    return endpoints
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every service needs to serve."""
+
+    listen: str
+    tls: TlsFiles
+    database_url: str
+    reflection: bool
+    log_level: str
+    port_file: Path | None
+    parent_pid: int | None
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
+        env = os.environ if env is None else env
+        port_file = env.get(PREFIX + "PORT_FILE")
+        return cls(
+            listen=env_str(env, "LISTEN", "127.0.0.1:0"),
+            tls=TlsFiles(
+                ca=Path(env_str(env, "TLS_CA_FILE")),
+                cert=Path(env_str(env, "TLS_CERT_FILE")),
+                key=Path(env_str(env, "TLS_KEY_FILE")),
+            ),
+            database_url=env_str(env, "DATABASE_URL", f"sqlite:///{service}.db"),
+            reflection=env_bool(env, "REFLECTION"),
+            log_level=env_str(env, "LOG_LEVEL", "INFO"),
+            port_file=Path(port_file) if port_file else None,
+            parent_pid=env_int(env, "PARENT_PID", 0) or None,
+        )

@@ -1,0 +1,66 @@
+"""SQL engines for the services: SQLite (embedded default) or PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout; write transactions start with
+`BEGIN IMMEDIATE` so that concurrent writers (several processes on one file) queue
+instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+
+_IMMEDIATE = "securefiles_immediate"
+
+
+def make_engine(url: str, metadata: MetaData | None = None) -> Engine:
+    """Create an engine (and the tables of `metadata`, if given)."""
+    is_sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = {"hide_parameters": True, "future": True}
+    if is_sqlite:
+        kwargs["connect_args"] = {"timeout": 15, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if is_sqlite:
+        _configure_sqlite(engine)
+    if metadata is not None:
+        with write_transaction(engine) as conn:
+            metadata.create_all(conn)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        # Overwrite deleted content (destroyed key material, crypto-shredded keys).
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock up front (SQLite) and commits on success."""
+    with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A consistent read snapshot."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,189 @@
+"""One server interceptor for every cross-cutting concern of an RPC.
+
+It authenticates the caller (bearer token or service certificate), binds the request id
+and deadline for outbound calls, maps domain errors to a rich status with one ErrorInfo,
+turns anything unexpected into a generic INTERNAL, and writes one access-log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from securefiles.common.errors import SecureFilesError, Unauthenticated
+from securefiles.common.logging import request_id_var
+from securefiles.common.principal import Principal
+from securefiles.common.rich_status import to_rpc_status
+from securefiles.common.tls import SERVICE_IDENTITIES, peer_identity
+from securefiles.common.tokens import TokenVerifier
+
+log = logging.getLogger("securefiles.rpc")
+
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+# Reachable with a verified client certificate alone (the TLS handshake authenticated it).
+UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_MAX_REQUEST_ID = 64
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC being served."""
+    principal = principal_var.get()
+    if principal is None:
+        raise Unauthenticated("no authenticated caller", reason="MISSING_CREDENTIALS")
+    return principal
+
+
+def outbound_timeout(default: float) -> float:
+    """Deadline for a call made while serving: never later than our caller's."""
+    deadline = deadline_var.get()
+    if deadline is None:
+        return default
+    return max(0.001, min(default, deadline - time.monotonic()))
+
+
+def outbound_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata that carries the request id to the next service."""
+    request_id = request_id_var.get()
+    return (("x-request-id", request_id),) if request_id else ()
+
+
+class Authenticator:
+    """Decides who is calling: a bearer token wins, else a service certificate."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                scheme, _, credential = str(value).partition(" ")
+                if scheme.lower() != "bearer" or not credential:
+                    raise Unauthenticated("authorization must be a bearer token", reason="INVALID_TOKEN")
+                token = credential.strip()
+        if token is not None:
+            return await self._verifier.verify(token)
+        identity = peer_identity(context)
+        if identity in SERVICE_IDENTITIES:
+            return Principal("service", f"service:{identity}")
+        raise Unauthenticated("a bearer token is required", reason="MISSING_CREDENTIALS")
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Authentication, error mapping, request ids and access logs for one service."""
+
+    def __init__(self, service: str, authenticator: Authenticator) -> None:
+        self._service = service
+        self._domain = f"{service}.securefiles"
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        authenticate = not method.startswith(UNAUTHENTICATED_METHOD_PREFIXES)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, authenticate),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method, authenticate),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, authenticate),
+                handler.request_deserializer, handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(handler.stream_stream, method, authenticate),
+            handler.request_deserializer, handler.response_serializer,
+        )
+
+    async def _begin(self, context: grpc.aio.ServicerContext, authenticate: bool) -> None:
+        request_id = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-request-id":
+                request_id = str(value)[:_MAX_REQUEST_ID]
+        request_id_var.set(request_id or uuid.uuid4().hex)
+        remaining = context.time_remaining()
+        deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
+        principal_var.set(await self._authenticator.authenticate(context) if authenticate else None)
+
+    async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
+        if isinstance(error, SecureFilesError):
+            status = rpc_status.to_status(to_rpc_status(error, self._domain))
+            self._log(method, error.code, error.reason)
+        else:
+            log.error("unexpected error", exc_info=error, extra={"method": method})
+            internal = SecureFilesError("internal error", reason="INTERNAL")
+            status = rpc_status.to_status(to_rpc_status(internal, self._domain))
+            self._log(method, "INTERNAL", "INTERNAL")
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def _log(self, method: str, code: str, reason: str = "", started: float | None = None) -> None:
+        principal = principal_var.get()
+        extra: dict[str, Any] = {"method": method, "code": code}
+        if reason:
+            extra["reason"] = reason
+        if principal is not None:
+            extra["principal"] = principal.name
+        if started is not None:
+            extra["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        log.info("rpc", extra=extra)
+
+    def _wrap_unary(
+        self, behavior: Callable[..., Awaitable[Any]], method: str, authenticate: bool
+    ) -> Callable[..., Awaitable[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                await self._begin(context, authenticate)
+                response = await behavior(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as error:
+                await self._fail(context, error, method)
+                raise  # unreachable: abort raises
+            if authenticate:
+                self._log(method, "OK", started=started)
+            return response
+
+        return wrapped
+
+    def _wrap_stream(
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str, authenticate: bool
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                await self._begin(context, authenticate)
+                async for response in behavior(request, context):
+                    yield response
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as error:
+                await self._fail(context, error, method)
+                raise
+            if authenticate:
+                self._log(method, "OK", started=started)
+
+        return wrapped

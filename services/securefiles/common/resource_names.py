@@ -1,0 +1,61 @@
+"""Parsing and formatting of AIP resource names."""
+
+from __future__ import annotations
+
+import re
+
+from securefiles.common.errors import InvalidArgument
+
+PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+REGION_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def _invalid(what: str, value: str) -> InvalidArgument:
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return InvalidArgument(f"{what} {shown!r} is not a valid resource name", reason="INVALID_RESOURCE_NAME")
+
+
+def parse_project(name: str) -> str:
+    """`projects/{project}` -> project."""
+    parts = name.split("/")
+    if len(parts) != 2 or parts[0] != "projects" or not PROJECT_ID.match(parts[1]):
+        raise _invalid("project", name)
+    return parts[1]
+
+
+def parse_child(name: str, collection: str) -> tuple[str, str]:
+    """`projects/{project}/{collection}/{child}` -> (project, child). The child may hold any
+    character but `/`."""
+    prefix, sep, child = name.rpartition(f"/{collection}/")
+    if not sep or not child or "/" in child:
+        raise _invalid(collection, name)
+    return parse_project(prefix), child
+
+
+def parse_run(name: str) -> tuple[str, str, int]:
+    """`projects/{p}/pipelines/{pipeline}/runs/{run}` -> (project, pipeline, run id)."""
+    pipeline_name, sep, run = name.rpartition("/runs/")
+    if not sep or not run.isdigit():
+        raise _invalid("run", name)
+    project, pipeline = parse_child(pipeline_name, "pipelines")
+    return project, pipeline, int(run)
+
+
+def parse_region(name: str) -> str:
+    """`regions/{region}` -> region."""
+    parts = name.split("/")
+    if len(parts) != 2 or parts[0] != "regions" or not REGION_ID.match(parts[1]):
+        raise _invalid("key ring", name)
+    return parts[1]
+
+
+def parse_key_version(name: str) -> tuple[str, int]:
+    """`regions/{region}/keyVersions/{n}` -> (region, n)."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[2] != "keyVersions" or not parts[3].isdigit():
+        raise _invalid("key version", name)
+    return parse_region("/".join(parts[:2])), int(parts[3])
+
+
+def file_name(project: str, secure_file_id: str) -> str:
+    return f"projects/{project}/secureFiles/{secure_file_id}"

@@ -1,0 +1,123 @@
+"""gRPC server bootstrap shared by the three services.
+
+`create_server` builds and binds (port 0 picks a free port) without starting, as the
+grpc examples do; `run_until_signalled` starts, reports SERVING, and shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from securefiles.common.files import write_private_file
+from securefiles.common.interceptors import Authenticator, ServiceInterceptor
+from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, server_credentials
+
+log = logging.getLogger("securefiles.server")
+
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any]
+
+
+@dataclass
+class RunningServer:
+    """A bound server, its port, and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    service_names: tuple[str, ...]
+
+
+def create_server(
+    *,
+    service: str,
+    registrations: Sequence[Registration],
+    service_names: Sequence[str],
+    tls: TlsFiles,
+    authenticator: Authenticator,
+    address: str = "127.0.0.1:0",
+    reflection_enabled: bool = False,
+    max_concurrent_streams: int = 1024,
+) -> RunningServer:
+    """Build a TLS server with health, optional reflection and our interceptor; bind it."""
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(service, authenticator)],
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_concurrent_streams", max_concurrent_streams),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    for add, servicer in registrations:
+        add(servicer, server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = tuple(service_names)
+    if reflection_enabled:
+        reflection.enable_server_reflection(
+            (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+    port = server.add_secure_port(address, server_credentials(tls))
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    return RunningServer(server, port, health, names)
+
+
+async def mark_serving(running: RunningServer) -> None:
+    """Report SERVING for the server and each of its services."""
+    await running.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in running.service_names:
+        await running.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def run_until_signalled(
+    running: RunningServer,
+    port_file: Path | None = None,
+    grace_seconds: float = 5.0,
+    on_stop: Callable[[], Any] | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    """Start, mark SERVING, write the bound port if asked, and stop cleanly on SIGINT/SIGTERM
+    (or when `parent_pid`, the launching `securefiles up`, is gone)."""
+    await running.server.start()
+    await mark_serving(running)
+    if port_file is not None:
+        write_private_file(port_file, str(running.port).encode())
+    log.info("serving", extra={"port": running.port, "pid": os.getpid()})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    await stop.wait()
+    if watchdog is not None:
+        watchdog.cancel()
+    log.info("shutting down")
+    await running.health.enter_graceful_shutdown()
+    await running.server.stop(grace_seconds)
+    if on_stop is not None:
+        result = on_stop()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(1.0)
+    log.warning("launcher is gone; stopping")
+    stop.set()

@@ -1,0 +1,116 @@
+"""Async clients one service uses to call another, over mutual TLS.
+
+Every call has a deadline (never later than the caller's), carries the request id, and
+turns a failed call into a domain error that keeps the remote ErrorInfo reason.
+Connection failures become UNAVAILABLE: callers fail closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.errors import Unavailable
+from securefiles.common.interceptors import outbound_metadata, outbound_timeout
+from securefiles.common.rich_status import error_info_of, from_rpc_error
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
+
+DEFAULT_TIMEOUT = 10.0
+_TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def secure_channel(target: str, tls: TlsFiles) -> grpc.aio.Channel:
+    """An aio channel presenting this service's certificate."""
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target))
+
+
+async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, service: str,
+                timeout: float = DEFAULT_TIMEOUT) -> object:
+    try:
+        return await method(request, timeout=outbound_timeout(timeout), metadata=outbound_metadata())
+    except grpc.aio.AioRpcError as error:
+        if error.code() in _TRANSPORT_FAILURES and error_info_of(error) is None:
+            raise Unavailable(f"{service} is unavailable", reason=f"{service.upper()}_UNAVAILABLE") from None
+        raise from_rpc_error(error, f"{service}.securefiles") from None
+
+
+class AuthzClient:
+    """What other services ask authz."""
+
+    def __init__(self, target: str, tls: TlsFiles) -> None:
+        self._channel = secure_channel(target, tls)
+        self._stub = authz_pb2_grpc.AuthorizationServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def signing_keys(self) -> dict[str, Ed25519PublicKey]:
+        response = await _call(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz")
+        assert isinstance(response, authz_pb2.GetSigningKeysResponse)
+        return {k.kid: Ed25519PublicKey.from_public_bytes(k.public_key) for k in response.keys}
+
+    async def check_access(self, principal: str, permission: int, resources: Sequence[str]) -> list[bool]:
+        request = authz_pb2.CheckAccessRequest(
+            principal=principal, permission=permission, resources=list(resources)  # type: ignore[arg-type]
+        )
+        response = await _call(self._stub.CheckAccess, request, "authz")
+        assert isinstance(response, authz_pb2.CheckAccessResponse)
+        return list(response.allowed)
+
+    async def authorize_use(self, job_token: str, resource: str) -> str:
+        request = authz_pb2.AuthorizeUseRequest(job_token=job_token, resource=resource)
+        response = await _call(self._stub.AuthorizeUse, request, "authz")
+        assert isinstance(response, authz_pb2.AuthorizeUseResponse)
+        return response.run
+
+    async def project_region(self, project: str) -> str:
+        response = await _call(self._stub.GetProject, authz_pb2.GetProjectRequest(name=f"projects/{project}"), "authz")
+        assert isinstance(response, authz_pb2.Project)
+        return response.region
+
+    async def grant_file_administrator(self, file_resource: str, principal: str) -> None:
+        assignment = authz_pb2.RoleAssignment(scope=file_resource, principal=principal, role=authz_pb2.ADMINISTRATOR)
+        await _call(self._stub.SetRoleAssignment, authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment),
+                    "authz")
+
+
+class KmsClient:
+    """Data-key calls to one region's kms."""
+
+    def __init__(self, region: str, target: str, tls: TlsFiles) -> None:
+        self.region = region
+        self._channel = secure_channel(target, tls)
+        self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._channel)
+        self._key_ring = f"regions/{region}"
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def generate_data_key(self, context: Mapping[str, str]) -> kms_pb2.GenerateDataKeyResponse:
+        request = kms_pb2.GenerateDataKeyRequest(key_ring=self._key_ring, encryption_context=dict(context))
+        response = await _call(self._stub.GenerateDataKey, request, "kms")
+        assert isinstance(response, kms_pb2.GenerateDataKeyResponse)
+        return response
+
+    async def decrypt_data_key(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        request = kms_pb2.DecryptDataKeyRequest(
+            key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
+        )
+        response = await _call(self._stub.DecryptDataKey, request, "kms")
+        assert isinstance(response, kms_pb2.DecryptDataKeyResponse)
+        return response.plaintext
+
+    async def reencrypt_data_key(
+        self, wrapped: bytes, context: Mapping[str, str]
+    ) -> kms_pb2.ReEncryptDataKeyResponse:
+        request = kms_pb2.ReEncryptDataKeyRequest(
+            key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
+        )
+        response = await _call(self._stub.ReEncryptDataKey, request, "kms")
+        assert isinstance(response, kms_pb2.ReEncryptDataKeyResponse)
+        return response
+

@@ -1,0 +1,142 @@
+"""Bearer tokens: EdDSA-signed JWTs issued by authz and verified locally everywhere.
+
+Verification keys come from authz's GetSigningKeys, cached and refreshed when a token
+names an unknown `kid` (at most once per `refresh_interval`, so random kids cannot make
+us hammer authz).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from securefiles.common.errors import Unauthenticated
+from securefiles.common.principal import USER_PRINCIPAL, Principal
+
+AUDIENCE = "securefiles"
+ISSUER = "securefiles-authz"
+ALGORITHM = "EdDSA"
+LEEWAY_SECONDS = 30
+
+Clock = Callable[[], float]
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """A stable `kid`: a short hash of the raw public key."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest()[:12]).decode().rstrip("=")
+
+
+def generate_signing_key_pem() -> bytes:
+    """A new Ed25519 signing key in PKCS#8 PEM."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def load_signing_key(pem: bytes) -> Ed25519PrivateKey:
+    """Parse an Ed25519 signing key."""
+    key = serialization.load_pem_private_key(pem, None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("signing key must be Ed25519")
+    return key
+
+
+class TokenIssuer:
+    """Signs tokens with one Ed25519 key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, clock: Clock = time.time) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key()
+        self.kid = key_id(self.public_key)
+        self._clock = clock
+
+    def issue(self, subject: str, ttl_seconds: int, **claims: Any) -> tuple[str, int]:
+        """Return (token, expiry epoch seconds)."""
+        now = int(self._clock())
+        exp = now + int(ttl_seconds)
+        payload = {
+            "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "iat": now, "nbf": now - 1,
+            "exp": exp, "jti": uuid.uuid4().hex, **claims,
+        }
+        token = jwt.encode(payload, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
+        return token, exp
+
+
+KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
+
+
+class TokenVerifier:
+    """Verifies tokens against authz's public keys; never accepts another algorithm."""
+
+    def __init__(
+        self,
+        fetch_keys: KeyFetcher,
+        clock: Clock = time.time,
+        refresh_interval: float = 5.0,
+    ) -> None:
+        self._fetch_keys = fetch_keys
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._clock = clock
+        self._refresh_interval = refresh_interval
+        self._last_refresh = float("-inf")
+
+    def set_keys(self, keys: dict[str, Ed25519PublicKey]) -> None:
+        """Install keys directly (authz verifies with its own keys)."""
+        self._keys = dict(keys)
+
+    async def _key_for(self, kid: str) -> Ed25519PublicKey:
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        now = time.monotonic()
+        if now - self._last_refresh >= self._refresh_interval:
+            self._last_refresh = now
+            self._keys = await self._fetch_keys()
+            key = self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated("token signed by an unknown key", reason="UNKNOWN_SIGNING_KEY")
+        return key
+
+    async def verify(self, token: str) -> Principal:
+        """Check signature, audience, issuer and validity window; return the principal."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("malformed token", reason="INVALID_TOKEN") from None
+        if header.get("alg") != ALGORITHM or not isinstance(header.get("kid"), str):
+            raise Unauthenticated("token algorithm or key id not accepted", reason="INVALID_TOKEN")
+        key = await self._key_for(header["kid"])
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                leeway=LEEWAY_SECONDS, options={"require": ["exp", "iat", "nbf", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired", reason="TOKEN_EXPIRED") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("token not yet valid", reason="TOKEN_NOT_YET_VALID") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("token has the wrong audience", reason="WRONG_AUDIENCE") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("token signature or claims invalid", reason="INVALID_TOKEN") from None
+        return principal_from_claims(claims, token)
+
+
+def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
+    """Map verified claims to a principal, rejecting shapes we never issue."""
+    kind = claims.get("kind")
+    subject = claims.get("sub", "")
+    if kind == "user" and isinstance(subject, str) and USER_PRINCIPAL.match(subject):
+        return Principal("user", subject, claims, token)
+    if kind == "job" and all(isinstance(claims.get(k), str) for k in ("project", "pipeline", "run")):
+        return Principal("job", subject, claims, token)
+    raise Unauthenticated("token kind not recognised", reason="INVALID_TOKEN")

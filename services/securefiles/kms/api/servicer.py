@@ -1,0 +1,144 @@
+"""gRPC face of the key ring: who may call what, and message conversion."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import grpc
+
+from securefiles.authz.v1 import authz_pb2
+from securefiles.common.errors import InvalidArgument, PermissionDenied
+from securefiles.common.interceptors import current_principal
+from securefiles.common.proto_time import to_timestamp
+from securefiles.common.resource_names import parse_key_version, parse_region
+from securefiles.common.service_clients import AuthzClient
+from securefiles.kms.domain.key_ring import KeyRing, KeyVersionRecord
+from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
+
+log = logging.getLogger("securefiles.kms")
+
+MAX_REASON = 1024
+
+
+def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
+    return kms_pb2.KeyVersion(
+        name=record.name,
+        region=record.region,
+        version=record.version,
+        state=kms_pb2.KeyVersion.State.Value(record.state.value),
+        create_time=to_timestamp(record.created_at),
+        created_by=record.created_by,
+        reason=record.reason,
+    )
+
+
+class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
+    """One region's KMS."""
+
+    def __init__(self, key_ring: KeyRing, authz: AuthzClient) -> None:
+        self._ring = key_ring
+        self._authz = authz
+
+    # -- authorization ----------------------------------------------------------------
+
+    def _require_storage(self) -> None:
+        principal = current_principal()
+        if not principal.is_service_named("storage"):
+            raise PermissionDenied("only the storage service may use data keys", reason="NOT_STORAGE_SERVICE")
+
+    async def _require_operator(self, allow_storage: bool = False) -> str:
+        principal = current_principal()
+        if allow_storage and principal.is_service_named("storage"):
+            return principal.name
+        if principal.kind == "user":
+            allowed = await self._authz.check_access(principal.name, authz_pb2.OPERATE, ["organization"])
+            if allowed and allowed[0]:
+                return principal.name
+        raise PermissionDenied("key operations need the operator role", reason="OPERATOR_REQUIRED")
+
+    def _check_ring(self, key_ring: str) -> None:
+        if parse_region(key_ring) != self._ring.region:
+            raise InvalidArgument(f"this kms serves region {self._ring.region}, not {key_ring}", reason="WRONG_REGION")
+
+    def _version_of(self, name: str) -> int:
+        region, version = parse_key_version(name)
+        if region != self._ring.region:
+            raise InvalidArgument(f"this kms serves region {self._ring.region}", reason="WRONG_REGION")
+        return version
+
+    @staticmethod
+    def _context(context: Mapping[str, str]) -> Mapping[str, str]:
+        if not context:
+            raise InvalidArgument("an encryption context is required", reason="INVALID_ENCRYPTION_CONTEXT")
+        return context
+
+    # -- data keys --------------------------------------------------------------------
+
+    async def GenerateDataKey(
+        self, request: kms_pb2.GenerateDataKeyRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.GenerateDataKeyResponse:
+        self._require_storage()
+        self._check_ring(request.key_ring)
+        plaintext, wrapped, record = self._ring.generate_data_key(self._context(request.encryption_context))
+        return kms_pb2.GenerateDataKeyResponse(plaintext=plaintext, wrapped_key=wrapped, key_version=record.name)
+
+    async def DecryptDataKey(
+        self, request: kms_pb2.DecryptDataKeyRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.DecryptDataKeyResponse:
+        self._require_storage()
+        self._check_ring(request.key_ring)
+        plaintext, record = self._ring.decrypt_data_key(request.wrapped_key, self._context(request.encryption_context))
+        return kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
+
+    async def ReEncryptDataKey(
+        self, request: kms_pb2.ReEncryptDataKeyRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.ReEncryptDataKeyResponse:
+        self._require_storage()
+        self._check_ring(request.key_ring)
+        wrapped, primary, previous = self._ring.reencrypt_data_key(
+            request.wrapped_key, self._context(request.encryption_context)
+        )
+        return kms_pb2.ReEncryptDataKeyResponse(
+            wrapped_key=wrapped, key_version=primary.name, previous_key_version=previous.name
+        )
+
+    # -- key versions -----------------------------------------------------------------
+
+    async def RotateKey(
+        self, request: kms_pb2.RotateKeyRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.KeyVersion:
+        operator = await self._require_operator()
+        self._check_ring(request.key_ring)
+        if len(request.reason) > MAX_REASON:
+            raise InvalidArgument("reason is too long", reason="INVALID_REASON")
+        record = self._ring.rotate(operator, request.reason)
+        log.info("key rotated", extra={"key_version": record.name, "operator": operator})
+        return key_version_message(record)
+
+    async def ListKeyVersions(
+        self, request: kms_pb2.ListKeyVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.ListKeyVersionsResponse:
+        await self._require_operator(allow_storage=True)
+        self._check_ring(request.key_ring)
+        return kms_pb2.ListKeyVersionsResponse(
+            key_versions=[key_version_message(r) for r in self._ring.list_versions()]
+        )
+
+    async def DisableKeyVersion(
+        self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.KeyVersion:
+        await self._require_operator()
+        return key_version_message(self._ring.disable(self._version_of(request.name)))
+
+    async def EnableKeyVersion(
+        self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.KeyVersion:
+        await self._require_operator()
+        return key_version_message(self._ring.enable(self._version_of(request.name)))
+
+    async def DestroyKeyVersion(
+        self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.KeyVersion:
+        await self._require_operator()
+        return key_version_message(self._ring.destroy(self._version_of(request.name)))

@@ -1,0 +1,77 @@
+"""Composition root of the kms service: settings, key ring, server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from securefiles import __version__
+from securefiles.common.config import ServerSettings, env_str
+from securefiles.common.db import make_engine
+from securefiles.common.interceptors import Authenticator
+from securefiles.common.logging import configure_logging
+from securefiles.common.server import RunningServer, create_server, run_until_signalled
+from securefiles.common.service_clients import AuthzClient
+from securefiles.common.tokens import TokenVerifier
+from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore, metadata
+from securefiles.kms.api.servicer import KeyManagementServicer
+from securefiles.kms.domain.key_ring import KeyRing, load_root_key
+from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
+
+log = logging.getLogger("securefiles.kms")
+
+
+@dataclass(frozen=True)
+class KmsSettings:
+    server: ServerSettings
+    region: str
+    root_key_file: Path
+    deployment_id: str
+    authz_endpoint: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KmsSettings:
+        env = os.environ if env is None else env
+        return cls(
+            server=ServerSettings.from_env("kms", env),
+            region=env_str(env, "REGION"),
+            root_key_file=Path(env_str(env, "KMS_ROOT_KEY_FILE")),
+            deployment_id=env_str(env, "DEPLOYMENT_ID", __version__),
+            authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
+        )
+
+
+def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
+    """Wire the kms service (call inside the event loop); rotate on deploy if needed."""
+    engine = make_engine(settings.server.database_url, metadata)
+    ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), SqlKeyVersionStore(engine))
+    record, created = ring.ensure_deployment_version(settings.deployment_id)
+    log.info("key ring ready", extra={"region": settings.region, "primary": record.name, "rotated": created})
+    authz = AuthzClient(settings.authz_endpoint, settings.server.tls)
+    running = create_server(
+        service="kms",
+        registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server, KeyManagementServicer(ring, authz))],
+        service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name],
+        tls=settings.server.tls,
+        authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
+        address=settings.server.listen,
+        reflection_enabled=settings.server.reflection,
+    )
+    return running, authz
+
+
+async def serve(settings: KmsSettings) -> None:
+    running, authz = build(settings)
+    await run_until_signalled(
+        running, settings.server.port_file, parent_pid=settings.server.parent_pid, on_stop=authz.close
+    )
+
+
+def main() -> None:
+    settings = KmsSettings.from_env()
+    configure_logging("kms", settings.server.log_level)
+    asyncio.run(serve(settings))

@@ -1,0 +1,37 @@
+"""Data keys from the kms of the file's region (one channel per region)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from securefiles.common.errors import FailedPrecondition
+from securefiles.common.service_clients import KmsClient
+from securefiles.common.tls import TlsFiles
+
+
+class RegionalDataKeys:
+    """DataKeys routed by region: `SECUREFILES_KMS_ENDPOINTS=eu=host:port,us=host:port`."""
+
+    def __init__(self, endpoints: Mapping[str, str], tls: TlsFiles) -> None:
+        self._clients = {region: KmsClient(region, target, tls) for region, target in endpoints.items()}
+
+    def client(self, region: str) -> KmsClient:
+        client = self._clients.get(region)
+        if client is None:
+            raise FailedPrecondition(f"no kms is configured for region {region}", reason="REGION_NOT_SERVED")
+        return client
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted(self._clients)
+
+    async def generate(self, region: str, context: Mapping[str, str]) -> tuple[bytes, bytes, str]:
+        response = await self.client(region).generate_data_key(context)
+        return response.plaintext, response.wrapped_key, response.key_version
+
+    async def decrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        return await self.client(region).decrypt_data_key(wrapped, context)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()

@@ -1,0 +1,181 @@
+"""Secure file metadata and wrapped data keys in SQL (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.errors import AlreadyExists, NotFound
+from securefiles.storage.domain.model import FileVersion, SecureFile
+
+metadata = MetaData()
+
+secure_files = Table(
+    "secure_files", metadata,
+    Column("file_id", String(36), primary_key=True),
+    Column("project", String(63), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("properties", Text, nullable=False, default="{}"),
+    Column("created_by", String(160), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("current_version", Integer, nullable=False),
+    UniqueConstraint("project", "display_name", name="uq_secure_files_name"),
+)
+
+file_versions = Table(
+    "file_versions", metadata,
+    Column("file_id", String(36), ForeignKey("secure_files.file_id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("blob_key", String(64), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("key_region", String(32), nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(160), nullable=False),
+)
+
+_MAX_CHAR = "\U0010ffff"
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _version(m: Mapping[str, Any]) -> FileVersion:
+    return FileVersion(
+        version=m["version"], size=m["size"], sha256=m["sha256"], blob_key=m["blob_key"],
+        wrapped_key=m["wrapped_key"], key_region=m["key_region"], key_version=m["key_version"],
+        created_at=_aware(m["version_created_at"]), created_by=m["version_created_by"],
+    )
+
+
+def _file(m: Mapping[str, Any]) -> SecureFile:
+    return SecureFile(
+        file_id=m["file_id"], project=m["project"], display_name=m["display_name"],
+        properties=json.loads(m["properties"]), created_by=m["created_by"], created_at=_aware(m["created_at"]),
+        updated_at=_aware(m["updated_at"]), current=_version(m),
+    )
+
+
+def _current_join() -> Any:
+    v = file_versions
+    return select(
+        secure_files, v.c.version, v.c.size, v.c.sha256, v.c.blob_key, v.c.wrapped_key, v.c.key_region,
+        v.c.key_version, v.c.created_at.label("version_created_at"), v.c.created_by.label("version_created_by"),
+    ).select_from(
+        secure_files.join(v, and_(v.c.file_id == secure_files.c.file_id, v.c.version == secure_files.c.current_version))
+    )
+
+
+class SqlFileRepository:
+    """FileRepository on SQLAlchemy Core."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def insert(self, secure_file: SecureFile) -> None:
+        v = secure_file.current
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.execute(secure_files.insert().values(
+                    file_id=secure_file.file_id, project=secure_file.project, display_name=secure_file.display_name,
+                    properties=json.dumps(secure_file.properties, sort_keys=True), created_by=secure_file.created_by,
+                    created_at=secure_file.created_at, updated_at=secure_file.updated_at, current_version=v.version,
+                ))
+                conn.execute(file_versions.insert().values(
+                    file_id=secure_file.file_id, version=v.version, size=v.size, sha256=v.sha256,
+                    blob_key=v.blob_key, wrapped_key=v.wrapped_key, key_region=v.key_region,
+                    key_version=v.key_version, created_at=v.created_at, created_by=v.created_by,
+                ))
+        except IntegrityError:
+            raise AlreadyExists(f"a secure file named {secure_file.display_name!r} already exists",
+                                reason="FILE_EXISTS") from None
+
+    def resolve(self, project: str, id_or_name: str) -> SecureFile | None:
+        with read_transaction(self._engine) as conn:
+            if _is_uuid(id_or_name):
+                row = conn.execute(_current_join().where(
+                    secure_files.c.project == project, secure_files.c.file_id == id_or_name
+                )).first()
+                if row is not None:
+                    return _file(row._mapping)
+            row = conn.execute(_current_join().where(
+                secure_files.c.project == project, secure_files.c.display_name == id_or_name
+            )).first()
+        return _file(row._mapping) if row is not None else None
+
+    def list_page(self, project: str, after: str, limit: int, name_prefix: str) -> list[SecureFile]:
+        query = _current_join().where(secure_files.c.project == project)
+        if after:
+            query = query.where(secure_files.c.display_name > after)
+        if name_prefix:
+            query = query.where(
+                secure_files.c.display_name >= name_prefix, secure_files.c.display_name < name_prefix + _MAX_CHAR
+            )
+        query = query.order_by(secure_files.c.display_name).limit(limit)
+        with read_transaction(self._engine) as conn:
+            return [_file(r._mapping) for r in conn.execute(query)]
+
+    def update(self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None) -> SecureFile:
+        values: dict[str, Any] = {"updated_at": dt.datetime.now(dt.UTC)}
+        if display_name is not None:
+            values["display_name"] = display_name
+        if properties is not None:
+            values["properties"] = json.dumps(dict(properties), sort_keys=True)
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.execute(update(secure_files).where(secure_files.c.file_id == file_id).values(**values))
+                row = conn.execute(_current_join().where(secure_files.c.file_id == file_id)).first()
+        except IntegrityError:
+            raise AlreadyExists(f"a secure file named {display_name!r} already exists", reason="FILE_EXISTS") from None
+        if row is None:
+            raise NotFound("secure file not found", reason="FILE_NOT_FOUND")
+        return _file(row._mapping)
+
+    def delete(self, file_id: str) -> list[FileVersion]:
+        v = file_versions
+        with write_transaction(self._engine) as conn:
+            rows = conn.execute(select(
+                v.c.version, v.c.size, v.c.sha256, v.c.blob_key, v.c.wrapped_key, v.c.key_region, v.c.key_version,
+                v.c.created_at.label("version_created_at"), v.c.created_by.label("version_created_by"),
+            ).where(v.c.file_id == file_id)).all()
+            conn.execute(delete(file_versions).where(file_versions.c.file_id == file_id))
+            conn.execute(delete(secure_files).where(secure_files.c.file_id == file_id))
+        return [_version(r._mapping) for r in rows]
+
+    def all_blob_keys(self) -> set[str]:
+        with read_transaction(self._engine) as conn:
+            return set(conn.execute(select(file_versions.c.blob_key)).scalars())

@@ -1,0 +1,112 @@
+"""gRPC face of storage: stream framing, validation of message shapes, conversion."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import empty_pb2
+
+from securefiles.common.errors import InvalidArgument
+from securefiles.common.interceptors import current_principal
+from securefiles.common.proto_time import to_timestamp
+from securefiles.storage.domain.model import SecureFile
+from securefiles.storage.domain.service import CHUNK_BYTES, SecureFiles, UploadRequest
+from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+
+
+def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
+    return storage_pb2.SecureFile(
+        name=f.name, secure_file_id=f.file_id, display_name=f.display_name, size_bytes=f.current.size,
+        sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
+        update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
+        key_version=f.current.key_version_name,
+    )
+
+
+async def _chunks_after_metadata(
+    requests: AsyncIterator[storage_pb2.UploadSecureFileRequest],
+) -> AsyncIterator[bytes]:
+    async for request in requests:
+        kind = request.WhichOneof("payload")
+        if kind == "metadata":
+            raise InvalidArgument("metadata may only be sent once, first", reason="DUPLICATE_METADATA")
+        if kind != "chunk":
+            raise InvalidArgument("each message after the first must carry a chunk", reason="MISSING_CHUNK")
+        if len(request.chunk) > CHUNK_BYTES:
+            raise InvalidArgument(f"chunks may be at most {CHUNK_BYTES} bytes", reason="CHUNK_TOO_LARGE")
+        yield request.chunk
+
+
+class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
+    def __init__(self, files: SecureFiles) -> None:
+        self._files = files
+
+    async def UploadSecureFile(
+        self, request_iterator: AsyncIterator[storage_pb2.UploadSecureFileRequest], context: grpc.aio.ServicerContext
+    ) -> storage_pb2.SecureFile:
+        caller = current_principal()
+        iterator = aiter(request_iterator)
+        first = await anext(iterator, None)
+        if first is None or first.WhichOneof("payload") != "metadata":
+            raise InvalidArgument("the first message must carry the file's metadata", reason="MISSING_METADATA")
+        meta = first.metadata
+        request = UploadRequest(
+            parent=meta.parent, display_name=meta.display_name, properties=dict(meta.properties),
+            expected_size=meta.expected_size_bytes,
+        )
+        created = await self._files.upload(caller, request, _chunks_after_metadata(iterator))
+        return secure_file_message(created)
+
+    async def GetSecureFile(
+        self, request: storage_pb2.GetSecureFileRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.SecureFile:
+        return secure_file_message(await self._files.get(current_principal(), request.name))
+
+    async def ListSecureFiles(
+        self, request: storage_pb2.ListSecureFilesRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.ListSecureFilesResponse:
+        files, token = await self._files.list(
+            current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern
+        )
+        return storage_pb2.ListSecureFilesResponse(
+            secure_files=[secure_file_message(f) for f in files], next_page_token=token
+        )
+
+    async def UpdateSecureFile(
+        self, request: storage_pb2.UpdateSecureFileRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.SecureFile:
+        wanted = request.secure_file
+        paths = set(request.update_mask.paths)
+        if not paths:
+            paths = {"display_name"} if wanted.display_name else set()
+            if wanted.properties:
+                paths.add("properties")
+        unknown = paths - {"display_name", "properties"}
+        if unknown:
+            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}", reason="INVALID_UPDATE_MASK")
+        updated = await self._files.update(
+            current_principal(), wanted.name,
+            wanted.display_name if "display_name" in paths else None,
+            dict(wanted.properties) if "properties" in paths else None,
+        )
+        return secure_file_message(updated)
+
+    async def DeleteSecureFile(
+        self, request: storage_pb2.DeleteSecureFileRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._files.delete(current_principal(), request.name)
+        return empty_pb2.Empty()
+
+    async def DownloadSecureFile(
+        self, request: storage_pb2.DownloadSecureFileRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
+        download = await self._files.download(current_principal(), request.name)
+        f = download.secure_file
+        yield storage_pb2.DownloadSecureFileResponse(
+            header=storage_pb2.DownloadHeader(
+                secure_file=secure_file_message(f), size_bytes=f.current.size, sha256=f.current.sha256
+            )
+        )
+        async for chunk in download.chunks:
+            yield storage_pb2.DownloadSecureFileResponse(chunk=chunk)

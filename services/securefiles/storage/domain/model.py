@@ -1,0 +1,51 @@
+"""Secure files as storage keeps them: metadata plus one wrapped data key per version."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One content version: its ciphertext blob and its data key wrapped by kms."""
+
+    version: int
+    size: int
+    sha256: str
+    blob_key: str
+    wrapped_key: bytes = field(repr=False)
+    key_region: str
+    key_version: int
+    created_at: dt.datetime
+    created_by: str
+
+    @property
+    def key_version_name(self) -> str:
+        return f"regions/{self.key_region}/keyVersions/{self.key_version}"
+
+
+@dataclass(frozen=True)
+class SecureFile:
+    file_id: str
+    project: str
+    display_name: str
+    properties: dict[str, str]
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    current: FileVersion
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/secureFiles/{self.file_id}"
+
+
+def encryption_context(project: str, file_id: str, version: int) -> dict[str, str]:
+    """What kms binds a data key to: a wrapped key moved to another file fails to unwrap."""
+    return {"project": project, "secure_file_id": file_id, "version": str(version)}
+
+
+def content_aad(project: str, file_id: str, version: int) -> bytes:
+    """What the segment cipher binds ciphertext to."""
+    return f"projects/{project}/secureFiles/{file_id}#v{version}".encode()

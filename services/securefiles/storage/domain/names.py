@@ -1,0 +1,49 @@
+"""Validation of secure file display names and properties."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+
+from securefiles.common.errors import InvalidArgument
+
+MAX_NAME_CHARS = 256
+MAX_PROPERTIES = 64
+MAX_PROPERTY_KEY_CHARS = 128
+MAX_PROPERTY_VALUE_CHARS = 1024
+
+
+def validate_display_name(name: str) -> str:
+    """1-256 characters; no `/`, `\\`, NUL or control characters; not `.` or `..`."""
+
+    def invalid(why: str) -> InvalidArgument:
+        return InvalidArgument(f"invalid file name: {why}", reason="INVALID_NAME")
+
+    if not name:
+        raise invalid("it is empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise invalid(f"it is longer than {MAX_NAME_CHARS} characters")
+    if name in (".", ".."):
+        raise invalid("'.' and '..' are reserved")
+    if "/" in name or "\\" in name:
+        raise invalid("it contains '/' or '\\'")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in name):
+        raise invalid("it contains NUL, control or invisible formatting characters")
+    if name != name.strip():
+        raise invalid("it starts or ends with white space")
+    return name
+
+
+def validate_properties(properties: Mapping[str, str]) -> dict[str, str]:
+    """At most 64 properties; keys 1-128 characters, values up to 1024."""
+    if len(properties) > MAX_PROPERTIES:
+        raise InvalidArgument(f"at most {MAX_PROPERTIES} properties", reason="TOO_MANY_PROPERTIES")
+    for key, value in properties.items():
+        if not 0 < len(key) <= MAX_PROPERTY_KEY_CHARS or len(value) > MAX_PROPERTY_VALUE_CHARS:
+            raise InvalidArgument(
+                f"property keys must be 1-{MAX_PROPERTY_KEY_CHARS} characters and values at most "
+                f"{MAX_PROPERTY_VALUE_CHARS}", reason="INVALID_PROPERTY",
+            )
+        if any(unicodedata.category(ch) == "Cc" for ch in key):
+            raise InvalidArgument("property keys may not contain control characters", reason="INVALID_PROPERTY")
+    return dict(properties)

@@ -1,0 +1,338 @@
+"""Storage use cases: upload, metadata management, and the authorized download stream."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import fnmatch
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from securefiles.common.errors import (
+    AlreadyExists,
+    DataLoss,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from securefiles.common.principal import Principal
+from securefiles.common.resource_names import parse_child, parse_project
+from securefiles.storage.domain.model import FileVersion, SecureFile, content_aad, encryption_context
+from securefiles.storage.domain.names import validate_display_name, validate_properties
+from securefiles.storage.domain.ports import AccessDecisions, BlobReader, BlobStore, DataKeys, FileRepository
+from securefiles.storage.domain.segment_cipher import (
+    HEADER_BYTES,
+    SegmentDecryptor,
+    SegmentEncryptor,
+    SegmentIntegrityError,
+    segment_spans,
+)
+
+log = logging.getLogger("securefiles.storage")
+
+CHUNK_BYTES = 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+# A job that asks for a file that does not exist still gets its token checked first.
+_NO_FILE = "-"
+
+
+class Access(IntEnum):
+    """Permissions as authz numbers them."""
+
+    VIEW = 1
+    USE = 2
+    CREATE = 3
+    ADMINISTER = 4
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    parent: str
+    display_name: str
+    properties: dict[str, str]
+    expected_size: int
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file about to be streamed: its metadata, then its plaintext chunks."""
+
+    secure_file: SecureFile
+    chunks: AsyncIterator[bytes]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _literal_prefix(pattern: str) -> str:
+    for index, ch in enumerate(pattern):
+        if ch in "*?[":
+            return pattern[:index]
+    return pattern
+
+
+class SecureFiles:
+    """The storage service's behaviour, independent of gRPC, SQL and the file system."""
+
+    def __init__(
+        self,
+        files: FileRepository,
+        blobs: BlobStore,
+        keys: DataKeys,
+        access: AccessDecisions,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self._files = files
+        self._blobs = blobs
+        self._keys = keys
+        self._access = access
+        self.max_file_bytes = max_file_bytes
+        self._clock = clock
+        self._regions: dict[str, str] = {}
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _require_user(caller: Principal) -> None:
+        if not caller.is_user:
+            raise PermissionDenied("managing secure files needs a person's token", reason="USER_TOKEN_REQUIRED")
+
+    async def _region_of(self, project: str) -> str:
+        region = self._regions.get(project)
+        if region is None:
+            region = await self._access.project_region(project)
+            self._regions[project] = region  # a project's region never changes
+        return region
+
+    async def _file_for(self, caller: Principal, name: str, permission: Access) -> SecureFile:
+        """Resolve a file a person wants to act on, never revealing existence to outsiders."""
+        self._require_user(caller)
+        project, ref = parse_child(name, "secureFiles")
+        found = self._files.resolve(project, ref)
+        if found is None:
+            (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
+            if member:
+                raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+            raise PermissionDenied(f"{caller.name} may not access {name}")
+        (allowed,) = await self._access.check_access(caller.name, int(permission), [found.name])
+        if not allowed:
+            raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {found.display_name!r}")
+        return found
+
+    # -- upload -----------------------------------------------------------------------
+
+    async def upload(self, caller: Principal, request: UploadRequest, chunks: AsyncIterator[bytes]) -> SecureFile:
+        """Encrypt a stream into a new file; on any failure nothing remains."""
+        self._require_user(caller)
+        project = parse_project(request.parent)
+        (allowed,) = await self._access.check_access(caller.name, Access.CREATE, [f"projects/{project}"])
+        if not allowed:
+            raise PermissionDenied(f"{caller.name} may not create secure files in project {project}")
+        name = validate_display_name(request.display_name)
+        properties = validate_properties(request.properties)
+        if request.expected_size < 0 or request.expected_size > self.max_file_bytes:
+            raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes", reason="FILE_TOO_LARGE",
+                                  metadata={"max_bytes": str(self.max_file_bytes)})
+        if self._files.resolve(project, name) is not None:
+            raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
+        region = await self._region_of(project)
+        file_id = str(uuid.uuid4())
+        version = 1
+        data_key, wrapped, key_version = await self._keys.generate(
+            region, encryption_context(project, file_id, version)
+        )
+        blob_key = f"{file_id}/v{version}"
+        size, sha256 = await self._write_blob(blob_key, data_key, content_aad(project, file_id, version), chunks,
+                                              request.expected_size)
+        del data_key
+        now = self._clock()
+        secure_file = SecureFile(
+            file_id=file_id, project=project, display_name=name, properties=properties,
+            created_by=caller.name, created_at=now, updated_at=now,
+            current=FileVersion(
+                version=version, size=size, sha256=sha256, blob_key=blob_key, wrapped_key=wrapped,
+                key_region=region, key_version=int(key_version.rsplit("/", 1)[1]), created_at=now,
+                created_by=caller.name,
+            ),
+        )
+        try:
+            # The uploader administers the file; granted before the file becomes visible,
+            # so a failure here leaves no file without an administrator.
+            await self._access.grant_file_administrator(secure_file.name, caller.name)
+            self._files.insert(secure_file)
+        except BaseException:
+            self._blobs.delete(blob_key)
+            raise
+        log.info("file uploaded", extra={"file": secure_file.name, "size": size, "key_version": key_version})
+        return secure_file
+
+    async def _write_blob(
+        self, blob_key: str, data_key: bytes, aad: bytes, chunks: AsyncIterator[bytes], expected_size: int
+    ) -> tuple[int, str]:
+        encryptor = SegmentEncryptor(data_key, aad)
+        digest = hashlib.sha256()
+        size = 0
+        writer = self._blobs.begin(blob_key)
+        try:
+            writer.write(encryptor.header.encode())
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self.max_file_bytes:
+                    raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes",
+                                          reason="FILE_TOO_LARGE", metadata={"max_bytes": str(self.max_file_bytes)})
+                digest.update(chunk)
+                for segment in encryptor.update(chunk):
+                    writer.write(segment)
+            writer.write(encryptor.finalize())
+            if expected_size and size != expected_size:
+                raise InvalidArgument(f"received {size} bytes but {expected_size} were declared",
+                                      reason="SIZE_MISMATCH")
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        return size, digest.hexdigest()
+
+    # -- metadata ---------------------------------------------------------------------
+
+    async def get(self, caller: Principal, name: str) -> SecureFile:
+        return await self._file_for(caller, name, Access.VIEW)
+
+    async def list(
+        self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str
+    ) -> tuple[list[SecureFile], str]:
+        """A page of the files the caller may view, by display name (keyset pagination)."""
+        self._require_user(caller)
+        project = parse_project(parent)
+        if not 0 <= page_size:
+            raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        cursor = _decode_page_token(page_token, project, name_pattern) if page_token else ""
+        prefix = _literal_prefix(name_pattern)
+        fetch = limit + 1
+        page: list[SecureFile] = []
+        more = False
+        while True:
+            batch = self._files.list_page(project, cursor, fetch, prefix)
+            if not batch:
+                break
+            cursor = batch[-1].display_name
+            matching = [f for f in batch if not name_pattern or fnmatch.fnmatchcase(f.display_name, name_pattern)]
+            visible: list[SecureFile] = []
+            if matching:
+                decisions = await self._access.check_access(caller.name, Access.VIEW, [f.name for f in matching])
+                visible = [f for f, ok in zip(matching, decisions, strict=True) if ok]
+            for index, secure_file in enumerate(visible):
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append(secure_file)
+                if len(page) == limit:
+                    more = index < len(visible) - 1 or len(batch) == fetch
+            if len(page) == limit or len(batch) < fetch:
+                break
+        next_token = _encode_page_token(project, name_pattern, page[-1].display_name) if more else ""
+        return page, next_token
+
+    async def update(
+        self, caller: Principal, name: str, display_name: str | None, properties: Mapping[str, str] | None
+    ) -> SecureFile:
+        found = await self._file_for(caller, name, Access.ADMINISTER)
+        new_name = validate_display_name(display_name) if display_name is not None else None
+        new_properties = validate_properties(properties) if properties is not None else None
+        if new_name is not None and new_name != found.display_name:
+            existing = self._files.resolve(found.project, new_name)
+            if existing is not None and existing.file_id != found.file_id:
+                raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
+        return self._files.update(found.file_id, new_name, new_properties)
+
+    async def delete(self, caller: Principal, name: str) -> None:
+        """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
+        found = await self._file_for(caller, name, Access.ADMINISTER)
+        for version in self._files.delete(found.file_id):
+            self._blobs.delete(version.blob_key)
+        log.info("file deleted", extra={"file": found.name})
+
+    # -- download ---------------------------------------------------------------------
+
+    async def download(self, caller: Principal, name: str) -> Download:
+        """Authorize a job, unwrap the data key, and return a lazy plaintext stream."""
+        if not caller.is_job:
+            raise PermissionDenied("only a pipeline job's token may download a secure file",
+                                   reason="JOB_TOKEN_REQUIRED")
+        project, ref = parse_child(name, "secureFiles")
+        if project != caller.claims.get("project"):
+            raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
+        found = self._files.resolve(project, ref)
+        if found is None:
+            try:
+                await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}")
+            except PermissionDenied:
+                pass
+            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+        await self._access.authorize_use(caller.token, found.name)
+        version = found.current
+        try:
+            data_key = await self._keys.decrypt(
+                version.key_region, version.wrapped_key, encryption_context(project, found.file_id, version.version)
+            )
+        except InvalidArgument:
+            # kms refused the stored wrapped key for this file: it was altered or moved.
+            log.error("data key failed to unwrap", extra={"file": found.name})
+            raise DataLoss("the file's data key failed to unwrap", reason="DATA_KEY_UNWRAP_FAILED") from None
+        reader = self._blobs.open(version.blob_key)
+        try:
+            decryptor = SegmentDecryptor(data_key, content_aad(project, found.file_id, version.version),
+                                         reader.read_at(0, HEADER_BYTES))
+        except (SegmentIntegrityError, ValueError):
+            reader.close()
+            raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
+        return Download(found, _plaintext_chunks(reader, decryptor, version.size, found.name))
+
+
+async def _plaintext_chunks(
+    blob: BlobReader, decryptor: SegmentDecryptor, size: int, name: str
+) -> AsyncIterator[bytes]:
+    """Decrypt one segment at a time: the whole file is never in memory."""
+    sent = 0
+    try:
+        for offset, length, last in segment_spans(blob.size, decryptor.header.segment_bytes):
+            plaintext = decryptor.decrypt(blob.read_at(offset, length), last)
+            sent += len(plaintext)
+            yield plaintext
+        if sent != size:
+            raise SegmentIntegrityError("size mismatch")
+    except SegmentIntegrityError:
+        log.error("ciphertext failed its integrity check", extra={"file": name})
+        raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
+    finally:
+        blob.close()
+
+
+def _encode_page_token(project: str, pattern: str, after: str) -> str:
+    raw = json.dumps({"p": project, "q": pattern, "a": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, project: str, pattern: str) -> str:
+    invalid = InvalidArgument("page_token is not valid for this request", reason="INVALID_PAGE_TOKEN")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(data, dict) or data.get("p") != project or data.get("q") != pattern:
+        raise invalid
+    after = data.get("a")
+    if not isinstance(after, str):
+        raise invalid
+    return after
