@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -120,6 +121,39 @@ class LocalSystem:
 
 def unique(prefix: str = "f") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def job_token_for(system: LocalSystem, *files: str, project: str = "default", branch: str = "refs/heads/main") -> str:
+    """Create a pipeline in `project`, authorize it on `files`, start a run: the job's token."""
+    with system.client(project=project) as admin:
+        pipeline = unique("pipeline")
+        admin.create_pipeline(pipeline)
+        for name in files:
+            admin.set_pipeline_permission(name, pipeline, True)
+        return admin.start_run(pipeline, branch).job_token
+
+
+def user_token(system: LocalSystem, user: str) -> str:
+    with system.client() as admin:
+        return admin.issue_token(user).token
+
+
+def blob_files(system: LocalSystem) -> set[str]:
+    """Blob keys present on disk (`<file id>/v<n>`), partial writes included as `partial/<name>`."""
+    root = system.state_dir / "data" / "blobs"
+    keys = {f"{p.parent.name}/{p.name}" for p in (root / "blobs").glob("*/*/v*")}
+    keys |= {f"partial/{p.name}" for p in (root / "partial").glob("*")}
+    return keys
+
+
+def stored_blob_keys(system: LocalSystem) -> set[str]:
+    """Blob keys the storage database references."""
+    with sqlite3.connect(system.state_dir / "data" / "storage.db") as db:
+        return {row[0] for row in db.execute("SELECT blob_key FROM file_versions")}
 
 
 @pytest.fixture(scope="session")
