@@ -62,12 +62,13 @@ class LocalSystem:
         env.update(overrides)
         return env
 
-    def start(self, regions: str = "eu", timeout: float = 90.0) -> None:
+    def start(self, regions: str = "eu", timeout: float = 90.0, *extra_args: str) -> None:
         env = self.env()
         env.pop("SECUREFILES_CONFIG")
+        flags = list(extra_args) or ["--no-default-config"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "securefiles", "up", "--state-dir", str(self.state_dir), "--port-base", "0",
-             "--regions", regions, "--no-default-config"],
+             "--regions", regions, *flags],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         deadline = time.monotonic() + timeout

@@ -1,0 +1,32 @@
+"""`securefiles up` and `status` as an operator uses them."""
+
+from __future__ import annotations
+
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.conftest import LocalSystem
+
+
+def test_status_reports_every_service(system: LocalSystem) -> None:
+    result = system.cli("status", "--output", "json")
+    assert result.code == 0, result.stderr
+    assert result.json() == {"authz": "SERVING", "kms-eu": "SERVING", "storage": "SERVING"}
+
+
+def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_system: LocalSystem) -> None:
+    fresh_system.start("eu", 90.0, "--reflection")
+    default = fresh_system.home / "xdg" / "securefiles" / "client.toml"
+    assert default.resolve() == fresh_system.config_path.resolve()
+    status = fresh_system.cli("status", env={"SECUREFILES_CONFIG": str(default)})
+    assert status.code == 0, status.stderr
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(fresh_system.channel("storage"))
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                          timeout=10)
+    services = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"securefiles.storage.v1.SecureFileService", "grpc.health.v1.Health"} <= services
+
+    fresh_system.stop()
+    down = fresh_system.cli("status", "--output", "json")
+    assert down.code == 1
+    assert set(down.json().values()) == {"UNREACHABLE"}
