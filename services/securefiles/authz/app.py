@@ -13,10 +13,13 @@ from securefiles.authz.adapters.sql_repository import SqlAuthzRepository, metada
 from securefiles.authz.api.servicer import AuthorizationServicer
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.audit import AuditLog
+from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.config import ServerSettings, env_str
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
+from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_key
 
@@ -42,18 +45,28 @@ class AuthzSettings:
         )
 
 
-def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer]:
+UNAUDITED = frozenset({
+    "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
+    "CheckAccess",
+})
+
+
+def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog]:
     """The domain service on its database, bootstrapped."""
-    engine = make_engine(settings.server.database_url, metadata)
+    engine = make_engine(settings.server.database_url, metadata, audit_metadata)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
     authorization = Authorization(SqlAuthzRepository(engine), issuer, settings.regions)
     authorization.bootstrap(settings.bootstrap_admin)
-    return authorization, issuer
+    return authorization, issuer, AuditLog(engine, "authz")
 
 
 def build(settings: AuthzSettings) -> RunningServer:
     """Wire the authz service (call inside the event loop)."""
-    authorization, issuer = build_authorization(settings)
+    authorization, issuer, audit = build_authorization(settings)
+
+    async def require_operator(principal: Principal) -> None:
+        authorization.require_operator(principal)
+
 
     async def own_keys() -> dict:
         return {issuer.kid: issuer.public_key}
@@ -71,6 +84,9 @@ def build(settings: AuthzSettings) -> RunningServer:
         authenticator=Authenticator(verifier),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
+        audit=audit,
+        audit_reader=require_operator,
+        unaudited_methods=UNAUDITED,
     )
 
 

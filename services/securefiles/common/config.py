@@ -48,9 +48,12 @@ def parse_endpoints(raw: str) -> dict[str, str]:
     endpoints: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         region, sep, target = item.partition("=")
+        region, target = region.strip(), target.strip()
         if not sep or not region or not target:
             raise ConfigError(f"endpoint {item!r} must look like region=host:port")
-        endpoints[region.strip()] = target.strip()
+        if region in endpoints:
+            raise ConfigError(f"region {region!r} is given twice")
+        endpoints[region] = target
     if not endpoints:
         raise ConfigError("no endpoints given")
     return endpoints

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 _IMMEDIATE = "securefiles_immediate"
 
 
-def make_engine(url: str, metadata: MetaData | None = None) -> Engine:
-    """Create an engine (and the tables of `metadata`, if given)."""
+def make_engine(url: str, *metadatas: MetaData) -> Engine:
+    """Create an engine and the tables of each `metadata`."""
     is_sqlite = url.startswith("sqlite")
     kwargs: dict[str, Any] = {"hide_parameters": True, "future": True}
     if is_sqlite:
@@ -27,7 +27,7 @@ def make_engine(url: str, metadata: MetaData | None = None) -> Engine:
     engine = create_engine(url, **kwargs)
     if is_sqlite:
         _configure_sqlite(engine)
-    if metadata is not None:
+    for metadata in metadatas:
         with write_transaction(engine) as conn:
             metadata.create_all(conn)
     return engine

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+)([smhdw])")
+_PART = re.compile(r"([0-9]+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> int:
     """Seconds in `text`; raises ValueError on anything else."""
     compact = text.strip().lower()
-    if compact.isdigit():
+    if compact.isascii() and compact.isdigit():
         return int(compact)
     parts = _PART.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:

@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from securefiles.common.errors import SecureFilesError, Unauthenticated
+from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
+from securefiles.common.errors import SecureFilesError, Unauthenticated, Unavailable
 from securefiles.common.logging import request_id_var
 from securefiles.common.principal import Principal
 from securefiles.common.rich_status import to_rpc_status
@@ -29,6 +30,7 @@ log = logging.getLogger("securefiles.rpc")
 
 principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+audit_note_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("audit_note", default=None)
 
 # Reachable with a verified client certificate alone (the TLS handshake authenticated it).
 UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -42,6 +44,32 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthenticated("no authenticated caller", reason="MISSING_CREDENTIALS")
     return principal
+
+
+def audit_note(resource: str | None = None, **details: object) -> None:
+    """Tell the audit entry of the current RPC which resource it concerns and extra facts."""
+    note = audit_note_var.get()
+    if note is None:
+        return
+    if resource is not None:
+        note["resource"] = resource
+    note.update({k: str(v) for k, v in details.items()})
+
+
+_RESOURCE_FIELDS = ("name", "resource", "parent", "key_ring", "scope", "pipeline")
+
+
+def _resource_of(request: Any) -> str:
+    for field in _RESOURCE_FIELDS:
+        value = getattr(request, field, None)
+        if isinstance(value, str) and value:
+            return value
+    for nested in ("role_assignment", "secure_file"):
+        inner = getattr(request, nested, None)
+        value = getattr(inner, "scope", "") or getattr(inner, "name", "")
+        if value:
+            return str(value)
+    return ""
 
 
 def outbound_timeout(default: float) -> float:
@@ -83,10 +111,18 @@ class Authenticator:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Authentication, error mapping, request ids and access logs for one service."""
 
-    def __init__(self, service: str, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        service: str,
+        authenticator: Authenticator,
+        audit: AuditLog | None = None,
+        unaudited_methods: frozenset[str] = frozenset(),
+    ) -> None:
         self._service = service
         self._domain = f"{service}.securefiles"
         self._authenticator = authenticator
+        self._audit = audit
+        self._unaudited = unaudited_methods
 
     async def intercept_service(
         self,
@@ -118,7 +154,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             handler.request_deserializer, handler.response_serializer,
         )
 
-    async def _begin(self, context: grpc.aio.ServicerContext, authenticate: bool) -> None:
+    async def _begin(self, context: grpc.aio.ServicerContext, authenticate: bool, request: Any) -> None:
+        principal_var.set(None)
+        audit_note_var.set({"resource": _resource_of(request)})
         request_id = ""
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id":
@@ -126,7 +164,42 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         request_id_var.set(request_id or uuid.uuid4().hex)
         remaining = context.time_remaining()
         deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
-        principal_var.set(await self._authenticator.authenticate(context) if authenticate else None)
+        if authenticate:
+            principal_var.set(await self._authenticator.authenticate(context))
+
+    def _audited(self, method: str, authenticate: bool) -> bool:
+        return self._audit is not None and authenticate and method.rsplit("/", 1)[-1] not in self._unaudited
+
+    def _record(self, method: str, decision: str, reason: str = "") -> None:
+        """Append the audit entry of this RPC; raises if it cannot be written."""
+        assert self._audit is not None
+        principal = principal_var.get()
+        note = dict(audit_note_var.get() or {})
+        resource = note.pop("resource", "")
+        self._audit.record(
+            principal.name if principal else "anonymous", method.rsplit("/", 1)[-1], resource, decision, reason,
+            request_id_var.get(), note,
+        )
+
+    def _record_outcome(self, method: str, error: BaseException) -> None:
+        """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""
+        if isinstance(error, SecureFilesError):
+            denied = error.code in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+            decision, reason = (DENY if denied else FAIL), f"{error.code}/{error.reason}"
+        else:
+            decision, reason = FAIL, "INTERNAL"
+        try:
+            self._record(method, decision, reason)
+        except Exception:
+            log.error("audit entry could not be written", exc_info=True, extra={"method": method})
+
+    def _allow(self, method: str) -> None:
+        try:
+            self._record(method, ALLOW)
+        except Exception:
+            log.error("audit entry could not be written", exc_info=True, extra={"method": method})
+            raise Unavailable("the audit log cannot be written; operation refused",
+                              reason="AUDIT_UNAVAILABLE") from None
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
         if isinstance(error, SecureFilesError):
@@ -153,14 +226,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str, authenticate: bool
     ) -> Callable[..., Awaitable[Any]]:
+        audited = self._audited(method, authenticate)
+
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
-                await self._begin(context, authenticate)
+                await self._begin(context, authenticate, request)
                 response = await behavior(request, context)
+                if audited:
+                    self._allow(method)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as error:
+                if audited and not _is_audit_failure(error):
+                    self._record_outcome(method, error)
                 await self._fail(context, error, method)
                 raise  # unreachable: abort raises
             if authenticate:
@@ -172,18 +251,33 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, authenticate: bool
     ) -> Callable[..., AsyncIterator[Any]]:
+        audited = self._audited(method, authenticate)
+
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            allowed = False
             try:
-                await self._begin(context, authenticate)
+                await self._begin(context, authenticate, request)
                 async for response in behavior(request, context):
+                    if audited and not allowed:
+                        # Recorded before the first message leaves: no audit entry, no content.
+                        self._allow(method)
+                        allowed = True
                     yield response
+                if audited and not allowed:
+                    self._allow(method)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as error:
+                if audited and not _is_audit_failure(error):
+                    self._record_outcome(method, error)
                 await self._fail(context, error, method)
                 raise
             if authenticate:
                 self._log(method, "OK", started=started)
 
         return wrapped
+
+
+def _is_audit_failure(error: BaseException) -> bool:
+    return isinstance(error, Unavailable) and error.reason == "AUDIT_UNAVAILABLE"

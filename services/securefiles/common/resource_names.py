@@ -18,7 +18,7 @@ def _invalid(what: str, value: str) -> InvalidArgument:
 def parse_project(name: str) -> str:
     """`projects/{project}` -> project."""
     parts = name.split("/")
-    if len(parts) != 2 or parts[0] != "projects" or not PROJECT_ID.match(parts[1]):
+    if len(parts) != 2 or parts[0] != "projects" or not PROJECT_ID.fullmatch(parts[1]):
         raise _invalid("project", name)
     return parts[1]
 
@@ -44,7 +44,7 @@ def parse_run(name: str) -> tuple[str, str, int]:
 def parse_region(name: str) -> str:
     """`regions/{region}` -> region."""
     parts = name.split("/")
-    if len(parts) != 2 or parts[0] != "regions" or not REGION_ID.match(parts[1]):
+    if len(parts) != 2 or parts[0] != "regions" or not REGION_ID.fullmatch(parts[1]):
         raise _invalid("key ring", name)
     return parts[1]
 

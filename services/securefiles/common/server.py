@@ -20,6 +20,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
+from securefiles.common.audit import AuditLog
+from securefiles.common.audit_api import AuditLogServicer, ReaderCheck
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
 from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, server_credentials
@@ -49,10 +52,14 @@ def create_server(
     address: str = "127.0.0.1:0",
     reflection_enabled: bool = False,
     max_concurrent_streams: int = 1024,
+    audit: AuditLog | None = None,
+    audit_reader: ReaderCheck | None = None,
+    unaudited_methods: frozenset[str] = frozenset(),
 ) -> RunningServer:
-    """Build a TLS server with health, optional reflection and our interceptor; bind it."""
+    """Build a TLS server with health, optional reflection, the audit log service and our
+    interceptor; bind it."""
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service, authenticator)],
+        interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -64,9 +71,12 @@ def create_server(
     )
     for add, servicer in registrations:
         add(servicer, server)
+    names = tuple(service_names)
+    if audit is not None and audit_reader is not None:
+        audit_pb2_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(audit, audit_reader), server)
+        names += (audit_pb2.DESCRIPTOR.services_by_name["AuditLogService"].full_name,)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    names = tuple(service_names)
     if reflection_enabled:
         reflection.enable_server_reflection(
             (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

@@ -13,8 +13,9 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.common.errors import Unavailable
+from securefiles.common.errors import PermissionDenied, Unavailable
 from securefiles.common.interceptors import outbound_metadata, outbound_timeout
+from securefiles.common.principal import Principal
 from securefiles.common.rich_status import error_info_of, from_rpc_error
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
@@ -60,6 +61,14 @@ class AuthzClient:
         response = await _call(self._stub.CheckAccess, request, "authz")
         assert isinstance(response, authz_pb2.CheckAccessResponse)
         return list(response.allowed)
+
+    async def require_operator(self, principal: Principal) -> None:
+        """Key operations and audit reads: a person holding the organization `operator` role."""
+        if principal.is_user:
+            (allowed,) = await self.check_access(principal.name, authz_pb2.OPERATE, ["organization"])
+            if allowed:
+                return
+        raise PermissionDenied("this needs the operator role", reason="OPERATOR_REQUIRED")
 
     async def authorize_use(self, job_token: str, resource: str) -> str:
         request = authz_pb2.AuthorizeUseRequest(job_token=job_token, resource=resource)

@@ -77,15 +77,9 @@ KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
 class TokenVerifier:
     """Verifies tokens against authz's public keys; never accepts another algorithm."""
 
-    def __init__(
-        self,
-        fetch_keys: KeyFetcher,
-        clock: Clock = time.time,
-        refresh_interval: float = 5.0,
-    ) -> None:
+    def __init__(self, fetch_keys: KeyFetcher, refresh_interval: float = 5.0) -> None:
         self._fetch_keys = fetch_keys
         self._keys: dict[str, Ed25519PublicKey] = {}
-        self._clock = clock
         self._refresh_interval = refresh_interval
         self._last_refresh = float("-inf")
 
@@ -135,7 +129,7 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
     """Map verified claims to a principal, rejecting shapes we never issue."""
     kind = claims.get("kind")
     subject = claims.get("sub", "")
-    if kind == "user" and isinstance(subject, str) and USER_PRINCIPAL.match(subject):
+    if kind == "user" and isinstance(subject, str) and USER_PRINCIPAL.fullmatch(subject):
         return Principal("user", subject, claims, token)
     if kind == "job" and all(isinstance(claims.get(k), str) for k in ("project", "pipeline", "run")):
         return Principal("job", subject, claims, token)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securefiles import __version__
+from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.config import ServerSettings, env_str
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator
@@ -47,9 +49,13 @@ class KmsSettings:
 
 def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
     """Wire the kms service (call inside the event loop); rotate on deploy if needed."""
-    engine = make_engine(settings.server.database_url, metadata)
+    engine = make_engine(settings.server.database_url, metadata, audit_metadata)
+    audit = AuditLog(engine, f"kms-{settings.region}")
     ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), SqlKeyVersionStore(engine))
     record, created = ring.ensure_deployment_version(settings.deployment_id)
+    if created:
+        audit.record(record.created_by, "RotateKeyOnDeploy", record.name, ALLOW,
+                     details={"deployment_id": settings.deployment_id})
     log.info("key ring ready", extra={"region": settings.region, "primary": record.name, "rotated": created})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls)
     running = create_server(
@@ -60,6 +66,9 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
+        audit=audit,
+        audit_reader=authz.require_operator,
+        unaudited_methods=frozenset({"ListKeyVersions"}),
     )
     return running, authz
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from securefiles.common.audit import AuditLog
+from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.config import ServerSettings, env_int, env_str, parse_endpoints
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator
@@ -60,7 +62,7 @@ class StorageApp:
 
 def build(settings: StorageSettings) -> StorageApp:
     """Wire the storage service (call inside the event loop); sweep leftovers of a crash."""
-    engine = make_engine(settings.server.database_url, metadata)
+    engine = make_engine(settings.server.database_url, metadata, audit_metadata)
     repository = SqlFileRepository(engine)
     blobs = DirectoryBlobStore(settings.blob_dir)
     removed = blobs.sweep(repository.all_blob_keys())
@@ -77,6 +79,9 @@ def build(settings: StorageSettings) -> StorageApp:
         authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
+        audit=AuditLog(engine, "storage"),
+        audit_reader=authz.require_operator,
+        unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles"}),
     )
     return StorageApp(running, files, authz, keys)
 

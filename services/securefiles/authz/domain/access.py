@@ -64,6 +64,8 @@ class AccessPolicy:
     ) -> bool:
         if permission is Permission.OPERATE:
             return Role.OPERATOR in org_roles
+        if permission is Permission.CREATE and scope.kind == "file":
+            return False  # files are created in a library, never inside a file
         if Role.ADMINISTRATOR in org_roles:
             return True
         if scope.kind == "organization":
@@ -74,8 +76,6 @@ class AccessPolicy:
         rank = library_rank(roles.get(scope.name, set()))
         if inherits.get(scope.name, True):
             rank = max(rank, library_rank(roles.get(scope.library.name, set())))
-        if permission is Permission.CREATE:
-            return False
         return rank >= needed
 
     def allows(self, principal: str, permission: Permission, scope: Scope) -> bool:

@@ -100,7 +100,7 @@ class Authorization:
 
     def bootstrap(self, admin: str, default_project: str = "default") -> None:
         """Make `admin` organization administrator and operator; create the default project."""
-        if not USER_PRINCIPAL.match(admin):
+        if not USER_PRINCIPAL.fullmatch(admin):
             raise ValueError("bootstrap admin must look like user:<name>")
         self._repo.set_role(ORGANIZATION, admin, Role.ADMINISTRATOR, exclusive=False)
         self._repo.set_role(ORGANIZATION, admin, Role.OPERATOR, exclusive=False)
@@ -116,7 +116,7 @@ class Authorization:
 
     def issue_token(self, caller: Principal, subject: str, ttl_seconds: int) -> tuple[str, int]:
         self._require_user(caller)
-        if not USER_PRINCIPAL.match(subject):
+        if not USER_PRINCIPAL.fullmatch(subject):
             raise InvalidArgument("principal must look like user:<name>", reason="INVALID_PRINCIPAL")
         ttl = ttl_seconds or USER_TOKEN_DEFAULT_TTL
         if not 0 < ttl <= USER_TOKEN_MAX_TTL:
@@ -136,11 +136,11 @@ class Authorization:
 
     def create_project(self, caller: Principal, project_id: str, region: str) -> Project:
         self._require(caller, Permission.ADMINISTER, Scope("organization"))
-        if not PROJECT_ID.match(project_id):
+        if not PROJECT_ID.fullmatch(project_id):
             raise InvalidArgument("project id must be lowercase letters, digits and -, 1-63 characters",
                                   reason="INVALID_PROJECT_ID")
         region = region or self.regions[0]
-        if not REGION_ID.match(region) or region not in self.regions:
+        if not REGION_ID.fullmatch(region) or region not in self.regions:
             raise InvalidArgument(f"unknown region {region!r}; known: {', '.join(self.regions)}",
                                   reason="UNKNOWN_REGION")
         return self._repo.create_project(project_id, region, self._clock())
@@ -166,7 +166,7 @@ class Authorization:
                 raise _denied("storage may only grant a file's administrator role")
         else:
             self._require(caller, Permission.ADMINISTER, scope)
-        if not USER_PRINCIPAL.match(assignment.principal):
+        if not USER_PRINCIPAL.fullmatch(assignment.principal):
             raise InvalidArgument("principal must look like user:<name>", reason="INVALID_PRINCIPAL")
         validate_role_for_scope(assignment.role, scope)
         if scope.kind != "organization":
@@ -197,7 +197,7 @@ class Authorization:
     ) -> list[bool]:
         if not (caller.is_service_named("storage") or caller.is_service_named("kms")):
             raise _denied("only services may ask for access decisions", reason="SERVICE_IDENTITY_REQUIRED")
-        if not USER_PRINCIPAL.match(principal):
+        if not USER_PRINCIPAL.fullmatch(principal):
             return [False] * len(resources)
         if len(resources) > 1000:
             raise InvalidArgument("at most 1000 resources per check", reason="TOO_MANY_RESOURCES")
@@ -208,7 +208,7 @@ class Authorization:
     def create_pipeline(self, caller: Principal, parent: str, display_name: str) -> Pipeline:
         project = parse_project(parent)
         self._require(caller, Permission.CREATE, Scope("library", project))
-        if not _DISPLAY_NAME.match(display_name) or display_name.isdigit():
+        if not _DISPLAY_NAME.fullmatch(display_name) or display_name.isdigit():
             raise InvalidArgument(
                 "pipeline name must be 1-128 characters, not all digits, without / \\ or control characters",
                 reason="INVALID_NAME",
@@ -259,12 +259,12 @@ class Authorization:
         # done with a project administrator's identity (never an ordinary user's).
         self._require(caller, Permission.ADMINISTER, library)
         requester = requested_by or caller.name
-        if not USER_PRINCIPAL.match(requester):
+        if not USER_PRINCIPAL.fullmatch(requester):
             raise InvalidArgument("requested_by must look like user:<name>", reason="INVALID_PRINCIPAL")
         if not self._policy.allows(requester, Permission.USE, library):
             raise _denied(f"{requester} may not use this library's files in pipelines",
                           reason="REQUESTER_NOT_ALLOWED")
-        if not _BRANCH.match(branch):
+        if not _BRANCH.fullmatch(branch):
             raise InvalidArgument("branch must be 1-256 characters without control characters",
                                   reason="INVALID_BRANCH")
         ttl = ttl_seconds or JOB_TOKEN_DEFAULT_TTL
@@ -306,6 +306,11 @@ class Authorization:
         if run.expire_at <= self._clock():
             raise Unauthenticated("the run's job token expired", reason="TOKEN_EXPIRED")
         return run
+
+    def require_operator(self, caller: Principal) -> None:
+        """Key operations and audit reads need the organization `operator` role."""
+        if not (caller.is_user and self._policy.allows(caller.name, Permission.OPERATE, Scope("organization"))):
+            raise _denied("this needs the operator role", reason="OPERATOR_REQUIRED")
 
     @staticmethod
     def require_storage(caller: Principal) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 import grpc
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.interceptors import current_principal
 from securefiles.common.proto_time import to_timestamp
@@ -49,13 +48,9 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
 
     async def _require_operator(self, allow_storage: bool = False) -> str:
         principal = current_principal()
-        if allow_storage and principal.is_service_named("storage"):
-            return principal.name
-        if principal.kind == "user":
-            allowed = await self._authz.check_access(principal.name, authz_pb2.OPERATE, ["organization"])
-            if allowed and allowed[0]:
-                return principal.name
-        raise PermissionDenied("key operations need the operator role", reason="OPERATOR_REQUIRED")
+        if not (allow_storage and principal.is_service_named("storage")):
+            await self._authz.require_operator(principal)
+        return principal.name
 
     def _check_ring(self, key_ring: str) -> None:
         if parse_region(key_ring) != self._ring.region:

@@ -49,7 +49,7 @@ class WrappedKey:
             region = raw[5 : 5 + region_len].decode("ascii")
         except UnicodeDecodeError:
             raise malformed from None
-        if not REGION_PATTERN.match(region):
+        if not REGION_PATTERN.fullmatch(region):
             raise malformed
         offset = 5 + region_len
         (version,) = struct.unpack(">I", raw[offset : offset + 4])

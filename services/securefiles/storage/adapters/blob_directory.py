@@ -18,7 +18,7 @@ _KEY = re.compile(r"^[0-9a-f-]{36}/v[0-9]{1,9}$")
 
 
 def _check_key(key: str) -> str:
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise InvalidArgument("invalid blob key", reason="INVALID_BLOB_KEY")
     return key
 

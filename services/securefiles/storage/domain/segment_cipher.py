@@ -142,8 +142,13 @@ def segment_spans(blob_size: int, segment_bytes: int) -> Iterator[tuple[int, int
 class SegmentDecryptor:
     """Decrypts the segments of one blob, in order."""
 
-    def __init__(self, data_key: bytes, associated_data: bytes, header: bytes) -> None:
+    def __init__(
+        self, data_key: bytes, associated_data: bytes, header: bytes, segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    ) -> None:
         self.header = SegmentHeader.decode(header)
+        # The header's segment size is not authenticated by itself: insist on the one we write.
+        if self.header.segment_bytes != segment_bytes:
+            raise SegmentIntegrityError("unexpected segment size")
         self._aead = _segment_key(data_key, self.header.salt, associated_data)
         self._index = 0
 

@@ -1,0 +1,158 @@
+"""Append-only, hash-chained audit log kept by every service in its own database.
+
+Each entry carries the SHA-256 of the previous one, so an edited, deleted or reordered
+entry breaks the chain (`verify`). A single head row is locked while appending, so
+writers on several replicas (PostgreSQL) or processes (SQLite) keep one chain.
+If an entry cannot be written the caller's operation fails (Vault's rule).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, select, update
+
+from securefiles.common.db import read_transaction, write_transaction
+
+metadata = MetaData()
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("principal", String(512), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("resource", String(1024), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("reason", String(256), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("previous_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("sequence", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+ALLOW, DENY, FAIL = "ALLOW", "DENY", "FAIL"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    sequence: int
+    time: dt.datetime
+    service: str
+    principal: str
+    action: str
+    resource: str
+    decision: str
+    reason: str
+    request_id: str
+    details: dict[str, str] = field(default_factory=dict)
+    previous_hash: str = ""
+    hash: str = ""
+
+    def computed_hash(self) -> str:
+        body = {
+            "sequence": self.sequence, "time": self.time.astimezone(dt.UTC).isoformat(),
+            "service": self.service, "principal": self.principal, "action": self.action,
+            "resource": self.resource, "decision": self.decision, "reason": self.reason,
+            "request_id": self.request_id, "details": self.details, "previous_hash": self.previous_hash,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verification:
+    intact: bool
+    checked: int
+    first_bad_sequence: int = 0
+    problem: str = ""
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _entry(m: Mapping[str, object]) -> AuditEntry:
+    time = m["time"]
+    assert isinstance(time, dt.datetime)
+    return AuditEntry(
+        sequence=int(m["sequence"]), time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),  # type: ignore[arg-type]
+        service=str(m["service"]), principal=str(m["principal"]), action=str(m["action"]),
+        resource=str(m["resource"]), decision=str(m["decision"]), reason=str(m["reason"]),
+        request_id=str(m["request_id"]), details=json.loads(str(m["details"])),
+        previous_hash=str(m["previous_hash"]), hash=str(m["hash"]),
+    )
+
+
+class AuditLog:
+    """One service's chain."""
+
+    def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self._engine = engine
+        self.service = service
+        self._clock = clock
+
+    def record(
+        self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> AuditEntry:
+        """Append one entry; raises if it cannot be written."""
+        with write_transaction(self._engine) as conn:
+            head = conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).first()
+            sequence, previous = (head.sequence, head.hash) if head else (0, "")
+            entry = AuditEntry(
+                sequence=sequence + 1, time=self._clock(), service=self.service, principal=principal[:512],
+                action=action[:128], resource=resource[:1024], decision=decision, reason=reason[:256],
+                request_id=request_id[:64], details={k: str(v)[:512] for k, v in (details or {}).items()},
+                previous_hash=previous,
+            )
+            entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
+            values = {**entry.__dict__, "details": json.dumps(entry.details, sort_keys=True)}
+            conn.execute(audit_events.insert().values(**values))
+            if head is None:
+                conn.execute(audit_head.insert().values(id=1, sequence=entry.sequence, hash=entry.hash))
+            else:
+                conn.execute(update(audit_head).where(audit_head.c.id == 1).values(
+                    sequence=entry.sequence, hash=entry.hash))
+        return entry
+
+    def list(self, after: int, limit: int, resource_prefix: str = "", principal: str = "") -> list[AuditEntry]:
+        query = select(audit_events).where(audit_events.c.sequence > after)
+        if resource_prefix:
+            query = query.where(audit_events.c.resource.startswith(resource_prefix, autoescape=True))
+        if principal:
+            query = query.where(audit_events.c.principal == principal)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(query.order_by(audit_events.c.sequence).limit(limit)).all()
+        return [_entry(r._mapping) for r in rows]
+
+    def verify(self) -> Verification:
+        """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head."""
+        previous_hash, expected_sequence, checked = "", 1, 0
+        with read_transaction(self._engine) as conn:
+            head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+            for row in conn.execute(select(audit_events).order_by(audit_events.c.sequence)):
+                entry = _entry(row._mapping)
+                checked += 1
+                if entry.sequence != expected_sequence:
+                    return Verification(False, checked, expected_sequence, "entry missing")
+                if entry.computed_hash() != entry.hash:
+                    return Verification(False, checked, entry.sequence, "entry edited")
+                if entry.previous_hash != previous_hash:
+                    return Verification(False, checked, entry.sequence, "entries reordered or replaced")
+                previous_hash, expected_sequence = entry.hash, expected_sequence + 1
+        head_sequence, head_hash = (head.sequence, head.hash) if head else (0, "")
+        if head_sequence != expected_sequence - 1 or head_hash != previous_hash:
+            return Verification(False, checked, expected_sequence, "latest entries missing")
+        return Verification(True, checked)

@@ -1,0 +1,59 @@
+"""The AuditLogService every service serves over its own chain."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
+from securefiles.common.audit import AuditEntry, AuditLog
+from securefiles.common.errors import InvalidArgument
+from securefiles.common.interceptors import current_principal
+from securefiles.common.principal import Principal
+from securefiles.common.proto_time import to_timestamp
+
+ReaderCheck = Callable[[Principal], Awaitable[None]]
+MAX_PAGE = 1000
+
+
+def event_message(entry: AuditEntry) -> audit_pb2.AuditEvent:
+    return audit_pb2.AuditEvent(
+        sequence=entry.sequence, time=to_timestamp(entry.time), service=entry.service, principal=entry.principal,
+        action=entry.action, resource=entry.resource, decision=entry.decision, reason=entry.reason,
+        request_id=entry.request_id, details=entry.details, previous_hash=entry.previous_hash, hash=entry.hash,
+    )
+
+
+class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
+    """Operators read and verify the chain; nobody can write through the API."""
+
+    def __init__(self, log: AuditLog, require_reader: ReaderCheck) -> None:
+        self._log = log
+        self._require_reader = require_reader
+
+    async def ListAuditEvents(
+        self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.ListAuditEventsResponse:
+        await self._require_reader(current_principal())
+        if request.page_token and not request.page_token.isdigit():
+            raise InvalidArgument("page_token is not valid", reason="INVALID_PAGE_TOKEN")
+        after = int(request.page_token or 0)
+        limit = min(request.page_size or 100, MAX_PAGE)
+        entries = self._log.list(after, limit + 1, request.resource_prefix, request.principal)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        return audit_pb2.ListAuditEventsResponse(
+            events=[event_message(e) for e in entries],
+            next_page_token=str(entries[-1].sequence) if more and entries else "",
+        )
+
+    async def VerifyAuditLog(
+        self, request: audit_pb2.VerifyAuditLogRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.VerifyAuditLogResponse:
+        await self._require_reader(current_principal())
+        result = self._log.verify()
+        return audit_pb2.VerifyAuditLogResponse(
+            intact=result.intact, events_checked=result.checked, first_bad_sequence=result.first_bad_sequence,
+            problem=result.problem,
+        )

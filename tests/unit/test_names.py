@@ -1,0 +1,97 @@
+"""Secure file display names and properties."""
+
+from __future__ import annotations
+
+import pytest
+
+from securefiles.common.errors import InvalidArgument
+from securefiles.storage.domain.names import validate_display_name, validate_properties
+
+
+@pytest.mark.parametrize("name", [
+    "signing.pem",
+    "a",
+    "..hidden",
+    "...",
+    ".env",
+    "release key 2024.p12",
+    "Zertifikat für Ärzte.pfx",
+    "証明書.pem",
+    "ключ-prod",
+    "emoji 🔐.key",
+    "a" * 256,
+    "é" * 256,
+    "tab-free name with (parens) & [brackets]",
+])
+def test_ordinary_names_are_accepted_unchanged(name):
+    assert validate_display_name(name) == name
+
+
+@pytest.mark.parametrize("name", [
+    "",
+    "a" * 257,
+    "é" * 257,
+    "dir/file.pem",
+    "/abs",
+    "trailing/",
+    "back\\slash",
+    "nul\x00byte",
+    "bell\x07",
+    "unit\x1fsep",
+    "del\x7f",
+    "new\nline",
+    "carriage\rreturn",
+    "tab\tinside",
+    "\x85next-line",
+    ".",
+    "..",
+    " leading",
+    "trailing ",
+    "trailing\t",
+    "\u00a0nbsp-leading",
+    "nbsp-trailing\u3000",
+    " ",
+    "zero\u200bwidth",
+    "rtl\u202eoverride",
+    "bom\ufeff",
+    "soft\u00adhyphen",
+    "line\u2028separator",
+    "para\u2029separator",
+    "lone\ud800surrogate",
+])
+def test_bad_names_are_invalid_name(name):
+    with pytest.raises(InvalidArgument) as err:
+        validate_display_name(name)
+    assert err.value.reason == "INVALID_NAME"
+
+
+def test_property_limits_are_inclusive():
+    props = {f"k{i}": "v" * 1024 for i in range(63)}
+    props["k" * 128] = ""
+    assert validate_properties(props) == props
+    assert validate_properties({}) == {}
+
+
+def test_too_many_properties():
+    with pytest.raises(InvalidArgument) as err:
+        validate_properties({f"k{i}": "v" for i in range(65)})
+    assert err.value.reason == "TOO_MANY_PROPERTIES"
+
+
+@pytest.mark.parametrize("props", [
+    {"": "empty key"},
+    {"k" * 129: "v"},
+    {"k": "v" * 1025},
+    {"new\nline": "v"},
+    {"nul\x00": "v"},
+    {"del\x7f": "v"},
+])
+def test_invalid_property(props):
+    with pytest.raises(InvalidArgument) as err:
+        validate_properties(props)
+    assert err.value.reason == "INVALID_PROPERTY"
+
+
+def test_property_values_may_hold_any_text():
+    props = {"notes": "line one\nline two\ttabbed", "owner": "Zoë"}
+    assert validate_properties(props) == props
