@@ -9,7 +9,6 @@ from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
-from securefiles.kms.v1 import kms_pb2
 
 
 def _seconds(text: str | None) -> int | None:
@@ -116,30 +115,6 @@ def tokens_issue(args: argparse.Namespace) -> int:
     return _emit(args, {"token": issued.token, "expire_time": rfc3339(issued.expire_time)}, issued.token)
 
 
-def _version_object(v: kms_pb2.KeyVersion) -> dict:
-    return {"version": v.version, "name": v.name, "state": kms_pb2.KeyVersion.State.Name(v.state),
-            "created_at": rfc3339(v.create_time), "created_by": v.created_by, "reason": v.reason}
-
-
-def keys_list(args: argparse.Namespace) -> int:
-    with client_for(args) as client:
-        region, versions = client.list_key_versions(args.region)
-    if wants_json(args):
-        print_json([_version_object(v) for v in versions])
-    else:
-        print(f"region {region}")
-        print_table(("VERSION", "STATE", "CREATED", "CREATED BY", "REASON"),
-                    [(o["version"], o["state"], o["created_at"], o["created_by"], o["reason"])
-                     for o in map(_version_object, versions)])
-    return 0
-
-
-def keys_rotate(args: argparse.Namespace) -> int:
-    with client_for(args) as client:
-        v = client.rotate_key(args.region, args.reason or "")
-    return _emit(args, _version_object(v), f"{v.name} is now primary")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     def group(name: str, help_text: str) -> argparse._SubParsersAction:
         return subparsers.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
@@ -187,11 +162,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = command(tokens, "issue", tokens_issue, "issue a token for a user")
     p.add_argument("principal", help="user:NAME")
     p.add_argument("--ttl", help="lifetime (default 8h, at most 30d)")
-
-    keys = group("keys", "per-region keys (operators)")
-    p = command(keys, "list", keys_list, "list key versions of a region")
-    p.add_argument("--region")
-    p = command(keys, "rotate", keys_rotate, "create a new primary key version")
-    p.add_argument("--region")
-    p.add_argument("--reason")
 

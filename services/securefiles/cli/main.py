@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from securefiles import __version__
-from securefiles.cli import admin, agent, files
+from securefiles.cli import admin, agent, audit, files, keys
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table
 from securefiles.common.errors import SecureFilesError
@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     files.register(sub)
     admin.register(sub)
+    keys.register(sub)
+    audit.register(sub)
     agent.register(sub)
     return parser
 

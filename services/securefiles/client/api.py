@@ -15,6 +15,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.config import ClientConfig, job_token_from_env, load_config
 from securefiles.client.download import DownloadedFile, Progress, download_with_retries, prepare_destination
@@ -249,14 +250,70 @@ class SecureFilesClient:
         return self._transport.call(stub.RotateKey, kms_pb2.RotateKeyRequest(
             key_ring=f"regions/{region}", reason=reason))
 
+    def _key_version_name(self, region: str, version: str) -> str:
+        if version.isdigit():
+            return f"regions/{region}/keyVersions/{version}"
+        if not version.startswith(f"regions/{region}/keyVersions/"):
+            raise InvalidArgument(f"{version!r} is not a key version of region {region}", reason="INVALID_ARGUMENT")
+        return version
+
+    def set_key_version_state(self, version: str, action: str, region: str | None = None) -> kms_pb2.KeyVersion:
+        """`action` is disable, enable or destroy; `version` a number or a full name."""
+        stub, region = self._kms(region)
+        name = self._key_version_name(region, version)
+        method, request = {
+            "disable": (stub.DisableKeyVersion, kms_pb2.DisableKeyVersionRequest(name=name)),
+            "enable": (stub.EnableKeyVersion, kms_pb2.EnableKeyVersionRequest(name=name)),
+            "destroy": (stub.DestroyKeyVersion, kms_pb2.DestroyKeyVersionRequest(name=name)),
+        }[action]
+        return self._transport.call(method, request)
+
+    def count_data_keys(self, region: str | None = None) -> dict[str, int]:
+        """{key version name: data keys it wraps} as storage sees it."""
+        response = self._transport.call(self._storage.CountDataKeys, storage_pb2.CountDataKeysRequest(
+            key_ring=f"regions/{region}" if region else ""))
+        return {c.key_version: c.data_keys for c in response.counts}
+
+    def rewrap_data_keys(self, region: str | None = None) -> storage_pb2.RewrapDataKeysResponse:
+        return self._transport.call(self._storage.RewrapDataKeys, storage_pb2.RewrapDataKeysRequest(
+            key_ring=f"regions/{region}" if region else ""), timeout=3600)
+
+    # -- audit ------------------------------------------------------------------------
+
+    def audit_targets(self) -> dict[str, str]:
+        """Service name -> endpoint of every audit log."""
+        targets = {"storage": self.config.storage, "authz": self.config.authz}
+        targets.update({f"kms-{region}": target for region, target in self.config.kms.items()})
+        return targets
+
+    def list_audit_events(self, service: str, resource_prefix: str = "") -> Iterator[audit_pb2.AuditEvent]:
+        stub = audit_pb2_grpc.AuditLogServiceStub(self._transport.channel(self._audit_target(service)))
+        token = ""
+        while True:
+            response = self._transport.call(stub.ListAuditEvents, audit_pb2.ListAuditEventsRequest(
+                page_size=1000, page_token=token, resource_prefix=resource_prefix))
+            yield from response.events
+            token = response.next_page_token
+            if not token:
+                return
+
+    def verify_audit_log(self, service: str) -> audit_pb2.VerifyAuditLogResponse:
+        stub = audit_pb2_grpc.AuditLogServiceStub(self._transport.channel(self._audit_target(service)))
+        return self._transport.call(stub.VerifyAuditLog, audit_pb2.VerifyAuditLogRequest(), timeout=600)
+
+    def _audit_target(self, service: str) -> str:
+        target = self.audit_targets().get(service)
+        if not target:
+            raise InvalidArgument(f"unknown service {service!r}; one of {', '.join(self.audit_targets())}",
+                                  reason="INVALID_ARGUMENT")
+        return target
+
     # -- health -----------------------------------------------------------------------
 
     def health(self) -> dict[str, str]:
         """SERVING / NOT_SERVING / UNREACHABLE for every configured endpoint."""
-        targets = {"storage": self.config.storage, "authz": self.config.authz}
-        targets.update({f"kms-{region}": target for region, target in self.config.kms.items()})
         result: dict[str, str] = {}
-        for service, target in targets.items():
+        for service, target in self.audit_targets().items():
             try:
                 stub = health_pb2_grpc.HealthStub(self._transport.channel(target))
                 response = self._transport.call(stub.Check, health_pb2.HealthCheckRequest(), timeout=3)

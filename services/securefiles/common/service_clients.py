@@ -113,6 +113,12 @@ class KmsClient:
         assert isinstance(response, kms_pb2.DecryptDataKeyResponse)
         return response.plaintext
 
+    async def list_key_versions(self) -> list[kms_pb2.KeyVersion]:
+        response = await _call(self._stub.ListKeyVersions, kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring),
+                               "kms")
+        assert isinstance(response, kms_pb2.ListKeyVersionsResponse)
+        return list(response.key_versions)
+
     async def reencrypt_data_key(
         self, wrapped: bytes, context: Mapping[str, str]
     ) -> kms_pb2.ReEncryptDataKeyResponse:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from securefiles.common.audit import AuditLog
+from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.config import ServerSettings, env_int, env_str, parse_endpoints
 from securefiles.common.db import make_engine
@@ -22,6 +22,7 @@ from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
 from securefiles.storage.adapters.sql_files import SqlFileRepository, metadata
 from securefiles.storage.api.servicer import SecureFileServicer
+from securefiles.storage.domain.rewrap import DataKeyRewrapper
 from securefiles.storage.domain.service import DEFAULT_MAX_FILE_BYTES, SecureFiles
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -35,6 +36,7 @@ class StorageSettings:
     kms_endpoints: dict[str, str]
     authz_endpoint: str
     max_file_bytes: int
+    rewrap_interval: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -45,6 +47,7 @@ class StorageSettings:
             kms_endpoints=parse_endpoints(env_str(env, "KMS_ENDPOINTS")),
             authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
             max_file_bytes=env_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+            rewrap_interval=env_int(env, "REWRAP_INTERVAL_SECONDS", 300),
         )
 
 
@@ -54,8 +57,31 @@ class StorageApp:
     files: SecureFiles
     authz: AuthzClient
     keys: RegionalDataKeys
+    rewrapper: DataKeyRewrapper
+    audit: AuditLog
+    rewrap_interval: int
+    _background: asyncio.Task[None] | None = None
+
+    def start_background_rewrap(self) -> None:
+        if self.rewrap_interval > 0:
+            self._background = asyncio.create_task(self._rewrap_periodically())
+
+    async def _rewrap_periodically(self) -> None:
+        """After a rotation (on deploy or by an operator), move data keys to the new primary."""
+        while True:
+            await asyncio.sleep(self.rewrap_interval)
+            try:
+                report = await self.rewrapper.rewrap(None)
+            except Exception:
+                log.warning("background rewrap failed; will retry", exc_info=True)
+                continue
+            if report.rewrapped or report.failed:
+                self.audit.record("service:storage", "RewrapDataKeys", "regions/-", ALLOW, details={
+                    "rewrapped": str(report.rewrapped), "failed": str(report.failed), "trigger": "background"})
 
     async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
         await self.authz.close()
         await self.keys.close()
 
@@ -71,23 +97,27 @@ def build(settings: StorageSettings) -> StorageApp:
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls)
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls)
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes)
+    rewrapper = DataKeyRewrapper(repository, keys)
+    audit = AuditLog(engine, "storage")
+    servicer = SecureFileServicer(files, rewrapper, repository, authz.require_operator)
     running = create_server(
         service="storage",
-        registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, SecureFileServicer(files))],
+        registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer)],
         service_names=[storage_pb2.DESCRIPTOR.services_by_name["SecureFileService"].full_name],
         tls=settings.server.tls,
         authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
-        audit=AuditLog(engine, "storage"),
+        audit=audit,
         audit_reader=authz.require_operator,
-        unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles"}),
+        unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys"}),
     )
-    return StorageApp(running, files, authz, keys)
+    return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval)
 
 
 async def serve(settings: StorageSettings) -> None:
     app = build(settings)
+    app.start_background_rewrap()
     await run_until_signalled(
         app.running, settings.server.port_file, parent_pid=settings.server.parent_pid, on_stop=app.close
     )

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import grpc
 
 from securefiles.common.errors import InvalidArgument, PermissionDenied
-from securefiles.common.interceptors import current_principal
+from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
 from securefiles.common.service_clients import AuthzClient
@@ -75,7 +75,9 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     ) -> kms_pb2.GenerateDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
+        audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
         plaintext, wrapped, record = self._ring.generate_data_key(self._context(request.encryption_context))
+        audit_note(key_version=record.name)
         return kms_pb2.GenerateDataKeyResponse(plaintext=plaintext, wrapped_key=wrapped, key_version=record.name)
 
     async def DecryptDataKey(
@@ -83,7 +85,9 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     ) -> kms_pb2.DecryptDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
+        audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
         plaintext, record = self._ring.decrypt_data_key(request.wrapped_key, self._context(request.encryption_context))
+        audit_note(key_version=record.name)
         return kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
 
     async def ReEncryptDataKey(
@@ -91,9 +95,11 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     ) -> kms_pb2.ReEncryptDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
+        audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
         wrapped, primary, previous = self._ring.reencrypt_data_key(
             request.wrapped_key, self._context(request.encryption_context)
         )
+        audit_note(key_version=primary.name, previous_key_version=previous.name)
         return kms_pb2.ReEncryptDataKeyResponse(
             wrapped_key=wrapped, key_version=primary.name, previous_key_version=previous.name
         )
@@ -108,6 +114,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         if len(request.reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
         record = self._ring.rotate(operator, request.reason)
+        audit_note(record.name, reason=request.reason)
         log.info("key rotated", extra={"key_version": record.name, "operator": operator})
         return key_version_message(record)
 

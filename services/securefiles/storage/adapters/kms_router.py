@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.service_clients import KmsClient
 from securefiles.common.tls import TlsFiles
+from securefiles.kms.v1 import kms_pb2
 
 
 class RegionalDataKeys:
@@ -31,6 +32,16 @@ class RegionalDataKeys:
 
     async def decrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         return await self.client(region).decrypt_data_key(wrapped, context)
+
+    async def reencrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> tuple[bytes, int]:
+        response = await self.client(region).reencrypt_data_key(wrapped, context)
+        return response.wrapped_key, int(response.key_version.rsplit("/", 1)[1])
+
+    async def primary_version(self, region: str) -> int:
+        for version in await self.client(region).list_key_versions():
+            if version.state == kms_pb2.KeyVersion.PRIMARY:
+                return int(version.version)
+        raise FailedPrecondition(f"region {region} has no primary key version", reason="NO_PRIMARY_KEY_VERSION")
 
     async def close(self) -> None:
         for client in self._clients.values():

@@ -22,14 +22,16 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     delete,
+    func,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
-from securefiles.storage.domain.model import FileVersion, SecureFile
+from securefiles.storage.domain.model import FileVersion, SecureFile, StoredDataKey
 
 metadata = MetaData()
 
@@ -175,6 +177,41 @@ class SqlFileRepository:
             conn.execute(delete(file_versions).where(file_versions.c.file_id == file_id))
             conn.execute(delete(secure_files).where(secure_files.c.file_id == file_id))
         return [_version(r._mapping) for r in rows]
+
+    def count_data_keys(self, region: str | None) -> dict[tuple[str, int], int]:
+        v = file_versions
+        query = select(v.c.key_region, v.c.key_version, func.count()).group_by(v.c.key_region, v.c.key_version)
+        if region:
+            query = query.where(v.c.key_region == region)
+        with read_transaction(self._engine) as conn:
+            return {(r, int(n)): int(count) for r, n, count in conn.execute(query)}
+
+    def data_keys_not_under(
+        self, region: str, primary: int, after: tuple[str, int], limit: int
+    ) -> list[StoredDataKey]:
+        v, f = file_versions, secure_files
+        query = (
+            select(v.c.file_id, f.c.project, v.c.version, v.c.wrapped_key, v.c.key_region, v.c.key_version)
+            .select_from(v.join(f, f.c.file_id == v.c.file_id))
+            .where(v.c.key_region == region, v.c.key_version != primary, tuple_(v.c.file_id, v.c.version) > after)
+            .order_by(v.c.file_id, v.c.version)
+            .limit(limit)
+        )
+        with read_transaction(self._engine) as conn:
+            return [StoredDataKey(*row) for row in conn.execute(query)]
+
+    def swap_wrapped_keys(self, swaps: list[tuple[StoredDataKey, bytes, int]]) -> int:
+        v = file_versions
+        swapped = 0
+        with write_transaction(self._engine) as conn:
+            for key, wrapped, key_version in swaps:
+                result = conn.execute(
+                    update(v)
+                    .where(v.c.file_id == key.file_id, v.c.version == key.version, v.c.wrapped_key == key.wrapped_key)
+                    .values(wrapped_key=wrapped, key_version=key_version)
+                )
+                swapped += int(result.rowcount or 0)
+        return swapped
 
     def all_blob_keys(self) -> set[str]:
         with read_transaction(self._engine) as conn:

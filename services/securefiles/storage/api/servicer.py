@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import empty_pb2
 
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import current_principal
+from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.principal import Principal
 from securefiles.common.proto_time import to_timestamp
+from securefiles.common.resource_names import parse_region
 from securefiles.storage.domain.model import SecureFile
+from securefiles.storage.domain.ports import FileRepository
+from securefiles.storage.domain.rewrap import DataKeyRewrapper, version_counts
 from securefiles.storage.domain.service import CHUNK_BYTES, SecureFiles, UploadRequest
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -38,9 +42,42 @@ async def _chunks_after_metadata(
         yield request.chunk
 
 
+def _counts(counts: dict[str, int]) -> list[storage_pb2.KeyVersionCount]:
+    return [storage_pb2.KeyVersionCount(key_version=k, data_keys=n) for k, n in counts.items()]
+
+
 class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
-    def __init__(self, files: SecureFiles) -> None:
+    def __init__(
+        self, files: SecureFiles, rewrapper: DataKeyRewrapper, repository: FileRepository,
+        require_operator: Callable[[Principal], Awaitable[None]],
+    ) -> None:
         self._files = files
+        self._rewrapper = rewrapper
+        self._repository = repository
+        self._require_operator = require_operator
+
+    @staticmethod
+    def _region(key_ring: str) -> str | None:
+        return parse_region(key_ring) if key_ring else None
+
+    async def RewrapDataKeys(
+        self, request: storage_pb2.RewrapDataKeysRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.RewrapDataKeysResponse:
+        await self._require_operator(current_principal())
+        report = await self._rewrapper.rewrap(self._region(request.key_ring))
+        audit_note(rewrapped=report.rewrapped, failed=report.failed)
+        return storage_pb2.RewrapDataKeysResponse(
+            before=_counts(report.before), after=_counts(report.after), rewrapped=report.rewrapped,
+            failed=report.failed,
+        )
+
+    async def CountDataKeys(
+        self, request: storage_pb2.CountDataKeysRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.CountDataKeysResponse:
+        await self._require_operator(current_principal())
+        return storage_pb2.CountDataKeysResponse(
+            counts=_counts(version_counts(self._repository, self._region(request.key_ring)))
+        )
 
     async def UploadSecureFile(
         self, request_iterator: AsyncIterator[storage_pb2.UploadSecureFileRequest], context: grpc.aio.ServicerContext
@@ -55,7 +92,9 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
             parent=meta.parent, display_name=meta.display_name, properties=dict(meta.properties),
             expected_size=meta.expected_size_bytes,
         )
+        audit_note(request.parent, display_name=request.display_name)
         created = await self._files.upload(caller, request, _chunks_after_metadata(iterator))
+        audit_note(created.name, size=created.current.size, key_version=created.current.key_version_name)
         return secure_file_message(created)
 
     async def GetSecureFile(
@@ -103,6 +142,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
         download = await self._files.download(current_principal(), request.name)
         f = download.secure_file
+        audit_note(f.name, display_name=f.display_name, version=f.current.version,
+                   key_version=f.current.key_version_name, run=current_principal().claims.get("run", ""))
         yield storage_pb2.DownloadSecureFileResponse(
             header=storage_pb2.DownloadHeader(
                 secure_file=secure_file_message(f), size_bytes=f.current.size, sha256=f.current.sha256

@@ -41,6 +41,18 @@ class SecureFile:
         return f"projects/{self.project}/secureFiles/{self.file_id}"
 
 
+@dataclass(frozen=True)
+class StoredDataKey:
+    """A wrapped data key as rewrap sees it: which file version, which key version."""
+
+    file_id: str
+    project: str
+    version: int
+    wrapped_key: bytes = field(repr=False)
+    key_region: str
+    key_version: int
+
+
 def encryption_context(project: str, file_id: str, version: int) -> dict[str, str]:
     """What kms binds a data key to: a wrapped key moved to another file fails to unwrap."""
     return {"project": project, "secure_file_id": file_id, "version": str(version)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from securefiles.storage.domain.model import FileVersion, SecureFile
+from securefiles.storage.domain.model import FileVersion, SecureFile, StoredDataKey
 
 
 class BlobWriter(Protocol):
@@ -46,6 +46,15 @@ class FileRepository(Protocol):
         """Remove the file and its wrapped keys in one transaction; return its versions."""
         ...
     def all_blob_keys(self) -> set[str]: ...
+    def count_data_keys(self, region: str | None) -> dict[tuple[str, int], int]:
+        """{(region, key version): number of wrapped data keys}."""
+        ...
+    def data_keys_not_under(self, region: str, primary: int, after: tuple[str, int], limit: int) -> list[StoredDataKey]:
+        """Wrapped keys of `region` under any version but `primary`, ordered by (file id, version)."""
+        ...
+    def swap_wrapped_keys(self, swaps: list[tuple[StoredDataKey, bytes, int]]) -> int:
+        """Replace each wrapped key that is still the one read (compare and swap), in one transaction."""
+        ...
 
 
 class DataKeys(Protocol):
@@ -55,6 +64,12 @@ class DataKeys(Protocol):
         """(plaintext data key, wrapped key, key version name)."""
         ...
     async def decrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> bytes: ...
+    async def reencrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> tuple[bytes, int]:
+        """(wrapped under the primary, primary version number)."""
+        ...
+    async def primary_version(self, region: str) -> int: ...
+    @property
+    def regions(self) -> list[str]: ...
 
 
 class AccessDecisions(Protocol):

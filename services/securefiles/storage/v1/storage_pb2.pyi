@@ -413,3 +413,135 @@ class DownloadSecureFileResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___DownloadSecureFileResponse: _TypeAlias = DownloadSecureFileResponse  # noqa: Y015
+
+@_typing.final
+class KeyVersionCount(_message.Message):
+    """How many stored data keys one key version wraps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_VERSION_FIELD_NUMBER: _builtins.int
+    DATA_KEYS_FIELD_NUMBER: _builtins.int
+    key_version: _builtins.str
+    """`regions/{region}/keyVersions/{n}`."""
+    data_keys: _builtins.int
+    """Data keys (file versions) it wraps."""
+    def __init__(
+        self,
+        *,
+        key_version: _builtins.str = ...,
+        data_keys: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_keys", b"data_keys", "key_version", b"key_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyVersionCount: _TypeAlias = KeyVersionCount  # noqa: Y015
+
+@_typing.final
+class RewrapDataKeysRequest(_message.Message):
+    """Request for RewrapDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_RING_FIELD_NUMBER: _builtins.int
+    key_ring: _builtins.str
+    """`regions/{region}`; empty means every region."""
+    def __init__(
+        self,
+        *,
+        key_ring: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewrapDataKeysRequest: _TypeAlias = RewrapDataKeysRequest  # noqa: Y015
+
+@_typing.final
+class RewrapDataKeysResponse(_message.Message):
+    """Response of RewrapDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    REWRAPPED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    rewrapped: _builtins.int
+    """Data keys moved to the primary."""
+    failed: _builtins.int
+    """Data keys that could not be moved (e.g. under a disabled version)."""
+    @_builtins.property
+    def before(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyVersionCount]:
+        """Counts per key version before."""
+
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyVersionCount]:
+        """Counts per key version after."""
+
+    def __init__(
+        self,
+        *,
+        before: _abc.Iterable[Global___KeyVersionCount] | None = ...,
+        after: _abc.Iterable[Global___KeyVersionCount] | None = ...,
+        rewrapped: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "failed", b"failed", "rewrapped", b"rewrapped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewrapDataKeysResponse: _TypeAlias = RewrapDataKeysResponse  # noqa: Y015
+
+@_typing.final
+class CountDataKeysRequest(_message.Message):
+    """Request for CountDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_RING_FIELD_NUMBER: _builtins.int
+    key_ring: _builtins.str
+    """`regions/{region}`; empty means every region."""
+    def __init__(
+        self,
+        *,
+        key_ring: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountDataKeysRequest: _TypeAlias = CountDataKeysRequest  # noqa: Y015
+
+@_typing.final
+class CountDataKeysResponse(_message.Message):
+    """Response of CountDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyVersionCount]:
+        """Counts per key version, for versions that wrap at least one data key."""
+
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[Global___KeyVersionCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountDataKeysResponse: _TypeAlias = CountDataKeysResponse  # noqa: Y015

@@ -70,6 +70,16 @@ class SecureFileServiceStub:
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileRequest.SerializeToString,
                 response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileResponse.FromString,
                 _registered_method=True)
+        self.RewrapDataKeys = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/RewrapDataKeys',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RewrapDataKeysRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RewrapDataKeysResponse.FromString,
+                _registered_method=True)
+        self.CountDataKeys = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/CountDataKeys',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysResponse.FromString,
+                _registered_method=True)
 
 
 class SecureFileServiceServicer:
@@ -122,6 +132,21 @@ class SecureFileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RewrapDataKeys(self, request, context):
+        """Re-wraps every data key still under an older key version to the primary (operators).
+        Ciphertext is neither read nor rewritten.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountDataKeys(self, request, context):
+        """Counts stored data keys per key version (operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecureFileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +179,16 @@ def add_SecureFileServiceServicer_to_server(servicer, server):
                     servicer.DownloadSecureFile,
                     request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileRequest.FromString,
                     response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileResponse.SerializeToString,
+            ),
+            'RewrapDataKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapDataKeys,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RewrapDataKeysRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RewrapDataKeysResponse.SerializeToString,
+            ),
+            'CountDataKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountDataKeys,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -323,6 +358,60 @@ class SecureFileService:
             '/securefiles.storage.v1.SecureFileService/DownloadSecureFile',
             securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileRequest.SerializeToString,
             securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewrapDataKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/RewrapDataKeys',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.RewrapDataKeysRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.RewrapDataKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountDataKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/CountDataKeys',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

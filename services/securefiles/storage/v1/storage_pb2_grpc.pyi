@@ -51,6 +51,12 @@ class SecureFileServiceStub:
     """Deletes a file, its ciphertext and its wrapped data keys."""
     DownloadSecureFile: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadSecureFileRequest, _storage_pb2.DownloadSecureFileResponse]
     """Streams a file's plaintext to an authorized pipeline job: a header, then chunks."""
+    RewrapDataKeys: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RewrapDataKeysRequest, _storage_pb2.RewrapDataKeysResponse]
+    """Re-wraps every data key still under an older key version to the primary (operators).
+    Ciphertext is neither read nor rewritten.
+    """
+    CountDataKeys: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CountDataKeysRequest, _storage_pb2.CountDataKeysResponse]
+    """Counts stored data keys per key version (operators)."""
 
 @_typing.type_check_only
 class SecureFileServiceAsyncStub(SecureFileServiceStub):
@@ -74,6 +80,12 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Deletes a file, its ciphertext and its wrapped data keys."""
     DownloadSecureFile: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadSecureFileRequest, _storage_pb2.DownloadSecureFileResponse]  # type: ignore[assignment]
     """Streams a file's plaintext to an authorized pipeline job: a header, then chunks."""
+    RewrapDataKeys: _aio.UnaryUnaryMultiCallable[_storage_pb2.RewrapDataKeysRequest, _storage_pb2.RewrapDataKeysResponse]  # type: ignore[assignment]
+    """Re-wraps every data key still under an older key version to the primary (operators).
+    Ciphertext is neither read nor rewritten.
+    """
+    CountDataKeys: _aio.UnaryUnaryMultiCallable[_storage_pb2.CountDataKeysRequest, _storage_pb2.CountDataKeysResponse]  # type: ignore[assignment]
+    """Counts stored data keys per key version (operators)."""
 
 class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
     """Secure files: encrypted at rest, managed by people, downloadable only by
@@ -130,5 +142,23 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_storage_pb2.DownloadSecureFileResponse], _abc.AsyncIterator[_storage_pb2.DownloadSecureFileResponse]]:
         """Streams a file's plaintext to an authorized pipeline job: a header, then chunks."""
+
+    @_abc_1.abstractmethod
+    def RewrapDataKeys(
+        self,
+        request: _storage_pb2.RewrapDataKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.RewrapDataKeysResponse, _abc.Awaitable[_storage_pb2.RewrapDataKeysResponse]]:
+        """Re-wraps every data key still under an older key version to the primary (operators).
+        Ciphertext is neither read nor rewritten.
+        """
+
+    @_abc_1.abstractmethod
+    def CountDataKeys(
+        self,
+        request: _storage_pb2.CountDataKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.CountDataKeysResponse, _abc.Awaitable[_storage_pb2.CountDataKeysResponse]]:
+        """Counts stored data keys per key version (operators)."""
 
 def add_SecureFileServiceServicer_to_server(servicer: SecureFileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
