@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from securefiles.authz.adapters.sql_checks import SqlChecksRepository
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository, metadata
 from securefiles.authz.api.servicer import AuthorizationServicer
 from securefiles.authz.domain.service import Authorization
@@ -47,7 +48,7 @@ class AuthzSettings:
 
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
-    "CheckAccess",
+    "CheckAccess", "ListChecks", "ListApprovals",
 })
 
 
@@ -55,7 +56,7 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
     """The domain service on its database, bootstrapped."""
     engine = make_engine(settings.server.database_url, metadata, audit_metadata)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
-    authorization = Authorization(SqlAuthzRepository(engine), issuer, settings.regions)
+    authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions)
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, AuditLog(engine, "authz")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from securefiles.authz.v1 import authz_pb2
+from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
 from securefiles.common.durations import parse_duration
@@ -150,6 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--all", action="store_true", help="open access: every pipeline of the project")
 
     runs = group("runs", "pipeline runs (the CI orchestrator's side)")
+    checks.register(subparsers, runs)
     p = command(runs, "start", runs_start, "start a run and print its job token")
     p.add_argument("pipeline")
     p.add_argument("--branch", required=True, help="e.g. refs/heads/main")

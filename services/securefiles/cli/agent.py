@@ -17,7 +17,8 @@ import jwt
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.config import job_token_from_env
 from securefiles.client.download import DownloadedFile
-from securefiles.common.errors import InvalidArgument
+from securefiles.common.durations import parse_duration
+from securefiles.common.errors import FailedPrecondition, InvalidArgument
 
 MANIFEST = ".securefiles-downloads.json"
 _OUTPUT_NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -89,6 +90,28 @@ def announce(downloaded: DownloadedFile, ref: str) -> None:
             out.write(f"{_OUTPUT_NAME.sub('_', ref)}_path={downloaded.path}\n")
 
 
+def _wait_seconds(text: str | None) -> float:
+    if not text:
+        return 0
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
+
+
+class _Waiting:
+    """Tell the log once per change what the download waits for."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._last = ""
+
+    def __call__(self, pending: FailedPrecondition) -> None:
+        if pending.message != self._last:
+            self._last = pending.message
+            print(f"{self._name}: {pending.message}; waiting", file=sys.stderr, flush=True)
+
+
 def download(args: argparse.Namespace) -> int:
     token = job_token_from_env()
     if not token:
@@ -103,11 +126,13 @@ def download(args: argparse.Namespace) -> int:
     client = SecureFilesClient.from_environment(job=True)
     if args.project:
         client.project = args.project
+    wait = _wait_seconds(args.wait_for_checks)
     done: list[DownloadedFile] = []
     try:
         for name in args.files:
             progress = _ProgressBar(name) if sys.stderr.isatty() else None
-            done.append(client.download_secure_file(name, dest, args.retry_count, timeout, progress))
+            done.append(client.download_secure_file(name, dest, args.retry_count, timeout, progress, wait,
+                                                    _Waiting(name)))
     except BaseException:
         # All or nothing: a failure removes what this invocation already wrote.
         for downloaded in done:
@@ -151,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--name", help="output variable reference: sets REF.secureFilePath")
     dl.add_argument("--retry-count", type=int, default=8, help="retries of transient failures (default 8)")
     dl.add_argument("--socket-timeout", type=int, default=0, metavar="MS", help="per-attempt timeout in ms")
+    dl.add_argument("--wait-for-checks", metavar="DURATION", help="poll while checks are pending, e.g. 30m")
     dl.set_defaults(handler=download)
     cl = actions.add_parser("cleanup", help="delete what this job downloaded")
     cl.add_argument("--dest")

@@ -7,7 +7,8 @@ Errors are the exceptions of `securefiles.common.errors` (re-exported by
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +21,7 @@ from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.config import ClientConfig, job_token_from_env, load_config
 from securefiles.client.download import DownloadedFile, Progress, download_with_retries, prepare_destination
 from securefiles.client.transport import Transport
-from securefiles.common.errors import InvalidArgument, SecureFilesError
+from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -165,12 +166,27 @@ class SecureFilesClient:
 
     def download_secure_file(
         self, name: str, dest: Path, retry_count: int = 8, timeout: float | None = None,
-        progress: Progress | None = None,
+        progress: Progress | None = None, wait_for_checks: float = 0,
+        on_pending: Callable[[FailedPrecondition], None] | None = None,
     ) -> DownloadedFile:
-        """As a pipeline job: download `name` into directory `dest` and return where it is."""
-        return download_with_retries(
-            self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout, progress
-        )
+        """As a pipeline job: download `name` into directory `dest` and return where it is.
+
+        With `wait_for_checks` (seconds), keep polling while the file's checks are pending."""
+        deadline = time.monotonic() + wait_for_checks
+        delay = 0.2
+        while True:
+            try:
+                return download_with_retries(
+                    self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout,
+                    progress,
+                )
+            except FailedPrecondition as pending:
+                if pending.reason != "CHECKS_PENDING" or time.monotonic() + delay > deadline:
+                    raise
+                if on_pending is not None:
+                    on_pending(pending)
+                time.sleep(delay)
+                delay = min(delay * 1.5, 5.0)
 
     # -- projects, roles, pipelines, runs, tokens -------------------------------------
 
@@ -236,6 +252,40 @@ class SecureFilesClient:
     def issue_token(self, principal: str, ttl_seconds: int | None = None) -> authz_pb2.IssueTokenResponse:
         return self._transport.call(self._authz.IssueToken, authz_pb2.IssueTokenRequest(
             principal=principal, ttl=_duration(ttl_seconds)))
+
+    # -- checks and approvals ---------------------------------------------------------
+
+    def add_check(self, file: str, check: authz_pb2.Check) -> authz_pb2.Check:
+        check.resource = self._file_id_resource(file)
+        return self._transport.call(self._authz.CreateCheck, authz_pb2.CreateCheckRequest(check=check))
+
+    def list_checks(self, file: str) -> list[authz_pb2.Check]:
+        return list(self._transport.call(self._authz.ListChecks, authz_pb2.ListChecksRequest(
+            resource=self._file_id_resource(file))).checks)
+
+    def delete_check(self, file: str, check_id: int) -> None:
+        name = f"{self._file_id_resource(file)}/checks/{check_id}"
+        self._transport.call(self._authz.DeleteCheck, authz_pb2.DeleteCheckRequest(name=name))
+
+    def request_checks(self, run: str, files: list[str]) -> list[authz_pb2.CheckSuite]:
+        """Create a run's check suites (and approval requests) ahead of use."""
+        resources = [self._file_id_resource(f) for f in files]
+        return list(self._transport.call(self._authz.EvaluateChecks, authz_pb2.EvaluateChecksRequest(
+            run=run, resources=resources)).suites)
+
+    def list_approvals(self, pending_only: bool = False) -> list[authz_pb2.Approval]:
+        return list(self._transport.call(self._authz.ListApprovals, authz_pb2.ListApprovalsRequest(
+            parent=f"projects/{self.project}", pending_only=pending_only)).approvals)
+
+    def decide_approval(self, approval_id: int, approve: bool, comment: str = "") -> authz_pb2.Approval:
+        name = f"projects/{self.project}/approvals/{approval_id}"
+        if approve:
+            return self._transport.call(self._authz.Approve, authz_pb2.ApproveRequest(name=name, comment=comment))
+        return self._transport.call(self._authz.Reject, authz_pb2.RejectRequest(name=name, comment=comment))
+
+    def set_group_member(self, group: str, principal: str, member: bool = True) -> authz_pb2.Group:
+        return self._transport.call(self._authz.SetGroupMember, authz_pb2.SetGroupMemberRequest(
+            group=group, principal=principal, member=member))
 
     # -- keys -------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import empty_pb2
 
+from securefiles.authz.api.checks_api import ChecksServicerMixin
 from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
@@ -63,7 +64,7 @@ def _permission(value: int) -> Permission:
     raise InvalidArgument("permission is required", reason="INVALID_PERMISSION")
 
 
-class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
+class AuthorizationServicer(ChecksServicerMixin, authz_pb2_grpc.AuthorizationServiceServicer):
     def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier) -> None:
         self._authz = authorization
         self._issuer = issuer

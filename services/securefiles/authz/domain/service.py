@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from securefiles.authz.domain.access import AccessPolicy, parse_scope, validate_role_for_scope
+from securefiles.authz.domain.check_service import Checks, raise_unless_approved
+from securefiles.authz.domain.checks import CheckSuite
 from securefiles.authz.domain.model import (
     ORGANIZATION,
     Permission,
@@ -20,7 +22,7 @@ from securefiles.authz.domain.model import (
     RunState,
     Scope,
 )
-from securefiles.authz.domain.ports import AuthzRepository
+from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
 from securefiles.common.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -54,6 +56,7 @@ class Authorization:
     def __init__(
         self,
         repo: AuthzRepository,
+        checks: ChecksRepository,
         issuer: TokenIssuer,
         regions: Sequence[str],
         clock: Callable[[], dt.datetime] = _utcnow,
@@ -65,6 +68,7 @@ class Authorization:
         self._issuer = issuer
         self.regions = tuple(regions)
         self._clock = clock
+        self.checks = Checks(checks, repo, self._policy, clock)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -292,7 +296,9 @@ class Authorization:
             raise NotFound(f"run {run_name} does not exist", reason="RUN_NOT_FOUND")
         if run.state is RunState.COMPLETED:
             return run
-        return self._repo.complete_run(project, run_id, self._clock())
+        completed = self._repo.complete_run(project, run_id, self._clock())
+        self.checks.release_run(completed)
+        return completed
 
     def active_run_of(self, job: Principal) -> Run:
         """The running run a verified job token belongs to, or UNAUTHENTICATED."""
@@ -327,4 +333,31 @@ class Authorization:
         if not self._repo.get_pipeline_permissions(scope.name).allows(run.pipeline_id):
             raise _denied("the job's pipeline is not authorized to use this file",
                           reason="PIPELINE_NOT_AUTHORIZED")
+        raise_unless_approved(self.checks.evaluate(run, scope.name))
         return run
+
+    def request_checks(self, caller: Principal, run_name: str, resources: Sequence[str]) -> list[CheckSuite]:
+        """Create (and advance) a run's suites for files ahead of use, e.g. to request approvals early."""
+        project, _pipeline, run_id = parse_run(run_name)
+        is_own_job = caller.is_job and caller.claims.get("project") == project and caller.claims.get(
+            "run") == str(run_id)
+        if is_own_job:
+            run = self.active_run_of(caller)
+        else:
+            self._require(caller, Permission.ADMINISTER, Scope("library", project))
+            found = self._repo.get_run(project, run_id)
+            if found is None:
+                raise NotFound(f"run {run_name} does not exist", reason="RUN_NOT_FOUND")
+            run = found
+        if len(resources) > 100:
+            raise InvalidArgument("at most 100 files per request", reason="TOO_MANY_RESOURCES")
+        suites = []
+        for resource in resources:
+            scope = self._file_scope(resource)
+            if scope.project != project:
+                raise _denied("the file belongs to another project than the run", reason="WRONG_PROJECT")
+            if not self._repo.get_pipeline_permissions(scope.name).allows(run.pipeline_id):
+                raise _denied(f"the run's pipeline is not authorized to use {resource}",
+                              reason="PIPELINE_NOT_AUTHORIZED")
+            suites.append(self.checks.evaluate(run, scope.name))
+        return suites

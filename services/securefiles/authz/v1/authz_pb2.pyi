@@ -93,6 +93,34 @@ OPERATE: Permission.ValueType  # 5
 """Key operations (organization scope)."""
 Global___Permission: _TypeAlias = Permission  # noqa: Y015
 
+class _CheckState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CheckStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHECK_STATE_UNSPECIFIED: _CheckState.ValueType  # 0
+    """Not set."""
+    PENDING: _CheckState.ValueType  # 1
+    """Waiting."""
+    APPROVED: _CheckState.ValueType  # 2
+    """Passed."""
+    REJECTED: _CheckState.ValueType  # 3
+    """Failed, for good."""
+
+class CheckState(_CheckState, metaclass=_CheckStateEnumTypeWrapper):
+    """Decision state of a check, a suite or an approval."""
+
+CHECK_STATE_UNSPECIFIED: CheckState.ValueType  # 0
+"""Not set."""
+PENDING: CheckState.ValueType  # 1
+"""Waiting."""
+APPROVED: CheckState.ValueType  # 2
+"""Passed."""
+REJECTED: CheckState.ValueType  # 3
+"""Failed, for good."""
+Global___CheckState: _TypeAlias = CheckState  # noqa: Y015
+
 @_typing.final
 class IssueTokenRequest(_message.Message):
     """Request for IssueToken."""
@@ -993,3 +1021,694 @@ class AuthorizeUseResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthorizeUseResponse: _TypeAlias = AuthorizeUseResponse  # noqa: Y015
+
+@_typing.final
+class BranchControl(_message.Message):
+    """Branch control: only runs from these refs may use the file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_REFS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def allowed_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Patterns such as `refs/heads/main` or `refs/heads/release/*`."""
+
+    def __init__(
+        self,
+        *,
+        allowed_refs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_refs", b"allowed_refs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BranchControl: _TypeAlias = BranchControl  # noqa: Y015
+
+@_typing.final
+class ApprovalSettings(_message.Message):
+    """Approval: listed people must approve each run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVERS_FIELD_NUMBER: _builtins.int
+    MIN_APPROVALS_FIELD_NUMBER: _builtins.int
+    ALLOW_REQUESTER_FIELD_NUMBER: _builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: _builtins.int
+    min_approvals: _builtins.int
+    """Distinct approvals needed (default 1)."""
+    allow_requester: _builtins.bool
+    """Whether the requester of a run may approve it."""
+    instructions: _builtins.str
+    """Shown to approvers."""
+    @_builtins.property
+    def approvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`user:{name}` or `group:{name}`."""
+
+    def __init__(
+        self,
+        *,
+        approvers: _abc.Iterable[_builtins.str] | None = ...,
+        min_approvals: _builtins.int = ...,
+        allow_requester: _builtins.bool = ...,
+        instructions: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_requester", b"allow_requester", "approvers", b"approvers", "instructions", b"instructions", "min_approvals", b"min_approvals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalSettings: _TypeAlias = ApprovalSettings  # noqa: Y015
+
+@_typing.final
+class BusinessHours(_message.Message):
+    """Business hours: runs wait until the window opens."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """IANA time zone, e.g. `Europe/Berlin`."""
+    start_time: _builtins.str
+    """`HH:MM`, inclusive."""
+    end_time: _builtins.str
+    """`HH:MM`, exclusive."""
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Days of week: `mon` … `sun`."""
+
+    def __init__(
+        self,
+        *,
+        time_zone: _builtins.str = ...,
+        days: _abc.Iterable[_builtins.str] | None = ...,
+        start_time: _builtins.str = ...,
+        end_time: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "end_time", b"end_time", "start_time", b"start_time", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BusinessHours: _TypeAlias = BusinessHours  # noqa: Y015
+
+@_typing.final
+class ExclusiveLock(_message.Message):
+    """Exclusive lock: one run at a time; the newest waiter proceeds, older ones are superseded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExclusiveLock: _TypeAlias = ExclusiveLock  # noqa: Y015
+
+@_typing.final
+class Check(_message.Message):
+    """A check on a file. Name: `projects/{project}/secureFiles/{id}/checks/{check_id}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CHECK_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    BRANCH_CONTROL_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
+    BUSINESS_HOURS_FIELD_NUMBER: _builtins.int
+    EXCLUSIVE_LOCK_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name."""
+    check_id: _builtins.int
+    """Numeric id, unique in the project."""
+    resource: _builtins.str
+    """The file's resource name."""
+    type: _builtins.str
+    """`branch-control`, `approval`, `business-hours` or `exclusive-lock`."""
+    created_by: _builtins.str
+    """Who added it."""
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """A pending check is rejected after this long."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Creation time."""
+
+    @_builtins.property
+    def branch_control(self) -> Global___BranchControl:
+        """Branch control."""
+
+    @_builtins.property
+    def approval(self) -> Global___ApprovalSettings:
+        """Approval."""
+
+    @_builtins.property
+    def business_hours(self) -> Global___BusinessHours:
+        """Business hours."""
+
+    @_builtins.property
+    def exclusive_lock(self) -> Global___ExclusiveLock:
+        """Exclusive lock."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        check_id: _builtins.int = ...,
+        resource: _builtins.str = ...,
+        type: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _builtins.str = ...,
+        branch_control: Global___BranchControl | None = ...,
+        approval: Global___ApprovalSettings | None = ...,
+        business_hours: Global___BusinessHours | None = ...,
+        exclusive_lock: Global___ExclusiveLock | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "branch_control", b"branch_control", "business_hours", b"business_hours", "create_time", b"create_time", "exclusive_lock", b"exclusive_lock", "settings", b"settings", "timeout", b"timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "branch_control", b"branch_control", "business_hours", b"business_hours", "check_id", b"check_id", "create_time", b"create_time", "created_by", b"created_by", "exclusive_lock", b"exclusive_lock", "name", b"name", "resource", b"resource", "settings", b"settings", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["branch_control", "approval", "business_hours", "exclusive_lock"]  # noqa: Y015
+    _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
+
+Global___Check: _TypeAlias = Check  # noqa: Y015
+
+@_typing.final
+class CreateCheckRequest(_message.Message):
+    """Request for CreateCheck."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def check(self) -> Global___Check:
+        """The check with `resource` and one of the settings set."""
+
+    def __init__(
+        self,
+        *,
+        check: Global___Check | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCheckRequest: _TypeAlias = CreateCheckRequest  # noqa: Y015
+
+@_typing.final
+class ListChecksRequest(_message.Message):
+    """Request for ListChecks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """The file's resource name."""
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChecksRequest: _TypeAlias = ListChecksRequest  # noqa: Y015
+
+@_typing.final
+class ListChecksResponse(_message.Message):
+    """Response of ListChecks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Check]:
+        """Checks by id."""
+
+    def __init__(
+        self,
+        *,
+        checks: _abc.Iterable[Global___Check] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChecksResponse: _TypeAlias = ListChecksResponse  # noqa: Y015
+
+@_typing.final
+class DeleteCheckRequest(_message.Message):
+    """Request for DeleteCheck."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The check's resource name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCheckRequest: _TypeAlias = DeleteCheckRequest  # noqa: Y015
+
+@_typing.final
+class CheckResult(_message.Message):
+    """One check's result in a suite."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    check_id: _builtins.int
+    """The check."""
+    type: _builtins.str
+    """Its type."""
+    state: Global___CheckState.ValueType
+    """Its state."""
+    reason: _builtins.str
+    """Why."""
+    approval_id: _builtins.int
+    """For approval checks, the approval to decide."""
+    def __init__(
+        self,
+        *,
+        check_id: _builtins.int = ...,
+        type: _builtins.str = ...,
+        state: Global___CheckState.ValueType = ...,
+        reason: _builtins.str = ...,
+        approval_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "check_id", b"check_id", "reason", b"reason", "state", b"state", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckResult: _TypeAlias = CheckResult  # noqa: Y015
+
+@_typing.final
+class CheckSuite(_message.Message):
+    """A run's checks against one file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """The run."""
+    resource: _builtins.str
+    """The file."""
+    state: Global___CheckState.ValueType
+    """PENDING until every check passes (APPROVED) or one fails (REJECTED)."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckResult]:
+        """In evaluation order."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Creation time."""
+
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        resource: _builtins.str = ...,
+        state: Global___CheckState.ValueType = ...,
+        results: _abc.Iterable[Global___CheckResult] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "resource", b"resource", "results", b"results", "run", b"run", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSuite: _TypeAlias = CheckSuite  # noqa: Y015
+
+@_typing.final
+class EvaluateChecksRequest(_message.Message):
+    """Request for EvaluateChecks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """The run's resource name."""
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Files' resource names (ids)."""
+
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        resources: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateChecksRequest: _TypeAlias = EvaluateChecksRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateChecksResponse(_message.Message):
+    """Response of EvaluateChecks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUITES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def suites(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckSuite]:
+        """One suite per file."""
+
+    def __init__(
+        self,
+        *,
+        suites: _abc.Iterable[Global___CheckSuite] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["suites", b"suites"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateChecksResponse: _TypeAlias = EvaluateChecksResponse  # noqa: Y015
+
+@_typing.final
+class ApprovalDecision(_message.Message):
+    """One approver's decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVER_FIELD_NUMBER: _builtins.int
+    APPROVED_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    approver: _builtins.str
+    """`user:{name}`."""
+    approved: _builtins.bool
+    """Approved (true) or rejected."""
+    comment: _builtins.str
+    """Free text."""
+    @_builtins.property
+    def decide_time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        approver: _builtins.str = ...,
+        approved: _builtins.bool = ...,
+        comment: _builtins.str = ...,
+        decide_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decide_time", b"decide_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved", b"approved", "approver", b"approver", "comment", b"comment", "decide_time", b"decide_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalDecision: _TypeAlias = ApprovalDecision  # noqa: Y015
+
+@_typing.final
+class Approval(_message.Message):
+    """An approval request of one run for one file. Name: `projects/{project}/approvals/{id}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    CHECK_ID_FIELD_NUMBER: _builtins.int
+    APPROVERS_FIELD_NUMBER: _builtins.int
+    MIN_APPROVALS_FIELD_NUMBER: _builtins.int
+    ALLOW_REQUESTER_FIELD_NUMBER: _builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name."""
+    approval_id: _builtins.int
+    """Numeric id, unique in the project."""
+    run: _builtins.str
+    """The run."""
+    resource: _builtins.str
+    """The file."""
+    check_id: _builtins.int
+    """The approval check."""
+    min_approvals: _builtins.int
+    """Distinct approvals needed."""
+    allow_requester: _builtins.bool
+    """Whether the requester may approve."""
+    instructions: _builtins.str
+    """Shown to approvers."""
+    requested_by: _builtins.str
+    """The run's requester."""
+    state: Global___CheckState.ValueType
+    """Current state."""
+    @_builtins.property
+    def approvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who may decide."""
+
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApprovalDecision]:
+        """Decisions so far."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Creation time."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it times out (rejects)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        approval_id: _builtins.int = ...,
+        run: _builtins.str = ...,
+        resource: _builtins.str = ...,
+        check_id: _builtins.int = ...,
+        approvers: _abc.Iterable[_builtins.str] | None = ...,
+        min_approvals: _builtins.int = ...,
+        allow_requester: _builtins.bool = ...,
+        instructions: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+        state: Global___CheckState.ValueType = ...,
+        decisions: _abc.Iterable[Global___ApprovalDecision] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_requester", b"allow_requester", "approval_id", b"approval_id", "approvers", b"approvers", "check_id", b"check_id", "create_time", b"create_time", "decisions", b"decisions", "expire_time", b"expire_time", "instructions", b"instructions", "min_approvals", b"min_approvals", "name", b"name", "requested_by", b"requested_by", "resource", b"resource", "run", b"run", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Approval: _TypeAlias = Approval  # noqa: Y015
+
+@_typing.final
+class ListApprovalsRequest(_message.Message):
+    """Request for ListApprovals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PENDING_ONLY_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}`."""
+    pending_only: _builtins.bool
+    """Only pending approvals."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        pending_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "pending_only", b"pending_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApprovalsRequest: _TypeAlias = ListApprovalsRequest  # noqa: Y015
+
+@_typing.final
+class ListApprovalsResponse(_message.Message):
+    """Response of ListApprovals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Approval]:
+        """Approvals by id."""
+
+    def __init__(
+        self,
+        *,
+        approvals: _abc.Iterable[Global___Approval] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListApprovalsResponse: _TypeAlias = ListApprovalsResponse  # noqa: Y015
+
+@_typing.final
+class ApproveRequest(_message.Message):
+    """Request for Approve."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The approval's resource name."""
+    comment: _builtins.str
+    """Free text."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveRequest: _TypeAlias = ApproveRequest  # noqa: Y015
+
+@_typing.final
+class RejectRequest(_message.Message):
+    """Request for Reject."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The approval's resource name."""
+    comment: _builtins.str
+    """Free text."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectRequest: _TypeAlias = RejectRequest  # noqa: Y015
+
+@_typing.final
+class Group(_message.Message):
+    """A group of users (approvers)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`group:{name}`."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`user:{name}` members."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        members: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Group: _TypeAlias = Group  # noqa: Y015
+
+@_typing.final
+class SetGroupMemberRequest(_message.Message):
+    """Request for SetGroupMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    group: _builtins.str
+    """`group:{name}`."""
+    principal: _builtins.str
+    """`user:{name}`."""
+    member: _builtins.bool
+    """Add (true) or remove."""
+    def __init__(
+        self,
+        *,
+        group: _builtins.str = ...,
+        principal: _builtins.str = ...,
+        member: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "member", b"member", "principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetGroupMemberRequest: _TypeAlias = SetGroupMemberRequest  # noqa: Y015

@@ -125,6 +125,46 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseResponse.FromString,
                 _registered_method=True)
+        self.CreateCheck = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/CreateCheck',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateCheckRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Check.FromString,
+                _registered_method=True)
+        self.ListChecks = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListChecks',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListChecksRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListChecksResponse.FromString,
+                _registered_method=True)
+        self.DeleteCheck = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/DeleteCheck',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.DeleteCheckRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.EvaluateChecks = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/EvaluateChecks',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.EvaluateChecksRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.EvaluateChecksResponse.FromString,
+                _registered_method=True)
+        self.ListApprovals = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListApprovals',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListApprovalsRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListApprovalsResponse.FromString,
+                _registered_method=True)
+        self.Approve = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/Approve',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Approval.FromString,
+                _registered_method=True)
+        self.Reject = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/Reject',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RejectRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Approval.FromString,
+                _registered_method=True)
+        self.SetGroupMember = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/SetGroupMember',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SetGroupMemberRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Group.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -254,6 +294,62 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCheck(self, request, context):
+        """Adds a check (branch control, approval, business hours, exclusive lock) to a file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChecks(self, request, context):
+        """Lists a file's checks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCheck(self, request, context):
+        """Removes a check; suites already decided keep their decision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateChecks(self, request, context):
+        """Creates (and advances) a run's check suites for files ahead of use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApprovals(self, request, context):
+        """Lists approvals of a project the caller may see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Approve(self, request, context):
+        """Approves as one of the listed approvers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reject(self, request, context):
+        """Rejects as one of the listed approvers; any rejection rejects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetGroupMember(self, request, context):
+        """Adds a user to (or removes one from) a group of approvers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -341,6 +437,46 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.AuthorizeUse,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseResponse.SerializeToString,
+            ),
+            'CreateCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCheck,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateCheckRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Check.SerializeToString,
+            ),
+            'ListChecks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChecks,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListChecksRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListChecksResponse.SerializeToString,
+            ),
+            'DeleteCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCheck,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.DeleteCheckRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'EvaluateChecks': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateChecks,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.EvaluateChecksRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.EvaluateChecksResponse.SerializeToString,
+            ),
+            'ListApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApprovals,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListApprovalsRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListApprovalsResponse.SerializeToString,
+            ),
+            'Approve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Approve,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ApproveRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Approval.SerializeToString,
+            ),
+            'Reject': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reject,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RejectRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Approval.SerializeToString,
+            ),
+            'SetGroupMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetGroupMember,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SetGroupMemberRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Group.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -807,6 +943,222 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/AuthorizeUse',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/CreateCheck',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateCheckRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.Check.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChecks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListChecks',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListChecksRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListChecksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/DeleteCheck',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.DeleteCheckRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateChecks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/EvaluateChecks',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.EvaluateChecksRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.EvaluateChecksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListApprovals',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListApprovalsRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListApprovalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Approve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/Approve',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ApproveRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.Approval.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/Reject',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.RejectRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.Approval.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetGroupMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/SetGroupMember',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.SetGroupMemberRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.Group.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,22 @@ class AuthorizationServiceStub:
     """Completes a run: its job token stops working."""
     AuthorizeUse: _grpc.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeUseRequest, _authz_pb2.AuthorizeUseResponse]
     """Decides whether a job may use a file now (services only)."""
+    CreateCheck: _grpc.UnaryUnaryMultiCallable[_authz_pb2.CreateCheckRequest, _authz_pb2.Check]
+    """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
+    ListChecks: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListChecksRequest, _authz_pb2.ListChecksResponse]
+    """Lists a file's checks."""
+    DeleteCheck: _grpc.UnaryUnaryMultiCallable[_authz_pb2.DeleteCheckRequest, _empty_pb2.Empty]
+    """Removes a check; suites already decided keep their decision."""
+    EvaluateChecks: _grpc.UnaryUnaryMultiCallable[_authz_pb2.EvaluateChecksRequest, _authz_pb2.EvaluateChecksResponse]
+    """Creates (and advances) a run's check suites for files ahead of use."""
+    ListApprovals: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListApprovalsRequest, _authz_pb2.ListApprovalsResponse]
+    """Lists approvals of a project the caller may see."""
+    Approve: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ApproveRequest, _authz_pb2.Approval]
+    """Approves as one of the listed approvers."""
+    Reject: _grpc.UnaryUnaryMultiCallable[_authz_pb2.RejectRequest, _authz_pb2.Approval]
+    """Rejects as one of the listed approvers; any rejection rejects."""
+    SetGroupMember: _grpc.UnaryUnaryMultiCallable[_authz_pb2.SetGroupMemberRequest, _authz_pb2.Group]
+    """Adds a user to (or removes one from) a group of approvers."""
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -118,6 +134,22 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """Completes a run: its job token stops working."""
     AuthorizeUse: _aio.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeUseRequest, _authz_pb2.AuthorizeUseResponse]  # type: ignore[assignment]
     """Decides whether a job may use a file now (services only)."""
+    CreateCheck: _aio.UnaryUnaryMultiCallable[_authz_pb2.CreateCheckRequest, _authz_pb2.Check]  # type: ignore[assignment]
+    """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
+    ListChecks: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListChecksRequest, _authz_pb2.ListChecksResponse]  # type: ignore[assignment]
+    """Lists a file's checks."""
+    DeleteCheck: _aio.UnaryUnaryMultiCallable[_authz_pb2.DeleteCheckRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes a check; suites already decided keep their decision."""
+    EvaluateChecks: _aio.UnaryUnaryMultiCallable[_authz_pb2.EvaluateChecksRequest, _authz_pb2.EvaluateChecksResponse]  # type: ignore[assignment]
+    """Creates (and advances) a run's check suites for files ahead of use."""
+    ListApprovals: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListApprovalsRequest, _authz_pb2.ListApprovalsResponse]  # type: ignore[assignment]
+    """Lists approvals of a project the caller may see."""
+    Approve: _aio.UnaryUnaryMultiCallable[_authz_pb2.ApproveRequest, _authz_pb2.Approval]  # type: ignore[assignment]
+    """Approves as one of the listed approvers."""
+    Reject: _aio.UnaryUnaryMultiCallable[_authz_pb2.RejectRequest, _authz_pb2.Approval]  # type: ignore[assignment]
+    """Rejects as one of the listed approvers; any rejection rejects."""
+    SetGroupMember: _aio.UnaryUnaryMultiCallable[_authz_pb2.SetGroupMemberRequest, _authz_pb2.Group]  # type: ignore[assignment]
+    """Adds a user to (or removes one from) a group of approvers."""
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Principals, tokens, roles, pipelines, runs and the decision "may this job use
@@ -262,5 +294,69 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.AuthorizeUseResponse, _abc.Awaitable[_authz_pb2.AuthorizeUseResponse]]:
         """Decides whether a job may use a file now (services only)."""
+
+    @_abc_1.abstractmethod
+    def CreateCheck(
+        self,
+        request: _authz_pb2.CreateCheckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Check, _abc.Awaitable[_authz_pb2.Check]]:
+        """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
+
+    @_abc_1.abstractmethod
+    def ListChecks(
+        self,
+        request: _authz_pb2.ListChecksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListChecksResponse, _abc.Awaitable[_authz_pb2.ListChecksResponse]]:
+        """Lists a file's checks."""
+
+    @_abc_1.abstractmethod
+    def DeleteCheck(
+        self,
+        request: _authz_pb2.DeleteCheckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Removes a check; suites already decided keep their decision."""
+
+    @_abc_1.abstractmethod
+    def EvaluateChecks(
+        self,
+        request: _authz_pb2.EvaluateChecksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.EvaluateChecksResponse, _abc.Awaitable[_authz_pb2.EvaluateChecksResponse]]:
+        """Creates (and advances) a run's check suites for files ahead of use."""
+
+    @_abc_1.abstractmethod
+    def ListApprovals(
+        self,
+        request: _authz_pb2.ListApprovalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListApprovalsResponse, _abc.Awaitable[_authz_pb2.ListApprovalsResponse]]:
+        """Lists approvals of a project the caller may see."""
+
+    @_abc_1.abstractmethod
+    def Approve(
+        self,
+        request: _authz_pb2.ApproveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Approval, _abc.Awaitable[_authz_pb2.Approval]]:
+        """Approves as one of the listed approvers."""
+
+    @_abc_1.abstractmethod
+    def Reject(
+        self,
+        request: _authz_pb2.RejectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Approval, _abc.Awaitable[_authz_pb2.Approval]]:
+        """Rejects as one of the listed approvers; any rejection rejects."""
+
+    @_abc_1.abstractmethod
+    def SetGroupMember(
+        self,
+        request: _authz_pb2.SetGroupMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Group, _abc.Awaitable[_authz_pb2.Group]]:
+        """Adds a user to (or removes one from) a group of approvers."""
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,138 @@
+"""gRPC face of checks, check suites and approvals (mixed into the authz servicer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from google.protobuf.duration_pb2 import Duration
+
+from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckType, State
+from securefiles.authz.domain.service import Authorization
+from securefiles.authz.v1 import authz_pb2
+from securefiles.common.errors import InvalidArgument
+from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.proto_time import duration_seconds, to_timestamp
+from securefiles.common.resource_names import parse_project
+
+_SETTINGS_FIELD = {
+    CheckType.BRANCH_CONTROL: "branch_control", CheckType.APPROVAL: "approval",
+    CheckType.BUSINESS_HOURS: "business_hours", CheckType.EXCLUSIVE_LOCK: "exclusive_lock",
+}
+_TYPE_OF_FIELD = {field: check_type for check_type, field in _SETTINGS_FIELD.items()}
+
+
+def _state(state: State) -> int:
+    return authz_pb2.CheckState.Value(state.value)
+
+
+def check_message(c: Check) -> authz_pb2.Check:
+    message = authz_pb2.Check(
+        name=c.name, check_id=c.check_id, resource=c.resource, type=c.type.value,
+        timeout=Duration(seconds=c.timeout_seconds), create_time=to_timestamp(c.created_at), created_by=c.created_by,
+    )
+    s = c.settings
+    if c.type is CheckType.BRANCH_CONTROL:
+        message.branch_control.allowed_refs.extend(s["allowed_refs"])
+    elif c.type is CheckType.APPROVAL:
+        message.approval.CopyFrom(authz_pb2.ApprovalSettings(
+            approvers=s["approvers"], min_approvals=s["min_approvals"], allow_requester=s["allow_requester"],
+            instructions=s["instructions"]))
+    elif c.type is CheckType.BUSINESS_HOURS:
+        message.business_hours.CopyFrom(authz_pb2.BusinessHours(
+            time_zone=s["time_zone"], days=s["days"], start_time=s["start_time"], end_time=s["end_time"]))
+    else:
+        message.exclusive_lock.SetInParent()
+    return message
+
+
+def _settings_of(check: authz_pb2.Check) -> tuple[CheckType, dict[str, Any]]:
+    field = check.WhichOneof("settings")
+    if field is None:
+        raise InvalidArgument("a check needs one of branch_control, approval, business_hours, exclusive_lock",
+                              reason="INVALID_CHECK")
+    check_type = _TYPE_OF_FIELD[field]
+    if check_type is CheckType.BRANCH_CONTROL:
+        return check_type, {"allowed_refs": list(check.branch_control.allowed_refs)}
+    if check_type is CheckType.APPROVAL:
+        a = check.approval
+        return check_type, {"approvers": list(a.approvers), "min_approvals": a.min_approvals,
+                            "allow_requester": a.allow_requester, "instructions": a.instructions}
+    if check_type is CheckType.BUSINESS_HOURS:
+        b = check.business_hours
+        return check_type, {"time_zone": b.time_zone, "days": list(b.days), "start_time": b.start_time,
+                            "end_time": b.end_time}
+    return check_type, {}
+
+
+def suite_message(s: CheckSuite, pipeline_id: int | None = None) -> authz_pb2.CheckSuite:
+    run = f"projects/{s.project}/pipelines/{pipeline_id if pipeline_id else '-'}/runs/{s.run_id}"
+    return authz_pb2.CheckSuite(
+        run=run, resource=s.resource, state=_state(s.state), create_time=to_timestamp(s.created_at),  # type: ignore[arg-type]
+        results=[authz_pb2.CheckResult(check_id=r.check_id, type=r.type.value, state=_state(r.state),  # type: ignore[arg-type]
+                                       reason=r.reason, approval_id=r.approval_id) for r in s.results],
+    )
+
+
+def approval_message(a: Approval) -> authz_pb2.Approval:
+    return authz_pb2.Approval(
+        name=a.name, approval_id=a.approval_id, run=f"projects/{a.project}/pipelines/-/runs/{a.run_id}",
+        resource=a.resource, check_id=a.check_id, approvers=list(a.approvers), min_approvals=a.min_approvals,
+        allow_requester=a.allow_requester, instructions=a.instructions, requested_by=a.requested_by,
+        state=_state(a.state), create_time=to_timestamp(a.created_at), expire_time=to_timestamp(a.expire_at),  # type: ignore[arg-type]
+        decisions=[authz_pb2.ApprovalDecision(approver=d.approver, approved=d.approved, comment=d.comment,
+                                              decide_time=to_timestamp(d.decided_at)) for d in a.decisions],
+    )
+
+
+class ChecksServicerMixin:
+    _authz: Authorization
+
+    async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext
+                          ) -> authz_pb2.Check:
+        check_type, settings = _settings_of(request.check)
+        created = self._authz.checks.create_check(
+            current_principal(), request.check.resource, check_type, settings,
+            duration_seconds(request.check.timeout, 0))
+        audit_note(created.name, type=created.type.value)
+        return check_message(created)
+
+    async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext
+                         ) -> authz_pb2.ListChecksResponse:
+        checks = self._authz.checks.list_checks(current_principal(), request.resource)
+        return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in checks])
+
+    async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext
+                          ) -> empty_pb2.Empty:
+        self._authz.checks.delete_check(current_principal(), request.name)
+        return empty_pb2.Empty()
+
+    async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext
+                             ) -> authz_pb2.EvaluateChecksResponse:
+        suites = self._authz.request_checks(current_principal(), request.run, list(request.resources))
+        return authz_pb2.EvaluateChecksResponse(suites=[suite_message(s) for s in suites])
+
+    async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
+                            ) -> authz_pb2.ListApprovalsResponse:
+        approvals = self._authz.checks.list_approvals(
+            current_principal(), parse_project(request.parent), request.pending_only)
+        return authz_pb2.ListApprovalsResponse(approvals=[approval_message(a) for a in approvals])
+
+    async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
+                      ) -> authz_pb2.Approval:
+        decided = self._authz.checks.decide(current_principal(), request.name, True, request.comment)
+        audit_note(decided.name, state=decided.state.value, file=decided.resource)
+        return approval_message(decided)
+
+    async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
+                     ) -> authz_pb2.Approval:
+        decided = self._authz.checks.decide(current_principal(), request.name, False, request.comment)
+        audit_note(decided.name, state=decided.state.value, file=decided.resource)
+        return approval_message(decided)
+
+    async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
+                             ) -> authz_pb2.Group:
+        members = self._authz.checks.set_group_member(
+            current_principal(), request.group, request.principal, request.member)
+        return authz_pb2.Group(name=request.group, members=members)

@@ -1,0 +1,309 @@
+"""Approvals and checks: configuring them, evaluating a run's suite, deciding approvals."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from securefiles.authz.domain.access import AccessPolicy, parse_scope
+from securefiles.authz.domain.checks import (
+    DEFAULT_TIMEOUT_SECONDS,
+    GROUP_PRINCIPAL,
+    MAX_TIMEOUT_SECONDS,
+    Approval,
+    ApprovalDecision,
+    Check,
+    CheckResult,
+    CheckSuite,
+    CheckType,
+    State,
+    approval_state,
+    branch_allowed,
+    validate_settings,
+    within_business_hours,
+)
+from securefiles.authz.domain.model import Permission, Run, RunState, Scope
+from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
+from securefiles.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from securefiles.common.principal import USER_PRINCIPAL, Principal
+from securefiles.common.resource_names import parse_child
+
+MAX_CHECKS_PER_FILE = 16
+
+
+def _denied(message: str, reason: str = "PERMISSION_DENIED") -> PermissionDenied:
+    return PermissionDenied(message, reason=reason)
+
+
+class Checks:
+    """Checks on files and the suites runs get against them."""
+
+    def __init__(
+        self,
+        repo: ChecksRepository,
+        runs: AuthzRepository,
+        policy: AccessPolicy,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self._repo = repo
+        self._runs = runs
+        self._policy = policy
+        self._clock = clock
+
+    def _require(self, caller: Principal, permission: Permission, scope: Scope) -> None:
+        if not (caller.is_user and self._policy.allows(caller.name, permission, scope)):
+            raise _denied(f"{caller.name} may not {permission.name.lower()} {scope.name}")
+
+    @staticmethod
+    def _file_scope(resource: str) -> Scope:
+        scope = parse_scope(resource)
+        if scope.kind != "file":
+            raise InvalidArgument(f"{resource} is not a secure file", reason="INVALID_RESOURCE_NAME")
+        return scope
+
+    # -- configuration ----------------------------------------------------------------
+
+    def create_check(
+        self, caller: Principal, resource: str, check_type: CheckType, settings: dict[str, Any], timeout_seconds: int
+    ) -> Check:
+        scope = self._file_scope(resource)
+        self._require(caller, Permission.ADMINISTER, scope)
+        timeout = timeout_seconds or DEFAULT_TIMEOUT_SECONDS
+        if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+            raise InvalidArgument("timeout must be between 1s and 365d", reason="INVALID_TIMEOUT")
+        normalised = validate_settings(check_type, settings)
+        if len(self._repo.list_checks(scope.name)) >= MAX_CHECKS_PER_FILE:
+            raise FailedPrecondition(f"a file has at most {MAX_CHECKS_PER_FILE} checks", reason="TOO_MANY_CHECKS")
+        return self._repo.create_check(scope.project, scope.name, check_type, normalised, timeout, self._clock(),
+                                       caller.name)
+
+    def list_checks(self, caller: Principal, resource: str) -> list[Check]:
+        scope = self._file_scope(resource)
+        self._require(caller, Permission.VIEW, scope)
+        return self._repo.list_checks(scope.name)
+
+    def delete_check(self, caller: Principal, name: str) -> None:
+        resource, sep, check_id = name.rpartition("/checks/")
+        if not sep or not check_id.isdigit():
+            raise InvalidArgument(f"{name!r} is not a check name", reason="INVALID_RESOURCE_NAME")
+        scope = self._file_scope(resource)
+        self._require(caller, Permission.ADMINISTER, scope)
+        if not self._repo.delete_check(scope.name, int(check_id)):
+            raise NotFound(f"check {check_id} does not exist on this file", reason="CHECK_NOT_FOUND")
+
+    def set_group_member(self, caller: Principal, group: str, principal: str, member: bool) -> list[str]:
+        self._require(caller, Permission.ADMINISTER, Scope("organization"))
+        if not GROUP_PRINCIPAL.fullmatch(group) or not USER_PRINCIPAL.fullmatch(principal):
+            raise InvalidArgument("give group:<name> and user:<name>", reason="INVALID_PRINCIPAL")
+        return self._repo.set_group_member(group, principal, member)
+
+    # -- evaluation -------------------------------------------------------------------
+
+    def evaluate(self, run: Run, resource: str) -> CheckSuite:
+        """The run's suite for this file, created on first use and advanced as far as it goes."""
+        now = self._clock()
+        suite = self._repo.get_suite(run.project, run.run_id, resource)
+        if suite is None:
+            checks = sorted(self._repo.list_checks(resource), key=lambda c: (c.type.order, c.check_id))
+            suite = self._repo.insert_suite(CheckSuite(
+                project=run.project, run_id=run.run_id, resource=resource, state=State.PENDING,
+                checks=tuple(checks), results=tuple(CheckResult(c.check_id, c.type, State.PENDING) for c in checks),
+                created_at=now,
+            ))
+        if suite.state is not State.PENDING and suite.checks:
+            return suite
+        results = list(suite.results)
+        for index, check in enumerate(suite.checks):
+            if results[index].state is State.APPROVED:
+                continue
+            results[index] = self._evaluate_check(check, results[index], suite, run, now)
+            if results[index].state is not State.APPROVED:
+                break
+        evaluated = suite.with_results(results)
+        if evaluated != suite:
+            self._repo.save_suite(evaluated)
+        return evaluated
+
+    def _timed_out(self, check: Check, suite: CheckSuite, now: dt.datetime) -> bool:
+        return now >= suite.created_at + dt.timedelta(seconds=check.timeout_seconds)
+
+    def _evaluate_check(
+        self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
+    ) -> CheckResult:
+        settings = check.settings
+        if check.type is CheckType.BRANCH_CONTROL:
+            if branch_allowed(run.branch, settings["allowed_refs"]):
+                return replace(result, state=State.APPROVED, reason=f"{run.branch} is allowed")
+            return replace(result, state=State.REJECTED,
+                           reason=f"{run.branch} is not among {', '.join(settings['allowed_refs'])}")
+        if check.type is CheckType.APPROVAL:
+            return self._evaluate_approval(check, result, suite, run, now)
+        if check.type is CheckType.BUSINESS_HOURS:
+            if within_business_hours(settings, now):
+                return replace(result, state=State.APPROVED, reason="within business hours")
+            if self._timed_out(check, suite, now):
+                return replace(result, state=State.REJECTED, reason="business hours did not come before the timeout")
+            return replace(result, state=State.PENDING, reason=(
+                f"outside business hours ({','.join(settings['days'])} {settings['start_time']}-"
+                f"{settings['end_time']} {settings['time_zone']})"))
+        return self._evaluate_lock(check, result, suite, run, now)
+
+    def _eligible(self, approval: Approval) -> set[str]:
+        users = {a for a in approval.approvers if a.startswith("user:")}
+        groups = [a for a in approval.approvers if a.startswith("group:")]
+        eligible = users | (self._repo.group_members(groups) if groups else set())
+        if not approval.allow_requester:
+            eligible.discard(approval.requested_by)
+        return eligible
+
+    def _evaluate_approval(
+        self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
+    ) -> CheckResult:
+        approval = self._repo.get_approval(run.project, result.approval_id) if result.approval_id else None
+        if approval is None:
+            s = check.settings
+            approval = self._repo.create_approval(Approval(
+                project=run.project, approval_id=0, run_id=run.run_id, resource=suite.resource,
+                check_id=check.check_id, approvers=tuple(s["approvers"]), min_approvals=s["min_approvals"],
+                allow_requester=s["allow_requester"], instructions=s["instructions"], requested_by=run.requested_by,
+                state=State.PENDING, created_at=now,
+                expire_at=suite.created_at + dt.timedelta(seconds=check.timeout_seconds),
+            ))
+        state, reason = self._refresh_approval(approval, now)
+        return replace(result, state=state, reason=reason, approval_id=approval.approval_id)
+
+    def _refresh_approval(self, approval: Approval, now: dt.datetime) -> tuple[State, str]:
+        state, reason = approval_state(approval, self._eligible(approval), now)
+        if state is not approval.state:
+            self._repo.set_approval_state(approval.project, approval.approval_id, state)
+        return state, reason
+
+    def _evaluate_lock(
+        self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
+    ) -> CheckResult:
+        holder = self._repo.lock_holder(suite.resource)
+        if holder == (run.project, run.run_id):
+            return replace(result, state=State.APPROVED, reason="holds the exclusive lock")
+        if holder is not None and not self._still_running(*holder, now):
+            self._repo.release_lock(suite.resource, *holder)
+            holder = None
+        if holder is None:
+            newer = [s.run_id for s in self._lock_waiters(suite.resource) if s.run_id > run.run_id]
+            if newer:
+                return replace(result, state=State.REJECTED, reason=f"superseded by run {max(newer)}")
+            if self._repo.try_acquire_lock(suite.resource, run.project, run.run_id, now):
+                return replace(result, state=State.APPROVED, reason="holds the exclusive lock")
+            holder = self._repo.lock_holder(suite.resource)
+        if self._timed_out(check, suite, now):
+            return replace(result, state=State.REJECTED, reason="the exclusive lock was not free before the timeout")
+        return replace(result, state=State.PENDING,
+                       reason=f"waiting for run {holder[1] if holder else '?'} to release the exclusive lock")
+
+    def _still_running(self, project: str, run_id: int, now: dt.datetime) -> bool:
+        holder_run = self._runs.get_run(project, run_id)
+        return holder_run is not None and holder_run.state is RunState.RUNNING and holder_run.expire_at > now
+
+    def _lock_waiters(self, resource: str) -> list[CheckSuite]:
+        """Pending suites that reached the exclusive lock and wait for it (an evaluated
+        lock result carries a reason; one never evaluated has none)."""
+        waiting = []
+        for suite in self._repo.pending_suites(resource):
+            pending = [r for r in suite.results if r.state is not State.APPROVED]
+            if pending and pending[0].type is CheckType.EXCLUSIVE_LOCK and pending[0].reason:
+                waiting.append(suite)
+        return waiting
+
+    def release_run(self, run: Run) -> None:
+        """A completed run frees its locks: the newest waiter proceeds, older waiters are superseded."""
+        now = self._clock()
+        for resource in self._repo.locks_held(run.project, run.run_id):
+            self._repo.release_lock(resource, run.project, run.run_id)
+            waiters = sorted(self._lock_waiters(resource), key=lambda s: s.run_id)
+            if not waiters:
+                continue
+            newest = waiters[-1]
+            self._repo.try_acquire_lock(resource, newest.project, newest.run_id, now)
+            for older in waiters[:-1]:
+                results = [
+                    replace(r, state=State.REJECTED, reason=f"superseded by run {newest.run_id}")
+                    if r.type is CheckType.EXCLUSIVE_LOCK and r.state is State.PENDING else r
+                    for r in older.results
+                ]
+                self._repo.save_suite(older.with_results(results))
+
+    # -- approvals --------------------------------------------------------------------
+
+    def list_approvals(self, caller: Principal, project: str, pending_only: bool) -> list[Approval]:
+        if not caller.is_user:
+            raise _denied("approvals are for people", reason="USER_TOKEN_REQUIRED")
+        sees_all = self._policy.allows(caller.name, Permission.VIEW, Scope("library", project))
+        now = self._clock()
+        approvals = []
+        for approval in self._repo.list_approvals(project):
+            eligible = self._eligible(replace(approval, allow_requester=True))
+            if not sees_all and caller.name not in eligible:
+                continue
+            if approval.state is State.PENDING:
+                state, _ = self._refresh_approval(approval, now)
+                approval = replace(approval, state=state)
+            if pending_only and approval.state is not State.PENDING:
+                continue
+            approvals.append(approval)
+        return approvals
+
+    def decide(self, caller: Principal, name: str, approve: bool, comment: str) -> Approval:
+        """Approve or reject as one of the listed approvers."""
+        if not caller.is_user:
+            raise _denied("approvals are decided by people", reason="USER_TOKEN_REQUIRED")
+        project, approval_id = parse_child(name, "approvals")
+        if not approval_id.isdigit():
+            raise InvalidArgument(f"{name!r} is not an approval name", reason="INVALID_RESOURCE_NAME")
+        if len(comment) > 2048:
+            raise InvalidArgument("comments are limited to 2048 characters", reason="INVALID_COMMENT")
+        approval = self._repo.get_approval(project, int(approval_id))
+        if approval is None:
+            raise NotFound(f"approval {approval_id} does not exist", reason="APPROVAL_NOT_FOUND")
+        if caller.name not in self._eligible(replace(approval, allow_requester=True)):
+            raise _denied(f"{caller.name} is not an approver of this run", reason="NOT_AN_APPROVER")
+        if caller.name == approval.requested_by and not approval.allow_requester:
+            raise _denied("the requester of a run may not approve it", reason="REQUESTER_CANNOT_APPROVE")
+        now = self._clock()
+        state, reason = self._refresh_approval(approval, now)
+        if state is not State.PENDING:
+            raise FailedPrecondition(f"approval is already {state.value.lower()}: {reason}",
+                                     reason="APPROVAL_ALREADY_DECIDED")
+        self._repo.add_decision(project, approval.approval_id, ApprovalDecision(caller.name, approve, comment, now))
+        updated = self._repo.get_approval(project, approval.approval_id)
+        assert updated is not None
+        state, _ = self._refresh_approval(updated, now)
+        return replace(updated, state=state)
+
+
+def raise_unless_approved(suite: CheckSuite) -> None:
+    """PERMISSION_DENIED CHECK_REJECTED naming the check, or FAILED_PRECONDITION CHECKS_PENDING
+    listing what waits (with approval ids)."""
+    if suite.state is State.APPROVED:
+        return
+    if suite.state is State.REJECTED:
+        rejected = next(r for r in suite.results if r.state is State.REJECTED)
+        raise PermissionDenied(
+            f"check {rejected.type.value} rejected the run: {rejected.reason}", reason="CHECK_REJECTED",
+            metadata={"check": rejected.type.value, "check_id": str(rejected.check_id), "detail": rejected.reason},
+        )
+    pending = [r for r in suite.results if r.state is State.PENDING]
+    waiting = pending[0]
+    approvals = [str(r.approval_id) for r in suite.results if r.approval_id and r.state is State.PENDING]
+    raise FailedPrecondition(
+        f"checks pending: {waiting.type.value}" + (f" #{waiting.approval_id}" if waiting.approval_id else "")
+        + f" ({waiting.reason or 'not evaluated yet'})",
+        reason="CHECKS_PENDING",
+        metadata={"pending_checks": ",".join(r.type.value for r in pending), "waiting_for": waiting.reason,
+                  "approval_ids": ",".join(approvals)},
+    )
