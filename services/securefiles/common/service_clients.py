@@ -70,8 +70,8 @@ class AuthzClient:
                 return
         raise PermissionDenied("this needs the operator role", reason="OPERATOR_REQUIRED")
 
-    async def authorize_use(self, job_token: str, resource: str) -> str:
-        request = authz_pb2.AuthorizeUseRequest(job_token=job_token, resource=resource)
+    async def authorize_use(self, job_token: str, resource: str, metadata_only: bool = False) -> str:
+        request = authz_pb2.AuthorizeUseRequest(job_token=job_token, resource=resource, metadata_only=metadata_only)
         response = await _call(self._stub.AuthorizeUse, request, "authz")
         assert isinstance(response, authz_pb2.AuthorizeUseResponse)
         return response.run

@@ -193,5 +193,5 @@ class AuthorizationServicer(ChecksServicerMixin, authz_pb2_grpc.AuthorizationSer
         caller = current_principal()
         self._authz.require_storage(caller)
         job = await self._verifier.verify(request.job_token)
-        run = self._authz.authorize_use(caller, job, request.resource)
+        run = self._authz.authorize_use(caller, job, request.resource, evaluate_checks=not request.metadata_only)
         return authz_pb2.AuthorizeUseResponse(run=run.name)

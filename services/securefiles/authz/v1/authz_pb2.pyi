@@ -906,7 +906,7 @@ class StartRunRequest(_message.Message):
     """Principal the run is for; default the caller."""
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """Job token lifetime; default 6h, at most 48h."""
+        """Job token lifetime; default 6h, at most 31 days (runs may wait for checks that long)."""
 
     def __init__(
         self,
@@ -982,19 +982,25 @@ class AuthorizeUseRequest(_message.Message):
 
     JOB_TOKEN_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
+    METADATA_ONLY_FIELD_NUMBER: _builtins.int
     job_token: _builtins.str
     """The job token presented to storage."""
     resource: _builtins.str
     """The file's resource name (with its id)."""
+    metadata_only: _builtins.bool
+    """Only decide whether the job may see the file's metadata (token, project, pipeline
+    permission); checks are not evaluated and no check suite is created.
+    """
     def __init__(
         self,
         *,
         job_token: _builtins.str = ...,
         resource: _builtins.str = ...,
+        metadata_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_token", b"job_token", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_token", b"job_token", "metadata_only", b"metadata_only", "resource", b"resource"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

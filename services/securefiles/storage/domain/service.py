@@ -205,7 +205,25 @@ class SecureFiles:
     # -- metadata ---------------------------------------------------------------------
 
     async def get(self, caller: Principal, name: str) -> SecureFile:
+        """Metadata for a person with VIEW, or for a job whose pipeline may use the file."""
+        if caller.is_job:
+            return await self._file_for_job(caller, name, metadata_only=True)
         return await self._file_for(caller, name, Access.VIEW)
+
+    async def _file_for_job(self, caller: Principal, name: str, metadata_only: bool) -> SecureFile:
+        """valid job → file in its project → pipeline authorized (→ checks passed, unless metadata only)."""
+        project, ref = parse_child(name, "secureFiles")
+        if project != caller.claims.get("project"):
+            raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
+        found = self._files.resolve(project, ref)
+        if found is None:
+            try:
+                await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}", True)
+            except PermissionDenied:
+                pass
+            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+        await self._access.authorize_use(caller.token, found.name, metadata_only)
+        return found
 
     async def list(
         self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str
@@ -269,17 +287,8 @@ class SecureFiles:
         if not caller.is_job:
             raise PermissionDenied("only a pipeline job's token may download a secure file",
                                    reason="JOB_TOKEN_REQUIRED")
-        project, ref = parse_child(name, "secureFiles")
-        if project != caller.claims.get("project"):
-            raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
-        found = self._files.resolve(project, ref)
-        if found is None:
-            try:
-                await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}")
-            except PermissionDenied:
-                pass
-            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
-        await self._access.authorize_use(caller.token, found.name)
+        found = await self._file_for_job(caller, name, metadata_only=False)
+        project = found.project
         version = found.current
         try:
             data_key = await self._keys.decrypt(

@@ -1,0 +1,165 @@
+"""Approvals and checks through the CLI and the agent, on the running system."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from tests.conftest import LocalSystem, unique, user_token
+
+
+def _setup(system: LocalSystem, *check_args: list[str]) -> tuple[str, str]:
+    """A file with checks, a pipeline authorized on it: (file, pipeline)."""
+    name, pipeline = unique("checked") + ".p12", unique("pipe")
+    with system.client() as admin:
+        admin.upload_file(b"guarded by checks", name=name)
+        admin.create_pipeline(pipeline)
+        admin.set_pipeline_permission(name, pipeline, True)
+        for user in ("user:alice", "user:bob", "user:carol"):
+            admin.assign_role(user, "user")
+    for args in check_args:
+        added = system.cli("checks", "add", name, *args, "--output", "json")
+        assert added.code == 0, added.stderr
+    return name, pipeline
+
+
+def _start(system: LocalSystem, pipeline: str, branch: str = "refs/heads/main") -> dict:
+    started = system.cli("runs", "start", pipeline, "--branch", branch, "--requested-by", "user:alice",
+                         "--output", "json")
+    assert started.code == 0, started.stderr
+    return started.json()
+
+
+def _as(system: LocalSystem, user: str) -> dict[str, str]:
+    return {"SECUREFILES_TOKEN": user_token(system, user)}
+
+
+def test_checks_list_shows_every_check(system: LocalSystem) -> None:
+    name, _ = _setup(system, ["branch-control", "--allowed", "refs/heads/main,refs/heads/release/*"],
+                     ["approval", "--approver", "user:bob", "--approver", "user:carol", "--min-approvals", "2",
+                      "--instructions", "check the changelog", "--timeout", "2d"],
+                     ["business-hours", "--timezone", "Europe/Berlin", "--days", "mon-fri", "--start", "09:00",
+                      "--end", "17:00"],
+                     ["exclusive-lock", "--timeout", "1h"])
+    listed = system.cli("checks", "list", name, "--output", "json").json()
+    assert [c["type"] for c in listed] == ["branch-control", "approval", "business-hours", "exclusive-lock"]
+    assert listed[0]["allowed_refs"] == ["refs/heads/main", "refs/heads/release/*"]
+    assert listed[1]["approvers"] == ["user:bob", "user:carol"] and listed[1]["min_approvals"] == 2
+    assert listed[1]["timeout_seconds"] == 2 * 86400
+    assert listed[2]["days"] == ["mon", "tue", "wed", "thu", "fri"]
+    assert listed[3]["timeout_seconds"] == 3600
+    deleted = system.cli("checks", "delete", name, str(listed[3]["id"]))
+    assert deleted.code == 0
+    assert len(system.cli("checks", "list", name, "--output", "json").json()) == 3
+
+
+def test_pending_download_exits_4_then_approval_lets_it_through(system: LocalSystem, tmp_path) -> None:
+    name, pipeline = _setup(system, ["approval", "--approver", "user:bob"])
+    run = _start(system, pipeline)
+    job = {"SECUREFILES_JOB_TOKEN": run["job_token"]}
+    pending = system.cli("agent", "download", name, "--dest", str(tmp_path), env=job)
+    assert pending.code == 4
+    assert "CHECKS_PENDING" in pending.stderr and "approval" in pending.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    approvals = system.cli("approvals", "list", "--pending", "--output", "json", env=_as(system, "user:bob")).json()
+    mine = [a for a in approvals if a["run"].endswith(f"/runs/{run['run_id']}")]
+    assert len(mine) == 1 and mine[0]["state"] == "PENDING" and mine[0]["approvers"] == ["user:bob"]
+
+    outsider = system.cli("approvals", "approve", str(mine[0]["id"]), env=_as(system, "user:carol"))
+    assert outsider.code == 3 and "NOT_AN_APPROVER" in outsider.stderr
+    approved = system.cli("approvals", "approve", str(mine[0]["id"]), "--comment", "ship it",
+                          env=_as(system, "user:bob"))
+    assert approved.code == 0, approved.stderr
+    downloaded = system.cli("agent", "download", name, "--dest", str(tmp_path), env=job)
+    assert downloaded.code == 0, downloaded.stderr
+    assert (tmp_path / name).read_bytes() == b"guarded by checks"
+
+    events = system.cli("audit", "list", "--service", "authz", "--output", "json").json()
+    assert any(e["action"] == "Approve" and e["principal"] == "user:bob" and e["decision"] == "ALLOW"
+               for e in events)
+    assert any(e["action"] == "Approve" and e["principal"] == "user:carol" and e["decision"] == "DENY"
+               for e in events)
+
+
+def test_rejected_check_exits_3_naming_the_check(system: LocalSystem, tmp_path) -> None:
+    name, pipeline = _setup(system, ["branch-control", "--allowed", "refs/heads/main"])
+    run = _start(system, pipeline, branch="refs/heads/experiment")
+    result = system.cli("agent", "download", name, "--dest", str(tmp_path),
+                        env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    assert result.code == 3
+    assert "CHECK_REJECTED" in result.stderr and "branch-control" in result.stderr
+
+
+def test_rejection_by_an_approver(system: LocalSystem, tmp_path) -> None:
+    name, pipeline = _setup(system, ["approval", "--approver", "user:bob"])
+    run = _start(system, pipeline)
+    requested = system.cli("runs", "request", name, "--output", "json", env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    assert requested.code == 0, requested.stderr
+    approval_id = requested.json()[0]["checks"][0]["approval_id"]
+    assert approval_id > 0
+    assert system.cli("approvals", "reject", str(approval_id), "--comment", "not today",
+                      env=_as(system, "user:bob")).code == 0
+    result = system.cli("agent", "download", name, "--dest", str(tmp_path),
+                        env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    assert result.code == 3 and "rejected by user:bob" in result.stderr
+
+
+def test_wait_for_checks_downloads_once_the_last_approval_lands(system: LocalSystem, tmp_path) -> None:
+    name, pipeline = _setup(system, ["approval", "--approver", "user:bob", "--approver", "user:carol",
+                                     "--min-approvals", "2"])
+    run = _start(system, pipeline)
+    job_env = system.env(SECUREFILES_JOB_TOKEN=run["job_token"])
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "securefiles", "agent", "download", name, "--dest", str(tmp_path),
+         "--wait-for-checks", "2m"], env=job_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        requested = system.cli("runs", "request", name, "--run", run["run"], "--output", "json")
+        approval_id = str(requested.json()[0]["checks"][0]["approval_id"])
+        time.sleep(1.0)
+        assert agent.poll() is None  # still waiting
+        assert system.cli("approvals", "approve", approval_id, env=_as(system, "user:bob")).code == 0
+        time.sleep(1.0)
+        assert agent.poll() is None  # one of two approvals is not enough
+        assert not (tmp_path / name).exists()
+        assert system.cli("approvals", "approve", approval_id, env=_as(system, "user:carol")).code == 0
+        out, err = agent.communicate(timeout=60)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, err
+    assert out.strip() == str(tmp_path / name)
+    assert "waiting" in err
+    assert (tmp_path / name).read_bytes() == b"guarded by checks"
+
+
+def test_wait_for_checks_gives_up_with_exit_4(system: LocalSystem, tmp_path) -> None:
+    name, pipeline = _setup(system, ["approval", "--approver", "user:bob"])
+    run = _start(system, pipeline)
+    result = system.cli("agent", "download", name, "--dest", str(tmp_path), "--wait-for-checks", "2s",
+                        env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    assert result.code == 4
+
+
+def test_exclusive_lock_released_by_completing_the_run(system: LocalSystem, tmp_path) -> None:
+    name, pipeline = _setup(system, ["exclusive-lock"])
+    first, second = _start(system, pipeline), _start(system, pipeline)
+    assert system.cli("agent", "download", name, "--dest", str(tmp_path / "a"),
+                      env={"SECUREFILES_JOB_TOKEN": first["job_token"]}).code == 0
+    waiting = system.cli("agent", "download", name, "--dest", str(tmp_path / "b"),
+                         env={"SECUREFILES_JOB_TOKEN": second["job_token"]})
+    assert waiting.code == 4 and "exclusive-lock" in waiting.stderr
+    done = threading.Event()
+
+    def complete_soon() -> None:
+        time.sleep(1.0)
+        system.cli("runs", "complete", first["run"])
+        done.set()
+
+    threading.Thread(target=complete_soon).start()
+    result = system.cli("agent", "download", name, "--dest", str(tmp_path / "b"), "--wait-for-checks", "1m",
+                        env={"SECUREFILES_JOB_TOKEN": second["job_token"]})
+    assert done.is_set()
+    assert result.code == 0, result.stderr
