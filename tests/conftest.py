@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from securefiles.client import SecureFilesClient
 from securefiles.client.config import load_config
@@ -47,6 +47,11 @@ class LocalSystem:
     process: subprocess.Popen[str] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
+    # PostgreSQL (SECUREFILES_TEST_DATABASE_URL) and database blobs (SECUREFILES_TEST_BLOB_STORE=db)
+    # run the same suite as the SQLite + directory default.
+    database_url: str = field(default_factory=lambda: os.environ.get("SECUREFILES_TEST_DATABASE_URL", ""))
+    blob_store: str = field(default_factory=lambda: os.environ.get("SECUREFILES_TEST_BLOB_STORE", "directory"))
+    database_prefix: str = field(default_factory=lambda: f"sf_{uuid.uuid4().hex[:8]}_")
 
     @property
     def config_path(self) -> Path:
@@ -66,6 +71,9 @@ class LocalSystem:
         env = self.env()
         env.pop("SECUREFILES_CONFIG")
         flags = list(extra_args) or ["--no-default-config"]
+        if self.database_url:
+            flags += ["--database-url", self.database_url, "--database-prefix", self.database_prefix]
+        flags += ["--blob-store", self.blob_store]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "securefiles", "up", "--state-dir", str(self.state_dir), "--port-base", "0",
              "--regions", regions, *flags],
@@ -92,6 +100,74 @@ class LocalSystem:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def drop_databases(self) -> None:
+        if not self.database_url:
+            return
+        admin = create_engine(self.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                 {"p": self.database_prefix + "%"}).scalars().all()
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    def engine(self, service: str) -> Engine:
+        """The database of `storage`, `authz` or `kms-<region>`."""
+        if not self.database_url:
+            return create_engine(f"sqlite:///{self.state_dir / 'data' / (service + '.db')}")
+        url = make_url(self.database_url)
+        return create_engine(url.set(database=f"{self.database_prefix}{service}".replace("-", "_")))
+
+    def query(self, service: str, sql: str, **params: object) -> list[tuple]:
+        engine = self.engine(service)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+    def execute(self, service: str, sql: str, **params: object) -> None:
+        engine = self.engine(service)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(sql), params)
+        finally:
+            engine.dispose()
+
+    def data_locations(self) -> list[Path]:
+        """Every place the system keeps data: the state dir, and the PostgreSQL data directory."""
+        locations = [self.state_dir]
+        if self.database_url:
+            (directory,) = self.query("storage", "SHOW data_directory")[0]
+            locations.append(Path(directory))
+        return locations
+
+    def read_blob(self, file_id: str, version: int = 1) -> bytes:
+        key = f"{file_id}/v{version}"
+        if self.blob_store == "db":
+            rows = self.query("storage", "SELECT data FROM blob_segments WHERE blob_key = :k ORDER BY seq", k=key)
+            return b"".join(bytes(r[0]) for r in rows)
+        return (self.state_dir / "data" / "blobs" / "blobs" / file_id[:2] / file_id / f"v{version}").read_bytes()
+
+    def write_blob(self, file_id: str, data: bytes, version: int = 1) -> None:
+        """Overwrite stored ciphertext (tampering and truncation tests)."""
+        key = f"{file_id}/v{version}"
+        if self.blob_store != "db":
+            path = self.state_dir / "data" / "blobs" / "blobs" / file_id[:2] / file_id / f"v{version}"
+            path.write_bytes(data)
+            return
+        rows = self.query("storage", "SELECT seq, length(data) FROM blob_segments WHERE blob_key = :k ORDER BY seq",
+                          k=key)
+        offset = 0
+        for seq, length in rows:
+            part = data[offset : offset + length]
+            offset += length
+            if part:
+                self.execute("storage", "UPDATE blob_segments SET data = :d WHERE blob_key = :k AND seq = :s",
+                             d=part, k=key, s=seq)
+            else:
+                self.execute("storage", "DELETE FROM blob_segments WHERE blob_key = :k AND seq = :s", k=key, s=seq)
 
     def cli(self, *args: str, env: dict[str, str] | None = None, input_text: str | None = None,
             cwd: Path | None = None) -> CliResult:
@@ -144,7 +220,9 @@ def user_token(system: LocalSystem, user: str) -> str:
 
 
 def blob_files(system: LocalSystem) -> set[str]:
-    """Blob keys present on disk (`<file id>/v<n>`), partial writes included as `partial/<name>`."""
+    """Blobs present in the blob store (`<file id>/v<n>`), partial writes included as `partial/<name>`."""
+    if system.blob_store == "db":
+        return {row[0] for row in system.query("storage", "SELECT DISTINCT blob_key FROM blob_segments")}
     root = system.state_dir / "data" / "blobs"
     keys = {f"{p.parent.name}/{p.name}" for p in (root / "blobs").glob("*/*/v*")}
     keys |= {f"partial/{p.name}" for p in (root / "partial").glob("*")}
@@ -153,8 +231,7 @@ def blob_files(system: LocalSystem) -> set[str]:
 
 def stored_blob_keys(system: LocalSystem) -> set[str]:
     """Blob keys the storage database references."""
-    with sqlite3.connect(system.state_dir / "data" / "storage.db") as db:
-        return {row[0] for row in db.execute("SELECT blob_key FROM file_versions")}
+    return {row[0] for row in system.query("storage", "SELECT blob_key FROM file_versions")}
 
 
 @pytest.fixture(scope="session")
@@ -165,6 +242,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
     running.start()
     yield running
     running.stop()
+    running.drop_databases()
 
 
 @pytest.fixture
@@ -173,3 +251,4 @@ def fresh_system(tmp_path: Path) -> Iterator[LocalSystem]:
     running = LocalSystem(state_dir=tmp_path / "state", home=tmp_path / "home")
     yield running
     running.stop()
+    running.drop_databases()

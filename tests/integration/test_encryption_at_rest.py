@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,8 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
 
 def _unwrap_as_storage(system: LocalSystem, file_id: str) -> bytes:
     """What storage would get from kms for this file (the test holds storage's certificate)."""
-    with sqlite3.connect(system.state_dir / "data" / "storage.db") as db:
-        wrapped, region, version = db.execute(
-            "SELECT wrapped_key, key_region, version FROM file_versions WHERE file_id = ?", (file_id,)
-        ).fetchone()
+    ((wrapped, region, version),) = system.query(
+        "storage", "SELECT wrapped_key, key_region, version FROM file_versions WHERE file_id = :f", f=file_id)
     stub = kms_pb2_grpc.KeyManagementServiceStub(system.channel("kms", identity="storage", region=region))
     response = stub.DecryptDataKey(kms_pb2.DecryptDataKeyRequest(
         key_ring=f"regions/{region}", wrapped_key=wrapped,
@@ -52,7 +49,8 @@ def test_neither_plaintext_nor_data_key_is_stored(system: LocalSystem, tmp_path)
     data_key = _unwrap_as_storage(system, created.secure_file_id)
     assert len(data_key) == 32
     needles = [marker, data_key, data_key.hex().encode(), base64.b64encode(data_key)]
-    assert _files_containing(system.state_dir, needles) == []
+    for location in system.data_locations():
+        assert _files_containing(location, needles) == []
 
 
 def test_flipped_ciphertext_byte_fails_with_data_loss_and_leaves_nothing(system: LocalSystem, tmp_path) -> None:
@@ -61,20 +59,19 @@ def test_flipped_ciphertext_byte_fails_with_data_loss_and_leaves_nothing(system:
     with system.client() as admin:
         created = admin.upload_file(content, name=name)
     file_id = created.secure_file_id
-    blob = system.state_dir / "data" / "blobs" / "blobs" / file_id[:2] / file_id / "v1"
-    original = blob.read_bytes()
+    original = system.read_blob(file_id)
     token = job_token_for(system, name)
     for position in (len(original) // 2, 10, len(original) - 1):  # a body byte, the header, the last tag
         tampered = bytearray(original)
         tampered[position] ^= 0x01
-        blob.write_bytes(bytes(tampered))
+        system.write_blob(file_id, bytes(tampered))
         dest = tmp_path / f"dest-{position}"
         result = system.cli("agent", "download", name, "--dest", str(dest), "--retry-count", "0",
                             env={"SECUREFILES_JOB_TOKEN": token})
         assert result.code == 1, result.stderr
         assert "CIPHERTEXT_CORRUPT" in result.stderr
         assert not dest.exists() or list(dest.iterdir()) == []
-    blob.write_bytes(original)
+    system.write_blob(file_id, original)
     with system.client(token=token) as job:
         assert job.download_secure_file(name, tmp_path / "restored").path.read_bytes() == content
 
@@ -84,9 +81,8 @@ def test_truncated_blob_is_data_loss(system: LocalSystem, tmp_path) -> None:
     name = unique("truncated")
     with system.client() as admin:
         created = admin.upload_file(content, name=name)
-    blob = system.state_dir / "data" / "blobs" / "blobs" / created.secure_file_id[:2] / created.secure_file_id / "v1"
-    original = blob.read_bytes()
-    blob.write_bytes(original[: -(1024 * 1024 + 16)])  # drop the whole last segment
+    original = system.read_blob(created.secure_file_id)
+    system.write_blob(created.secure_file_id, original[: -(1024 * 1024 + 16)])  # drop the whole last segment
     try:
         from securefiles.client import DataLoss
 
@@ -94,7 +90,7 @@ def test_truncated_blob_is_data_loss(system: LocalSystem, tmp_path) -> None:
             job.download_secure_file(name, tmp_path, retry_count=0)
         assert list(tmp_path.iterdir()) == []
     finally:
-        blob.write_bytes(original)
+        system.write_blob(created.secure_file_id, original)
 
 
 def test_state_files_are_private(system: LocalSystem) -> None:

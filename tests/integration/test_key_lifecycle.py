@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import create_engine, text
 
+from securefiles.cli.up import ensure_postgres_database
 from securefiles.client import DataLoss, FailedPrecondition
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.rich_status import error_info_of
@@ -60,9 +62,8 @@ def test_two_regions_never_share_keys(fresh_system: LocalSystem, tmp_path) -> No
     _download_all(fresh_system, {"eu.p12": b"eu secret"}, tmp_path / "eu", project="in-eu")
     _download_all(fresh_system, {"us.p12": b"us secret"}, tmp_path / "us", project="in-us")
 
-    with sqlite3.connect(fresh_system.state_dir / "data" / "storage.db") as db:
-        (eu_wrapped,) = db.execute("SELECT wrapped_key FROM file_versions WHERE file_id = ?",
-                                   (eu_file.secure_file_id,)).fetchone()
+    ((eu_wrapped,),) = fresh_system.query("storage", "SELECT wrapped_key FROM file_versions WHERE file_id = :f",
+                                          f=eu_file.secure_file_id)
     us_kms = kms_pb2_grpc.KeyManagementServiceStub(fresh_system.channel("kms", identity="storage", region="us"))
     context = {"project": "in-eu", "secure_file_id": eu_file.secure_file_id, "version": "1"}
     for key_ring in ("regions/us", "regions/eu"):
@@ -74,14 +75,17 @@ def test_two_regions_never_share_keys(fresh_system: LocalSystem, tmp_path) -> No
 
     secrets = fresh_system.state_dir / "secrets"
     assert (secrets / "kms-eu-root-key").read_bytes() != (secrets / "kms-us-root-key").read_bytes()
-    material = {}
-    for region in ("eu", "us"):
-        with sqlite3.connect(fresh_system.state_dir / "data" / f"kms-{region}.db") as db:
-            material[region] = [row[0] for row in db.execute("SELECT sealed_material FROM key_versions")]
+    material = {region: [bytes(row[0]) for row in fresh_system.query(f"kms-{region}", "SELECT sealed_material "
+                                                                     "FROM key_versions")] for region in ("eu", "us")}
+    assert material["eu"] and material["us"]
     for region, other in (("eu", "us"), ("us", "eu")):
-        other_bytes = b"".join(p.read_bytes() for p in (fresh_system.state_dir / "data").glob(f"kms-{other}.db*"))
+        # Every row of the other region's database, as bytes: no sealed version appears there.
+        rows = fresh_system.query(f"kms-{other}", "SELECT sealed_material FROM key_versions")
+        other_bytes = b"".join(bytes(r[0]) for r in rows)
+        if not fresh_system.database_url:
+            other_bytes += b"".join(p.read_bytes() for p in (fresh_system.state_dir / "data").glob(f"kms-{other}.db*"))
         for sealed in material[region]:
-            assert sealed and sealed not in other_bytes
+            assert sealed not in other_bytes
             assert sealed[12:44] not in other_bytes  # not even a fragment of the ciphertext
 
 
@@ -103,8 +107,7 @@ def test_rotate_rewrap_disable_destroy_keeps_every_file(fresh_system: LocalSyste
     destroyed = _keys(fresh_system, "destroy", "1")  # no data key left: no --force needed
     assert destroyed["state"] == "DESTROYED"
     _download_all(fresh_system, files, tmp_path / "after-destroy")
-    with sqlite3.connect(fresh_system.state_dir / "data" / "kms-eu.db") as db:
-        assert db.execute("SELECT sealed_material FROM key_versions WHERE version = 1").fetchone() == (None,)
+    assert fresh_system.query("kms-eu", "SELECT sealed_material FROM key_versions WHERE version = 1") == [(None,)]
 
     events = fresh_system.cli("audit", "list", "--output", "json").json()
     kms_actions = {(e["action"], e["resource"]) for e in events if e["service"] == "kms-eu"}
@@ -207,14 +210,16 @@ def test_concurrent_rotation_on_deploy_creates_one_version(tmp_path) -> None:
     kms_id = ensure_identity(pki, "kms")
     root = tmp_path / "root-key"
     root.write_bytes(os.urandom(32))
-    database = tmp_path / "kms.db"
+    server = os.environ.get("SECUREFILES_TEST_DATABASE_URL")
+    database = (ensure_postgres_database(server, f"sf_{uuid.uuid4().hex[:8]}_kms_race") if server
+                else f"sqlite:///{tmp_path / 'kms.db'}")
 
     def start_replicas(deployment: str) -> None:
         processes = []
         for replica in range(3):
             env = {**os.environ, "SECUREFILES_LISTEN": "127.0.0.1:0", "SECUREFILES_TLS_CA_FILE": str(ca),
                    "SECUREFILES_TLS_CERT_FILE": str(kms_id.cert), "SECUREFILES_TLS_KEY_FILE": str(kms_id.key),
-                   "SECUREFILES_DATABASE_URL": f"sqlite:///{database}", "SECUREFILES_REGION": "eu",
+                   "SECUREFILES_DATABASE_URL": database, "SECUREFILES_REGION": "eu",
                    "SECUREFILES_KMS_ROOT_KEY_FILE": str(root), "SECUREFILES_DEPLOYMENT_ID": deployment,
                    "SECUREFILES_AUTHZ_ENDPOINT": "127.0.0.1:1",
                    "SECUREFILES_PORT_FILE": str(tmp_path / f"{deployment}-{replica}.port")}
@@ -232,8 +237,12 @@ def test_concurrent_rotation_on_deploy_creates_one_version(tmp_path) -> None:
                 process.wait(timeout=20)
 
     def versions() -> list[tuple[int, str, str | None]]:
-        with sqlite3.connect(database) as db:
-            return db.execute("SELECT version, state, deployment_id FROM key_versions ORDER BY version").fetchall()
+        engine = create_engine(database)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version, state, deployment_id FROM key_versions ORDER BY version"))
+            found = [tuple(row) for row in rows]
+        engine.dispose()
+        return found
 
     start_replicas("release-1")
     assert versions() == [(1, "PRIMARY", "release-1")]
@@ -248,8 +257,7 @@ def test_delete_crypto_shreds_keys_and_ciphertext(system: LocalSystem) -> None:
     with system.client() as admin:
         created = admin.upload_file(b"to be shredded", name=name)
         admin.delete_file(name)
-    with sqlite3.connect(system.state_dir / "data" / "storage.db") as db:
-        assert db.execute("SELECT count(*) FROM file_versions WHERE file_id = ?",
-                          (created.secure_file_id,)).fetchone() == (0,)
+    assert system.query("storage", "SELECT count(*) FROM file_versions WHERE file_id = :f",
+                        f=created.secure_file_id) == [(0,)]
     assert not any(created.secure_file_id in key for key in blob_files(system))
     assert not any(created.secure_file_id in key for key in stored_blob_keys(system))

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
-from securefiles.authz.adapters.sql_repository import SqlAuthzRepository, metadata
+from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
 from securefiles.authz.api.servicer import AuthorizationServicer
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import AuditLog
-from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.config import ServerSettings, env_str
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
+from securefiles.common.migrations import upgrade
 from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_key
@@ -54,7 +54,8 @@ UNAUDITED = frozenset({
 
 def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog]:
     """The domain service on its database, bootstrapped."""
-    engine = make_engine(settings.server.database_url, metadata, audit_metadata)
+    upgrade("authz", settings.server.database_url)
+    engine = make_engine(settings.server.database_url)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions)
     authorization.bootstrap(settings.bootstrap_admin)

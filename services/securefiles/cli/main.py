@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def up(args: argparse.Namespace) -> int:
     return run_up(UpOptions(
         state_dir=Path(args.state_dir).absolute(), port_base=args.port_base, regions=regions,
         reflection=args.reflection, write_default_config=not args.no_default_config,
+        database_url=args.database_url or "", database_prefix=args.database_prefix, blob_store=args.blob_store,
     ))
 
 
@@ -45,6 +47,19 @@ def serve(args: argparse.Namespace) -> int:
     else:
         from securefiles.authz.app import main as service_main
     service_main()
+    return 0
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    import os
+
+    from securefiles.common.migrations import upgrade
+
+    url = args.database_url or os.environ.get("SECUREFILES_DATABASE_URL")
+    if not url:
+        raise SecureFilesError("give --database-url or SECUREFILES_DATABASE_URL", reason="INVALID_ARGUMENT")
+    upgrade(args.service, url, args.revision)
+    print(f"{args.service}: database at revision {args.revision}")
     return 0
 
 
@@ -70,11 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", default="eu", help="comma-separated regions, one kms each")
     p.add_argument("--reflection", action="store_true", help="serve gRPC reflection")
     p.add_argument("--no-default-config", action="store_true", help="do not point the default client config here")
+    p.add_argument("--database-url", help="PostgreSQL server (postgresql+psycopg://user:pw@host/); default SQLite")
+    p.add_argument("--database-prefix", default="securefiles_", help="per-service database names start with this")
+    p.add_argument("--blob-store", choices=("directory", "db"), default="directory")
     p.set_defaults(handler=up)
 
     p = sub.add_parser("serve", help="run one service (configured by SECUREFILES_* variables)")
     p.add_argument("service", choices=("storage", "kms", "authz"))
     p.set_defaults(handler=serve)
+
+    p = sub.add_parser("db", help="database migrations").add_subparsers(dest="action", required=True).add_parser(
+        "upgrade", help="apply a service's migrations (services also do this at start)")
+    p.add_argument("service", choices=("storage", "kms", "authz"))
+    p.add_argument("--database-url", help="default: SECUREFILES_DATABASE_URL")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(handler=db_upgrade)
 
     p = sub.add_parser("status", help="health of every configured service")
     add_output(p)
@@ -89,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `securefiles files list | head` ends quietly
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -44,6 +44,9 @@ class UpOptions:
     reflection: bool = False
     admin: str = "user:admin"
     write_default_config: bool = True
+    database_url: str = ""  # a PostgreSQL server: one database per service is created on it
+    database_prefix: str = "securefiles_"
+    blob_store: str = "directory"
 
 
 @dataclass
@@ -98,6 +101,13 @@ class LocalSystem:
     def _port(self, offset: int) -> int:
         return 0 if self.options.port_base == 0 else self.options.port_base + offset
 
+    def database_url(self, name: str) -> str:
+        """SQLite under the state dir, or a database of its own on the PostgreSQL server."""
+        if not self.options.database_url:
+            return f"sqlite:///{self.state / 'data' / (name + '.db')}"
+        return ensure_postgres_database(self.options.database_url,
+                                        f"{self.options.database_prefix}{name}".replace("-", "_"))
+
     def _env(self, name: str, identity: str, port: int, extra: dict[str, str]) -> dict[str, str]:
         tls = self.tls(identity)
         env = dict(os.environ)
@@ -106,7 +116,7 @@ class LocalSystem:
             "SECUREFILES_TLS_CA_FILE": str(tls.ca),
             "SECUREFILES_TLS_CERT_FILE": str(tls.cert),
             "SECUREFILES_TLS_KEY_FILE": str(tls.key),
-            "SECUREFILES_DATABASE_URL": f"sqlite:///{self.state / 'data' / (name + '.db')}",
+            "SECUREFILES_DATABASE_URL": self.database_url(name),
             "SECUREFILES_PORT_FILE": str(self.state / "run" / f"{name}.port"),
             "SECUREFILES_REFLECTION": "true" if self.options.reflection else "false",
             "SECUREFILES_PARENT_PID": str(os.getpid()),
@@ -174,6 +184,7 @@ class LocalSystem:
             kms[region] = f"127.0.0.1:{child.port}"
         storage = self._start("storage", "storage", "storage", self._port(1), {
             "SECUREFILES_BLOB_DIR": str(self.state / "data" / "blobs"),
+            "SECUREFILES_BLOB_STORE": self.options.blob_store,
             "SECUREFILES_AUTHZ_ENDPOINT": authz_target,
             "SECUREFILES_KMS_ENDPOINTS": ",".join(f"{r}={t}" for r, t in kms.items()),
         })
@@ -205,6 +216,22 @@ class LocalSystem:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+
+
+def ensure_postgres_database(server_url: str, database: str) -> str:
+    """Create `database` on the server if missing; return its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    url = make_url(server_url)
+    admin = create_engine(url.set(database=url.database or "postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}).first()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{database}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=database).render_as_string(hide_password=False)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
 
@@ -108,6 +109,17 @@ class AuditLog:
         details: Mapping[str, str] | None = None,
     ) -> AuditEntry:
         """Append one entry; raises if it cannot be written."""
+        for _attempt in range(5):
+            try:
+                return self._append(principal, action, resource, decision, reason, request_id, details)
+            except IntegrityError:
+                continue  # another replica created the head row first; take the lock and retry
+        raise RuntimeError("audit chain is contended; entry not written")
+
+    def _append(
+        self, principal: str, action: str, resource: str, decision: str, reason: str, request_id: str,
+        details: Mapping[str, str] | None,
+    ) -> AuditEntry:
         with write_transaction(self._engine) as conn:
             head = conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).first()
             sequence, previous = (head.sequence, head.hash) if head else (0, "")

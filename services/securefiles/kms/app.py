@@ -11,15 +11,15 @@ from pathlib import Path
 
 from securefiles import __version__
 from securefiles.common.audit import ALLOW, AuditLog
-from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.config import ServerSettings, env_str
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
+from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
-from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore, metadata
+from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
 from securefiles.kms.api.servicer import KeyManagementServicer
 from securefiles.kms.domain.key_ring import KeyRing, load_root_key
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
@@ -49,7 +49,8 @@ class KmsSettings:
 
 def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
     """Wire the kms service (call inside the event loop); rotate on deploy if needed."""
-    engine = make_engine(settings.server.database_url, metadata, audit_metadata)
+    upgrade("kms", settings.server.database_url)
+    engine = make_engine(settings.server.database_url)
     audit = AuditLog(engine, f"kms-{settings.region}")
     ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), SqlKeyVersionStore(engine))
     record, created = ring.ensure_deployment_version(settings.deployment_id)

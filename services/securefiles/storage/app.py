@@ -10,18 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securefiles.common.audit import ALLOW, AuditLog
-from securefiles.common.audit import metadata as audit_metadata
-from securefiles.common.config import ServerSettings, env_int, env_str, parse_endpoints
+from securefiles.common.config import ConfigError, ServerSettings, env_int, env_str, parse_endpoints
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
+from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
-from securefiles.storage.adapters.sql_files import SqlFileRepository, metadata
+from securefiles.storage.adapters.sql_blobs import SqlBlobStore
+from securefiles.storage.adapters.sql_files import SqlFileRepository
 from securefiles.storage.api.servicer import SecureFileServicer
+from securefiles.storage.domain.ports import BlobStore
 from securefiles.storage.domain.rewrap import DataKeyRewrapper
 from securefiles.storage.domain.service import DEFAULT_MAX_FILE_BYTES, SecureFiles
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -33,6 +35,7 @@ log = logging.getLogger("securefiles.storage")
 class StorageSettings:
     server: ServerSettings
     blob_dir: Path
+    blob_store: str
     kms_endpoints: dict[str, str]
     authz_endpoint: str
     max_file_bytes: int
@@ -44,11 +47,18 @@ class StorageSettings:
         return cls(
             server=ServerSettings.from_env("storage", env),
             blob_dir=Path(env_str(env, "BLOB_DIR", "blobs")),
+            blob_store=_blob_store(env_str(env, "BLOB_STORE", "directory")),
             kms_endpoints=parse_endpoints(env_str(env, "KMS_ENDPOINTS")),
             authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
             max_file_bytes=env_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             rewrap_interval=env_int(env, "REWRAP_INTERVAL_SECONDS", 300),
         )
+
+
+def _blob_store(kind: str) -> str:
+    if kind not in ("directory", "db"):
+        raise ConfigError("SECUREFILES_BLOB_STORE must be 'directory' or 'db'")
+    return kind
 
 
 @dataclass
@@ -88,9 +98,10 @@ class StorageApp:
 
 def build(settings: StorageSettings) -> StorageApp:
     """Wire the storage service (call inside the event loop); sweep leftovers of a crash."""
-    engine = make_engine(settings.server.database_url, metadata, audit_metadata)
+    upgrade("storage", settings.server.database_url)
+    engine = make_engine(settings.server.database_url)
     repository = SqlFileRepository(engine)
-    blobs = DirectoryBlobStore(settings.blob_dir)
+    blobs: BlobStore = SqlBlobStore(engine) if settings.blob_store == "db" else DirectoryBlobStore(settings.blob_dir)
     removed = blobs.sweep(repository.all_blob_keys())
     if removed:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})

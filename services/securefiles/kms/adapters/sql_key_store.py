@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -37,6 +38,12 @@ key_versions = Table(
     Column("reason", String(1024), nullable=False, default=""),
     Column("deployment_id", String(256), nullable=True),
     UniqueConstraint("region", "deployment_id", name="uq_key_versions_deployment"),
+)
+
+# At most one PRIMARY per region, enforced by the database as well.
+Index(
+    "uq_key_versions_one_primary", key_versions.c.region, unique=True,
+    sqlite_where=key_versions.c.state == "PRIMARY", postgresql_where=key_versions.c.state == "PRIMARY",
 )
 
 

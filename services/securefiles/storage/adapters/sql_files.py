@@ -39,7 +39,8 @@ secure_files = Table(
     "secure_files", metadata,
     Column("file_id", String(36), primary_key=True),
     Column("project", String(63), nullable=False),
-    Column("display_name", String(256), nullable=False),
+    # Byte order ("C") on PostgreSQL, as SQLite compares: keyset pages and prefix ranges rely on it.
+    Column("display_name", String(256).with_variant(String(256, collation="C"), "postgresql"), nullable=False),
     Column("properties", Text, nullable=False, default="{}"),
     Column("created_by", String(160), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -1,0 +1,10 @@
+"""Alembic environment of the authz service."""
+
+from alembic import context
+
+from securefiles.authz.adapters import sql_checks  # noqa: F401 - registers the checks tables
+from securefiles.authz.adapters.sql_repository import metadata
+from securefiles.common.audit import metadata as audit_metadata
+from securefiles.common.migrations import run_migrations
+
+run_migrations(context.config, [metadata, audit_metadata])

@@ -1,0 +1,122 @@
+"""Ciphertext blobs in the SQL database (`SECUREFILES_BLOB_STORE=db`), so that storage
+replicas on different hosts share them. One row per ciphertext segment (the header is
+row 0); on PostgreSQL the column is `bytea` with STORAGE EXTERNAL (ciphertext does not
+compress). A blob becomes visible in one transaction, or not at all.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+
+from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, MetaData, String, Table, delete, func, select
+
+from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.errors import NotFound
+
+metadata = MetaData()
+
+blob_segments = Table(
+    "blob_segments", metadata,
+    Column("blob_key", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Another replica's upload may have committed its blob and not yet its metadata.
+SWEEP_GRACE = dt.timedelta(minutes=10)
+
+
+class SqlBlobWriter:
+    def __init__(self, engine: Engine, key: str) -> None:
+        self._engine = engine
+        self._key = key
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._parts.append(bytes(data))
+
+    def commit(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(blob_segments).where(blob_segments.c.blob_key == self._key))
+            conn.execute(blob_segments.insert(), [
+                {"blob_key": self._key, "seq": seq, "data": part, "created_at": now}
+                for seq, part in enumerate(self._parts)
+            ])
+        self._parts = []
+
+    def abort(self) -> None:
+        self._parts = []
+
+
+class SqlBlobReader:
+    def __init__(self, engine: Engine, key: str) -> None:
+        self._engine = engine
+        self._key = key
+        with read_transaction(engine) as conn:
+            rows = conn.execute(
+                select(blob_segments.c.seq, func.length(blob_segments.c.data))
+                .where(blob_segments.c.blob_key == key).order_by(blob_segments.c.seq)
+            ).all()
+        if not rows:
+            raise NotFound("the file's content is missing", reason="BLOB_MISSING")
+        self._seqs = [seq for seq, _ in rows]
+        self._offsets: list[int] = []
+        offset = 0
+        for _, length in rows:
+            self._offsets.append(offset)
+            offset += int(length)
+        self.size = offset
+
+    def _rows(self, first: int, last: int) -> bytes:
+        with read_transaction(self._engine) as conn:
+            parts = conn.execute(
+                select(blob_segments.c.data).where(
+                    blob_segments.c.blob_key == self._key, blob_segments.c.seq >= self._seqs[first],
+                    blob_segments.c.seq <= self._seqs[last],
+                ).order_by(blob_segments.c.seq)
+            ).scalars().all()
+        return b"".join(parts)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if length <= 0 or offset >= self.size:
+            return b""
+        first = bisect.bisect_right(self._offsets, offset) - 1
+        last = bisect.bisect_right(self._offsets, offset + length - 1) - 1
+        data = self._rows(first, last)
+        start = offset - self._offsets[first]
+        return data[start : start + length]
+
+    def close(self) -> None:
+        pass
+
+
+class SqlBlobStore:
+    """BlobStore on the service database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def begin(self, key: str) -> SqlBlobWriter:
+        return SqlBlobWriter(self._engine, key)
+
+    def open(self, key: str) -> SqlBlobReader:
+        return SqlBlobReader(self._engine, key)
+
+    def delete(self, key: str) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(blob_segments).where(blob_segments.c.blob_key == key))
+
+    def sweep(self, keep: set[str]) -> int:
+        cutoff = dt.datetime.now(dt.UTC) - SWEEP_GRACE
+        with read_transaction(self._engine) as conn:
+            candidates = conn.execute(
+                select(blob_segments.c.blob_key).group_by(blob_segments.c.blob_key)
+                .having(func.max(blob_segments.c.created_at) < cutoff)
+            ).scalars().all()
+        orphans = [key for key in candidates if key not in keep]
+        for key in orphans:
+            self.delete(key)
+        return len(orphans)
