@@ -1,0 +1,79 @@
+"""`securefiles init-secrets`: certificates and keys for a deployment (compose, or by hand).
+
+Generates once, into one directory: a CA, one certificate per service identity (with the
+hostnames the services are reached by) and one for clients, the authz signing key and a
+root key per region; writes a client configuration with a bootstrap administrator token.
+Existing files are kept, so running it again is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+from pathlib import Path
+
+from securefiles.client.config import ClientConfig
+from securefiles.common.config import parse_endpoints
+from securefiles.common.dev_pki import ensure_ca, ensure_identity
+from securefiles.common.files import write_private_file
+from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
+
+ADMIN_TOKEN_TTL = 30 * 24 * 3600
+
+
+def init_secrets(directory: Path, regions: list[str], hostnames: list[str], owner: int | None = None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    ensure_ca(directory)
+    kms_hosts = tuple(f"kms-{r}" for r in regions)
+    for identity, hosts in (("storage", ("storage",)), ("authz", ("authz",)), ("kms", kms_hosts), ("client", ())):
+        ensure_identity(directory, identity, (*hosts, *hostnames))
+    signing = directory / "authz-signing-key.pem"
+    if not signing.exists():
+        write_private_file(signing, generate_signing_key_pem())
+    for region in regions:
+        root = directory / f"kms-{region}-root-key"
+        if not root.exists():
+            write_private_file(root, base64.b64encode(os.urandom(32)) + b"\n")
+    if owner is not None:
+        # Services run as an unprivileged user in their containers.
+        for path in [directory, *directory.iterdir()]:
+            os.chown(path, owner, owner)
+
+
+def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str, str], admin: str) -> Path:
+    issuer = TokenIssuer(load_signing_key((directory / "authz-signing-key.pem").read_bytes()))
+    token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user")
+    config = ClientConfig(
+        storage=storage, authz=authz, kms=kms, ca_file=(directory / "ca.pem").resolve(),
+        cert_file=(directory / "client.pem").resolve(), key_file=(directory / "client-key.pem").resolve(),
+        token=token,
+    )
+    path = directory / "client.toml"
+    config.write(path)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    init_secrets(directory, regions, args.hostname or [], args.owner)
+    print(f"secrets in {directory}")
+    if args.storage_endpoint:
+        path = write_client_config(directory, args.storage_endpoint, args.authz_endpoint or "",
+                                   parse_endpoints(args.kms_endpoints) if args.kms_endpoints else {}, args.admin)
+        print(f"client config: {path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("init-secrets", help="generate certificates and keys for a deployment")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--regions", default="eu")
+    p.add_argument("--hostname", action="append", help="extra name every certificate carries (repeatable)")
+    p.add_argument("--owner", type=int, help="chown the files to this uid/gid")
+    p.add_argument("--admin", default="user:admin")
+    p.add_argument("--storage-endpoint", help="also write client.toml with these endpoints")
+    p.add_argument("--authz-endpoint")
+    p.add_argument("--kms-endpoints", help="eu=host:port,us=host:port")
+    p.set_defaults(handler=run)
