@@ -48,7 +48,7 @@ class AuthzSettings:
 
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
-    "CheckAccess", "ListChecks", "ListApprovals",
+    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources",
 })
 
 

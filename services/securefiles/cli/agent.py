@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -18,7 +20,7 @@ from securefiles.client.api import SecureFilesClient
 from securefiles.client.config import job_token_from_env
 from securefiles.client.download import DownloadedFile
 from securefiles.common.durations import parse_duration
-from securefiles.common.errors import FailedPrecondition, InvalidArgument
+from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
 MANIFEST = ".securefiles-downloads.json"
 _OUTPUT_NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -79,6 +81,59 @@ class _ProgressBar:
             sys.stderr.flush()
 
 
+EXPIRY_WARNING_DAYS = 30
+_GLOB_CHARS = set("*?[")
+
+
+def expand_names(client: SecureFilesClient, patterns: list[str]) -> list[str]:
+    """Names as given; globs matched against the files this job's pipeline may use."""
+    if not any(_GLOB_CHARS & set(p) for p in patterns):
+        return list(dict.fromkeys(patterns))
+    authorized = [f.display_name for f in client.list_authorized_files()]
+    names: list[str] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern):
+            matched = [n for n in authorized if fnmatch.fnmatchcase(n, pattern)]
+            if not matched:
+                raise NotFound(f"no file this job may use matches {pattern!r}", reason="NO_MATCHING_FILE")
+            names += matched
+        else:
+            names.append(pattern)
+    return list(dict.fromkeys(names))
+
+
+def _escape_azure(text: str) -> str:
+    return (text.replace("%", "%AZP25").replace(";", "%3B").replace("\r", "%0D").replace("\n", "%0A")
+            .replace("]", "%5D"))
+
+
+def _escape_github(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def warn_if_expiring(downloaded: DownloadedFile, now: dt.datetime | None = None) -> None:
+    """An expired or soon-expiring certificate/profile is reported before a release fails on it."""
+    secure_file = downloaded.secure_file
+    if not secure_file.HasField("expire_time"):
+        return
+    expires = secure_file.expire_time.ToDatetime(tzinfo=dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    if expires - now > dt.timedelta(days=EXPIRY_WARNING_DAYS):
+        return
+    when = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if expires <= now:
+        message = f"secure file {downloaded.name} expired on {when}"
+    else:
+        message = f"secure file {downloaded.name} expires on {when} (in {(expires - now).days} days)"
+    if os.environ.get("TF_BUILD"):
+        line = f"##vso[task.logissue type=warning]{_escape_azure(message)}"
+    elif os.environ.get("GITHUB_ACTIONS"):
+        line = f"::warning::{_escape_github(message)}"
+    else:
+        line = f"warning: {message}"
+    print(line, file=sys.stderr, flush=True)
+
+
 def announce(downloaded: DownloadedFile, ref: str) -> None:
     """Print the path and set `<ref>.secureFilePath` for Azure Pipelines / GitHub Actions."""
     print(downloaded.path, flush=True)
@@ -129,7 +184,11 @@ def download(args: argparse.Namespace) -> int:
     wait = _wait_seconds(args.wait_for_checks)
     done: list[DownloadedFile] = []
     try:
-        for name in args.files:
+        names = expand_names(client, args.files)
+        if args.name and len(names) > 1:
+            raise InvalidArgument("--name names one file's output variable, but the patterns match several",
+                                  reason="INVALID_ARGUMENT")
+        for name in names:
             progress = _ProgressBar(name) if sys.stderr.isatty() else None
             done.append(client.download_secure_file(name, dest, args.retry_count, timeout, progress, wait,
                                                     _Waiting(name)))
@@ -143,6 +202,7 @@ def download(args: argparse.Namespace) -> int:
     _record(dest, [d.name for d in done])
     for downloaded in done:
         announce(downloaded, args.name or downloaded.name)
+        warn_if_expiring(downloaded)
     return 0
 
 
@@ -171,7 +231,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     agent = subparsers.add_parser("agent", help="pipeline agent: download secure files in a job")
     actions = agent.add_subparsers(dest="action", required=True)
     dl = actions.add_parser("download", help="download secure files (job token required)")
-    dl.add_argument("files", nargs="+", metavar="NAME")
+    dl.add_argument("files", nargs="+", metavar="NAME|GLOB", help="names or globs, e.g. 'ios/*' 'android-*.jks'")
     dl.add_argument("--dest", help="directory (default $AGENT_TEMPDIRECTORY, $RUNNER_TEMP, or a private temp dir)")
     dl.add_argument("--name", help="output variable reference: sets REF.secureFilePath")
     dl.add_argument("--retry-count", type=int, default=8, help="retries of transient failures (default 8)")

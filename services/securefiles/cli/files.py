@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import file_object, human_size, print_json, print_table, rfc3339
+from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
 
 
@@ -25,18 +27,40 @@ def _show(args: argparse.Namespace, f: object) -> None:
     if wants_json(args):
         print_json(obj)
         return
-    for key in ("name", "id", "size", "sha256", "version", "key_version", "created_by", "create_time", "update_time"):
-        print(f"{key + ':':<13} {obj[key]}")
+    for key in ("name", "id", "size", "sha256", "version", "key_version", "created_by", "create_time", "update_time",
+                "expires_at"):
+        print(f"{key + ':':<13} {obj[key] if obj[key] is not None else '-'}")
     for key, value in sorted(obj["properties"].items()):
         print(f"{'property:':<13} {key}={value}")
+    for key, value in obj["metadata"].items():
+        if not isinstance(value, (list, dict)):
+            print(f"{'metadata:':<13} {key}={value}")
+        elif key == "certificates":
+            print(f"{'metadata:':<13} certificates={len(value)}")
+
+
+def _password(path: str | None) -> bytes | None:
+    """A password for parsing only, read from a file (never from the command line)."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes().rstrip(b"\r\n")
+    except OSError as error:
+        raise InvalidArgument(f"cannot read {path}: {error.strerror}", reason="INVALID_ARGUMENT") from None
+
+
+def _source(path_text: str) -> Path:
+    path = Path(path_text)
+    if not path.is_file():
+        raise InvalidArgument(f"{path} is not a readable file", reason="INVALID_SOURCE")
+    return path
 
 
 def upload(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if not path.is_file():
-        raise InvalidArgument(f"{path} is not a readable file", reason="INVALID_SOURCE")
+    path = _source(args.path)
     with client_for(args) as client:
-        created = client.upload_file(path, name=args.name, properties=parse_properties(args.property))
+        created = client.upload_file(path, name=args.name, properties=parse_properties(args.property),
+                                     parse_password=_password(args.parse_password_file))
         if args.authorize_all_pipelines:
             client.set_pipeline_permission(created.secure_file_id, None, True)
     _show(args, created)
@@ -44,13 +68,75 @@ def upload(args: argparse.Namespace) -> int:
 
 
 def list_files(args: argparse.Namespace) -> int:
+    expires_before = None
+    if args.expired:
+        expires_before = dt.datetime.now(dt.UTC)
+    elif args.expiring_within:
+        try:
+            expires_before = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=parse_duration(args.expiring_within))
+        except ValueError as error:
+            raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
     with client_for(args) as client:
-        files = list(client.list_files(args.name_pattern or ""))
+        files = list(client.list_files(args.name_pattern or "", expires_before=expires_before))
     if wants_json(args):
         print_json([file_object(f) for f in files])
     else:
-        print_table(("NAME", "SIZE", "SHA256", "UPDATED"),
-                    [(f.display_name, human_size(f.size_bytes), f.sha256[:12], rfc3339(f.update_time)) for f in files])
+        rows = [(o["name"], human_size(o["size"]), o["metadata"].get("type", ""), o["expires_at"] or "-",
+                 o["update_time"]) for o in map(file_object, files)]
+        print_table(("NAME", "SIZE", "TYPE", "EXPIRES", "UPDATED"), rows)
+    return 0
+
+
+def replace(args: argparse.Namespace) -> int:
+    path = _source(args.path)
+    with client_for(args) as client:
+        _show(args, client.replace_file(args.file, path, args.reason or "", _password(args.parse_password_file)))
+    return 0
+
+
+def versions(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        kept = client.list_versions(args.file)
+    objects = [{"version": v.version, "size": v.size_bytes, "sha256": v.sha256, "current": v.current,
+                "created_by": v.created_by, "create_time": rfc3339(v.create_time), "key_version": v.key_version,
+                "expires_at": rfc3339(v.expire_time) if v.HasField("expire_time") else None} for v in kept]
+    if wants_json(args):
+        print_json(objects)
+    else:
+        print_table(("VERSION", "CURRENT", "SIZE", "SHA256", "CREATED", "BY"),
+                    [(o["version"], "*" if o["current"] else "", human_size(o["size"]), o["sha256"][:12],
+                      o["create_time"], o["created_by"]) for o in objects])
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        _show(args, client.rollback_file(args.file, args.to_version, args.reason or ""))
+    return 0
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "on", "1"):
+        return True
+    if text.lower() in ("false", "no", "off", "0"):
+        return False
+    raise InvalidArgument(f"expected true or false, got {text!r}", reason="INVALID_ARGUMENT")
+
+
+def library(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        if args.action == "update":
+            settings = client.update_library(None if args.allow_replace is None else _bool(args.allow_replace),
+                                             args.keep_versions)
+        else:
+            settings = client.get_library()
+    obj = {"project": settings.name.split("/")[1], "allow_replace": settings.allow_replace,
+           "keep_versions": settings.keep_versions}
+    if wants_json(args):
+        print_json(obj)
+    else:
+        print(f"library of {obj['project']}: replace {'allowed' if obj['allow_replace'] else 'not allowed'}, "
+              f"keeps {obj['keep_versions']} version(s)")
     return 0
 
 
@@ -85,10 +171,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--name", help="display name (default: the file's name)")
     up.add_argument("--property", action="append", metavar="KEY=VALUE")
     up.add_argument("--authorize-all-pipelines", action="store_true", help="open access for every pipeline")
+    up.add_argument("--parse-password-file", help="password to read metadata of a .p12/keystore (never stored)")
     add_output(up)
     up.set_defaults(handler=upload)
     ls = actions.add_parser("list", help="list secure files")
     ls.add_argument("--name-pattern", help="glob over names, e.g. 'ios-*'")
+    ls.add_argument("--expiring-within", metavar="DURATION", help="only files expiring within, e.g. 30d")
+    ls.add_argument("--expired", action="store_true", help="only files already expired")
     add_output(ls)
     ls.set_defaults(handler=list_files)
     sh = actions.add_parser("show", help="show one file's metadata")
@@ -105,3 +194,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rm.add_argument("file")
     add_output(rm)
     rm.set_defaults(handler=delete)
+    rep = actions.add_parser("replace", help="store new content as a new version (if the library allows it)")
+    rep.add_argument("file")
+    rep.add_argument("path")
+    rep.add_argument("--reason", help="why (audited)")
+    rep.add_argument("--parse-password-file")
+    add_output(rep)
+    rep.set_defaults(handler=replace)
+    ver = actions.add_parser("versions", help="list the kept versions of a file")
+    ver.add_argument("file")
+    add_output(ver)
+    ver.set_defaults(handler=versions)
+    back = actions.add_parser("rollback", help="serve a kept version again")
+    back.add_argument("file")
+    back.add_argument("--to-version", type=int, required=True)
+    back.add_argument("--reason", help="why (audited)")
+    add_output(back)
+    back.set_defaults(handler=rollback)
+
+    lib = subparsers.add_parser("library", help="library settings of a project").add_subparsers(
+        dest="action", required=True)
+    show_lib = lib.add_parser("show")
+    add_output(show_lib)
+    show_lib.set_defaults(handler=library)
+    update_lib = lib.add_parser("update", help="e.g. --allow-replace true (Administrators)")
+    update_lib.add_argument("--allow-replace", metavar="true|false")
+    update_lib.add_argument("--keep-versions", type=int)
+    add_output(update_lib)
+    update_lib.set_defaults(handler=library)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from securefiles.storage.v1 import storage_pb2
@@ -18,13 +19,29 @@ def rfc3339(ts: Timestamp) -> str | None:
     return ts.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def metadata_object(metadata: struct_pb2.Struct) -> dict[str, Any]:
+    """Parsed metadata as JSON (whole numbers stay integers)."""
+    return _whole_numbers(json_format.MessageToDict(metadata)) if metadata.fields else {"type": "unknown"}
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
 def file_object(f: storage_pb2.SecureFile) -> dict[str, Any]:
     """The JSON shape of a secure file that scripts rely on."""
     return {
         "name": f.display_name, "id": f.secure_file_id, "size": f.size_bytes, "sha256": f.sha256,
         "resource": f.name, "version": f.version, "properties": dict(f.properties),
         "created_by": f.created_by, "create_time": rfc3339(f.create_time), "update_time": rfc3339(f.update_time),
-        "key_version": f.key_version,
+        "key_version": f.key_version, "metadata": metadata_object(f.metadata),
+        "expires_at": rfc3339(f.expire_time) if f.HasField("expire_time") else None,
     }
 
 

@@ -6,6 +6,8 @@ Errors are the exceptions of `securefiles.common.errors` (re-exported by
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -93,56 +95,77 @@ class SecureFilesClient:
     # -- files ------------------------------------------------------------------------
 
     def upload_file(
-        self, source: Path | BinaryIO | bytes, name: str | None = None, properties: Mapping[str, str] | None = None
+        self, source: Path | BinaryIO | bytes, name: str | None = None, properties: Mapping[str, str] | None = None,
+        parse_password: bytes | None = None,
     ) -> storage_pb2.SecureFile:
-        """Upload a path, an open binary file or bytes as a new secure file."""
-        if isinstance(source, Path):
-            display_name = name or source.name
-            try:
-                handle: BinaryIO = source.open("rb")
-            except OSError as error:
-                raise InvalidArgument(f"cannot read {source}: {error.strerror}", reason="INVALID_SOURCE") from None
-            expected = os.fstat(handle.fileno()).st_size
-        elif isinstance(source, bytes):
-            import io
+        """Upload a path, an open binary file or bytes as a new secure file.
 
-            if not name:
-                raise InvalidArgument("a name is required when uploading bytes", reason="INVALID_NAME")
-            display_name, handle, expected = name, io.BytesIO(source), len(source)
-        else:
-            if not name:
-                raise InvalidArgument("a name is required when uploading a stream", reason="INVALID_NAME")
-            display_name, handle, expected = name, source, 0
-
-        def messages() -> Iterator[storage_pb2.UploadSecureFileRequest]:
-            yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
+        `parse_password` only lets the server read metadata (PKCS#12, keystores); it is never stored."""
+        with _Source(source, name) as (display_name, handle, expected):
+            first = storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
                 parent=f"projects/{self.project}", display_name=display_name, properties=dict(properties or {}),
-                expected_size_bytes=expected,
+                expected_size_bytes=expected, parse_password=parse_password or b"",
             ))
-            while chunk := handle.read(CHUNK_BYTES):
-                yield storage_pb2.UploadSecureFileRequest(chunk=chunk)
+            messages = _stream(first, handle, storage_pb2.UploadSecureFileRequest)
+            return self._transport.call(self._storage.UploadSecureFile, messages, timeout=300)
 
-        try:
-            return self._transport.call(self._storage.UploadSecureFile, messages(), timeout=300)
-        finally:
-            if isinstance(source, (Path, bytes)):
-                handle.close()
+    def replace_file(
+        self, name: str, source: Path | BinaryIO | bytes, reason: str = "", parse_password: bytes | None = None
+    ) -> storage_pb2.SecureFile:
+        """Store new content as a new version (the library must allow replacing)."""
+        with _Source(source, name) as (_display, handle, expected):
+            first = storage_pb2.ReplaceSecureFileContentRequest(metadata=storage_pb2.ReplaceMetadata(
+                name=self.file_resource(name), reason=reason, expected_size_bytes=expected,
+                parse_password=parse_password or b""))
+            messages = _stream(first, handle, storage_pb2.ReplaceSecureFileContentRequest)
+            return self._transport.call(self._storage.ReplaceSecureFileContent, messages, timeout=300)
+
+    def list_versions(self, name: str) -> list[storage_pb2.SecureFileVersion]:
+        return list(self._transport.call(self._storage.ListSecureFileVersions,
+                                         storage_pb2.ListSecureFileVersionsRequest(name=self.file_resource(name))
+                                         ).versions)
+
+    def rollback_file(self, name: str, version: int, reason: str = "") -> storage_pb2.SecureFile:
+        return self._transport.call(self._storage.RollbackSecureFile, storage_pb2.RollbackSecureFileRequest(
+            name=self.file_resource(name), version=version, reason=reason))
+
+    def get_library(self) -> storage_pb2.Library:
+        return self._transport.call(self._storage.GetLibrary, storage_pb2.GetLibraryRequest(
+            name=f"projects/{self.project}/library"))
+
+    def update_library(self, allow_replace: bool | None = None, keep_versions: int | None = None
+                       ) -> storage_pb2.Library:
+        paths = [p for p, v in (("allow_replace", allow_replace), ("keep_versions", keep_versions)) if v is not None]
+        if not paths:
+            raise InvalidArgument("nothing to update", reason="INVALID_UPDATE_MASK")
+        library = storage_pb2.Library(name=f"projects/{self.project}/library", allow_replace=bool(allow_replace),
+                                      keep_versions=keep_versions or 0)
+        return self._transport.call(self._storage.UpdateLibrary, storage_pb2.UpdateLibraryRequest(
+            library=library, update_mask=field_mask_pb2.FieldMask(paths=paths)))
 
     def get_file(self, name: str) -> storage_pb2.SecureFile:
         return self._transport.call(self._storage.GetSecureFile,
                                     storage_pb2.GetSecureFileRequest(name=self.file_resource(name)))
 
-    def list_files(self, name_pattern: str = "", page_size: int = 0) -> Iterator[storage_pb2.SecureFile]:
-        """Every file the caller may view, following pages."""
+    def list_files(
+        self, name_pattern: str = "", page_size: int = 0, expires_before: dt.datetime | None = None
+    ) -> Iterator[storage_pb2.SecureFile]:
+        """Every file the caller may view (a job: may use), following pages."""
         token = ""
         while True:
-            response = self._transport.call(self._storage.ListSecureFiles, storage_pb2.ListSecureFilesRequest(
-                parent=f"projects/{self.project}", page_size=page_size, page_token=token, name_pattern=name_pattern,
-            ))
+            request = storage_pb2.ListSecureFilesRequest(
+                parent=f"projects/{self.project}", page_size=page_size, page_token=token, name_pattern=name_pattern)
+            if expires_before is not None:
+                request.expires_before.FromDatetime(expires_before)
+            response = self._transport.call(self._storage.ListSecureFiles, request)
             yield from response.secure_files
             token = response.next_page_token
             if not token:
                 return
+
+    def list_authorized_files(self, name_pattern: str = "") -> list[storage_pb2.SecureFile]:
+        """As a pipeline job: the files its pipeline is authorized to use."""
+        return list(self.list_files(name_pattern))
 
     def update_file(
         self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None
@@ -371,3 +394,37 @@ class SecureFilesClient:
             except SecureFilesError:
                 result[service] = "UNREACHABLE"
         return result
+
+
+class _Source:
+    """A path, bytes or an open binary file as (display name, handle, size if known)."""
+
+    def __init__(self, source: Path | BinaryIO | bytes, name: str | None) -> None:
+        self._source = source
+        self._name = name
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> tuple[str, BinaryIO, int]:
+        source = self._source
+        if isinstance(source, Path):
+            try:
+                self._handle = source.open("rb")
+            except OSError as error:
+                raise InvalidArgument(f"cannot read {source}: {error.strerror}", reason="INVALID_SOURCE") from None
+            return self._name or source.name, self._handle, os.fstat(self._handle.fileno()).st_size
+        if not self._name:
+            raise InvalidArgument("a name is required when uploading bytes or a stream", reason="INVALID_NAME")
+        if isinstance(source, bytes):
+            self._handle = io.BytesIO(source)
+            return self._name, self._handle, len(source)
+        return self._name, source, 0
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _stream(first: object, handle: BinaryIO, message: type) -> Iterator[object]:
+    yield first
+    while chunk := handle.read(CHUNK_BYTES):
+        yield message(chunk=chunk)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
@@ -45,6 +45,13 @@ audit_head = Table(
 )
 
 ALLOW, DENY, FAIL = "ALLOW", "DENY", "FAIL"
+
+# Built once: the audit append runs on every audited RPC.
+_LOCK_HEAD = select(audit_head.c.sequence, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+_INSERT_EVENT = audit_events.insert()
+_INSERT_HEAD = audit_head.insert()
+_UPDATE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
+    sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class AuditLog:
         details: Mapping[str, str] | None,
     ) -> AuditEntry:
         with write_transaction(self._engine) as conn:
-            head = conn.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update()).first()
+            head = conn.execute(_LOCK_HEAD).first()
             sequence, previous = (head.sequence, head.hash) if head else (0, "")
             entry = AuditEntry(
                 sequence=sequence + 1, time=self._clock(), service=self.service, principal=principal[:512],
@@ -130,13 +137,11 @@ class AuditLog:
                 previous_hash=previous,
             )
             entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
-            values = {**entry.__dict__, "details": json.dumps(entry.details, sort_keys=True)}
-            conn.execute(audit_events.insert().values(**values))
+            conn.execute(_INSERT_EVENT, {**entry.__dict__, "details": json.dumps(entry.details, sort_keys=True)})
             if head is None:
-                conn.execute(audit_head.insert().values(id=1, sequence=entry.sequence, hash=entry.hash))
+                conn.execute(_INSERT_HEAD, {"id": 1, "sequence": entry.sequence, "hash": entry.hash})
             else:
-                conn.execute(update(audit_head).where(audit_head.c.id == 1).values(
-                    sequence=entry.sequence, hash=entry.hash))
+                conn.execute(_UPDATE_HEAD, {"new_sequence": entry.sequence, "new_hash": entry.hash})
         return entry
 
     def list(self, after: int, limit: int, resource_prefix: str = "", principal: str = "") -> list[AuditEntry]:

@@ -76,6 +76,12 @@ class AuthzClient:
         assert isinstance(response, authz_pb2.AuthorizeUseResponse)
         return response.run
 
+    async def filter_usable(self, job_token: str, resources: Sequence[str]) -> list[str]:
+        request = authz_pb2.FilterUsableResourcesRequest(job_token=job_token, resources=list(resources))
+        response = await _call(self._stub.FilterUsableResources, request, "authz")
+        assert isinstance(response, authz_pb2.FilterUsableResourcesResponse)
+        return list(response.resources)
+
     async def project_region(self, project: str) -> str:
         response = await _call(self._stub.GetProject, authz_pb2.GetProjectRequest(name=f"projects/{project}"), "authz")
         assert isinstance(response, authz_pb2.Project)

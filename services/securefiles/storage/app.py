@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from securefiles.storage.api.servicer import SecureFileServicer
 from securefiles.storage.domain.ports import BlobStore
 from securefiles.storage.domain.rewrap import DataKeyRewrapper
 from securefiles.storage.domain.service import DEFAULT_MAX_FILE_BYTES, SecureFiles
+from securefiles.storage.domain.versioning import Versioning
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger("securefiles.storage")
@@ -110,7 +112,8 @@ def build(settings: StorageSettings) -> StorageApp:
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes)
     rewrapper = DataKeyRewrapper(repository, keys)
     audit = AuditLog(engine, "storage")
-    servicer = SecureFileServicer(files, rewrapper, repository, authz.require_operator)
+    versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
+    servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator)
     running = create_server(
         service="storage",
         registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer)],
@@ -121,7 +124,8 @@ def build(settings: StorageSettings) -> StorageApp:
         reflection_enabled=settings.server.reflection,
         audit=audit,
         audit_reader=authz.require_operator,
-        unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys"}),
+        unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
+                                     "GetLibrary"}),
     )
     return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval)
 

@@ -6,7 +6,21 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import Boolean, Column, DateTime, Engine, Integer, String, Table, Text, delete, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.authz.adapters.sql_repository import metadata
@@ -84,6 +98,11 @@ group_members = Table(
     Column("group_name", String(160), primary_key=True),
     Column("principal", String(160), primary_key=True),
 )
+
+
+_GET_SUITE = select(check_suites).where(
+    check_suites.c.project == bindparam("project"), check_suites.c.run_id == bindparam("run_id"),
+    check_suites.c.resource == bindparam("resource"))
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -164,9 +183,7 @@ class SqlChecksRepository:
 
     def get_suite(self, project: str, run_id: int, resource: str) -> CheckSuite | None:
         with read_transaction(self._engine) as conn:
-            row = conn.execute(select(check_suites).where(
-                check_suites.c.project == project, check_suites.c.run_id == run_id,
-                check_suites.c.resource == resource)).first()
+            row = conn.execute(_GET_SUITE, {"project": project, "run_id": run_id, "resource": resource}).first()
         return _suite(row._mapping) if row else None
 
     def insert_suite(self, suite: CheckSuite) -> CheckSuite:

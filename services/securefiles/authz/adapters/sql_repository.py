@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     select,
@@ -80,6 +81,15 @@ runs = Table(
 
 _ALL_PIPELINES = 0
 
+# Built once: read on every decision.
+_ROLES_OF = select(role_assignments.c.scope, role_assignments.c.role).where(
+    role_assignments.c.principal == bindparam("principal"),
+    role_assignments.c.scope.in_(bindparam("scopes", expanding=True)))
+_INHERITS = select(file_inheritance).where(file_inheritance.c.scope.in_(bindparam("scopes", expanding=True)))
+_PERMISSIONS = select(pipeline_permissions.c.pipeline_id).where(
+    pipeline_permissions.c.resource == bindparam("resource"))
+_GET_RUN = select(runs).where(runs.c.project == bindparam("project"), runs.c.run_id == bindparam("run_id"))
+
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
@@ -131,11 +141,7 @@ class SqlAuthzRepository:
 
     def roles_of(self, principal: str, scopes: list[str]) -> dict[str, set[Role]]:
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(
-                select(role_assignments.c.scope, role_assignments.c.role).where(
-                    role_assignments.c.principal == principal, role_assignments.c.scope.in_(scopes)
-                )
-            ).all()
+            rows = conn.execute(_ROLES_OF, {"principal": principal, "scopes": scopes}).all()
         result: dict[str, set[Role]] = {}
         for scope, role in rows:
             result.setdefault(scope, set()).add(Role[role])
@@ -171,7 +177,7 @@ class SqlAuthzRepository:
 
     def inherits(self, file_scopes: list[str]) -> dict[str, bool]:
         with read_transaction(self._engine) as conn:
-            rows = conn.execute(select(file_inheritance).where(file_inheritance.c.scope.in_(file_scopes))).all()
+            rows = conn.execute(_INHERITS, {"scopes": file_scopes}).all()
         found = {r.scope: bool(r.inherit) for r in rows}
         return {s: found.get(s, True) for s in file_scopes}
 
@@ -218,9 +224,7 @@ class SqlAuthzRepository:
 
     def get_pipeline_permissions(self, resource: str) -> PipelinePermissions:
         with read_transaction(self._engine) as conn:
-            ids = conn.execute(
-                select(pipeline_permissions.c.pipeline_id).where(pipeline_permissions.c.resource == resource)
-            ).scalars().all()
+            ids = conn.execute(_PERMISSIONS, {"resource": resource}).scalars().all()
         return PipelinePermissions(
             resource, _ALL_PIPELINES in ids, tuple(sorted(i for i in ids if i != _ALL_PIPELINES))
         )
@@ -257,7 +261,7 @@ class SqlAuthzRepository:
 
     def get_run(self, project: str, run_id: int) -> Run | None:
         with read_transaction(self._engine) as conn:
-            row = conn.execute(select(runs).where(runs.c.project == project, runs.c.run_id == run_id)).first()
+            row = conn.execute(_GET_RUN, {"project": project, "run_id": run_id}).first()
         return _run(row._mapping) if row else None
 
     def complete_run(self, project: str, run_id: int, now: dt.datetime) -> Run:

@@ -195,3 +195,12 @@ class AuthorizationServicer(ChecksServicerMixin, authz_pb2_grpc.AuthorizationSer
         job = await self._verifier.verify(request.job_token)
         run = self._authz.authorize_use(caller, job, request.resource, evaluate_checks=not request.metadata_only)
         return authz_pb2.AuthorizeUseResponse(run=run.name)
+
+    async def FilterUsableResources(
+        self, request: authz_pb2.FilterUsableResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.FilterUsableResourcesResponse:
+        caller = current_principal()
+        self._authz.require_storage(caller)
+        job = await self._verifier.verify(request.job_token)
+        return authz_pb2.FilterUsableResourcesResponse(
+            resources=self._authz.filter_usable(caller, job, list(request.resources)))

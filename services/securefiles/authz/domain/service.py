@@ -338,6 +338,20 @@ class Authorization:
             raise_unless_approved(self.checks.evaluate(run, scope.name))
         return run
 
+    def filter_usable(self, caller: Principal, job: Principal, resources: Sequence[str]) -> list[str]:
+        """Of `resources`, those the job's pipeline may use (no checks evaluated)."""
+        self.require_storage(caller)
+        run = self.active_run_of(job)
+        if len(resources) > 1000:
+            raise InvalidArgument("at most 1000 resources per request", reason="TOO_MANY_RESOURCES")
+        usable = []
+        for resource in resources:
+            scope = self._file_scope(resource)
+            if scope.project == run.project and self._repo.get_pipeline_permissions(scope.name).allows(
+                    run.pipeline_id):
+                usable.append(resource)
+        return usable
+
     def request_checks(self, caller: Principal, run_name: str, resources: Sequence[str]) -> list[CheckSuite]:
         """Create (and advance) a run's suites for files ahead of use, e.g. to request approvals early."""
         project, _pipeline, run_id = parse_run(run_name)

@@ -1718,3 +1718,55 @@ class SetGroupMemberRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetGroupMemberRequest: _TypeAlias = SetGroupMemberRequest  # noqa: Y015
+
+@_typing.final
+class FilterUsableResourcesRequest(_message.Message):
+    """Request for FilterUsableResources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_TOKEN_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    job_token: _builtins.str
+    """The job token presented to storage."""
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Files' resource names (ids), at most 1000."""
+
+    def __init__(
+        self,
+        *,
+        job_token: _builtins.str = ...,
+        resources: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_token", b"job_token", "resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterUsableResourcesRequest: _TypeAlias = FilterUsableResourcesRequest  # noqa: Y015
+
+@_typing.final
+class FilterUsableResourcesResponse(_message.Message):
+    """Response of FilterUsableResources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The subset the job's pipeline is authorized for, in request order."""
+
+    def __init__(
+        self,
+        *,
+        resources: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterUsableResourcesResponse: _TypeAlias = FilterUsableResourcesResponse  # noqa: Y015

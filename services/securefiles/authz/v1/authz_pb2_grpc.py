@@ -125,6 +125,11 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseResponse.FromString,
                 _registered_method=True)
+        self.FilterUsableResources = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/FilterUsableResources',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesResponse.FromString,
+                _registered_method=True)
         self.CreateCheck = channel.unary_unary(
                 '/securefiles.authz.v1.AuthorizationService/CreateCheck',
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateCheckRequest.SerializeToString,
@@ -294,6 +299,14 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FilterUsableResources(self, request, context):
+        """Of the given files, those the job's pipeline may use (token, project, pipeline
+        permission; checks are not evaluated). Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateCheck(self, request, context):
         """Adds a check (branch control, approval, business hours, exclusive lock) to a file.
         """
@@ -437,6 +450,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.AuthorizeUse,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseResponse.SerializeToString,
+            ),
+            'FilterUsableResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.FilterUsableResources,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesResponse.SerializeToString,
             ),
             'CreateCheck': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCheck,
@@ -943,6 +961,33 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/AuthorizeUse',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeUseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FilterUsableResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/FilterUsableResources',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

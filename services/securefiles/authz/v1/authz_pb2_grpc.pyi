@@ -73,6 +73,10 @@ class AuthorizationServiceStub:
     """Completes a run: its job token stops working."""
     AuthorizeUse: _grpc.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeUseRequest, _authz_pb2.AuthorizeUseResponse]
     """Decides whether a job may use a file now (services only)."""
+    FilterUsableResources: _grpc.UnaryUnaryMultiCallable[_authz_pb2.FilterUsableResourcesRequest, _authz_pb2.FilterUsableResourcesResponse]
+    """Of the given files, those the job's pipeline may use (token, project, pipeline
+    permission; checks are not evaluated). Services only.
+    """
     CreateCheck: _grpc.UnaryUnaryMultiCallable[_authz_pb2.CreateCheckRequest, _authz_pb2.Check]
     """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
     ListChecks: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListChecksRequest, _authz_pb2.ListChecksResponse]
@@ -134,6 +138,10 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """Completes a run: its job token stops working."""
     AuthorizeUse: _aio.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeUseRequest, _authz_pb2.AuthorizeUseResponse]  # type: ignore[assignment]
     """Decides whether a job may use a file now (services only)."""
+    FilterUsableResources: _aio.UnaryUnaryMultiCallable[_authz_pb2.FilterUsableResourcesRequest, _authz_pb2.FilterUsableResourcesResponse]  # type: ignore[assignment]
+    """Of the given files, those the job's pipeline may use (token, project, pipeline
+    permission; checks are not evaluated). Services only.
+    """
     CreateCheck: _aio.UnaryUnaryMultiCallable[_authz_pb2.CreateCheckRequest, _authz_pb2.Check]  # type: ignore[assignment]
     """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
     ListChecks: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListChecksRequest, _authz_pb2.ListChecksResponse]  # type: ignore[assignment]
@@ -294,6 +302,16 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.AuthorizeUseResponse, _abc.Awaitable[_authz_pb2.AuthorizeUseResponse]]:
         """Decides whether a job may use a file now (services only)."""
+
+    @_abc_1.abstractmethod
+    def FilterUsableResources(
+        self,
+        request: _authz_pb2.FilterUsableResourcesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.FilterUsableResourcesResponse, _abc.Awaitable[_authz_pb2.FilterUsableResourcesResponse]]:
+        """Of the given files, those the job's pipeline may use (token, project, pipeline
+        permission; checks are not evaluated). Services only.
+        """
 
     @_abc_1.abstractmethod
     def CreateCheck(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     func,
     select,
     update,
@@ -47,6 +48,13 @@ Index(
 )
 
 
+# Built once: read on every data-key call.
+_GET_VERSION = select(key_versions).where(
+    key_versions.c.region == bindparam("region"), key_versions.c.version == bindparam("version"))
+_GET_PRIMARY = select(key_versions).where(
+    key_versions.c.region == bindparam("region"), key_versions.c.state == KeyState.PRIMARY.value)
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -75,18 +83,12 @@ class SqlKeyVersionStore:
 
     def get_version(self, region: str, version: int) -> KeyVersionRecord | None:
         with read_transaction(self._engine) as conn:
-            row = conn.execute(
-                select(key_versions).where(key_versions.c.region == region, key_versions.c.version == version)
-            ).first()
+            row = conn.execute(_GET_VERSION, {"region": region, "version": version}).first()
             return _record(row) if row else None
 
     def primary(self, region: str) -> KeyVersionRecord | None:
         with read_transaction(self._engine) as conn:
-            row = conn.execute(
-                select(key_versions).where(
-                    key_versions.c.region == region, key_versions.c.state == KeyState.PRIMARY.value
-                )
-            ).first()
+            row = conn.execute(_GET_PRIMARY, {"region": region}).first()
             return _record(row) if row else None
 
     def add_primary(

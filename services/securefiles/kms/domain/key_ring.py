@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +35,7 @@ from securefiles.kms.domain.wrapped_key import (
 )
 
 ROOT_KEY_BYTES = 32
+PRIMARY_TTL = 1.0
 
 
 class KeyState(StrEnum):
@@ -122,6 +124,10 @@ class KeyRing:
         self._store = store
         self._clock = clock
         self._ciphers: dict[int, AESGCM] = {}
+        # Which version is primary is re-read at most every `PRIMARY_TTL` seconds (a data key
+        # wrapped by the previous primary meanwhile is still valid and gets rewrapped). A
+        # version's state is read on every unwrap: disable and destroy apply at once.
+        self._primary_cache: tuple[float, KeyVersionRecord] | None = None
 
     # -- versions ---------------------------------------------------------------------
 
@@ -159,10 +165,14 @@ class KeyRing:
         record, _ = self._store.add_primary(
             self.region, self._seal_new_material, created_by, reason or "operator rotation", None, self._clock()
         )
+        self._forget()
         return record
 
     def list_versions(self) -> list[KeyVersionRecord]:
         return self._store.list_versions(self.region)
+
+    def _forget(self) -> None:
+        self._primary_cache = None
 
     def _existing(self, version: int) -> KeyVersionRecord:
         record = self._store.get_version(self.region, version)
@@ -178,6 +188,7 @@ class KeyRing:
                                      reason="KEY_VERSION_IS_PRIMARY")
         if record.state is KeyState.DESTROYED:
             raise FailedPrecondition("key version is destroyed", reason="KEY_DESTROYED")
+        self._forget()
         return self._store.set_state(self.region, version, KeyState.DISABLED, erase_material=False)
 
     def enable(self, version: int) -> KeyVersionRecord:
@@ -186,6 +197,7 @@ class KeyRing:
             raise FailedPrecondition("key version is destroyed", reason="KEY_DESTROYED")
         if record.state is KeyState.PRIMARY:
             return record
+        self._forget()
         return self._store.set_state(self.region, version, KeyState.ENABLED, erase_material=False)
 
     def destroy(self, version: int) -> KeyVersionRecord:
@@ -194,6 +206,7 @@ class KeyRing:
             raise FailedPrecondition("the primary version cannot be destroyed; rotate first",
                                      reason="KEY_VERSION_IS_PRIMARY")
         self._ciphers.pop(version, None)
+        self._forget()
         if record.state is KeyState.DESTROYED:
             return record
         return self._store.set_state(self.region, version, KeyState.DESTROYED, erase_material=True)
@@ -201,7 +214,12 @@ class KeyRing:
     # -- data keys --------------------------------------------------------------------
 
     def _primary(self) -> KeyVersionRecord:
+        now = time.monotonic()
+        if self._primary_cache is not None and now - self._primary_cache[0] < PRIMARY_TTL:
+            return self._primary_cache[1]
         record = self._store.primary(self.region)
+        if record is not None:
+            self._primary_cache = (now, record)
         if record is None:
             raise FailedPrecondition(f"region {self.region} has no primary key version",
                                      reason="NO_PRIMARY_KEY_VERSION")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
     select,
@@ -31,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
-from securefiles.storage.domain.model import FileVersion, SecureFile, StoredDataKey
+from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
 
 metadata = MetaData()
 
@@ -61,6 +63,15 @@ file_versions = Table(
     Column("key_version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(160), nullable=False),
+    Column("metadata", Text, nullable=False, server_default="{}"),
+    Column("expires_at", DateTime(timezone=True), nullable=True, index=True),
+)
+
+library_settings = Table(
+    "library_settings", metadata,
+    Column("project", String(63), primary_key=True),
+    Column("allow_replace", Boolean, nullable=False),
+    Column("keep_versions", Integer, nullable=False),
 )
 
 _MAX_CHAR = "\U0010ffff"
@@ -78,11 +89,31 @@ def _is_uuid(value: str) -> bool:
 
 
 def _version(m: Mapping[str, Any]) -> FileVersion:
+    expires = m["expires_at"]
     return FileVersion(
         version=m["version"], size=m["size"], sha256=m["sha256"], blob_key=m["blob_key"],
         wrapped_key=m["wrapped_key"], key_region=m["key_region"], key_version=m["key_version"],
         created_at=_aware(m["version_created_at"]), created_by=m["version_created_by"],
+        metadata=json.loads(m["metadata"] or "{}"), expires_at=_aware(expires) if expires else None,
     )
+
+
+def _version_columns() -> list[Any]:
+    v = file_versions
+    return [
+        v.c.version, v.c.size, v.c.sha256, v.c.blob_key, v.c.wrapped_key, v.c.key_region, v.c.key_version,
+        v.c.created_at.label("version_created_at"), v.c.created_by.label("version_created_by"), v.c.metadata,
+        v.c.expires_at,
+    ]
+
+
+def _version_values(file_id: str, v: FileVersion) -> dict[str, Any]:
+    return {
+        "file_id": file_id, "version": v.version, "size": v.size, "sha256": v.sha256, "blob_key": v.blob_key,
+        "wrapped_key": v.wrapped_key, "key_region": v.key_region, "key_version": v.key_version,
+        "created_at": v.created_at, "created_by": v.created_by, "metadata": json.dumps(v.metadata, sort_keys=True),
+        "expires_at": v.expires_at,
+    }
 
 
 def _file(m: Mapping[str, Any]) -> SecureFile:
@@ -95,12 +126,16 @@ def _file(m: Mapping[str, Any]) -> SecureFile:
 
 def _current_join() -> Any:
     v = file_versions
-    return select(
-        secure_files, v.c.version, v.c.size, v.c.sha256, v.c.blob_key, v.c.wrapped_key, v.c.key_region,
-        v.c.key_version, v.c.created_at.label("version_created_at"), v.c.created_by.label("version_created_by"),
-    ).select_from(
+    return select(secure_files, *_version_columns()).select_from(
         secure_files.join(v, and_(v.c.file_id == secure_files.c.file_id, v.c.version == secure_files.c.current_version))
     )
+
+
+# Built once: resolving a file runs on every request.
+_BY_ID = _current_join().where(secure_files.c.project == bindparam("project"),
+                               secure_files.c.file_id == bindparam("ref"))
+_BY_NAME = _current_join().where(secure_files.c.project == bindparam("project"),
+                                 secure_files.c.display_name == bindparam("ref"))
 
 
 class SqlFileRepository:
@@ -118,30 +153,27 @@ class SqlFileRepository:
                     properties=json.dumps(secure_file.properties, sort_keys=True), created_by=secure_file.created_by,
                     created_at=secure_file.created_at, updated_at=secure_file.updated_at, current_version=v.version,
                 ))
-                conn.execute(file_versions.insert().values(
-                    file_id=secure_file.file_id, version=v.version, size=v.size, sha256=v.sha256,
-                    blob_key=v.blob_key, wrapped_key=v.wrapped_key, key_region=v.key_region,
-                    key_version=v.key_version, created_at=v.created_at, created_by=v.created_by,
-                ))
+                conn.execute(file_versions.insert().values(**_version_values(secure_file.file_id, v)))
         except IntegrityError:
             raise AlreadyExists(f"a secure file named {secure_file.display_name!r} already exists",
                                 reason="FILE_EXISTS") from None
 
     def resolve(self, project: str, id_or_name: str) -> SecureFile | None:
+        params = {"project": project, "ref": id_or_name}
         with read_transaction(self._engine) as conn:
             if _is_uuid(id_or_name):
-                row = conn.execute(_current_join().where(
-                    secure_files.c.project == project, secure_files.c.file_id == id_or_name
-                )).first()
+                row = conn.execute(_BY_ID, params).first()
                 if row is not None:
                     return _file(row._mapping)
-            row = conn.execute(_current_join().where(
-                secure_files.c.project == project, secure_files.c.display_name == id_or_name
-            )).first()
+            row = conn.execute(_BY_NAME, params).first()
         return _file(row._mapping) if row is not None else None
 
-    def list_page(self, project: str, after: str, limit: int, name_prefix: str) -> list[SecureFile]:
+    def list_page(
+        self, project: str, after: str, limit: int, name_prefix: str, expires_before: dt.datetime | None = None
+    ) -> list[SecureFile]:
         query = _current_join().where(secure_files.c.project == project)
+        if expires_before is not None:
+            query = query.where(file_versions.c.expires_at < expires_before)
         if after:
             query = query.where(secure_files.c.display_name > after)
         if name_prefix:
@@ -171,13 +203,60 @@ class SqlFileRepository:
     def delete(self, file_id: str) -> list[FileVersion]:
         v = file_versions
         with write_transaction(self._engine) as conn:
-            rows = conn.execute(select(
-                v.c.version, v.c.size, v.c.sha256, v.c.blob_key, v.c.wrapped_key, v.c.key_region, v.c.key_version,
-                v.c.created_at.label("version_created_at"), v.c.created_by.label("version_created_by"),
-            ).where(v.c.file_id == file_id)).all()
+            rows = conn.execute(select(*_version_columns()).where(v.c.file_id == file_id)).all()
             conn.execute(delete(file_versions).where(file_versions.c.file_id == file_id))
             conn.execute(delete(secure_files).where(secure_files.c.file_id == file_id))
         return [_version(r._mapping) for r in rows]
+
+    def list_versions(self, file_id: str) -> list[FileVersion]:
+        v = file_versions
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(*_version_columns()).where(v.c.file_id == file_id).order_by(
+                v.c.version.desc())).all()
+        return [_version(r._mapping) for r in rows]
+
+    def add_version(self, file_id: str, new: FileVersion, keep: int) -> tuple[SecureFile, list[FileVersion]]:
+        """Make `new` current and shred (delete) every version beyond the newest `keep`, in one
+        transaction; return the file and the shredded versions (whose blobs go next)."""
+        v = file_versions
+        with write_transaction(self._engine) as conn:
+            conn.execute(file_versions.insert().values(**_version_values(file_id, new)))
+            conn.execute(update(secure_files).where(secure_files.c.file_id == file_id).values(
+                current_version=new.version, updated_at=new.created_at))
+            rows = conn.execute(select(*_version_columns()).where(v.c.file_id == file_id).order_by(
+                v.c.version.desc())).all()
+            shredded = [_version(r._mapping) for r in rows[max(keep, 1):]]
+            if shredded:
+                conn.execute(delete(v).where(v.c.file_id == file_id, v.c.version.in_([x.version for x in shredded])))
+            row = conn.execute(_current_join().where(secure_files.c.file_id == file_id)).first()
+        assert row is not None
+        return _file(row._mapping), shredded
+
+    def set_current(self, file_id: str, version: int, now: dt.datetime) -> SecureFile:
+        v = file_versions
+        with write_transaction(self._engine) as conn:
+            exists = conn.execute(select(v.c.version).where(v.c.file_id == file_id, v.c.version == version)).first()
+            if exists is None:
+                raise NotFound(f"version {version} is not kept", reason="VERSION_NOT_FOUND")
+            conn.execute(update(secure_files).where(secure_files.c.file_id == file_id).values(
+                current_version=version, updated_at=now))
+            row = conn.execute(_current_join().where(secure_files.c.file_id == file_id)).first()
+        assert row is not None
+        return _file(row._mapping)
+
+    def get_library(self, project: str) -> LibrarySettings:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(library_settings).where(library_settings.c.project == project)).first()
+        if row is None:
+            return LibrarySettings(project)
+        return LibrarySettings(project, bool(row.allow_replace), int(row.keep_versions))
+
+    def set_library(self, settings: LibrarySettings) -> LibrarySettings:
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(library_settings).where(library_settings.c.project == settings.project))
+            conn.execute(library_settings.insert().values(
+                project=settings.project, allow_replace=settings.allow_replace, keep_versions=settings.keep_versions))
+        return settings
 
     def count_data_keys(self, region: str | None) -> dict[tuple[str, int], int]:
         v = file_versions

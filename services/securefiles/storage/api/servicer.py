@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
 
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.principal import Principal
-from securefiles.common.proto_time import to_timestamp
+from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
-from securefiles.storage.domain.model import SecureFile
+from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import FileRepository
 from securefiles.storage.domain.rewrap import DataKeyRewrapper, version_counts
 from securefiles.storage.domain.service import CHUNK_BYTES, SecureFiles, UploadRequest
+from securefiles.storage.domain.versioning import Versioning
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+
+
+def _struct(metadata: dict) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(metadata)
+    return message
 
 
 def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
@@ -24,13 +32,28 @@ def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
         name=f.name, secure_file_id=f.file_id, display_name=f.display_name, size_bytes=f.current.size,
         sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
         update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
-        key_version=f.current.key_version_name,
+        key_version=f.current.key_version_name, metadata=_struct(f.current.metadata),
+        expire_time=to_timestamp(f.current.expires_at),
     )
 
 
-async def _chunks_after_metadata(
-    requests: AsyncIterator[storage_pb2.UploadSecureFileRequest],
-) -> AsyncIterator[bytes]:
+def version_message(v: FileVersion, current: int) -> storage_pb2.SecureFileVersion:
+    return storage_pb2.SecureFileVersion(
+        version=v.version, size_bytes=v.size, sha256=v.sha256, create_time=to_timestamp(v.created_at),
+        created_by=v.created_by, key_version=v.key_version_name, current=v.version == current,
+        metadata=_struct(v.metadata), expire_time=to_timestamp(v.expires_at),
+    )
+
+
+async def _first_metadata(requests: AsyncIterator[Any], kind: str) -> tuple[Any, AsyncIterator[Any]]:
+    iterator = aiter(requests)
+    first = await anext(iterator, None)
+    if first is None or first.WhichOneof("payload") != "metadata":
+        raise InvalidArgument(f"the first message must carry the {kind}", reason="MISSING_METADATA")
+    return first.metadata, iterator
+
+
+async def _chunks_after_metadata(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     async for request in requests:
         kind = request.WhichOneof("payload")
         if kind == "metadata":
@@ -48,10 +71,11 @@ def _counts(counts: dict[str, int]) -> list[storage_pb2.KeyVersionCount]:
 
 class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     def __init__(
-        self, files: SecureFiles, rewrapper: DataKeyRewrapper, repository: FileRepository,
+        self, files: SecureFiles, versioning: Versioning, rewrapper: DataKeyRewrapper, repository: FileRepository,
         require_operator: Callable[[Principal], Awaitable[None]],
     ) -> None:
         self._files = files
+        self._versioning = versioning
         self._rewrapper = rewrapper
         self._repository = repository
         self._require_operator = require_operator
@@ -83,14 +107,10 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request_iterator: AsyncIterator[storage_pb2.UploadSecureFileRequest], context: grpc.aio.ServicerContext
     ) -> storage_pb2.SecureFile:
         caller = current_principal()
-        iterator = aiter(request_iterator)
-        first = await anext(iterator, None)
-        if first is None or first.WhichOneof("payload") != "metadata":
-            raise InvalidArgument("the first message must carry the file's metadata", reason="MISSING_METADATA")
-        meta = first.metadata
+        meta, iterator = await _first_metadata(request_iterator, "file's metadata")
         request = UploadRequest(
             parent=meta.parent, display_name=meta.display_name, properties=dict(meta.properties),
-            expected_size=meta.expected_size_bytes,
+            expected_size=meta.expected_size_bytes, parse_password=meta.parse_password or None,
         )
         audit_note(request.parent, display_name=request.display_name)
         created = await self._files.upload(caller, request, _chunks_after_metadata(iterator))
@@ -105,8 +125,10 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def ListSecureFiles(
         self, request: storage_pb2.ListSecureFilesRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.ListSecureFilesResponse:
+        expires_before = from_timestamp(request.expires_before) if request.HasField("expires_before") else None
         files, token = await self._files.list(
-            current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern
+            current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern,
+            expires_before,
         )
         return storage_pb2.ListSecureFilesResponse(
             secure_files=[secure_file_message(f) for f in files], next_page_token=token
@@ -151,3 +173,54 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         )
         async for chunk in download.chunks:
             yield storage_pb2.DownloadSecureFileResponse(chunk=chunk)
+
+    async def ReplaceSecureFileContent(
+        self, request_iterator: AsyncIterator[storage_pb2.ReplaceSecureFileContentRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> storage_pb2.SecureFile:
+        caller = current_principal()
+        meta, iterator = await _first_metadata(request_iterator, "replacement's metadata")
+        audit_note(meta.name, reason=meta.reason)
+        updated = await self._versioning.replace(
+            caller, meta.name, meta.reason, _chunks_after_metadata(iterator), meta.expected_size_bytes,
+            meta.parse_password or None)
+        audit_note(updated.name, reason=meta.reason, version=updated.current.version,
+                   key_version=updated.current.key_version_name)
+        return secure_file_message(updated)
+
+    async def ListSecureFileVersions(
+        self, request: storage_pb2.ListSecureFileVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.ListSecureFileVersionsResponse:
+        found, versions = await self._versioning.versions(current_principal(), request.name)
+        return storage_pb2.ListSecureFileVersionsResponse(
+            versions=[version_message(v, found.current.version) for v in versions])
+
+    async def RollbackSecureFile(
+        self, request: storage_pb2.RollbackSecureFileRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.SecureFile:
+        updated = await self._versioning.rollback(current_principal(), request.name, request.version, request.reason)
+        audit_note(updated.name, reason=request.reason, version=request.version)
+        return secure_file_message(updated)
+
+    async def GetLibrary(self, request: storage_pb2.GetLibraryRequest, context: grpc.aio.ServicerContext
+                         ) -> storage_pb2.Library:
+        return _library(await self._versioning.get_library(current_principal(), request.name))
+
+    async def UpdateLibrary(self, request: storage_pb2.UpdateLibraryRequest, context: grpc.aio.ServicerContext
+                            ) -> storage_pb2.Library:
+        paths = set(request.update_mask.paths) or {"allow_replace", "keep_versions"}
+        if paths - {"allow_replace", "keep_versions"}:
+            raise InvalidArgument("only allow_replace and keep_versions can be updated", reason="INVALID_UPDATE_MASK")
+        library = request.library
+        updated = await self._versioning.update_library(
+            current_principal(), library.name,
+            library.allow_replace if "allow_replace" in paths else None,
+            library.keep_versions if "keep_versions" in paths else None,
+        )
+        audit_note(library.name, allow_replace=updated.allow_replace, keep_versions=updated.keep_versions)
+        return _library(updated)
+
+
+def _library(settings: LibrarySettings) -> storage_pb2.Library:
+    return storage_pb2.Library(name=f"projects/{settings.project}/library", allow_replace=settings.allow_replace,
+                               keep_versions=settings.keep_versions)

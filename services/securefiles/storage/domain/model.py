@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class FileVersion:
     key_version: int
     created_at: dt.datetime
     created_by: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    expires_at: dt.datetime | None = None
 
     @property
     def key_version_name(self) -> str:
@@ -39,6 +42,15 @@ class SecureFile:
     @property
     def name(self) -> str:
         return f"projects/{self.project}/secureFiles/{self.file_id}"
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    """Per project: replacing content is off by default (Azure's rule); N versions are kept."""
+
+    project: str
+    allow_replace: bool = False
+    keep_versions: int = 5
 
 
 @dataclass(frozen=True)

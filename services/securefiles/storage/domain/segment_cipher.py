@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -69,13 +70,16 @@ class SegmentHeader:
 
 
 class SegmentEncryptor:
-    """Feed plaintext with `update`; write `header`, every returned segment, then `finalize()`."""
+    """Feed plaintext with `update`; write `header`, every returned segment, then `finalize()`.
+
+    Chunks are held by reference, not copied: aligned 1 MiB chunks are sealed as they are."""
 
     def __init__(self, data_key: bytes, associated_data: bytes, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
         self.header = SegmentHeader(segment_bytes, os.urandom(SALT_BYTES), os.urandom(NONCE_PREFIX_BYTES))
         self._aead = _segment_key(data_key, self.header.salt, associated_data)
         self._segment_bytes = segment_bytes
-        self._pending = bytearray()
+        self._held: deque[memoryview] = deque()
+        self._held_bytes = 0
         self._index = 0
         self._finished = False
 
@@ -84,27 +88,36 @@ class SegmentEncryptor:
         self._index += 1
         return sealed
 
+    def _take(self, size: int) -> bytes | memoryview:
+        """The next `size` held bytes: the first chunk itself when it is exactly one segment."""
+        first = self._held[0]
+        if len(first) >= size:
+            self._held[0] = first[size:]
+            if not self._held[0]:
+                self._held.popleft()
+            self._held_bytes -= size
+            return first[:size]
+        parts = bytearray()
+        while len(parts) < size:
+            chunk = self._held.popleft()
+            need = size - len(parts)
+            parts += chunk[:need]
+            if len(chunk) > need:
+                self._held.appendleft(chunk[need:])
+        self._held_bytes -= size
+        return parts
+
     def update(self, data: bytes) -> list[bytes]:
         """Encrypt every full segment that is known not to be the last one."""
         if self._finished:
             raise ValueError("encryptor already finalized")
-        size = self._segment_bytes
+        if data:
+            self._held.append(memoryview(data))
+            self._held_bytes += len(data)
         out: list[bytes] = []
-        if not self._pending and len(data) > size:
-            # Fast path for aligned chunks: no copy into the pending buffer.
-            view = memoryview(data)
-            offset = 0
-            while len(data) - offset > size:
-                out.append(self._seal(view[offset : offset + size], last=False))
-                offset += size
-            self._pending += view[offset:]
-            return out
-        self._pending += data
         # Keep at least one byte back: only `finalize` knows which segment is last.
-        while len(self._pending) > size:
-            with memoryview(self._pending) as pending:
-                out.append(self._seal(pending[:size], last=False))
-            del self._pending[:size]
+        while self._held_bytes > self._segment_bytes:
+            out.append(self._seal(self._take(self._segment_bytes), last=False))
         return out
 
     def finalize(self) -> bytes:
@@ -112,9 +125,9 @@ class SegmentEncryptor:
         if self._finished:
             raise ValueError("encryptor already finalized")
         self._finished = True
-        sealed = self._seal(bytes(self._pending), last=True)
-        self._pending.clear()
-        return sealed
+        rest = self._take(self._held_bytes) if self._held_bytes else b""
+        self._held.clear()
+        return self._seal(rest, last=True)
 
 
 def ciphertext_size(plaintext_size: int, segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> int:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import fnmatch
-import hashlib
 import json
 import logging
 import uuid
@@ -22,13 +22,13 @@ from securefiles.common.errors import (
 )
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
-from securefiles.storage.domain.model import FileVersion, SecureFile, content_aad, encryption_context
+from securefiles.storage.domain.content import ContentStore
+from securefiles.storage.domain.model import SecureFile, content_aad, encryption_context
 from securefiles.storage.domain.names import validate_display_name, validate_properties
 from securefiles.storage.domain.ports import AccessDecisions, BlobReader, BlobStore, DataKeys, FileRepository
 from securefiles.storage.domain.segment_cipher import (
     HEADER_BYTES,
     SegmentDecryptor,
-    SegmentEncryptor,
     SegmentIntegrityError,
     segment_spans,
 )
@@ -58,6 +58,7 @@ class UploadRequest:
     display_name: str
     properties: dict[str, str]
     expected_size: int
+    parse_password: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class SecureFiles:
         self._blobs = blobs
         self._keys = keys
         self._access = access
-        self.max_file_bytes = max_file_bytes
+        self.content = ContentStore(blobs, keys, max_file_bytes)
         self._clock = clock
         self._regions: dict[str, str] = {}
 
@@ -106,14 +107,14 @@ class SecureFiles:
         if not caller.is_user:
             raise PermissionDenied("managing secure files needs a person's token", reason="USER_TOKEN_REQUIRED")
 
-    async def _region_of(self, project: str) -> str:
+    async def region_of(self, project: str) -> str:
         region = self._regions.get(project)
         if region is None:
             region = await self._access.project_region(project)
             self._regions[project] = region  # a project's region never changes
         return region
 
-    async def _file_for(self, caller: Principal, name: str, permission: Access) -> SecureFile:
+    async def file_for(self, caller: Principal, name: str, permission: Access) -> SecureFile:
         """Resolve a file a person wants to act on, never revealing existence to outsiders."""
         self._require_user(caller)
         project, ref = parse_child(name, "secureFiles")
@@ -139,68 +140,38 @@ class SecureFiles:
             raise PermissionDenied(f"{caller.name} may not create secure files in project {project}")
         name = validate_display_name(request.display_name)
         properties = validate_properties(request.properties)
-        if request.expected_size < 0 or request.expected_size > self.max_file_bytes:
-            raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes", reason="FILE_TOO_LARGE",
-                                  metadata={"max_bytes": str(self.max_file_bytes)})
+        self.content.check_declared_size(request.expected_size)
         if self._files.resolve(project, name) is not None:
             raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
-        region = await self._region_of(project)
         file_id = str(uuid.uuid4())
-        version = 1
-        data_key, wrapped, key_version = await self._keys.generate(
-            region, encryption_context(project, file_id, version)
-        )
-        blob_key = f"{file_id}/v{version}"
-        size, sha256 = await self._write_blob(blob_key, data_key, content_aad(project, file_id, version), chunks,
-                                              request.expected_size)
-        del data_key
         now = self._clock()
+        # The uploader administers the file; granted while the content streams in, and before
+        # the file becomes visible, so no file ever exists without an administrator.
+        grant = asyncio.create_task(
+            self._access.grant_file_administrator(f"projects/{project}/secureFiles/{file_id}", caller.name))
+        try:
+            version = await self.content.store(
+                project=project, file_id=file_id, version=1, region=await self.region_of(project),
+                display_name=name, chunks=chunks, expected_size=request.expected_size,
+                parse_password=request.parse_password, created_by=caller.name, now=now,
+            )
+        except BaseException:
+            grant.cancel()
+            await asyncio.gather(grant, return_exceptions=True)
+            raise
         secure_file = SecureFile(
-            file_id=file_id, project=project, display_name=name, properties=properties,
-            created_by=caller.name, created_at=now, updated_at=now,
-            current=FileVersion(
-                version=version, size=size, sha256=sha256, blob_key=blob_key, wrapped_key=wrapped,
-                key_region=region, key_version=int(key_version.rsplit("/", 1)[1]), created_at=now,
-                created_by=caller.name,
-            ),
+            file_id=file_id, project=project, display_name=name, properties=properties, created_by=caller.name,
+            created_at=now, updated_at=now, current=version,
         )
         try:
-            # The uploader administers the file; granted before the file becomes visible,
-            # so a failure here leaves no file without an administrator.
-            await self._access.grant_file_administrator(secure_file.name, caller.name)
+            await grant
             self._files.insert(secure_file)
         except BaseException:
-            self._blobs.delete(blob_key)
+            self.content.discard(version)
             raise
-        log.info("file uploaded", extra={"file": secure_file.name, "size": size, "key_version": key_version})
+        log.info("file uploaded", extra={"file": secure_file.name, "size": version.size,
+                                         "key_version": version.key_version_name})
         return secure_file
-
-    async def _write_blob(
-        self, blob_key: str, data_key: bytes, aad: bytes, chunks: AsyncIterator[bytes], expected_size: int
-    ) -> tuple[int, str]:
-        encryptor = SegmentEncryptor(data_key, aad)
-        digest = hashlib.sha256()
-        size = 0
-        writer = self._blobs.begin(blob_key)
-        try:
-            writer.write(encryptor.header.encode())
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > self.max_file_bytes:
-                    raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes",
-                                          reason="FILE_TOO_LARGE", metadata={"max_bytes": str(self.max_file_bytes)})
-                digest.update(chunk)
-                for segment in encryptor.update(chunk):
-                    writer.write(segment)
-            writer.write(encryptor.finalize())
-            if expected_size and size != expected_size:
-                raise InvalidArgument(f"received {size} bytes but {expected_size} were declared",
-                                      reason="SIZE_MISMATCH")
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        return size, digest.hexdigest()
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -208,10 +179,16 @@ class SecureFiles:
         """Metadata for a person with VIEW, or for a job whose pipeline may use the file."""
         if caller.is_job:
             return await self._file_for_job(caller, name, metadata_only=True)
-        return await self._file_for(caller, name, Access.VIEW)
+        return await self.file_for(caller, name, Access.VIEW)
 
     async def _file_for_job(self, caller: Principal, name: str, metadata_only: bool) -> SecureFile:
         """valid job → file in its project → pipeline authorized (→ checks passed, unless metadata only)."""
+        found = await self._resolve_for_job(caller, name)
+        await self._access.authorize_use(caller.token, found.name, metadata_only)
+        return found
+
+    async def _resolve_for_job(self, caller: Principal, name: str) -> SecureFile:
+        """The file a job names, in the job's own project; a missing one only after the token is checked."""
         project, ref = parse_child(name, "secureFiles")
         if project != caller.claims.get("project"):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
@@ -222,33 +199,45 @@ class SecureFiles:
             except PermissionDenied:
                 pass
             raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
-        await self._access.authorize_use(caller.token, found.name, metadata_only)
         return found
 
+    async def _visible(self, caller: Principal, files: list[SecureFile]) -> list[SecureFile]:
+        """People see what they may VIEW; jobs see what their pipeline may use."""
+        if not files:
+            return []
+        if caller.is_job:
+            usable = set(await self._access.filter_usable(caller.token, [f.name for f in files]))
+            return [f for f in files if f.name in usable]
+        decisions = await self._access.check_access(caller.name, Access.VIEW, [f.name for f in files])
+        return [f for f, ok in zip(files, decisions, strict=True) if ok]
+
     async def list(
-        self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str
+        self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str,
+        expires_before: dt.datetime | None = None,
     ) -> tuple[list[SecureFile], str]:
-        """A page of the files the caller may view, by display name (keyset pagination)."""
-        self._require_user(caller)
+        """A page of the files the caller may view (a job: may use), by display name (keyset pagination)."""
         project = parse_project(parent)
+        if caller.is_job:
+            if project != caller.claims.get("project"):
+                raise PermissionDenied("the job belongs to another project", reason="WRONG_PROJECT")
+        else:
+            self._require_user(caller)
         if not 0 <= page_size:
             raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        cursor = _decode_page_token(page_token, project, name_pattern) if page_token else ""
+        query = f"{name_pattern}|{expires_before.isoformat() if expires_before else ''}"
+        cursor = _decode_page_token(page_token, project, query) if page_token else ""
         prefix = _literal_prefix(name_pattern)
         fetch = limit + 1
         page: list[SecureFile] = []
         more = False
         while True:
-            batch = self._files.list_page(project, cursor, fetch, prefix)
+            batch = self._files.list_page(project, cursor, fetch, prefix, expires_before)
             if not batch:
                 break
             cursor = batch[-1].display_name
             matching = [f for f in batch if not name_pattern or fnmatch.fnmatchcase(f.display_name, name_pattern)]
-            visible: list[SecureFile] = []
-            if matching:
-                decisions = await self._access.check_access(caller.name, Access.VIEW, [f.name for f in matching])
-                visible = [f for f, ok in zip(matching, decisions, strict=True) if ok]
+            visible = await self._visible(caller, matching)
             for index, secure_file in enumerate(visible):
                 if len(page) == limit:
                     more = True
@@ -258,13 +247,13 @@ class SecureFiles:
                     more = index < len(visible) - 1 or len(batch) == fetch
             if len(page) == limit or len(batch) < fetch:
                 break
-        next_token = _encode_page_token(project, name_pattern, page[-1].display_name) if more else ""
+        next_token = _encode_page_token(project, query, page[-1].display_name) if more else ""
         return page, next_token
 
     async def update(
         self, caller: Principal, name: str, display_name: str | None, properties: Mapping[str, str] | None
     ) -> SecureFile:
-        found = await self._file_for(caller, name, Access.ADMINISTER)
+        found = await self.file_for(caller, name, Access.ADMINISTER)
         new_name = validate_display_name(display_name) if display_name is not None else None
         new_properties = validate_properties(properties) if properties is not None else None
         if new_name is not None and new_name != found.display_name:
@@ -275,29 +264,43 @@ class SecureFiles:
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
-        found = await self._file_for(caller, name, Access.ADMINISTER)
+        found = await self.file_for(caller, name, Access.ADMINISTER)
         for version in self._files.delete(found.file_id):
             self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
 
     # -- download ---------------------------------------------------------------------
 
-    async def download(self, caller: Principal, name: str) -> Download:
-        """Authorize a job, unwrap the data key, and return a lazy plaintext stream."""
-        if not caller.is_job:
-            raise PermissionDenied("only a pipeline job's token may download a secure file",
-                                   reason="JOB_TOKEN_REQUIRED")
-        found = await self._file_for_job(caller, name, metadata_only=False)
-        project = found.project
+    async def _unwrap(self, found: SecureFile) -> bytes:
         version = found.current
         try:
-            data_key = await self._keys.decrypt(
-                version.key_region, version.wrapped_key, encryption_context(project, found.file_id, version.version)
+            return await self._keys.decrypt(
+                version.key_region, version.wrapped_key,
+                encryption_context(found.project, found.file_id, version.version),
             )
         except InvalidArgument:
             # kms refused the stored wrapped key for this file: it was altered or moved.
             log.error("data key failed to unwrap", extra={"file": found.name})
             raise DataLoss("the file's data key failed to unwrap", reason="DATA_KEY_UNWRAP_FAILED") from None
+
+    async def download(self, caller: Principal, name: str) -> Download:
+        """Authorize a job, unwrap the data key, and return a lazy plaintext stream."""
+        if not caller.is_job:
+            raise PermissionDenied("only a pipeline job's token may download a secure file",
+                                   reason="JOB_TOKEN_REQUIRED")
+        found = await self._resolve_for_job(caller, name)
+        project = found.project
+        version = found.current
+        # Ask authz and kms at once (two round trips become one); the data key stays in this
+        # process and is dropped unless authz allows.
+        unwrap = asyncio.create_task(self._unwrap(found))
+        try:
+            await self._access.authorize_use(caller.token, found.name)
+        except BaseException:
+            unwrap.cancel()
+            await asyncio.gather(unwrap, return_exceptions=True)
+            raise
+        data_key = await unwrap
         reader = self._blobs.open(version.blob_key)
         try:
             decryptor = SegmentDecryptor(data_key, content_aad(project, found.file_id, version.version),

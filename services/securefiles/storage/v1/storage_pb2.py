@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$securefiles/storage/v1/storage.proto\x12\x16securefiles.storage.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x03\n\nSecureFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0esecure_file_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x46\n\nproperties\x18\x06 \x03(\x0b\x32\x32.securefiles.storage.v1.SecureFile.PropertiesEntry\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x03\x12\x13\n\x0bkey_version\x18\x0b \x01(\t\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd2\x01\n\x0eUploadMetadata\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12J\n\nproperties\x18\x03 \x03(\x0b\x32\x36.securefiles.storage.v1.UploadMetadata.PropertiesEntry\x12\x1b\n\x13\x65xpected_size_bytes\x18\x04 \x01(\x03\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"q\n\x17UploadSecureFileRequest\x12:\n\x08metadata\x18\x01 \x01(\x0b\x32&.securefiles.storage.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"$\n\x14GetSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"e\n\x16ListSecureFilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cname_pattern\x18\x04 \x01(\t\"l\n\x17ListSecureFilesResponse\x12\x38\n\x0csecure_files\x18\x01 \x03(\x0b\x32\".securefiles.storage.v1.SecureFile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x17UpdateSecureFileRequest\x12\x37\n\x0bsecure_file\x18\x01 \x01(\x0b\x32\".securefiles.storage.v1.SecureFile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\'\n\x17\x44\x65leteSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\")\n\x19\x44ownloadSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x0e\x44ownloadHeader\x12\x37\n\x0bsecure_file\x18\x01 \x01(\x0b\x32\".securefiles.storage.v1.SecureFile\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"r\n\x1a\x44ownloadSecureFileResponse\x12\x38\n\x06header\x18\x01 \x01(\x0b\x32&.securefiles.storage.v1.DownloadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"9\n\x0fKeyVersionCount\x12\x13\n\x0bkey_version\x18\x01 \x01(\t\x12\x11\n\tdata_keys\x18\x02 \x01(\x03\")\n\x15RewrapDataKeysRequest\x12\x10\n\x08key_ring\x18\x01 \x01(\t\"\xac\x01\n\x16RewrapDataKeysResponse\x12\x37\n\x06\x62\x65\x66ore\x18\x01 \x03(\x0b\x32\'.securefiles.storage.v1.KeyVersionCount\x12\x36\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\'.securefiles.storage.v1.KeyVersionCount\x12\x11\n\trewrapped\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\"(\n\x14\x43ountDataKeysRequest\x12\x10\n\x08key_ring\x18\x01 \x01(\t\"P\n\x15\x43ountDataKeysResponse\x12\x37\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\'.securefiles.storage.v1.KeyVersionCount2\xf9\x06\n\x11SecureFileService\x12i\n\x10UploadSecureFile\x12/.securefiles.storage.v1.UploadSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile(\x01\x12\x61\n\rGetSecureFile\x12,.securefiles.storage.v1.GetSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile\x12r\n\x0fListSecureFiles\x12..securefiles.storage.v1.ListSecureFilesRequest\x1a/.securefiles.storage.v1.ListSecureFilesResponse\x12g\n\x10UpdateSecureFile\x12/.securefiles.storage.v1.UpdateSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile\x12[\n\x10\x44\x65leteSecureFile\x12/.securefiles.storage.v1.DeleteSecureFileRequest\x1a\x16.google.protobuf.Empty\x12}\n\x12\x44ownloadSecureFile\x12\x31.securefiles.storage.v1.DownloadSecureFileRequest\x1a\x32.securefiles.storage.v1.DownloadSecureFileResponse0\x01\x12o\n\x0eRewrapDataKeys\x12-.securefiles.storage.v1.RewrapDataKeysRequest\x1a..securefiles.storage.v1.RewrapDataKeysResponse\x12l\n\rCountDataKeys\x12,.securefiles.storage.v1.CountDataKeysRequest\x1a-.securefiles.storage.v1.CountDataKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$securefiles/storage/v1/storage.proto\x12\x16securefiles.storage.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x03\n\nSecureFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0esecure_file_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x46\n\nproperties\x18\x06 \x03(\x0b\x32\x32.securefiles.storage.v1.SecureFile.PropertiesEntry\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\t \x01(\t\x12\x0f\n\x07version\x18\n \x01(\x03\x12\x13\n\x0bkey_version\x18\x0b \x01(\t\x12)\n\x08metadata\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xea\x01\n\x0eUploadMetadata\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12J\n\nproperties\x18\x03 \x03(\x0b\x32\x36.securefiles.storage.v1.UploadMetadata.PropertiesEntry\x12\x1b\n\x13\x65xpected_size_bytes\x18\x04 \x01(\x03\x12\x16\n\x0eparse_password\x18\x05 \x01(\x0c\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"q\n\x17UploadSecureFileRequest\x12:\n\x08metadata\x18\x01 \x01(\x0b\x32&.securefiles.storage.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"$\n\x14GetSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x99\x01\n\x16ListSecureFilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cname_pattern\x18\x04 \x01(\t\x12\x32\n\x0e\x65xpires_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x17ListSecureFilesResponse\x12\x38\n\x0csecure_files\x18\x01 \x03(\x0b\x32\".securefiles.storage.v1.SecureFile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x17UpdateSecureFileRequest\x12\x37\n\x0bsecure_file\x18\x01 \x01(\x0b\x32\".securefiles.storage.v1.SecureFile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\'\n\x17\x44\x65leteSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\")\n\x19\x44ownloadSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x0e\x44ownloadHeader\x12\x37\n\x0bsecure_file\x18\x01 \x01(\x0b\x32\".securefiles.storage.v1.SecureFile\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"r\n\x1a\x44ownloadSecureFileResponse\x12\x38\n\x06header\x18\x01 \x01(\x0b\x32&.securefiles.storage.v1.DownloadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"9\n\x0fKeyVersionCount\x12\x13\n\x0bkey_version\x18\x01 \x01(\t\x12\x11\n\tdata_keys\x18\x02 \x01(\x03\")\n\x15RewrapDataKeysRequest\x12\x10\n\x08key_ring\x18\x01 \x01(\t\"\xac\x01\n\x16RewrapDataKeysResponse\x12\x37\n\x06\x62\x65\x66ore\x18\x01 \x03(\x0b\x32\'.securefiles.storage.v1.KeyVersionCount\x12\x36\n\x05\x61\x66ter\x18\x02 \x03(\x0b\x32\'.securefiles.storage.v1.KeyVersionCount\x12\x11\n\trewrapped\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\"(\n\x14\x43ountDataKeysRequest\x12\x10\n\x08key_ring\x18\x01 \x01(\t\"P\n\x15\x43ountDataKeysResponse\x12\x37\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\'.securefiles.storage.v1.KeyVersionCount\"d\n\x0fReplaceMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x1b\n\x13\x65xpected_size_bytes\x18\x03 \x01(\x03\x12\x16\n\x0eparse_password\x18\x04 \x01(\x0c\"z\n\x1fReplaceSecureFileContentRequest\x12;\n\x08metadata\x18\x01 \x01(\x0b\x32\'.securefiles.storage.v1.ReplaceMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x8f\x02\n\x11SecureFileVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x13\n\x0bkey_version\x18\x06 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x07 \x01(\x08\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"-\n\x1dListSecureFileVersionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"]\n\x1eListSecureFileVersionsResponse\x12;\n\x08versions\x18\x01 \x03(\x0b\x32).securefiles.storage.v1.SecureFileVersion\"J\n\x19RollbackSecureFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"E\n\x07Library\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_replace\x18\x02 \x01(\x08\x12\x15\n\rkeep_versions\x18\x03 \x01(\x05\"!\n\x11GetLibraryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"y\n\x14UpdateLibraryRequest\x12\x30\n\x07library\x18\x01 \x01(\x0b\x32\x1f.securefiles.storage.v1.Library\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xa5\x0b\n\x11SecureFileService\x12i\n\x10UploadSecureFile\x12/.securefiles.storage.v1.UploadSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile(\x01\x12\x61\n\rGetSecureFile\x12,.securefiles.storage.v1.GetSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile\x12r\n\x0fListSecureFiles\x12..securefiles.storage.v1.ListSecureFilesRequest\x1a/.securefiles.storage.v1.ListSecureFilesResponse\x12g\n\x10UpdateSecureFile\x12/.securefiles.storage.v1.UpdateSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile\x12[\n\x10\x44\x65leteSecureFile\x12/.securefiles.storage.v1.DeleteSecureFileRequest\x1a\x16.google.protobuf.Empty\x12}\n\x12\x44ownloadSecureFile\x12\x31.securefiles.storage.v1.DownloadSecureFileRequest\x1a\x32.securefiles.storage.v1.DownloadSecureFileResponse0\x01\x12o\n\x0eRewrapDataKeys\x12-.securefiles.storage.v1.RewrapDataKeysRequest\x1a..securefiles.storage.v1.RewrapDataKeysResponse\x12l\n\rCountDataKeys\x12,.securefiles.storage.v1.CountDataKeysRequest\x1a-.securefiles.storage.v1.CountDataKeysResponse\x12y\n\x18ReplaceSecureFileContent\x12\x37.securefiles.storage.v1.ReplaceSecureFileContentRequest\x1a\".securefiles.storage.v1.SecureFile(\x01\x12\x87\x01\n\x16ListSecureFileVersions\x12\x35.securefiles.storage.v1.ListSecureFileVersionsRequest\x1a\x36.securefiles.storage.v1.ListSecureFileVersionsResponse\x12k\n\x12RollbackSecureFile\x12\x31.securefiles.storage.v1.RollbackSecureFileRequest\x1a\".securefiles.storage.v1.SecureFile\x12X\n\nGetLibrary\x12).securefiles.storage.v1.GetLibraryRequest\x1a\x1f.securefiles.storage.v1.Library\x12^\n\rUpdateLibrary\x12,.securefiles.storage.v1.UpdateLibraryRequest\x1a\x1f.securefiles.storage.v1.Libraryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,42 +39,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SECUREFILE_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_UPLOADMETADATA_PROPERTIESENTRY']._loaded_options = None
   _globals['_UPLOADMETADATA_PROPERTIESENTRY']._serialized_options = b'8\001'
-  _globals['_SECUREFILE']._serialized_start=161
-  _globals['_SECUREFILE']._serialized_end=548
-  _globals['_SECUREFILE_PROPERTIESENTRY']._serialized_start=499
-  _globals['_SECUREFILE_PROPERTIESENTRY']._serialized_end=548
-  _globals['_UPLOADMETADATA']._serialized_start=551
-  _globals['_UPLOADMETADATA']._serialized_end=761
-  _globals['_UPLOADMETADATA_PROPERTIESENTRY']._serialized_start=499
-  _globals['_UPLOADMETADATA_PROPERTIESENTRY']._serialized_end=548
-  _globals['_UPLOADSECUREFILEREQUEST']._serialized_start=763
-  _globals['_UPLOADSECUREFILEREQUEST']._serialized_end=876
-  _globals['_GETSECUREFILEREQUEST']._serialized_start=878
-  _globals['_GETSECUREFILEREQUEST']._serialized_end=914
-  _globals['_LISTSECUREFILESREQUEST']._serialized_start=916
-  _globals['_LISTSECUREFILESREQUEST']._serialized_end=1017
-  _globals['_LISTSECUREFILESRESPONSE']._serialized_start=1019
-  _globals['_LISTSECUREFILESRESPONSE']._serialized_end=1127
-  _globals['_UPDATESECUREFILEREQUEST']._serialized_start=1130
-  _globals['_UPDATESECUREFILEREQUEST']._serialized_end=1261
-  _globals['_DELETESECUREFILEREQUEST']._serialized_start=1263
-  _globals['_DELETESECUREFILEREQUEST']._serialized_end=1302
-  _globals['_DOWNLOADSECUREFILEREQUEST']._serialized_start=1304
-  _globals['_DOWNLOADSECUREFILEREQUEST']._serialized_end=1345
-  _globals['_DOWNLOADHEADER']._serialized_start=1347
-  _globals['_DOWNLOADHEADER']._serialized_end=1456
-  _globals['_DOWNLOADSECUREFILERESPONSE']._serialized_start=1458
-  _globals['_DOWNLOADSECUREFILERESPONSE']._serialized_end=1572
-  _globals['_KEYVERSIONCOUNT']._serialized_start=1574
-  _globals['_KEYVERSIONCOUNT']._serialized_end=1631
-  _globals['_REWRAPDATAKEYSREQUEST']._serialized_start=1633
-  _globals['_REWRAPDATAKEYSREQUEST']._serialized_end=1674
-  _globals['_REWRAPDATAKEYSRESPONSE']._serialized_start=1677
-  _globals['_REWRAPDATAKEYSRESPONSE']._serialized_end=1849
-  _globals['_COUNTDATAKEYSREQUEST']._serialized_start=1851
-  _globals['_COUNTDATAKEYSREQUEST']._serialized_end=1891
-  _globals['_COUNTDATAKEYSRESPONSE']._serialized_start=1893
-  _globals['_COUNTDATAKEYSRESPONSE']._serialized_end=1973
-  _globals['_SECUREFILESERVICE']._serialized_start=1976
-  _globals['_SECUREFILESERVICE']._serialized_end=2865
+  _globals['_SECUREFILE']._serialized_start=191
+  _globals['_SECUREFILE']._serialized_end=670
+  _globals['_SECUREFILE_PROPERTIESENTRY']._serialized_start=621
+  _globals['_SECUREFILE_PROPERTIESENTRY']._serialized_end=670
+  _globals['_UPLOADMETADATA']._serialized_start=673
+  _globals['_UPLOADMETADATA']._serialized_end=907
+  _globals['_UPLOADMETADATA_PROPERTIESENTRY']._serialized_start=621
+  _globals['_UPLOADMETADATA_PROPERTIESENTRY']._serialized_end=670
+  _globals['_UPLOADSECUREFILEREQUEST']._serialized_start=909
+  _globals['_UPLOADSECUREFILEREQUEST']._serialized_end=1022
+  _globals['_GETSECUREFILEREQUEST']._serialized_start=1024
+  _globals['_GETSECUREFILEREQUEST']._serialized_end=1060
+  _globals['_LISTSECUREFILESREQUEST']._serialized_start=1063
+  _globals['_LISTSECUREFILESREQUEST']._serialized_end=1216
+  _globals['_LISTSECUREFILESRESPONSE']._serialized_start=1218
+  _globals['_LISTSECUREFILESRESPONSE']._serialized_end=1326
+  _globals['_UPDATESECUREFILEREQUEST']._serialized_start=1329
+  _globals['_UPDATESECUREFILEREQUEST']._serialized_end=1460
+  _globals['_DELETESECUREFILEREQUEST']._serialized_start=1462
+  _globals['_DELETESECUREFILEREQUEST']._serialized_end=1501
+  _globals['_DOWNLOADSECUREFILEREQUEST']._serialized_start=1503
+  _globals['_DOWNLOADSECUREFILEREQUEST']._serialized_end=1544
+  _globals['_DOWNLOADHEADER']._serialized_start=1546
+  _globals['_DOWNLOADHEADER']._serialized_end=1655
+  _globals['_DOWNLOADSECUREFILERESPONSE']._serialized_start=1657
+  _globals['_DOWNLOADSECUREFILERESPONSE']._serialized_end=1771
+  _globals['_KEYVERSIONCOUNT']._serialized_start=1773
+  _globals['_KEYVERSIONCOUNT']._serialized_end=1830
+  _globals['_REWRAPDATAKEYSREQUEST']._serialized_start=1832
+  _globals['_REWRAPDATAKEYSREQUEST']._serialized_end=1873
+  _globals['_REWRAPDATAKEYSRESPONSE']._serialized_start=1876
+  _globals['_REWRAPDATAKEYSRESPONSE']._serialized_end=2048
+  _globals['_COUNTDATAKEYSREQUEST']._serialized_start=2050
+  _globals['_COUNTDATAKEYSREQUEST']._serialized_end=2090
+  _globals['_COUNTDATAKEYSRESPONSE']._serialized_start=2092
+  _globals['_COUNTDATAKEYSRESPONSE']._serialized_end=2172
+  _globals['_REPLACEMETADATA']._serialized_start=2174
+  _globals['_REPLACEMETADATA']._serialized_end=2274
+  _globals['_REPLACESECUREFILECONTENTREQUEST']._serialized_start=2276
+  _globals['_REPLACESECUREFILECONTENTREQUEST']._serialized_end=2398
+  _globals['_SECUREFILEVERSION']._serialized_start=2401
+  _globals['_SECUREFILEVERSION']._serialized_end=2672
+  _globals['_LISTSECUREFILEVERSIONSREQUEST']._serialized_start=2674
+  _globals['_LISTSECUREFILEVERSIONSREQUEST']._serialized_end=2719
+  _globals['_LISTSECUREFILEVERSIONSRESPONSE']._serialized_start=2721
+  _globals['_LISTSECUREFILEVERSIONSRESPONSE']._serialized_end=2814
+  _globals['_ROLLBACKSECUREFILEREQUEST']._serialized_start=2816
+  _globals['_ROLLBACKSECUREFILEREQUEST']._serialized_end=2890
+  _globals['_LIBRARY']._serialized_start=2892
+  _globals['_LIBRARY']._serialized_end=2961
+  _globals['_GETLIBRARYREQUEST']._serialized_start=2963
+  _globals['_GETLIBRARYREQUEST']._serialized_end=2996
+  _globals['_UPDATELIBRARYREQUEST']._serialized_start=2998
+  _globals['_UPDATELIBRARYREQUEST']._serialized_end=3119
+  _globals['_SECUREFILESERVICE']._serialized_start=3122
+  _globals['_SECUREFILESERVICE']._serialized_end=4567
 # @@protoc_insertion_point(module_scope)

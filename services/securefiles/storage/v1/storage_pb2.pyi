@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
@@ -57,6 +58,8 @@ class SecureFile(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/secureFiles/{secure_file_id}`."""
     secure_file_id: _builtins.str
@@ -85,6 +88,16 @@ class SecureFile(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last change of metadata or content."""
 
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Non-secret facts parsed from the content at upload: always has `type`
+        (`x509`, `pkcs12`, `provisioning_profile`, `android_keystore`, `ssh_private_key`, `unknown`).
+        """
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the certificate/profile/keystore inside expires, if known."""
+
     def __init__(
         self,
         *,
@@ -99,10 +112,12 @@ class SecureFile(_message.Message):
         created_by: _builtins.str = ...,
         version: _builtins.int = ...,
         key_version: _builtins.str = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "key_version", b"key_version", "name", b"name", "properties", b"properties", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "expire_time", b"expire_time", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "properties", b"properties", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -138,12 +153,15 @@ class UploadMetadata(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     PROPERTIES_FIELD_NUMBER: _builtins.int
     EXPECTED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    PARSE_PASSWORD_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
     display_name: _builtins.str
     """Unique display name: 1-256 characters, no `/`, `\\`, NUL or control characters."""
     expected_size_bytes: _builtins.int
     """Expected size in bytes, if known; a mismatch aborts the upload. 0 = unknown."""
+    parse_password: _builtins.bytes
+    """Password used only to read metadata (PKCS#12, keystores); never stored."""
     @_builtins.property
     def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """User-defined properties."""
@@ -155,10 +173,11 @@ class UploadMetadata(_message.Message):
         display_name: _builtins.str = ...,
         properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         expected_size_bytes: _builtins.int = ...,
+        parse_password: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "expected_size_bytes", b"expected_size_bytes", "parent", b"parent", "properties", b"properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "expected_size_bytes", b"expected_size_bytes", "parent", b"parent", "parse_password", b"parse_password", "properties", b"properties"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -226,6 +245,7 @@ class ListSecureFilesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     NAME_PATTERN_FIELD_NUMBER: _builtins.int
+    EXPIRES_BEFORE_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
     page_size: _builtins.int
@@ -234,6 +254,10 @@ class ListSecureFilesRequest(_message.Message):
     """Opaque token from a previous response."""
     name_pattern: _builtins.str
     """Glob over display names (`*`, `?`, `[...]`); empty = all."""
+    @_builtins.property
+    def expires_before(self) -> _timestamp_pb2.Timestamp:
+        """Only files whose content expires before this time."""
+
     def __init__(
         self,
         *,
@@ -241,10 +265,11 @@ class ListSecureFilesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         name_pattern: _builtins.str = ...,
+        expires_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -545,3 +570,285 @@ class CountDataKeysResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CountDataKeysResponse: _TypeAlias = CountDataKeysResponse  # noqa: Y015
+
+@_typing.final
+class ReplaceMetadata(_message.Message):
+    """First message of a content replacement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    PARSE_PASSWORD_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file}`."""
+    reason: _builtins.str
+    """Why (recorded in the audit log)."""
+    expected_size_bytes: _builtins.int
+    """Expected size in bytes, if known. 0 = unknown."""
+    parse_password: _builtins.bytes
+    """Password used only to read metadata; never stored."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_size_bytes: _builtins.int = ...,
+        parse_password: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_size_bytes", b"expected_size_bytes", "name", b"name", "parse_password", b"parse_password", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplaceMetadata: _TypeAlias = ReplaceMetadata  # noqa: Y015
+
+@_typing.final
+class ReplaceSecureFileContentRequest(_message.Message):
+    """One message of a replacement stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Up to 1 MiB of content."""
+    @_builtins.property
+    def metadata(self) -> Global___ReplaceMetadata:
+        """First message."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___ReplaceMetadata | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___ReplaceSecureFileContentRequest: _TypeAlias = ReplaceSecureFileContentRequest  # noqa: Y015
+
+@_typing.final
+class SecureFileVersion(_message.Message):
+    """A kept version of a file's content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    KEY_VERSION_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """Version number."""
+    size_bytes: _builtins.int
+    """Plaintext size in bytes."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the plaintext."""
+    created_by: _builtins.str
+    """Who stored it."""
+    key_version: _builtins.str
+    """Key version wrapping its data key."""
+    current: _builtins.bool
+    """Whether downloads serve it."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was stored."""
+
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct:
+        """Parsed metadata."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Expiry, if known."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _builtins.str = ...,
+        key_version: _builtins.str = ...,
+        current: _builtins.bool = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "key_version", b"key_version", "metadata", b"metadata", "sha256", b"sha256", "size_bytes", b"size_bytes", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SecureFileVersion: _TypeAlias = SecureFileVersion  # noqa: Y015
+
+@_typing.final
+class ListSecureFileVersionsRequest(_message.Message):
+    """Request for ListSecureFileVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSecureFileVersionsRequest: _TypeAlias = ListSecureFileVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSecureFileVersionsResponse(_message.Message):
+    """Response of ListSecureFileVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SecureFileVersion]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___SecureFileVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSecureFileVersionsResponse: _TypeAlias = ListSecureFileVersionsResponse  # noqa: Y015
+
+@_typing.final
+class RollbackSecureFileRequest(_message.Message):
+    """Request for RollbackSecureFile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file}`."""
+    version: _builtins.int
+    """The kept version to serve again."""
+    reason: _builtins.str
+    """Why (recorded in the audit log)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "reason", b"reason", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RollbackSecureFileRequest: _TypeAlias = RollbackSecureFileRequest  # noqa: Y015
+
+@_typing.final
+class Library(_message.Message):
+    """A project's secure files library. Name: `projects/{project}/library`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ALLOW_REPLACE_FIELD_NUMBER: _builtins.int
+    KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name."""
+    allow_replace: _builtins.bool
+    """Whether content may be replaced (versioned). Default false, as in Azure DevOps."""
+    keep_versions: _builtins.int
+    """How many versions to keep (default 5); older ones are crypto-shredded."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        allow_replace: _builtins.bool = ...,
+        keep_versions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_replace", b"allow_replace", "keep_versions", b"keep_versions", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Library: _TypeAlias = Library  # noqa: Y015
+
+@_typing.final
+class GetLibraryRequest(_message.Message):
+    """Request for GetLibrary."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/library`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLibraryRequest: _TypeAlias = GetLibraryRequest  # noqa: Y015
+
+@_typing.final
+class UpdateLibraryRequest(_message.Message):
+    """Request for UpdateLibrary."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIBRARY_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def library(self) -> Global___Library:
+        """The library with `name` and the fields to change."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """`allow_replace`, `keep_versions`."""
+
+    def __init__(
+        self,
+        *,
+        library: Global___Library | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["library", b"library", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["library", b"library", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateLibraryRequest: _TypeAlias = UpdateLibraryRequest  # noqa: Y015

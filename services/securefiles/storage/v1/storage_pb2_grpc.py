@@ -80,6 +80,31 @@ class SecureFileServiceStub:
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysRequest.SerializeToString,
                 response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysResponse.FromString,
                 _registered_method=True)
+        self.ReplaceSecureFileContent = channel.stream_unary(
+                '/securefiles.storage.v1.SecureFileService/ReplaceSecureFileContent',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ReplaceSecureFileContentRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFile.FromString,
+                _registered_method=True)
+        self.ListSecureFileVersions = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/ListSecureFileVersions',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.FromString,
+                _registered_method=True)
+        self.RollbackSecureFile = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/RollbackSecureFile',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RollbackSecureFileRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFile.FromString,
+                _registered_method=True)
+        self.GetLibrary = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/GetLibrary',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.GetLibraryRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.FromString,
+                _registered_method=True)
+        self.UpdateLibrary = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/UpdateLibrary',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.UpdateLibraryRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.FromString,
+                _registered_method=True)
 
 
 class SecureFileServiceServicer:
@@ -147,6 +172,41 @@ class SecureFileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceSecureFileContent(self, request_iterator, context):
+        """Stores new content as a new version (when the library allows replacing; Administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecureFileVersions(self, request, context):
+        """Lists the kept versions of a file's content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackSecureFile(self, request, context):
+        """Makes a kept version current again (Administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLibrary(self, request, context):
+        """Returns a project's library settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateLibrary(self, request, context):
+        """Changes a project's library settings (Administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecureFileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +249,31 @@ def add_SecureFileServiceServicer_to_server(servicer, server):
                     servicer.CountDataKeys,
                     request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysRequest.FromString,
                     response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysResponse.SerializeToString,
+            ),
+            'ReplaceSecureFileContent': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReplaceSecureFileContent,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ReplaceSecureFileContentRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFile.SerializeToString,
+            ),
+            'ListSecureFileVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecureFileVersions,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.SerializeToString,
+            ),
+            'RollbackSecureFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackSecureFile,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RollbackSecureFileRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFile.SerializeToString,
+            ),
+            'GetLibrary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLibrary,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.GetLibraryRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.SerializeToString,
+            ),
+            'UpdateLibrary': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLibrary,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.UpdateLibraryRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +497,141 @@ class SecureFileService:
             '/securefiles.storage.v1.SecureFileService/CountDataKeys',
             securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysRequest.SerializeToString,
             securefiles_dot_storage_dot_v1_dot_storage__pb2.CountDataKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceSecureFileContent(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/securefiles.storage.v1.SecureFileService/ReplaceSecureFileContent',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.ReplaceSecureFileContentRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecureFileVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/ListSecureFileVersions',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackSecureFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/RollbackSecureFile',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.RollbackSecureFileRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLibrary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/GetLibrary',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.GetLibraryRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLibrary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/UpdateLibrary',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.UpdateLibraryRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,16 @@ class SecureFileServiceStub:
     """
     CountDataKeys: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CountDataKeysRequest, _storage_pb2.CountDataKeysResponse]
     """Counts stored data keys per key version (operators)."""
+    ReplaceSecureFileContent: _grpc.StreamUnaryMultiCallable[_storage_pb2.ReplaceSecureFileContentRequest, _storage_pb2.SecureFile]
+    """Stores new content as a new version (when the library allows replacing; Administrators)."""
+    ListSecureFileVersions: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFileVersionsRequest, _storage_pb2.ListSecureFileVersionsResponse]
+    """Lists the kept versions of a file's content."""
+    RollbackSecureFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RollbackSecureFileRequest, _storage_pb2.SecureFile]
+    """Makes a kept version current again (Administrators)."""
+    GetLibrary: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetLibraryRequest, _storage_pb2.Library]
+    """Returns a project's library settings."""
+    UpdateLibrary: _grpc.UnaryUnaryMultiCallable[_storage_pb2.UpdateLibraryRequest, _storage_pb2.Library]
+    """Changes a project's library settings (Administrators)."""
 
 @_typing.type_check_only
 class SecureFileServiceAsyncStub(SecureFileServiceStub):
@@ -86,6 +96,16 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """
     CountDataKeys: _aio.UnaryUnaryMultiCallable[_storage_pb2.CountDataKeysRequest, _storage_pb2.CountDataKeysResponse]  # type: ignore[assignment]
     """Counts stored data keys per key version (operators)."""
+    ReplaceSecureFileContent: _aio.StreamUnaryMultiCallable[_storage_pb2.ReplaceSecureFileContentRequest, _storage_pb2.SecureFile]  # type: ignore[assignment]
+    """Stores new content as a new version (when the library allows replacing; Administrators)."""
+    ListSecureFileVersions: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFileVersionsRequest, _storage_pb2.ListSecureFileVersionsResponse]  # type: ignore[assignment]
+    """Lists the kept versions of a file's content."""
+    RollbackSecureFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.RollbackSecureFileRequest, _storage_pb2.SecureFile]  # type: ignore[assignment]
+    """Makes a kept version current again (Administrators)."""
+    GetLibrary: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetLibraryRequest, _storage_pb2.Library]  # type: ignore[assignment]
+    """Returns a project's library settings."""
+    UpdateLibrary: _aio.UnaryUnaryMultiCallable[_storage_pb2.UpdateLibraryRequest, _storage_pb2.Library]  # type: ignore[assignment]
+    """Changes a project's library settings (Administrators)."""
 
 class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
     """Secure files: encrypted at rest, managed by people, downloadable only by
@@ -160,5 +180,45 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.CountDataKeysResponse, _abc.Awaitable[_storage_pb2.CountDataKeysResponse]]:
         """Counts stored data keys per key version (operators)."""
+
+    @_abc_1.abstractmethod
+    def ReplaceSecureFileContent(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storage_pb2.ReplaceSecureFileContentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.SecureFile, _abc.Awaitable[_storage_pb2.SecureFile]]:
+        """Stores new content as a new version (when the library allows replacing; Administrators)."""
+
+    @_abc_1.abstractmethod
+    def ListSecureFileVersions(
+        self,
+        request: _storage_pb2.ListSecureFileVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ListSecureFileVersionsResponse, _abc.Awaitable[_storage_pb2.ListSecureFileVersionsResponse]]:
+        """Lists the kept versions of a file's content."""
+
+    @_abc_1.abstractmethod
+    def RollbackSecureFile(
+        self,
+        request: _storage_pb2.RollbackSecureFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.SecureFile, _abc.Awaitable[_storage_pb2.SecureFile]]:
+        """Makes a kept version current again (Administrators)."""
+
+    @_abc_1.abstractmethod
+    def GetLibrary(
+        self,
+        request: _storage_pb2.GetLibraryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Library, _abc.Awaitable[_storage_pb2.Library]]:
+        """Returns a project's library settings."""
+
+    @_abc_1.abstractmethod
+    def UpdateLibrary(
+        self,
+        request: _storage_pb2.UpdateLibraryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Library, _abc.Awaitable[_storage_pb2.Library]]:
+        """Changes a project's library settings (Administrators)."""
 
 def add_SecureFileServiceServicer_to_server(servicer: SecureFileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

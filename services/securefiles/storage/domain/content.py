@@ -1,0 +1,112 @@
+"""Storing one version of a file's content: a fresh data key, the segmented ciphertext blob,
+and the typed metadata parsed from the plaintext in memory (never written anywhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+
+from securefiles.common.errors import InvalidArgument
+from securefiles.storage.domain.file_metadata import FileMetadata, parse_file_metadata
+from securefiles.storage.domain.model import FileVersion, content_aad, encryption_context
+from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys
+from securefiles.storage.domain.segment_cipher import SegmentEncryptor
+
+log = logging.getLogger("securefiles.storage")
+
+PARSE_TIMEOUT_SECONDS = 5.0
+
+
+async def parse_in_memory(name: str, plaintext: bytes, password: bytes | None) -> FileMetadata:
+    """Parse off the event loop, bounded in time; a hostile file yields parse_error, never a failure."""
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(parse_file_metadata, name, plaintext, password), PARSE_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        log.warning("metadata parsing timed out", extra={"file_name_length": len(name)})
+        return FileMetadata({"type": "unknown", "parse_error": "parsing timed out"}, None)
+
+
+class ContentStore:
+    """Writes content versions; the caller makes them visible (or discards them)."""
+
+    def __init__(self, blobs: BlobStore, keys: DataKeys, max_file_bytes: int) -> None:
+        self._blobs = blobs
+        self._keys = keys
+        self.max_file_bytes = max_file_bytes
+
+    def check_declared_size(self, expected_size: int) -> None:
+        if expected_size < 0 or expected_size > self.max_file_bytes:
+            raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes", reason="FILE_TOO_LARGE",
+                                  metadata={"max_bytes": str(self.max_file_bytes)})
+
+    async def store(
+        self, *, project: str, file_id: str, version: int, region: str, display_name: str,
+        chunks: AsyncIterator[bytes], expected_size: int, parse_password: bytes | None, created_by: str,
+        now: dt.datetime,
+    ) -> FileVersion:
+        """Encrypt `chunks` under a new data key into a committed blob; on failure nothing remains."""
+        self.check_declared_size(expected_size)
+        data_key, wrapped, key_version = await self._keys.generate(
+            region, encryption_context(project, file_id, version))
+        blob_key = f"{file_id}/v{version}"
+        plaintext: list[bytes] = []  # chunks held for the metadata parser only; dropped below
+        try:
+            size, sha256, writer = await self._write_blob(
+                blob_key, data_key, content_aad(project, file_id, version), chunks, expected_size, plaintext)
+        finally:
+            del data_key
+        # Make the blob durable (fsync) while the plaintext is parsed: both off the event loop.
+        committed = asyncio.create_task(asyncio.to_thread(writer.commit))
+        try:
+            parsed = await parse_in_memory(display_name, b"".join(plaintext), parse_password)
+            await committed
+        except BaseException:
+            await asyncio.gather(committed, return_exceptions=True)
+            writer.abort()
+            self._blobs.delete(blob_key)
+            raise
+        finally:
+            plaintext.clear()
+        return FileVersion(
+            version=version, size=size, sha256=sha256, blob_key=blob_key, wrapped_key=wrapped, key_region=region,
+            key_version=int(key_version.rsplit("/", 1)[1]), created_at=now, created_by=created_by,
+            metadata=parsed.metadata, expires_at=parsed.expires_at,
+        )
+
+    def discard(self, version: FileVersion) -> None:
+        self._blobs.delete(version.blob_key)
+
+    async def _write_blob(
+        self, blob_key: str, data_key: bytes, aad: bytes, chunks: AsyncIterator[bytes], expected_size: int,
+        plaintext: list[bytes],
+    ) -> tuple[int, str, BlobWriter]:
+        """Receive and encrypt everything; the returned writer still has to commit."""
+        encryptor = SegmentEncryptor(data_key, aad)
+        digest = hashlib.sha256()
+        size = 0
+        writer = self._blobs.begin(blob_key)
+        try:
+            writer.write(encryptor.header.encode())
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self.max_file_bytes:
+                    raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes",
+                                          reason="FILE_TOO_LARGE", metadata={"max_bytes": str(self.max_file_bytes)})
+                digest.update(chunk)
+                plaintext.append(chunk)
+                for segment in encryptor.update(chunk):
+                    writer.write(segment)
+            writer.write(encryptor.finalize())
+            if expected_size and size != expected_size:
+                raise InvalidArgument(f"received {size} bytes but {expected_size} were declared",
+                                      reason="SIZE_MISMATCH")
+        except BaseException:
+            writer.abort()
+            plaintext.clear()
+            raise
+        return size, digest.hexdigest(), writer

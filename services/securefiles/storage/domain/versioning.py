@@ -1,0 +1,109 @@
+"""Opt-in versioned replacement of content, with rollback and retention (crypto-shredding).
+
+Off by default: Azure DevOps' rule "a secure file cannot be replaced" stays the default.
+While a library allows it, a replace keeps the file's id, name, roles, pipeline
+permissions and checks, and stores a new version under a new data key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from securefiles.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from securefiles.common.principal import Principal
+from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
+from securefiles.storage.domain.ports import AccessDecisions, FileRepository
+from securefiles.storage.domain.service import Access, SecureFiles
+
+log = logging.getLogger("securefiles.storage")
+
+MAX_KEEP_VERSIONS = 100
+MAX_REASON = 1024
+
+
+class Versioning:
+    def __init__(self, files: SecureFiles, repository: FileRepository, access: AccessDecisions,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self._files = files
+        self._repo = repository
+        self._access = access
+        self._clock = clock
+
+    # -- library settings -------------------------------------------------------------
+
+    @staticmethod
+    def _library_project(name: str) -> str:
+        project, sep, rest = name.removeprefix("projects/").partition("/")
+        if not name.startswith("projects/") or not sep or rest != "library":
+            raise InvalidArgument(f"{name!r} is not a library name (projects/P/library)",
+                                  reason="INVALID_RESOURCE_NAME")
+        return project
+
+    async def get_library(self, caller: Principal, name: str) -> LibrarySettings:
+        project = self._library_project(name)
+        (allowed,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
+        if not (caller.is_user and allowed):
+            raise PermissionDenied(f"{caller.name} may not view {name}")
+        return self._repo.get_library(project)
+
+    async def update_library(
+        self, caller: Principal, name: str, allow_replace: bool | None, keep_versions: int | None
+    ) -> LibrarySettings:
+        project = self._library_project(name)
+        (allowed,) = await self._access.check_access(caller.name, Access.ADMINISTER, [f"projects/{project}"])
+        if not (caller.is_user and allowed):
+            raise PermissionDenied(f"{caller.name} may not administer {name}")
+        current = self._repo.get_library(project)
+        if keep_versions is not None and not 1 <= keep_versions <= MAX_KEEP_VERSIONS:
+            raise InvalidArgument(f"keep_versions must be between 1 and {MAX_KEEP_VERSIONS}",
+                                  reason="INVALID_KEEP_VERSIONS")
+        return self._repo.set_library(LibrarySettings(
+            project,
+            current.allow_replace if allow_replace is None else allow_replace,
+            current.keep_versions if keep_versions is None else keep_versions,
+        ))
+
+    # -- versions ---------------------------------------------------------------------
+
+    async def replace(
+        self, caller: Principal, name: str, reason: str, chunks: AsyncIterator[bytes], expected_size: int,
+        parse_password: bytes | None,
+    ) -> SecureFile:
+        """Store new content as the current version; versions beyond the library's limit are shredded."""
+        found = await self._files.file_for(caller, name, Access.ADMINISTER)
+        settings = self._repo.get_library(found.project)
+        if not settings.allow_replace:
+            raise FailedPrecondition(
+                "this library does not allow replacing content (securefiles library update --allow-replace true)",
+                reason="REPLACE_NOT_ALLOWED")
+        if len(reason) > MAX_REASON:
+            raise InvalidArgument("reason is too long", reason="INVALID_REASON")
+        latest = max(v.version for v in self._repo.list_versions(found.file_id))
+        version = await self._files.content.store(
+            project=found.project, file_id=found.file_id, version=latest + 1,
+            region=await self._files.region_of(found.project), display_name=found.display_name, chunks=chunks,
+            expected_size=expected_size, parse_password=parse_password, created_by=caller.name, now=self._clock(),
+        )
+        try:
+            updated, shredded = self._repo.add_version(found.file_id, version, settings.keep_versions)
+        except BaseException:
+            self._files.content.discard(version)
+            raise
+        for old in shredded:
+            self._files.content.discard(old)
+        log.info("content replaced", extra={"file": found.name, "version": version.version,
+                                            "shredded": len(shredded)})
+        return updated
+
+    async def versions(self, caller: Principal, name: str) -> tuple[SecureFile, list[FileVersion]]:
+        found = await self._files.file_for(caller, name, Access.VIEW)
+        return found, self._repo.list_versions(found.file_id)
+
+    async def rollback(self, caller: Principal, name: str, version: int, reason: str) -> SecureFile:
+        found = await self._files.file_for(caller, name, Access.ADMINISTER)
+        if len(reason) > MAX_REASON:
+            raise InvalidArgument("reason is too long", reason="INVALID_REASON")
+        return self._repo.set_current(found.file_id, version, self._clock())
+
