@@ -90,6 +90,15 @@ class ContentStore:
         digest = hashlib.sha256()
         size = 0
         writer = self._blobs.begin(blob_key)
+
+        def absorb(chunk: bytes) -> None:
+            digest.update(chunk)
+            for segment in encryptor.update(chunk):
+                writer.write(segment)
+
+        # Hash, encrypt and write chunk N in a worker thread (they release the GIL) while
+        # chunk N+1 arrives; one chunk in flight keeps the order.
+        in_flight: asyncio.Future[None] | None = None
         try:
             writer.write(encryptor.header.encode())
             async for chunk in chunks:
@@ -97,15 +106,20 @@ class ContentStore:
                 if size > self.max_file_bytes:
                     raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes",
                                           reason="FILE_TOO_LARGE", metadata={"max_bytes": str(self.max_file_bytes)})
-                digest.update(chunk)
                 plaintext.append(chunk)
-                for segment in encryptor.update(chunk):
-                    writer.write(segment)
+                if in_flight is not None:
+                    await in_flight
+                in_flight = asyncio.ensure_future(asyncio.to_thread(absorb, chunk))
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
             writer.write(encryptor.finalize())
             if expected_size and size != expected_size:
                 raise InvalidArgument(f"received {size} bytes but {expected_size} were declared",
                                       reason="SIZE_MISMATCH")
         except BaseException:
+            if in_flight is not None:
+                await asyncio.gather(in_flight, return_exceptions=True)
             writer.abort()
             plaintext.clear()
             raise

@@ -314,11 +314,24 @@ class SecureFiles:
 async def _plaintext_chunks(
     blob: BlobReader, decryptor: SegmentDecryptor, size: int, name: str
 ) -> AsyncIterator[bytes]:
-    """Decrypt one segment at a time: the whole file is never in memory."""
+    """Decrypt one segment at a time (the whole file is never in memory); the next segment is
+    read and decrypted in a worker thread while the current one is being sent."""
+
+    def read_and_decrypt(offset: int, length: int, last: bool) -> bytes:
+        return decryptor.decrypt(blob.read_at(offset, length), last)
+
     sent = 0
+    next_segment: asyncio.Future[bytes] | None = None
     try:
-        for offset, length, last in segment_spans(blob.size, decryptor.header.segment_bytes):
-            plaintext = decryptor.decrypt(blob.read_at(offset, length), last)
+        spans = iter(list(segment_spans(blob.size, decryptor.header.segment_bytes)))
+        first = next(spans, None)
+        if first is not None:
+            next_segment = asyncio.ensure_future(asyncio.to_thread(read_and_decrypt, *first))
+        while next_segment is not None:
+            plaintext = await next_segment
+            following = next(spans, None)
+            next_segment = (asyncio.ensure_future(asyncio.to_thread(read_and_decrypt, *following))
+                            if following is not None else None)
             sent += len(plaintext)
             yield plaintext
         if sent != size:
@@ -327,6 +340,8 @@ async def _plaintext_chunks(
         log.error("ciphertext failed its integrity check", extra={"file": name})
         raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
     finally:
+        if next_segment is not None:
+            await asyncio.gather(next_segment, return_exceptions=True)
         blob.close()
 
 

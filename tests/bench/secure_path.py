@@ -1,0 +1,106 @@
+"""The secure path: a real `securefiles up`, files and a running job to download them with."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from securefiles.client import SecureFilesClient
+from securefiles.common.tls import channel_credentials, channel_options
+from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.bench.raw_baseline import upload_messages
+from tests.conftest import LocalSystem
+
+BIG_BYTES = 10_000_000
+SMALL_BYTES = 4096
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def running_system() -> Iterator[LocalSystem]:
+    """`securefiles up` in a temporary directory, stopped (and removed) on any exit."""
+    with tempfile.TemporaryDirectory(prefix="securefiles-bench-") as base:
+        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home")
+        try:
+            system.start()
+            yield system
+        finally:
+            system.stop()
+
+
+def client_channel(system: LocalSystem, target: str) -> grpc.Channel:
+    """A blocking channel presenting the client certificate, as the agent opens it."""
+    return grpc.secure_channel(target, channel_credentials(system.tls("client")), options=channel_options(target))
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass
+class SecureFixture:
+    """Everything the secure scenarios need: files, an authorized pipeline, a job token."""
+
+    system: LocalSystem
+    admin: SecureFilesClient
+    big_name: str
+    big_content: bytes
+    small_name: str
+    job_token: str
+
+    @classmethod
+    def create(cls, system: LocalSystem) -> SecureFixture:
+        admin = system.client()
+        big_name, small_name, pipeline = unique("bench-10mb"), unique("bench-4kb"), unique("bench-pipeline")
+        big_content = os.urandom(BIG_BYTES)
+        admin.upload_file(big_content, name=big_name)
+        admin.upload_file(os.urandom(SMALL_BYTES), name=small_name)
+        admin.create_pipeline(pipeline)
+        admin.set_pipeline_permission(big_name, pipeline, True)
+        admin.set_pipeline_permission(small_name, pipeline, True)
+        job_token = admin.start_run(pipeline, "refs/heads/main").job_token
+        return cls(system, admin, big_name, big_content, small_name, job_token)
+
+    def close(self) -> None:
+        for name in (self.big_name, self.small_name):
+            try:
+                self.admin.delete_file(name)
+            except Exception as error:  # best effort: the system is thrown away anyway
+                print(f"bench: could not delete {name}: {error}")
+        self.admin.close()
+
+    def resource(self, name: str) -> str:
+        return f"projects/{self.admin.project}/secureFiles/{name}"
+
+    def job_client(self) -> SecureFilesClient:
+        return self.system.client(token=self.job_token)
+
+
+def download(stub: storage_pb2_grpc.SecureFileServiceStub, resource: str, job_token: str,
+             timeout: float = 60.0, on_chunk: Callable[[bytes], object] | None = None) -> int:
+    """Receive one full DownloadSecureFile stream; return the number of content bytes."""
+    received = 0
+    stream = stub.DownloadSecureFile(storage_pb2.DownloadSecureFileRequest(name=resource),
+                                     metadata=bearer(job_token), timeout=timeout)
+    for message in stream:
+        chunk = message.chunk
+        received += len(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return received
+
+
+def upload(stub: storage_pb2_grpc.SecureFileServiceStub, name: str, content: bytes, admin_token: str,
+           timeout: float = 120.0) -> storage_pb2.SecureFile:
+    """One UploadSecureFile stream with the same messages as the raw upload."""
+    return stub.UploadSecureFile(upload_messages(name, content), metadata=bearer(admin_token), timeout=timeout)
