@@ -101,6 +101,28 @@ class LocalSystem:
                 self.process.wait()
         self.process = None
 
+    def pid(self, service: str) -> int:
+        """Process id of `storage`, `authz` or `kms-<region>` (as `up` last started it)."""
+        return int((self.state_dir / "run" / f"{service}.pid").read_text())
+
+    def signal_service(self, service: str, signum: int) -> int:
+        pid = self.pid(service)
+        os.kill(pid, signum)
+        return pid
+
+    def wait_restarted(self, service: str, old_pid: int, timeout: float = 60.0) -> None:
+        """`up` restarts a crashed service on the same port; wait until it serves again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            path = self.state_dir / "run" / f"{service}.pid"
+            if path.exists() and path.read_text().strip() not in ("", str(old_pid)) and (
+                    self.state_dir / "run" / f"{service}.port").exists():
+                status = self.cli("status", "--output", "json")
+                if status.code == 0:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"{service} was not restarted within {timeout}s")
+
     def drop_databases(self) -> None:
         if not self.database_url:
             return

@@ -86,6 +86,7 @@ def build(settings: AuthzSettings) -> RunningServer:
         authenticator=Authenticator(verifier),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
+        limits=settings.server.limits,
         audit=audit,
         audit_reader=require_operator,
         unaudited_methods=UNAUDITED,

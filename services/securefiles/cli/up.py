@@ -30,6 +30,9 @@ DEFAULT_PORT_BASE = 7700
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+# A service that crashes is restarted, unless it crashed this often within the window.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
 
 
 class LaunchError(RuntimeError):
@@ -54,7 +57,11 @@ class ServiceProcess:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    service: str = ""
+    identity: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    restarts: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -124,21 +131,31 @@ class LocalSystem:
         env.update(extra)
         return env
 
-    def _start(self, name: str, service: str, identity: str, port: int, extra: dict[str, str]) -> ServiceProcess:
-        port_file = self.state / "run" / f"{name}.port"
-        port_file.unlink(missing_ok=True)
-        log_path = self.state / "logs" / f"{name}.log"
-        log = open(log_path, "ab")
+    def _spawn(self, name: str, service: str, identity: str, port: int, extra: dict[str, str]
+               ) -> subprocess.Popen[bytes]:
+        (self.state / "run" / f"{name}.port").unlink(missing_ok=True)
+        log = open(self.state / "logs" / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "securefiles", "serve", service],
             env=self._env(name, identity, port, extra), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
-        child = ServiceProcess(name, process, log_path)
+        write_private_file(self.state / "run" / f"{name}.pid", str(process.pid).encode())
+        return process
+
+    def _start(self, name: str, service: str, identity: str, port: int, extra: dict[str, str]) -> ServiceProcess:
+        process = self._spawn(name, service, identity, port, extra)
+        child = ServiceProcess(name, process, self.state / "logs" / f"{name}.log", service, identity, extra)
         self.processes.append(child)
-        child.port = self._wait_ready(child, port_file)
+        child.port = self._wait_ready(child, self.state / "run" / f"{name}.port")
         return child
+
+    def restart(self, child: ServiceProcess) -> None:
+        """Bring a crashed service back on the same port (its peers and clients keep their address)."""
+        child.process = self._spawn(child.name, child.service, child.identity, child.port, child.extra)
+        child.restarts.append(time.monotonic())
+        child.port = self._wait_ready(child, self.state / "run" / f"{child.name}.port")
 
     def _wait_ready(self, child: ServiceProcess, port_file: Path) -> int:
         deadline = time.monotonic() + START_TIMEOUT
@@ -277,10 +294,18 @@ def run_up(options: UpOptions) -> int:
     while not stopping:
         exited = system.first_exited()
         if exited is not None:
-            print(f"securefiles: error: {exited.name} exited with status {exited.process.returncode}; "
-                  f"see {exited.log_path}", file=sys.stderr)
-            exit_code = 1
-            break
+            print(f"securefiles: {exited.name} exited with status {exited.process.returncode}; restarting "
+                  f"(see {exited.log_path})", file=sys.stderr, flush=True)
+            recent = [t for t in exited.restarts if time.monotonic() - t < RESTART_WINDOW]
+            try:
+                if len(recent) >= MAX_RESTARTS:
+                    raise LaunchError(f"{exited.name} keeps crashing")
+                system.restart(exited)
+                print(f"securefiles: {exited.name} restarted", flush=True)
+            except (LaunchError, OSError) as error:
+                print(f"securefiles: error: {error}", file=sys.stderr, flush=True)
+                exit_code = 1
+                break
         time.sleep(0.2)
     system.stop()
     print("securefiles stopped", flush=True)

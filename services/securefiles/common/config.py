@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from securefiles.common.limits import LimitSettings
 from securefiles.common.tls import TlsFiles
 
 PREFIX = "SECUREFILES_"
@@ -70,6 +71,8 @@ class ServerSettings:
     log_level: str
     port_file: Path | None
     parent_pid: int | None
+    limits: LimitSettings
+    outbound_timeout: float
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -87,4 +90,10 @@ class ServerSettings:
             log_level=env_str(env, "LOG_LEVEL", "INFO"),
             port_file=Path(port_file) if port_file else None,
             parent_pid=env_int(env, "PARENT_PID", 0) or None,
+            outbound_timeout=float(env_int(env, "OUTBOUND_TIMEOUT_SECONDS", 10)),
+            limits=LimitSettings(
+                max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
+                requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),
+                burst=env_int(env, "REQUEST_BURST", 400),
+            ),
         )

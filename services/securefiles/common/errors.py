@@ -33,12 +33,14 @@ class SecureFilesError(Exception):
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
         domain: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata: dict[str, str] = dict(metadata or {})
         self.domain = domain
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message

@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
 from securefiles.common.errors import SecureFilesError, Unauthenticated, Unavailable
+from securefiles.common.limits import CallerLimits
 from securefiles.common.logging import request_id_var
 from securefiles.common.principal import Principal
 from securefiles.common.rich_status import to_rpc_status
@@ -117,7 +118,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         authenticator: Authenticator,
         audit: AuditLog | None = None,
         unaudited_methods: frozenset[str] = frozenset(),
+        limits: CallerLimits | None = None,
     ) -> None:
+        self._limits = limits
         self._service = service
         self._domain = f"{service}.securefiles"
         self._authenticator = authenticator
@@ -167,6 +170,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if authenticate:
             principal_var.set(await self._authenticator.authenticate(context))
 
+    def _admit(self, request_streaming: bool) -> Callable[[], None]:
+        """Per-caller limits, after authentication (we know who) and before any work."""
+        if self._limits is None:
+            return _no_release
+        return self._limits.admit(principal_var.get(), request_streaming)
+
     def _audited(self, method: str, authenticate: bool) -> bool:
         return self._audit is not None and authenticate and method.rsplit("/", 1)[-1] not in self._unaudited
 
@@ -183,6 +192,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def _record_outcome(self, method: str, error: BaseException) -> None:
         """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""
+        if isinstance(error, SecureFilesError) and error.reason in ("RATE_LIMITED", "TOO_MANY_STREAMS"):
+            return  # a flood must not flood the audit log too; the access log has it
         if isinstance(error, SecureFilesError):
             denied = error.code in ("UNAUTHENTICATED", "PERMISSION_DENIED")
             decision, reason = (DENY if denied else FAIL), f"{error.code}/{error.reason}"
@@ -230,8 +241,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
+            release = _no_release
             try:
                 await self._begin(context, authenticate, request)
+                release = self._admit(request_streaming=not _is_message(request))
                 response = await behavior(request, context)
                 if audited:
                     self._allow(method)
@@ -242,6 +255,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     self._record_outcome(method, error)
                 await self._fail(context, error, method)
                 raise  # unreachable: abort raises
+            finally:
+                release()
             if authenticate:
                 self._log(method, "OK", started=started)
             return response
@@ -256,8 +271,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             allowed = False
+            release = _no_release
             try:
                 await self._begin(context, authenticate, request)
+                release = self._admit(request_streaming=True)
                 async for response in behavior(request, context):
                     if audited and not allowed:
                         # Recorded before the first message leaves: no audit entry, no content.
@@ -273,10 +290,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     self._record_outcome(method, error)
                 await self._fail(context, error, method)
                 raise
+            finally:
+                release()
             if authenticate:
                 self._log(method, "OK", started=started)
 
         return wrapped
+
+
+def _no_release() -> None:
+    return None
+
+
+def _is_message(request: Any) -> bool:
+    return hasattr(request, "SerializeToString")
 
 
 def _is_audit_failure(error: BaseException) -> bool:

@@ -17,9 +17,14 @@ def to_rpc_status(error: SecureFilesError, domain: str) -> status_pb2.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
-    return status_pb2.Status(
-        code=code_pb2.Code.Value(error.code), message=error.message, details=[detail]
-    )
+    details = [detail]
+    if error.retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(max(1, int(error.retry_after * 1000)))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
+    return status_pb2.Status(code=code_pb2.Code.Value(error.code), message=error.message, details=details)
 
 
 def error_info_of(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:

@@ -25,6 +25,7 @@ from securefiles.common.audit import AuditLog
 from securefiles.common.audit_api import AuditLogServicer, ReaderCheck
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
+from securefiles.common.limits import CallerLimits, LimitSettings
 from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, server_credentials
 
 log = logging.getLogger("securefiles.server")
@@ -55,11 +56,13 @@ def create_server(
     audit: AuditLog | None = None,
     audit_reader: ReaderCheck | None = None,
     unaudited_methods: frozenset[str] = frozenset(),
+    limits: LimitSettings | None = None,
 ) -> RunningServer:
     """Build a TLS server with health, optional reflection, the audit log service and our
     interceptor; bind it."""
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods)],
+        interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods,
+                                         CallerLimits(limits) if limits is not None else None)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

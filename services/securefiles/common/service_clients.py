@@ -30,7 +30,7 @@ def secure_channel(target: str, tls: TlsFiles) -> grpc.aio.Channel:
 
 
 async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, service: str,
-                timeout: float = DEFAULT_TIMEOUT) -> object:
+                timeout: float) -> object:
     try:
         return await method(request, timeout=outbound_timeout(timeout), metadata=outbound_metadata())
     except grpc.aio.AioRpcError as error:
@@ -42,15 +42,16 @@ async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, servi
 class AuthzClient:
     """What other services ask authz."""
 
-    def __init__(self, target: str, tls: TlsFiles) -> None:
+    def __init__(self, target: str, tls: TlsFiles, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._channel = secure_channel(target, tls)
         self._stub = authz_pb2_grpc.AuthorizationServiceStub(self._channel)
+        self._timeout = timeout
 
     async def close(self) -> None:
         await self._channel.close()
 
     async def signing_keys(self) -> dict[str, Ed25519PublicKey]:
-        response = await _call(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz")
+        response = await _call(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz", self._timeout)
         assert isinstance(response, authz_pb2.GetSigningKeysResponse)
         return {k.kid: Ed25519PublicKey.from_public_bytes(k.public_key) for k in response.keys}
 
@@ -58,7 +59,7 @@ class AuthzClient:
         request = authz_pb2.CheckAccessRequest(
             principal=principal, permission=permission, resources=list(resources)  # type: ignore[arg-type]
         )
-        response = await _call(self._stub.CheckAccess, request, "authz")
+        response = await _call(self._stub.CheckAccess, request, "authz", self._timeout)
         assert isinstance(response, authz_pb2.CheckAccessResponse)
         return list(response.allowed)
 
@@ -72,32 +73,34 @@ class AuthzClient:
 
     async def authorize_use(self, job_token: str, resource: str, metadata_only: bool = False) -> str:
         request = authz_pb2.AuthorizeUseRequest(job_token=job_token, resource=resource, metadata_only=metadata_only)
-        response = await _call(self._stub.AuthorizeUse, request, "authz")
+        response = await _call(self._stub.AuthorizeUse, request, "authz", self._timeout)
         assert isinstance(response, authz_pb2.AuthorizeUseResponse)
         return response.run
 
     async def filter_usable(self, job_token: str, resources: Sequence[str]) -> list[str]:
         request = authz_pb2.FilterUsableResourcesRequest(job_token=job_token, resources=list(resources))
-        response = await _call(self._stub.FilterUsableResources, request, "authz")
+        response = await _call(self._stub.FilterUsableResources, request, "authz", self._timeout)
         assert isinstance(response, authz_pb2.FilterUsableResourcesResponse)
         return list(response.resources)
 
     async def project_region(self, project: str) -> str:
-        response = await _call(self._stub.GetProject, authz_pb2.GetProjectRequest(name=f"projects/{project}"), "authz")
+        request = authz_pb2.GetProjectRequest(name=f"projects/{project}")
+        response = await _call(self._stub.GetProject, request, "authz", self._timeout)
         assert isinstance(response, authz_pb2.Project)
         return response.region
 
     async def grant_file_administrator(self, file_resource: str, principal: str) -> None:
         assignment = authz_pb2.RoleAssignment(scope=file_resource, principal=principal, role=authz_pb2.ADMINISTRATOR)
-        await _call(self._stub.SetRoleAssignment, authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment),
-                    "authz")
+        request = authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment)
+        await _call(self._stub.SetRoleAssignment, request, "authz", self._timeout)
 
 
 class KmsClient:
     """Data-key calls to one region's kms."""
 
-    def __init__(self, region: str, target: str, tls: TlsFiles) -> None:
+    def __init__(self, region: str, target: str, tls: TlsFiles, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.region = region
+        self._timeout = timeout
         self._channel = secure_channel(target, tls)
         self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._channel)
         self._key_ring = f"regions/{region}"
@@ -107,7 +110,7 @@ class KmsClient:
 
     async def generate_data_key(self, context: Mapping[str, str]) -> kms_pb2.GenerateDataKeyResponse:
         request = kms_pb2.GenerateDataKeyRequest(key_ring=self._key_ring, encryption_context=dict(context))
-        response = await _call(self._stub.GenerateDataKey, request, "kms")
+        response = await _call(self._stub.GenerateDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.GenerateDataKeyResponse)
         return response
 
@@ -115,13 +118,13 @@ class KmsClient:
         request = kms_pb2.DecryptDataKeyRequest(
             key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
         )
-        response = await _call(self._stub.DecryptDataKey, request, "kms")
+        response = await _call(self._stub.DecryptDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.DecryptDataKeyResponse)
         return response.plaintext
 
     async def list_key_versions(self) -> list[kms_pb2.KeyVersion]:
-        response = await _call(self._stub.ListKeyVersions, kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring),
-                               "kms")
+        request = kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring)
+        response = await _call(self._stub.ListKeyVersions, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.ListKeyVersionsResponse)
         return list(response.key_versions)
 
@@ -131,7 +134,7 @@ class KmsClient:
         request = kms_pb2.ReEncryptDataKeyRequest(
             key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
         )
-        response = await _call(self._stub.ReEncryptDataKey, request, "kms")
+        response = await _call(self._stub.ReEncryptDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.ReEncryptDataKeyResponse)
         return response
 

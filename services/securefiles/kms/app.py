@@ -58,7 +58,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         audit.record(record.created_by, "RotateKeyOnDeploy", record.name, ALLOW,
                      details={"deployment_id": settings.deployment_id})
     log.info("key ring ready", extra={"region": settings.region, "primary": record.name, "rotated": created})
-    authz = AuthzClient(settings.authz_endpoint, settings.server.tls)
+    authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
     running = create_server(
         service="kms",
         registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server, KeyManagementServicer(ring, authz))],
@@ -67,6 +67,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
+        limits=settings.server.limits,
         audit=audit,
         audit_reader=authz.require_operator,
         unaudited_methods=frozenset({"ListKeyVersions"}),

@@ -42,6 +42,7 @@ class StorageSettings:
     authz_endpoint: str
     max_file_bytes: int
     rewrap_interval: int
+    stream_idle_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -54,6 +55,7 @@ class StorageSettings:
             authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
             max_file_bytes=env_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             rewrap_interval=env_int(env, "REWRAP_INTERVAL_SECONDS", 300),
+            stream_idle_seconds=env_int(env, "STREAM_IDLE_SECONDS", 30),
         )
 
 
@@ -107,13 +109,14 @@ def build(settings: StorageSettings) -> StorageApp:
     removed = blobs.sweep(repository.all_blob_keys())
     if removed:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})
-    authz = AuthzClient(settings.authz_endpoint, settings.server.tls)
-    keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls)
+    authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
+    keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes)
     rewrapper = DataKeyRewrapper(repository, keys)
     audit = AuditLog(engine, "storage")
     versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
-    servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator)
+    servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,
+                                  settings.stream_idle_seconds)
     running = create_server(
         service="storage",
         registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer)],
@@ -122,6 +125,7 @@ def build(settings: StorageSettings) -> StorageApp:
         authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
+        limits=settings.server.limits,
         audit=audit,
         audit_reader=authz.require_operator,
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",

@@ -13,8 +13,8 @@ from securefiles.kms.v1 import kms_pb2
 class RegionalDataKeys:
     """DataKeys routed by region: `SECUREFILES_KMS_ENDPOINTS=eu=host:port,us=host:port`."""
 
-    def __init__(self, endpoints: Mapping[str, str], tls: TlsFiles) -> None:
-        self._clients = {region: KmsClient(region, target, tls) for region, target in endpoints.items()}
+    def __init__(self, endpoints: Mapping[str, str], tls: TlsFiles, timeout: float) -> None:
+        self._clients = {region: KmsClient(region, target, tls, timeout) for region, target in endpoints.items()}
 
     def client(self, region: str) -> KmsClient:
         client = self._clients.get(region)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
-from securefiles.common.errors import InvalidArgument
+from securefiles.common.errors import DeadlineExceeded, InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
@@ -53,8 +54,17 @@ async def _first_metadata(requests: AsyncIterator[Any], kind: str) -> tuple[Any,
     return first.metadata, iterator
 
 
-async def _chunks_after_metadata(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    async for request in requests:
+async def _chunks_after_metadata(requests: AsyncIterator[Any], idle_seconds: float) -> AsyncIterator[bytes]:
+    """Chunks until the client half-closes; a client that stops sending is cut off."""
+    iterator = aiter(requests)
+    while True:
+        try:
+            request = await asyncio.wait_for(anext(iterator, None), idle_seconds)
+        except TimeoutError:
+            raise DeadlineExceeded(f"no data for {idle_seconds:.0f}s; upload abandoned",
+                                   reason="STREAM_IDLE") from None
+        if request is None:
+            return
         kind = request.WhichOneof("payload")
         if kind == "metadata":
             raise InvalidArgument("metadata may only be sent once, first", reason="DUPLICATE_METADATA")
@@ -72,8 +82,9 @@ def _counts(counts: dict[str, int]) -> list[storage_pb2.KeyVersionCount]:
 class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     def __init__(
         self, files: SecureFiles, versioning: Versioning, rewrapper: DataKeyRewrapper, repository: FileRepository,
-        require_operator: Callable[[Principal], Awaitable[None]],
+        require_operator: Callable[[Principal], Awaitable[None]], stream_idle_seconds: float = 30.0,
     ) -> None:
+        self._idle = stream_idle_seconds
         self._files = files
         self._versioning = versioning
         self._rewrapper = rewrapper
@@ -113,7 +124,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
             expected_size=meta.expected_size_bytes, parse_password=meta.parse_password or None,
         )
         audit_note(request.parent, display_name=request.display_name)
-        created = await self._files.upload(caller, request, _chunks_after_metadata(iterator))
+        created = await self._files.upload(caller, request, _chunks_after_metadata(iterator, self._idle))
         audit_note(created.name, size=created.current.size, key_version=created.current.key_version_name)
         return secure_file_message(created)
 
@@ -182,7 +193,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         meta, iterator = await _first_metadata(request_iterator, "replacement's metadata")
         audit_note(meta.name, reason=meta.reason)
         updated = await self._versioning.replace(
-            caller, meta.name, meta.reason, _chunks_after_metadata(iterator), meta.expected_size_bytes,
+            caller, meta.name, meta.reason, _chunks_after_metadata(iterator, self._idle), meta.expected_size_bytes,
             meta.parse_password or None)
         audit_note(updated.name, reason=meta.reason, version=updated.current.version,
                    key_version=updated.current.key_version_name)
