@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/securefiles/*/v1/*.proto)
 
-.PHONY: run test install install-dev protos lint bench clean
+.PHONY: run test e2e install install-dev protos lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The compose stack, through testcontainers (needs a Docker engine and Compose v2).
+e2e: install-dev
+	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 protos: install-dev
 	$(BIN)/python -m grpc_tools.protoc -Iprotos \

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
 from securefiles.authz.api.servicer import AuthorizationServicer
@@ -48,7 +49,7 @@ class AuthzSettings:
 
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
-    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources",
+    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests",
 })
 
 
@@ -57,7 +58,8 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
-    authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions)
+    authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
+                                  access_requests=SqlAccessRequestRepository(engine))
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, AuditLog(engine, "authz")
 

@@ -168,17 +168,24 @@ class _Waiting:
 
 
 def download(args: argparse.Namespace) -> int:
-    token = job_token_from_env()
-    if not token:
-        raise InvalidArgument("no job token: set SECUREFILES_JOB_TOKEN (or SYSTEM_ACCESSTOKEN)",
-                              reason="MISSING_JOB_TOKEN")
+    if args.break_glass:
+        # An operator's own token, under an approved break-glass grant; every download is audited.
+        client = SecureFilesClient.from_environment()
+        token = client.config.token
+        if not args.dest:
+            raise InvalidArgument("--break-glass needs --dest", reason="INVALID_ARGUMENT")
+    else:
+        token = job_token_from_env()
+        if not token:
+            raise InvalidArgument("no job token: set SECUREFILES_JOB_TOKEN (or SYSTEM_ACCESSTOKEN)",
+                                  reason="MISSING_JOB_TOKEN")
+        client = SecureFilesClient.from_environment(job=True)
     if args.name and len(args.files) > 1:
         raise InvalidArgument("--name names one file's output variable; give one file", reason="INVALID_ARGUMENT")
     if args.retry_count < 0:
         raise InvalidArgument("--retry-count must not be negative", reason="INVALID_ARGUMENT")
     dest, _private = (Path(args.dest), False) if args.dest else default_destination(os.environ, token)
     timeout = args.socket_timeout / 1000 if args.socket_timeout else None
-    client = SecureFilesClient.from_environment(job=True)
     if args.project:
         client.project = args.project
     wait = _wait_seconds(args.wait_for_checks)
@@ -237,6 +244,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--retry-count", type=int, default=8, help="retries of transient failures (default 8)")
     dl.add_argument("--socket-timeout", type=int, default=0, metavar="MS", help="per-attempt timeout in ms")
     dl.add_argument("--wait-for-checks", metavar="DURATION", help="poll while checks are pending, e.g. 30m")
+    dl.add_argument("--break-glass", action="store_true",
+                    help="as an operator with an approved `securefiles access` grant (audited)")
     dl.set_defaults(handler=download)
     cl = actions.add_parser("cleanup", help="delete what this job downloaded")
     cl.add_argument("--dest")

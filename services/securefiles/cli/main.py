@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from securefiles import __version__
-from securefiles.cli import admin, agent, audit, files, keys, secrets_init
+from securefiles.cli import access, admin, agent, audit, files, keys, secrets_init
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table
 from securefiles.common.errors import SecureFilesError
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.register(sub)
     keys.register(sub)
     audit.register(sub)
+    access.register(sub)
     agent.register(sub)
     secrets_init.register(sub)
     return parser

@@ -22,7 +22,7 @@ from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, loa
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 
 
-def init_secrets(directory: Path, regions: list[str], hostnames: list[str], owner: int | None = None) -> None:
+def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     ensure_ca(directory)
     kms_hosts = tuple(f"kms-{r}" for r in regions)
@@ -35,10 +35,12 @@ def init_secrets(directory: Path, regions: list[str], hostnames: list[str], owne
         root = directory / f"kms-{region}-root-key"
         if not root.exists():
             write_private_file(root, base64.b64encode(os.urandom(32)) + b"\n")
-    if owner is not None:
-        # Services run as an unprivileged user in their containers.
-        for path in [directory, *directory.iterdir()]:
-            os.chown(path, owner, owner)
+
+
+def hand_over(directory: Path, owner: int) -> None:
+    """Services run as an unprivileged user in their containers: give it the files."""
+    for path in [directory, *directory.iterdir()]:
+        os.chown(path, owner, owner)
 
 
 def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str, str], admin: str) -> Path:
@@ -57,12 +59,14 @@ def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str
 def run(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
-    init_secrets(directory, regions, args.hostname or [], args.owner)
+    init_secrets(directory, regions, args.hostname or [])
     print(f"secrets in {directory}")
     if args.storage_endpoint:
         path = write_client_config(directory, args.storage_endpoint, args.authz_endpoint or "",
                                    parse_endpoints(args.kms_endpoints) if args.kms_endpoints else {}, args.admin)
         print(f"client config: {path}")
+    if args.owner is not None:
+        hand_over(directory, args.owner)
     return 0
 
 

@@ -310,6 +310,24 @@ class SecureFilesClient:
         return self._transport.call(self._authz.SetGroupMember, authz_pb2.SetGroupMemberRequest(
             group=group, principal=principal, member=member))
 
+    # -- break-glass ------------------------------------------------------------------
+
+    def request_access(self, project: str, reason: str, ttl_seconds: int | None = None) -> authz_pb2.AccessRequest:
+        return self._transport.call(self._authz.RequestAccess, authz_pb2.RequestAccessRequest(
+            project=f"projects/{project}", reason=reason, ttl=_duration(ttl_seconds)))
+
+    def approve_access(self, request_id: int) -> authz_pb2.AccessRequest:
+        return self._transport.call(self._authz.ApproveAccess, authz_pb2.ApproveAccessRequest(
+            name=f"accessRequests/{request_id}"))
+
+    def revoke_access(self, request_id: int) -> authz_pb2.AccessRequest:
+        return self._transport.call(self._authz.RevokeAccess, authz_pb2.RevokeAccessRequest(
+            name=f"accessRequests/{request_id}"))
+
+    def list_access_requests(self) -> list[authz_pb2.AccessRequest]:
+        return list(self._transport.call(self._authz.ListAccessRequests,
+                                         authz_pb2.ListAccessRequestsRequest()).access_requests)
+
     # -- keys -------------------------------------------------------------------------
 
     def list_key_versions(self, region: str | None = None) -> tuple[str, list[kms_pb2.KeyVersion]]:

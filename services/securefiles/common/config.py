@@ -21,7 +21,15 @@ class ConfigError(ValueError):
 
 
 def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
-    value = env.get(PREFIX + name, default)
+    """A setting; an empty value counts as unset. `NAME_FILE` (a path) may carry it instead."""
+    value = env.get(PREFIX + name) or None
+    file_path = env.get(PREFIX + name + "_FILE")
+    if value is None and file_path:
+        try:
+            value = Path(file_path).read_text().strip() or None
+        except OSError as error:
+            raise ConfigError(f"{PREFIX}{name}_FILE: cannot read {file_path}: {error.strerror}") from None
+    value = value or default
     if value is None or value == "":
         raise ConfigError(f"{PREFIX}{name} is required")
     return value

@@ -77,6 +77,13 @@ class AuthzClient:
         assert isinstance(response, authz_pb2.AuthorizeUseResponse)
         return response.run
 
+    async def authorize_break_glass(self, principal: str, resource: str) -> str:
+        """The access request that covers `principal` downloading `resource`, or a denial."""
+        request = authz_pb2.AuthorizeBreakGlassRequest(principal=principal, resource=resource)
+        response = await _call(self._stub.AuthorizeBreakGlass, request, "authz", self._timeout)
+        assert isinstance(response, authz_pb2.AccessRequest)
+        return response.name
+
     async def filter_usable(self, job_token: str, resources: Sequence[str]) -> list[str]:
         request = authz_pb2.FilterUsableResourcesRequest(job_token=job_token, resources=list(resources))
         response = await _call(self._stub.FilterUsableResources, request, "authz", self._timeout)

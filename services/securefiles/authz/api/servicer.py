@@ -6,6 +6,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from google.protobuf import empty_pb2
 
+from securefiles.authz.api.break_glass_api import BreakGlassServicerMixin
 from securefiles.authz.api.checks_api import ChecksServicerMixin
 from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run
 from securefiles.authz.domain.service import Authorization
@@ -64,7 +65,7 @@ def _permission(value: int) -> Permission:
     raise InvalidArgument("permission is required", reason="INVALID_PERMISSION")
 
 
-class AuthorizationServicer(ChecksServicerMixin, authz_pb2_grpc.AuthorizationServiceServicer):
+class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_pb2_grpc.AuthorizationServiceServicer):
     def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier) -> None:
         self._authz = authorization
         self._issuer = issuer

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from securefiles.authz.domain.access import AccessPolicy, parse_scope, validate_role_for_scope
+from securefiles.authz.domain.break_glass import AccessRequestRepository, BreakGlass
 from securefiles.authz.domain.check_service import Checks, raise_unless_approved
 from securefiles.authz.domain.checks import CheckSuite
 from securefiles.authz.domain.model import (
@@ -61,6 +62,7 @@ class Authorization:
         issuer: TokenIssuer,
         regions: Sequence[str],
         clock: Callable[[], dt.datetime] = _utcnow,
+        access_requests: AccessRequestRepository | None = None,
     ) -> None:
         if not regions:
             raise ValueError("at least one region is required")
@@ -70,6 +72,7 @@ class Authorization:
         self.regions = tuple(regions)
         self._clock = clock
         self.checks = Checks(checks, repo, self._policy, clock)
+        self.break_glass = BreakGlass(access_requests, self._policy, clock) if access_requests else None
 
     # -- helpers ----------------------------------------------------------------------
 

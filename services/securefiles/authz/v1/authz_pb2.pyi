@@ -1770,3 +1770,247 @@ class FilterUsableResourcesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FilterUsableResourcesResponse: _TypeAlias = FilterUsableResourcesResponse  # noqa: Y015
+
+@_typing.final
+class AccessRequest(_message.Message):
+    """Break-glass access of one operator to one project. Name: `accessRequests/{id}`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[AccessRequest._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: AccessRequest._State.ValueType  # 0
+        """Not set."""
+        PENDING: AccessRequest._State.ValueType  # 1
+        """Waiting for a second operator."""
+        GRANTED: AccessRequest._State.ValueType  # 2
+        """Granted until `expire_time`."""
+        REVOKED: AccessRequest._State.ValueType  # 3
+        """Revoked."""
+        EXPIRED: AccessRequest._State.ValueType  # 4
+        """Ran out."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """States of a request."""
+
+    STATE_UNSPECIFIED: AccessRequest.State.ValueType  # 0
+    """Not set."""
+    PENDING: AccessRequest.State.ValueType  # 1
+    """Waiting for a second operator."""
+    GRANTED: AccessRequest.State.ValueType  # 2
+    """Granted until `expire_time`."""
+    REVOKED: AccessRequest.State.ValueType  # 3
+    """Revoked."""
+    EXPIRED: AccessRequest.State.ValueType  # 4
+    """Ran out."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    APPROVER_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    GRANT_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name."""
+    project: _builtins.str
+    """`projects/{project}`."""
+    requester: _builtins.str
+    """The operator who asked (and may use it)."""
+    reason: _builtins.str
+    """Why."""
+    state: Global___AccessRequest.State.ValueType
+    """Current state."""
+    approver: _builtins.str
+    """The second operator."""
+    revoked_by: _builtins.str
+    """Who revoked it."""
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """Lifetime once granted."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When asked."""
+
+    @_builtins.property
+    def grant_time(self) -> _timestamp_pb2.Timestamp:
+        """When granted."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it stops working."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        project: _builtins.str = ...,
+        requester: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+        state: Global___AccessRequest.State.ValueType = ...,
+        approver: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        grant_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        revoked_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "grant_time", b"grant_time", "ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approver", b"approver", "create_time", b"create_time", "expire_time", b"expire_time", "grant_time", b"grant_time", "name", b"name", "project", b"project", "reason", b"reason", "requester", b"requester", "revoked_by", b"revoked_by", "state", b"state", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccessRequest: _TypeAlias = AccessRequest  # noqa: Y015
+
+@_typing.final
+class RequestAccessRequest(_message.Message):
+    """Request for RequestAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    project: _builtins.str
+    """`projects/{project}`."""
+    reason: _builtins.str
+    """Why (required)."""
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """Lifetime once granted; default 1h, at most 24h."""
+
+    def __init__(
+        self,
+        *,
+        project: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "reason", b"reason", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestAccessRequest: _TypeAlias = RequestAccessRequest  # noqa: Y015
+
+@_typing.final
+class ApproveAccessRequest(_message.Message):
+    """Request for ApproveAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`accessRequests/{id}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveAccessRequest: _TypeAlias = ApproveAccessRequest  # noqa: Y015
+
+@_typing.final
+class RevokeAccessRequest(_message.Message):
+    """Request for RevokeAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`accessRequests/{id}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAccessRequest: _TypeAlias = RevokeAccessRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessRequestsRequest(_message.Message):
+    """Request for ListAccessRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessRequestsRequest: _TypeAlias = ListAccessRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListAccessRequestsResponse(_message.Message):
+    """Response of ListAccessRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def access_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccessRequest]:
+        """By id."""
+
+    def __init__(
+        self,
+        *,
+        access_requests: _abc.Iterable[Global___AccessRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_requests", b"access_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccessRequestsResponse: _TypeAlias = ListAccessRequestsResponse  # noqa: Y015
+
+@_typing.final
+class AuthorizeBreakGlassRequest(_message.Message):
+    """Request for AuthorizeBreakGlass."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    """`user:{name}`."""
+    resource: _builtins.str
+    """The file's resource name."""
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeBreakGlassRequest: _TypeAlias = AuthorizeBreakGlassRequest  # noqa: Y015

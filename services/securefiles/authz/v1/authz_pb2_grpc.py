@@ -170,6 +170,31 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SetGroupMemberRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Group.FromString,
                 _registered_method=True)
+        self.RequestAccess = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/RequestAccess',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RequestAccessRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.ApproveAccess = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ApproveAccess',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ApproveAccessRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.RevokeAccess = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/RevokeAccess',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeAccessRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+                _registered_method=True)
+        self.ListAccessRequests = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListAccessRequests',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListAccessRequestsRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListAccessRequestsResponse.FromString,
+                _registered_method=True)
+        self.AuthorizeBreakGlass = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/AuthorizeBreakGlass',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeBreakGlassRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -363,6 +388,41 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestAccess(self, request, context):
+        """Break-glass: an operator asks for time-bound diagnostic access to a project's files.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveAccess(self, request, context):
+        """A second operator grants it; its lifetime starts then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAccess(self, request, context):
+        """Ends a request or grant at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccessRequests(self, request, context):
+        """Lists break-glass requests (operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthorizeBreakGlass(self, request, context):
+        """Decides whether a person's break-glass grant covers a file now (services only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -495,6 +555,31 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.SetGroupMember,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SetGroupMemberRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Group.SerializeToString,
+            ),
+            'RequestAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestAccess,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RequestAccessRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.SerializeToString,
+            ),
+            'ApproveAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveAccess,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ApproveAccessRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.SerializeToString,
+            ),
+            'RevokeAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAccess,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeAccessRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.SerializeToString,
+            ),
+            'ListAccessRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccessRequests,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListAccessRequestsRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListAccessRequestsResponse.SerializeToString,
+            ),
+            'AuthorizeBreakGlass': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeBreakGlass,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeBreakGlassRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1204,6 +1289,141 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/SetGroupMember',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.SetGroupMemberRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.Group.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/RequestAccess',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.RequestAccessRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ApproveAccess',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ApproveAccessRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/RevokeAccess',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeAccessRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccessRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListAccessRequests',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListAccessRequestsRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListAccessRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeBreakGlass(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/AuthorizeBreakGlass',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeBreakGlassRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
             options,
             channel_credentials,
             insecure,

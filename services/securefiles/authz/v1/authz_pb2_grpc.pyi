@@ -93,6 +93,16 @@ class AuthorizationServiceStub:
     """Rejects as one of the listed approvers; any rejection rejects."""
     SetGroupMember: _grpc.UnaryUnaryMultiCallable[_authz_pb2.SetGroupMemberRequest, _authz_pb2.Group]
     """Adds a user to (or removes one from) a group of approvers."""
+    RequestAccess: _grpc.UnaryUnaryMultiCallable[_authz_pb2.RequestAccessRequest, _authz_pb2.AccessRequest]
+    """Break-glass: an operator asks for time-bound diagnostic access to a project's files."""
+    ApproveAccess: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ApproveAccessRequest, _authz_pb2.AccessRequest]
+    """A second operator grants it; its lifetime starts then."""
+    RevokeAccess: _grpc.UnaryUnaryMultiCallable[_authz_pb2.RevokeAccessRequest, _authz_pb2.AccessRequest]
+    """Ends a request or grant at once."""
+    ListAccessRequests: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListAccessRequestsRequest, _authz_pb2.ListAccessRequestsResponse]
+    """Lists break-glass requests (operators)."""
+    AuthorizeBreakGlass: _grpc.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeBreakGlassRequest, _authz_pb2.AccessRequest]
+    """Decides whether a person's break-glass grant covers a file now (services only)."""
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -158,6 +168,16 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """Rejects as one of the listed approvers; any rejection rejects."""
     SetGroupMember: _aio.UnaryUnaryMultiCallable[_authz_pb2.SetGroupMemberRequest, _authz_pb2.Group]  # type: ignore[assignment]
     """Adds a user to (or removes one from) a group of approvers."""
+    RequestAccess: _aio.UnaryUnaryMultiCallable[_authz_pb2.RequestAccessRequest, _authz_pb2.AccessRequest]  # type: ignore[assignment]
+    """Break-glass: an operator asks for time-bound diagnostic access to a project's files."""
+    ApproveAccess: _aio.UnaryUnaryMultiCallable[_authz_pb2.ApproveAccessRequest, _authz_pb2.AccessRequest]  # type: ignore[assignment]
+    """A second operator grants it; its lifetime starts then."""
+    RevokeAccess: _aio.UnaryUnaryMultiCallable[_authz_pb2.RevokeAccessRequest, _authz_pb2.AccessRequest]  # type: ignore[assignment]
+    """Ends a request or grant at once."""
+    ListAccessRequests: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListAccessRequestsRequest, _authz_pb2.ListAccessRequestsResponse]  # type: ignore[assignment]
+    """Lists break-glass requests (operators)."""
+    AuthorizeBreakGlass: _aio.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeBreakGlassRequest, _authz_pb2.AccessRequest]  # type: ignore[assignment]
+    """Decides whether a person's break-glass grant covers a file now (services only)."""
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Principals, tokens, roles, pipelines, runs and the decision "may this job use
@@ -376,5 +396,45 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.Group, _abc.Awaitable[_authz_pb2.Group]]:
         """Adds a user to (or removes one from) a group of approvers."""
+
+    @_abc_1.abstractmethod
+    def RequestAccess(
+        self,
+        request: _authz_pb2.RequestAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.AccessRequest, _abc.Awaitable[_authz_pb2.AccessRequest]]:
+        """Break-glass: an operator asks for time-bound diagnostic access to a project's files."""
+
+    @_abc_1.abstractmethod
+    def ApproveAccess(
+        self,
+        request: _authz_pb2.ApproveAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.AccessRequest, _abc.Awaitable[_authz_pb2.AccessRequest]]:
+        """A second operator grants it; its lifetime starts then."""
+
+    @_abc_1.abstractmethod
+    def RevokeAccess(
+        self,
+        request: _authz_pb2.RevokeAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.AccessRequest, _abc.Awaitable[_authz_pb2.AccessRequest]]:
+        """Ends a request or grant at once."""
+
+    @_abc_1.abstractmethod
+    def ListAccessRequests(
+        self,
+        request: _authz_pb2.ListAccessRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListAccessRequestsResponse, _abc.Awaitable[_authz_pb2.ListAccessRequestsResponse]]:
+        """Lists break-glass requests (operators)."""
+
+    @_abc_1.abstractmethod
+    def AuthorizeBreakGlass(
+        self,
+        request: _authz_pb2.AuthorizeBreakGlassRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.AccessRequest, _abc.Awaitable[_authz_pb2.AccessRequest]]:
+        """Decides whether a person's break-glass grant covers a file now (services only)."""
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

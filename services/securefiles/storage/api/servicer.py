@@ -177,6 +177,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         f = download.secure_file
         audit_note(f.name, display_name=f.display_name, version=f.current.version,
                    key_version=f.current.key_version_name, run=current_principal().claims.get("run", ""))
+        if download.break_glass:
+            audit_note(break_glass="true", access_request=download.break_glass)
         yield storage_pb2.DownloadSecureFileResponse(
             header=storage_pb2.DownloadHeader(
                 secure_file=secure_file_message(f), size_bytes=f.current.size, sha256=f.current.sha256

@@ -9,7 +9,7 @@ import fnmatch
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -67,6 +67,11 @@ class Download:
 
     secure_file: SecureFile
     chunks: AsyncIterator[bytes]
+    break_glass: str = ""  # the access request, when an operator downloads under break-glass
+
+
+async def _done(value: object) -> object:
+    return value
 
 
 def _utcnow() -> dt.datetime:
@@ -284,18 +289,35 @@ class SecureFiles:
             raise DataLoss("the file's data key failed to unwrap", reason="DATA_KEY_UNWRAP_FAILED") from None
 
     async def download(self, caller: Principal, name: str) -> Download:
-        """Authorize a job, unwrap the data key, and return a lazy plaintext stream."""
+        """Authorize a job (or an operator's break-glass grant), unwrap the data key, and return a
+        lazy plaintext stream."""
+        if caller.is_user:
+            return await self._break_glass_download(caller, name)
         if not caller.is_job:
             raise PermissionDenied("only a pipeline job's token may download a secure file",
                                    reason="JOB_TOKEN_REQUIRED")
         found = await self._resolve_for_job(caller, name)
+        return await self._open(found, self._access.authorize_use(caller.token, found.name))
+
+    async def _break_glass_download(self, caller: Principal, name: str) -> Download:
+        project, ref = parse_child(name, "secureFiles")
+        resource = f"projects/{project}/secureFiles/{_NO_FILE}"
+        found = self._files.resolve(project, ref)
+        # The grant is checked first; only its holder learns whether a name exists.
+        grant = await self._access.authorize_break_glass(caller.name, found.name if found else resource)
+        if found is None:
+            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+        log.warning("break-glass download", extra={"file": found.name, "principal": caller.name, "grant": grant})
+        return await self._open(found, _done(grant), break_glass=grant)
+
+    async def _open(self, found: SecureFile, decision: Awaitable[object], break_glass: str = "") -> Download:
         project = found.project
         version = found.current
         # Ask authz and kms at once (two round trips become one); the data key stays in this
         # process and is dropped unless authz allows.
         unwrap = asyncio.create_task(self._unwrap(found))
         try:
-            await self._access.authorize_use(caller.token, found.name)
+            await decision
         except BaseException:
             unwrap.cancel()
             await asyncio.gather(unwrap, return_exceptions=True)
@@ -308,7 +330,7 @@ class SecureFiles:
         except (SegmentIntegrityError, ValueError):
             reader.close()
             raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
-        return Download(found, _plaintext_chunks(reader, decryptor, version.size, found.name))
+        return Download(found, _plaintext_chunks(reader, decryptor, version.size, found.name), break_glass)
 
 
 async def _plaintext_chunks(

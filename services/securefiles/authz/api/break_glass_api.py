@@ -1,0 +1,63 @@
+"""gRPC face of break-glass access (mixed into the authz servicer)."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from securefiles.authz.domain.break_glass import AccessRequest, BreakGlass
+from securefiles.authz.domain.service import Authorization
+from securefiles.authz.v1 import authz_pb2
+from securefiles.common.errors import FailedPrecondition
+from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.proto_time import duration_seconds, to_timestamp
+
+
+def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
+    return authz_pb2.AccessRequest(
+        name=r.name, project=f"projects/{r.project}", requester=r.requester, reason=r.reason,
+        ttl=Duration(seconds=r.ttl_seconds), state=authz_pb2.AccessRequest.State.Value(r.state.value),
+        approver=r.approver, create_time=to_timestamp(r.created_at), grant_time=to_timestamp(r.granted_at),
+        expire_time=to_timestamp(r.expire_at), revoked_by=r.revoked_by,
+    )
+
+
+class BreakGlassServicerMixin:
+    _authz: Authorization
+
+    @property
+    def _break_glass(self) -> BreakGlass:
+        if self._authz.break_glass is None:
+            raise FailedPrecondition("break-glass access is not configured", reason="BREAK_GLASS_DISABLED")
+        return self._authz.break_glass
+
+    async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext
+                            ) -> authz_pb2.AccessRequest:
+        created = self._break_glass.request(current_principal(), request.project, request.reason,
+                                            duration_seconds(request.ttl, 0))
+        audit_note(created.name, project=created.project, reason=created.reason, break_glass="requested")
+        return access_request_message(created)
+
+    async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext
+                            ) -> authz_pb2.AccessRequest:
+        granted = self._break_glass.approve(current_principal(), request.name)
+        audit_note(granted.name, project=granted.project, requester=granted.requester, break_glass="granted")
+        return access_request_message(granted)
+
+    async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext
+                           ) -> authz_pb2.AccessRequest:
+        revoked = self._break_glass.revoke(current_principal(), request.name)
+        audit_note(revoked.name, project=revoked.project, break_glass="revoked")
+        return access_request_message(revoked)
+
+    async def ListAccessRequests(self, request: authz_pb2.ListAccessRequestsRequest,
+                                 context: grpc.aio.ServicerContext) -> authz_pb2.ListAccessRequestsResponse:
+        return authz_pb2.ListAccessRequestsResponse(
+            access_requests=[access_request_message(r) for r in self._break_glass.list(current_principal())])
+
+    async def AuthorizeBreakGlass(self, request: authz_pb2.AuthorizeBreakGlassRequest,
+                                  context: grpc.aio.ServicerContext) -> authz_pb2.AccessRequest:
+        self._authz.require_storage(current_principal())
+        grant = self._break_glass.authorize(request.principal, request.resource)
+        audit_note(request.resource, principal=request.principal, access_request=grant.name, break_glass="used")
+        return access_request_message(grant)
