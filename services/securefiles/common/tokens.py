@@ -77,24 +77,34 @@ KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
 class TokenVerifier:
     """Verifies tokens against authz's public keys; never accepts another algorithm."""
 
-    def __init__(self, fetch_keys: KeyFetcher, refresh_interval: float = 5.0) -> None:
+    def __init__(self, fetch_keys: KeyFetcher, refresh_interval: float = 5.0, max_key_age: float = 300.0) -> None:
         self._fetch_keys = fetch_keys
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._refresh_interval = refresh_interval
+        # Keys are re-fetched at least this often, so a rotated-out signing key stops working.
+        self._max_key_age = max_key_age
         self._last_refresh = float("-inf")
+        self._fetched_at = float("-inf")
 
     def set_keys(self, keys: dict[str, Ed25519PublicKey]) -> None:
-        """Install keys directly (authz verifies with its own keys)."""
+        """Install keys directly (authz verifies with its own keys, which never go stale)."""
         self._keys = dict(keys)
+        self._fetched_at = float("inf")
+
+    async def _refresh(self, now: float) -> None:
+        self._last_refresh = now
+        self._keys = await self._fetch_keys()
+        self._fetched_at = now
 
     async def _key_for(self, kid: str) -> Ed25519PublicKey:
+        now = time.monotonic()
+        if now - self._fetched_at >= self._max_key_age:
+            await self._refresh(now)
         key = self._keys.get(kid)
         if key is not None:
             return key
-        now = time.monotonic()
         if now - self._last_refresh >= self._refresh_interval:
-            self._last_refresh = now
-            self._keys = await self._fetch_keys()
+            await self._refresh(now)
             key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated("token signed by an unknown key", reason="UNKNOWN_SIGNING_KEY")

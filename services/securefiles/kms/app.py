@@ -64,7 +64,8 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server, KeyManagementServicer(ring, authz))],
         service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name],
         tls=settings.server.tls,
-        authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
+        authenticator=Authenticator(
+            TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,

@@ -122,7 +122,8 @@ def build(settings: StorageSettings) -> StorageApp:
         registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer)],
         service_names=[storage_pb2.DESCRIPTOR.services_by_name["SecureFileService"].full_name],
         tls=settings.server.tls,
-        authenticator=Authenticator(TokenVerifier(authz.signing_keys)),
+        authenticator=Authenticator(
+            TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
         address=settings.server.listen,
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
