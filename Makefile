@@ -4,17 +4,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/securefiles/*/v1/*.proto)
 
-.PHONY: run test e2e install install-dev protos lint bench clean
+.PHONY: run test e2e install install-dev lock protos lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Dependencies come from the hash-pinned lock files (regenerate with `make lock`).
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements/runtime.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile -q --strip-extras --generate-hashes --allow-unsafe -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile -q --strip-extras --extra dev --generate-hashes --allow-unsafe -o requirements/dev.lock pyproject.toml
 
 run: install
 	$(BIN)/securefiles up
@@ -33,8 +41,9 @@ protos: install-dev
 		$(PROTO_FILES)
 
 lint: install-dev
-	$(BIN)/ruff check services tests
+	$(BIN)/ruff check services tests scripts
 	$(BIN)/buf lint
+	$(BIN)/python scripts/audit_dependencies.py
 
 bench: install-dev
 	$(BIN)/python -m tests.bench
