@@ -35,7 +35,7 @@ e2e: install-dev
 	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 protos: install-dev
-	$(BIN)/python -m grpc_tools.protoc -Iprotos \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
 		--python_out=services --grpc_python_out=services \
 		--mypy_out=services --mypy_grpc_out=services \
 		$(PROTO_FILES)
