@@ -21,7 +21,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from securefiles.common.errors import SecureFilesError
-from tests.e2e.conftest import SERVICES, Stack, leftovers, unique
+from tests.conftest import unique
+from tests.e2e.conftest import SERVICES, Stack, leftovers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

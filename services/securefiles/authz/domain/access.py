@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from securefiles.authz.domain.model import ORGANIZATION, Permission, Role, Scope
 from securefiles.authz.domain.ports import AuthzRepository
-from securefiles.common.errors import InvalidArgument
+from securefiles.common.errors import InvalidArgument, PermissionDenied
+from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
 
 
@@ -80,6 +81,22 @@ class AccessPolicy:
 
     def allows(self, principal: str, permission: Permission, scope: Scope) -> bool:
         return self.decide(principal, permission, [scope])[0]
+
+    def require(self, caller: Principal, permission: Permission, scope: Scope,
+                reason: str = "PERMISSION_DENIED") -> None:
+        """PERMISSION_DENIED unless `caller` is a person allowed `permission` on `scope`."""
+        if not caller.is_user:
+            raise PermissionDenied("this operation needs a person's token", reason="USER_TOKEN_REQUIRED")
+        if not self.allows(caller.name, permission, scope):
+            raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {scope.name}", reason=reason)
+
+
+def parse_file_scope(resource: str) -> Scope:
+    """A secure file's scope, or INVALID_ARGUMENT for anything else."""
+    scope = parse_scope(resource)
+    if scope.kind != "file":
+        raise InvalidArgument(f"{resource} is not a secure file", reason="INVALID_RESOURCE_NAME")
+    return scope
 
 
 def validate_role_for_scope(role: Role, scope: Scope) -> None:

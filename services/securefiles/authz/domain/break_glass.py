@@ -73,8 +73,7 @@ class BreakGlass:
         self._clock = clock
 
     def _require_operator(self, caller: Principal) -> None:
-        if not (caller.is_user and self._policy.allows(caller.name, Permission.OPERATE, Scope("organization"))):
-            raise PermissionDenied("break-glass access is for operators", reason="OPERATOR_REQUIRED")
+        self._policy.require(caller, Permission.OPERATE, Scope("organization"), reason="OPERATOR_REQUIRED")
 
     def _get(self, name: str) -> AccessRequest:
         number = name.removeprefix("accessRequests/")

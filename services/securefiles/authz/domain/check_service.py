@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from securefiles.authz.domain.access import AccessPolicy, parse_scope
+from securefiles.authz.domain.access import AccessPolicy, parse_file_scope
 from securefiles.authz.domain.checks import (
     DEFAULT_TIMEOUT_SECONDS,
     GROUP_PRINCIPAL,
@@ -58,15 +58,9 @@ class Checks:
         self._clock = clock
 
     def _require(self, caller: Principal, permission: Permission, scope: Scope) -> None:
-        if not (caller.is_user and self._policy.allows(caller.name, permission, scope)):
-            raise _denied(f"{caller.name} may not {permission.name.lower()} {scope.name}")
+        self._policy.require(caller, permission, scope)
 
-    @staticmethod
-    def _file_scope(resource: str) -> Scope:
-        scope = parse_scope(resource)
-        if scope.kind != "file":
-            raise InvalidArgument(f"{resource} is not a secure file", reason="INVALID_RESOURCE_NAME")
-        return scope
+    _file_scope = staticmethod(parse_file_scope)
 
     # -- configuration ----------------------------------------------------------------
 

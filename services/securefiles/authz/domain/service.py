@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 
-from securefiles.authz.domain.access import AccessPolicy, parse_scope, validate_role_for_scope
+from securefiles.authz.domain.access import AccessPolicy, parse_file_scope, parse_scope, validate_role_for_scope
 from securefiles.authz.domain.break_glass import AccessRequestRepository, BreakGlass
 from securefiles.authz.domain.check_service import Checks, raise_unless_approved
 from securefiles.authz.domain.checks import CheckSuite
@@ -81,9 +81,7 @@ class Authorization:
             raise _denied("this operation needs a person's token", reason="USER_TOKEN_REQUIRED")
 
     def _require(self, caller: Principal, permission: Permission, scope: Scope) -> None:
-        self._require_user(caller)
-        if not self._policy.allows(caller.name, permission, scope):
-            raise _denied(f"{caller.name} may not {permission.name.lower()} {scope.name}")
+        self._policy.require(caller, permission, scope)
 
     def _project(self, project_id: str) -> Project:
         project = self._repo.get_project(project_id)
@@ -97,12 +95,7 @@ class Authorization:
             raise NotFound(f"pipeline {ref} does not exist in project {project}", reason="PIPELINE_NOT_FOUND")
         return pipeline
 
-    @staticmethod
-    def _file_scope(resource: str) -> Scope:
-        scope = parse_scope(resource)
-        if scope.kind != "file":
-            raise InvalidArgument(f"{resource} is not a secure file", reason="INVALID_RESOURCE_NAME")
-        return scope
+    _file_scope = staticmethod(parse_file_scope)
 
     # -- bootstrap & tokens -----------------------------------------------------------
 
@@ -319,8 +312,7 @@ class Authorization:
 
     def require_operator(self, caller: Principal) -> None:
         """Key operations and audit reads need the organization `operator` role."""
-        if not (caller.is_user and self._policy.allows(caller.name, Permission.OPERATE, Scope("organization"))):
-            raise _denied("this needs the operator role", reason="OPERATOR_REQUIRED")
+        self._policy.require(caller, Permission.OPERATE, Scope("organization"), reason="OPERATOR_REQUIRED")
 
     @staticmethod
     def require_storage(caller: Principal) -> None:
