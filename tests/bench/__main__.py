@@ -2,7 +2,10 @@
 
 Both run in this process tree over the same mutual TLS, with the same blocking client and
 the same messages; raw and secure runs are interleaved and every throughput figure is the
-median of `--runs` complete streams. Writes tests/bench/results.json and prints a table.
+median of `--runs` complete streams. Then key rotation: 4 KB download latency right before
+and after `keys rotate`, and `keys rewrap` throughput over 10,000 seeded data keys; and, if a
+PostgreSQL server is reachable, 10 MB throughput with blobs in PostgreSQL against the blob
+directory. Writes tests/bench/results.json and prints a table. `--skip` leaves sections out;
 `--profile SECONDS` also samples storage, authz and kms with py-spy under each workload.
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from securefiles.client.config import load_config
 from securefiles.storage.v1 import storage_pb2_grpc
-from tests.bench import machine, scenarios, service_logs
+from tests.bench import machine, postgres, rotation, scenarios, service_logs
 from tests.bench.raw_baseline import RawBaselineServer
 from tests.bench.report import Figure, Target, latency, paired_ratio, table, throughput, write_json
 from tests.bench.secure_path import BIG_BYTES, SecureFixture, client_channel, running_system
@@ -26,6 +29,16 @@ HERE = Path(__file__).resolve().parent
 DOWNLOAD_TARGET, DOWNLOAD_LATER = Target(">=", 0.6), Target(">=", 0.85)
 UPLOAD_TARGET, UPLOAD_LATER = Target(">=", 0.5), Target(">=", 0.70)
 P50_LATER, P99_LATER = Target("<=", 3), Target("<=", 10)
+SECTIONS = ("throughput", "rotation", "rewrap", "postgres")
+
+
+def sections(value: str) -> set[str]:
+    chosen = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = chosen - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown section(s) {', '.join(sorted(unknown))}; "
+                                         f"choose from {', '.join(SECTIONS)}")
+    return chosen
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,17 +52,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--wait-quiet", type=float, default=60.0, metavar="SECONDS",
                         help="first wait up to this long for the machine to be idle (0: do not wait)")
+    parser.add_argument("--skip", type=sections, action="extend", default=[], metavar="SECTION[,SECTION]",
+                        help="leave out: throughput (raw vs secure 10 MB and 4 KB), rotation (4 KB latency "
+                             "around keys rotate), rewrap (10,000 data keys), postgres")
+    parser.add_argument("--rewrap-keys", type=int, default=10_000, help="data keys seeded for the rewrap")
+    parser.add_argument("--rotation-samples", type=int, default=100,
+                        help="sequential 4 KB downloads before and after each rotation")
+    parser.add_argument("--rotation-rounds", type=int, default=3, help="rotations for the latency figure")
+    parser.add_argument("--postgres-runs", type=int, default=15,
+                        help="timed runs per PostgreSQL/directory throughput figure (>= 5)")
     args = parser.parse_args(argv)
-    if args.runs < 5 or args.latency_samples < 200:
-        parser.error("need --runs >= 5 and --latency-samples >= 200")
+    if args.runs < 5 or args.latency_samples < 200 or args.postgres_runs < 5:
+        parser.error("need --runs >= 5, --postgres-runs >= 5 and --latency-samples >= 200")
+    if args.rewrap_keys < 1 or args.rotation_samples < 10 or args.rotation_rounds < 1:
+        parser.error("need --rewrap-keys >= 1, --rotation-samples >= 10 and --rotation-rounds >= 1")
     return args
 
 
+STARTED = time.perf_counter()
+
+
 def step(what: str) -> None:
-    print(f"bench: {what}", flush=True)
+    print(f"bench: [{time.perf_counter() - STARTED:5.1f}s] {what}", flush=True)
 
 
 def measure(fixture: SecureFixture, args: argparse.Namespace) -> list[Figure]:
+    """Every section but postgres, on the default system."""
+    figures = [] if "throughput" in args.skip else measure_throughput(fixture, args)
+    if "rotation" not in args.skip:
+        step(f"4 KB downloads around keys rotate: {args.rotation_rounds} rounds of {args.rotation_samples} "
+             "before and after")
+        with client_channel(fixture.system, load_config(fixture.system.env()).storage) as channel:
+            stub = storage_pb2_grpc.SecureFileServiceStub(channel)
+            latency_around = rotation.rotation_latency(stub, fixture, args.rotation_samples, args.rotation_rounds)
+        figures += rotation.rotation_figures(latency_around, args.rotation_samples)
+    if "rewrap" not in args.skip:
+        step(f"rewrap: seeding {args.rewrap_keys:,} data keys (kms GenerateDataKey as storage, rows in storage's "
+             "database)")
+        rewrap = rotation.rewrap_throughput(fixture.system, fixture.admin, args.rewrap_keys, step)
+        step(f"rewrapped {rewrap.rewrapped:,} data keys in {rewrap.seconds:.1f}s, {rewrap.failed} failed; "
+             f"per version before {rewrap.before}, after {rewrap.after}; seeded project "
+             f"{rewrap.project_before} -> {rewrap.project_after}")
+        figures += rotation.rewrap_figures(rewrap)
+    return figures
+
+
+def measure_postgres(directory: SecureFixture, args: argparse.Namespace) -> tuple[list[Figure], str]:
+    """10 MB throughput, PostgreSQL blobs against the blob directory; (figures, why skipped)."""
+    url, why_not = postgres.server_url()
+    if not url:
+        return [], why_not
+    step("starting a second securefiles up on PostgreSQL with --blob-store db")
+    with running_system(database_url=url, blob_store="db") as pg_system:
+        foreign = machine.ForeignLoad(also_own=postgres.backend_cpu(pg_system))
+        fixture = SecureFixture.create(pg_system)
+        try:
+            step(f"10 MB downloads then uploads, directory and PostgreSQL interleaved, {args.postgres_runs} runs each")
+            comparison = postgres.compare(directory, fixture, args.postgres_runs)
+        finally:
+            fixture.close()
+        share = foreign.share()
+        step("stopping the PostgreSQL system, dropping its databases")
+    return [*postgres.figures(comparison),
+            Figure("machine: CPU used by other processes, postgres section", share * 100, "%",
+                   spread="the PostgreSQL backends serving the bench count as its own")], ""
+
+
+def measure_throughput(fixture: SecureFixture, args: argparse.Namespace) -> list[Figure]:
     system = fixture.system
     storage_target = load_config(system.env()).storage
     with RawBaselineServer(system.tls("storage")) as raw_server, \
@@ -110,20 +179,28 @@ def main(argv: list[str] | None = None) -> int:
         step(f"machine {busy:.0%} busy before starting" + (" (did not quieten down)" if busy >= 0.15 else ""))
     speed_before = machine.calibrate()
     step("starting securefiles up")
+    postgres_figures: list[Figure] = []
+    skipped = "--skip postgres" if "postgres" in args.skip else ""
     with running_system() as system:
         step("uploading fixtures, authorizing a pipeline, starting a run")
         foreign = machine.ForeignLoad()
         fixture = SecureFixture.create(system)
         try:
             figures = measure(fixture, args)
+            foreign_share = foreign.share()
+            if not skipped:
+                postgres_figures, skipped = measure_postgres(fixture, args)
         finally:
             fixture.close()
-        foreign_share = foreign.share()
         step("stopping securefiles up")
+    if skipped:
+        step(f"PostgreSQL figures skipped: {skipped}")
     speed_after = machine.calibrate()
     figures += [
+        *postgres_figures,
         Figure("machine: CPU used by other processes meanwhile", foreign_share * 100, "%",
-               spread=">10% means disturbed figures" if foreign_share > 0.1 else "quiet"),
+               spread=(">10% means disturbed figures" if foreign_share > 0.1 else "quiet")
+               + ("; before the postgres section" if postgres_figures else "")),
         Figure("machine: calibration loop", (speed_before + speed_after) / 2, "ns/loop",
                spread=f"{speed_before:.1f} before, {speed_after:.1f} after; lower = faster VM"),
     ]
@@ -131,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(figures))
     print()
+    if skipped:
+        print(f"PostgreSQL figures skipped: {skipped}\n")
     for key, value in about.items():
         print(f"{key:>6}: {value}")
     print(f"\nbench: {time.perf_counter() - started:.1f}s in total; wrote {args.output}")

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,12 @@ def _busy_seconds() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time used so far by the live processes among `pids`."""
+    table = _process_table()
+    return sum(table[pid][1] for pid in pids if pid in table)
 
 
 def _process_table() -> dict[int, tuple[int, float]]:
@@ -78,15 +85,19 @@ class ForeignLoad:
     Take `share()` while the services are still running: a descendant that exits unreaped
     by us (a service reparented to init) would otherwise count as foreign."""
 
-    def __init__(self) -> None:
+    def __init__(self, also_own: Callable[[], float] | None = None) -> None:
+        """`also_own`: CPU seconds of processes that work for us without being our descendants
+        (a PostgreSQL server's backends serving the bench's databases)."""
+        self._also_own = also_own or (lambda: 0.0)
         self._wall = time.monotonic()
         self._busy = _busy_seconds()
-        self._own = _own_seconds()
+        self._own = _own_seconds() + self._also_own()
 
     def share(self) -> float:
         """Foreign CPU time as a share of the machine's capacity over the interval (0..1)."""
+        own = _own_seconds() + self._also_own()
         wall = time.monotonic() - self._wall
-        foreign = (_busy_seconds() - self._busy) - (_own_seconds() - self._own)
+        foreign = (_busy_seconds() - self._busy) - (own - self._own)
         return max(0.0, foreign) / (wall * (os.cpu_count() or 1))
 
 

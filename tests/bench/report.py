@@ -102,7 +102,8 @@ def _verdict(passed: bool | None) -> str:
 
 def _row(f: Figure) -> tuple[str, ...]:
     name = ("  " if f.detail else "") + f.figure
-    value = f"{f.value:.3f}" if f.unit in ("x", "ms") else f"{f.value:.1f}"
+    decimals = {"x": 3, "ms": 3, "s": 2, "keys": 0, "keys/s": 0}.get(f.unit, 1)
+    value = f"{f.value:.{decimals}f}"
     return (name, value, f.unit, str(f.target or ""), _verdict(f.passed), str(f.later_target or ""),
             _verdict(f.later_passed), f.spread)
 

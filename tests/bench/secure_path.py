@@ -26,16 +26,27 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+# The periodic background rewrap (default every 300 s) would race the timed `keys rewrap`.
+BENCH_ENV = {"SECUREFILES_REWRAP_INTERVAL_SECONDS": "0"}
+
+
 @contextmanager
-def running_system() -> Iterator[LocalSystem]:
-    """`securefiles up` in a temporary directory, stopped (and removed) on any exit."""
+def running_system(database_url: str = "", blob_store: str = "directory") -> Iterator[LocalSystem]:
+    """`securefiles up` in a temporary directory, stopped (and removed) on any exit.
+
+    SQLite and the blob directory unless told otherwise (SECUREFILES_TEST_DATABASE_URL and
+    SECUREFILES_TEST_BLOB_STORE, which LocalSystem follows, do not apply here); the
+    databases of a PostgreSQL run are dropped at the end."""
     with tempfile.TemporaryDirectory(prefix="securefiles-bench-") as base:
-        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home")
+        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home", extra_env=dict(BENCH_ENV),
+                             database_url=database_url, blob_store=blob_store,
+                             database_prefix=f"sfbench_{uuid.uuid4().hex[:8]}_")
         try:
             system.start()
             yield system
         finally:
             system.stop()
+            system.drop_databases()
 
 
 def client_channel(system: LocalSystem, target: str) -> grpc.Channel:
