@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import select
 import signal
@@ -176,12 +177,14 @@ def download(channel: grpc.Channel, size: int, timeout: float = 60.0) -> int:
 
 
 def upload_messages(name: str, content: bytes) -> Iterator[storage_pb2.UploadSecureFileRequest]:
-    """Metadata first, then 1 MiB chunks: the stream both upload paths send."""
+    """Metadata first, then 1 MiB chunks, then the commit: the stream both upload paths send."""
     yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
         parent="projects/default", display_name=name, expected_size_bytes=len(content)))
     view = memoryview(content)
     for offset in range(0, len(content), CHUNK_BYTES):
         yield storage_pb2.UploadSecureFileRequest(chunk=bytes(view[offset : offset + CHUNK_BYTES]))
+    yield storage_pb2.UploadSecureFileRequest(commit=storage_pb2.UploadCommit(
+        size_bytes=len(content), sha256=hashlib.sha256(content).hexdigest()))
 
 
 def upload(channel: grpc.Channel, content: bytes, timeout: float = 120.0) -> int:

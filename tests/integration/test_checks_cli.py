@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
 from tests.conftest import LocalSystem, unique, user_token
@@ -151,15 +150,18 @@ def test_exclusive_lock_released_by_completing_the_run(system: LocalSystem, tmp_
     waiting = system.cli("agent", "download", name, "--dest", str(tmp_path / "b"),
                          env={"SECUREFILES_JOB_TOKEN": second["job_token"]})
     assert waiting.code == 4 and "exclusive-lock" in waiting.stderr
-    done = threading.Event()
-
-    def complete_soon() -> None:
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "securefiles", "agent", "download", name, "--dest", str(tmp_path / "b"),
+         "--wait-for-checks", "1m"], env=system.env(SECUREFILES_JOB_TOKEN=second["job_token"]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
         time.sleep(1.0)
-        system.cli("runs", "complete", first["run"])
-        done.set()
-
-    threading.Thread(target=complete_soon).start()
-    result = system.cli("agent", "download", name, "--dest", str(tmp_path / "b"), "--wait-for-checks", "1m",
-                        env={"SECUREFILES_JOB_TOKEN": second["job_token"]})
-    assert done.is_set()
-    assert result.code == 0, result.stderr
+        assert agent.poll() is None  # still waiting for the lock
+        assert system.cli("runs", "complete", first["run"]).code == 0
+        out, err = agent.communicate(timeout=60)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, err
+    assert out.strip() == str(tmp_path / "b" / name)
+    assert (tmp_path / "b" / name).read_bytes() == b"guarded by checks"

@@ -166,11 +166,37 @@ def test_declared_size_that_lies(system: LocalSystem) -> None:
         storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
             parent="projects/default", display_name=name, expected_size_bytes=100)),
         storage_pb2.UploadSecureFileRequest(chunk=b"x" * 10),
+        storage_pb2.UploadSecureFileRequest(commit=storage_pb2.UploadCommit(size_bytes=10)),
     ]
     with pytest.raises(grpc.RpcError) as error:
         stub.UploadSecureFile(iter(requests), metadata=bearer(system.admin_token), timeout=10)
     assert error_info_of(error.value).reason == "SIZE_MISMATCH"
     assert name not in _names(system)
+
+
+@pytest.mark.parametrize(("commit", "reason"), [
+    (None, "INCOMPLETE_UPLOAD"),
+    (storage_pb2.UploadCommit(size_bytes=11), "SIZE_MISMATCH"),
+    (storage_pb2.UploadCommit(size_bytes=10, sha256="0" * 64), "CHECKSUM_MISMATCH"),
+], ids=["no-commit", "wrong-size", "wrong-sha256"])
+def test_only_a_committed_stream_becomes_a_file(system: LocalSystem, commit, reason: str) -> None:
+    """A stream that just ends (a crashed or cancelled client looks the same) stores nothing."""
+    stub = storage_pb2_grpc.SecureFileServiceStub(system.channel("storage"))
+    name = unique("uncommitted")
+    requests = [
+        storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
+            parent="projects/default", display_name=name)),
+        storage_pb2.UploadSecureFileRequest(chunk=b"y" * 10),
+    ]
+    if commit is not None:
+        requests.append(storage_pb2.UploadSecureFileRequest(commit=commit))
+    before = blob_files(system)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.UploadSecureFile(iter(requests), metadata=bearer(system.admin_token), timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info_of(error.value).reason == reason
+    assert name not in _names(system)
+    assert blob_files(system) == before
 
 
 def test_cli_invalid_input_exit_codes(system: LocalSystem, tmp_path) -> None:

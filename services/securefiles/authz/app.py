@@ -56,7 +56,7 @@ UNAUDITED = frozenset({
 def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog]:
     """The domain service on its database, bootstrapped."""
     upgrade("authz", settings.server.database_url)
-    engine = make_engine(settings.server.database_url)
+    engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
                                   access_requests=SqlAccessRequestRepository(engine))

@@ -7,6 +7,7 @@ Errors are the exceptions of `securefiles.common.errors` (re-exported by
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import os
 import time
@@ -443,6 +444,12 @@ class _Source:
 
 
 def _stream(first: object, handle: BinaryIO, message: type) -> Iterator[object]:
+    """Metadata, chunks, then the commit (size and sha256) without which nothing is stored."""
     yield first
+    digest = hashlib.sha256()
+    size = 0
     while chunk := handle.read(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
         yield message(chunk=chunk)
+    yield message(commit=storage_pb2.UploadCommit(size_bytes=size, sha256=digest.hexdigest()))

@@ -82,6 +82,7 @@ class ServerSettings:
     limits: LimitSettings
     outbound_timeout: float
     signing_keys_max_age: float
+    database_busy_timeout: float
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -101,6 +102,7 @@ class ServerSettings:
             parent_pid=env_int(env, "PARENT_PID", 0) or None,
             outbound_timeout=float(env_int(env, "OUTBOUND_TIMEOUT_SECONDS", 10)),
             signing_keys_max_age=float(env_int(env, "SIGNING_KEYS_MAX_AGE_SECONDS", 300)),
+            database_busy_timeout=float(env_int(env, "DATABASE_BUSY_TIMEOUT_SECONDS", 15)),
             limits=LimitSettings(
                 max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
                 requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),

@@ -16,24 +16,26 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 _IMMEDIATE = "securefiles_immediate"
 
 
-def make_engine(url: str, *metadatas: MetaData) -> Engine:
-    """Create an engine and the tables of each `metadata`."""
+def make_engine(url: str, *metadatas: MetaData, busy_timeout: float = 15.0) -> Engine:
+    """Create an engine (and the tables of each `metadata`). A statement waits at most
+    `busy_timeout` seconds for a lock held by someone else, then fails cleanly."""
     is_sqlite = url.startswith("sqlite")
     kwargs: dict[str, Any] = {"hide_parameters": True, "future": True}
     if is_sqlite:
-        kwargs["connect_args"] = {"timeout": 15, "check_same_thread": False}
+        kwargs["connect_args"] = {"timeout": busy_timeout, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        kwargs["connect_args"] = {"options": f"-c lock_timeout={int(busy_timeout * 1000)}"}
     engine = create_engine(url, **kwargs)
     if is_sqlite:
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout)
     for metadata in metadatas:
         with write_transaction(engine) as conn:
             metadata.create_all(conn)
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
@@ -43,7 +45,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # consistent on power loss) without an fsync per commit; checkpoints sync.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         # Overwrite deleted content (destroyed key material, crypto-shredded keys).
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()

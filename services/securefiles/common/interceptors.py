@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
 from securefiles.common.errors import SecureFilesError, Unauthenticated, Unavailable
@@ -213,6 +214,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                               reason="AUDIT_UNAVAILABLE") from None
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
+        if isinstance(error, OperationalError):
+            # A lock held past the busy timeout, or a lost connection: transient, nothing half-written
+            # (the transaction rolled back). Callers may retry.
+            log.warning("database unavailable", extra={"method": method, "error": type(error.orig).__name__})
+            error = Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE")
         if isinstance(error, SecureFilesError):
             status = rpc_status.to_status(to_rpc_status(error, self._domain))
             self._log(method, error.code, error.reason)

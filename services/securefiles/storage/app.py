@@ -103,7 +103,7 @@ class StorageApp:
 def build(settings: StorageSettings) -> StorageApp:
     """Wire the storage service (call inside the event loop); sweep leftovers of a crash."""
     upgrade("storage", settings.server.database_url)
-    engine = make_engine(settings.server.database_url)
+    engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     repository = SqlFileRepository(engine)
     blobs: BlobStore = SqlBlobStore(engine) if settings.blob_store == "db" else DirectoryBlobStore(settings.blob_dir)
     removed = blobs.sweep(repository.all_blob_keys())

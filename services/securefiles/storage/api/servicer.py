@@ -54,25 +54,49 @@ async def _first_metadata(requests: AsyncIterator[Any], kind: str) -> tuple[Any,
     return first.metadata, iterator
 
 
-async def _chunks_after_metadata(requests: AsyncIterator[Any], idle_seconds: float) -> AsyncIterator[bytes]:
-    """Chunks until the client half-closes; a client that stops sending is cut off."""
-    iterator = aiter(requests)
-    while True:
-        try:
-            request = await asyncio.wait_for(anext(iterator, None), idle_seconds)
-        except TimeoutError:
-            raise DeadlineExceeded(f"no data for {idle_seconds:.0f}s; upload abandoned",
-                                   reason="STREAM_IDLE") from None
-        if request is None:
-            return
-        kind = request.WhichOneof("payload")
-        if kind == "metadata":
-            raise InvalidArgument("metadata may only be sent once, first", reason="DUPLICATE_METADATA")
-        if kind != "chunk":
-            raise InvalidArgument("each message after the first must carry a chunk", reason="MISSING_CHUNK")
-        if len(request.chunk) > CHUNK_BYTES:
-            raise InvalidArgument(f"chunks may be at most {CHUNK_BYTES} bytes", reason="CHUNK_TOO_LARGE")
-        yield request.chunk
+class UploadStream:
+    """The chunks after the metadata, ending with the commit message that makes them a file."""
+
+    def __init__(self, requests: AsyncIterator[Any], idle_seconds: float) -> None:
+        self._requests = requests
+        self._idle = idle_seconds
+        self._commit: storage_pb2.UploadCommit | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                request = await asyncio.wait_for(anext(self._requests, None), self._idle)
+            except TimeoutError:
+                raise DeadlineExceeded(f"no data for {self._idle:.0f}s; upload abandoned",
+                                       reason="STREAM_IDLE") from None
+            if request is None:
+                if self._commit is None:
+                    # A client that crashed or cancelled ends the stream too: store nothing.
+                    raise InvalidArgument("the upload ended without its commit message; nothing was stored",
+                                          reason="INCOMPLETE_UPLOAD")
+                return
+            kind = request.WhichOneof("payload")
+            if self._commit is not None:
+                raise InvalidArgument("nothing may follow the commit message", reason="DATA_AFTER_COMMIT")
+            if kind == "commit":
+                self._commit = request.commit
+                continue
+            if kind == "metadata":
+                raise InvalidArgument("metadata may only be sent once, first", reason="DUPLICATE_METADATA")
+            if kind != "chunk":
+                raise InvalidArgument("each message after the first must carry a chunk", reason="MISSING_CHUNK")
+            if len(request.chunk) > CHUNK_BYTES:
+                raise InvalidArgument(f"chunks may be at most {CHUNK_BYTES} bytes", reason="CHUNK_TOO_LARGE")
+            yield request.chunk
+
+    def verify(self, size: int, sha256: str) -> None:
+        """What arrived is what the client says it sent."""
+        assert self._commit is not None
+        if self._commit.size_bytes != size:
+            raise InvalidArgument(f"received {size} bytes but the commit says {self._commit.size_bytes}",
+                                  reason="SIZE_MISMATCH")
+        if self._commit.sha256 and self._commit.sha256.lower() != sha256:
+            raise InvalidArgument("received content does not match the commit's sha256", reason="CHECKSUM_MISMATCH")
 
 
 def _counts(counts: dict[str, int]) -> list[storage_pb2.KeyVersionCount]:
@@ -119,12 +143,14 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     ) -> storage_pb2.SecureFile:
         caller = current_principal()
         meta, iterator = await _first_metadata(request_iterator, "file's metadata")
+        stream = UploadStream(iterator, self._idle)
         request = UploadRequest(
             parent=meta.parent, display_name=meta.display_name, properties=dict(meta.properties),
             expected_size=meta.expected_size_bytes, parse_password=meta.parse_password or None,
+            verify=stream.verify,
         )
         audit_note(request.parent, display_name=request.display_name)
-        created = await self._files.upload(caller, request, _chunks_after_metadata(iterator, self._idle))
+        created = await self._files.upload(caller, request, stream.chunks())
         audit_note(created.name, size=created.current.size, key_version=created.current.key_version_name)
         return secure_file_message(created)
 
@@ -194,9 +220,10 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         caller = current_principal()
         meta, iterator = await _first_metadata(request_iterator, "replacement's metadata")
         audit_note(meta.name, reason=meta.reason)
+        stream = UploadStream(iterator, self._idle)
         updated = await self._versioning.replace(
-            caller, meta.name, meta.reason, _chunks_after_metadata(iterator, self._idle), meta.expected_size_bytes,
-            meta.parse_password or None)
+            caller, meta.name, meta.reason, stream.chunks(), meta.expected_size_bytes, meta.parse_password or None,
+            stream.verify)
         audit_note(updated.name, reason=meta.reason, version=updated.current.version,
                    key_version=updated.current.key_version_name)
         return secure_file_message(updated)

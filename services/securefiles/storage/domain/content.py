@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from securefiles.common.errors import InvalidArgument
 from securefiles.storage.domain.file_metadata import FileMetadata, parse_file_metadata
@@ -47,7 +47,7 @@ class ContentStore:
     async def store(
         self, *, project: str, file_id: str, version: int, region: str, display_name: str,
         chunks: AsyncIterator[bytes], expected_size: int, parse_password: bytes | None, created_by: str,
-        now: dt.datetime,
+        now: dt.datetime, verify: Callable[[int, str], None] | None = None,
     ) -> FileVersion:
         """Encrypt `chunks` under a new data key into a committed blob; on failure nothing remains."""
         self.check_declared_size(expected_size)
@@ -60,6 +60,13 @@ class ContentStore:
                 blob_key, data_key, content_aad(project, file_id, version), chunks, expected_size, plaintext)
         finally:
             del data_key
+        if verify is not None:
+            try:
+                verify(size, sha256)
+            except BaseException:
+                writer.abort()
+                plaintext.clear()
+                raise
         # Make the blob durable (fsync) while the plaintext is parsed: both off the event loop.
         committed = asyncio.create_task(asyncio.to_thread(writer.commit))
         try:

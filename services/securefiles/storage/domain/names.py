@@ -13,8 +13,14 @@ MAX_PROPERTY_KEY_CHARS = 128
 MAX_PROPERTY_VALUE_CHARS = 1024
 
 
+def normalize_name(name: str) -> str:
+    """Unicode NFC: the composed and decomposed spellings of a name are the same name."""
+    return unicodedata.normalize("NFC", name)
+
+
 def validate_display_name(name: str) -> str:
-    """1-256 characters; no `/`, `\\`, NUL or control characters; not `.` or `..`."""
+    """1-256 characters; no `/`, `\\`, NUL or control characters; not `.` or `..`. Returns it in NFC."""
+    name = normalize_name(name)
 
     def invalid(why: str) -> InvalidArgument:
         return InvalidArgument(f"invalid file name: {why}", reason="INVALID_NAME")

@@ -24,7 +24,7 @@ from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
 from securefiles.storage.domain.content import ContentStore
 from securefiles.storage.domain.model import SecureFile, content_aad, encryption_context
-from securefiles.storage.domain.names import validate_display_name, validate_properties
+from securefiles.storage.domain.names import normalize_name, validate_display_name, validate_properties
 from securefiles.storage.domain.ports import AccessDecisions, BlobReader, BlobStore, DataKeys, FileRepository
 from securefiles.storage.domain.segment_cipher import (
     HEADER_BYTES,
@@ -59,6 +59,8 @@ class UploadRequest:
     properties: dict[str, str]
     expected_size: int
     parse_password: bytes | None = None
+    # Checks (size, sha256) against what the client says it sent, before anything is stored.
+    verify: Callable[[int, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class SecureFiles:
         """Resolve a file a person wants to act on, never revealing existence to outsiders."""
         self._require_user(caller)
         project, ref = parse_child(name, "secureFiles")
-        found = self._files.resolve(project, ref)
+        found = self._files.resolve(project, normalize_name(ref))
         if found is None:
             (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
             if member:
@@ -158,7 +160,7 @@ class SecureFiles:
             version = await self.content.store(
                 project=project, file_id=file_id, version=1, region=await self.region_of(project),
                 display_name=name, chunks=chunks, expected_size=request.expected_size,
-                parse_password=request.parse_password, created_by=caller.name, now=now,
+                parse_password=request.parse_password, created_by=caller.name, now=now, verify=request.verify,
             )
         except BaseException:
             grant.cancel()
@@ -197,7 +199,7 @@ class SecureFiles:
         project, ref = parse_child(name, "secureFiles")
         if project != caller.claims.get("project"):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
-        found = self._files.resolve(project, ref)
+        found = self._files.resolve(project, normalize_name(ref))
         if found is None:
             try:
                 await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}", True)
@@ -225,6 +227,8 @@ class SecureFiles:
         if caller.is_job:
             if project != caller.claims.get("project"):
                 raise PermissionDenied("the job belongs to another project", reason="WRONG_PROJECT")
+            # The job's run must still be running, whatever the listing would contain.
+            await self._access.filter_usable(caller.token, [])
         else:
             self._require_user(caller)
         if not 0 <= page_size:
@@ -302,7 +306,7 @@ class SecureFiles:
     async def _break_glass_download(self, caller: Principal, name: str) -> Download:
         project, ref = parse_child(name, "secureFiles")
         resource = f"projects/{project}/secureFiles/{_NO_FILE}"
-        found = self._files.resolve(project, ref)
+        found = self._files.resolve(project, normalize_name(ref))
         # The grant is checked first; only its holder learns whether a name exists.
         grant = await self._access.authorize_break_glass(caller.name, found.name if found else resource)
         if found is None:

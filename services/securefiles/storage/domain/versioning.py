@@ -69,7 +69,7 @@ class Versioning:
 
     async def replace(
         self, caller: Principal, name: str, reason: str, chunks: AsyncIterator[bytes], expected_size: int,
-        parse_password: bytes | None,
+        parse_password: bytes | None, verify: Callable[[int, str], None] | None = None,
     ) -> SecureFile:
         """Store new content as the current version; versions beyond the library's limit are shredded."""
         found = await self._files.file_for(caller, name, Access.ADMINISTER)
@@ -85,6 +85,7 @@ class Versioning:
             project=found.project, file_id=found.file_id, version=latest + 1,
             region=await self._files.region_of(found.project), display_name=found.display_name, chunks=chunks,
             expected_size=expected_size, parse_password=parse_password, created_by=caller.name, now=self._clock(),
+            verify=verify,
         )
         try:
             updated, shredded = self._repo.add_version(found.file_id, version, settings.keep_versions)

@@ -184,6 +184,34 @@ class UploadMetadata(_message.Message):
 Global___UploadMetadata: _TypeAlias = UploadMetadata  # noqa: Y015
 
 @_typing.final
+class UploadCommit(_message.Message):
+    """The last message of an upload or replacement: without it nothing is stored, so a
+    stream that breaks off (client crash, cancel) never becomes a truncated file.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    size_bytes: _builtins.int
+    """Total bytes sent."""
+    sha256: _builtins.str
+    """Hex SHA-256 of everything sent, checked by the server (empty: not checked)."""
+    def __init__(
+        self,
+        *,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadCommit: _TypeAlias = UploadCommit  # noqa: Y015
+
+@_typing.final
 class UploadSecureFileRequest(_message.Message):
     """One message of an upload stream."""
 
@@ -191,23 +219,29 @@ class UploadSecureFileRequest(_message.Message):
 
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """Up to 1 MiB of content."""
     @_builtins.property
     def metadata(self) -> Global___UploadMetadata:
         """First message."""
 
+    @_builtins.property
+    def commit(self) -> Global___UploadCommit:
+        """Last message."""
+
     def __init__(
         self,
         *,
         metadata: Global___UploadMetadata | None = ...,
         chunk: _builtins.bytes = ...,
+        commit: Global___UploadCommit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commit", b"commit", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commit", b"commit", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk", "commit"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -613,23 +647,29 @@ class ReplaceSecureFileContentRequest(_message.Message):
 
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    COMMIT_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """Up to 1 MiB of content."""
     @_builtins.property
     def metadata(self) -> Global___ReplaceMetadata:
         """First message."""
 
+    @_builtins.property
+    def commit(self) -> Global___UploadCommit:
+        """Last message."""
+
     def __init__(
         self,
         *,
         metadata: Global___ReplaceMetadata | None = ...,
         chunk: _builtins.bytes = ...,
+        commit: Global___UploadCommit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commit", b"commit", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "commit", b"commit", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk", "commit"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -1,0 +1,99 @@
+"""A full disk and a locked database: clean errors, nothing half-written, reads keep working."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from securefiles.client import ResourceExhausted, SecureFilesError
+from tests.conftest import LocalSystem, blob_files, job_token_for, stored_blob_keys
+
+
+@pytest.fixture
+def small_disk(fresh_system: LocalSystem) -> Iterator[LocalSystem]:
+    """The blob directory on a 3 MiB tmpfs."""
+    if fresh_system.blob_store == "db":
+        pytest.skip("blobs are in the database in this run; the blob-directory disk is not used")
+    blobs = fresh_system.state_dir / "data" / "blobs"
+    blobs.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(blobs)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        fresh_system.start()
+        yield fresh_system
+    finally:
+        fresh_system.stop()
+        subprocess.run(["umount", "-l", str(blobs)], check=False)
+
+
+def test_disk_full_is_resource_exhausted_and_reads_keep_working(small_disk: LocalSystem, tmp_path) -> None:
+    first = os.urandom(1024 * 1024)
+    with small_disk.client() as admin:
+        admin.upload_file(first, name="fits.p12")
+        with pytest.raises(ResourceExhausted) as full:
+            admin.upload_file(os.urandom(3 * 1024 * 1024), name="too-big-for-the-disk.p12")
+    assert full.value.reason == "STORAGE_FULL"
+    assert not any(k.startswith("partial/") for k in blob_files(small_disk))
+    assert blob_files(small_disk) == stored_blob_keys(small_disk)
+    with small_disk.client() as admin:
+        assert [f.display_name for f in admin.list_files()] == ["fits.p12"]
+    with small_disk.client(token=job_token_for(small_disk, "fits.p12")) as job:
+        assert job.download_secure_file("fits.p12", tmp_path).path.read_bytes() == first
+    with small_disk.client() as admin:  # space comes back, uploads work again
+        admin.delete_file("fits.p12")
+        admin.upload_file(os.urandom(2 * 1024 * 1024), name="fits-now.p12")
+
+
+def _hold_write_lock(system: LocalSystem, seconds: float, locked: threading.Event) -> None:
+    engine = system.engine("storage")
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+        else:
+            conn.begin()
+            conn.execute(text("LOCK TABLE secure_files, file_versions IN ACCESS EXCLUSIVE MODE"))
+        locked.set()
+        time.sleep(seconds)
+        conn.rollback()
+    engine.dispose()
+
+
+def test_a_briefly_locked_database_only_delays_requests(fresh_system: LocalSystem) -> None:
+    fresh_system.start()
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(fresh_system, 2.0, locked))
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with fresh_system.client() as admin:
+            created = admin.upload_file(b"waited for the lock", name="patient.pem")
+    finally:
+        holder.join()
+    assert created.size_bytes == len(b"waited for the lock")
+    assert blob_files(fresh_system) == stored_blob_keys(fresh_system)
+
+
+def test_a_locked_database_past_the_deadline_fails_cleanly(fresh_system: LocalSystem) -> None:
+    fresh_system.extra_env["SECUREFILES_DATABASE_BUSY_TIMEOUT_SECONDS"] = "1"
+    fresh_system.start()
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(fresh_system, 4.0, locked))
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with fresh_system.client() as admin, pytest.raises(SecureFilesError) as failed:
+            admin.upload_file(b"gave up", name="impatient.pem")
+        assert failed.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    finally:
+        holder.join()
+    with fresh_system.client() as admin:
+        assert [f.display_name for f in admin.list_files()] == []
+    assert blob_files(fresh_system) == stored_blob_keys(fresh_system) == set()
