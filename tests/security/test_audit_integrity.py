@@ -43,7 +43,8 @@ def _assert_intact(system: LocalSystem) -> None:
     for service in SERVICES:
         engine = system.engine(service)
         try:
-            result = AuditLog(engine, service).verify()
+            key = (system.state_dir / "secrets" / f"{service}-audit-key").read_bytes().strip()
+            result = AuditLog(engine, service, key=key).verify()
         finally:
             engine.dispose()
         assert result.intact, (service, result)
@@ -282,8 +283,6 @@ def test_verify_detects_deleted_latest_entries(own_system: LocalSystem, activity
     _assert_intact(own_system)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the hash chain has no secret, so anyone who can write the database "
-                                       "can edit an entry and recompute every later hash and the head")
 def test_verify_detects_an_edit_with_recomputed_hashes(own_system: LocalSystem, activity: Activity) -> None:
     _assert_intact(own_system)
     snapshot = _snapshot(own_system, "authz")
@@ -339,9 +338,6 @@ def test_file_and_key_events_say_who_what_which_and_decision(activity: Activity,
     assert any(e["details"].get("context.secure_file_id") == "audit-test" for e in data_key_events)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: storage audits a denied download and a delete under the name the "
-                                       "caller used (display name), not the file's id, so a file's trail by id "
-                                       "misses them (and a renamed file's delete cannot be tied to its upload)")
 def test_a_files_audit_trail_can_be_followed_by_its_id(activity: Activity, listing: Listing) -> None:
     """What `audit list --service storage --resource <file id>` shows."""
 
@@ -405,8 +401,6 @@ def test_download_fails_closed_when_the_audit_log_cannot_be_written(own_system: 
     _assert_intact(system)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: storage writes the ALLOW entry after the upload committed; when it "
-                                       "cannot, the caller gets AUDIT_UNAVAILABLE but the file exists, unaudited")
 def test_upload_refused_for_lack_of_audit_stores_nothing(own_system: LocalSystem) -> None:
     name = unique("unaudited-upload")
     with _audit_refuses_inserts(own_system), own_system.client() as admin:
@@ -417,8 +411,6 @@ def test_upload_refused_for_lack_of_audit_stores_nothing(own_system: LocalSystem
         assert [f.display_name for f in admin.list_files(name)] == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: storage deletes (crypto-shreds) before it writes the audit entry; "
-                                       "when it cannot, the caller gets AUDIT_UNAVAILABLE but the file is gone")
 def test_delete_refused_for_lack_of_audit_deletes_nothing(own_system: LocalSystem) -> None:
     name = unique("unaudited-delete")
     with own_system.client() as admin:

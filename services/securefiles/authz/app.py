@@ -61,7 +61,7 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
                                   access_requests=SqlAccessRequestRepository(engine))
     authorization.bootstrap(settings.bootstrap_admin)
-    return authorization, issuer, AuditLog(engine, "authz")
+    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key)
 
 
 def build(settings: AuthzSettings) -> RunningServer:

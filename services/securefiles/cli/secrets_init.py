@@ -35,6 +35,10 @@ def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> N
         root = directory / f"kms-{region}-root-key"
         if not root.exists():
             write_private_file(root, base64.b64encode(os.urandom(32)) + b"\n")
+    for service in ("storage", "authz", *(f"kms-{r}" for r in regions)):
+        audit_key = directory / f"{service}-audit-key"  # keys each service's audit hash chain
+        if not audit_key.exists():
+            write_private_file(audit_key, base64.b64encode(os.urandom(32)) + b"\n")
 
 
 def hand_over(directory: Path, owner: int) -> None:

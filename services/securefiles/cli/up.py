@@ -97,6 +97,10 @@ class LocalSystem:
             root = secrets / f"kms-{region}-root-key"
             if not root.exists():
                 write_private_file(root, base64.b64encode(os.urandom(32)) + b"\n")
+        for name in ("storage", "authz", *(f"kms-{r}" for r in self.options.regions)):
+            audit_key = secrets / f"{name}-audit-key"
+            if not audit_key.exists():
+                write_private_file(audit_key, base64.b64encode(os.urandom(32)) + b"\n")
         for name in ("data", "logs", "run"):
             self._dir(name)
         (self.state / "client.toml").unlink(missing_ok=True)
@@ -127,6 +131,7 @@ class LocalSystem:
             "SECUREFILES_PORT_FILE": str(self.state / "run" / f"{name}.port"),
             "SECUREFILES_REFLECTION": "true" if self.options.reflection else "false",
             "SECUREFILES_PARENT_PID": str(os.getpid()),
+            "SECUREFILES_AUDIT_KEY_FILE": str(self.state / "secrets" / f"{name}-audit-key"),
         })
         env.update(extra)
         return env

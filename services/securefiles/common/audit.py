@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,14 +70,19 @@ class AuditEntry:
     previous_hash: str = ""
     hash: str = ""
 
-    def computed_hash(self) -> str:
+    def computed_hash(self, key: bytes | None = None) -> str:
+        """SHA-256 of the entry, or HMAC-SHA256 under the service's audit key: without the key,
+        someone who can write the database cannot recompute a consistent chain."""
         body = {
             "sequence": self.sequence, "time": self.time.astimezone(dt.UTC).isoformat(),
             "service": self.service, "principal": self.principal, "action": self.action,
             "resource": self.resource, "decision": self.decision, "reason": self.reason,
             "request_id": self.request_id, "details": self.details, "previous_hash": self.previous_hash,
         }
-        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        encoded = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        if key:
+            return hmac.new(key, encoded, hashlib.sha256).hexdigest()
+        return hashlib.sha256(encoded).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -106,10 +112,12 @@ def _entry(m: Mapping[str, object]) -> AuditEntry:
 class AuditLog:
     """One service's chain."""
 
-    def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+    def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
+                 key: bytes | None = None) -> None:
         self._engine = engine
         self.service = service
         self._clock = clock
+        self._key = key
 
     def record(
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
@@ -136,7 +144,7 @@ class AuditLog:
                 request_id=request_id[:64], details={k: str(v)[:512] for k, v in (details or {}).items()},
                 previous_hash=previous,
             )
-            entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
+            entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
             conn.execute(_INSERT_EVENT, {**entry.__dict__, "details": json.dumps(entry.details, sort_keys=True)})
             if head is None:
                 conn.execute(_INSERT_HEAD, {"id": 1, "sequence": entry.sequence, "hash": entry.hash})
@@ -164,7 +172,7 @@ class AuditLog:
                 checked += 1
                 if entry.sequence != expected_sequence:
                     return Verification(False, checked, expected_sequence, "entry missing")
-                if entry.computed_hash() != entry.hash:
+                if entry.computed_hash(self._key) != entry.hash:
                     return Verification(False, checked, entry.sequence, "entry edited")
                 if entry.previous_hash != previous_hash:
                     return Verification(False, checked, entry.sequence, "entries reordered or replaced")

@@ -68,6 +68,18 @@ def parse_endpoints(raw: str) -> dict[str, str]:
     return endpoints
 
 
+def _read_key(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as error:
+        raise ConfigError(f"{PREFIX}AUDIT_KEY_FILE: cannot read {path}: {error.strerror}") from None
+    if len(key) < 32:
+        raise ConfigError(f"{PREFIX}AUDIT_KEY_FILE must hold at least 32 bytes")
+    return key
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """What every service needs to serve."""
@@ -83,6 +95,7 @@ class ServerSettings:
     outbound_timeout: float
     signing_keys_max_age: float
     database_busy_timeout: float
+    audit_key: bytes | None
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -103,6 +116,7 @@ class ServerSettings:
             outbound_timeout=float(env_int(env, "OUTBOUND_TIMEOUT_SECONDS", 10)),
             signing_keys_max_age=float(env_int(env, "SIGNING_KEYS_MAX_AGE_SECONDS", 300)),
             database_busy_timeout=float(env_int(env, "DATABASE_BUSY_TIMEOUT_SECONDS", 15)),
+            audit_key=_read_key(env.get(PREFIX + "AUDIT_KEY_FILE")),
             limits=LimitSettings(
                 max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
                 requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),

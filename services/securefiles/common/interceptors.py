@@ -33,6 +33,7 @@ log = logging.getLogger("securefiles.rpc")
 principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 audit_note_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("audit_note", default=None)
+_audit_now_var: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("audit_now", default=None)
 
 # Reachable with a verified client certificate alone (the TLS handshake authenticated it).
 UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -56,6 +57,15 @@ def audit_note(resource: str | None = None, **details: object) -> None:
     if resource is not None:
         note["resource"] = resource
     note.update({k: str(v) for k, v in details.items()})
+
+
+def audit_now(resource: str | None = None, **details: object) -> None:
+    """Write the current RPC's ALLOW entry now, before an irreversible change (Vault's rule: no
+    entry, no change). Raises UNAVAILABLE if it cannot be written."""
+    audit_note(resource, **details)
+    record = _audit_now_var.get()
+    if record is not None:
+        record()
 
 
 _RESOURCE_FIELDS = ("name", "resource", "parent", "key_ring", "scope", "pipeline")
@@ -248,12 +258,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             release = _no_release
+            recorded = False
+
+            def record_now() -> None:
+                nonlocal recorded
+                if audited and not recorded:
+                    self._allow(method)
+                    recorded = True
+
             try:
                 await self._begin(context, authenticate, request)
+                _audit_now_var.set(record_now)
                 release = self._admit(request_streaming=not _is_message(request))
                 response = await behavior(request, context)
-                if audited:
-                    self._allow(method)
+                record_now()
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as error:

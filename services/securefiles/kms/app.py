@@ -51,7 +51,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
     """Wire the kms service (call inside the event loop); rotate on deploy if needed."""
     upgrade("kms", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
-    audit = AuditLog(engine, f"kms-{settings.region}")
+    audit = AuditLog(engine, f"kms-{settings.region}", key=settings.server.audit_key)
     ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), SqlKeyVersionStore(engine))
     record, created = ring.ensure_deployment_version(settings.deployment_id)
     if created:

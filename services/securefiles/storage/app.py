@@ -13,7 +13,7 @@ from pathlib import Path
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_int, env_str, parse_endpoints
 from securefiles.common.db import make_engine
-from securefiles.common.interceptors import Authenticator
+from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
@@ -111,9 +111,10 @@ def build(settings: StorageSettings) -> StorageApp:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
-    files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes)
+    files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
+                        note_resource=audit_note, before_change=audit_now)
     rewrapper = DataKeyRewrapper(repository, keys)
-    audit = AuditLog(engine, "storage")
+    audit = AuditLog(engine, "storage", key=settings.server.audit_key)
     versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,
                                   settings.stream_idle_seconds)

@@ -76,6 +76,10 @@ async def _done(value: object) -> object:
     return value
 
 
+def _ignore(_resource: str, **_details: object) -> None:
+    return None
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -98,7 +102,13 @@ class SecureFiles:
         access: AccessDecisions,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         clock: Callable[[], dt.datetime] = _utcnow,
+        note_resource: Callable[[str], None] = _ignore,
+        before_change: Callable[..., None] = _ignore,
     ) -> None:
+        # Audit hooks: which file a request turned out to concern, and "write the audit entry
+        # now" right before an irreversible change (it raises if the entry cannot be written).
+        self.note_resource = note_resource
+        self.before_change = before_change
         self._files = files
         self._blobs = blobs
         self._keys = keys
@@ -131,6 +141,7 @@ class SecureFiles:
             if member:
                 raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
             raise PermissionDenied(f"{caller.name} may not access {name}")
+        self.note_resource(found.name)
         (allowed,) = await self._access.check_access(caller.name, int(permission), [found.name])
         if not allowed:
             raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {found.display_name!r}")
@@ -172,6 +183,8 @@ class SecureFiles:
         )
         try:
             await grant
+            self.before_change(secure_file.name, display_name=name, size=version.size,
+                               key_version=version.key_version_name)
             self._files.insert(secure_file)
         except BaseException:
             self.content.discard(version)
@@ -206,6 +219,7 @@ class SecureFiles:
             except PermissionDenied:
                 pass
             raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+        self.note_resource(found.name)
         return found
 
     async def _visible(self, caller: Principal, files: list[SecureFile]) -> list[SecureFile]:
@@ -269,11 +283,13 @@ class SecureFiles:
             existing = self._files.resolve(found.project, new_name)
             if existing is not None and existing.file_id != found.file_id:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
+        self.before_change(found.name)
         return self._files.update(found.file_id, new_name, new_properties)
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
+        self.before_change(found.name, display_name=found.display_name)
         for version in self._files.delete(found.file_id):
             self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
@@ -308,6 +324,8 @@ class SecureFiles:
         resource = f"projects/{project}/secureFiles/{_NO_FILE}"
         found = self._files.resolve(project, normalize_name(ref))
         # The grant is checked first; only its holder learns whether a name exists.
+        if found is not None:
+            self.note_resource(found.name)
         grant = await self._access.authorize_break_glass(caller.name, found.name if found else resource)
         if found is None:
             raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")

@@ -88,6 +88,8 @@ class Versioning:
             verify=verify,
         )
         try:
+            self._files.before_change(found.name, reason=reason, version=version.version,
+                                      key_version=version.key_version_name)
             updated, shredded = self._repo.add_version(found.file_id, version, settings.keep_versions)
         except BaseException:
             self._files.content.discard(version)
@@ -106,5 +108,6 @@ class Versioning:
         found = await self._files.file_for(caller, name, Access.ADMINISTER)
         if len(reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
+        self._files.before_change(found.name, reason=reason, version=version)
         return self._repo.set_current(found.file_id, version, self._clock())
 
