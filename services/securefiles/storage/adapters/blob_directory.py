@@ -48,7 +48,7 @@ class DirectoryBlobWriter:
     def commit(self) -> None:
         assert self._fd is not None
         try:
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)  # data and size; the rename is synced with the directory
             os.close(self._fd)
             self._fd = None
             self._final.parent.mkdir(parents=True, exist_ok=True)

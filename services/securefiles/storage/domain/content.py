@@ -18,6 +18,8 @@ from securefiles.storage.domain.segment_cipher import SegmentEncryptor
 log = logging.getLogger("securefiles.storage")
 
 PARSE_TIMEOUT_SECONDS = 5.0
+# Certificates, profiles, keystores and keys are small; larger content is not kept for parsing.
+PARSE_LIMIT_BYTES = 4 * 1024 * 1024
 
 
 async def parse_in_memory(name: str, plaintext: bytes, password: bytes | None) -> FileMetadata:
@@ -48,11 +50,12 @@ class ContentStore:
         self, *, project: str, file_id: str, version: int, region: str, display_name: str,
         chunks: AsyncIterator[bytes], expected_size: int, parse_password: bytes | None, created_by: str,
         now: dt.datetime, verify: Callable[[int, str], None] | None = None,
+        new_key: tuple[bytes, bytes, str] | None = None,
     ) -> FileVersion:
-        """Encrypt `chunks` under a new data key into a committed blob; on failure nothing remains."""
+        """Encrypt `chunks` under a new data key (`new_key`, if already fetched) into a committed
+        blob; on failure nothing remains."""
         self.check_declared_size(expected_size)
-        data_key, wrapped, key_version = await self._keys.generate(
-            region, encryption_context(project, file_id, version))
+        data_key, wrapped, key_version = new_key or await self.new_data_key(project, file_id, version, region)
         blob_key = f"{file_id}/v{version}"
         plaintext: list[bytes] = []  # chunks held for the metadata parser only; dropped below
         try:
@@ -70,7 +73,10 @@ class ContentStore:
         # Make the blob durable (fsync) while the plaintext is parsed: both off the event loop.
         committed = asyncio.create_task(asyncio.to_thread(writer.commit))
         try:
-            parsed = await parse_in_memory(display_name, b"".join(plaintext), parse_password)
+            if size <= PARSE_LIMIT_BYTES:
+                parsed = await parse_in_memory(display_name, b"".join(plaintext), parse_password)
+            else:
+                parsed = FileMetadata({"type": "unknown", "parse_skipped": "larger than 4 MiB"}, None)
             await committed
         except BaseException:
             await asyncio.gather(committed, return_exceptions=True)
@@ -84,6 +90,10 @@ class ContentStore:
             key_version=int(key_version.rsplit("/", 1)[1]), created_at=now, created_by=created_by,
             metadata=parsed.metadata, expires_at=parsed.expires_at,
         )
+
+    async def new_data_key(self, project: str, file_id: str, version: int, region: str) -> tuple[bytes, bytes, str]:
+        """(plaintext, wrapped, key version) bound to this file version."""
+        return await self._keys.generate(region, encryption_context(project, file_id, version))
 
     def discard(self, version: FileVersion) -> None:
         self._blobs.delete(version.blob_key)
@@ -103,9 +113,6 @@ class ContentStore:
             for segment in encryptor.update(chunk):
                 writer.write(segment)
 
-        # Hash, encrypt and write chunk N in a worker thread (they release the GIL) while
-        # chunk N+1 arrives; one chunk in flight keeps the order.
-        in_flight: asyncio.Future[None] | None = None
         try:
             writer.write(encryptor.header.encode())
             async for chunk in chunks:
@@ -113,20 +120,14 @@ class ContentStore:
                 if size > self.max_file_bytes:
                     raise InvalidArgument(f"files may be at most {self.max_file_bytes} bytes",
                                           reason="FILE_TOO_LARGE", metadata={"max_bytes": str(self.max_file_bytes)})
-                plaintext.append(chunk)
-                if in_flight is not None:
-                    await in_flight
-                in_flight = asyncio.ensure_future(asyncio.to_thread(absorb, chunk))
-            if in_flight is not None:
-                await in_flight
-                in_flight = None
+                if size <= PARSE_LIMIT_BYTES:
+                    plaintext.append(chunk)
+                absorb(chunk)
             writer.write(encryptor.finalize())
             if expected_size and size != expected_size:
                 raise InvalidArgument(f"received {size} bytes but {expected_size} were declared",
                                       reason="SIZE_MISMATCH")
         except BaseException:
-            if in_flight is not None:
-                await asyncio.gather(in_flight, return_exceptions=True)
             writer.abort()
             plaintext.clear()
             raise

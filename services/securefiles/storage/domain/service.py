@@ -149,19 +149,31 @@ class SecureFiles:
 
     # -- upload -----------------------------------------------------------------------
 
+    async def _new_key(self, project: str, file_id: str) -> tuple[bytes, bytes, str]:
+        return await self.content.new_data_key(project, file_id, 1, await self.region_of(project))
+
     async def upload(self, caller: Principal, request: UploadRequest, chunks: AsyncIterator[bytes]) -> SecureFile:
         """Encrypt a stream into a new file; on any failure nothing remains."""
         self._require_user(caller)
         project = parse_project(request.parent)
-        (allowed,) = await self._access.check_access(caller.name, Access.CREATE, [f"projects/{project}"])
-        if not allowed:
-            raise PermissionDenied(f"{caller.name} may not create secure files in project {project}")
-        name = validate_display_name(request.display_name)
-        properties = validate_properties(request.properties)
-        self.content.check_declared_size(request.expected_size)
-        if self._files.resolve(project, name) is not None:
-            raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
         file_id = str(uuid.uuid4())
+        # The permission check and the new data key go out at once (one round trip instead of
+        # two); the key of a refused upload never leaves this process and is dropped.
+        key = asyncio.create_task(self._new_key(project, file_id))
+        try:
+            (allowed,) = await self._access.check_access(caller.name, Access.CREATE, [f"projects/{project}"])
+            if not allowed:
+                raise PermissionDenied(f"{caller.name} may not create secure files in project {project}")
+            name = validate_display_name(request.display_name)
+            properties = validate_properties(request.properties)
+            self.content.check_declared_size(request.expected_size)
+            if self._files.resolve(project, name) is not None:
+                raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
+            new_key = await key
+        except BaseException:
+            key.cancel()
+            await asyncio.gather(key, return_exceptions=True)
+            raise
         now = self._clock()
         # The uploader administers the file; granted while the content streams in, and before
         # the file becomes visible, so no file ever exists without an administrator.
@@ -172,6 +184,7 @@ class SecureFiles:
                 project=project, file_id=file_id, version=1, region=await self.region_of(project),
                 display_name=name, chunks=chunks, expected_size=request.expected_size,
                 parse_password=request.parse_password, created_by=caller.name, now=now, verify=request.verify,
+                new_key=new_key,
             )
         except BaseException:
             grant.cancel()
@@ -358,24 +371,12 @@ class SecureFiles:
 async def _plaintext_chunks(
     blob: BlobReader, decryptor: SegmentDecryptor, size: int, name: str
 ) -> AsyncIterator[bytes]:
-    """Decrypt one segment at a time (the whole file is never in memory); the next segment is
-    read and decrypted in a worker thread while the current one is being sent."""
-
-    def read_and_decrypt(offset: int, length: int, last: bool) -> bytes:
-        return decryptor.decrypt(blob.read_at(offset, length), last)
-
+    """Decrypt one segment at a time: the whole file is never in memory. (Decrypting in a worker
+    thread measured slower on 2 cores: AES-GCM of 1 MiB takes well under a millisecond.)"""
     sent = 0
-    next_segment: asyncio.Future[bytes] | None = None
     try:
-        spans = iter(list(segment_spans(blob.size, decryptor.header.segment_bytes)))
-        first = next(spans, None)
-        if first is not None:
-            next_segment = asyncio.ensure_future(asyncio.to_thread(read_and_decrypt, *first))
-        while next_segment is not None:
-            plaintext = await next_segment
-            following = next(spans, None)
-            next_segment = (asyncio.ensure_future(asyncio.to_thread(read_and_decrypt, *following))
-                            if following is not None else None)
+        for offset, length, last in segment_spans(blob.size, decryptor.header.segment_bytes):
+            plaintext = decryptor.decrypt(blob.read_at(offset, length), last)
             sent += len(plaintext)
             yield plaintext
         if sent != size:
@@ -384,8 +385,6 @@ async def _plaintext_chunks(
         log.error("ciphertext failed its integrity check", extra={"file": name})
         raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
     finally:
-        if next_segment is not None:
-            await asyncio.gather(next_segment, return_exceptions=True)
         blob.close()
 
 
