@@ -97,3 +97,28 @@ def test_a_locked_database_past_the_deadline_fails_cleanly(fresh_system: LocalSy
     with fresh_system.client() as admin:
         assert [f.display_name for f in admin.list_files()] == []
     assert blob_files(fresh_system) == stored_blob_keys(fresh_system) == set()
+
+
+def test_lost_database_connections_recover_without_a_restart(fresh_system: LocalSystem, tmp_path) -> None:
+    if not fresh_system.database_url:
+        pytest.skip("SQLite has no connection to lose; runs on PostgreSQL (SECUREFILES_TEST_DATABASE_URL)")
+    fresh_system.start()
+    with fresh_system.client() as admin:
+        admin.upload_file(b"before the cut", name="before.pem")
+    token = job_token_for(fresh_system, "before.pem")
+    database = fresh_system.engine("storage").url.database
+    fresh_system.execute("storage", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = :db AND pid <> pg_backend_pid()", db=database)
+    outcomes = []
+    with fresh_system.client() as admin:
+        for attempt in range(3):
+            try:
+                admin.upload_file(b"after the cut", name=f"after-{attempt}.pem")
+                outcomes.append("ok")
+            except SecureFilesError as error:  # a clean, retryable failure is acceptable
+                assert error.code == "UNAVAILABLE", error
+                outcomes.append(error.reason)
+    assert "ok" in outcomes
+    assert blob_files(fresh_system) == stored_blob_keys(fresh_system)
+    with fresh_system.client(token=token) as job:
+        assert job.download_secure_file("before.pem", tmp_path).path.read_bytes() == b"before the cut"

@@ -172,3 +172,15 @@ def test_cli_denial_exit_codes(system: LocalSystem, shared_file: str, tmp_path) 
                                 env={"SECUREFILES_JOB_TOKEN": job_token_for(system)})
     assert not_authorized.code == 3 and "PIPELINE_NOT_AUTHORIZED" in not_authorized.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_denied_reads_are_audited(system: LocalSystem, shared_file: str) -> None:
+    """Reads are not audited when they succeed, but a refusal is a decision and is recorded."""
+    outsider = f"user:{unique('curious')}"
+    with system.client(token=user_token(system, outsider)) as client, pytest.raises(PermissionDenied):
+        client.get_file(shared_file)
+    events = system.cli("audit", "list", "--service", "storage", "--output", "json").json()
+    denied = [e for e in events if e["principal"] == outsider and e["action"] == "GetSecureFile"]
+    assert [e["decision"] for e in denied] == ["DENY"]
+    assert denied[0]["reason"] == "PERMISSION_DENIED/PERMISSION_DENIED"
+    assert denied[0]["resource"].startswith("projects/default/secureFiles/")

@@ -188,7 +188,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return self._limits.admit(principal_var.get(), request_streaming)
 
     def _audited(self, method: str, authenticate: bool) -> bool:
+        """Whether a successful call is audited (reads are not: too many, and they change nothing)."""
         return self._audit is not None and authenticate and method.rsplit("/", 1)[-1] not in self._unaudited
+
+    def _audited_failure(self, authenticate: bool) -> bool:
+        """Denials and failures are audited for every method, reads included."""
+        return self._audit is not None and authenticate
 
     def _record(self, method: str, decision: str, reason: str = "") -> None:
         """Append the audit entry of this RPC; raises if it cannot be written."""
@@ -254,6 +259,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., Awaitable[Any]], method: str, authenticate: bool
     ) -> Callable[..., Awaitable[Any]]:
         audited = self._audited(method, authenticate)
+        audited_failure = self._audited_failure(authenticate)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -275,7 +281,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as error:
-                if audited and not _is_audit_failure(error):
+                if audited_failure and not _is_audit_failure(error):
                     self._record_outcome(method, error)
                 await self._fail(context, error, method)
                 raise  # unreachable: abort raises
@@ -291,6 +297,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, authenticate: bool
     ) -> Callable[..., AsyncIterator[Any]]:
         audited = self._audited(method, authenticate)
+        audited_failure = self._audited_failure(authenticate)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
@@ -310,7 +317,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as error:
-                if audited and not _is_audit_failure(error):
+                if audited_failure and not _is_audit_failure(error):
                     self._record_outcome(method, error)
                 await self._fail(context, error, method)
                 raise
