@@ -156,7 +156,8 @@ def test_fuzzed_requests_get_deliberate_answers(fuzzed, service, method, target)
         # The stream's messages wrap a oneof of metadata or chunk: fuzz both.
         request_cls = method.input_type
 
-    @settings(max_examples=EXAMPLES_PER_METHOD, deadline=None, database=None,
+    # Derandomized: CI explores the same examples every run (run with a seed locally to explore more).
+    @settings(max_examples=EXAMPLES_PER_METHOD, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(request=message_strategy(request_cls), who=st.sampled_from(["admin", "job", "none", "service"]))
     def fuzz(request: Message, who: str) -> None:
@@ -168,3 +169,29 @@ def test_fuzzed_requests_get_deliberate_answers(fuzzed, service, method, target)
     fuzz()
     status = system.cli("status", "--output", "json")
     assert status.code == 0, f"a service is unhealthy after fuzzing {method.name}: {status.stdout}"
+
+
+REGRESSIONS = [  # inputs the random fuzzer once turned into INTERNAL (some only on PostgreSQL)
+    ("KeyManagementService", "DisableKeyVersion", kms_pb2.DisableKeyVersionRequest(
+        name="regions/eu/keyVersions/99999999999"), "kms"),
+    ("KeyManagementService", "EnableKeyVersion", kms_pb2.EnableKeyVersionRequest(
+        name="regions/eu/keyVersions/99999999999"), "kms"),
+    ("AuditLogService", "ListAuditEvents", audit_pb2.ListAuditEventsRequest(resource_prefix="\x00"), "storage"),
+    ("SecureFileService", "GetSecureFile", storage_pb2.GetSecureFileRequest(
+        name="projects/default/secureFiles/a\x00b"), "storage"),
+    ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
+        parent="projects/default", expires_before={"nanos": -1}), "storage"),
+    ("AuthorizationService", "CompleteRun", authz_pb2.CompleteRunRequest(
+        name="projects/default/pipelines/1/runs/99999999999"), "authz"),
+]
+
+
+@pytest.mark.parametrize(("service_name", "method_name", "request_message", "target"), REGRESSIONS,
+                         ids=[f"{s}.{m}" for s, m, _, _ in REGRESSIONS])
+def test_inputs_that_once_failed_are_invalid_argument(fuzzed, service_name, method_name, request_message,
+                                                       target) -> None:
+    system, credentials = fuzzed
+    service = next(s for s, _ in SERVICES if s.name == service_name)
+    code = _call(system.channel(target), service, service.methods_by_name[method_name], request_message,
+                 credentials["admin"])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT

@@ -12,6 +12,7 @@ from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import to_timestamp
+from securefiles.common.resource_names import is_id
 
 ReaderCheck = Callable[[Principal], Awaitable[None]]
 MAX_PAGE = 1000
@@ -36,8 +37,10 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.ListAuditEventsResponse:
         await self._require_reader(current_principal())
-        if request.page_token and not request.page_token.isdigit():
+        if request.page_token and not is_id(request.page_token):
             raise InvalidArgument("page_token is not valid", reason="INVALID_PAGE_TOKEN")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in request.resource_prefix + request.principal):
+            raise InvalidArgument("filters may not contain control characters", reason="INVALID_FILTER")
         after = int(request.page_token or 0)
         limit = min(request.page_size or 100, MAX_PAGE)
         entries = self._log.list(after, limit + 1, request.resource_prefix, request.principal)

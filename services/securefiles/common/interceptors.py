@@ -17,10 +17,10 @@ from typing import Any
 
 import grpc
 from grpc_status import rpc_status
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
-from securefiles.common.errors import SecureFilesError, Unauthenticated, Unavailable
+from securefiles.common.errors import InvalidArgument, SecureFilesError, Unauthenticated, Unavailable
 from securefiles.common.limits import CallerLimits
 from securefiles.common.logging import request_id_var
 from securefiles.common.principal import Principal
@@ -229,11 +229,6 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                               reason="AUDIT_UNAVAILABLE") from None
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
-        if isinstance(error, OperationalError):
-            # A lock held past the busy timeout, or a lost connection: transient, nothing half-written
-            # (the transaction rolled back). Callers may retry.
-            log.warning("database unavailable", extra={"method": method, "error": type(error.orig).__name__})
-            error = Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE")
         if isinstance(error, SecureFilesError):
             status = rpc_status.to_status(to_rpc_status(error, self._domain))
             self._log(method, error.code, error.reason)
@@ -280,7 +275,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 record_now()
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception as error:
+            except Exception as raised:
+                error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
                     self._record_outcome(method, error)
                 await self._fail(context, error, method)
@@ -316,7 +312,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     self._allow(method)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
-            except Exception as error:
+            except Exception as raised:
+                error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
                     self._record_outcome(method, error)
                 await self._fail(context, error, method)
@@ -327,6 +324,20 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._log(method, "OK", started=started)
 
         return wrapped
+
+
+def _translate(error: Exception, method: str) -> Exception:
+    """Database errors that are about the request or the moment, not a bug."""
+    if isinstance(error, DataError):
+        # The database refused a value (out of range, NUL in text) that validation let through.
+        log.warning("database rejected a value", extra={"method": method, "error": type(error.orig).__name__})
+        return InvalidArgument("a value in the request is out of range or malformed", reason="INVALID_VALUE")
+    if isinstance(error, OperationalError):
+        # A lock held past the busy timeout, or a lost connection: transient; the transaction
+        # rolled back, nothing is half-written. Callers may retry.
+        log.warning("database unavailable", extra={"method": method, "error": type(error.orig).__name__})
+        return Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE")
+    return error
 
 
 def _no_release() -> None:

@@ -8,6 +8,20 @@ from securefiles.common.errors import InvalidArgument
 
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 REGION_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_NUMBER = re.compile(r"[0-9]{1,10}")
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_id(text: str, what: str = "id") -> int:
+    """A numeric id (run, version, check, approval, …) in 1..2^31-1, or INVALID_ARGUMENT."""
+    if not _NUMBER.fullmatch(text) or not 0 < int(text) <= MAX_ID:
+        raise InvalidArgument(f"{what} {text[:20]!r} is not a valid number", reason="INVALID_RESOURCE_NAME")
+    return int(text)
+
+
+def is_id(text: str) -> bool:
+    return bool(_NUMBER.fullmatch(text)) and 0 < int(text) <= MAX_ID
 
 
 def _invalid(what: str, value: str) -> InvalidArgument:
@@ -25,9 +39,9 @@ def parse_project(name: str) -> str:
 
 def parse_child(name: str, collection: str) -> tuple[str, str]:
     """`projects/{project}/{collection}/{child}` -> (project, child). The child may hold any
-    character but `/`."""
+    character but `/` and control characters."""
     prefix, sep, child = name.rpartition(f"/{collection}/")
-    if not sep or not child or "/" in child:
+    if not sep or not child or "/" in child or _CONTROL.search(child) or len(child) > 1024:
         raise _invalid(collection, name)
     return parse_project(prefix), child
 
@@ -35,7 +49,7 @@ def parse_child(name: str, collection: str) -> tuple[str, str]:
 def parse_run(name: str) -> tuple[str, str, int]:
     """`projects/{p}/pipelines/{pipeline}/runs/{run}` -> (project, pipeline, run id)."""
     pipeline_name, sep, run = name.rpartition("/runs/")
-    if not sep or not run.isdigit():
+    if not sep or not is_id(run):
         raise _invalid("run", name)
     project, pipeline = parse_child(pipeline_name, "pipelines")
     return project, pipeline, int(run)
@@ -52,7 +66,7 @@ def parse_region(name: str) -> str:
 def parse_key_version(name: str) -> tuple[str, int]:
     """`regions/{region}/keyVersions/{n}` -> (region, n)."""
     parts = name.split("/")
-    if len(parts) != 4 or parts[2] != "keyVersions" or not parts[3].isdigit():
+    if len(parts) != 4 or parts[2] != "keyVersions" or not is_id(parts[3]):
         raise _invalid("key version", name)
     return parse_region("/".join(parts[:2])), int(parts[3])
 

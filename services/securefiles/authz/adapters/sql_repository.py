@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from securefiles.authz.domain.model import Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run, RunState
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
+from securefiles.common.resource_names import is_id
 
 metadata = MetaData()
 
@@ -209,8 +210,9 @@ class SqlAuthzRepository:
         raise AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS")
 
     def find_pipeline(self, project: str, id_or_name: str) -> Pipeline | None:
-        column = pipelines.c.pipeline_id if id_or_name.isdigit() else pipelines.c.display_name
-        value: object = int(id_or_name) if id_or_name.isdigit() else id_or_name
+        by_id = is_id(id_or_name)
+        column = pipelines.c.pipeline_id if by_id else pipelines.c.display_name
+        value: object = int(id_or_name) if by_id else id_or_name
         with read_transaction(self._engine) as conn:
             row = conn.execute(select(pipelines).where(pipelines.c.project == project, column == value)).first()
         return _pipeline(row._mapping) if row else None

@@ -17,7 +17,7 @@ from securefiles.authz.domain.access import AccessPolicy
 from securefiles.authz.domain.model import Permission, Scope
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from securefiles.common.principal import Principal
-from securefiles.common.resource_names import parse_child, parse_project
+from securefiles.common.resource_names import parse_child, parse_id, parse_project
 
 DEFAULT_TTL = 3600
 MAX_TTL = 24 * 3600
@@ -76,10 +76,8 @@ class BreakGlass:
         self._policy.require(caller, Permission.OPERATE, Scope("organization"), reason="OPERATOR_REQUIRED")
 
     def _get(self, name: str) -> AccessRequest:
-        number = name.removeprefix("accessRequests/")
-        if not number.isdigit():
-            raise InvalidArgument(f"{name!r} is not an access request name", reason="INVALID_RESOURCE_NAME")
-        found = self._repo.get_access_request(int(number))
+        number = parse_id(name.removeprefix("accessRequests/"), "access request")
+        found = self._repo.get_access_request(number)
         if found is None:
             raise NotFound(f"access request {number} does not exist", reason="ACCESS_REQUEST_NOT_FOUND")
         return found.current(self._clock())

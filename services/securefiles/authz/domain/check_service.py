@@ -33,7 +33,7 @@ from securefiles.common.errors import (
     PermissionDenied,
 )
 from securefiles.common.principal import USER_PRINCIPAL, Principal
-from securefiles.common.resource_names import parse_child
+from securefiles.common.resource_names import is_id, parse_child
 
 MAX_CHECKS_PER_FILE = 16
 
@@ -85,7 +85,7 @@ class Checks:
 
     def delete_check(self, caller: Principal, name: str) -> None:
         resource, sep, check_id = name.rpartition("/checks/")
-        if not sep or not check_id.isdigit():
+        if not sep or not is_id(check_id):
             raise InvalidArgument(f"{name!r} is not a check name", reason="INVALID_RESOURCE_NAME")
         scope = self._file_scope(resource)
         self._require(caller, Permission.ADMINISTER, scope)
@@ -258,7 +258,7 @@ class Checks:
         if not caller.is_user:
             raise _denied("approvals are decided by people", reason="USER_TOKEN_REQUIRED")
         project, approval_id = parse_child(name, "approvals")
-        if not approval_id.isdigit():
+        if not is_id(approval_id):
             raise InvalidArgument(f"{name!r} is not an approval name", reason="INVALID_RESOURCE_NAME")
         if len(comment) > 2048:
             raise InvalidArgument("comments are limited to 2048 characters", reason="INVALID_COMMENT")
