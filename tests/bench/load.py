@@ -1,0 +1,267 @@
+"""Load generator: N concurrent pipeline agents downloading for a bounded time.
+
+Each agent is a job of its own (one run of a bench pipeline, its own job token) on a
+channel of its own (its own TLS connection, as agents on separate machines have), and
+downloads one file over and over with `DownloadSecureFile` until the time is up. The same
+agents can be pointed at the raw baseline server instead, which streams the same number
+of bytes in the same messages with no security at all.
+
+Standalone (starts its own `securefiles up` in a temp dir):
+
+    python -m tests.bench.load --agents 64 --agents 256 --seconds 15 [--size 1000000]
+
+prints per agent count: downloads, errors (by status), aggregate MB/s and latency
+percentiles, for the secure path and the raw baseline. `make bench` uses the same code
+for its "64 concurrent agents" and storage-RSS figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.storage.v1 import storage_pb2
+from tests.bench import raw_baseline
+from tests.bench.report import percentile
+from tests.bench.secure_path import SecureFixture, bearer, unique
+
+Download = Callable[[], Awaitable[int]]
+
+
+@dataclass
+class LoadResult:
+    """What N agents achieved in one bounded window."""
+
+    agents: int
+    size: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds per completed download
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def downloads(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.downloads * self.size / self.seconds / 1e6 if self.seconds else 0.0
+
+    def latency_ms(self, pct: int) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else float("nan")
+        millis = [s * 1000 for s in self.latencies]
+        return statistics.median(millis) if pct == 50 else percentile(millis, pct)
+
+    def summary(self, label: str) -> str:
+        errors = sum(self.errors.values())
+        detail = f" ({', '.join(f'{k} {n}' for k, n in self.errors.most_common())})" if errors else ""
+        return (f"{label}: {self.agents} agents x {self.size / 1e6:g} MB for {self.seconds:.1f}s: "
+                f"{self.downloads} downloads, {self.mb_per_s:.1f} MB/s, {errors} errors{detail}; "
+                f"latency p50 {self.latency_ms(50):.1f} ms, p90 {self.latency_ms(90):.1f} ms, "
+                f"p99 {self.latency_ms(99):.1f} ms")
+
+
+def _channel(tls: TlsFiles, target: str) -> grpc.aio.Channel:
+    # A subchannel pool of its own: one TLS connection per agent, not one shared by all.
+    options = [*channel_options(target), ("grpc.use_local_subchannel_pool", 1)]
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
+
+
+def _secure_download(channel: grpc.aio.Channel, resource: str, job_token: str, timeout: float) -> Download:
+    call = channel.unary_stream(
+        "/securefiles.storage.v1.SecureFileService/DownloadSecureFile",
+        request_serializer=storage_pb2.DownloadSecureFileRequest.SerializeToString,
+        response_deserializer=storage_pb2.DownloadSecureFileResponse.FromString,
+    )
+    request = storage_pb2.DownloadSecureFileRequest(name=resource)
+    metadata = bearer(job_token)
+
+    async def download() -> int:
+        received = 0
+        async for message in call(request, metadata=metadata, timeout=timeout):
+            received += len(message.chunk)
+        return received
+
+    return download
+
+
+def _raw_download(channel: grpc.aio.Channel, size: int, timeout: float) -> Download:
+    call = channel.unary_stream(
+        raw_baseline.DOWNLOAD_METHOD,
+        request_serializer=storage_pb2.DownloadSecureFileRequest.SerializeToString,
+        response_deserializer=storage_pb2.DownloadSecureFileResponse.FromString,
+    )
+    request = storage_pb2.DownloadSecureFileRequest(name=str(size))
+
+    async def download() -> int:
+        received = 0
+        async for message in call(request, timeout=timeout):
+            received += len(message.chunk)
+        return received
+
+    return download
+
+
+async def _agent(download: Download, size: int, stop_at: float, result: LoadResult,
+                 once: bool) -> None:
+    while True:
+        started = time.perf_counter()
+        try:
+            received = await download()
+        except grpc.aio.AioRpcError as error:
+            result.errors[error.code().name] += 1
+            await asyncio.sleep(0.05)  # an agent's retry would back off too
+        else:
+            if received == size:
+                result.latencies.append(time.perf_counter() - started)
+            else:
+                result.errors["SHORT_DOWNLOAD"] += 1
+        if once or time.perf_counter() >= stop_at:
+            return
+
+
+async def _drive(tls: TlsFiles, target: str, make: Callable[[grpc.aio.Channel, int], Download], agents: int,
+                 size: int, seconds: float, once: bool) -> LoadResult:
+    channels = [_channel(tls, target) for _ in range(agents)]
+    try:
+        # Connect every agent first (TLS handshakes are not part of the measured window).
+        await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 30) for c in channels))
+        downloads = [make(channel, index) for index, channel in enumerate(channels)]
+        result = LoadResult(agents, size)
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(_agent(d, size, stop_at, result, once) for d in downloads))
+        result.seconds = time.perf_counter() - started
+        return result
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+
+
+def run_secure(tls: TlsFiles, target: str, resource: str, job_tokens: Sequence[str], size: int, seconds: float,
+               once: bool = False, timeout: float = 120.0) -> LoadResult:
+    """`len(job_tokens)` agents, agent i with job token i, downloading `resource` (of `size` bytes)."""
+    def make(channel: grpc.aio.Channel, index: int) -> Download:
+        return _secure_download(channel, resource, job_tokens[index], timeout)
+
+    return asyncio.run(_drive(tls, target, make, len(job_tokens), size, seconds, once))
+
+
+def run_raw(tls: TlsFiles, target: str, agents: int, size: int, seconds: float, timeout: float = 120.0) -> LoadResult:
+    def make(channel: grpc.aio.Channel, _index: int) -> Download:
+        return _raw_download(channel, size, timeout)
+
+    return asyncio.run(_drive(tls, target, make, agents, size, seconds, once=False))
+
+
+@dataclass(frozen=True)
+class Agents:
+    """A file of `size` bytes and `count` running jobs whose pipeline may download it."""
+
+    resource: str
+    size: int
+    job_tokens: list[str]
+
+
+def prepare_agents(fixture: SecureFixture, size: int, count: int) -> Agents:
+    admin = fixture.admin
+    name, pipeline = unique(f"bench-load-{size}"), unique("bench-load-pipeline")
+    admin.upload_file(os.urandom(size), name=name)
+    admin.create_pipeline(pipeline)
+    admin.set_pipeline_permission(name, pipeline, True)
+    tokens = [admin.start_run(pipeline, "refs/heads/main").job_token for _ in range(count)]
+    return Agents(fixture.resource(name), size, tokens)
+
+
+# -- storage memory during concurrent downloads -------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class RssSampler:
+    """Samples a process's resident set size every `interval` seconds in a thread; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self._pid = pid
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.before = rss_bytes(pid)
+        self.peak = self.before
+        self.samples = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, rss_bytes(self._pid))
+            self.samples += 1
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.after = rss_bytes(self._pid)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+
+# -- standalone ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    from securefiles.client.config import load_config
+    from tests.bench.raw_baseline import RawBaselineServer
+    from tests.bench.secure_path import running_system
+
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, action="append", help="concurrent agents (repeatable; default 64, 256)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each measured window")
+    parser.add_argument("--size", type=int, default=1_000_000, help="bytes per downloaded file")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline windows")
+    args = parser.parse_args(argv)
+    counts = args.agents or [64, 256]
+    if min(counts) < 1 or args.seconds <= 0 or not 1 <= args.size <= 10 * 1024 * 1024:
+        parser.error("need --agents >= 1, --seconds > 0 and 1 <= --size <= 10 MiB")
+    with running_system() as system:
+        fixture = SecureFixture.create(system)
+        try:
+            agents = prepare_agents(fixture, args.size, max(counts))
+            target = load_config(system.env()).storage
+            tls = system.tls("client")
+            with RawBaselineServer(system.tls("storage")) as raw_server:
+                for count in counts:
+                    secure = run_secure(tls, target, agents.resource, agents.job_tokens[:count], args.size,
+                                        args.seconds)
+                    print(secure.summary("secure"), flush=True)
+                    if not args.no_raw:
+                        raw = run_raw(tls, raw_server.target, count, args.size, args.seconds)
+                        print(raw.summary("raw   "), flush=True)
+                        print(f"        aggregate secure/raw {secure.mb_per_s / raw.mb_per_s:.2f}", flush=True)
+        finally:
+            fixture.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
