@@ -39,6 +39,8 @@ CHUNK_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# authz decides on at most this many resources per call (CheckAccess, FilterUsable).
+MAX_DECISIONS_PER_CALL = 1000
 # A job that asks for a file that does not exist still gets its token checked first.
 _NO_FILE = "-"
 
@@ -239,11 +241,18 @@ class SecureFiles:
         """People see what they may VIEW; jobs see what their pipeline may use."""
         if not files:
             return []
-        if caller.is_job:
-            usable = set(await self._access.filter_usable(caller.token, [f.name for f in files]))
-            return [f for f in files if f.name in usable]
-        decisions = await self._access.check_access(caller.name, Access.VIEW, [f.name for f in files])
-        return [f for f, ok in zip(files, decisions, strict=True) if ok]
+        visible: list[SecureFile] = []
+        # A full page is fetched one file beyond the page size, so batches can exceed what
+        # authz decides on in one call.
+        for start in range(0, len(files), MAX_DECISIONS_PER_CALL):
+            batch = files[start:start + MAX_DECISIONS_PER_CALL]
+            if caller.is_job:
+                usable = set(await self._access.filter_usable(caller.token, [f.name for f in batch]))
+                visible += [f for f in batch if f.name in usable]
+            else:
+                decisions = await self._access.check_access(caller.name, Access.VIEW, [f.name for f in batch])
+                visible += [f for f, ok in zip(batch, decisions, strict=True) if ok]
+        return visible
 
     async def list(
         self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str,
