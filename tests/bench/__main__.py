@@ -19,7 +19,7 @@ from pathlib import Path
 
 from securefiles.client.config import load_config
 from securefiles.storage.v1 import storage_pb2_grpc
-from tests.bench import machine, postgres, rotation, scenarios, service_logs
+from tests.bench import listing, load, machine, postgres, rotation, scenarios, service_logs
 from tests.bench.raw_baseline import RawBaselineServer
 from tests.bench.report import Figure, Target, latency, paired_ratio, table, throughput, write_json
 from tests.bench.secure_path import BIG_BYTES, SecureFixture, client_channel, running_system
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 DOWNLOAD_TARGET, DOWNLOAD_LATER = Target(">=", 0.6), Target(">=", 0.85)
 UPLOAD_TARGET, UPLOAD_LATER = Target(">=", 0.5), Target(">=", 0.70)
 P50_LATER, P99_LATER = Target("<=", 3), Target("<=", 10)
-SECTIONS = ("throughput", "rotation", "rewrap", "postgres")
+SECTIONS = ("throughput", "load", "memory", "listing", "rotation", "rewrap", "postgres")
 
 
 def sections(value: str) -> set[str]:
@@ -53,8 +53,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=60.0, metavar="SECONDS",
                         help="first wait up to this long for the machine to be idle (0: do not wait)")
     parser.add_argument("--skip", type=sections, action="extend", default=[], metavar="SECTION[,SECTION]",
-                        help="leave out: throughput (raw vs secure 10 MB and 4 KB), rotation (4 KB latency "
-                             "around keys rotate), rewrap (10,000 data keys), postgres")
+                        help="leave out: throughput (raw vs secure 10 MB and 4 KB), load (64 and 256 "
+                             "concurrent agents), memory (storage RSS under 64 concurrent 10 MB downloads), "
+                             "listing (100,000 files), rotation (4 KB latency around keys rotate), rewrap "
+                             "(10,000 data keys), postgres")
+    parser.add_argument("--load-rounds", type=int, default=3, help="paired raw/secure windows of 64 agents")
+    parser.add_argument("--load-seconds", type=float, default=5.0, help="length of each load window")
+    parser.add_argument("--memory-rounds", type=int, default=2, help="bursts of 64 concurrent 10 MB downloads")
+    parser.add_argument("--list-files", type=int, default=100_000, help="file rows seeded for the listing")
+    parser.add_argument("--list-samples", type=int, default=15, help="first and deep page calls each")
     parser.add_argument("--rewrap-keys", type=int, default=10_000, help="data keys seeded for the rewrap")
     parser.add_argument("--rotation-samples", type=int, default=100,
                         help="sequential 4 KB downloads before and after each rotation")
@@ -66,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("need --runs >= 5, --postgres-runs >= 5 and --latency-samples >= 200")
     if args.rewrap_keys < 1 or args.rotation_samples < 10 or args.rotation_rounds < 1:
         parser.error("need --rewrap-keys >= 1, --rotation-samples >= 10 and --rotation-rounds >= 1")
+    if args.load_rounds < 1 or args.load_seconds <= 0 or args.memory_rounds < 1:
+        parser.error("need --load-rounds >= 1, --load-seconds > 0 and --memory-rounds >= 1")
+    if args.list_files < 1100 or args.list_samples < 5:
+        parser.error("need --list-files >= 1100 and --list-samples >= 5")
     return args
 
 
@@ -79,6 +90,23 @@ def step(what: str) -> None:
 def measure(fixture: SecureFixture, args: argparse.Namespace) -> list[Figure]:
     """Every section but postgres, on the default system."""
     figures = [] if "throughput" in args.skip else measure_throughput(fixture, args)
+    storage_target = load_config(fixture.system.env()).storage
+    if "load" not in args.skip:
+        step(f"{load.LOAD_AGENTS} concurrent agents x 1 MB (each its own job and connection), raw and secure "
+             f"{args.load_seconds:g}s windows interleaved, {args.load_rounds} rounds")
+        with RawBaselineServer(fixture.system.tls("storage")) as raw_server:
+            figures += load.load_figures(fixture, storage_target, raw_server.target, args.load_rounds,
+                                         args.load_seconds, step)
+    if "memory" not in args.skip:
+        step(f"storage RSS during {load.LOAD_AGENTS} concurrent 10 MB downloads, {args.memory_rounds} rounds")
+        figures += load.memory_figures(fixture, storage_target, fixture.system.pid("storage"), args.memory_rounds,
+                                       step)
+    if "listing" not in args.skip:
+        step(f"listing: seeding {args.list_files:,} files in a project of their own")
+        with client_channel(fixture.system, storage_target) as channel:
+            result = listing.measure(fixture.system, storage_pb2_grpc.SecureFileServiceStub(channel),
+                                     args.list_files, args.list_samples, step)
+        figures += listing.figures(result)
     if "rotation" not in args.skip:
         step(f"4 KB downloads around keys rotate: {args.rotation_rounds} rounds of {args.rotation_samples} "
              "before and after")

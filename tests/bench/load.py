@@ -34,7 +34,7 @@ import grpc
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
 from securefiles.storage.v1 import storage_pb2
 from tests.bench import raw_baseline
-from tests.bench.report import percentile
+from tests.bench.report import Figure, Target, percentile
 from tests.bench.secure_path import SecureFixture, bearer, unique
 
 Download = Callable[[], Awaitable[int]]
@@ -223,6 +223,82 @@ class RssSampler:
     @property
     def growth(self) -> int:
         return self.peak - self.before
+
+
+# -- the `make bench` figures ---------------------------------------------------------------
+
+LOAD_AGENTS, MANY_AGENTS, LOAD_BYTES, MEMORY_BYTES = 64, 256, 1_000_000, 10_000_000
+LOAD_TARGET, NO_ERRORS, RSS_TARGET = Target(">=", 0.70), Target("<=", 0), Target("<=", 150)
+
+
+def _latency_spread(r: LoadResult) -> str:
+    return (f"{r.downloads} downloads; p50 {r.latency_ms(50):.0f} ms, p90 {r.latency_ms(90):.0f} ms, "
+            f"p99 {r.latency_ms(99):.0f} ms per download")
+
+
+def load_figures(fixture: SecureFixture, storage_target: str, raw_target: str, rounds: int, seconds: float,
+                 progress: Callable[[str], None]) -> list[Figure]:
+    """64 agents x 1 MB, raw and secure windows interleaved `rounds` times; then 256 agents once."""
+    tls = fixture.system.tls("client")
+    agents = prepare_agents(fixture, LOAD_BYTES, MANY_AGENTS)
+    ratios: list[float] = []
+    secure_all = LoadResult(LOAD_AGENTS, LOAD_BYTES)
+    tokens = agents.job_tokens[:LOAD_AGENTS]
+    for index in range(rounds):
+        raw = run_raw(tls, raw_target, LOAD_AGENTS, LOAD_BYTES, seconds)
+        secure = run_secure(tls, storage_target, agents.resource, tokens, LOAD_BYTES, seconds)
+        progress(f"round {index + 1}: {secure.summary('secure')}; raw {raw.mb_per_s:.1f} MB/s")
+        ratios.append(secure.mb_per_s / raw.mb_per_s)
+        secure_all.seconds += secure.seconds
+        secure_all.latencies += secure.latencies
+        secure_all.errors.update(secure.errors)
+    many_seconds = max(seconds, 8.0)
+    progress(f"{MANY_AGENTS} agents x 1 MB, secure then raw, {many_seconds:g}s each")
+    many = run_secure(tls, storage_target, agents.resource, agents.job_tokens, LOAD_BYTES, many_seconds)
+    many_raw = run_raw(tls, raw_target, MANY_AGENTS, LOAD_BYTES, many_seconds)
+    progress(many.summary("secure") + f"; raw {many_raw.mb_per_s:.1f} MB/s")
+    errors = sum(secure_all.errors.values())
+    return [
+        Figure(f"{LOAD_AGENTS} agents x 1 MB, aggregate secure/raw", statistics.median(ratios), "x",
+               later_target=LOAD_TARGET, spread=f"median of {rounds} paired {seconds:g}s windows, "
+               f"{', '.join(f'{r:.2f}' for r in ratios)}"),
+        Figure(f"{LOAD_AGENTS} agents: secure aggregate", secure_all.mb_per_s, "MB/s", detail=True,
+               spread=_latency_spread(secure_all)),
+        Figure(f"{LOAD_AGENTS} agents: errors", errors, "errors", later_target=NO_ERRORS,
+               spread=", ".join(f"{k} {n}" for k, n in secure_all.errors.items()) or "none"),
+        Figure(f"{MANY_AGENTS} agents x 1 MB, aggregate secure/raw", many.mb_per_s / many_raw.mb_per_s, "x",
+               spread=f"one {many_seconds:g}s window each; secure {many.mb_per_s:.1f} MB/s, "
+               f"raw {many_raw.mb_per_s:.1f} MB/s"),
+        Figure(f"{MANY_AGENTS} agents: secure latency p50", many.latency_ms(50), "ms", detail=True,
+               spread=_latency_spread(many)),
+        Figure(f"{MANY_AGENTS} agents: errors", sum(many.errors.values()), "errors", detail=True,
+               spread=", ".join(f"{k} {n}" for k, n in many.errors.items()) or "none"),
+    ]
+
+
+def memory_figures(fixture: SecureFixture, storage_target: str, storage_pid: int, rounds: int,
+                   progress: Callable[[str], None]) -> list[Figure]:
+    """Storage's resident memory while 64 agents each download a 10 MB file at once, `rounds` times."""
+    tls = fixture.system.tls("client")
+    agents = prepare_agents(fixture, MEMORY_BYTES, LOAD_AGENTS)
+    growth: list[int] = []
+    errors = 0
+    for _ in range(rounds):
+        with RssSampler(storage_pid) as sampler:
+            result = run_secure(tls, storage_target, agents.resource, agents.job_tokens, MEMORY_BYTES, 0,
+                                once=True)
+        errors += sum(result.errors.values()) + (LOAD_AGENTS - result.downloads)
+        growth.append(sampler.growth)
+        progress(f"storage RSS {sampler.before / 2**20:.0f} MiB before, peak {sampler.peak / 2**20:.0f} MiB, "
+                 f"{sampler.after / 2**20:.0f} MiB after; {result.summary('secure')}")
+    mb = [g / 1e6 for g in growth]
+    return [
+        Figure(f"storage RSS growth, {LOAD_AGENTS} concurrent 10 MB downloads", max(mb), "MB", later_target=RSS_TARGET,
+               spread=f"worst of {rounds} rounds ({', '.join(f'{g:.0f}' for g in mb)} MB over the RSS before "
+               "each round, sampled every 10 ms)"),
+        Figure(f"memory: failed or short downloads in {rounds} rounds", errors, "errors", detail=True,
+               later_target=NO_ERRORS),
+    ]
 
 
 # -- standalone ----------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def _generate_requests(count: int) -> Iterator[tuple[str, kms_pb2.GenerateDataKe
             "project": REWRAP_PROJECT, "secure_file_id": file_id, "version": "1"})
 
 
-def _storage_engine(system: LocalSystem) -> Engine:
+def storage_engine(system: LocalSystem) -> Engine:
     """An engine on storage's database, configured as storage configures its own (WAL, BEGIN IMMEDIATE)."""
     plain = system.engine("storage")
     url = plain.url.render_as_string(hide_password=False)
@@ -146,7 +146,7 @@ def seed_data_keys(system: LocalSystem, count: int, progress: Callable[[str], No
 
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
-    engine = _storage_engine(system)
+    engine = storage_engine(system)
     try:
         for offset in range(0, count, INSERT_BATCH):
             batch = wrapped[offset:offset + INSERT_BATCH]
@@ -168,7 +168,7 @@ def seed_data_keys(system: LocalSystem, count: int, progress: Callable[[str], No
 
 def project_counts(system: LocalSystem, project: str) -> dict[int, int]:
     """{key version: data keys of `project`}, straight from storage's database."""
-    engine = _storage_engine(system)
+    engine = storage_engine(system)
     v, f = file_versions, secure_files
     query = (select(v.c.key_version, func.count()).select_from(v.join(f, f.c.file_id == v.c.file_id))
              .where(f.c.project == project, v.c.key_region == REGION).group_by(v.c.key_version))
@@ -180,7 +180,7 @@ def project_counts(system: LocalSystem, project: str) -> dict[int, int]:
 
 
 def remove_seeded(system: LocalSystem) -> None:
-    engine = _storage_engine(system)
+    engine = storage_engine(system)
     try:
         with write_transaction(engine) as conn:
             ids = select(secure_files.c.file_id).where(secure_files.c.project == REWRAP_PROJECT)

@@ -1,0 +1,146 @@
+"""Listing 100,000 files: the first page against a page deep in the list.
+
+`ListSecureFiles` pages by display name with a keyset cursor in the page token, so a page
+near the end should cost what the first one does. Uploading 100,000 files through the API
+would take the bench most of an hour, so the rows are inserted into storage's database
+directly (one project of their own, `bench-list`, blob keys that point nowhere: listing
+never reads content) and deleted afterwards. The project is created through authz like any
+other; the bench's admin sees every file through its project role (one VIEW decision per page).
+
+The deep page is reached honestly: the list is walked once with the largest page size, and
+the token that the server handed out for the last page is kept (tokens carry the cursor,
+not the page size). Then first and deep pages of 100 are fetched alternately.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from securefiles.common.db import write_transaction
+from securefiles.storage.adapters.sql_files import file_versions, secure_files
+from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.bench.report import Figure, Target
+from tests.bench.rotation import storage_engine
+from tests.bench.secure_path import bearer
+from tests.conftest import LocalSystem
+
+PROJECT = "bench-list"
+INSERT_BATCH = 5000
+WALK_PAGE = 1000
+PAGE = 100
+DEEP_TARGET = Target("<=", 2.0)
+
+
+@dataclass(frozen=True)
+class Listing:
+    files: int
+    seed_seconds: float
+    walk_seconds: float
+    pages_walked: int
+    first: list[float]  # seconds per first-page call
+    deep: list[float]  # seconds per deep-page call
+    deep_first_name: str  # the first name on the deep page, to show how deep it is
+
+
+def seed(system: LocalSystem, count: int) -> float:
+    """`count` file rows in project PROJECT named list-000000 …; seconds taken."""
+    started = time.perf_counter()
+    now = dt.datetime.now(dt.UTC)
+    engine = storage_engine(system)
+    try:
+        for offset in range(0, count, INSERT_BATCH):
+            ids = [str(uuid.uuid4()) for _ in range(min(INSERT_BATCH, count - offset))]
+            with write_transaction(engine) as conn:
+                conn.execute(secure_files.insert(), [
+                    {"file_id": file_id, "project": PROJECT, "display_name": f"list-{offset + i:06d}.p12",
+                     "properties": "{}", "created_by": "user:bench", "created_at": now, "updated_at": now,
+                     "current_version": 1}
+                    for i, file_id in enumerate(ids)])
+                conn.execute(file_versions.insert(), [
+                    {"file_id": file_id, "version": 1, "size": 0, "sha256": "0" * 64, "blob_key": f"{file_id}/v1",
+                     "wrapped_key": b"", "key_region": "eu", "key_version": 1, "created_at": now,
+                     "created_by": "user:bench", "metadata": "{}", "expires_at": None}
+                    for file_id in ids])
+    finally:
+        engine.dispose()
+    return time.perf_counter() - started
+
+
+def remove(system: LocalSystem) -> None:
+    engine = storage_engine(system)
+    try:
+        with write_transaction(engine) as conn:
+            ids = select(secure_files.c.file_id).where(secure_files.c.project == PROJECT)
+            conn.execute(delete(file_versions).where(file_versions.c.file_id.in_(ids)))
+            conn.execute(delete(secure_files).where(secure_files.c.project == PROJECT))
+    finally:
+        engine.dispose()
+
+
+def _list(stub: storage_pb2_grpc.SecureFileServiceStub, token: str, page_size: int,
+          page_token: str = "") -> storage_pb2.ListSecureFilesResponse:
+    return stub.ListSecureFiles(storage_pb2.ListSecureFilesRequest(
+        parent=f"projects/{PROJECT}", page_size=page_size, page_token=page_token), metadata=bearer(token), timeout=60)
+
+
+def measure(system: LocalSystem, stub: storage_pb2_grpc.SecureFileServiceStub, count: int, samples: int,
+            progress: Callable[[str], None]) -> Listing:
+    admin = system.client()
+    try:
+        admin.create_project(PROJECT, "eu")
+    finally:
+        admin.close()
+    token = system.admin_token
+    try:
+        seeded = seed(system, count)
+        progress(f"{count:,} file rows inserted in {seeded:.1f}s; walking the list {WALK_PAGE} at a time")
+        started = time.perf_counter()
+        page_token, pages, listed = "", 0, 0
+        while True:
+            response = _list(stub, token, WALK_PAGE, page_token)
+            pages += 1
+            listed += len(response.secure_files)
+            if not response.next_page_token:
+                break
+            page_token = response.next_page_token
+        walk = time.perf_counter() - started
+        if listed != count:
+            raise RuntimeError(f"listing walked {listed} files, expected {count}")
+        deep_token = page_token  # the cursor the server handed out for the last page of the walk
+        deep_first = _list(stub, token, PAGE, deep_token).secure_files[0].display_name
+        first, deep = [], []
+        for index in range(samples + 3):
+            for token_, into in (("", first), (deep_token, deep)):
+                began = time.perf_counter()
+                response = _list(stub, token, PAGE, token_)
+                seconds = time.perf_counter() - began
+                if len(response.secure_files) != PAGE:
+                    raise RuntimeError(f"a page of {len(response.secure_files)} files, expected {PAGE}")
+                if index >= 3:
+                    into.append(seconds)
+        return Listing(count, seeded, walk, pages, first, deep, deep_first)
+    finally:
+        remove(system)
+
+
+def figures(r: Listing) -> list[Figure]:
+    ms = 1000
+    first, deep = statistics.median(r.first) * ms, statistics.median(r.deep) * ms
+    return [
+        Figure(f"list {r.files:,} files: first page of {PAGE}", first, "ms",
+               spread=f"median of {len(r.first)}, {min(r.first) * ms:.1f}-{max(r.first) * ms:.1f}"),
+        Figure(f"list {r.files:,} files: deep page of {PAGE}", deep, "ms",
+               spread=f"median of {len(r.deep)}, {min(r.deep) * ms:.1f}-{max(r.deep) * ms:.1f}; "
+                      f"starts at {r.deep_first_name}"),
+        Figure("list: deep page / first page", deep / first, "x", later_target=DEEP_TARGET,
+               spread="medians; keyset cursor in the page token"),
+        Figure(f"list: whole walk, pages of {WALK_PAGE}", r.walk_seconds, "s", detail=True,
+               spread=f"{r.pages_walked} pages; rows seeded in {r.seed_seconds:.1f}s"),
+    ]
