@@ -161,7 +161,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method, authenticate),
-                handler.request_deserializer, handler.response_serializer,
+                handler.request_deserializer, _encoded_or(handler.response_serializer),
             )
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(handler.stream_stream, method, authenticate),
@@ -302,12 +302,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             try:
                 await self._begin(context, authenticate, request)
                 release = self._admit(request_streaming=True)
-                async for response in behavior(request, context):
+                # The message lives in a slot it leaves as it is yielded: while gRPC sends it,
+                # this frame keeps no second reference to a (1 MiB) chunk alive.
+                held: dict[str, Any] = {}
+                async for held["message"] in behavior(request, context):
                     if audited and not allowed:
                         # Recorded before the first message leaves: no audit entry, no content.
                         self._allow(method)
                         allowed = True
-                    yield response
+                    yield held.pop("message")
                 if audited and not allowed:
                     self._allow(method)
             except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -324,6 +327,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._log(method, "OK", started=started)
 
         return wrapped
+
+
+def _encoded_or(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """Server streams may yield messages already in wire form (bytes), sent as they are."""
+    if serializer is None:
+        return None
+
+    def serialize(message: Any) -> bytes:
+        return message if type(message) is bytes else serializer(message)
+
+    return serialize
 
 
 def _translate(error: Exception, method: str) -> Exception:

@@ -99,6 +99,19 @@ class UploadStream:
             raise InvalidArgument("received content does not match the commit's sha256", reason="CHECKSUM_MISMATCH")
 
 
+_CHUNK_TAG = bytes([(storage_pb2.DownloadSecureFileResponse.CHUNK_FIELD_NUMBER << 3) | 2])  # length-delimited
+
+
+def chunk_frame(chunk: bytes) -> bytes:
+    """`DownloadSecureFileResponse(chunk=chunk)` serialized, built with a single copy of `chunk`."""
+    size, length = len(chunk), bytearray()
+    while size > 0x7F:
+        length.append((size & 0x7F) | 0x80)
+        size >>= 7
+    length.append(size)
+    return b"".join((_CHUNK_TAG, length, chunk))
+
+
 def _counts(counts: dict[str, int]) -> list[storage_pb2.KeyVersionCount]:
     return [storage_pb2.KeyVersionCount(key_version=k, data_keys=n) for k, n in counts.items()]
 
@@ -211,7 +224,10 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
             )
         )
         async for chunk in download.chunks:
-            yield storage_pb2.DownloadSecureFileResponse(chunk=chunk)
+            # In wire form at once: no message object and no second copy of the chunk.
+            frame = chunk_frame(chunk)
+            del chunk
+            yield frame
 
     async def ReplaceSecureFileContent(
         self, request_iterator: AsyncIterator[storage_pb2.ReplaceSecureFileContentRequest],
