@@ -9,10 +9,23 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 
-from sqlalchemy import Column, DateTime, Engine, Integer, LargeBinary, MetaData, String, Table, delete, func, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
 
 from securefiles.common.db import read_transaction, write_transaction
-from securefiles.common.errors import NotFound
+from securefiles.common.errors import NotFound, Unavailable
 
 metadata = MetaData()
 
@@ -41,10 +54,12 @@ class SqlBlobWriter:
         now = dt.datetime.now(dt.UTC)
         with write_transaction(self._engine) as conn:
             conn.execute(delete(blob_segments).where(blob_segments.c.blob_key == self._key))
-            conn.execute(blob_segments.insert(), [
-                {"blob_key": self._key, "seq": seq, "data": part, "created_at": now}
-                for seq, part in enumerate(self._parts)
-            ])
+            rows = [(self._key, seq, part, now) for seq, part in enumerate(self._parts)]
+            if conn.dialect.name == "postgresql":
+                _postgres_insert(conn, rows)
+            else:
+                conn.execute(blob_segments.insert(), [
+                    {"blob_key": key, "seq": seq, "data": data, "created_at": at} for key, seq, data, at in rows])
         self._parts = []
 
     def abort(self) -> None:
@@ -71,14 +86,17 @@ class SqlBlobReader:
         self.size = offset
 
     def _rows(self, first: int, last: int) -> bytes:
+        low, high = self._seqs[first], self._seqs[last]
         with read_transaction(self._engine) as conn:
-            parts = conn.execute(
-                select(blob_segments.c.data).where(
-                    blob_segments.c.blob_key == self._key, blob_segments.c.seq >= self._seqs[first],
-                    blob_segments.c.seq <= self._seqs[last],
-                ).order_by(blob_segments.c.seq)
-            ).scalars().all()
-        return b"".join(parts)
+            if conn.dialect.name == "postgresql":
+                parts = _postgres_segments(conn, self._key, low, high)
+            else:
+                parts = conn.execute(
+                    select(blob_segments.c.data).where(
+                        blob_segments.c.blob_key == self._key, blob_segments.c.seq >= low, blob_segments.c.seq <= high,
+                    ).order_by(blob_segments.c.seq)
+                ).scalars().all()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read_at(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset >= self.size:
@@ -91,6 +109,33 @@ class SqlBlobReader:
 
     def close(self) -> None:
         pass
+
+
+def _postgres_segments(conn: Connection, key: str, low: int, high: int) -> list[bytes]:
+    """Segments `low..high` of a blob, fetched in binary format: in the text format psycopg
+    receives `bytea` hex-encoded, which made each 1 MiB segment ~3x slower (9.6 vs 3.3 ms)."""
+    import psycopg
+
+    try:
+        with conn.connection.driver_connection.cursor(binary=True) as cursor:
+            cursor.execute("SELECT data FROM blob_segments WHERE blob_key = %s AND seq >= %s AND seq <= %s "
+                           "ORDER BY seq", (key, low, high))
+            return [bytes(row[0]) for row in cursor]
+    except psycopg.OperationalError:
+        # As the interceptor maps SQLAlchemy's OperationalError: transient, retry.
+        raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
+
+
+def _postgres_insert(conn: Connection, rows: list[tuple[str, int, bytes, dt.datetime]]) -> None:
+    """Segments sent in binary format (`%b`), not hex-encoded text."""
+    import psycopg
+
+    try:
+        with conn.connection.driver_connection.cursor() as cursor:
+            cursor.executemany("INSERT INTO blob_segments (blob_key, seq, data, created_at) VALUES (%s, %s, %b, %s)",
+                               rows)
+    except psycopg.OperationalError:
+        raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
 
 
 class SqlBlobStore:
