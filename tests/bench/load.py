@@ -282,6 +282,7 @@ def memory_figures(fixture: SecureFixture, storage_target: str, storage_pid: int
     tls = fixture.system.tls("client")
     agents = prepare_agents(fixture, MEMORY_BYTES, LOAD_AGENTS)
     growth: list[int] = []
+    levels: list[str] = []
     errors = 0
     for _ in range(rounds):
         with RssSampler(storage_pid) as sampler:
@@ -289,13 +290,14 @@ def memory_figures(fixture: SecureFixture, storage_target: str, storage_pid: int
                                 once=True)
         errors += sum(result.errors.values()) + (LOAD_AGENTS - result.downloads)
         growth.append(sampler.growth)
+        levels.append(f"{sampler.before / 1e6:.0f}->{sampler.peak / 1e6:.0f}")
         progress(f"storage RSS {sampler.before / 2**20:.0f} MiB before, peak {sampler.peak / 2**20:.0f} MiB, "
                  f"{sampler.after / 2**20:.0f} MiB after; {result.summary('secure')}")
     mb = [g / 1e6 for g in growth]
     return [
         Figure(f"storage RSS growth, {LOAD_AGENTS} concurrent 10 MB downloads", max(mb), "MB", later_target=RSS_TARGET,
                spread=f"worst of {rounds} rounds ({', '.join(f'{g:.0f}' for g in mb)} MB over the RSS before "
-               "each round, sampled every 10 ms)"),
+               f"each round; before->peak MB {', '.join(levels)}; sampled every 10 ms)"),
         Figure(f"memory: failed or short downloads in {rounds} rounds", errors, "errors", detail=True,
                later_target=NO_ERRORS),
     ]
