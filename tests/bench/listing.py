@@ -14,22 +14,19 @@ not the page size). Then first and deep pages of 100 are fetched alternately.
 
 from __future__ import annotations
 
-import datetime as dt
 import statistics
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
-
 from securefiles.common.db import write_transaction
-from securefiles.storage.adapters.sql_files import file_versions, secure_files
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.bench.report import Figure, Target
 from tests.bench.rotation import storage_engine
 from tests.bench.secure_path import bearer
 from tests.conftest import LocalSystem
+from tests.file_rows import FileRow, delete_project_rows, insert_file_rows
 
 PROJECT = "bench-list"
 INSERT_BATCH = 5000
@@ -52,22 +49,12 @@ class Listing:
 def seed(system: LocalSystem, count: int) -> float:
     """`count` file rows in project PROJECT named list-000000 …; seconds taken."""
     started = time.perf_counter()
-    now = dt.datetime.now(dt.UTC)
     engine = storage_engine(system)
     try:
         for offset in range(0, count, INSERT_BATCH):
-            ids = [str(uuid.uuid4()) for _ in range(min(INSERT_BATCH, count - offset))]
             with write_transaction(engine) as conn:
-                conn.execute(secure_files.insert(), [
-                    {"file_id": file_id, "project": PROJECT, "display_name": f"list-{offset + i:06d}.p12",
-                     "properties": "{}", "created_by": "user:bench", "created_at": now, "updated_at": now,
-                     "current_version": 1}
-                    for i, file_id in enumerate(ids)])
-                conn.execute(file_versions.insert(), [
-                    {"file_id": file_id, "version": 1, "size": 0, "sha256": "0" * 64, "blob_key": f"{file_id}/v1",
-                     "wrapped_key": b"", "key_region": "eu", "key_version": 1, "created_at": now,
-                     "created_by": "user:bench", "metadata": "{}", "expires_at": None}
-                    for file_id in ids])
+                insert_file_rows(conn, PROJECT, [FileRow(str(uuid.uuid4()), f"list-{offset + i:06d}.p12")
+                                                 for i in range(min(INSERT_BATCH, count - offset))])
     finally:
         engine.dispose()
     return time.perf_counter() - started
@@ -76,10 +63,7 @@ def seed(system: LocalSystem, count: int) -> float:
 def remove(system: LocalSystem) -> None:
     engine = storage_engine(system)
     try:
-        with write_transaction(engine) as conn:
-            ids = select(secure_files.c.file_id).where(secure_files.c.project == PROJECT)
-            conn.execute(delete(file_versions).where(file_versions.c.file_id.in_(ids)))
-            conn.execute(delete(secure_files).where(secure_files.c.project == PROJECT))
+        delete_project_rows(engine, PROJECT)
     finally:
         engine.dispose()
 

@@ -12,7 +12,6 @@ are checked against the database.
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import statistics
 import time
 import uuid
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, func, select
 
 from securefiles.client import SecureFilesClient
 from securefiles.common.db import make_engine, write_transaction
@@ -32,6 +31,7 @@ from tests.bench.report import Figure
 from tests.bench.scenarios import timed
 from tests.bench.secure_path import SMALL_BYTES, SecureFixture
 from tests.conftest import LocalSystem
+from tests.file_rows import FileRow, delete_project_rows, insert_file_rows
 
 REWRAP_PROJECT = "bench-rewrap"  # nothing else uses it; its rows are deleted afterwards
 REGION = "eu"
@@ -145,22 +145,13 @@ def seed_data_keys(system: LocalSystem, count: int, progress: Callable[[str], No
     progress(f"{count} data keys from kms in {generated:.1f}s ({count / generated:.0f}/s); inserting rows")
 
     started = time.perf_counter()
-    now = dt.datetime.now(dt.UTC)
     engine = storage_engine(system)
     try:
         for offset in range(0, count, INSERT_BATCH):
-            batch = wrapped[offset:offset + INSERT_BATCH]
             with write_transaction(engine) as conn:
-                conn.execute(secure_files.insert(), [
-                    {"file_id": file_id, "project": REWRAP_PROJECT, "display_name": f"rewrap-{offset + i:06d}",
-                     "properties": "{}", "created_by": "user:bench", "created_at": now, "updated_at": now,
-                     "current_version": 1}
-                    for i, (file_id, _, _) in enumerate(batch)])
-                conn.execute(file_versions.insert(), [
-                    {"file_id": file_id, "version": 1, "size": 0, "sha256": "0" * 64,
-                     "blob_key": f"{file_id}/v1", "wrapped_key": key, "key_region": REGION, "key_version": version,
-                     "created_at": now, "created_by": "user:bench", "metadata": "{}", "expires_at": None}
-                    for file_id, key, version in batch])
+                insert_file_rows(conn, REWRAP_PROJECT, [
+                    FileRow(file_id, f"rewrap-{offset + i:06d}", key, REGION, version)
+                    for i, (file_id, key, version) in enumerate(wrapped[offset:offset + INSERT_BATCH])])
     finally:
         engine.dispose()
     return Seeded(count, generated, time.perf_counter() - started)
@@ -182,10 +173,7 @@ def project_counts(system: LocalSystem, project: str) -> dict[int, int]:
 def remove_seeded(system: LocalSystem) -> None:
     engine = storage_engine(system)
     try:
-        with write_transaction(engine) as conn:
-            ids = select(secure_files.c.file_id).where(secure_files.c.project == REWRAP_PROJECT)
-            conn.execute(delete(file_versions).where(file_versions.c.file_id.in_(ids)))
-            conn.execute(delete(secure_files).where(secure_files.c.project == REWRAP_PROJECT))
+        delete_project_rows(engine, REWRAP_PROJECT)
     finally:
         engine.dispose()
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
-from sqlalchemy import delete, select
-
-from securefiles.storage.adapters.sql_files import file_versions, secure_files
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import LocalSystem, bearer, unique
+from tests.file_rows import FileRow, delete_project_rows, insert_file_rows
 
 LARGEST_PAGE = 1000
 
@@ -17,20 +14,11 @@ LARGEST_PAGE = 1000
 def _seed_rows(system: LocalSystem, project: str, count: int) -> None:
     """Metadata rows straight into storage's database: listing never reads content, and
     uploading 1,001 files through the API would only make the test slow."""
-    now = dt.datetime.now(dt.UTC)
-    ids = [str(uuid.uuid4()) for _ in range(count)]
     engine = system.engine("storage")
     try:
         with engine.begin() as conn:
-            conn.execute(secure_files.insert(), [
-                {"file_id": file_id, "project": project, "display_name": f"f-{i:05d}.pem", "properties": "{}",
-                 "created_by": "user:test", "created_at": now, "updated_at": now, "current_version": 1}
-                for i, file_id in enumerate(ids)])
-            conn.execute(file_versions.insert(), [
-                {"file_id": file_id, "version": 1, "size": 0, "sha256": "0" * 64, "blob_key": f"{file_id}/v1",
-                 "wrapped_key": b"", "key_region": "eu", "key_version": 1, "created_at": now,
-                 "created_by": "user:test", "metadata": "{}", "expires_at": None}
-                for file_id in ids])
+            insert_file_rows(conn, project, [FileRow(str(uuid.uuid4()), f"f-{i:05d}.pem") for i in range(count)],
+                             created_by="user:test")
     finally:
         engine.dispose()
 
@@ -39,10 +27,7 @@ def _remove_rows(system: LocalSystem, project: str) -> None:
     """The seeded rows have no blobs; other tests compare blobs with rows, so they go again."""
     engine = system.engine("storage")
     try:
-        with engine.begin() as conn:
-            ids = select(secure_files.c.file_id).where(secure_files.c.project == project)
-            conn.execute(delete(file_versions).where(file_versions.c.file_id.in_(ids)))
-            conn.execute(delete(secure_files).where(secure_files.c.project == project))
+        delete_project_rows(engine, project)
     finally:
         engine.dispose()
 
