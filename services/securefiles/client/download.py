@@ -18,6 +18,7 @@ from pathlib import Path
 from securefiles.client.transport import Transport
 from securefiles.common.errors import DataLoss, FailedPrecondition, InvalidArgument, SecureFilesError
 from securefiles.common.files import fsync_directory
+from securefiles.common.writeback import start_writeback
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
 TRANSIENT_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "RESOURCE_EXHAUSTED", "INTERNAL"})
@@ -76,6 +77,8 @@ def download_once(
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view):]
+            # Writeback begins while the rest streams in; the fsync below then has little left.
+            start_writeback(fd, received - len(chunk), len(chunk))
             if progress is not None:
                 progress(received, header.size_bytes)
         if received != header.size_bytes:
