@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from securefiles.client import SecureFilesClient
 from securefiles.client.config import load_config
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
 
 READY_LINE = "securefiles is up"
 
@@ -215,7 +215,9 @@ class LocalSystem:
         """A raw channel to a service presenting `identity`'s certificate."""
         config = load_config(self.env())
         target = config.kms[region] if service == "kms" else getattr(config, service)
-        return grpc.secure_channel(target, channel_credentials(self.tls(identity)), options=channel_options(target))
+        server_name = kms_server_name(region) if service == "kms" else ""
+        return grpc.secure_channel(target, channel_credentials(self.tls(identity)),
+                                   options=channel_options(target, server_name))
 
 
 def unique(prefix: str = "f") -> str:

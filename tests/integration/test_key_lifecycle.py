@@ -12,12 +12,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, text
 
 from securefiles.cli.up import ensure_postgres_database
 from securefiles.client import DataLoss, FailedPrecondition
+from securefiles.client.config import load_config
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.rich_status import error_info_of
+from securefiles.common.tls import channel_credentials, channel_options, kms_server_name
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from tests.conftest import LocalSystem, blob_files, job_token_for, stored_blob_keys, unique
 
@@ -87,6 +90,24 @@ def test_two_regions_never_share_keys(fresh_system: LocalSystem, tmp_path) -> No
         for sealed in material[region]:
             assert sealed not in other_bytes
             assert sealed[12:44] not in other_bytes  # not even a fragment of the ciphertext
+
+    # Not even a TLS key: each region's kms has its own certificate naming the region, and a
+    # client that expects one region's kms (storage, the CLI) refuses the other's.
+    pki = fresh_system.state_dir / "pki"
+    assert (pki / "kms-eu-key.pem").read_bytes() != (pki / "kms-us-key.pem").read_bytes()
+    config = load_config(fresh_system.env())
+    for expected, actual in (("us", "eu"), ("eu", "us"), ("eu", "eu")):
+        options = channel_options(config.kms[actual], kms_server_name(expected))
+        with grpc.secure_channel(config.kms[actual], channel_credentials(fresh_system.tls("storage")),
+                                 options=options) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            if expected == actual:
+                assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
+                    health_pb2.HealthCheckResponse.SERVING
+            else:
+                with pytest.raises(grpc.RpcError) as refused:
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake failed
 
 
 def test_rotate_rewrap_disable_destroy_keeps_every_file(fresh_system: LocalSystem, tmp_path) -> None:

@@ -17,7 +17,7 @@ def _stub(system: LocalSystem, identity: str) -> kms_pb2_grpc.KeyManagementServi
     return kms_pb2_grpc.KeyManagementServiceStub(system.channel("kms", identity=identity))
 
 
-@pytest.mark.parametrize("identity", ["client", "authz", "kms"])
+@pytest.mark.parametrize("identity", ["client", "authz", "kms-eu"])
 def test_only_storage_identity_gets_data_keys(system: LocalSystem, identity: str) -> None:
     stub = _stub(system, identity)
     request = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT)

@@ -156,10 +156,10 @@ def _data_key_calls(wrapped: bytes) -> dict[str, Callable[[kms_pb2_grpc.KeyManag
     [
         ("client", "", ("UNAUTHENTICATED", "MISSING_CREDENTIALS")),
         ("authz", "", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
-        ("kms", "", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
+        ("kms-eu", "", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
         ("client", "admin", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
         ("authz", "admin", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
-        ("kms", "admin", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
+        ("kms-eu", "admin", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
         # A bearer token decides who calls: storage's certificate does not lend its identity to a person or job.
         ("storage", "admin", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),
         ("storage", "job", ("PERMISSION_DENIED", "NOT_STORAGE_SERVICE")),

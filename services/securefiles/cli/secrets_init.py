@@ -17,6 +17,7 @@ from securefiles.client.config import ClientConfig
 from securefiles.common.config import parse_endpoints
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
+from securefiles.common.tls import kms_server_name
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
 
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
@@ -25,9 +26,10 @@ ADMIN_TOKEN_TTL = 30 * 24 * 3600
 def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     ensure_ca(directory)
-    kms_hosts = tuple(f"kms-{r}" for r in regions)
-    for identity, hosts in (("storage", ("storage",)), ("authz", ("authz",)), ("kms", kms_hosts), ("client", ())):
+    for identity, hosts in (("storage", ("storage",)), ("authz", ("authz",)), ("client", ())):
         ensure_identity(directory, identity, (*hosts, *hostnames))
+    for region in regions:  # one certificate and key per region; clients check the region's name
+        ensure_identity(directory, f"kms-{region}", (kms_server_name(region), *hostnames), service="kms")
     signing = directory / "authz-signing-key.pem"
     if not signing.exists():
         write_private_file(signing, generate_signing_key_pem())

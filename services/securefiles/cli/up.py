@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from securefiles.client.config import ClientConfig, default_config_path
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
 
 DEFAULT_PORT_BASE = 7700
@@ -87,8 +87,12 @@ class LocalSystem:
         os.chmod(self.state, 0o700)
         pki = self._dir("pki")
         ensure_ca(pki)
-        for identity in ("storage", "kms", "authz", "client"):
+        for identity in ("storage", "authz", "client"):
             ensure_identity(pki, identity)
+        for region in self.options.regions:
+            # A certificate (and key) of its own per region, naming the region: storage and the
+            # CLI check that name, so one region's kms cannot stand in for another's.
+            ensure_identity(pki, f"kms-{region}", (kms_server_name(region),), service="kms")
         secrets = self._dir("secrets")
         signing = secrets / "authz-signing-key.pem"
         if not signing.exists():
@@ -198,7 +202,7 @@ class LocalSystem:
         authz_target = f"127.0.0.1:{authz.port}"
         kms: dict[str, str] = {}
         for index, region in enumerate(regions):
-            child = self._start(f"kms-{region}", "kms", "kms", self._port(2 + index), {
+            child = self._start(f"kms-{region}", "kms", f"kms-{region}", self._port(2 + index), {
                 "SECUREFILES_REGION": region,
                 "SECUREFILES_KMS_ROOT_KEY_FILE": str(secrets / f"kms-{region}-root-key"),
                 "SECUREFILES_AUTHZ_ENDPOINT": authz_target,

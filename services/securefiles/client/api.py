@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+import grpc
 from google.protobuf import field_mask_pb2
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +26,7 @@ from securefiles.client.config import ClientConfig, job_token_from_env, load_con
 from securefiles.client.download import DownloadedFile, Progress, download_with_retries, prepare_destination
 from securefiles.client.transport import Transport
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
+from securefiles.common.tls import kms_server_name
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -85,7 +87,7 @@ class SecureFilesClient:
         target = self.config.kms.get(region)
         if not target:
             raise InvalidArgument(f"no kms endpoint for region {region!r}", reason="UNKNOWN_REGION")
-        return kms_pb2_grpc.KeyManagementServiceStub(self._transport.channel(target)), region
+        return kms_pb2_grpc.KeyManagementServiceStub(self._transport.channel(target, kms_server_name(region))), region
 
     def file_resource(self, name: str) -> str:
         """`projects/{project}/secureFiles/{name or id}`."""
@@ -379,7 +381,7 @@ class SecureFilesClient:
         return targets
 
     def list_audit_events(self, service: str, resource_prefix: str = "") -> Iterator[audit_pb2.AuditEvent]:
-        stub = audit_pb2_grpc.AuditLogServiceStub(self._transport.channel(self._audit_target(service)))
+        stub = audit_pb2_grpc.AuditLogServiceStub(self._service_channel(service, self._audit_target(service)))
         token = ""
         while True:
             response = self._transport.call(stub.ListAuditEvents, audit_pb2.ListAuditEventsRequest(
@@ -390,8 +392,13 @@ class SecureFilesClient:
                 return
 
     def verify_audit_log(self, service: str) -> audit_pb2.VerifyAuditLogResponse:
-        stub = audit_pb2_grpc.AuditLogServiceStub(self._transport.channel(self._audit_target(service)))
+        stub = audit_pb2_grpc.AuditLogServiceStub(self._service_channel(service, self._audit_target(service)))
         return self._transport.call(stub.VerifyAuditLog, audit_pb2.VerifyAuditLogRequest(), timeout=600)
+
+    def _service_channel(self, service: str, target: str) -> grpc.Channel:
+        """`kms-<region>` must present that region's certificate; the others their own."""
+        region = service.removeprefix("kms-") if service.startswith("kms-") else ""
+        return self._transport.channel(target, kms_server_name(region) if region else "")
 
     def _audit_target(self, service: str) -> str:
         target = self.audit_targets().get(service)
@@ -407,7 +414,7 @@ class SecureFilesClient:
         result: dict[str, str] = {}
         for service, target in self.audit_targets().items():
             try:
-                stub = health_pb2_grpc.HealthStub(self._transport.channel(target))
+                stub = health_pb2_grpc.HealthStub(self._service_channel(service, target))
                 response = self._transport.call(stub.Check, health_pb2.HealthCheckRequest(), timeout=3)
                 result[service] = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
             except SecureFilesError:

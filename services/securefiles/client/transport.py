@@ -33,7 +33,7 @@ class Transport:
     def __init__(self, config: ClientConfig, token: str) -> None:
         self.config = config
         self._token = token
-        self._channels: dict[str, grpc.Channel] = {}
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
 
     def _tls(self) -> TlsFiles:
         c = self.config
@@ -44,18 +44,19 @@ class Transport:
             )
         return TlsFiles(ca=c.ca_file, cert=c.cert_file, key=c.key_file)
 
-    def channel(self, target: str) -> grpc.Channel:
+    def channel(self, target: str, server_name: str = "") -> grpc.Channel:
+        """A channel to `target`, whose certificate must name `server_name` if given."""
         if not target:
             raise InvalidArgument("no endpoint configured for this service", reason="INVALID_CONFIG")
-        channel = self._channels.get(target)
+        channel = self._channels.get((target, server_name))
         if channel is None:
             try:
                 credentials = channel_credentials(self._tls())
             except OSError as error:
                 raise InvalidArgument(f"cannot read TLS files: {error.strerror}: {error.filename}",
                                       reason="INVALID_CONFIG") from None
-            channel = grpc.secure_channel(target, credentials, options=channel_options(target))
-            self._channels[target] = channel
+            channel = grpc.secure_channel(target, credentials, options=channel_options(target, server_name))
+            self._channels[(target, server_name)] = channel
         return channel
 
     def metadata(self) -> tuple[tuple[str, str], ...]:

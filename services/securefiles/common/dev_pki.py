@@ -82,15 +82,17 @@ def ensure_ca(directory: Path, common_name: str = "Securefiles development CA") 
     return ca_path
 
 
-def ensure_identity(directory: Path, identity: str, hostnames: tuple[str, ...] = ()) -> CertPaths:
-    """Issue (once) a certificate for `identity` (SAN URI spiffe://securefiles/<identity>)."""
+def ensure_identity(directory: Path, identity: str, hostnames: tuple[str, ...] = (),
+                    service: str | None = None) -> CertPaths:
+    """Issue (once) a certificate for `identity` (files `<identity>.pem`, `<identity>-key.pem`)
+    naming the service `service` (default: `identity`) as SAN URI spiffe://securefiles/<service>."""
     paths = CertPaths(directory / f"{identity}.pem", directory / f"{identity}-key.pem")
     if paths.cert.exists() and paths.key.exists():
         return paths
     ca_cert, ca_key = _load_ca(directory)
     key = _new_key()
     now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(SPIFFE_PREFIX + identity)]
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(SPIFFE_PREFIX + (service or identity))]
     for host in ("localhost", *hostnames):
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))

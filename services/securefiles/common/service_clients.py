@@ -17,16 +17,16 @@ from securefiles.common.errors import PermissionDenied, Unavailable
 from securefiles.common.interceptors import outbound_metadata, outbound_timeout
 from securefiles.common.principal import Principal
 from securefiles.common.rich_status import error_info_of, from_rpc_error
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0
 _TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-def secure_channel(target: str, tls: TlsFiles) -> grpc.aio.Channel:
+def secure_channel(target: str, tls: TlsFiles, server_name: str = "") -> grpc.aio.Channel:
     """An aio channel presenting this service's certificate."""
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target))
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target, server_name))
 
 
 async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, service: str,
@@ -108,7 +108,7 @@ class KmsClient:
     def __init__(self, region: str, target: str, tls: TlsFiles, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.region = region
         self._timeout = timeout
-        self._channel = secure_channel(target, tls)
+        self._channel = secure_channel(target, tls, kms_server_name(region))  # only this region's kms
         self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._channel)
         self._key_ring = f"regions/{region}"
 

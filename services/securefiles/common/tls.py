@@ -39,8 +39,17 @@ def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
-def channel_options(target: str) -> list[tuple[str, object]]:
-    """Options every channel uses: explicit message limits, keepalive, TLS name override."""
+def kms_server_name(region: str) -> str:
+    """The name each region's kms certificate carries, and the name its clients check: the kms
+    of another region (another certificate, another key) is refused at the TLS handshake."""
+    return f"kms-{region}"
+
+
+def channel_options(target: str, server_name: str = "") -> list[tuple[str, object]]:
+    """Options every channel uses: explicit message limits, keepalive, TLS name override.
+
+    `server_name`: the name the server's certificate must carry (default: the target's host,
+    `localhost` for loopback addresses)."""
     host = target.rsplit(":", 1)[0].strip("[]")
     options: list[tuple[str, object]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -50,7 +59,9 @@ def channel_options(target: str) -> list[tuple[str, object]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 0),
     ]
-    if host in ("127.0.0.1", "::1", "0.0.0.0"):
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    elif host in ("127.0.0.1", "::1", "0.0.0.0"):
         # Dev certificates name `localhost`; loopback IPs are in the SAN too, but some
         # resolvers hand back names, so pin the expected name.
         options.append(("grpc.ssl_target_name_override", "localhost"))
