@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 
+import grpc
 import jwt
 import pytest
 
+from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client import NotFound, PermissionDenied, Unauthenticated
+from securefiles.common.rich_status import error_info_of
 from securefiles.common.tokens import TokenIssuer, load_signing_key
-from tests.conftest import LocalSystem, job_token_for, unique, user_token
+from tests.conftest import LocalSystem, bearer, job_token_for, unique, user_token
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +187,19 @@ def test_denied_reads_are_audited(system: LocalSystem, shared_file: str) -> None
     assert [e["decision"] for e in denied] == ["DENY"]
     assert denied[0]["reason"] == "PERMISSION_DENIED/PERMISSION_DENIED"
     assert denied[0]["resource"].startswith("projects/default/secureFiles/")
+
+
+@pytest.mark.parametrize("identity", ["client", "kms-eu"])
+def test_only_storage_makes_authz_forget_a_file(system: LocalSystem, identity: str) -> None:
+    """PurgeResourcePolicies is storage's, after a delete: not the administrator's, not kms's."""
+    name = unique("kept") + ".pem"
+    with system.client() as admin:
+        resource = admin.upload_file(b"still here", name=name).name
+    with system.channel("authz", identity=identity) as channel:
+        with pytest.raises(grpc.RpcError) as denied:
+            authz_pb2_grpc.AuthorizationServiceStub(channel).PurgeResourcePolicies(
+                authz_pb2.PurgeResourcePoliciesRequest(resource=resource), metadata=bearer(system.admin_token),
+                timeout=10)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_info_of(denied.value).reason == "SERVICE_IDENTITY_REQUIRED"
+    assert system.query("authz", "SELECT count(*) FROM role_assignments WHERE scope = :r", r=resource) == [(1,)]

@@ -90,6 +90,12 @@ class AuthzClient:
         assert isinstance(response, authz_pb2.FilterUsableResourcesResponse)
         return list(response.resources)
 
+    async def purge_resource_policies(self, resource: str) -> dict[str, int]:
+        request = authz_pb2.PurgeResourcePoliciesRequest(resource=resource)
+        response = await _call(self._stub.PurgeResourcePolicies, request, "authz", self._timeout)
+        assert isinstance(response, authz_pb2.PurgeResourcePoliciesResponse)
+        return dict(response.removed)
+
     async def project_region(self, project: str) -> str:
         request = authz_pb2.GetProjectRequest(name=f"projects/{project}")
         response = await _call(self._stub.GetProject, request, "authz", self._timeout)

@@ -174,6 +174,22 @@ class SqlChecksRepository:
             rows = conn.execute(select(checks).where(checks.c.resource == resource).order_by(checks.c.check_id)).all()
         return [_check(r._mapping) for r in rows]
 
+    def purge_resource(self, resource: str) -> dict[str, int]:
+        """Checks, suites, approvals (with their decisions) and the lock of a file that is gone."""
+        with write_transaction(self._engine) as conn:
+            for project, approval_id in conn.execute(
+                    select(approvals.c.project, approvals.c.approval_id).where(approvals.c.resource == resource)).all():
+                conn.execute(delete(approval_decisions).where(
+                    approval_decisions.c.project == project, approval_decisions.c.approval_id == approval_id))
+            return {
+                "approvals": int(conn.execute(delete(approvals).where(approvals.c.resource == resource)).rowcount or 0),
+                "check_suites": int(conn.execute(delete(check_suites).where(
+                    check_suites.c.resource == resource)).rowcount or 0),
+                "checks": int(conn.execute(delete(checks).where(checks.c.resource == resource)).rowcount or 0),
+                "locks": int(conn.execute(delete(resource_locks).where(
+                    resource_locks.c.resource == resource)).rowcount or 0),
+            }
+
     def delete_check(self, resource: str, check_id: int) -> bool:
         with write_transaction(self._engine) as conn:
             result = conn.execute(delete(checks).where(checks.c.resource == resource, checks.c.check_id == check_id))

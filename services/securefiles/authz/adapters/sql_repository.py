@@ -110,6 +110,10 @@ def _run(m: Any) -> Run:
     )
 
 
+def _count(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
 class SqlAuthzRepository:
     """AuthzRepository on SQLAlchemy Core."""
 
@@ -166,6 +170,18 @@ class SqlAuthzRepository:
                 )
             ).all()
         return [RoleAssignment(r.scope, r.principal, Role[r.role]) for r in rows]
+
+    def purge_resource(self, resource: str) -> dict[str, int]:
+        """Role assignments, inheritance and pipeline permissions of a file that is gone."""
+        with write_transaction(self._engine) as conn:
+            return {
+                "role_assignments": _count(conn.execute(delete(role_assignments).where(
+                    role_assignments.c.scope == resource))),
+                "inheritance": _count(conn.execute(delete(file_inheritance).where(
+                    file_inheritance.c.scope == resource))),
+                "pipeline_permissions": _count(conn.execute(delete(pipeline_permissions).where(
+                    pipeline_permissions.c.resource == resource))),
+            }
 
     def delete_roles(self, scope: str, principal: str) -> int:
         with write_transaction(self._engine) as conn:

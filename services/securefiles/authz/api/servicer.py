@@ -12,7 +12,7 @@ from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermiss
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import current_principal
+from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -196,6 +196,13 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
         job = await self._verifier.verify(request.job_token)
         run = self._authz.authorize_use(caller, job, request.resource, evaluate_checks=not request.metadata_only)
         return authz_pb2.AuthorizeUseResponse(run=run.name)
+
+    async def PurgeResourcePolicies(
+        self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.PurgeResourcePoliciesResponse:
+        removed = self._authz.purge_resource(current_principal(), request.resource)
+        audit_note(request.resource, **{kind: str(n) for kind, n in removed.items() if n})
+        return authz_pb2.PurgeResourcePoliciesResponse(removed=removed)
 
     async def FilterUsableResources(
         self, request: authz_pb2.FilterUsableResourcesRequest, context: grpc.aio.ServicerContext

@@ -215,6 +215,10 @@ class Checks:
                 waiting.append(suite)
         return waiting
 
+    def purge_resource(self, resource: str) -> dict[str, int]:
+        """A deleted file's checks, suites, approvals (no longer pending for anyone) and lock."""
+        return self._repo.purge_resource(resource)
+
     def release_run(self, run: Run) -> None:
         """A completed run frees its locks: the newest waiter proceeds, older waiters are superseded."""
         now = self._clock()

@@ -333,6 +333,12 @@ class Authorization:
             raise_unless_approved(self.checks.evaluate(run, scope.name))
         return run
 
+    def purge_resource(self, caller: Principal, resource: str) -> dict[str, int]:
+        """Storage deleted a file: everything authz kept about it goes (idempotent)."""
+        self.require_storage(caller)
+        scope = self._file_scope(resource)
+        return {**self._repo.purge_resource(scope.name), **self.checks.purge_resource(scope.name)}
+
     def filter_usable(self, caller: Principal, job: Principal, resources: Sequence[str]) -> list[str]:
         """Of `resources`, those the job's pipeline may use (no checks evaluated)."""
         self.require_storage(caller)

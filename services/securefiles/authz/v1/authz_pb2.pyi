@@ -1772,6 +1772,74 @@ class FilterUsableResourcesResponse(_message.Message):
 Global___FilterUsableResourcesResponse: _TypeAlias = FilterUsableResourcesResponse  # noqa: Y015
 
 @_typing.final
+class PurgeResourcePoliciesRequest(_message.Message):
+    """Request for PurgeResourcePolicies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """The deleted file: `projects/{project}/secureFiles/{secure_file_id}`."""
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeResourcePoliciesRequest: _TypeAlias = PurgeResourcePoliciesRequest  # noqa: Y015
+
+@_typing.final
+class PurgeResourcePoliciesResponse(_message.Message):
+    """What PurgeResourcePolicies removed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RemovedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def removed(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Rows removed per kind: role_assignments, inheritance, pipeline_permissions, checks,
+        check_suites, approvals, locks.
+        """
+
+    def __init__(
+        self,
+        *,
+        removed: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeResourcePoliciesResponse: _TypeAlias = PurgeResourcePoliciesResponse  # noqa: Y015
+
+@_typing.final
 class AccessRequest(_message.Message):
     """Break-glass access of one operator to one project. Name: `accessRequests/{id}`."""
 

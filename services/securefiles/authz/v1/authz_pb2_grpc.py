@@ -130,6 +130,11 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesResponse.FromString,
                 _registered_method=True)
+        self.PurgeResourcePolicies = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/PurgeResourcePolicies',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.PurgeResourcePoliciesRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.PurgeResourcePoliciesResponse.FromString,
+                _registered_method=True)
         self.CreateCheck = channel.unary_unary(
                 '/securefiles.authz.v1.AuthorizationService/CreateCheck',
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateCheckRequest.SerializeToString,
@@ -332,6 +337,14 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeResourcePolicies(self, request, context):
+        """Forgets a deleted secure file: its role assignments, inheritance setting, pipeline
+        permissions, checks, check suites, approvals and exclusive lock. Storage only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateCheck(self, request, context):
         """Adds a check (branch control, approval, business hours, exclusive lock) to a file.
         """
@@ -515,6 +528,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.FilterUsableResources,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesResponse.SerializeToString,
+            ),
+            'PurgeResourcePolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeResourcePolicies,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.PurgeResourcePoliciesRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.PurgeResourcePoliciesResponse.SerializeToString,
             ),
             'CreateCheck': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCheck,
@@ -1073,6 +1091,33 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/FilterUsableResources',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.FilterUsableResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeResourcePolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/PurgeResourcePolicies',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.PurgeResourcePoliciesRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.PurgeResourcePoliciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,10 @@ class AuthorizationServiceStub:
     """Of the given files, those the job's pipeline may use (token, project, pipeline
     permission; checks are not evaluated). Services only.
     """
+    PurgeResourcePolicies: _grpc.UnaryUnaryMultiCallable[_authz_pb2.PurgeResourcePoliciesRequest, _authz_pb2.PurgeResourcePoliciesResponse]
+    """Forgets a deleted secure file: its role assignments, inheritance setting, pipeline
+    permissions, checks, check suites, approvals and exclusive lock. Storage only.
+    """
     CreateCheck: _grpc.UnaryUnaryMultiCallable[_authz_pb2.CreateCheckRequest, _authz_pb2.Check]
     """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
     ListChecks: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListChecksRequest, _authz_pb2.ListChecksResponse]
@@ -151,6 +155,10 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     FilterUsableResources: _aio.UnaryUnaryMultiCallable[_authz_pb2.FilterUsableResourcesRequest, _authz_pb2.FilterUsableResourcesResponse]  # type: ignore[assignment]
     """Of the given files, those the job's pipeline may use (token, project, pipeline
     permission; checks are not evaluated). Services only.
+    """
+    PurgeResourcePolicies: _aio.UnaryUnaryMultiCallable[_authz_pb2.PurgeResourcePoliciesRequest, _authz_pb2.PurgeResourcePoliciesResponse]  # type: ignore[assignment]
+    """Forgets a deleted secure file: its role assignments, inheritance setting, pipeline
+    permissions, checks, check suites, approvals and exclusive lock. Storage only.
     """
     CreateCheck: _aio.UnaryUnaryMultiCallable[_authz_pb2.CreateCheckRequest, _authz_pb2.Check]  # type: ignore[assignment]
     """Adds a check (branch control, approval, business hours, exclusive lock) to a file."""
@@ -331,6 +339,16 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_authz_pb2.FilterUsableResourcesResponse, _abc.Awaitable[_authz_pb2.FilterUsableResourcesResponse]]:
         """Of the given files, those the job's pipeline may use (token, project, pipeline
         permission; checks are not evaluated). Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeResourcePolicies(
+        self,
+        request: _authz_pb2.PurgeResourcePoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.PurgeResourcePoliciesResponse, _abc.Awaitable[_authz_pb2.PurgeResourcePoliciesResponse]]:
+        """Forgets a deleted secure file: its role assignments, inheritance setting, pipeline
+        permissions, checks, check suites, approvals and exclusive lock. Storage only.
         """
 
     @_abc_1.abstractmethod
