@@ -165,3 +165,28 @@ def test_exclusive_lock_released_by_completing_the_run(system: LocalSystem, tmp_
     assert agent.returncode == 0, err
     assert out.strip() == str(tmp_path / "b" / name)
     assert (tmp_path / "b" / name).read_bytes() == b"guarded by checks"
+
+
+def test_deleting_a_file_withdraws_its_approvals_and_policies(system: LocalSystem) -> None:
+    """A deleted file's pending approvals no longer ask anyone, and authz keeps nothing of it."""
+    name, pipeline = _setup(system, ["approval", "--approver", "user:bob"], ["exclusive-lock"])
+    run = _start(system, pipeline)
+    requested = system.cli("runs", "request", name, "--output", "json", env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    assert requested.code == 0, requested.stderr
+    approval_id = requested.json()[0]["checks"][0]["approval_id"]
+
+    def pending_ids() -> list[int]:
+        listed = system.cli("approvals", "list", "--pending", "--output", "json", env=_as(system, "user:bob"))
+        return [a["id"] for a in listed.json()]
+
+    assert approval_id in pending_ids()
+    with system.client() as admin:
+        resource = admin.get_file(name).name
+        assert system.cli("files", "delete", name).code == 0
+    assert approval_id not in pending_ids()
+    for table, column in (("role_assignments", "scope"), ("pipeline_permissions", "resource"), ("checks", "resource"),
+                          ("check_suites", "resource"), ("approvals", "resource")):
+        assert system.query("authz", f"SELECT count(*) FROM {table} WHERE {column} = :r", r=resource) == [(0,)], table
+    events = system.cli("audit", "list", "--service", "authz", "--output", "json").json()
+    assert any(e["action"] == "PurgeResourcePolicies" and e["resource"] == resource and e["decision"] == "ALLOW"
+               for e in events)

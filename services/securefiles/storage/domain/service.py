@@ -19,6 +19,7 @@ from securefiles.common.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    SecureFilesError,
 )
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
@@ -315,6 +316,13 @@ class SecureFiles:
         for version in self._files.delete(found.file_id):
             self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
+        # Then authz forgets its roles, pipeline permissions, checks and pending approvals. The
+        # file is gone either way: if authz cannot be reached, they stay behind, unusable (a new
+        # file never has this id), and the warning names them.
+        try:
+            await self._access.purge_resource_policies(found.name)
+        except SecureFilesError as error:
+            log.warning("file deleted; authz keeps its policies", extra={"file": found.name, "error": error.reason})
 
     # -- download ---------------------------------------------------------------------
 
