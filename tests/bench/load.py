@@ -38,6 +38,7 @@ from tests.bench.report import Figure, Target, percentile
 from tests.bench.secure_path import SecureFixture, bearer, unique
 
 Download = Callable[[], Awaitable[int]]
+SECURE_DOWNLOAD_METHOD = "/securefiles.storage.v1.SecureFileService/DownloadSecureFile"
 
 
 @dataclass
@@ -79,35 +80,17 @@ def _channel(tls: TlsFiles, target: str) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
 
 
-def _secure_download(channel: grpc.aio.Channel, resource: str, job_token: str, timeout: float) -> Download:
+def _downloads(channel: grpc.aio.Channel, method: str, request: storage_pb2.DownloadSecureFileRequest,
+               metadata: tuple[tuple[str, str], ...], timeout: float) -> Download:
+    """One agent's download: a full server stream of `method`, counting content bytes."""
     call = channel.unary_stream(
-        "/securefiles.storage.v1.SecureFileService/DownloadSecureFile",
-        request_serializer=storage_pb2.DownloadSecureFileRequest.SerializeToString,
+        method, request_serializer=storage_pb2.DownloadSecureFileRequest.SerializeToString,
         response_deserializer=storage_pb2.DownloadSecureFileResponse.FromString,
     )
-    request = storage_pb2.DownloadSecureFileRequest(name=resource)
-    metadata = bearer(job_token)
 
     async def download() -> int:
         received = 0
         async for message in call(request, metadata=metadata, timeout=timeout):
-            received += len(message.chunk)
-        return received
-
-    return download
-
-
-def _raw_download(channel: grpc.aio.Channel, size: int, timeout: float) -> Download:
-    call = channel.unary_stream(
-        raw_baseline.DOWNLOAD_METHOD,
-        request_serializer=storage_pb2.DownloadSecureFileRequest.SerializeToString,
-        response_deserializer=storage_pb2.DownloadSecureFileResponse.FromString,
-    )
-    request = storage_pb2.DownloadSecureFileRequest(name=str(size))
-
-    async def download() -> int:
-        received = 0
-        async for message in call(request, timeout=timeout):
             received += len(message.chunk)
         return received
 
@@ -153,14 +136,16 @@ def run_secure(tls: TlsFiles, target: str, resource: str, job_tokens: Sequence[s
                once: bool = False, timeout: float = 120.0) -> LoadResult:
     """`len(job_tokens)` agents, agent i with job token i, downloading `resource` (of `size` bytes)."""
     def make(channel: grpc.aio.Channel, index: int) -> Download:
-        return _secure_download(channel, resource, job_tokens[index], timeout)
+        return _downloads(channel, SECURE_DOWNLOAD_METHOD, storage_pb2.DownloadSecureFileRequest(name=resource),
+                          bearer(job_tokens[index]), timeout)
 
     return asyncio.run(_drive(tls, target, make, len(job_tokens), size, seconds, once))
 
 
 def run_raw(tls: TlsFiles, target: str, agents: int, size: int, seconds: float, timeout: float = 120.0) -> LoadResult:
     def make(channel: grpc.aio.Channel, _index: int) -> Download:
-        return _raw_download(channel, size, timeout)
+        return _downloads(channel, raw_baseline.DOWNLOAD_METHOD, storage_pb2.DownloadSecureFileRequest(name=str(size)),
+                          (), timeout)
 
     return asyncio.run(_drive(tls, target, make, agents, size, seconds, once=False))
 

@@ -16,14 +16,10 @@ from securefiles.client import SecureFilesClient
 from securefiles.common.tls import channel_credentials, channel_options
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.bench.raw_baseline import upload_messages
-from tests.conftest import LocalSystem
+from tests.conftest import LocalSystem, bearer, unique
 
 BIG_BYTES = 10_000_000
 SMALL_BYTES = 4096
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 # The periodic background rewrap (default every 300 s) would race the timed `keys rewrap`.
@@ -52,10 +48,6 @@ def running_system(database_url: str = "", blob_store: str = "directory") -> Ite
 def client_channel(system: LocalSystem, target: str) -> grpc.Channel:
     """A blocking channel presenting the client certificate, as the agent opens it."""
     return grpc.secure_channel(target, channel_credentials(system.tls("client")), options=channel_options(target))
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass

@@ -20,8 +20,8 @@ class ConfigError(ValueError):
     """A setting is missing or malformed."""
 
 
-def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
-    """A setting; an empty value counts as unset. `NAME_FILE` (a path) may carry it instead."""
+def env_optional(env: Mapping[str, str], name: str) -> str | None:
+    """A setting, or None; an empty value counts as unset. `NAME_FILE` (a path) may carry it instead."""
     value = env.get(PREFIX + name) or None
     file_path = env.get(PREFIX + name + "_FILE")
     if value is None and file_path:
@@ -29,7 +29,12 @@ def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> st
             value = Path(file_path).read_text().strip() or None
         except OSError as error:
             raise ConfigError(f"{PREFIX}{name}_FILE: cannot read {file_path}: {error.strerror}") from None
-    value = value or default
+    return value
+
+
+def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    """A required setting (or its default); see `env_optional`."""
+    value = env_optional(env, name) or default
     if value is None or value == "":
         raise ConfigError(f"{PREFIX}{name} is required")
     return value
@@ -68,16 +73,14 @@ def parse_endpoints(raw: str) -> dict[str, str]:
     return endpoints
 
 
-def _read_key(path: str | None) -> bytes | None:
-    if not path:
+def _audit_key(env: Mapping[str, str]) -> bytes | None:
+    """The key of the audit chain's HMAC (`AUDIT_KEY_FILE`), if configured."""
+    key = env_optional(env, "AUDIT_KEY")
+    if key is None:
         return None
-    try:
-        key = Path(path).read_bytes().strip()
-    except OSError as error:
-        raise ConfigError(f"{PREFIX}AUDIT_KEY_FILE: cannot read {path}: {error.strerror}") from None
     if len(key) < 32:
-        raise ConfigError(f"{PREFIX}AUDIT_KEY_FILE must hold at least 32 bytes")
-    return key
+        raise ConfigError(f"{PREFIX}AUDIT_KEY(_FILE) must hold at least 32 bytes")
+    return key.encode()
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class ServerSettings:
             outbound_timeout=float(env_int(env, "OUTBOUND_TIMEOUT_SECONDS", 10)),
             signing_keys_max_age=float(env_int(env, "SIGNING_KEYS_MAX_AGE_SECONDS", 300)),
             database_busy_timeout=float(env_int(env, "DATABASE_BUSY_TIMEOUT_SECONDS", 15)),
-            audit_key=_read_key(env.get(PREFIX + "AUDIT_KEY_FILE")),
+            audit_key=_audit_key(env),
             limits=LimitSettings(
                 max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
                 requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),

@@ -15,7 +15,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def parse_id(text: str, what: str = "id") -> int:
     """A numeric id (run, version, check, approval, …) in 1..2^31-1, or INVALID_ARGUMENT."""
-    if not _NUMBER.fullmatch(text) or not 0 < int(text) <= MAX_ID:
+    if not is_id(text):
         raise InvalidArgument(f"{what} {text[:20]!r} is not a valid number", reason="INVALID_RESOURCE_NAME")
     return int(text)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -23,9 +26,10 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.db import read_transaction, write_transaction
-from securefiles.common.errors import NotFound, Unavailable
+from securefiles.common.errors import NotFound
 
 metadata = MetaData()
 
@@ -111,31 +115,35 @@ class SqlBlobReader:
         pass
 
 
-def _postgres_segments(conn: Connection, key: str, low: int, high: int) -> list[bytes]:
-    """Segments `low..high` of a blob, fetched in binary format: in the text format psycopg
-    receives `bytea` hex-encoded, which made each 1 MiB segment ~3x slower (9.6 vs 3.3 ms)."""
+@contextmanager
+def _psycopg_cursor(conn: Connection, binary: bool = False) -> Iterator[Any]:
+    """psycopg's own cursor inside the connection's transaction (SQLAlchemy cannot ask for binary
+    `bytea`); its errors surface as SQLAlchemy's, so they are handled like every other statement's."""
     import psycopg
 
     try:
-        with conn.connection.driver_connection.cursor(binary=True) as cursor:
-            cursor.execute("SELECT data FROM blob_segments WHERE blob_key = %s AND seq >= %s AND seq <= %s "
-                           "ORDER BY seq", (key, low, high))
-            return [bytes(row[0]) for row in cursor]
-    except psycopg.OperationalError:
-        # As the interceptor maps SQLAlchemy's OperationalError: transient, retry.
-        raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
+        with conn.connection.driver_connection.cursor(binary=binary) as cursor:
+            yield cursor
+    except psycopg.OperationalError as error:
+        raise OperationalError(None, None, error) from error
+    except psycopg.DataError as error:
+        raise DataError(None, None, error) from error
+
+
+def _postgres_segments(conn: Connection, key: str, low: int, high: int) -> list[bytes]:
+    """Segments `low..high` of a blob, fetched in binary format: in the text format psycopg
+    receives `bytea` hex-encoded, which made each 1 MiB segment ~3x slower (9.6 vs 3.3 ms)."""
+    with _psycopg_cursor(conn, binary=True) as cursor:
+        cursor.execute("SELECT data FROM blob_segments WHERE blob_key = %s AND seq >= %s AND seq <= %s "
+                       "ORDER BY seq", (key, low, high))
+        return [bytes(row[0]) for row in cursor]
 
 
 def _postgres_insert(conn: Connection, rows: list[tuple[str, int, bytes, dt.datetime]]) -> None:
     """Segments sent in binary format (`%b`), not hex-encoded text."""
-    import psycopg
-
-    try:
-        with conn.connection.driver_connection.cursor() as cursor:
-            cursor.executemany("INSERT INTO blob_segments (blob_key, seq, data, created_at) VALUES (%s, %s, %b, %s)",
-                               rows)
-    except psycopg.OperationalError:
-        raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
+    with _psycopg_cursor(conn) as cursor:
+        cursor.executemany("INSERT INTO blob_segments (blob_key, seq, data, created_at) VALUES (%s, %s, %b, %s)",
+                           rows)
 
 
 class SqlBlobStore:

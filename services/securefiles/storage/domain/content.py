@@ -107,12 +107,6 @@ class ContentStore:
         digest = hashlib.sha256()
         size = 0
         writer = self._blobs.begin(blob_key)
-
-        def absorb(chunk: bytes) -> None:
-            digest.update(chunk)
-            for segment in encryptor.update(chunk):
-                writer.write(segment)
-
         try:
             writer.write(encryptor.header.encode())
             async for chunk in chunks:
@@ -122,7 +116,9 @@ class ContentStore:
                                           reason="FILE_TOO_LARGE", metadata={"max_bytes": str(self.max_file_bytes)})
                 if size <= PARSE_LIMIT_BYTES:
                     plaintext.append(chunk)
-                absorb(chunk)
+                digest.update(chunk)
+                for segment in encryptor.update(chunk):
+                    writer.write(segment)
             writer.write(encryptor.finalize())
             if expected_size and size != expected_size:
                 raise InvalidArgument(f"received {size} bytes but {expected_size} were declared",
