@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client import PermissionDenied
-from tests.conftest import LocalSystem, unique, user_token
+from tests.conftest import LocalSystem, bearer, unique, user_token
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,23 @@ def test_people_without_a_grant_never_download(system, operators, tmp_path) -> N
     with system.client(token=user_token(system, "user:admin")) as admin, pytest.raises(PermissionDenied) as denied:
         admin.download_secure_file(name, tmp_path, retry_count=0)
     assert denied.value.reason == "JOB_TOKEN_REQUIRED"
+
+
+def test_an_operator_who_loses_the_role_loses_the_grant(system, operators, tmp_path) -> None:
+    _, second = operators
+    former = f"user:{unique('op')}"
+    former_env = {"SECUREFILES_TOKEN": user_token(system, former)}
+    with system.client() as admin:
+        admin.assign_role(former, "operator")
+        admin.upload_file(b"still guarded", name=(name := unique("demoted") + ".pem"))
+    request = system.cli("access", "request", "--reason", "INC-7", "--output", "json", env=former_env).json()
+    assert system.cli("access", "approve", str(request["id"]), env=second).code == 0
+    assert _download(system, former_env, name, tmp_path / "while-operator").code == 0
+
+    with system.channel("authz") as channel:
+        authz_pb2_grpc.AuthorizationServiceStub(channel).DeleteRoleAssignment(
+            authz_pb2.DeleteRoleAssignmentRequest(scope="organization", principal=former),
+            metadata=bearer(system.admin_token), timeout=10)
+    denied = _download(system, former_env, name, tmp_path / "after-demotion")
+    assert denied.code == 3 and "OPERATOR_REQUIRED" in denied.stderr
+    assert not (tmp_path / "after-demotion" / name).exists()

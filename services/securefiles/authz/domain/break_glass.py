@@ -123,8 +123,11 @@ class BreakGlass:
         return [r.current(now) for r in self._repo.list_access_requests()]
 
     def authorize(self, user: str, resource: str) -> AccessRequest:
-        """The active grant that lets `user` download `resource` now, or PERMISSION_DENIED."""
+        """The active grant that lets `user` download `resource` now, or PERMISSION_DENIED. Only
+        while `user` is still an operator: taking the role away ends their grants too."""
         project, _ = parse_child(resource, "secureFiles")
+        if not self._policy.allows(user, Permission.OPERATE, Scope("organization")):
+            raise PermissionDenied(f"{user} is no longer an operator", reason="OPERATOR_REQUIRED")
         now = self._clock()
         for grant in self._repo.active_grants(user, project):
             if grant.current(now).state is GrantState.GRANTED:
