@@ -126,11 +126,11 @@ class BreakGlass:
         """The active grant that lets `user` download `resource` now, or PERMISSION_DENIED. Only
         while `user` is still an operator: taking the role away ends their grants too."""
         project, _ = parse_child(resource, "secureFiles")
-        if not self._policy.allows(user, Permission.OPERATE, Scope("organization")):
-            raise PermissionDenied(f"{user} is no longer an operator", reason="OPERATOR_REQUIRED")
         now = self._clock()
         for grant in self._repo.active_grants(user, project):
             if grant.current(now).state is GrantState.GRANTED:
+                if not self._policy.allows(user, Permission.OPERATE, Scope("organization")):
+                    raise PermissionDenied(f"{user} is no longer an operator", reason="OPERATOR_REQUIRED")
                 return grant
         raise PermissionDenied("only a pipeline job's token, or an approved break-glass grant, may download",
                                reason="JOB_TOKEN_REQUIRED")
