@@ -278,3 +278,66 @@ def test_user_token_whose_subject_is_not_user_name_is_rejected(issuer, verifier,
 def test_user_subject_with_a_trailing_newline_is_rejected(issuer, verifier):
     token, _ = issuer.issue("user:alice\n", 600, kind="user")
     assert rejected(verifier, token) == "INVALID_TOKEN"
+
+
+# -- a token seen before ------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_decode(monkeypatch) -> list[str]:
+    """Every full signature check the verifier makes, by token."""
+    checked: list[str] = []
+    real_decode = jwt.decode
+
+    def decode(token, *args, **kwargs):
+        checked.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr("securefiles.common.tokens.jwt.decode", decode)
+    return checked
+
+
+def test_a_token_seen_before_is_not_checked_again_while_it_is_valid(issuer, keys, monkeypatch):
+    checked = counting_decode(monkeypatch)
+    verifier = TokenVerifier(keys.fetch, refresh_interval=3600)
+    token, _ = issuer.issue("job:projects/demo/pipelines/1/runs/7", 600, **JOB_CLAIMS)
+    first, second = verify(verifier, token), verify(verifier, token)
+    assert checked == [token]
+    assert second == first and second.claims["run"] == JOB_CLAIMS["run"]
+
+
+def test_a_remembered_token_is_refused_once_it_expires(issuer, keys):
+    clock = Clock()
+    verifier = TokenVerifier(keys.fetch, refresh_interval=3600, clock=clock)
+    token, exp = issuer.issue("user:alice", 60, kind="user")
+    assert verify(verifier, token).name == "user:alice"
+    clock.now = exp + LEEWAY_SECONDS - 1
+    assert verify(verifier, token).name == "user:alice"  # still within the skew allowance
+    clock.now = exp + LEEWAY_SECONDS
+    assert rejected(verifier, token) == "TOKEN_EXPIRED"
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(issuer, keys):
+    verifier = TokenVerifier(keys.fetch, refresh_interval=0, max_key_age=0)
+    token, _ = issuer.issue("user:alice", 600, kind="user")
+    assert verify(verifier, token).name == "user:alice"
+    keys.keys = {}  # authz rotated its signing key out
+    assert rejected(verifier, token) == "UNKNOWN_SIGNING_KEY"
+
+
+def test_remembered_tokens_are_bounded(issuer, keys, monkeypatch):
+    checked = counting_decode(monkeypatch)
+    verifier = TokenVerifier(keys.fetch, refresh_interval=3600, remembered=2)
+    tokens = [issuer.issue(f"user:u{i}", 600, kind="user")[0] for i in range(3)]
+    for token in tokens:
+        verify(verifier, token)
+    verify(verifier, tokens[2])
+    verify(verifier, tokens[0])  # the oldest was forgotten: checked in full again
+    assert checked == [*tokens, tokens[0]]

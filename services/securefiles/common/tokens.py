@@ -2,7 +2,9 @@
 
 Verification keys come from authz's GetSigningKeys, cached and refreshed when a token
 names an unknown `kid` (at most once per `refresh_interval`, so random kids cannot make
-us hammer authz).
+us hammer authz). A token that verified is remembered (bounded, until it expires, and only
+while the key that signed it is still the one authz publishes): a job's second call skips
+the signature check but none of the checks that can change.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import hashlib
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -77,8 +80,13 @@ KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
 class TokenVerifier:
     """Verifies tokens against authz's public keys; never accepts another algorithm."""
 
-    def __init__(self, fetch_keys: KeyFetcher, refresh_interval: float = 5.0, max_key_age: float = 300.0) -> None:
+    def __init__(self, fetch_keys: KeyFetcher, refresh_interval: float = 5.0, max_key_age: float = 300.0,
+                 remembered: int = 4096, clock: Clock = time.time) -> None:
         self._fetch_keys = fetch_keys
+        # token -> (principal, kid, the key it verified with); oldest first, at most `remembered`.
+        self._verified: OrderedDict[str, tuple[Principal, str, Ed25519PublicKey]] = OrderedDict()
+        self._remembered = remembered
+        self._clock = clock
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._refresh_interval = refresh_interval
         # Keys are re-fetched at least this often, so a rotated-out signing key stops working.
@@ -111,7 +119,17 @@ class TokenVerifier:
         return key
 
     async def verify(self, token: str) -> Principal:
-        """Check signature, audience, issuer and validity window; return the principal."""
+        """Check signature, audience, issuer and validity window; return the principal. A token
+        seen before skips the signature check while it is unexpired and its key still published."""
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, kid, key = remembered
+            # Still within its validity (the same leeway as below), and the key it verified
+            # with is still the published one (a refresh yields new key objects: re-verify).
+            if self._clock() < principal.claims["exp"] + LEEWAY_SECONDS and await self._key_for(kid) is key:
+                self._verified.move_to_end(token)
+                return principal
+            self._verified.pop(token, None)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -132,7 +150,18 @@ class TokenVerifier:
             raise Unauthenticated("token has the wrong audience", reason="WRONG_AUDIENCE") from None
         except jwt.PyJWTError:
             raise Unauthenticated("token signature or claims invalid", reason="INVALID_TOKEN") from None
-        return principal_from_claims(claims, token)
+        if self._clock() >= claims["exp"] + LEEWAY_SECONDS:
+            raise Unauthenticated("token expired", reason="TOKEN_EXPIRED")  # by our clock, as below
+        principal = principal_from_claims(claims, token)
+        self._remember(token, principal, header["kid"], key)
+        return principal
+
+    def _remember(self, token: str, principal: Principal, kid: str, key: Ed25519PublicKey) -> None:
+        if self._remembered <= 0:
+            return
+        self._verified[token] = (principal, kid, key)
+        while len(self._verified) > self._remembered:
+            self._verified.popitem(last=False)
 
 
 def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
