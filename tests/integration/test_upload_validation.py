@@ -74,11 +74,24 @@ def test_invalid_names(system: LocalSystem, bad_name: str) -> None:
     assert blob_files(system) == before
 
 
-def test_256_char_unicode_name_is_fine(system: LocalSystem, tmp_path) -> None:
-    name = ("é" * 250) + unique("")[:6]
+def test_the_longest_name_is_one_an_agent_can_write_to_disk(system: LocalSystem, tmp_path) -> None:
+    """255 bytes of UTF-8 is the longest file name ext4 or tmpfs takes; a longer name would upload
+    but never download to a file."""
+    name = unique("")[:6] + "é" * 124 + "a"  # 6 + 248 + 1 = 255 bytes
+    assert len(name.encode()) == 255
     with system.client() as admin:
-        created = admin.upload_file(b"long", name=name)
-        assert created.display_name == name
+        admin.upload_file(b"long", name=name)
+        with pytest.raises(InvalidArgument) as error:
+            admin.upload_file(b"longer", name=name + "a")
+        assert error.value.reason == "INVALID_NAME"
+        assert "255 bytes" in str(error.value)
+        with pytest.raises(InvalidArgument):
+            admin.update_file(name, rename=name + "a")
+    with system.client(token=job_token_for(system, name)) as job:
+        downloaded = job.download_secure_file(name, tmp_path, retry_count=0)
+    assert downloaded.path == tmp_path / name
+    assert (tmp_path / name).read_bytes() == b"long"
+    with system.client() as admin:
         admin.delete_file(name)
 
 

@@ -19,8 +19,9 @@ from securefiles.storage.domain.names import validate_display_name, validate_pro
     "証明書.pem",
     "ключ-prod",
     "emoji 🔐.key",
-    "a" * 256,
-    "é" * 256,
+    "a" * 255,
+    "é" * 127 + "a",  # 255 bytes of UTF-8
+    "🔐" * 63 + "abc",
     "tab-free name with (parens) & [brackets]",
 ])
 def test_ordinary_names_are_accepted_unchanged(name):
@@ -29,8 +30,9 @@ def test_ordinary_names_are_accepted_unchanged(name):
 
 @pytest.mark.parametrize("name", [
     "",
-    "a" * 257,
-    "é" * 257,
+    "a" * 256,
+    "é" * 128,  # 128 characters, but 256 bytes: no file system would take it as a file name
+    "証" * 86,
     "dir/file.pem",
     "/abs",
     "trailing/",

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from securefiles.common.errors import InvalidArgument
 
-MAX_NAME_CHARS = 256
+# An agent writes the file under its display name: 255 bytes is the longest file name
+# Linux file systems (ext4, xfs, tmpfs) and macOS take.
+MAX_NAME_BYTES = 255
 MAX_PROPERTIES = 64
 MAX_PROPERTY_KEY_CHARS = 128
 MAX_PROPERTY_VALUE_CHARS = 1024
@@ -19,7 +21,7 @@ def normalize_name(name: str) -> str:
 
 
 def validate_display_name(name: str) -> str:
-    """1-256 characters; no `/`, `\\`, NUL or control characters; not `.` or `..`. Returns it in NFC."""
+    """1-255 bytes of UTF-8; no `/`, `\\`, NUL or control characters; not `.` or `..`. Returns it in NFC."""
     name = normalize_name(name)
 
     def invalid(why: str) -> InvalidArgument:
@@ -27,8 +29,9 @@ def validate_display_name(name: str) -> str:
 
     if not name:
         raise invalid("it is empty")
-    if len(name) > MAX_NAME_CHARS:
-        raise invalid(f"it is longer than {MAX_NAME_CHARS} characters")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise invalid(f"it is longer than {MAX_NAME_BYTES} bytes in UTF-8, the longest file name an agent's "
+                      "file system takes")
     if name in (".", ".."):
         raise invalid("'.' and '..' are reserved")
     if "/" in name or "\\" in name:
