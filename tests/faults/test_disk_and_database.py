@@ -122,3 +122,51 @@ def test_lost_database_connections_recover_without_a_restart(fresh_system: Local
     assert blob_files(fresh_system) == stored_blob_keys(fresh_system)
     with fresh_system.client(token=token) as job:
         assert job.download_secure_file("before.pem", tmp_path).path.read_bytes() == b"before the cut"
+
+
+def test_policies_authz_could_not_forget_at_delete_are_purged_once_it_can(fresh_system: LocalSystem) -> None:
+    """authz answers reads but cannot write when a file is deleted: the file goes at once, and its
+    pipeline permission (and any pending approval) is purged by storage's retry later."""
+    fresh_system.extra_env.update({"SECUREFILES_DATABASE_BUSY_TIMEOUT_SECONDS": "1",
+                                   "SECUREFILES_PURGE_RETRY_SECONDS": "1"})
+    fresh_system.start()
+    with fresh_system.client() as admin:
+        admin.upload_file(b"x", name="forgotten.pem")
+        resource = admin.get_file("forgotten.pem").name
+    job_token_for(fresh_system, "forgotten.pem")  # a pipeline permission on it, in authz
+    permissions = "SELECT count(*) FROM pipeline_permissions WHERE resource = :r"
+    assert fresh_system.query("authz", permissions, r=resource) == [(1,)]
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # authz's audit (written before every change) cannot be appended to
+        engine = fresh_system.engine("authz")
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN EXCLUSIVE")
+            else:
+                conn.begin()
+                conn.execute(text("LOCK TABLE audit_head IN EXCLUSIVE MODE"))
+            locked.set()
+            release.wait(30)
+            conn.rollback()
+        engine.dispose()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with fresh_system.client() as admin:
+            admin.delete_file("forgotten.pem")
+            assert [f.display_name for f in admin.list_files()] == []
+        assert fresh_system.query("storage", "SELECT resource FROM owed_purges") == [(resource,)]
+        time.sleep(1.5)  # a retry meanwhile fails too
+        assert fresh_system.query("authz", permissions, r=resource) == [(1,)]
+    finally:
+        release.set()
+        holder.join()
+    deadline = time.monotonic() + 20
+    while fresh_system.query("storage", "SELECT resource FROM owed_purges") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fresh_system.query("storage", "SELECT resource FROM owed_purges") == []
+    assert fresh_system.query("authz", permissions, r=resource) == [(0,)]

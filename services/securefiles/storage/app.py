@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from securefiles.common.audit import ALLOW, AuditLog
@@ -42,6 +42,7 @@ class StorageSettings:
     authz_endpoint: str
     max_file_bytes: int
     rewrap_interval: int
+    purge_retry_interval: int
     stream_idle_seconds: int
 
     @classmethod
@@ -55,6 +56,7 @@ class StorageSettings:
             authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
             max_file_bytes=env_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
             rewrap_interval=env_int(env, "REWRAP_INTERVAL_SECONDS", 300),
+            purge_retry_interval=env_int(env, "PURGE_RETRY_SECONDS", 60),
             stream_idle_seconds=env_int(env, "STREAM_IDLE_SECONDS", 30),
         )
 
@@ -74,11 +76,14 @@ class StorageApp:
     rewrapper: DataKeyRewrapper
     audit: AuditLog
     rewrap_interval: int
-    _background: asyncio.Task[None] | None = None
+    purge_retry_interval: int
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start_background_rewrap(self) -> None:
+    def start_background_work(self) -> None:
         if self.rewrap_interval > 0:
-            self._background = asyncio.create_task(self._rewrap_periodically())
+            self._background.append(asyncio.create_task(self._rewrap_periodically()))
+        if self.purge_retry_interval > 0:
+            self._background.append(asyncio.create_task(self._settle_purges_periodically()))
 
     async def _rewrap_periodically(self) -> None:
         """After a rotation (on deploy or by an operator), move data keys to the new primary."""
@@ -93,9 +98,22 @@ class StorageApp:
                 self.audit.record("service:storage", "RewrapDataKeys", "regions/-", ALLOW, details={
                     "rewrapped": str(report.rewrapped), "failed": str(report.failed), "trigger": "background"})
 
+    async def _settle_purges_periodically(self) -> None:
+        """Policies of deleted files that authz could not be told to forget: at start, then
+        every interval until authz confirms."""
+        while True:
+            try:
+                settled = await self.files.settle_owed_purges()
+            except Exception:
+                log.warning("settling owed policy purges failed; will retry", exc_info=True)
+            else:
+                if settled:
+                    log.info("owed policy purges settled", extra={"count": settled})
+            await asyncio.sleep(self.purge_retry_interval)
+
     async def close(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
+        for task in self._background:
+            task.cancel()
         await self.authz.close()
         await self.keys.close()
 
@@ -133,12 +151,13 @@ def build(settings: StorageSettings) -> StorageApp:
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
                                      "GetLibrary"}),
     )
-    return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval)
+    return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval,
+                      settings.purge_retry_interval)
 
 
 async def serve(settings: StorageSettings) -> None:
     app = build(settings)
-    app.start_background_rewrap()
+    app.start_background_work()
     await run_until_signalled(
         app.running, settings.server.port_file, parent_pid=settings.server.parent_pid, on_stop=app.close
     )

@@ -74,6 +74,14 @@ library_settings = Table(
     Column("keep_versions", Integer, nullable=False),
 )
 
+# Deleted files whose policies authz has not yet confirmed forgetting (PurgeResourcePolicies):
+# recorded in the deletion's own transaction, settled when authz answers.
+owed_purges = Table(
+    "owed_purges", metadata,
+    Column("resource", String(128), primary_key=True),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+)
+
 _MAX_CHAR = "\U0010ffff"
 
 
@@ -200,13 +208,23 @@ class SqlFileRepository:
             raise NotFound("secure file not found", reason="FILE_NOT_FOUND")
         return _file(row._mapping)
 
-    def delete(self, file_id: str) -> list[FileVersion]:
+    def delete(self, file_id: str, resource: str, now: dt.datetime) -> list[FileVersion]:
         v = file_versions
         with write_transaction(self._engine) as conn:
             rows = conn.execute(select(*_version_columns()).where(v.c.file_id == file_id)).all()
             conn.execute(delete(file_versions).where(file_versions.c.file_id == file_id))
             conn.execute(delete(secure_files).where(secure_files.c.file_id == file_id))
+            conn.execute(owed_purges.insert().values(resource=resource, deleted_at=now))
         return [_version(r._mapping) for r in rows]
+
+    def owed_purges(self, limit: int) -> list[str]:
+        query = select(owed_purges.c.resource).order_by(owed_purges.c.deleted_at, owed_purges.c.resource)
+        with read_transaction(self._engine) as conn:
+            return list(conn.execute(query.limit(limit)).scalars())
+
+    def purge_settled(self, resource: str) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(owed_purges).where(owed_purges.c.resource == resource))
 
     def list_versions(self, file_id: str) -> list[FileVersion]:
         v = file_versions

@@ -313,16 +313,36 @@ class SecureFiles:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
         self.before_change(found.name, display_name=found.display_name)
-        for version in self._files.delete(found.file_id):
+        for version in self._files.delete(found.file_id, found.name, self._clock()):
             self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
-        # Then authz forgets its roles, pipeline permissions, checks and pending approvals. The
-        # file is gone either way: if authz cannot be reached, they stay behind, unusable (a new
-        # file never has this id), and the warning names them.
+        await self.purge_policies(found.name)
+
+    async def purge_policies(self, resource: str) -> bool:
+        """Have authz forget a deleted file's roles, pipeline permissions, checks and pending
+        approvals. The file is gone either way; until authz confirms, the purge stays owed (the
+        deletion recorded it) and `settle_owed_purges` tries again."""
         try:
-            await self._access.purge_resource_policies(found.name)
+            await self._access.purge_resource_policies(resource)
         except SecureFilesError as error:
-            log.warning("file deleted; authz keeps its policies", extra={"file": found.name, "error": error.reason})
+            log.warning("file deleted; authz keeps its policies until a retry reaches it",
+                        extra={"file": resource, "error": error.reason})
+            return False
+        self._files.purge_settled(resource)
+        return True
+
+    async def settle_owed_purges(self, batch: int = 100) -> int:
+        """Retry the purges still owed (authz was unreachable, or storage stopped in between);
+        stop at the first that fails. Returns how many were settled."""
+        settled = 0
+        while True:
+            owed = self._files.owed_purges(batch)
+            for resource in owed:
+                if not await self.purge_policies(resource):
+                    return settled
+                settled += 1
+            if len(owed) < batch:
+                return settled
 
     # -- download ---------------------------------------------------------------------
 
