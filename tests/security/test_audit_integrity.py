@@ -421,3 +421,40 @@ def test_delete_refused_for_lack_of_audit_deletes_nothing(own_system: LocalSyste
         assert error.value.reason == "AUDIT_UNAVAILABLE"
     with own_system.client() as admin:
         assert admin.get_file(name).display_name == name
+
+
+def test_authz_change_refused_for_lack_of_audit_changes_nothing(own_system: LocalSystem) -> None:
+    """authz writes a change's entry before the change, not after it is committed."""
+    pipeline = unique("unaudited-pipeline")
+    with _audit_refuses_inserts(own_system, "authz"), own_system.client() as admin:
+        with pytest.raises(Unavailable) as error:
+            admin.create_pipeline(pipeline)
+        assert error.value.reason == "AUDIT_UNAVAILABLE"
+    with own_system.client() as admin:
+        assert pipeline not in [p.display_name for p in admin.list_pipelines()]
+        admin.create_pipeline(pipeline)  # the same request goes through once the audit does
+        assert pipeline in [p.display_name for p in admin.list_pipelines()]
+
+
+def test_key_disable_refused_for_lack_of_audit_disables_nothing(own_system: LocalSystem) -> None:
+    """kms writes a key-state change's entry before the change, not after it is committed."""
+    with own_system.client() as admin:
+        previous = admin.rotate_key("eu", reason="make a version to disable")
+        admin.rotate_key("eu", reason="so that it is no longer primary")
+        _region, before = admin.list_key_versions("eu")
+        with _audit_refuses_inserts(own_system, "kms-eu"):
+            with pytest.raises(Unavailable) as error:
+                admin.set_key_version_state(previous.name, "disable", "eu")
+            assert error.value.reason == "AUDIT_UNAVAILABLE"
+        _region, after = admin.list_key_versions("eu")
+    assert [(v.name, v.state) for v in after] == [(v.name, v.state) for v in before]
+
+
+def test_library_settings_refused_for_lack_of_audit_change_nothing(own_system: LocalSystem) -> None:
+    with own_system.client() as admin:
+        before = admin.get_library()
+        with _audit_refuses_inserts(own_system), pytest.raises(Unavailable) as error:
+            admin.update_library(allow_replace=not before.allow_replace, keep_versions=before.keep_versions + 1)
+        assert error.value.reason == "AUDIT_UNAVAILABLE"
+        after = admin.get_library()
+    assert (after.allow_replace, after.keep_versions) == (before.allow_replace, before.keep_versions)

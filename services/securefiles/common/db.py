@@ -7,13 +7,23 @@ instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextvars
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 
 _IMMEDIATE = "securefiles_immediate"
+_before_first_write: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "securefiles_before_first_write", default=None)
+
+
+def call_before_first_write(hook: Callable[[], None] | None) -> None:
+    """Have the current task call `hook` once, right before its first write transaction begins.
+    The interceptor passes the audit's "record now": no entry, no change (a hook that raises
+    leaves the write undone)."""
+    _before_first_write.set(hook)
 
 
 def make_engine(url: str, *metadatas: MetaData, busy_timeout: float = 15.0) -> Engine:
@@ -59,6 +69,10 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that takes the write lock up front (SQLite) and commits on success."""
+    hook = _before_first_write.get()
+    if hook is not None:
+        _before_first_write.set(None)  # once; and not for the audit entry's own transaction
+        hook()
     with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
         yield conn
 

@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
+from securefiles.common.db import call_before_first_write
 from securefiles.common.errors import InvalidArgument, SecureFilesError, Unauthenticated, Unavailable
 from securefiles.common.limits import CallerLimits
 from securefiles.common.logging import request_id_var
@@ -130,8 +131,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         audit: AuditLog | None = None,
         unaudited_methods: frozenset[str] = frozenset(),
         limits: CallerLimits | None = None,
+        audit_before_writes: frozenset[str] | None = None,
     ) -> None:
+        """`audit_before_writes`: audited methods whose ALLOW entry is written right before their
+        first database write (None: none; storage says when, with `audit_now`)."""
         self._limits = limits
+        self._audit_before_writes = audit_before_writes or frozenset()
         self._service = service
         self._domain = f"{service}.securefiles"
         self._authenticator = authenticator
@@ -270,6 +275,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             try:
                 await self._begin(context, authenticate, request)
                 _audit_now_var.set(record_now)
+                if audited and method.rsplit("/", 1)[-1] in self._audit_before_writes:
+                    call_before_first_write(record_now)
                 release = self._admit(request_streaming=not _is_message(request))
                 response = await behavior(request, context)
                 record_now()

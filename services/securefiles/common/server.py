@@ -57,12 +57,14 @@ def create_server(
     audit_reader: ReaderCheck | None = None,
     unaudited_methods: frozenset[str] = frozenset(),
     limits: LimitSettings | None = None,
+    audit_before_writes: frozenset[str] | None = None,
 ) -> RunningServer:
     """Build a TLS server with health, optional reflection, the audit log service and our
     interceptor; bind it."""
     server = grpc.aio.server(
         interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods,
-                                         CallerLimits(limits) if limits is not None else None)],
+                                         CallerLimits(limits) if limits is not None else None,
+                                         audit_before_writes)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

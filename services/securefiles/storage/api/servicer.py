@@ -273,7 +273,6 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
             library.allow_replace if "allow_replace" in paths else None,
             library.keep_versions if "keep_versions" in paths else None,
         )
-        audit_note(library.name, allow_replace=updated.allow_replace, keep_versions=updated.keep_versions)
         return _library(updated)
 
 
