@@ -458,3 +458,14 @@ def test_library_settings_refused_for_lack_of_audit_change_nothing(own_system: L
         assert error.value.reason == "AUDIT_UNAVAILABLE"
         after = admin.get_library()
     assert (after.allow_replace, after.keep_versions) == (before.allow_replace, before.keep_versions)
+
+
+def test_rewrap_refused_for_lack_of_audit_rewraps_nothing(own_system: LocalSystem) -> None:
+    with own_system.client() as admin:
+        admin.upload_file(b"wrapped by the current primary", name=unique("rewrap-audit"))
+        admin.rotate_key("eu", reason="so that a rewrap has work")
+        before = admin.count_data_keys("eu")
+        with _audit_refuses_inserts(own_system), pytest.raises(Unavailable) as error:
+            admin.rewrap_data_keys("eu")
+        assert error.value.reason == "AUDIT_UNAVAILABLE"
+        assert admin.count_data_keys("eu") == before

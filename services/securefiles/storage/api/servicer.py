@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
-from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.interceptors import audit_note, audit_now, current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
@@ -21,6 +22,7 @@ from securefiles.storage.domain.service import CHUNK_BYTES, SecureFiles, UploadR
 from securefiles.storage.domain.versioning import Versioning
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
+log = logging.getLogger("securefiles.storage")
 
 def _struct(metadata: dict) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
@@ -136,8 +138,11 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.RewrapDataKeysRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.RewrapDataKeysResponse:
         await self._require_operator(current_principal())
-        report = await self._rewrapper.rewrap(self._region(request.key_ring))
-        audit_note(rewrapped=report.rewrapped, failed=report.failed)
+        region = self._region(request.key_ring)
+        audit_now(request.key_ring or "regions/-")  # before the first wrapped key is swapped
+        report = await self._rewrapper.rewrap(region)
+        log.info("data keys rewrapped", extra={"key_ring": request.key_ring or "regions/-",
+                                               "rewrapped": report.rewrapped, "failed": report.failed})
         return storage_pb2.RewrapDataKeysResponse(
             before=_counts(report.before), after=_counts(report.after), rewrapped=report.rewrapped,
             failed=report.failed,
