@@ -72,7 +72,11 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     hook = _before_first_write.get()
     if hook is not None:
         _before_first_write.set(None)  # once; and not for the audit entry's own transaction
-        hook()
+        try:
+            hook()
+        except BaseException:
+            _before_first_write.set(hook)  # not written: a later write must not go ahead without it
+            raise
     with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
         yield conn
 

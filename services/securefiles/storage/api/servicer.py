@@ -24,6 +24,7 @@ from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger("securefiles.storage")
 
+
 def _struct(metadata: dict) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(metadata)

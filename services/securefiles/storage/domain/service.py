@@ -328,7 +328,12 @@ class SecureFiles:
             log.warning("file deleted; authz keeps its policies until a retry reaches it",
                         extra={"file": resource, "error": error.reason})
             return False
-        self._files.purge_settled(resource)
+        try:
+            self._files.purge_settled(resource)
+        except Exception:  # the file is deleted and authz forgot it; only the record stays owed
+            log.warning("policies purged, but the record of the purge could not be cleared; it is retried",
+                        exc_info=True, extra={"file": resource})
+            return False
         return True
 
     async def settle_owed_purges(self, batch: int = 100) -> int:
