@@ -52,16 +52,23 @@ def test_disk_full_is_resource_exhausted_and_reads_keep_working(small_disk: Loca
         admin.upload_file(os.urandom(2 * 1024 * 1024), name="fits-now.p12")
 
 
-def _hold_write_lock(system: LocalSystem, seconds: float, locked: threading.Event) -> None:
-    engine = system.engine("storage")
+def _hold_write_lock(system: LocalSystem, hold: float | threading.Event, locked: threading.Event,
+                     service: str = "storage", pg_lock: str = "secure_files, file_versions IN ACCESS EXCLUSIVE MODE",
+                     ) -> None:
+    """Lock `service`'s database for writers (SQLite) or `pg_lock` (PostgreSQL) for `hold` seconds,
+    or until `hold` (an event) is set."""
+    engine = system.engine(service)
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN EXCLUSIVE")
         else:
             conn.begin()
-            conn.execute(text("LOCK TABLE secure_files, file_versions IN ACCESS EXCLUSIVE MODE"))
+            conn.execute(text(f"LOCK TABLE {pg_lock}"))
         locked.set()
-        time.sleep(seconds)
+        if isinstance(hold, threading.Event):
+            hold.wait(30)
+        else:
+            time.sleep(hold)
         conn.rollback()
     engine.dispose()
 
@@ -138,21 +145,9 @@ def test_policies_authz_could_not_forget_at_delete_are_purged_once_it_can(fresh_
     assert fresh_system.query("authz", permissions, r=resource) == [(1,)]
 
     locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:  # authz's audit (written before every change) cannot be appended to
-        engine = fresh_system.engine("authz")
-        with engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN EXCLUSIVE")
-            else:
-                conn.begin()
-                conn.execute(text("LOCK TABLE audit_head IN EXCLUSIVE MODE"))
-            locked.set()
-            release.wait(30)
-            conn.rollback()
-        engine.dispose()
-
-    holder = threading.Thread(target=hold)
+    # authz's audit (written before every change) cannot be appended to
+    holder = threading.Thread(target=_hold_write_lock, args=(fresh_system, release, locked, "authz",
+                                                             "audit_head IN EXCLUSIVE MODE"))
     holder.start()
     assert locked.wait(10)
     try:

@@ -134,7 +134,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         audit_before_writes: frozenset[str] | None = None,
     ) -> None:
         """`audit_before_writes`: audited methods whose ALLOW entry is written right before their
-        first database write (None: none; storage says when, with `audit_now`)."""
+        first database write (the others: when they call `audit_now`, else once they return)."""
         self._limits = limits
         self._audit_before_writes = audit_before_writes or frozenset()
         self._service = service

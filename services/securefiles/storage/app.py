@@ -150,6 +150,9 @@ def build(settings: StorageSettings) -> StorageApp:
         audit_reader=authz.require_operator,
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
                                      "GetLibrary"}),
+        # File changes call `audit_now` themselves (an upload writes blob segments before it is
+        # accepted); these two have their entry written right before their first write.
+        audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
     )
     return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval,
                       settings.purge_retry_interval)

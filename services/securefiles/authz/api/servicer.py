@@ -14,7 +14,7 @@ from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermiss
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import audit_now, current_principal
+from securefiles.common.interceptors import current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -204,10 +204,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
     async def PurgeResourcePolicies(
         self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PurgeResourcePoliciesResponse:
-        caller = current_principal()
-        self._authz.require_storage(caller)
-        audit_now(request.resource)  # no entry, no change: written before anything is removed
-        removed = self._authz.purge_resource(caller, request.resource)
+        # Its audit entry goes in before the first row is removed (`audit_before_writes`).
+        removed = self._authz.purge_resource(current_principal(), request.resource)
         log.info("policies of a deleted file purged",
                  extra={"resource": request.resource, **{kind: str(n) for kind, n in removed.items() if n}})
         return authz_pb2.PurgeResourcePoliciesResponse(removed=removed)

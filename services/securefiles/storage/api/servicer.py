@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
-from securefiles.common.interceptors import audit_note, audit_now, current_principal
+from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
@@ -139,9 +139,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.RewrapDataKeysRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.RewrapDataKeysResponse:
         await self._require_operator(current_principal())
-        region = self._region(request.key_ring)
-        audit_now(request.key_ring or "regions/-")  # before the first wrapped key is swapped
-        report = await self._rewrapper.rewrap(region)
+        report = await self._rewrapper.rewrap(self._region(request.key_ring))
         log.info("data keys rewrapped", extra={"key_ring": request.key_ring or "regions/-",
                                                "rewrapped": report.rewrapped, "failed": report.failed})
         return storage_pb2.RewrapDataKeysResponse(
@@ -274,6 +272,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         if paths - {"allow_replace", "keep_versions"}:
             raise InvalidArgument("only allow_replace and keep_versions can be updated", reason="INVALID_UPDATE_MASK")
         library = request.library
+        audit_note(library.name, **{path: getattr(library, path) for path in sorted(paths)})
         updated = await self._versioning.update_library(
             current_principal(), library.name,
             library.allow_replace if "allow_replace" in paths else None,

@@ -59,13 +59,11 @@ class Versioning:
         if keep_versions is not None and not 1 <= keep_versions <= MAX_KEEP_VERSIONS:
             raise InvalidArgument(f"keep_versions must be between 1 and {MAX_KEEP_VERSIONS}",
                                   reason="INVALID_KEEP_VERSIONS")
-        wanted = LibrarySettings(
+        return self._repo.set_library(LibrarySettings(
             project,
             current.allow_replace if allow_replace is None else allow_replace,
             current.keep_versions if keep_versions is None else keep_versions,
-        )
-        self._files.before_change(name, allow_replace=wanted.allow_replace, keep_versions=wanted.keep_versions)
-        return self._repo.set_library(wanted)
+        ))
 
     # -- versions ---------------------------------------------------------------------
 
