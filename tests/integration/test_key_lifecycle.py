@@ -189,12 +189,16 @@ def test_destroy_in_use_needs_force_and_typed_confirmation(fresh_system: LocalSy
 
 
 def test_downloads_never_fail_while_keys_rotate_and_rewrap(fresh_system: LocalSystem, tmp_path) -> None:
+    # What this proves is that rotation and rewrap never break a download, not the per-caller
+    # rate limit: 16 agents on one job token would pass the default 200 requests/s on a fast moment.
+    fresh_system.extra_env.update({"SECUREFILES_REQUESTS_PER_SECOND": "100000", "SECUREFILES_REQUEST_BURST": "100000"})
     fresh_system.start()
     files = _upload_many(fresh_system, 6)
     token = job_token_for(fresh_system, *files)
     stop = threading.Event()
     failures: list[str] = []
-    downloads = [0]
+    rounds = [0] * 16  # full passes over every file, per agent
+    progressed = threading.Condition()
 
     def agent(index: int) -> None:
         with fresh_system.client(token=token) as job:
@@ -206,7 +210,15 @@ def test_downloads_never_fail_while_keys_rotate_and_rewrap(fresh_system: LocalSy
                             failures.append(f"{name}: bytes differ")
                     except Exception as error:
                         failures.append(f"{name}: {error!r}")
-                    downloads[0] += 1
+                with progressed:
+                    rounds[index] += 1
+                    progressed.notify_all()
+
+    def every_agent_completes_a_round_after_now() -> None:
+        with progressed:
+            target = [r + 1 for r in rounds]
+            assert progressed.wait_for(lambda: all(r >= t for r, t in zip(rounds, target, strict=True)),
+                                       timeout=120), "agents stopped making progress"
 
     threads = [threading.Thread(target=agent, args=(i,)) for i in range(16)]
     for thread in threads:
@@ -214,14 +226,16 @@ def test_downloads_never_fail_while_keys_rotate_and_rewrap(fresh_system: LocalSy
     try:
         for _ in range(3):
             _keys(fresh_system, "rotate")
+            # Every agent downloads every file while the new version is primary and the old keys wrap...
+            every_agent_completes_a_round_after_now()
             _keys(fresh_system, "rewrap")
-            time.sleep(0.3)
+            # ...and again once every data key has moved.
+            every_agent_completes_a_round_after_now()
     finally:
         stop.set()
         for thread in threads:
             thread.join()
     assert failures == []
-    assert downloads[0] >= 16 * len(files)
     assert _counts(fresh_system)[4] == len(files)
 
 
