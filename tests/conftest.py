@@ -23,7 +23,13 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from securefiles.client import SecureFilesClient
 from securefiles.client.config import load_config
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
+from securefiles.common.tls import (
+    TlsFiles,
+    channel_credentials,
+    channel_options,
+    client_channel_credentials,
+    kms_server_name,
+)
 
 READY_LINE = "securefiles is up"
 
@@ -212,12 +218,23 @@ class LocalSystem:
         return TlsFiles(ca=pki / "ca.pem", cert=pki / f"{identity}.pem", key=pki / f"{identity}-key.pem")
 
     def channel(self, service: str, identity: str = "client", region: str = "eu") -> grpc.Channel:
-        """A raw channel to a service presenting `identity`'s certificate."""
-        config = load_config(self.env())
-        target = config.kms[region] if service == "kms" else getattr(config, service)
+        """A raw channel to a service. As `client` (an agent or a person): its public port, server
+        TLS and no certificate. As a service identity: its internal port, presenting that
+        service's certificate."""
         server_name = kms_server_name(region) if service == "kms" else ""
+        if identity == "client":
+            config = load_config(self.env())
+            target = config.kms[region] if service == "kms" else getattr(config, service)
+            return grpc.secure_channel(target, client_channel_credentials(self.tls(identity).ca),
+                                       options=channel_options(target, server_name))
+        target = self.internal_target(service, region)
         return grpc.secure_channel(target, channel_credentials(self.tls(identity)),
                                    options=channel_options(target, server_name))
+
+    def internal_target(self, service: str, region: str = "eu") -> str:
+        """`host:port` of a service's internal (mutual TLS) port."""
+        name = f"kms-{region}" if service == "kms" else service
+        return f"127.0.0.1:{(self.state_dir / 'run' / f'{name}.internal-port').read_text().strip()}"
 
 
 def unique(prefix: str = "f") -> str:

@@ -197,8 +197,6 @@ class Stack:
             "SECUREFILES_AUTHZ_ENDPOINT": self.endpoint("authz"),
             "SECUREFILES_KMS_ENDPOINTS": f"eu={self.endpoint('kms-eu')},us={self.endpoint('kms-us')}",
             "SECUREFILES_CA_FILE": str(self.secrets / "ca.pem"),
-            "SECUREFILES_CLIENT_CERT_FILE": str(self.secrets / "client.pem"),
-            "SECUREFILES_CLIENT_KEY_FILE": str(self.secrets / "client-key.pem"),
         })
         env.update(overrides)
         return env

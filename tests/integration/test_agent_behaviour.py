@@ -21,7 +21,7 @@ from securefiles.client.config import ClientConfig
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.errors import SecureFilesError
 from securefiles.common.rich_status import to_rpc_status
-from securefiles.common.tls import TlsFiles, server_credentials
+from securefiles.common.tls import TlsFiles, public_server_credentials
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
 CONTENT = b"certificate bytes " * 1000
@@ -61,13 +61,13 @@ class ScriptedStorage(storage_pb2_grpc.SecureFileServiceServicer):
 def scripted(tmp_path: Path):
     pki = tmp_path / "pki"
     ca = ensure_ca(pki)
-    server_id, client_id = ensure_identity(pki, "storage"), ensure_identity(pki, "client")
+    server_id = ensure_identity(pki, "storage")
     servicer = ScriptedStorage([])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     storage_pb2_grpc.add_SecureFileServiceServicer_to_server(servicer, server)
-    port = server.add_secure_port("127.0.0.1:0", server_credentials(TlsFiles(ca, server_id.cert, server_id.key)))
+    port = server.add_secure_port("127.0.0.1:0", public_server_credentials(TlsFiles(ca, server_id.cert, server_id.key)))
     server.start()
-    config = ClientConfig(storage=f"127.0.0.1:{port}", ca_file=ca, cert_file=client_id.cert, key_file=client_id.key)
+    config = ClientConfig(storage=f"127.0.0.1:{port}", ca_file=ca)
     client = SecureFilesClient(config, token="job-token")
     yield servicer, client
     client.close()

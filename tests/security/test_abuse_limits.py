@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.config import load_config
 from securefiles.common.rich_status import error_info_of
-from securefiles.common.tls import channel_credentials
+from securefiles.common.tls import client_channel_credentials
 from securefiles.common.tokens import TokenIssuer, load_signing_key
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -223,7 +223,7 @@ def _oversized_upload(system: LocalSystem, name: str) -> grpc.RpcError:
     options = [("grpc.max_send_message_length", 16 * MAX_MESSAGE), ("grpc.ssl_target_name_override", "localhost")]
     requests = [storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
         parent="projects/default", display_name=name)), storage_pb2.UploadSecureFileRequest(chunk=b"\0" * MAX_MESSAGE)]
-    with grpc.secure_channel(target, channel_credentials(system.tls("client")), options=options) as channel, \
+    with grpc.secure_channel(target, client_channel_credentials(system.tls("client").ca), options=options) as channel, \
             pytest.raises(grpc.RpcError) as error:
         storage_pb2_grpc.SecureFileServiceStub(channel).UploadSecureFile(
             iter(requests), metadata=bearer(system.admin_token), timeout=30)

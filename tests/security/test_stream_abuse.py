@@ -22,7 +22,7 @@ import pytest
 from securefiles.client import AlreadyExists, InvalidArgument, PermissionDenied
 from securefiles.client.config import load_config
 from securefiles.common.rich_status import error_info_of
-from securefiles.common.tls import channel_credentials
+from securefiles.common.tls import client_channel_credentials
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import LocalSystem, bearer, blob_files, job_token_for, stored_blob_keys, unique
 from tests.security.support import listed
@@ -90,7 +90,7 @@ def _upload_cut_short(system: LocalSystem, name: str, how: str) -> None:
 
     target = load_config(system.env()).storage
     options = [("grpc.max_send_message_length", 4 * MAX_MESSAGE), ("grpc.ssl_target_name_override", "localhost")]
-    with grpc.secure_channel(target, channel_credentials(system.tls("client")), options=options) as channel:
+    with grpc.secure_channel(target, client_channel_credentials(system.tls("client").ca), options=options) as channel:
         upload = storage_pb2_grpc.SecureFileServiceStub(channel).UploadSecureFile
         if how == "client-cancel":
             call = upload.future(requests(), metadata=bearer(system.admin_token), timeout=30)

@@ -1,5 +1,9 @@
-"""Transport security: every service speaks only mutual TLS with modern parameters, and only
-storage's certificate gets data keys.
+"""Transport security: every service listens twice, with modern TLS only.
+
+- The *public* port (agents, people): server-authenticated TLS; the caller proves who it is with
+  a bearer token and needs no client certificate. A certificate cannot make anyone a service here.
+- The *internal* port (services): mutual TLS; only a certificate from our CA gets through, and
+  only a service's certificate makes the caller that service. Only storage's gets data keys.
 
 The handshake tests drive Python's `ssl` module directly. Where a client *could* fail on its
 own (a legacy protocol or a weak cipher the local OpenSSL refuses to offer), the same client
@@ -25,34 +29,44 @@ from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.config import load_config
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.rich_status import error_info_of
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, client_channel_credentials
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import LocalSystem, bearer, job_token_for, unique
 
 SERVICES = ("storage", "authz", "kms")
+PORTS = ("public", "internal")
 CONTEXT = {"project": "default", "secure_file_id": "tls-test", "version": "1"}
 # Failures the *client* raises before the server had a say.
 CLIENT_SIDE_REASONS = {"NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE", "UNSUPPORTED_PROTOCOL"}
 HTTP2_SETTINGS = 0x04
 
 
-def _target(system: LocalSystem, service: str) -> str:
+def _target(system: LocalSystem, service: str, port: str = "public") -> str:
+    if port == "internal":
+        return system.internal_target(service)
     config = load_config(system.env())
     return config.kms["eu"] if service == "kms" else getattr(config, service)
 
 
+@pytest.fixture(scope="module")
+def client_identity(system: LocalSystem) -> TlsFiles:
+    """A certificate our CA issued to something that is not a service (no SPIFFE service name)."""
+    paths = ensure_identity(system.state_dir / "pki", "client")
+    return TlsFiles(ca=system.tls("storage").ca, cert=paths.cert, key=paths.key)
+
+
 def _authenticated_call(service: str) -> Callable[[grpc.Channel, str], object]:
-    """One RPC per service that a valid admin token may make."""
+    """One RPC per service that a valid admin token may make (no token: no authorization header)."""
     if service == "storage":
         return lambda channel, token: storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(
-            storage_pb2.ListSecureFilesRequest(parent="projects/default", page_size=1), metadata=bearer(token),
-            timeout=10)
+            storage_pb2.ListSecureFilesRequest(parent="projects/default", page_size=1),
+            metadata=bearer(token) if token else (), timeout=10)
     if service == "authz":
         return lambda channel, token: authz_pb2_grpc.AuthorizationServiceStub(channel).ListProjects(
-            authz_pb2.ListProjectsRequest(), metadata=bearer(token), timeout=10)
+            authz_pb2.ListProjectsRequest(), metadata=bearer(token) if token else (), timeout=10)
     return lambda channel, token: kms_pb2_grpc.KeyManagementServiceStub(channel).ListKeyVersions(
-        kms_pb2.ListKeyVersionsRequest(key_ring="regions/eu"), metadata=bearer(token), timeout=10)
+        kms_pb2.ListKeyVersionsRequest(key_ring="regions/eu"), metadata=bearer(token) if token else (), timeout=10)
 
 
 def _health(channel: grpc.Channel) -> int:
@@ -69,25 +83,58 @@ def _assert_refused_at_transport(call: Callable[[], object]) -> None:
 # -- gRPC clients that must not get in ------------------------------------------------
 
 
+@pytest.mark.parametrize("port", PORTS)
 @pytest.mark.parametrize("service", SERVICES)
-def test_plaintext_client_is_refused(system: LocalSystem, service: str) -> None:
-    target = _target(system, service)
+def test_plaintext_client_is_refused(system: LocalSystem, service: str, port: str) -> None:
+    target = _target(system, service, port)
     with grpc.insecure_channel(target) as plaintext:
         _assert_refused_at_transport(lambda: _health(plaintext))
         _assert_refused_at_transport(lambda: _authenticated_call(service)(plaintext, system.admin_token))
-    with system.channel(service) as mutual:  # the same calls over mutual TLS work
-        assert _health(mutual) == health_pb2.HealthCheckResponse.SERVING
-        _authenticated_call(service)(mutual, system.admin_token)
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_client_without_certificate_is_refused(system: LocalSystem, service: str) -> None:
-    """Trusting the right CA is not enough; a valid bearer token is not enough either."""
-    target = _target(system, service)
-    credentials = grpc.ssl_channel_credentials(root_certificates=system.tls("client").ca.read_bytes())
-    with grpc.secure_channel(target, credentials, options=channel_options(target)) as channel:
+def test_agents_and_people_need_no_client_certificate(system: LocalSystem, service: str) -> None:
+    """On the public port trusting the CA and holding a token is enough; without the token the
+    service itself answers (not the transport) that credentials are missing."""
+    with system.channel(service) as channel:
+        assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        _authenticated_call(service)(channel, system.admin_token)
+        with pytest.raises(grpc.RpcError) as error:
+            _authenticated_call(service)(channel, "")
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_info_of(error.value).reason == "MISSING_CREDENTIALS"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_internal_port_refuses_a_client_without_certificate(system: LocalSystem, service: str) -> None:
+    """Trusting the right CA is not enough there; a valid bearer token is not enough either."""
+    target = _target(system, service, "internal")
+    with grpc.secure_channel(target, client_channel_credentials(system.tls("storage").ca),
+                             options=channel_options(target)) as channel:
         _assert_refused_at_transport(lambda: _health(channel))
         _assert_refused_at_transport(lambda: _authenticated_call(service)(channel, system.admin_token))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_internal_port_takes_a_non_service_certificate_for_nobody(
+        system: LocalSystem, client_identity: TlsFiles, service: str) -> None:
+    target = _target(system, service, "internal")
+    with grpc.secure_channel(target, channel_credentials(client_identity), options=channel_options(target)) as channel:
+        assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as error:
+            _authenticated_call(service)(channel, "")
+    assert error_info_of(error.value).reason == "MISSING_CREDENTIALS"
+
+
+def test_a_service_certificate_on_the_public_port_makes_nobody_a_service(system: LocalSystem) -> None:
+    """The public port never asks for a certificate: storage's own, presented there, is not sent."""
+    target = _target(system, "kms")
+    request = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT)
+    with grpc.secure_channel(target, channel_credentials(system.tls("storage")),
+                             options=channel_options(target, "kms-eu")) as channel:
+        with pytest.raises(grpc.RpcError) as error:
+            kms_pb2_grpc.KeyManagementServiceStub(channel).GenerateDataKey(request, timeout=10)
+    assert error_info_of(error.value).reason == "MISSING_CREDENTIALS"
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +149,13 @@ def foreign_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _foreign_tls(system: LocalSystem, foreign_pki: Path, identity: str) -> TlsFiles:
     """A foreign certificate, while trusting the real CA (so only the server's check can fail)."""
-    return TlsFiles(ca=system.tls("client").ca, cert=foreign_pki / f"{identity}.pem",
+    return TlsFiles(ca=system.tls("storage").ca, cert=foreign_pki / f"{identity}.pem",
                     key=foreign_pki / f"{identity}-key.pem")
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_certificate_from_another_ca_is_refused(system: LocalSystem, foreign_pki: Path, service: str) -> None:
-    target = _target(system, service)
+    target = _target(system, service, "internal")
     credentials = channel_credentials(_foreign_tls(system, foreign_pki, "client"))
     with grpc.secure_channel(target, credentials, options=channel_options(target)) as channel:
         _assert_refused_at_transport(lambda: _health(channel))
@@ -117,7 +164,7 @@ def test_certificate_from_another_ca_is_refused(system: LocalSystem, foreign_pki
 
 def test_another_cas_storage_certificate_gets_no_data_key(system: LocalSystem, foreign_pki: Path) -> None:
     """A certificate naming spiffe://securefiles/storage is worthless unless our CA issued it."""
-    target = _target(system, "kms")
+    target = _target(system, "kms", "internal")
     credentials = channel_credentials(_foreign_tls(system, foreign_pki, "storage"))
     request = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT)
     with grpc.secure_channel(target, credentials, options=channel_options(target)) as channel:
@@ -283,13 +330,15 @@ def _service_refuses(target: str, context: ssl.SSLContext) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_tls_1_1_is_refused(system: LocalSystem, foreign_pki: Path, permissive_server: str, service: str) -> None:
+def test_tls_1_1_is_refused(system: LocalSystem, foreign_pki: Path, permissive_server: str, service: str,
+                           client_identity: TlsFiles) -> None:
     control = _handshake(permissive_server, _context(foreign_pki / "ca.pem", None, maximum=ssl.TLSVersion.TLSv1_1,
                                                      legacy=True))
     if control.version != "TLSv1.1":
         pytest.skip(f"this OpenSSL cannot speak TLS 1.1 at all (got {control.version})")
-    tls = system.tls("client")
-    _service_refuses(_target(system, service), _context(tls.ca, tls, maximum=ssl.TLSVersion.TLSv1_1, legacy=True))
+    for port, tls in (("public", None), ("internal", client_identity)):
+        _service_refuses(_target(system, service, port),
+                         _context(client_identity.ca, tls, maximum=ssl.TLSVersion.TLSv1_1, legacy=True))
 
 
 @pytest.mark.parametrize(
@@ -299,27 +348,29 @@ def test_tls_1_1_is_refused(system: LocalSystem, foreign_pki: Path, permissive_s
 )
 @pytest.mark.parametrize("service", SERVICES)
 def test_weak_tls_1_2_cipher_suites_are_refused(
-    system: LocalSystem, foreign_pki: Path, permissive_server: str, service: str, cipher: str
+    system: LocalSystem, foreign_pki: Path, permissive_server: str, service: str, cipher: str,
+    client_identity: TlsFiles,
 ) -> None:
     if cipher.startswith("ECDHE-ECDSA"):  # our keys are ECDSA: show this client really offers the suite
         control = _handshake(permissive_server, _context(foreign_pki / "ca.pem", None,
                                                          maximum=ssl.TLSVersion.TLSv1_2, ciphers=cipher, legacy=True))
         assert control.cipher == cipher
-    tls = system.tls("client")
-    _service_refuses(_target(system, service),
-                     _context(tls.ca, tls, maximum=ssl.TLSVersion.TLSv1_2, ciphers=cipher, legacy=True))
+    for port, tls in (("public", None), ("internal", client_identity)):
+        _service_refuses(_target(system, service, port),
+                         _context(client_identity.ca, tls, maximum=ssl.TLSVersion.TLSv1_2, ciphers=cipher, legacy=True))
 
 
 AEAD_TLS12 = ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305")
 
 
+@pytest.mark.parametrize("port", PORTS)
 @pytest.mark.parametrize("maximum", [ssl.TLSVersion.TLSv1_2, None], ids=["tls1.2", "tls1.3"])
 @pytest.mark.parametrize("service", SERVICES)
 def test_normal_handshake_negotiates_forward_secret_aead(
-    system: LocalSystem, service: str, maximum: ssl.TLSVersion | None
+    system: LocalSystem, service: str, maximum: ssl.TLSVersion | None, port: str, client_identity: TlsFiles
 ) -> None:
-    tls = system.tls("client")
-    result = _handshake(_target(system, service), _context(tls.ca, tls, maximum=maximum))
+    tls = client_identity if port == "internal" else None
+    result = _handshake(_target(system, service, port), _context(client_identity.ca, tls, maximum=maximum))
     if maximum is ssl.TLSVersion.TLSv1_2:
         assert result.version == "TLSv1.2" and result.cipher in AEAD_TLS12, result
     else:
@@ -331,14 +382,14 @@ def test_normal_handshake_negotiates_forward_secret_aead(
 
 @pytest.mark.parametrize("maximum", [ssl.TLSVersion.TLSv1_2, None], ids=["tls1.2", "tls1.3"])
 @pytest.mark.parametrize("service", SERVICES)
-def test_handshake_without_client_certificate_gets_nothing(
+def test_internal_handshake_without_client_certificate_gets_nothing(
     system: LocalSystem, service: str, maximum: ssl.TLSVersion | None
 ) -> None:
     """TLS 1.2 fails the handshake; with TLS 1.3 the client's side may complete, but the server
     closes before it sends a single HTTP/2 frame."""
-    context = _context(system.tls("client").ca, None, maximum=maximum)
+    context = _context(system.tls("storage").ca, None, maximum=maximum)
     try:
-        result = _handshake(_target(system, service), context)
+        result = _handshake(_target(system, service, "internal"), context)
     except (ssl.SSLError, ConnectionError) as error:
         assert getattr(error, "reason", None) not in CLIENT_SIDE_REASONS, error
     else:

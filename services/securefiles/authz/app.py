@@ -87,6 +87,7 @@ def build(settings: AuthzSettings) -> RunningServer:
         tls=settings.server.tls,
         authenticator=Authenticator(verifier),
         address=settings.server.listen,
+        internal_address=settings.server.internal_listen,
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
@@ -102,7 +103,7 @@ def build(settings: AuthzSettings) -> RunningServer:
 
 
 async def serve(settings: AuthzSettings) -> None:
-    await run_until_signalled(build(settings), settings.server.port_file, parent_pid=settings.server.parent_pid)
+    await run_until_signalled(build(settings), settings.server)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """`securefiles init-secrets`: certificates and keys for a deployment (compose, or by hand).
 
 Generates once, into one directory: a CA, one certificate per service identity (with the
-hostnames the services are reached by) and one for clients, the authz signing key and a
-root key per region; writes a client configuration with a bootstrap administrator token.
+hostnames the services are reached by), the authz signing key and a root key per region;
+writes a client configuration (agents and people need no certificate) with a bootstrap
+administrator token.
 Existing files are kept, so running it again is safe.
 """
 
@@ -26,7 +27,7 @@ ADMIN_TOKEN_TTL = 30 * 24 * 3600
 def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     ensure_ca(directory)
-    for identity, hosts in (("storage", ("storage",)), ("authz", ("authz",)), ("client", ())):
+    for identity, hosts in (("storage", ("storage",)), ("authz", ("authz",))):
         ensure_identity(directory, identity, (*hosts, *hostnames))
     for region in regions:  # one certificate and key per region; clients check the region's name
         ensure_identity(directory, f"kms-{region}", (kms_server_name(region), *hostnames), service="kms")
@@ -53,9 +54,7 @@ def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str
     issuer = TokenIssuer(load_signing_key((directory / "authz-signing-key.pem").read_bytes()))
     token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user")
     config = ClientConfig(
-        storage=storage, authz=authz, kms=kms, ca_file=(directory / "ca.pem").resolve(),
-        cert_file=(directory / "client.pem").resolve(), key_file=(directory / "client-key.pem").resolve(),
-        token=token,
+        storage=storage, authz=authz, kms=kms, ca_file=(directory / "ca.pem").resolve(), token=token,
     )
     path = directory / "client.toml"
     config.write(path)

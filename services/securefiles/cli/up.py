@@ -23,10 +23,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from securefiles.client.config import ClientConfig, default_config_path
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
+from securefiles.common.tls import TlsFiles, channel_options, client_channel_credentials, kms_server_name
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
 
 DEFAULT_PORT_BASE = 7700
+# Each service's internal (mutual TLS) port is this far above its public one.
+INTERNAL_PORT_OFFSET = 50
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -61,6 +63,7 @@ class ServiceProcess:
     identity: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    internal_port: int = 0
     restarts: list[float] = field(default_factory=list)
 
 
@@ -87,7 +90,7 @@ class LocalSystem:
         os.chmod(self.state, 0o700)
         pki = self._dir("pki")
         ensure_ca(pki)
-        for identity in ("storage", "authz", "client"):
+        for identity in ("storage", "authz"):
             ensure_identity(pki, identity)
         for region in self.options.regions:
             # A certificate (and key) of its own per region, naming the region: storage and the
@@ -116,6 +119,10 @@ class LocalSystem:
     def _port(self, offset: int) -> int:
         return 0 if self.options.port_base == 0 else self.options.port_base + offset
 
+    def _ports(self, offset: int) -> tuple[int, int]:
+        """(public, internal) ports of the service at `offset`."""
+        return self._port(offset), self._port(offset + INTERNAL_PORT_OFFSET)
+
     def database_url(self, name: str) -> str:
         """SQLite under the state dir, or a database of its own on the PostgreSQL server."""
         if not self.options.database_url:
@@ -123,11 +130,13 @@ class LocalSystem:
         return ensure_postgres_database(self.options.database_url,
                                         f"{self.options.database_prefix}{name}".replace("-", "_"))
 
-    def _env(self, name: str, identity: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+    def _env(self, name: str, identity: str, ports: tuple[int, int], extra: dict[str, str]) -> dict[str, str]:
         tls = self.tls(identity)
         env = dict(os.environ)
         env.update({
-            "SECUREFILES_LISTEN": f"127.0.0.1:{port}",
+            "SECUREFILES_LISTEN": f"127.0.0.1:{ports[0]}",
+            "SECUREFILES_INTERNAL_LISTEN": f"127.0.0.1:{ports[1]}",
+            "SECUREFILES_INTERNAL_PORT_FILE": str(self.state / "run" / f"{name}.internal-port"),
             "SECUREFILES_TLS_CA_FILE": str(tls.ca),
             "SECUREFILES_TLS_CERT_FILE": str(tls.cert),
             "SECUREFILES_TLS_KEY_FILE": str(tls.key),
@@ -140,33 +149,38 @@ class LocalSystem:
         env.update(extra)
         return env
 
-    def _spawn(self, name: str, service: str, identity: str, port: int, extra: dict[str, str]
+    def _spawn(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
                ) -> subprocess.Popen[bytes]:
         (self.state / "run" / f"{name}.port").unlink(missing_ok=True)
+        (self.state / "run" / f"{name}.internal-port").unlink(missing_ok=True)
         log = open(self.state / "logs" / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "securefiles", "serve", service],
-            env=self._env(name, identity, port, extra), stdout=log, stderr=subprocess.STDOUT,
+            env=self._env(name, identity, ports, extra), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
         write_private_file(self.state / "run" / f"{name}.pid", str(process.pid).encode())
         return process
 
-    def _start(self, name: str, service: str, identity: str, port: int, extra: dict[str, str]) -> ServiceProcess:
-        process = self._spawn(name, service, identity, port, extra)
+    def _start(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
+               ) -> ServiceProcess:
+        process = self._spawn(name, service, identity, ports, extra)
         child = ServiceProcess(name, process, self.state / "logs" / f"{name}.log", service, identity, extra)
         self.processes.append(child)
-        child.port = self._wait_ready(child, self.state / "run" / f"{name}.port")
+        self._wait_ready(child)
         return child
 
     def restart(self, child: ServiceProcess) -> None:
-        """Bring a crashed service back on the same port (its peers and clients keep their address)."""
-        child.process = self._spawn(child.name, child.service, child.identity, child.port, child.extra)
+        """Bring a crashed service back on the same ports (its peers and clients keep their address)."""
+        child.process = self._spawn(child.name, child.service, child.identity, (child.port, child.internal_port),
+                                    child.extra)
         child.restarts.append(time.monotonic())
-        child.port = self._wait_ready(child, self.state / "run" / f"{child.name}.port")
+        self._wait_ready(child)
 
-    def _wait_ready(self, child: ServiceProcess, port_file: Path) -> int:
+    def _wait_ready(self, child: ServiceProcess) -> None:
+        """Wait for the port files (the internal one is written first) and SERVING on the public port."""
+        port_file = self.state / "run" / f"{child.name}.port"
         deadline = time.monotonic() + START_TIMEOUT
         port = 0
         while time.monotonic() < deadline:
@@ -177,13 +191,16 @@ class LocalSystem:
                 text = port_file.read_text().strip()
                 port = int(text) if text.isdigit() else 0
             if port and self._serving(port):
-                return port
+                child.port = port
+                child.internal_port = int((self.state / "run" / f"{child.name}.internal-port").read_text())
+                return
             time.sleep(0.05)
         raise LaunchError(f"{child.name} did not become healthy within {START_TIMEOUT:.0f}s; see {child.log_path}")
 
     def _serving(self, port: int) -> bool:
         target = f"127.0.0.1:{port}"
-        with grpc.secure_channel(target, channel_credentials(self.tls("client")), channel_options(target)) as ch:
+        credentials = client_channel_credentials(self.state / "pki" / "ca.pem")
+        with grpc.secure_channel(target, credentials, channel_options(target)) as ch:
             try:
                 response = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
             except grpc.RpcError:
@@ -194,32 +211,34 @@ class LocalSystem:
         """Start authz, the kms of each region, then storage; write the client config."""
         secrets = self.state / "secrets"
         regions = self.options.regions
-        authz = self._start("authz", "authz", "authz", self._port(0), {
+        authz = self._start("authz", "authz", "authz", self._ports(0), {
             "SECUREFILES_SIGNING_KEY_FILE": str(secrets / "authz-signing-key.pem"),
             "SECUREFILES_REGIONS": ",".join(regions),
             "SECUREFILES_BOOTSTRAP_ADMIN": self.options.admin,
         })
-        authz_target = f"127.0.0.1:{authz.port}"
+        # Services call each other on the internal (mutual TLS) ports; clients use the public ones.
+        authz_internal = f"127.0.0.1:{authz.internal_port}"
         kms: dict[str, str] = {}
+        kms_internal: dict[str, str] = {}
         for index, region in enumerate(regions):
-            child = self._start(f"kms-{region}", "kms", f"kms-{region}", self._port(2 + index), {
+            child = self._start(f"kms-{region}", "kms", f"kms-{region}", self._ports(2 + index), {
                 "SECUREFILES_REGION": region,
                 "SECUREFILES_KMS_ROOT_KEY_FILE": str(secrets / f"kms-{region}-root-key"),
-                "SECUREFILES_AUTHZ_ENDPOINT": authz_target,
+                "SECUREFILES_AUTHZ_ENDPOINT": authz_internal,
             })
             kms[region] = f"127.0.0.1:{child.port}"
-        storage = self._start("storage", "storage", "storage", self._port(1), {
+            kms_internal[region] = f"127.0.0.1:{child.internal_port}"
+        storage = self._start("storage", "storage", "storage", self._ports(1), {
             "SECUREFILES_BLOB_DIR": str(self.state / "data" / "blobs"),
             "SECUREFILES_BLOB_STORE": self.options.blob_store,
-            "SECUREFILES_AUTHZ_ENDPOINT": authz_target,
-            "SECUREFILES_KMS_ENDPOINTS": ",".join(f"{r}={t}" for r, t in kms.items()),
+            "SECUREFILES_AUTHZ_ENDPOINT": authz_internal,
+            "SECUREFILES_KMS_ENDPOINTS": ",".join(f"{r}={t}" for r, t in kms_internal.items()),
         })
         issuer = TokenIssuer(load_signing_key((secrets / "authz-signing-key.pem").read_bytes()))
         token, _ = issuer.issue(self.options.admin, ADMIN_TOKEN_TTL, kind="user")
-        client_tls = self.tls("client")
         config = ClientConfig(
-            storage=f"127.0.0.1:{storage.port}", authz=authz_target, kms=kms, ca_file=client_tls.ca.resolve(),
-            cert_file=client_tls.cert.resolve(), key_file=client_tls.key.resolve(), token=token,
+            storage=f"127.0.0.1:{storage.port}", authz=f"127.0.0.1:{authz.port}", kms=kms,
+            ca_file=(self.state / "pki" / "ca.pem").resolve(), token=token,
         )
         config_path = self.state / "client.toml"
         config.write(config_path)

@@ -28,9 +28,7 @@ class ClientConfig:
     storage: str = ""
     authz: str = ""
     kms: dict[str, str] = field(default_factory=dict)
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: Path | None = None  # the CA that signed the services' certificates (else the system's)
     token: str = field(default="", repr=False)
     project: str = "default"
     source: Path | None = None
@@ -48,8 +46,6 @@ class ClientConfig:
             f"project = {q(self.project)}",
             f"token = {q(self.token)}",
             f"ca_file = {q(self.ca_file or '')}",
-            f"cert_file = {q(self.cert_file or '')}",
-            f"key_file = {q(self.key_file or '')}",
             "",
             "[endpoints]",
             f"storage = {q(self.storage)}",
@@ -84,8 +80,6 @@ def load_config(env: Mapping[str, str] | None = None, path: Path | None = None) 
             authz=str(endpoints.get("authz", "")),
             kms={str(k): str(v) for k, v in dict(endpoints.get("kms", {})).items()},
             ca_file=_path(data.get("ca_file")),
-            cert_file=_path(data.get("cert_file")),
-            key_file=_path(data.get("key_file")),
             token=str(data.get("token", "")),
             project=str(data.get("project", "default")),
             source=path,
@@ -97,9 +91,8 @@ def load_config(env: Mapping[str, str] | None = None, path: Path | None = None) 
                      ("token", "TOKEN")):
         if env.get(f"SECUREFILES_{var}"):
             overrides[key] = env[f"SECUREFILES_{var}"]
-    for key, var in (("ca_file", "CA_FILE"), ("cert_file", "CLIENT_CERT_FILE"), ("key_file", "CLIENT_KEY_FILE")):
-        if env.get(f"SECUREFILES_{var}"):
-            overrides[key] = Path(env[f"SECUREFILES_{var}"])
+    if env.get("SECUREFILES_CA_FILE"):
+        overrides["ca_file"] = Path(env["SECUREFILES_CA_FILE"])
     if env.get("SECUREFILES_KMS_ENDPOINTS"):
         from securefiles.common.config import parse_endpoints
 

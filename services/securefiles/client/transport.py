@@ -10,7 +10,7 @@ import grpc
 from securefiles.client.config import ClientConfig
 from securefiles.common.errors import InvalidArgument, SecureFilesError, Unavailable
 from securefiles.common.rich_status import error_info_of, from_rpc_error
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tls import channel_options, client_channel_credentials
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
@@ -28,21 +28,12 @@ def translate(error: grpc.RpcError) -> SecureFilesError:
 
 
 class Transport:
-    """Lazily opened mTLS channels keyed by target."""
+    """Lazily opened TLS channels keyed by target (server-authenticated: the token says who we are)."""
 
     def __init__(self, config: ClientConfig, token: str) -> None:
         self.config = config
         self._token = token
         self._channels: dict[tuple[str, str], grpc.Channel] = {}
-
-    def _tls(self) -> TlsFiles:
-        c = self.config
-        if not (c.ca_file and c.cert_file and c.key_file):
-            raise InvalidArgument(
-                "client TLS files are not configured (run `securefiles up`, or set SECUREFILES_CONFIG)",
-                reason="INVALID_CONFIG",
-            )
-        return TlsFiles(ca=c.ca_file, cert=c.cert_file, key=c.key_file)
 
     def channel(self, target: str, server_name: str = "") -> grpc.Channel:
         """A channel to `target`, whose certificate must name `server_name` if given."""
@@ -51,7 +42,7 @@ class Transport:
         channel = self._channels.get((target, server_name))
         if channel is None:
             try:
-                credentials = channel_credentials(self._tls())
+                credentials = client_channel_credentials(self.config.ca_file)
             except OSError as error:
                 raise InvalidArgument(f"cannot read TLS files: {error.strerror}: {error.filename}",
                                       reason="INVALID_CONFIG") from None

@@ -1,4 +1,11 @@
-"""Mutual TLS for servers and channels, and the caller's identity from its certificate."""
+"""TLS for servers and channels, and the caller's identity from its certificate.
+
+Every service listens twice: a *public* port with server-authenticated TLS, where agents and
+people connect with a token and no client certificate, and an *internal* port with mutual TLS,
+where services prove who they are with their certificate. gRPC's Python API cannot ask for a
+client certificate without requiring one, so the two cannot share a port; a service identity
+therefore exists only on the internal port.
+"""
 
 from __future__ import annotations
 
@@ -28,15 +35,25 @@ class TlsFiles:
 
 
 def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
-    """Credentials that demand and verify a client certificate from our CA."""
+    """Internal port: credentials that demand and verify a client certificate from our CA."""
     ca, cert, key = tls.read()
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
 
 
+def public_server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """Public port: server-authenticated TLS; callers bring a bearer token, not a certificate."""
+    return grpc.ssl_server_credentials([(tls.key.read_bytes(), tls.cert.read_bytes())])
+
+
 def channel_credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
-    """Credentials that present our certificate and trust only our CA."""
+    """Credentials that present our certificate and trust only our CA (service to service)."""
     ca, cert, key = tls.read()
     return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
+def client_channel_credentials(ca: Path | None) -> grpc.ChannelCredentials:
+    """Credentials of an agent or a person: trust `ca` (else the system's roots), present nothing."""
+    return grpc.ssl_channel_credentials(root_certificates=ca.read_bytes() if ca else None)
 
 
 def kms_server_name(region: str) -> str:

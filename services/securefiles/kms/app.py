@@ -67,6 +67,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         authenticator=Authenticator(
             TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
         address=settings.server.listen,
+        internal_address=settings.server.internal_listen,
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
@@ -83,7 +84,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
 async def serve(settings: KmsSettings) -> None:
     running, authz = build(settings)
     await run_until_signalled(
-        running, settings.server.port_file, parent_pid=settings.server.parent_pid, on_stop=authz.close
+        running, settings.server, on_stop=authz.close
     )
 
 

@@ -144,6 +144,7 @@ def build(settings: StorageSettings) -> StorageApp:
         authenticator=Authenticator(
             TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
         address=settings.server.listen,
+        internal_address=settings.server.internal_listen,
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
@@ -162,7 +163,7 @@ async def serve(settings: StorageSettings) -> None:
     app = build(settings)
     app.start_background_work()
     await run_until_signalled(
-        app.running, settings.server.port_file, parent_pid=settings.server.parent_pid, on_stop=app.close
+        app.running, settings.server, on_stop=app.close
     )
 
 
