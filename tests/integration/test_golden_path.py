@@ -61,7 +61,11 @@ def test_azure_pipelines_variable_and_cleanup(system: LocalSystem, tmp_path) -> 
     agent_temp = tmp_path / "agent"
     agent_temp.mkdir()
 
-    env = {"SYSTEM_ACCESSTOKEN": token, "TF_BUILD": "True", "AGENT_TEMPDIRECTORY": str(agent_temp)}
+    # Azure's own SYSTEM_ACCESSTOKEN is Azure's credential: the agent never sends it anywhere.
+    azure_only = system.cli("agent", "download", name, env={"SYSTEM_ACCESSTOKEN": token, "TF_BUILD": "True",
+                                                             "AGENT_TEMPDIRECTORY": str(agent_temp)})
+    assert azure_only.code == 2 and "MISSING_JOB_TOKEN" in azure_only.stderr
+    env = {"SECUREFILES_JOB_TOKEN": token, "TF_BUILD": "True", "AGENT_TEMPDIRECTORY": str(agent_temp)}
     result = system.cli("agent", "download", name, env=env)
     assert result.code == 0, result.stderr
     path = agent_temp / name

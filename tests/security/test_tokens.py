@@ -264,14 +264,16 @@ def test_job_token_after_its_run_ttl_is_expired(system: LocalSystem) -> None:
 
 
 def test_job_token_bound_to_its_run_id_and_token_id(system: LocalSystem) -> None:
-    """Even signed with the real key, a job token whose jti is not its run's is refused."""
+    """Even signed with the real key, a job token whose run key (`rtk`) is not its run's is refused."""
     name, token, run = _job(system, b"bound")
     claims = jwt.decode(token, options={"verify_signature": False})
-    forged = _signed(system, **{**claims, "jti": unique("other-jti"), "exp": int(time.time()) + 600})
-    with pytest.raises(grpc.RpcError) as error:
-        _job_calls(name, run)["download"](system, bearer(forged))
-    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert error_info_of(error.value).reason == "INVALID_TOKEN"
+    other_key = _signed(system, **{**claims, "rtk": unique("other-run-key"), "exp": int(time.time()) + 600})
+    no_key = _signed(system, **{k: v for k, v in claims.items() if k != "rtk"} | {"jti": unique("other-jti")})
+    for forged in (other_key, no_key):
+        with pytest.raises(grpc.RpcError) as error:
+            _job_calls(name, run)["download"](system, bearer(forged))
+        assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert error_info_of(error.value).reason == "INVALID_TOKEN"
     assert _job_calls(name, run)["download"](system, bearer(token)) == b"bound"  # the real one still works
 
 

@@ -226,8 +226,8 @@ def test_parse_scope_rejects_a_project_id_with_a_trailing_newline(name):
 
 
 VALID_ROLES = {
-    "organization": {Role.OPERATOR, Role.ADMINISTRATOR},
-    "library": {Role.READER, Role.USER, Role.CREATOR, Role.ADMINISTRATOR},
+    "organization": {Role.OPERATOR, Role.ADMINISTRATOR, Role.ORCHESTRATOR},
+    "library": {Role.READER, Role.USER, Role.CREATOR, Role.ADMINISTRATOR, Role.ORCHESTRATOR},
     "file": {Role.READER, Role.USER, Role.ADMINISTRATOR},
 }
 

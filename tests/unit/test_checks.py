@@ -44,6 +44,8 @@ def authz(tmp_path, clock) -> Authorization:
     issuer = TokenIssuer(load_signing_key(generate_signing_key_pem()))
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, ["eu"], clock)
     authorization.bootstrap("user:admin")
+    # The CI orchestrator of these tests: starts runs by hand, asserting branch and requester.
+    authorization.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
     pipeline = authorization.create_pipeline(ADMIN, "projects/default", "release")
     authorization.set_pipeline_permission(ADMIN, FILE, "release", False, True)
     assert pipeline.pipeline_id == 1

@@ -6,18 +6,24 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
+from securefiles.authz.adapters.sql_trusts import SqlTrustRepository
 from securefiles.authz.api.servicer import AuthorizationServicer
-from securefiles.authz.domain.service import Authorization
+from securefiles.authz.domain.oidc import IssuerSource
+from securefiles.authz.domain.service import Authorization, IdentitySettings
+from securefiles.authz.domain.sign_in import SignInSettings
+from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import AuditLog
-from securefiles.common.config import ServerSettings, env_str
+from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine
+from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -29,11 +35,22 @@ log = logging.getLogger("securefiles.authz")
 
 
 @dataclass(frozen=True)
+class OidcKeySettings:
+    """How long an outside issuer's keys are trusted (see `oidc_keys.IssuerKeys`)."""
+
+    refresh_after: float = 300.0
+    max_age: float = 3600.0
+    min_refetch: float = 10.0
+
+
+@dataclass(frozen=True)
 class AuthzSettings:
     server: ServerSettings
     signing_key_file: Path
     regions: tuple[str, ...]
     bootstrap_admin: str
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    oidc_keys: OidcKeySettings = field(default_factory=OidcKeySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthzSettings:
@@ -44,13 +61,48 @@ class AuthzSettings:
             signing_key_file=Path(env_str(env, "SIGNING_KEY_FILE")),
             regions=regions,
             bootstrap_admin=env_str(env, "BOOTSTRAP_ADMIN", "user:admin"),
+            identity=IdentitySettings(
+                dev_mode=env_bool(env, "DEV_MODE"),
+                sign_in=_sign_in_settings(env),
+                allowed_issuers=tuple(i.strip() for i in env_str(env, "OIDC_ALLOWED_ISSUERS", "*").split(",")
+                                      if i.strip()),
+            ),
+            oidc_keys=OidcKeySettings(
+                refresh_after=float(env_int(env, "OIDC_KEYS_REFRESH_SECONDS", 300)),
+                max_age=float(env_int(env, "OIDC_KEYS_MAX_AGE_SECONDS", 3600)),
+                min_refetch=float(env_int(env, "OIDC_KEYS_MIN_REFETCH_SECONDS", 10)),
+            ),
         )
+
+
+def _sign_in_settings(env: Mapping[str, str]) -> SignInSettings | None:
+    """People's sign-in: `OIDC_LOGIN_ISSUER` and `OIDC_LOGIN_CLIENT_ID` (both, or neither)."""
+    issuer, client_id = env_optional(env, "OIDC_LOGIN_ISSUER"), env_optional(env, "OIDC_LOGIN_CLIENT_ID")
+    if not issuer and not client_id:
+        return None
+    if not (issuer and client_id):
+        raise ConfigError("set both SECUREFILES_OIDC_LOGIN_ISSUER and SECUREFILES_OIDC_LOGIN_CLIENT_ID")
+    try:
+        validate_issuer(issuer)
+    except InvalidArgument as error:
+        raise ConfigError(f"SECUREFILES_OIDC_LOGIN_ISSUER: {error.message}") from None
+    return SignInSettings(
+        # OIDC_LOGIN_CA_FILE: the CA of the provider's HTTPS certificate (default: the system's).
+        source=IssuerSource(issuer, ca_pem=env_optional(env, "OIDC_LOGIN_CA") or ""),
+        client_id=client_id,
+        user_claim=env_str(env, "OIDC_LOGIN_USER_CLAIM", "preferred_username"),
+        groups_claim=env_str(env, "OIDC_LOGIN_GROUPS_CLAIM", "groups"),
+        session_seconds=env_int(env, "SESSION_TTL_SECONDS", 3600),
+    )
 
 
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
-    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests",
+    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests", "GetTrust",
+    "ListTrusts", "GetSignInConfig",
 })
+# Callable without a token: the request carries the credential (an OIDC token).
+PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})
 
 
 def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog]:
@@ -58,8 +110,11 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
+    keys = IssuerKeys(refresh_after=settings.oidc_keys.refresh_after, max_age=settings.oidc_keys.max_age,
+                      min_refetch=settings.oidc_keys.min_refetch)
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
-                                  access_requests=SqlAccessRequestRepository(engine))
+                                  access_requests=SqlAccessRequestRepository(engine),
+                                  trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity)
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key)
 
@@ -95,10 +150,13 @@ def build(settings: AuthzSettings) -> RunningServer:
         unaudited_methods=UNAUDITED,
         # No entry, no change: each change's entry is written before its first write. Not for
         # AuthorizeUse, whose entry is the decision (its check-suite bookkeeping comes first), nor
-        # for the two creations whose entry names what the database numbered (they grant nothing).
+        # for the two creations whose entry names what the database numbered (they grant nothing),
+        # nor for ExchangeToken, whose entry names the run it created or joined: its job token
+        # goes out only once that entry is written.
         audit_before_writes=frozenset(
             m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
-        ) - {"AuthorizeUse", "RequestAccess", "CreateCheck"},
+        ) - {"AuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken"},
+        public_methods=PUBLIC,
     )
 
 

@@ -94,7 +94,8 @@ def runs_start(args: argparse.Namespace) -> int:
         started = client.start_run(args.pipeline, args.branch, args.requested_by or "", _seconds(args.ttl))
     run = started.run
     obj = {"run": run.name, "run_id": run.run_id, "pipeline": run.pipeline, "branch": run.branch,
-           "requested_by": run.requested_by, "job_token": started.job_token, "expire_time": rfc3339(run.expire_time)}
+           "requested_by": run.requested_by, "asserted_by": run.asserted_by, "job_token": started.job_token,
+           "expire_time": rfc3339(run.expire_time)}
     if wants_json(args):
         print_json(obj)
     else:
@@ -113,7 +114,8 @@ def runs_complete(args: argparse.Namespace) -> int:
 def tokens_issue(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         issued = client.issue_token(args.principal, _seconds(args.ttl))
-    return _emit(args, {"token": issued.token, "expire_time": rfc3339(issued.expire_time)}, issued.token)
+    return _emit(args, {"token": issued.token, "expire_time": rfc3339(issued.expire_time),
+                        "issued_by": issued.issued_by}, issued.token)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -135,8 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     roles = group("roles", "security roles")
     p = command(roles, "assign", roles_assign, "give a principal a role on the library or a file")
-    p.add_argument("--principal", required=True, help="user:NAME")
-    p.add_argument("--role", required=True, help="reader|user|creator|administrator|operator")
+    p.add_argument("--principal", required=True, help="user:NAME or service:NAME (a service account)")
+    p.add_argument("--role", required=True, help="reader|user|creator|administrator|operator|orchestrator "
+                   "(orchestrator: may start runs by hand, asserting branch and requester)")
     p.add_argument("--file", help="a file's name (default: the whole library)")
 
     pipelines = group("pipelines", "pipelines and their permissions on files")
@@ -152,7 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     runs = group("runs", "pipeline runs (the CI orchestrator's side)")
     checks.register(subparsers, runs)
-    p = command(runs, "start", runs_start, "start a run and print its job token")
+    p = command(runs, "start", runs_start, "start a run by hand and print its job token (orchestrator role; CI "
+                "systems with OIDC use trusts instead)")
     p.add_argument("pipeline")
     p.add_argument("--branch", required=True, help="e.g. refs/heads/main")
     p.add_argument("--requested-by", help="user:NAME the run is for (default: you)")
@@ -160,8 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = command(runs, "complete", runs_complete, "complete a run: its job token stops working")
     p.add_argument("run", help="run id, or projects/P/pipelines/ID/runs/N")
 
-    tokens = group("tokens", "user tokens")
-    p = command(tokens, "issue", tokens_issue, "issue a token for a user")
-    p.add_argument("principal", help="user:NAME")
+    tokens = group("tokens", "service account tokens (people sign in with `securefiles login`)")
+    p = command(tokens, "issue", tokens_issue, "issue a token for a service account (or refresh your own)")
+    p.add_argument("principal", help="service:NAME (user:NAME only in the development mode of `securefiles up`)")
     p.add_argument("--ttl", help="lifetime (default 8h, at most 30d)")
 

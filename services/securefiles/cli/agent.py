@@ -16,9 +16,10 @@ from pathlib import Path
 
 import jwt
 
+from securefiles.cli.output import print_json, print_table
 from securefiles.client.api import SecureFilesClient
-from securefiles.client.config import job_token_from_env
 from securefiles.client.download import DownloadedFile
+from securefiles.client.job_identity import job_claims
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -175,19 +176,22 @@ def download(args: argparse.Namespace) -> int:
         if not args.dest:
             raise InvalidArgument("--break-glass needs --dest", reason="INVALID_ARGUMENT")
     else:
-        token = job_token_from_env()
-        if not token:
-            raise InvalidArgument("no job token: set SECUREFILES_JOB_TOKEN (or SYSTEM_ACCESSTOKEN)",
-                                  reason="MISSING_JOB_TOKEN")
+        # The job's identity: its job token, or its CI provider's OIDC token exchanged for one.
+        # The project is the job's own; a --project naming another is refused below.
         client = SecureFilesClient.from_environment(job=True)
+        token = client.token
     if args.name and len(args.files) > 1:
         raise InvalidArgument("--name names one file's output variable; give one file", reason="INVALID_ARGUMENT")
     if args.retry_count < 0:
         raise InvalidArgument("--retry-count must not be negative", reason="INVALID_ARGUMENT")
     dest, _private = (Path(args.dest), False) if args.dest else default_destination(os.environ, token)
     timeout = args.socket_timeout / 1000 if args.socket_timeout else None
-    if args.project:
+    if args.project and args.break_glass:
         client.project = args.project
+    elif args.project and args.project != client.project:
+        client.close()
+        raise InvalidArgument(f"this job belongs to project {client.project}; --project {args.project} cannot change "
+                              "that", reason="WRONG_PROJECT")
     wait = _wait_seconds(args.wait_for_checks)
     done: list[DownloadedFile] = []
     try:
@@ -216,11 +220,11 @@ def download(args: argparse.Namespace) -> int:
 def cleanup(args: argparse.Namespace) -> int:
     if args.dest:
         dest, private = Path(args.dest), False
+    elif os.environ.get("AGENT_TEMPDIRECTORY") or os.environ.get("RUNNER_TEMP"):
+        dest, private = default_destination(os.environ, "")
     else:
-        token = job_token_from_env()
-        if not token and not (os.environ.get("AGENT_TEMPDIRECTORY") or os.environ.get("RUNNER_TEMP")):
-            raise InvalidArgument("give --dest or the job's environment", reason="INVALID_DESTINATION")
-        dest, private = default_destination(os.environ, token)
+        with SecureFilesClient.from_environment(job=True) as client:  # the job's private directory
+            dest, private = default_destination(os.environ, client.token)
     removed = 0
     for name in _manifest(dest):
         path = dest / name
@@ -231,6 +235,22 @@ def cleanup(args: argparse.Namespace) -> int:
     if private:
         shutil.rmtree(dest, ignore_errors=True)
     print(f"removed {removed} file(s) from {dest}")
+    return 0
+
+
+def whoami(args: argparse.Namespace) -> int:
+    """The job's identity as its token states it: project, pipeline, run, branch, expiry."""
+    with SecureFilesClient.from_environment(job=True) as client:
+        claims = job_claims(client.token)
+    expires = dt.datetime.fromtimestamp(claims.expire_time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run = f"projects/{claims.project}/pipelines/{claims.pipeline}/runs/{claims.run}"
+    obj = {"project": claims.project, "pipeline": claims.pipeline_name, "pipeline_id": claims.pipeline, "run": run,
+           "branch": claims.branch, "requested_by": claims.requested_by, "trust": claims.trust,
+           "issued_by": claims.issued_by, "expire_time": expires}
+    if getattr(args, "output", "table") == "json":
+        print_json(obj)
+    else:
+        print_table(("", ""), [(key, value or "-") for key, value in obj.items()])
     return 0
 
 
@@ -247,6 +267,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--break-glass", action="store_true",
                     help="as an operator with an approved `securefiles access` grant (audited)")
     dl.set_defaults(handler=download)
+    who = actions.add_parser("whoami", help="the job's project, pipeline, run, branch and token expiry")
+    who.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    who.set_defaults(handler=whoami)
     cl = actions.add_parser("cleanup", help="delete what this job downloaded")
     cl.add_argument("--dest")
     cl.set_defaults(handler=cleanup)

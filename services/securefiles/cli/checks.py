@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -11,7 +10,7 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
 from securefiles.client.api import SecureFilesClient
-from securefiles.client.config import job_token_from_env, load_config
+from securefiles.client.job_identity import job_claims
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.weekdays import parse_days
@@ -103,14 +102,10 @@ def runs_request(args: argparse.Namespace) -> int:
         client = client_for(args)
         run = args.run if not args.run.isdigit() else f"projects/{client.project}/pipelines/-/runs/{args.run}"
     else:
-        token = job_token_from_env()
-        if not token:
-            raise InvalidArgument("give --run or set SECUREFILES_JOB_TOKEN", reason="MISSING_JOB_TOKEN")
-        import jwt
-
-        claims = jwt.decode(token, options={"verify_signature": False})
-        client = SecureFilesClient(load_config(os.environ), token=token, project=args.project or None)
-        run = f"projects/{claims.get('project')}/pipelines/{claims.get('pipeline')}/runs/{claims.get('run')}"
+        # As the job itself: its job token, or its CI provider's OIDC token exchanged for one.
+        client = SecureFilesClient.from_environment(job=True)
+        claims = job_claims(client.token)
+        run = f"projects/{claims.project}/pipelines/{claims.pipeline}/runs/{claims.run}"
     with client:
         suites = client.request_checks(run, args.files)
     objects = [{"file": f, "state": authz_pb2.CheckState.Name(s.state),

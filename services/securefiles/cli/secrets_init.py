@@ -52,7 +52,7 @@ def hand_over(directory: Path, owner: int) -> None:
 
 def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str, str], admin: str) -> Path:
     issuer = TokenIssuer(load_signing_key((directory / "authz-signing-key.pem").read_bytes()))
-    token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user")
+    token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user", issued_by="bootstrap")
     config = ClientConfig(
         storage=storage, authz=authz, kms=kms, ca_file=(directory / "ca.pem").resolve(), token=token,
     )

@@ -215,6 +215,9 @@ class LocalSystem:
             "SECUREFILES_SIGNING_KEY_FILE": str(secrets / "authz-signing-key.pem"),
             "SECUREFILES_REGIONS": ",".join(regions),
             "SECUREFILES_BOOTSTRAP_ADMIN": self.options.admin,
+            # Zero-setup development mode: administrators may mint people's tokens, and the
+            # bootstrap administrator may start runs by hand (orchestrator).
+            "SECUREFILES_DEV_MODE": "true",
         })
         # Services call each other on the internal (mutual TLS) ports; clients use the public ones.
         authz_internal = f"127.0.0.1:{authz.internal_port}"
@@ -235,7 +238,7 @@ class LocalSystem:
             "SECUREFILES_KMS_ENDPOINTS": ",".join(f"{r}={t}" for r, t in kms_internal.items()),
         })
         issuer = TokenIssuer(load_signing_key((secrets / "authz-signing-key.pem").read_bytes()))
-        token, _ = issuer.issue(self.options.admin, ADMIN_TOKEN_TTL, kind="user")
+        token, _ = issuer.issue(self.options.admin, ADMIN_TOKEN_TTL, kind="user", issued_by="bootstrap")
         config = ClientConfig(
             storage=f"127.0.0.1:{storage.port}", authz=f"127.0.0.1:{authz.port}", kms=kms,
             ca_file=(self.state / "pki" / "ca.pem").resolve(), token=token,

@@ -12,6 +12,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,8 +23,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.client.config import ClientConfig, job_token_from_env, load_config
+from securefiles.client.config import ClientConfig, load_config
+from securefiles.client.credentials import Session, load_session, save_session
 from securefiles.client.download import DownloadedFile, Progress, download_with_retries, prepare_destination
+from securefiles.client.identity_api import IdentityCalls
+from securefiles.client.job_identity import job_claims, oidc_token_from_ci
+from securefiles.client.sign_in import Provider
+from securefiles.client.sign_in import refresh as refresh_tokens
 from securefiles.client.transport import Transport
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
 from securefiles.common.tls import kms_server_name
@@ -32,14 +38,15 @@ from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
 ROLES = {"reader": authz_pb2.READER, "user": authz_pb2.USER, "creator": authz_pb2.CREATOR,
-         "administrator": authz_pb2.ADMINISTRATOR, "operator": authz_pb2.OPERATOR}
+         "administrator": authz_pb2.ADMINISTRATOR, "operator": authz_pb2.OPERATOR,
+         "orchestrator": authz_pb2.ORCHESTRATOR}
 
 
 def _duration(seconds: int | None) -> Duration | None:
     return Duration(seconds=seconds) if seconds else None
 
 
-class SecureFilesClient:
+class SecureFilesClient(IdentityCalls):
     """Talks to storage, authz and kms with one token and one project."""
 
     def __init__(self, config: ClientConfig, token: str | None = None, project: str | None = None) -> None:
@@ -49,14 +56,47 @@ class SecureFilesClient:
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None, job: bool = False) -> SecureFilesClient:
-        """Config file + `SECUREFILES_*` overrides; with `job=True` the job token of the agent."""
+        """Config file + `SECUREFILES_*` overrides. With `job=True`, the agent's client: the job's
+        token (`SECUREFILES_JOB_TOKEN`, else the CI provider's OIDC token exchanged for one; see
+        `client.job_identity`) and the job's own project."""
         env = os.environ if env is None else env
         config = load_config(env)
-        token = job_token_from_env(env) if job else None
-        if job and not token:
-            raise InvalidArgument("no job token: set SECUREFILES_JOB_TOKEN (or SYSTEM_ACCESSTOKEN)",
-                                  reason="MISSING_JOB_TOKEN")
-        return cls(config, token=token)
+        if not job:
+            session = None if env.get("SECUREFILES_TOKEN") else load_session(config.authz, env)
+            return cls(config, token=cls._session_token(config, session, env) if session else None)
+        token = env.get("SECUREFILES_JOB_TOKEN", "")
+        if not token:
+            oidc_token = oidc_token_from_ci(env)
+            if oidc_token is None:
+                raise InvalidArgument(
+                    "no job identity: set SECUREFILES_JOB_TOKEN, or run where the CI provider gives an OIDC token "
+                    "(GitHub Actions with `id-token: write`, or SECUREFILES_OIDC_TOKEN[_FILE])",
+                    reason="MISSING_JOB_TOKEN")
+            with cls(config, token="") as anonymous:
+                token = anonymous.exchange_token(oidc_token).access_token
+        return cls(config, token=token, project=job_claims(token).project)
+
+    @classmethod
+    def _session_token(cls, config: ClientConfig, session: Session, env: Mapping[str, str]) -> str:
+        """A signed-in person's session token, refreshed at the provider when it is about to expire."""
+        if not (session.due() and session.refresh_token and session.token_endpoint):
+            return session.token
+        provider = Provider(session.issuer, session.client_id, (), session.token_endpoint)
+        try:
+            tokens = refresh_tokens(provider, session.refresh_token)
+            with cls(config, token="") as anonymous:
+                signed = anonymous.sign_in(tokens.id_token)
+        except SecureFilesError:
+            return session.token  # the services will say it expired: `securefiles login` again
+        renewed = replace(session, token=signed.token, expire_time=signed.expire_time.seconds,
+                          refresh_token=tokens.refresh_token)
+        save_session(renewed, env)
+        return renewed.token
+
+    @property
+    def token(self) -> str:
+        """The bearer token this client calls with."""
+        return self._transport.token
 
     def close(self) -> None:
         self._transport.close()

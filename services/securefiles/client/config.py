@@ -98,9 +98,3 @@ def load_config(env: Mapping[str, str] | None = None, path: Path | None = None) 
 
         overrides["kms"] = parse_endpoints(env["SECUREFILES_KMS_ENDPOINTS"])
     return replace(config, **overrides) if overrides else config  # type: ignore[arg-type]
-
-
-def job_token_from_env(env: Mapping[str, str] | None = None) -> str:
-    """The agent's job token: `SECUREFILES_JOB_TOKEN`, else Azure's `SYSTEM_ACCESSTOKEN`."""
-    env = os.environ if env is None else env
-    return env.get("SECUREFILES_JOB_TOKEN") or env.get("SYSTEM_ACCESSTOKEN") or ""

@@ -32,7 +32,7 @@ class Transport:
 
     def __init__(self, config: ClientConfig, token: str) -> None:
         self.config = config
-        self._token = token
+        self.token = token
         self._channels: dict[tuple[str, str], grpc.Channel] = {}
 
     def channel(self, target: str, server_name: str = "") -> grpc.Channel:
@@ -51,7 +51,7 @@ class Transport:
         return channel
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     def call(self, method: Callable[..., T], request: Any, timeout: float | None = DEFAULT_TIMEOUT) -> T:
         try:

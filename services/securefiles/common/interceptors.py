@@ -132,9 +132,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         unaudited_methods: frozenset[str] = frozenset(),
         limits: CallerLimits | None = None,
         audit_before_writes: frozenset[str] | None = None,
+        public_methods: frozenset[str] = frozenset(),
     ) -> None:
         """`audit_before_writes`: audited methods whose ALLOW entry is written right before their
-        first database write (the others: when they call `audit_now`, else once they return)."""
+        first database write (the others: when they call `audit_now`, else once they return).
+        `public_methods`: callable without credentials (the request carries its own, e.g. an
+        OIDC token to exchange); audited, and limited per client address."""
+        self._public = public_methods
         self._limits = limits
         self._audit_before_writes = audit_before_writes or frozenset()
         self._service = service
@@ -152,7 +156,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        authenticate = not method.startswith(UNAUTHENTICATED_METHOD_PREFIXES)
+        authenticate = not method.startswith(UNAUTHENTICATED_METHOD_PREFIXES) and not self._is_public(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, authenticate),
@@ -186,19 +190,31 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if authenticate:
             principal_var.set(await self._authenticator.authenticate(context))
 
-    def _admit(self, request_streaming: bool) -> Callable[[], None]:
-        """Per-caller limits, after authentication (we know who) and before any work."""
+    def _is_public(self, method: str) -> bool:
+        return method.rsplit("/", 1)[-1] in self._public
+
+    def _admit(self, request_streaming: bool, context: grpc.aio.ServicerContext, method: str) -> Callable[[], None]:
+        """Per-caller limits, after authentication (we know who) and before any work; a public
+        method's anonymous callers are limited per client address."""
         if self._limits is None:
             return _no_release
-        return self._limits.admit(principal_var.get(), request_streaming)
+        principal = principal_var.get()
+        if principal is None and self._is_public(method):
+            address = (context.peer() or "").rsplit(":", 1)[0]
+            principal = Principal("anonymous", f"peer:{address}")
+        return self._limits.admit(principal, request_streaming)
+
+    def _accountable(self, method: str, authenticate: bool) -> bool:
+        """Calls that are audited and logged: authenticated ones, and public methods."""
+        return self._audit is not None and (authenticate or self._is_public(method))
 
     def _audited(self, method: str, authenticate: bool) -> bool:
         """Whether a successful call is audited (reads are not: too many, and they change nothing)."""
-        return self._audit is not None and authenticate and method.rsplit("/", 1)[-1] not in self._unaudited
+        return self._accountable(method, authenticate) and method.rsplit("/", 1)[-1] not in self._unaudited
 
-    def _audited_failure(self, authenticate: bool) -> bool:
+    def _audited_failure(self, method: str, authenticate: bool) -> bool:
         """Denials and failures are audited for every method, reads included."""
-        return self._audit is not None and authenticate
+        return self._accountable(method, authenticate)
 
     def _record(self, method: str, decision: str, reason: str = "") -> None:
         """Append the audit entry of this RPC; raises if it cannot be written."""
@@ -259,7 +275,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., Awaitable[Any]], method: str, authenticate: bool
     ) -> Callable[..., Awaitable[Any]]:
         audited = self._audited(method, authenticate)
-        audited_failure = self._audited_failure(authenticate)
+        audited_failure = self._audited_failure(method, authenticate)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -277,7 +293,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 _audit_now_var.set(record_now)
                 if audited and method.rsplit("/", 1)[-1] in self._audit_before_writes:
                     call_before_first_write(record_now)
-                release = self._admit(request_streaming=not _is_message(request))
+                release = self._admit(not _is_message(request), context, method)
                 response = await behavior(request, context)
                 record_now()
             except (grpc.aio.AbortError, asyncio.CancelledError):
@@ -290,7 +306,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 raise  # unreachable: abort raises
             finally:
                 release()
-            if authenticate:
+            if authenticate or self._is_public(method):
                 self._log(method, "OK", started=started)
             return response
 
@@ -300,7 +316,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, authenticate: bool
     ) -> Callable[..., AsyncIterator[Any]]:
         audited = self._audited(method, authenticate)
-        audited_failure = self._audited_failure(authenticate)
+        audited_failure = self._audited_failure(method, authenticate)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
@@ -308,7 +324,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             release = _no_release
             try:
                 await self._begin(context, authenticate, request)
-                release = self._admit(request_streaming=True)
+                release = self._admit(True, context, method)
                 # The message lives in a slot it leaves as it is yielded: while gRPC sends it,
                 # this frame keeps no second reference to a (1 MiB) chunk alive.
                 held: dict[str, Any] = {}
@@ -330,7 +346,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 release()
-            if authenticate:
+            if authenticate or self._is_public(method):
                 self._log(method, "OK", started=started)
 
         return wrapped

@@ -61,13 +61,14 @@ def create_server(
     unaudited_methods: frozenset[str] = frozenset(),
     limits: LimitSettings | None = None,
     audit_before_writes: frozenset[str] | None = None,
+    public_methods: frozenset[str] = frozenset(),
 ) -> RunningServer:
     """Build a TLS server with health, optional reflection, the audit log service and our
     interceptor; bind its public (server TLS) and internal (mutual TLS) ports."""
     server = grpc.aio.server(
         interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods,
                                          CallerLimits(limits) if limits is not None else None,
-                                         audit_before_writes)],
+                                         audit_before_writes, public_methods)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from securefiles.common.errors import Unauthenticated
-from securefiles.common.principal import USER_PRINCIPAL, Principal
+from securefiles.common.principal import USER_PRINCIPAL, Principal, is_service_account
 
 AUDIENCE = "securefiles"
 ISSUER = "securefiles-authz"
@@ -170,6 +170,8 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
     subject = claims.get("sub", "")
     if kind == "user" and isinstance(subject, str) and USER_PRINCIPAL.fullmatch(subject):
         return Principal("user", subject, claims, token)
+    if kind == "account" and isinstance(subject, str) and is_service_account(subject):
+        return Principal("account", subject, claims, token)
     if kind == "job" and all(isinstance(claims.get(k), str) for k in ("project", "pipeline", "run")):
         return Principal("job", subject, claims, token)
     raise Unauthenticated("token kind not recognised", reason="INVALID_TOKEN")

@@ -97,6 +97,8 @@ group_members = Table(
     "group_members", metadata,
     Column("group_name", String(160), primary_key=True),
     Column("principal", String(160), primary_key=True),
+    # `manual` (an administrator added it) or `sign-in` (the organization's provider named it).
+    Column("source", String(16), nullable=False, server_default="manual"),
 )
 
 
@@ -331,6 +333,16 @@ class SqlChecksRepository:
             conn.execute(delete(group_members).where(
                 group_members.c.group_name == group, group_members.c.principal == principal))
             if member:
-                conn.execute(group_members.insert().values(group_name=group, principal=principal))
+                conn.execute(group_members.insert().values(group_name=group, principal=principal, source="manual"))
             return sorted(conn.execute(select(group_members.c.principal).where(
                 group_members.c.group_name == group)).scalars())
+
+    def sync_sign_in_groups(self, principal: str, groups: list[str]) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(delete(group_members).where(
+                group_members.c.principal == principal, group_members.c.source == "sign-in"))
+            manual = set(conn.execute(select(group_members.c.group_name).where(
+                group_members.c.principal == principal)).scalars())
+            rows = [{"group_name": g, "principal": principal, "source": "sign-in"} for g in groups if g not in manual]
+            if rows:
+                conn.execute(group_members.insert(), rows)

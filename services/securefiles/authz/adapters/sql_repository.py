@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -10,10 +11,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     bindparam,
     delete,
@@ -23,7 +26,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from securefiles.authz.domain.model import Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run, RunState
+from securefiles.authz.domain.model import (
+    SPECIAL_ROLES,
+    Pipeline,
+    PipelinePermissions,
+    Project,
+    Role,
+    RoleAssignment,
+    Run,
+    RunState,
+)
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
 from securefiles.common.resource_names import is_id
@@ -78,6 +90,12 @@ runs = Table(
     Column("expire_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("token_id", String(64), nullable=False),
+    # Runs of OIDC jobs: the trust, and the key its run claims make (one run per distinct key).
+    Column("trust_id", Integer, nullable=True),
+    Column("external_key", String(320), nullable=True),
+    Column("asserted_by", String(160), nullable=False, server_default=""),
+    Column("claims", Text, nullable=False, server_default="{}"),
+    Index("uq_runs_external_key", "project", "external_key", unique=True),
 )
 
 _ALL_PIPELINES = 0
@@ -107,6 +125,8 @@ def _run(m: Any) -> Run:
         project=m["project"], run_id=m["run_id"], pipeline_id=m["pipeline_id"], branch=m["branch"],
         requested_by=m["requested_by"], state=RunState(m["state"]), created_at=_aware(m["created_at"]),  # type: ignore[arg-type]
         expire_at=_aware(m["expire_at"]), completed_at=_aware(m["completed_at"]), token_id=m["token_id"],  # type: ignore[arg-type]
+        trust_id=m["trust_id"], asserted_by=m["asserted_by"] or "",
+        claims=tuple(sorted(json.loads(m["claims"] or "{}").items())),
     )
 
 
@@ -155,8 +175,9 @@ class SqlAuthzRepository:
     def set_role(self, scope: str, principal: str, role: Role, exclusive: bool) -> RoleAssignment:
         with write_transaction(self._engine) as conn:
             where = (role_assignments.c.scope == scope) & (role_assignments.c.principal == principal)
-            if exclusive:
-                conn.execute(delete(role_assignments).where(where))
+            if exclusive:  # one library-ordered role per principal and scope; special roles stay
+                conn.execute(delete(role_assignments).where(
+                    where & role_assignments.c.role.not_in([r.name for r in SPECIAL_ROLES])))
             else:
                 conn.execute(delete(role_assignments).where(where & (role_assignments.c.role == role.name)))
             conn.execute(role_assignments.insert().values(scope=scope, principal=principal, role=role.name))
@@ -258,23 +279,36 @@ class SqlAuthzRepository:
 
     # -- runs -------------------------------------------------------------------------
 
-    def create_run(
-        self, project: str, pipeline_id: int, branch: str, requested_by: str, token_id: str,
-        now: dt.datetime, expire_at: dt.datetime,
-    ) -> Run:
+    def create_run(self, run: Run, external_key: str | None = None) -> tuple[Run, bool]:
+        """Insert `run` with the next run id of its project; with an `external_key`, join the run
+        that key already made instead (its expiry moved to the later of the two). (run, joined)."""
         for _attempt in range(5):
             try:
                 with write_transaction(self._engine) as conn:
-                    latest = conn.execute(select(func.max(runs.c.run_id)).where(runs.c.project == project)).scalar()
+                    if external_key is not None:
+                        row = conn.execute(select(runs).where(
+                            runs.c.project == run.project, runs.c.external_key == external_key)).first()
+                        if row is not None:
+                            existing = _run(row._mapping)
+                            if existing.state is RunState.RUNNING and run.expire_at > existing.expire_at:
+                                conn.execute(update(runs).where(
+                                    runs.c.project == run.project, runs.c.run_id == existing.run_id
+                                ).values(expire_at=run.expire_at))
+                                existing = _run({**row._mapping, "expire_at": run.expire_at})
+                            return existing, True
+                    latest = conn.execute(select(func.max(runs.c.run_id)).where(
+                        runs.c.project == run.project)).scalar()
                     values = {
-                        "project": project, "run_id": (latest or 0) + 1, "pipeline_id": pipeline_id,
-                        "branch": branch, "requested_by": requested_by, "state": RunState.RUNNING.value,
-                        "created_at": now, "expire_at": expire_at, "completed_at": None, "token_id": token_id,
+                        "project": run.project, "run_id": (latest or 0) + 1, "pipeline_id": run.pipeline_id,
+                        "branch": run.branch, "requested_by": run.requested_by, "state": RunState.RUNNING.value,
+                        "created_at": run.created_at, "expire_at": run.expire_at, "completed_at": None,
+                        "token_id": run.token_id, "trust_id": run.trust_id, "external_key": external_key,
+                        "asserted_by": run.asserted_by, "claims": json.dumps(dict(run.claims)),
                     }
                     conn.execute(runs.insert().values(**values))
-                    return _run(values)
+                    return _run(values), False
             except IntegrityError:
-                continue
+                continue  # another request numbered (or keyed) the same run first: look again
         raise RuntimeError("could not allocate a run id")
 
     def get_run(self, project: str, run_id: int) -> Run | None:

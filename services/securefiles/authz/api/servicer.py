@@ -10,11 +10,12 @@ from google.protobuf import empty_pb2
 
 from securefiles.authz.api.break_glass_api import BreakGlassServicerMixin
 from securefiles.authz.api.checks_api import ChecksServicerMixin
-from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run
+from securefiles.authz.api.identity_api import IdentityServicerMixin, run_message
+from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import current_principal
+from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -28,20 +29,6 @@ def _project(p: Project) -> authz_pb2.Project:
 def _pipeline(p: Pipeline) -> authz_pb2.Pipeline:
     return authz_pb2.Pipeline(
         name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name, create_time=to_timestamp(p.created_at)
-    )
-
-
-def _run(r: Run) -> authz_pb2.Run:
-    return authz_pb2.Run(
-        name=r.name,
-        run_id=r.run_id,
-        pipeline=f"projects/{r.project}/pipelines/{r.pipeline_id}",
-        branch=r.branch,
-        requested_by=r.requested_by,
-        state=authz_pb2.Run.State.Value(r.state.value),
-        create_time=to_timestamp(r.created_at),
-        expire_time=to_timestamp(r.expire_at),
-        complete_time=to_timestamp(r.completed_at),
     )
 
 
@@ -69,7 +56,8 @@ def _permission(value: int) -> Permission:
     raise InvalidArgument("permission is required", reason="INVALID_PERMISSION")
 
 
-class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_pb2_grpc.AuthorizationServiceServicer):
+class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, IdentityServicerMixin,
+                            authz_pb2_grpc.AuthorizationServiceServicer):
     def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier) -> None:
         self._authz = authorization
         self._issuer = issuer
@@ -78,8 +66,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
     async def IssueToken(
         self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.IssueTokenResponse:
-        token, exp = self._authz.issue_token(current_principal(), request.principal, duration_seconds(request.ttl, 0))
-        response = authz_pb2.IssueTokenResponse(token=token)
+        token, exp, issued_by = self._authz.issue_token(current_principal(), request.principal,
+                                                        duration_seconds(request.ttl, 0))
+        audit_note(request.principal, issued_by=issued_by)
+        response = authz_pb2.IssueTokenResponse(token=token, issued_by=issued_by)
         response.expire_time.FromSeconds(exp)
         return response
 
@@ -181,7 +171,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
             request.requested_by,
             duration_seconds(request.ttl, 0),
         )
-        return authz_pb2.StartRunResponse(run=_run(run), job_token=token)
+        return authz_pb2.StartRunResponse(run=run_message(run), job_token=token)
 
     async def CompleteRun(
         self, request: authz_pb2.CompleteRunRequest, context: grpc.aio.ServicerContext
@@ -190,7 +180,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
         if caller.is_job:
             # A revoked or completed job token must not complete anything again.
             self._authz.active_run_of(caller)
-        return _run(self._authz.complete_run(caller, request.name))
+        return run_message(self._authz.complete_run(caller, request.name))
 
     async def AuthorizeUse(
         self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext

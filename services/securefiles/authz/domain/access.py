@@ -2,6 +2,8 @@
 
 - Organization ADMINISTRATOR: administers every library of every project.
 - Organization OPERATOR: key operations (OPERATE) only.
+- ORCHESTRATOR (organization or library): starts runs by hand (ORCHESTRATE) only; no other
+  role implies it.
 - A library role applies to its files unless the file switches inheritance off.
 - A file role applies to that file only; the uploader becomes its ADMINISTRATOR.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from securefiles.authz.domain.model import ORGANIZATION, Permission, Role, Scope
+from securefiles.authz.domain.model import ORGANIZATION, SPECIAL_ROLES, Permission, Role, Scope
 from securefiles.authz.domain.ports import AuthzRepository
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.principal import Principal
@@ -28,8 +30,8 @@ def parse_scope(name: str) -> Scope:
 
 
 def library_rank(roles: set[Role]) -> int:
-    """Highest library-ordered role in `roles` (0 if none); OPERATOR does not count."""
-    ranks = [int(r) for r in roles if r is not Role.OPERATOR]
+    """Highest library-ordered role in `roles` (0 if none); OPERATOR and ORCHESTRATOR do not count."""
+    ranks = [int(r) for r in roles if r not in SPECIAL_ROLES]
     return max(ranks, default=0)
 
 
@@ -65,6 +67,8 @@ class AccessPolicy:
     ) -> bool:
         if permission is Permission.OPERATE:
             return Role.OPERATOR in org_roles
+        if permission is Permission.ORCHESTRATE:
+            return Role.ORCHESTRATOR in org_roles or Role.ORCHESTRATOR in roles.get(scope.library.name, set())
         if permission is Permission.CREATE and scope.kind == "file":
             return False  # files are created in a library, never inside a file
         if Role.ADMINISTRATOR in org_roles:
@@ -84,8 +88,9 @@ class AccessPolicy:
 
     def require(self, caller: Principal, permission: Permission, scope: Scope,
                 reason: str = "PERMISSION_DENIED") -> None:
-        """PERMISSION_DENIED unless `caller` is a person allowed `permission` on `scope`."""
-        if not caller.is_user:
+        """PERMISSION_DENIED unless `caller` is a person (or a service account) allowed `permission`
+        on `scope`."""
+        if not (caller.is_user or caller.is_account):
             raise PermissionDenied("this operation needs a person's token", reason="USER_TOKEN_REQUIRED")
         if not self.allows(caller.name, permission, scope):
             raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {scope.name}", reason=reason)
@@ -100,9 +105,10 @@ def parse_file_scope(resource: str) -> Scope:
 
 
 def validate_role_for_scope(role: Role, scope: Scope) -> None:
-    """OPERATOR and ADMINISTRATOR at organization scope; library roles below; no CREATOR on a file."""
+    """OPERATOR, ORCHESTRATOR and ADMINISTRATOR at organization scope; library roles and
+    ORCHESTRATOR on a library; no CREATOR on a file."""
     if scope.kind == "organization":
-        ok = role in (Role.OPERATOR, Role.ADMINISTRATOR)
+        ok = role in (Role.OPERATOR, Role.ADMINISTRATOR, Role.ORCHESTRATOR)
     elif scope.kind == "library":
         ok = role is not Role.OPERATOR
     else:

@@ -100,6 +100,10 @@ class BreakGlass:
         if caller.name == found.requester:
             raise PermissionDenied("a second operator must approve break-glass access",
                                    reason="SECOND_OPERATOR_REQUIRED")
+        if caller.issued_by == found.requester:
+            # Two people, not one person with two tokens: the approver signed in on their own.
+            raise PermissionDenied("the approver's token was issued by the requester; sign in as yourself",
+                                   reason="APPROVER_TOKEN_FROM_REQUESTER")
         if found.state is not GrantState.PENDING:
             raise FailedPrecondition(f"access request is {found.state.value.lower()}", reason="NOT_PENDING")
         now = self._clock()

@@ -92,6 +92,11 @@ class Checks:
         if not self._repo.delete_check(scope.name, int(check_id)):
             raise NotFound(f"check {check_id} does not exist on this file", reason="CHECK_NOT_FOUND")
 
+    def sync_sign_in_groups(self, principal: str, groups: tuple[str, ...]) -> None:
+        """A person signed in: the groups their organization's provider named are theirs (as
+        approvers); groups it named at an earlier sign-in and no longer does are not."""
+        self._repo.sync_sign_in_groups(principal, list(groups))
+
     def set_group_member(self, caller: Principal, group: str, principal: str, member: bool) -> list[str]:
         self._require(caller, Permission.ADMINISTER, Scope("organization"))
         if not GROUP_PRINCIPAL.fullmatch(group) or not USER_PRINCIPAL.fullmatch(principal):
@@ -273,6 +278,10 @@ class Checks:
             raise _denied(f"{caller.name} is not an approver of this run", reason="NOT_AN_APPROVER")
         if caller.name == approval.requested_by and not approval.allow_requester:
             raise _denied("the requester of a run may not approve it", reason="REQUESTER_CANNOT_APPROVE")
+        if approval.requested_by and caller.issued_by == approval.requested_by and not approval.allow_requester:
+            # Two people, not one person with two tokens: the approver signed in on their own.
+            raise _denied("your token was issued by the run's requester; sign in as yourself",
+                          reason="APPROVER_TOKEN_FROM_REQUESTER")
         now = self._clock()
         state, reason = self._refresh_approval(approval, now)
         if state is not State.PENDING:

@@ -17,6 +17,13 @@ class Role(IntEnum):
     CREATOR = 3
     ADMINISTRATOR = 4
     OPERATOR = 5  # organization scope only; not part of the library order
+    # Starts runs by hand (asserting branch and requester); organization or library scope, not
+    # part of the library order and not implied by ADMINISTRATOR.
+    ORCHESTRATOR = 6
+
+
+# Roles outside the library order: each grants only its own permission.
+SPECIAL_ROLES = frozenset({Role.OPERATOR, Role.ORCHESTRATOR})
 
 
 class Permission(Enum):
@@ -25,6 +32,7 @@ class Permission(Enum):
     CREATE = Role.CREATOR
     ADMINISTER = Role.ADMINISTRATOR
     OPERATE = Role.OPERATOR
+    ORCHESTRATE = Role.ORCHESTRATOR
 
     @property
     def minimum_role(self) -> Role:
@@ -95,6 +103,9 @@ class Run:
     expire_at: dt.datetime
     completed_at: dt.datetime | None
     token_id: str
+    trust_id: int | None = None  # the trust whose OIDC token started it
+    asserted_by: str = ""  # started by hand: who asserted its branch and requester
+    claims: tuple[tuple[str, str], ...] = ()  # the signed claims it came from
 
     @property
     def name(self) -> str:

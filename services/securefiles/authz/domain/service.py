@@ -6,11 +6,13 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from securefiles.authz.domain.access import AccessPolicy, parse_file_scope, parse_scope, validate_role_for_scope
 from securefiles.authz.domain.break_glass import AccessRequestRepository, BreakGlass
 from securefiles.authz.domain.check_service import Checks, raise_unless_approved
 from securefiles.authz.domain.checks import CheckSuite
+from securefiles.authz.domain.job_identity import JobIdentity, TrustRepository, issue_job_token
 from securefiles.authz.domain.model import (
     ORGANIZATION,
     Permission,
@@ -23,7 +25,10 @@ from securefiles.authz.domain.model import (
     RunState,
     Scope,
 )
+from securefiles.authz.domain.oidc import KeySource
 from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
+from securefiles.authz.domain.sign_in import SignIn, SignInSettings
+from securefiles.authz.domain.token_exchange import OidcTokenVerifier
 from securefiles.common.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -31,12 +36,13 @@ from securefiles.common.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from securefiles.common.principal import USER_PRINCIPAL, Principal
+from securefiles.common.principal import USER_PRINCIPAL, Principal, is_service_account
 from securefiles.common.resource_names import PROJECT_ID, REGION_ID, parse_child, parse_project, parse_run
 from securefiles.common.tokens import TokenIssuer
 
 USER_TOKEN_DEFAULT_TTL = 8 * 3600
 USER_TOKEN_MAX_TTL = 30 * 24 * 3600
+BOOTSTRAP = "bootstrap"  # who issued the administrator token that `up` or `init-secrets` wrote
 JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
@@ -52,6 +58,16 @@ def _denied(message: str, reason: str = "PERMISSION_DENIED") -> PermissionDenied
     return PermissionDenied(message, reason=reason)
 
 
+@dataclass(frozen=True)
+class IdentitySettings:
+    """Where identity comes from: trusts (jobs), sign-in (people), and whether this is the
+    zero-setup development mode of `securefiles up` (administrators may mint people's tokens)."""
+
+    dev_mode: bool = False
+    sign_in: SignInSettings | None = None
+    allowed_issuers: tuple[str, ...] = ("*",)
+
+
 class Authorization:
     """The authz service's behaviour, independent of gRPC and SQL."""
 
@@ -63,6 +79,9 @@ class Authorization:
         regions: Sequence[str],
         clock: Callable[[], dt.datetime] = _utcnow,
         access_requests: AccessRequestRepository | None = None,
+        trusts: TrustRepository | None = None,
+        oidc_keys: KeySource | None = None,
+        identity: IdentitySettings | None = None,
     ) -> None:
         if not regions:
             raise ValueError("at least one region is required")
@@ -71,8 +90,12 @@ class Authorization:
         self._issuer = issuer
         self.regions = tuple(regions)
         self._clock = clock
+        self.identity = identity or IdentitySettings()
         self.checks = Checks(checks, repo, self._policy, clock)
         self.break_glass = BreakGlass(access_requests, self._policy, clock) if access_requests else None
+        self.jobs = JobIdentity(trusts, repo, self._policy, issuer, OidcTokenVerifier(trusts, oidc_keys, clock),
+                                clock, self.identity.allowed_issuers) if trusts and oidc_keys else None
+        self.sign_in = SignIn(self.identity.sign_in, oidc_keys, issuer, clock) if oidc_keys else None
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -100,38 +123,55 @@ class Authorization:
     # -- bootstrap & tokens -----------------------------------------------------------
 
     def bootstrap(self, admin: str, default_project: str = "default") -> None:
-        """Make `admin` organization administrator and operator; create the default project."""
+        """Make `admin` organization administrator and operator (and, in development mode,
+        orchestrator: `runs start` works out of the box); create the default project."""
         if not USER_PRINCIPAL.fullmatch(admin):
             raise ValueError("bootstrap admin must look like user:<name>")
         self._repo.set_role(ORGANIZATION, admin, Role.ADMINISTRATOR, exclusive=False)
         self._repo.set_role(ORGANIZATION, admin, Role.OPERATOR, exclusive=False)
+        if self.identity.dev_mode:
+            self._repo.set_role(ORGANIZATION, admin, Role.ORCHESTRATOR, exclusive=False)
         if self._repo.get_project(default_project) is None:
             try:
                 self._repo.create_project(default_project, self.regions[0], self._clock())
             except AlreadyExists:
                 pass
 
-    def issue_user_token(self, subject: str, ttl_seconds: int) -> tuple[str, int]:
-        """Mint a user token without a caller check (bootstrap and `securefiles up` only)."""
-        return self._issuer.issue(subject, ttl_seconds, kind="user")
-
-    def issue_token(self, caller: Principal, subject: str, ttl_seconds: int) -> tuple[str, int]:
-        self._require_user(caller)
-        if not USER_PRINCIPAL.fullmatch(subject):
-            raise InvalidArgument("principal must look like user:<name>", reason="INVALID_PRINCIPAL")
+    def issue_token(self, caller: Principal, subject: str, ttl_seconds: int) -> tuple[str, int, str]:
+        """(token, expiry, issued_by). Organization administrators make tokens for service
+        accounts; anyone refreshes their own (never outliving it, keeping who issued it); people's
+        tokens come from signing in, except in development mode."""
+        if not (caller.is_user or caller.is_account):
+            raise _denied("this operation needs a person's or a service account's token",
+                          reason="USER_TOKEN_REQUIRED")
         ttl = ttl_seconds or USER_TOKEN_DEFAULT_TTL
         if not 0 < ttl <= USER_TOKEN_MAX_TTL:
             raise InvalidArgument("ttl must be between 1s and 30d", reason="INVALID_TTL")
-        is_admin = self._policy.allows(caller.name, Permission.ADMINISTER, Scope("organization"))
-        if not is_admin:
-            if subject != caller.name:
-                raise _denied("only administrators issue tokens for others")
-            # A person may refresh their own token, but never outlive the one they hold.
+        if subject == caller.name:
+            # A refresh never outlives the token it refreshes, and keeps who issued it.
             remaining = int(caller.claims.get("exp", 0)) - int(self._clock().timestamp())
             ttl = min(ttl, max(remaining, 0))
             if ttl <= 0:
                 raise Unauthenticated("token expired", reason="TOKEN_EXPIRED")
-        return self._issuer.issue(subject, ttl, kind="user")
+            return self._mint(caller.kind, subject, ttl, caller.issued_by, caller.groups)
+        if is_service_account(subject):
+            kind = "account"
+        elif USER_PRINCIPAL.fullmatch(subject):
+            if not self.identity.dev_mode:
+                raise _denied("a person's token comes only from signing in (`securefiles login`); tokens issue "
+                              "makes service accounts (service:NAME)", reason="USER_TOKENS_COME_FROM_SIGN_IN")
+            kind = "user"
+        else:
+            raise InvalidArgument("principal must look like service:<name> (lowercase letters, digits, -)",
+                                  reason="INVALID_PRINCIPAL")
+        self._require(caller, Permission.ADMINISTER, Scope("organization"))
+        return self._mint(kind, subject, ttl, caller.name)
+
+    def _mint(self, kind: str, subject: str, ttl: int, issued_by: str, groups: Sequence[str] = ()
+              ) -> tuple[str, int, str]:
+        extra = {"groups": list(groups)} if groups else {}
+        token, exp = self._issuer.issue(subject, ttl, kind=kind, issued_by=issued_by, **extra)
+        return token, exp, issued_by
 
     # -- projects ---------------------------------------------------------------------
 
@@ -167,13 +207,16 @@ class Authorization:
                 raise _denied("storage may only grant a file's administrator role")
         else:
             self._require(caller, Permission.ADMINISTER, scope)
-        if not USER_PRINCIPAL.fullmatch(assignment.principal):
-            raise InvalidArgument("principal must look like user:<name>", reason="INVALID_PRINCIPAL")
+        account = is_service_account(assignment.principal)
+        if not (USER_PRINCIPAL.fullmatch(assignment.principal) or account):
+            raise InvalidArgument("principal must look like user:<name> or service:<name>", reason="INVALID_PRINCIPAL")
+        if account and assignment.role is Role.OPERATOR:
+            raise InvalidArgument("service accounts never hold the operator role", reason="INVALID_ROLE_FOR_PRINCIPAL")
         validate_role_for_scope(assignment.role, scope)
         if scope.kind != "organization":
             self._project(scope.project)
         return self._repo.set_role(scope.name, assignment.principal, assignment.role,
-                                   exclusive=scope.kind != "organization")
+                                   exclusive=scope.kind != "organization" and assignment.role is not Role.ORCHESTRATOR)
 
     def list_roles(self, caller: Principal, scope_name: str) -> tuple[list[RoleAssignment], bool]:
         scope = parse_scope(scope_name)
@@ -254,15 +297,16 @@ class Authorization:
     def start_run(
         self, caller: Principal, pipeline_name: str, branch: str, requested_by: str, ttl_seconds: int
     ) -> tuple[Run, str]:
+        """A run started by hand: its branch and requester are what the caller asserts, so this
+        needs the orchestrator role (never implied by administering), and the run records who
+        asserted them. Jobs of CI systems with OIDC get in through trusts instead."""
         project, ref = parse_child(pipeline_name, "pipelines")
         library = Scope("library", project)
-        # Starting a run hands out a job token: that is the CI orchestrator's job,
-        # done with a project administrator's identity (never an ordinary user's).
-        self._require(caller, Permission.ADMINISTER, library)
-        requester = requested_by or caller.name
-        if not USER_PRINCIPAL.fullmatch(requester):
+        self._policy.require(caller, Permission.ORCHESTRATE, library, reason="ORCHESTRATOR_REQUIRED")
+        requester = requested_by or (caller.name if caller.is_user else "")
+        if requester and not USER_PRINCIPAL.fullmatch(requester):
             raise InvalidArgument("requested_by must look like user:<name>", reason="INVALID_PRINCIPAL")
-        if not self._policy.allows(requester, Permission.USE, library):
+        if requester and not self._policy.allows(requester, Permission.USE, library):
             raise _denied(f"{requester} may not use this library's files in pipelines",
                           reason="REQUESTER_NOT_ALLOWED")
         if not _BRANCH.fullmatch(branch):
@@ -273,21 +317,21 @@ class Authorization:
             raise InvalidArgument("ttl must be between 1s and 31d", reason="INVALID_TTL")
         pipeline = self._pipeline(project, ref)
         now = self._clock()
-        token_id = uuid.uuid4().hex
-        run = self._repo.create_run(project, pipeline.pipeline_id, branch, requester, token_id, now,
-                                    now + dt.timedelta(seconds=ttl))
-        token, _ = self._issuer.issue(
-            f"job:{run.name}", ttl, kind="job", jti=token_id, project=project,
-            pipeline=str(pipeline.pipeline_id), run=str(run.run_id), branch=branch, requested_by=requester,
-        )
+        run, _ = self._repo.create_run(Run(
+            project=project, run_id=0, pipeline_id=pipeline.pipeline_id, branch=branch, requested_by=requester,
+            state=RunState.RUNNING, created_at=now, expire_at=now + dt.timedelta(seconds=ttl), completed_at=None,
+            token_id=uuid.uuid4().hex, asserted_by=caller.name,
+        ))
+        token, _ = issue_job_token(self._issuer, run, pipeline, ttl, issued_by=caller.name)
         return run, token
 
     def complete_run(self, caller: Principal, run_name: str) -> Run:
         project, _pipeline, run_id = parse_run(run_name)
         is_own_job = caller.is_job and caller.claims.get("project") == project and caller.claims.get(
             "run") == str(run_id)
-        if not is_own_job:
-            self._require(caller, Permission.ADMINISTER, Scope("library", project))
+        library = Scope("library", project)
+        if not is_own_job and not self._policy.allows(caller.name, Permission.ORCHESTRATE, library):
+            self._require(caller, Permission.ADMINISTER, library)
         run = self._repo.get_run(project, run_id)
         if run is None:
             raise NotFound(f"run {run_name} does not exist", reason="RUN_NOT_FOUND")
@@ -302,7 +346,7 @@ class Authorization:
         if not job.is_job:
             raise Unauthenticated("a job token is required", reason="JOB_TOKEN_REQUIRED")
         run = self._repo.get_run(str(job.claims["project"]), int(job.claims["run"]))
-        if run is None or run.token_id != job.claims.get("jti"):
+        if run is None or run.token_id != job.claims.get("rtk", job.claims.get("jti")):
             raise Unauthenticated("job token does not belong to a known run", reason="INVALID_TOKEN")
         if run.state is not RunState.RUNNING:
             raise Unauthenticated("the run has completed; its job token is revoked", reason="TOKEN_REVOKED")

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from securefiles.authz.adapters import sql_break_glass, sql_checks  # noqa: F401 - registers their tables
+from securefiles.authz.adapters import sql_break_glass, sql_checks, sql_trusts  # noqa: F401 - registers their tables
 from securefiles.authz.adapters.sql_repository import metadata
 from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.migrations import run_migrations

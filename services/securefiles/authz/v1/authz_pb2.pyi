@@ -39,6 +39,10 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """Everything: delete, roles, pipeline permissions, checks."""
     OPERATOR: _Role.ValueType  # 5
     """Organization role for key operations."""
+    ORCHESTRATOR: _Role.ValueType  # 6
+    """Starts runs by hand, asserting their branch and requester (a CI system without OIDC).
+    Organization or library scope; not implied by ADMINISTRATOR.
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Roles, ordered from least to most privileged within a library."""
@@ -55,6 +59,10 @@ ADMINISTRATOR: Role.ValueType  # 4
 """Everything: delete, roles, pipeline permissions, checks."""
 OPERATOR: Role.ValueType  # 5
 """Organization role for key operations."""
+ORCHESTRATOR: Role.ValueType  # 6
+"""Starts runs by hand, asserting their branch and requester (a CI system without OIDC).
+Organization or library scope; not implied by ADMINISTRATOR.
+"""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _Permission:
@@ -75,6 +83,8 @@ class _PermissionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Permission
     """Change, delete, and manage access of a file or library."""
     OPERATE: _Permission.ValueType  # 5
     """Key operations (organization scope)."""
+    ORCHESTRATE: _Permission.ValueType  # 6
+    """Start runs by hand."""
 
 class Permission(_Permission, metaclass=_PermissionEnumTypeWrapper):
     """What a person wants to do."""
@@ -91,6 +101,8 @@ ADMINISTER: Permission.ValueType  # 4
 """Change, delete, and manage access of a file or library."""
 OPERATE: Permission.ValueType  # 5
 """Key operations (organization scope)."""
+ORCHESTRATE: Permission.ValueType  # 6
+"""Start runs by hand."""
 Global___Permission: _TypeAlias = Permission  # noqa: Y015
 
 class _CheckState:
@@ -130,7 +142,7 @@ class IssueTokenRequest(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
-    """`user:{name}`."""
+    """`service:{name}` (or the caller itself, to refresh; `user:{name}` in development mode)."""
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
         """Lifetime; default 8h, at most 30 days."""
@@ -157,8 +169,11 @@ class IssueTokenResponse(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    ISSUED_BY_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """Signed JWT."""
+    issued_by: _builtins.str
+    """Who the token says issued it (recorded in it as `issued_by`)."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When it stops working."""
@@ -168,10 +183,11 @@ class IssueTokenResponse(_message.Message):
         *,
         token: _builtins.str = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        issued_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "issued_by", b"issued_by", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -381,7 +397,7 @@ class RoleAssignment(_message.Message):
     scope: _builtins.str
     """`organization`, `projects/{project}` (the library) or a file's resource name."""
     principal: _builtins.str
-    """`user:{name}`."""
+    """`user:{name}`, `group:{name}` (from the sign-in's groups claim) or `service:{name}`."""
     role: Global___Role.ValueType
     """The role."""
     def __init__(
@@ -560,13 +576,18 @@ class CheckAccessRequest(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _builtins.int
     PERMISSION_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
-    """`user:{name}`."""
+    """`user:{name}` or `service:{name}`."""
     permission: Global___Permission.ValueType
     """What the principal wants to do."""
     @_builtins.property
     def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Resources: a project (library) or files of one project."""
+
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The `group:{name}` principals the caller's verified token carries."""
 
     def __init__(
         self,
@@ -574,10 +595,11 @@ class CheckAccessRequest(_message.Message):
         principal: _builtins.str = ...,
         permission: Global___Permission.ValueType = ...,
         resources: _abc.Iterable[_builtins.str] | None = ...,
+        groups: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["permission", b"permission", "principal", b"principal", "resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "permission", b"permission", "principal", b"principal", "resources", b"resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -834,6 +856,26 @@ class Run(_message.Message):
     COMPLETED: Run.State.ValueType  # 2
     """Completed: its job token is revoked."""
 
+    @_typing.final
+    class ClaimsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     PIPELINE_FIELD_NUMBER: _builtins.int
@@ -843,6 +885,9 @@ class Run(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     COMPLETE_TIME_FIELD_NUMBER: _builtins.int
+    TRUST_FIELD_NUMBER: _builtins.int
+    ASSERTED_BY_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/pipelines/{pipeline_id}/runs/{run_id}`."""
     run_id: _builtins.int
@@ -855,6 +900,10 @@ class Run(_message.Message):
     """Principal who requested the run."""
     state: Global___Run.State.ValueType
     """Current state."""
+    trust: _builtins.str
+    """The trust whose OIDC token started it; empty for a run started by hand."""
+    asserted_by: _builtins.str
+    """For a run started by hand: who asserted its branch and requester."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Start time."""
@@ -866,6 +915,10 @@ class Run(_message.Message):
     @_builtins.property
     def complete_time(self) -> _timestamp_pb2.Timestamp:
         """Completion time, if completed."""
+
+    @_builtins.property
+    def claims(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The signed claims the run came from (issuer, subject, repository, ref, run ids, …)."""
 
     def __init__(
         self,
@@ -879,10 +932,13 @@ class Run(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         complete_time: _timestamp_pb2.Timestamp | None = ...,
+        trust: _builtins.str = ...,
+        asserted_by: _builtins.str = ...,
+        claims: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "complete_time", b"complete_time", "create_time", b"create_time", "expire_time", b"expire_time", "name", b"name", "pipeline", b"pipeline", "requested_by", b"requested_by", "run_id", b"run_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asserted_by", b"asserted_by", "branch", b"branch", "claims", b"claims", "complete_time", b"complete_time", "create_time", b"create_time", "expire_time", b"expire_time", "name", b"name", "pipeline", b"pipeline", "requested_by", b"requested_by", "run_id", b"run_id", "state", b"state", "trust", b"trust"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2082,3 +2138,430 @@ class AuthorizeBreakGlassRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthorizeBreakGlassRequest: _TypeAlias = AuthorizeBreakGlassRequest  # noqa: Y015
+
+@_typing.final
+class ExchangeTokenRequest(_message.Message):
+    """Request for ExchangeToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_TOKEN_FIELD_NUMBER: _builtins.int
+    SUBJECT_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    subject_token: _builtins.str
+    """The CI provider's OIDC token (a JWT), e.g. GitHub Actions' `id-token` or GitLab's `id_tokens`."""
+    subject_token_type: _builtins.str
+    """`urn:ietf:params:oauth:token-type:jwt` or `urn:ietf:params:oauth:token-type:id_token`."""
+    project: _builtins.str
+    """Only trusts of this project (`projects/{project}`); empty: any project's trusts."""
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """Shorter job token lifetime than the trust's maximum."""
+
+    def __init__(
+        self,
+        *,
+        subject_token: _builtins.str = ...,
+        subject_token_type: _builtins.str = ...,
+        project: _builtins.str = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "subject_token", b"subject_token", "subject_token_type", b"subject_token_type", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeTokenRequest: _TypeAlias = ExchangeTokenRequest  # noqa: Y015
+
+@_typing.final
+class ExchangeTokenResponse(_message.Message):
+    """Response of ExchangeToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    ISSUED_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    TRUST_FIELD_NUMBER: _builtins.int
+    PIPELINE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    access_token: _builtins.str
+    """The job token (RFC 8693 `access_token`)."""
+    issued_token_type: _builtins.str
+    """`urn:securefiles:params:oauth:token-type:job`."""
+    token_type: _builtins.str
+    """`Bearer`."""
+    trust: _builtins.str
+    """The trust that accepted the token."""
+    pipeline_display_name: _builtins.str
+    """The pipeline's display name."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the job token expires."""
+
+    @_builtins.property
+    def run(self) -> Global___Run:
+        """The run the job belongs to."""
+
+    def __init__(
+        self,
+        *,
+        access_token: _builtins.str = ...,
+        issued_token_type: _builtins.str = ...,
+        token_type: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        run: Global___Run | None = ...,
+        trust: _builtins.str = ...,
+        pipeline_display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expire_time", b"expire_time", "issued_token_type", b"issued_token_type", "pipeline_display_name", b"pipeline_display_name", "run", b"run", "token_type", b"token_type", "trust", b"trust"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeTokenResponse: _TypeAlias = ExchangeTokenResponse  # noqa: Y015
+
+@_typing.final
+class Trust(_message.Message):
+    """A trust: which CI provider's OIDC tokens stand for one pipeline of the project."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class BoundClaimsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TRUST_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    BOUND_CLAIMS_FIELD_NUMBER: _builtins.int
+    BRANCH_CLAIM_FIELD_NUMBER: _builtins.int
+    REF_TYPE_CLAIM_FIELD_NUMBER: _builtins.int
+    RUN_CLAIMS_FIELD_NUMBER: _builtins.int
+    REQUESTER_CLAIM_FIELD_NUMBER: _builtins.int
+    MAX_TTL_FIELD_NUMBER: _builtins.int
+    JWKS_FIELD_NUMBER: _builtins.int
+    CA_CERTIFICATES_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/trusts/{trust_id}`."""
+    trust_id: _builtins.int
+    """Numeric id, unique in the project."""
+    display_name: _builtins.str
+    """Unique name in the project: lowercase letters, digits and `-`."""
+    pipeline: _builtins.str
+    """The pipeline its tokens run as: `projects/{project}/pipelines/{pipeline}`."""
+    issuer: _builtins.str
+    """The token issuer (`iss`), an https URL; its keys come by OIDC discovery unless `jwks` is set."""
+    audience: _builtins.str
+    """The audience the token must carry (`aud`)."""
+    branch_claim: _builtins.str
+    """The claim that gives the run's branch (e.g. `ref`)."""
+    ref_type_claim: _builtins.str
+    """With a short `ref` (GitLab): the claim saying `branch` or `tag`."""
+    requester_claim: _builtins.str
+    """The claim naming the person who started the job (its requester), e.g. `actor`."""
+    jwks: _builtins.str
+    """A static JWKS document (air-gapped installs); empty: discovery at the issuer."""
+    ca_certificates: _builtins.str
+    """PEM CA certificates for the issuer's HTTPS; empty: the system's."""
+    created_by: _builtins.str
+    """Who added it."""
+    @_builtins.property
+    def bound_claims(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Claims the token must carry: claim name -> exact value or glob (`*` any run, `?` one char)."""
+
+    @_builtins.property
+    def run_claims(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Claims whose values identify one run (one run per distinct value; a re-run is a new run)."""
+
+    @_builtins.property
+    def max_ttl(self) -> _duration_pb2.Duration:
+        """The longest job token lifetime."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        trust_id: _builtins.int = ...,
+        display_name: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        audience: _builtins.str = ...,
+        bound_claims: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        branch_claim: _builtins.str = ...,
+        ref_type_claim: _builtins.str = ...,
+        run_claims: _abc.Iterable[_builtins.str] | None = ...,
+        requester_claim: _builtins.str = ...,
+        max_ttl: _duration_pb2.Duration | None = ...,
+        jwks: _builtins.str = ...,
+        ca_certificates: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "max_ttl", b"max_ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "bound_claims", b"bound_claims", "branch_claim", b"branch_claim", "ca_certificates", b"ca_certificates", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "issuer", b"issuer", "jwks", b"jwks", "max_ttl", b"max_ttl", "name", b"name", "pipeline", b"pipeline", "ref_type_claim", b"ref_type_claim", "requester_claim", b"requester_claim", "run_claims", b"run_claims", "trust_id", b"trust_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Trust: _TypeAlias = Trust  # noqa: Y015
+
+@_typing.final
+class CreateTrustRequest(_message.Message):
+    """Request for CreateTrust."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    TRUST_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}`."""
+    @_builtins.property
+    def trust(self) -> Global___Trust:
+        """The trust; `pipeline` may be a pipeline's id or display name."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        trust: Global___Trust | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trust", b"trust"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "trust", b"trust"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTrustRequest: _TypeAlias = CreateTrustRequest  # noqa: Y015
+
+@_typing.final
+class GetTrustRequest(_message.Message):
+    """Request for GetTrust."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/trusts/{trust}` (id or display name)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrustRequest: _TypeAlias = GetTrustRequest  # noqa: Y015
+
+@_typing.final
+class ListTrustsRequest(_message.Message):
+    """Request for ListTrusts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}`."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrustsRequest: _TypeAlias = ListTrustsRequest  # noqa: Y015
+
+@_typing.final
+class ListTrustsResponse(_message.Message):
+    """Response of ListTrusts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRUSTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trusts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trust]:
+        """By id."""
+
+    def __init__(
+        self,
+        *,
+        trusts: _abc.Iterable[Global___Trust] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trusts", b"trusts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrustsResponse: _TypeAlias = ListTrustsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteTrustRequest(_message.Message):
+    """Request for DeleteTrust."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/trusts/{trust}` (id or display name)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTrustRequest: _TypeAlias = DeleteTrustRequest  # noqa: Y015
+
+@_typing.final
+class GetSignInConfigRequest(_message.Message):
+    """Request for GetSignInConfig."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSignInConfigRequest: _TypeAlias = GetSignInConfigRequest  # noqa: Y015
+
+@_typing.final
+class SignInConfig(_message.Message):
+    """How people sign in."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """Whether sign-in is configured."""
+    issuer: _builtins.str
+    """The organization's OIDC provider."""
+    client_id: _builtins.str
+    """The client id the CLI uses there (a public client: device flow, or code + PKCE)."""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Scopes to ask for."""
+
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        issuer: _builtins.str = ...,
+        client_id: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "enabled", b"enabled", "issuer", b"issuer", "scopes", b"scopes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInConfig: _TypeAlias = SignInConfig  # noqa: Y015
+
+@_typing.final
+class SignInRequest(_message.Message):
+    """Request for SignIn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_TOKEN_FIELD_NUMBER: _builtins.int
+    id_token: _builtins.str
+    """An ID token from the organization's OIDC provider, issued to `client_id`."""
+    def __init__(
+        self,
+        *,
+        id_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id_token", b"id_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInRequest: _TypeAlias = SignInRequest  # noqa: Y015
+
+@_typing.final
+class SignInResponse(_message.Message):
+    """Response of SignIn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The session token."""
+    principal: _builtins.str
+    """`user:{name}`."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it stops working."""
+
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`group:{name}` principals from the groups claim."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        principal: _builtins.str = ...,
+        groups: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "groups", b"groups", "principal", b"principal", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignInResponse: _TypeAlias = SignInResponse  # noqa: Y015

@@ -31,7 +31,12 @@ class AuthorizationServiceStub:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+
+    Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
+    through a trust of the project), people sign in at the organization's OIDC provider
+    (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
+    `securefiles up` only, for people).
     """
 
     def __init__(self, channel):
@@ -200,6 +205,41 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeBreakGlassRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
                 _registered_method=True)
+        self.ExchangeToken = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ExchangeToken',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ExchangeTokenRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ExchangeTokenResponse.FromString,
+                _registered_method=True)
+        self.CreateTrust = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/CreateTrust',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateTrustRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Trust.FromString,
+                _registered_method=True)
+        self.GetTrust = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/GetTrust',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.GetTrustRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Trust.FromString,
+                _registered_method=True)
+        self.ListTrusts = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListTrusts',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTrustsRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTrustsResponse.FromString,
+                _registered_method=True)
+        self.DeleteTrust = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/DeleteTrust',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.DeleteTrustRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetSignInConfig = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/GetSignInConfig',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.GetSignInConfigRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInConfig.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/SignIn',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -207,11 +247,17 @@ class AuthorizationServiceServicer:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+
+    Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
+    through a trust of the project), people sign in at the organization's OIDC provider
+    (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
+    `securefiles up` only, for people).
     """
 
     def IssueToken(self, request, context):
-        """Issues a user token (administrators for anyone; users for themselves).
+        """Issues a token for a `service:` account (organization administrators), or refreshes the
+        caller's own token. In development mode, administrators may also issue `user:` tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -436,6 +482,58 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExchangeToken(self, request, context):
+        """Token exchange (RFC 8693 semantics), callable without a token: a CI provider's signed OIDC
+        token in, a job token out. A trust of the project maps the token to one pipeline; the run
+        is created, or joined by a later step of the same job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTrust(self, request, context):
+        """Adds a trust to a project (project administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrust(self, request, context):
+        """Returns a trust.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrusts(self, request, context):
+        """Lists a project's trusts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTrust(self, request, context):
+        """Removes a trust; runs it started keep running until they complete or expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSignInConfig(self, request, context):
+        """How people sign in (callable without a token): the organization's OIDC provider.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """A person's ID token from the organization's OIDC provider in, a short session token out
+        (callable without a token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -599,6 +697,41 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeBreakGlassRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.SerializeToString,
             ),
+            'ExchangeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeToken,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ExchangeTokenRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ExchangeTokenResponse.SerializeToString,
+            ),
+            'CreateTrust': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTrust,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateTrustRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Trust.SerializeToString,
+            ),
+            'GetTrust': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrust,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.GetTrustRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.Trust.SerializeToString,
+            ),
+            'ListTrusts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrusts,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTrustsRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTrustsResponse.SerializeToString,
+            ),
+            'DeleteTrust': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrust,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.DeleteTrustRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetSignInConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignInConfig,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.GetSignInConfigRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInConfig.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'securefiles.authz.v1.AuthorizationService', rpc_method_handlers)
@@ -612,7 +745,12 @@ class AuthorizationService:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+
+    Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
+    through a trust of the project), people sign in at the organization's OIDC provider
+    (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
+    `securefiles up` only, for people).
     """
 
     @staticmethod
@@ -1469,6 +1607,195 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/AuthorizeBreakGlass',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.AuthorizeBreakGlassRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.AccessRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ExchangeToken',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ExchangeTokenRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ExchangeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTrust(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/CreateTrust',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.CreateTrustRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.Trust.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrust(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/GetTrust',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.GetTrustRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.Trust.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrusts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListTrusts',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTrustsRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTrustsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrust(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/DeleteTrust',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.DeleteTrustRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignInConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/GetSignInConfig',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.GetSignInConfigRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/SignIn',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInResponse.FromString,
             options,
             channel_credentials,
             insecure,

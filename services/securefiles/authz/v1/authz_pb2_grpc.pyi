@@ -32,7 +32,12 @@ class AuthorizationServiceStub:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+
+    Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
+    through a trust of the project), people sign in at the organization's OIDC provider
+    (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
+    `securefiles up` only, for people).
     """
 
     @_typing.overload
@@ -40,7 +45,9 @@ class AuthorizationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthorizationServiceAsyncStub: ...
     IssueToken: _grpc.UnaryUnaryMultiCallable[_authz_pb2.IssueTokenRequest, _authz_pb2.IssueTokenResponse]
-    """Issues a user token (administrators for anyone; users for themselves)."""
+    """Issues a token for a `service:` account (organization administrators), or refreshes the
+    caller's own token. In development mode, administrators may also issue `user:` tokens.
+    """
     GetSigningKeys: _grpc.UnaryUnaryMultiCallable[_authz_pb2.GetSigningKeysRequest, _authz_pb2.GetSigningKeysResponse]
     """Public keys that verify tokens (JWKS-like)."""
     CreateProject: _grpc.UnaryUnaryMultiCallable[_authz_pb2.CreateProjectRequest, _authz_pb2.Project]
@@ -107,6 +114,25 @@ class AuthorizationServiceStub:
     """Lists break-glass requests (operators)."""
     AuthorizeBreakGlass: _grpc.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeBreakGlassRequest, _authz_pb2.AccessRequest]
     """Decides whether a person's break-glass grant covers a file now (services only)."""
+    ExchangeToken: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ExchangeTokenRequest, _authz_pb2.ExchangeTokenResponse]
+    """Token exchange (RFC 8693 semantics), callable without a token: a CI provider's signed OIDC
+    token in, a job token out. A trust of the project maps the token to one pipeline; the run
+    is created, or joined by a later step of the same job.
+    """
+    CreateTrust: _grpc.UnaryUnaryMultiCallable[_authz_pb2.CreateTrustRequest, _authz_pb2.Trust]
+    """Adds a trust to a project (project administrators)."""
+    GetTrust: _grpc.UnaryUnaryMultiCallable[_authz_pb2.GetTrustRequest, _authz_pb2.Trust]
+    """Returns a trust."""
+    ListTrusts: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListTrustsRequest, _authz_pb2.ListTrustsResponse]
+    """Lists a project's trusts."""
+    DeleteTrust: _grpc.UnaryUnaryMultiCallable[_authz_pb2.DeleteTrustRequest, _empty_pb2.Empty]
+    """Removes a trust; runs it started keep running until they complete or expire."""
+    GetSignInConfig: _grpc.UnaryUnaryMultiCallable[_authz_pb2.GetSignInConfigRequest, _authz_pb2.SignInConfig]
+    """How people sign in (callable without a token): the organization's OIDC provider."""
+    SignIn: _grpc.UnaryUnaryMultiCallable[_authz_pb2.SignInRequest, _authz_pb2.SignInResponse]
+    """A person's ID token from the organization's OIDC provider in, a short session token out
+    (callable without a token).
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -114,12 +140,19 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+
+    Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
+    through a trust of the project), people sign in at the organization's OIDC provider
+    (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
+    `securefiles up` only, for people).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     IssueToken: _aio.UnaryUnaryMultiCallable[_authz_pb2.IssueTokenRequest, _authz_pb2.IssueTokenResponse]  # type: ignore[assignment]
-    """Issues a user token (administrators for anyone; users for themselves)."""
+    """Issues a token for a `service:` account (organization administrators), or refreshes the
+    caller's own token. In development mode, administrators may also issue `user:` tokens.
+    """
     GetSigningKeys: _aio.UnaryUnaryMultiCallable[_authz_pb2.GetSigningKeysRequest, _authz_pb2.GetSigningKeysResponse]  # type: ignore[assignment]
     """Public keys that verify tokens (JWKS-like)."""
     CreateProject: _aio.UnaryUnaryMultiCallable[_authz_pb2.CreateProjectRequest, _authz_pb2.Project]  # type: ignore[assignment]
@@ -186,13 +219,37 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """Lists break-glass requests (operators)."""
     AuthorizeBreakGlass: _aio.UnaryUnaryMultiCallable[_authz_pb2.AuthorizeBreakGlassRequest, _authz_pb2.AccessRequest]  # type: ignore[assignment]
     """Decides whether a person's break-glass grant covers a file now (services only)."""
+    ExchangeToken: _aio.UnaryUnaryMultiCallable[_authz_pb2.ExchangeTokenRequest, _authz_pb2.ExchangeTokenResponse]  # type: ignore[assignment]
+    """Token exchange (RFC 8693 semantics), callable without a token: a CI provider's signed OIDC
+    token in, a job token out. A trust of the project maps the token to one pipeline; the run
+    is created, or joined by a later step of the same job.
+    """
+    CreateTrust: _aio.UnaryUnaryMultiCallable[_authz_pb2.CreateTrustRequest, _authz_pb2.Trust]  # type: ignore[assignment]
+    """Adds a trust to a project (project administrators)."""
+    GetTrust: _aio.UnaryUnaryMultiCallable[_authz_pb2.GetTrustRequest, _authz_pb2.Trust]  # type: ignore[assignment]
+    """Returns a trust."""
+    ListTrusts: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListTrustsRequest, _authz_pb2.ListTrustsResponse]  # type: ignore[assignment]
+    """Lists a project's trusts."""
+    DeleteTrust: _aio.UnaryUnaryMultiCallable[_authz_pb2.DeleteTrustRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes a trust; runs it started keep running until they complete or expire."""
+    GetSignInConfig: _aio.UnaryUnaryMultiCallable[_authz_pb2.GetSignInConfigRequest, _authz_pb2.SignInConfig]  # type: ignore[assignment]
+    """How people sign in (callable without a token): the organization's OIDC provider."""
+    SignIn: _aio.UnaryUnaryMultiCallable[_authz_pb2.SignInRequest, _authz_pb2.SignInResponse]  # type: ignore[assignment]
+    """A person's ID token from the organization's OIDC provider in, a short session token out
+    (callable without a token).
+    """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Principals, tokens, roles, pipelines, runs and the decision "may this job use
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+
+    Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
+    through a trust of the project), people sign in at the organization's OIDC provider
+    (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
+    `securefiles up` only, for people).
     """
 
     @_abc_1.abstractmethod
@@ -201,7 +258,9 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _authz_pb2.IssueTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.IssueTokenResponse, _abc.Awaitable[_authz_pb2.IssueTokenResponse]]:
-        """Issues a user token (administrators for anyone; users for themselves)."""
+        """Issues a token for a `service:` account (organization administrators), or refreshes the
+        caller's own token. In development mode, administrators may also issue `user:` tokens.
+        """
 
     @_abc_1.abstractmethod
     def GetSigningKeys(
@@ -454,5 +513,66 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.AccessRequest, _abc.Awaitable[_authz_pb2.AccessRequest]]:
         """Decides whether a person's break-glass grant covers a file now (services only)."""
+
+    @_abc_1.abstractmethod
+    def ExchangeToken(
+        self,
+        request: _authz_pb2.ExchangeTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ExchangeTokenResponse, _abc.Awaitable[_authz_pb2.ExchangeTokenResponse]]:
+        """Token exchange (RFC 8693 semantics), callable without a token: a CI provider's signed OIDC
+        token in, a job token out. A trust of the project maps the token to one pipeline; the run
+        is created, or joined by a later step of the same job.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateTrust(
+        self,
+        request: _authz_pb2.CreateTrustRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Trust, _abc.Awaitable[_authz_pb2.Trust]]:
+        """Adds a trust to a project (project administrators)."""
+
+    @_abc_1.abstractmethod
+    def GetTrust(
+        self,
+        request: _authz_pb2.GetTrustRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.Trust, _abc.Awaitable[_authz_pb2.Trust]]:
+        """Returns a trust."""
+
+    @_abc_1.abstractmethod
+    def ListTrusts(
+        self,
+        request: _authz_pb2.ListTrustsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListTrustsResponse, _abc.Awaitable[_authz_pb2.ListTrustsResponse]]:
+        """Lists a project's trusts."""
+
+    @_abc_1.abstractmethod
+    def DeleteTrust(
+        self,
+        request: _authz_pb2.DeleteTrustRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Removes a trust; runs it started keep running until they complete or expire."""
+
+    @_abc_1.abstractmethod
+    def GetSignInConfig(
+        self,
+        request: _authz_pb2.GetSignInConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.SignInConfig, _abc.Awaitable[_authz_pb2.SignInConfig]]:
+        """How people sign in (callable without a token): the organization's OIDC provider."""
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _authz_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.SignInResponse, _abc.Awaitable[_authz_pb2.SignInResponse]]:
+        """A person's ID token from the organization's OIDC provider in, a short session token out
+        (callable without a token).
+        """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
