@@ -135,7 +135,7 @@ class AuditLog:
         self, principal: str, action: str, resource: str, decision: str, reason: str, request_id: str,
         details: Mapping[str, str] | None,
     ) -> AuditEntry:
-        with write_transaction(self._engine) as conn:
+        with write_transaction(self._engine, is_audit_entry=True) as conn:
             head = conn.execute(_LOCK_HEAD).first()
             sequence, previous = (head.sequence, head.hash) if head else (0, "")
             entry = AuditEntry(

@@ -268,6 +268,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
             def record_now() -> None:
                 nonlocal recorded
+                call_before_first_write(None)  # one ALLOW entry, whoever asks first
                 if audited and not recorded:
                     self._allow(method)
                     recorded = True
@@ -283,6 +284,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as raised:
+                call_before_first_write(None)  # a refused call has one entry, and it is not ALLOW
                 error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
                     self._record_outcome(method, error)
