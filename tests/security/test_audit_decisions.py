@@ -42,3 +42,42 @@ def test_one_upload_writes_one_data_key_entry_in_kms(system: LocalSystem) -> Non
                if e["details"].get("context.secure_file_id") == file_id]
     assert len(entries) == 1, entries
     assert entries[0]["decision"] == "ALLOW"
+
+
+def test_issue_token_records_for_whom(system: LocalSystem) -> None:
+    subject = f"user:{unique('subject')}"
+    user_token(system, subject)
+    (entry,) = _entries(system, "authz", "action = 'IssueToken' AND details LIKE :d", d=f"%{subject}%")
+    assert entry["decision"] == "ALLOW"
+    assert entry["details"]["subject"] == subject
+    assert entry["details"]["expire_time"]
+
+
+def test_start_run_records_pipeline_branch_and_requester(system: LocalSystem) -> None:
+    pipeline = unique("pipeline")
+    branch = f"refs/heads/{unique('topic')}"
+    with system.client() as admin:
+        admin.create_pipeline(pipeline)
+        admin.start_run(pipeline, branch)
+    (entry,) = _entries(system, "authz", "action = 'StartRun' AND details LIKE :d", d=f"%{branch}%")
+    assert entry["resource"] == f"projects/default/pipelines/{pipeline}"
+    assert entry["details"]["branch"] == branch
+    assert entry["details"]["requested_by"] == entry["principal"]
+
+
+def test_approve_and_revoke_access_record_project_and_requester(system: LocalSystem) -> None:
+    first, second = f"user:{unique('op')}", f"user:{unique('op')}"
+    with system.client() as admin:
+        for operator in (first, second):
+            admin.assign_role(operator, "operator")
+    with system.client(token=user_token(system, first)) as requester:
+        requested = requester.request_access("default", "INC-15: audit details", 600)
+    number = int(requested.name.rsplit("/", 1)[1])
+    with system.client(token=user_token(system, second)) as approver:
+        approver.approve_access(number)
+        approver.revoke_access(number)
+    for action in ("ApproveAccess", "RevokeAccess"):
+        (entry,) = _entries(system, "authz", "action = :a AND resource = :r AND principal = :p", a=action,
+                            r=requested.name, p=second)
+        assert entry["details"]["project"] == "default", entry
+        assert entry["details"]["requester"] == first, entry

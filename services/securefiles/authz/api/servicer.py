@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import grpc
@@ -14,7 +15,7 @@ from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermiss
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import current_principal
+from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -78,7 +79,9 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
     async def IssueToken(
         self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.IssueTokenResponse:
+        audit_note(subject=request.principal, requested_ttl_seconds=duration_seconds(request.ttl, 0))
         token, exp = self._authz.issue_token(current_principal(), request.principal, duration_seconds(request.ttl, 0))
+        audit_note(expire_time=dt.datetime.fromtimestamp(exp, dt.UTC).isoformat())
         response = authz_pb2.IssueTokenResponse(token=token)
         response.expire_time.FromSeconds(exp)
         return response
@@ -174,6 +177,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
     async def StartRun(
         self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.StartRunResponse:
+        # The entry goes in before the run is created: it names what was asked for.
+        audit_note(request.pipeline, branch=request.branch,
+                   requested_by=request.requested_by or current_principal().name,
+                   requested_ttl_seconds=duration_seconds(request.ttl, 0))
         run, token = self._authz.start_run(
             current_principal(),
             request.pipeline,
