@@ -24,6 +24,7 @@ from securefiles.authz.domain.model import (
     Scope,
 )
 from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
+from securefiles.authz.domain.refs import validate_ref
 from securefiles.common.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -41,7 +42,6 @@ JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
-_BRANCH = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 
 
 def _utcnow() -> dt.datetime:
@@ -265,9 +265,7 @@ class Authorization:
         if not self._policy.allows(requester, Permission.USE, library):
             raise _denied(f"{requester} may not use this library's files in pipelines",
                           reason="REQUESTER_NOT_ALLOWED")
-        if not _BRANCH.fullmatch(branch):
-            raise InvalidArgument("branch must be 1-256 characters without control characters",
-                                  reason="INVALID_BRANCH")
+        validate_ref(branch)
         ttl = ttl_seconds or JOB_TOKEN_DEFAULT_TTL
         if not 0 < ttl <= JOB_TOKEN_MAX_TTL:
             raise InvalidArgument("ttl must be between 1s and 31d", reason="INVALID_TTL")
