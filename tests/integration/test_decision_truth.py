@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from securefiles.common.errors import PermissionDenied
 from tests.conftest import LocalSystem, unique
 
 
@@ -33,3 +36,17 @@ def test_branch_control_refuses_patterns_git_would_refuse(system: LocalSystem, p
     assert added.code == 2, added.stderr
     assert "INVALID_CHECK" in added.stderr
     assert system.cli("checks", "list", name, "--output", "json").json() == []
+
+
+def test_a_check_added_mid_run_stops_that_runs_next_download(system: LocalSystem, tmp_path: Path) -> None:
+    name, pipeline = _setup(system)
+    with system.client() as admin:
+        token = admin.start_run(pipeline, "refs/heads/feature/x").job_token
+    with system.client(token=token) as job:
+        assert job.download_secure_file(name, tmp_path / "before").path.read_bytes() == b"decided content"
+    added = system.cli("checks", "add", name, "branch-control", "--allowed", "refs/heads/main")
+    assert added.code == 0, added.stderr
+    with system.client(token=token) as job, pytest.raises(PermissionDenied) as refused:
+        job.download_secure_file(name, tmp_path / "after", retry_count=0)
+    assert refused.value.reason == "CHECK_REJECTED"
+    assert not (tmp_path / "after" / name).exists()
