@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
+from securefiles.storage.domain.versioning import concurrent_replace
 
 metadata = MetaData()
 
@@ -238,7 +239,12 @@ class SqlFileRepository:
         transaction; return the file and the shredded versions (whose blobs go next)."""
         v = file_versions
         with write_transaction(self._engine) as conn:
-            conn.execute(file_versions.insert().values(**_version_values(file_id, new)))
+            try:
+                conn.execute(file_versions.insert().values(**_version_values(file_id, new)))
+            except IntegrityError:
+                # (file id, version) is the primary key: of two replaces that numbered the same
+                # version, the database lets one in.
+                raise concurrent_replace() from None
             conn.execute(update(secure_files).where(secure_files.c.file_id == file_id).values(
                 current_version=new.version, updated_at=new.created_at))
             rows = conn.execute(select(*_version_columns()).where(v.c.file_id == file_id).order_by(
