@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from securefiles.common.errors import PermissionDenied
-from tests.conftest import LocalSystem, unique
+from securefiles.common.errors import PermissionDenied, SecureFilesError
+from tests.conftest import LocalSystem, unique, user_token
 
 
 def _setup(system: LocalSystem) -> tuple[str, str]:
@@ -50,3 +52,36 @@ def test_a_check_added_mid_run_stops_that_runs_next_download(system: LocalSystem
         job.download_secure_file(name, tmp_path / "after", retry_count=0)
     assert refused.value.reason == "CHECK_REJECTED"
     assert not (tmp_path / "after" / name).exists()
+
+
+def _refusal(call: Callable[[], object]) -> tuple[str, str, str]:
+    with pytest.raises(SecureFilesError) as refused:
+        call()
+    return refused.value.code, refused.value.reason, refused.value.message
+
+
+@pytest.mark.parametrize("action", ["get", "update", "delete", "versions"])
+def test_missing_and_not_yours_get_the_same_answer_naming_nothing_hidden(system: LocalSystem, action: str) -> None:
+    hidden = unique("hidden-name") + ".p12"
+    reader, outsider = f"user:{unique('reader')}", f"user:{unique('outsider')}"
+    with system.client() as admin:
+        hidden_id = admin.upload_file(b"hidden", name=hidden).name.rsplit("/", 1)[1]
+        admin.set_role_inheritance(hidden, False)
+        admin.assign_role(reader, "reader")
+    missing_id = str(uuid.uuid4())
+    for who, expected in ((reader, ("NOT_FOUND", "FILE_NOT_FOUND")), (outsider, ("PERMISSION_DENIED",
+                                                                               "PERMISSION_DENIED"))):
+        with system.client(token=user_token(system, who)) as client:
+            def act(ref: str, client=client) -> Callable[[], object]:
+                return {
+                    "get": lambda: client.get_file(ref),
+                    "update": lambda: client.update_file(ref, properties={"k": "v"}),
+                    "delete": lambda: client.delete_file(ref),
+                    "versions": lambda: client.list_versions(ref),
+                }[action]
+            code, reason, message = _refusal(act(hidden_id))
+            assert (code, reason) == expected, (who, message)
+            assert hidden not in message
+            assert _refusal(act(missing_id)) == (code, reason, message.replace(hidden_id, missing_id))
+    with system.client() as admin:
+        assert admin.get_file(hidden).properties == {}  # nothing changed

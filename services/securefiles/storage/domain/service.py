@@ -139,16 +139,19 @@ class SecureFiles:
         self._require_user(caller)
         project, ref = parse_child(name, "secureFiles")
         found = self._files.resolve(project, normalize_name(ref))
-        if found is None:
-            (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
-            if member:
-                raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
-            raise PermissionDenied(f"{caller.name} may not access {name}")
-        self.note_resource(found.name)
-        (allowed,) = await self._access.check_access(caller.name, int(permission), [found.name])
-        if not allowed:
-            raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {found.display_name!r}")
-        return found
+        if found is not None:
+            self.note_resource(found.name)
+            asks = {p: self._access.check_access(caller.name, int(p), [found.name]) for p in {Access.VIEW, permission}}
+            decided = dict(zip(asks, await asyncio.gather(*asks.values()), strict=True))
+            if decided[Access.VIEW][0]:
+                if not decided[permission][0]:
+                    raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {name}")
+                return found
+        # Missing, or not the caller's to see: one answer for both, naming only what the caller gave.
+        (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
+        if member:
+            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+        raise PermissionDenied(f"{caller.name} may not access {name}")
 
     # -- upload -----------------------------------------------------------------------
 
