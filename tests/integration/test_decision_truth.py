@@ -6,10 +6,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
+from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.errors import PermissionDenied, SecureFilesError
-from tests.conftest import LocalSystem, unique, user_token
+from securefiles.common.rich_status import error_info_of
+from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.conftest import LocalSystem, bearer, unique, user_token
 
 
 def _setup(system: LocalSystem) -> tuple[str, str]:
@@ -85,3 +89,87 @@ def test_missing_and_not_yours_get_the_same_answer_naming_nothing_hidden(system:
             assert _refusal(act(missing_id)) == (code, reason, message.replace(hidden_id, missing_id))
     with system.client() as admin:
         assert admin.get_file(hidden).properties == {}  # nothing changed
+
+
+# -- item 1: authz takes files by their id name only, and only files storage committed ----
+
+
+def _authz_refusal(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as refused:
+        call()
+    return refused.value.code(), error_info_of(refused.value).reason
+
+
+def _file_policy_calls(stub: authz_pb2_grpc.AuthorizationServiceStub, resource: str, token: str
+                       ) -> dict[str, Callable[[], object]]:
+    """Every authz method that takes a file resource, as a foreign client would call it."""
+    md = bearer(token)
+    return {
+        "SetPipelinePermission": lambda: stub.SetPipelinePermission(authz_pb2.SetPipelinePermissionRequest(
+            resource=resource, all_pipelines=True, authorized=True), metadata=md, timeout=10),
+        "GetPipelinePermissions": lambda: stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(
+            resource=resource), metadata=md, timeout=10),
+        "SetRoleAssignment": lambda: stub.SetRoleAssignment(authz_pb2.SetRoleAssignmentRequest(
+            role_assignment=authz_pb2.RoleAssignment(scope=resource, principal="user:someone", role=authz_pb2.READER)),
+            metadata=md, timeout=10),
+        "ListRoleAssignments": lambda: stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(
+            scope=resource), metadata=md, timeout=10),
+        "SetRoleInheritance": lambda: stub.SetRoleInheritance(authz_pb2.SetRoleInheritanceRequest(
+            scope=resource, inherit_from_library=False), metadata=md, timeout=10),
+        "CreateCheck": lambda: stub.CreateCheck(authz_pb2.CreateCheckRequest(check=authz_pb2.Check(
+            resource=resource, exclusive_lock=authz_pb2.ExclusiveLock())), metadata=md, timeout=10),
+        "ListChecks": lambda: stub.ListChecks(authz_pb2.ListChecksRequest(resource=resource), metadata=md,
+                                              timeout=10),
+    }
+
+
+def test_authz_refuses_display_names_and_ids_storage_never_committed(system: LocalSystem) -> None:
+    name, _ = _setup(system)
+    stub = authz_pb2_grpc.AuthorizationServiceStub(system.channel("authz"))
+    by_display_name = f"projects/default/secureFiles/{name}"
+    never_committed = f"projects/default/secureFiles/{uuid.uuid4()}"
+    outsider = user_token(system, f"user:{unique('outsider')}")
+    for method, call in _file_policy_calls(stub, by_display_name, system.admin_token).items():
+        assert _authz_refusal(call) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RESOURCE_NAME"), method
+    for method, call in _file_policy_calls(stub, never_committed, system.admin_token).items():
+        assert _authz_refusal(call) == (grpc.StatusCode.NOT_FOUND, "FILE_NOT_FOUND"), method
+    for method, call in _file_policy_calls(stub, never_committed, outsider).items():
+        # permission before existence: an outsider learns nothing about which ids exist
+        assert _authz_refusal(call)[0] == grpc.StatusCode.PERMISSION_DENIED, method
+    for resource in (by_display_name, never_committed):
+        assert system.query("authz", "SELECT count(*) FROM pipeline_permissions WHERE resource = :r",
+                            r=resource) == [(0,)]
+        assert system.query("authz", "SELECT count(*) FROM checks WHERE resource = :r", r=resource) == [(0,)]
+
+
+def test_authz_takes_a_committed_files_id_name(system: LocalSystem) -> None:
+    name, _ = _setup(system)
+    with system.client() as admin:
+        resource = admin.get_file(name).name
+    stub = authz_pb2_grpc.AuthorizationServiceStub(system.channel("authz"))
+    listed = stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(resource=resource),
+                                         metadata=bearer(system.admin_token), timeout=10)
+    assert len(listed.pipelines) == 1
+
+
+# -- item 5: an upload that does not commit leaves nothing in authz ------------------------
+
+
+def test_uploads_that_end_without_their_commit_leave_no_administrator_role(system: LocalSystem) -> None:
+    creator = f"user:{unique('creator')}"
+    with system.client() as admin:
+        admin.assign_role(creator, "creator")
+    token = user_token(system, creator)
+    stub = storage_pb2_grpc.SecureFileServiceStub(system.channel("storage"))
+    for attempt in range(20):
+        requests = [
+            storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
+                parent="projects/default", display_name=unique("uncommitted"), expected_size_bytes=100)),
+            storage_pb2.UploadSecureFileRequest(chunk=b"x" * (10 + attempt)),  # fewer bytes than declared
+        ]
+        with pytest.raises(grpc.RpcError) as failed:
+            stub.UploadSecureFile(iter(requests), metadata=bearer(token), timeout=10)
+        assert error_info_of(failed.value).reason == "INCOMPLETE_UPLOAD"  # "nothing was stored"
+    assert system.query("authz", "SELECT scope FROM role_assignments WHERE principal = :p", p=creator) == [
+        ("projects/default", )]
+    assert system.query("storage", "SELECT count(*) FROM file_versions WHERE created_by = :p", p=creator) == [(0,)]

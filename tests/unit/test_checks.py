@@ -44,6 +44,7 @@ def authz(tmp_path, clock) -> Authorization:
     issuer = TokenIssuer(load_signing_key(generate_signing_key_pem()))
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, ["eu"], clock)
     authorization.bootstrap("user:admin")
+    authorization.set_role(STORAGE, RoleAssignment(FILE, "user:admin", Role.ADMINISTRATOR))  # the upload committed
     pipeline = authorization.create_pipeline(ADMIN, "projects/default", "release")
     authorization.set_pipeline_permission(ADMIN, FILE, "release", False, True)
     assert pipeline.pipeline_id == 1

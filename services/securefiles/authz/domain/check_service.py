@@ -67,8 +67,7 @@ class Checks:
     def create_check(
         self, caller: Principal, resource: str, check_type: CheckType, settings: dict[str, Any], timeout_seconds: int
     ) -> Check:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         timeout = timeout_seconds or DEFAULT_TIMEOUT_SECONDS
         if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise InvalidArgument("timeout must be between 1s and 365d", reason="INVALID_TIMEOUT")
@@ -79,16 +78,14 @@ class Checks:
                                        caller.name)
 
     def list_checks(self, caller: Principal, resource: str) -> list[Check]:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.VIEW, scope)
+        scope = self._policy.require_file(caller, Permission.VIEW, resource)
         return self._repo.list_checks(scope.name)
 
     def delete_check(self, caller: Principal, name: str) -> None:
         resource, sep, check_id = name.rpartition("/checks/")
         if not sep or not is_id(check_id):
             raise InvalidArgument(f"{name!r} is not a check name", reason="INVALID_RESOURCE_NAME")
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         if not self._repo.delete_check(scope.name, int(check_id)):
             raise NotFound(f"check {check_id} does not exist on this file", reason="CHECK_NOT_FOUND")
 

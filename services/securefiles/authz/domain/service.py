@@ -7,7 +7,13 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 
-from securefiles.authz.domain.access import AccessPolicy, parse_file_scope, parse_scope, validate_role_for_scope
+from securefiles.authz.domain.access import (
+    AccessPolicy,
+    canonical_file_scope,
+    parse_file_scope,
+    parse_scope,
+    validate_role_for_scope,
+)
 from securefiles.authz.domain.break_glass import AccessRequestRepository, BreakGlass
 from securefiles.authz.domain.check_service import Checks, raise_unless_approved
 from securefiles.authz.domain.checks import CheckSuite
@@ -162,9 +168,12 @@ class Authorization:
     def set_role(self, caller: Principal, assignment: RoleAssignment) -> RoleAssignment:
         scope = parse_scope(assignment.scope)
         if caller.is_service_named("storage"):
-            # Storage makes the uploader the file's administrator, and nothing else.
-            if scope.kind != "file" or assignment.role is not Role.ADMINISTRATOR:
+            # Storage commits an upload: the file becomes known here, its uploader its administrator.
+            scope = canonical_file_scope(assignment.scope)
+            if assignment.role is not Role.ADMINISTRATOR:
                 raise _denied("storage may only grant a file's administrator role")
+        elif scope.kind == "file":
+            scope = self._policy.require_file(caller, Permission.ADMINISTER, assignment.scope)
         else:
             self._require(caller, Permission.ADMINISTER, scope)
         if not USER_PRINCIPAL.fullmatch(assignment.principal):
@@ -172,24 +181,32 @@ class Authorization:
         validate_role_for_scope(assignment.role, scope)
         if scope.kind != "organization":
             self._project(scope.project)
+        if caller.is_service_named("storage"):
+            self._repo.register_file(scope.name, scope.project, assignment.principal, self._clock())
+            return RoleAssignment(scope.name, assignment.principal, assignment.role)
         return self._repo.set_role(scope.name, assignment.principal, assignment.role,
                                    exclusive=scope.kind != "organization")
 
     def list_roles(self, caller: Principal, scope_name: str) -> tuple[list[RoleAssignment], bool]:
         scope = parse_scope(scope_name)
-        self._require(caller, Permission.VIEW if scope.kind != "organization" else Permission.ADMINISTER, scope)
+        if scope.kind == "file":
+            scope = self._policy.require_file(caller, Permission.VIEW, scope_name)
+        else:
+            self._require(caller, Permission.VIEW if scope.kind != "organization" else Permission.ADMINISTER, scope)
         inherit = self._repo.inherits([scope.name]).get(scope.name, True) if scope.kind == "file" else False
         return self._repo.list_roles(scope.name), inherit
 
     def delete_role(self, caller: Principal, scope_name: str, principal: str) -> None:
         scope = parse_scope(scope_name)
-        self._require(caller, Permission.ADMINISTER, scope)
+        if scope.kind == "file":
+            scope = self._policy.require_file(caller, Permission.ADMINISTER, scope_name)
+        else:
+            self._require(caller, Permission.ADMINISTER, scope)
         if self._repo.delete_roles(scope.name, principal) == 0:
             raise NotFound(f"{principal} has no role on {scope.name}", reason="ROLE_ASSIGNMENT_NOT_FOUND")
 
     def set_inheritance(self, caller: Principal, scope_name: str, inherit: bool) -> bool:
-        scope = self._file_scope(scope_name)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, scope_name)
         self._repo.set_inheritance(scope.name, inherit)
         return inherit
 
@@ -223,8 +240,7 @@ class Authorization:
         return self._repo.list_pipelines(project)
 
     def pipeline_permissions(self, caller: Principal, resource: str) -> tuple[PipelinePermissions, list[Pipeline]]:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.VIEW, scope)
+        scope = self._policy.require_file(caller, Permission.VIEW, resource)
         return self._permissions_with_pipelines(scope)
 
     def _permissions_with_pipelines(self, scope: Scope) -> tuple[PipelinePermissions, list[Pipeline]]:
@@ -235,8 +251,7 @@ class Authorization:
     def set_pipeline_permission(
         self, caller: Principal, resource: str, pipeline_ref: str, all_pipelines: bool, authorized: bool
     ) -> tuple[PipelinePermissions, list[Pipeline]]:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         if all_pipelines == bool(pipeline_ref):
             raise InvalidArgument("give either a pipeline or all_pipelines", reason="INVALID_PIPELINE_PERMISSION")
         pipeline_id = None
@@ -368,7 +383,7 @@ class Authorization:
             raise InvalidArgument("at most 100 files per request", reason="TOO_MANY_RESOURCES")
         suites = []
         for resource in resources:
-            scope = self._file_scope(resource)
+            scope = canonical_file_scope(resource)
             if scope.project != project:
                 raise _denied("the file belongs to another project than the run", reason="WRONG_PROJECT")
             if not self._repo.get_pipeline_permissions(scope.name).allows(run.pipeline_id):
