@@ -171,19 +171,28 @@ class LocalSystem:
             locations.append(Path(directory))
         return locations
 
+    def blob_key(self, file_id: str, version: int = 1) -> str:
+        """The blob key storage keeps a file version's ciphertext under."""
+        rows = self.query("storage", "SELECT blob_key FROM file_versions WHERE file_id = :f AND version = :v",
+                          f=file_id, v=version)
+        return rows[0][0] if rows else f"{file_id}/v{version}"
+
+    def _blob_path(self, key: str) -> Path:
+        file_id, name = key.split("/")
+        return self.state_dir / "data" / "blobs" / "blobs" / file_id[:2] / file_id / name
+
     def read_blob(self, file_id: str, version: int = 1) -> bytes:
-        key = f"{file_id}/v{version}"
+        key = self.blob_key(file_id, version)
         if self.blob_store == "db":
             rows = self.query("storage", "SELECT data FROM blob_segments WHERE blob_key = :k ORDER BY seq", k=key)
             return b"".join(bytes(r[0]) for r in rows)
-        return (self.state_dir / "data" / "blobs" / "blobs" / file_id[:2] / file_id / f"v{version}").read_bytes()
+        return self._blob_path(key).read_bytes()
 
     def write_blob(self, file_id: str, data: bytes, version: int = 1) -> None:
         """Overwrite stored ciphertext (tampering and truncation tests)."""
-        key = f"{file_id}/v{version}"
+        key = self.blob_key(file_id, version)
         if self.blob_store != "db":
-            path = self.state_dir / "data" / "blobs" / "blobs" / file_id[:2] / file_id / f"v{version}"
-            path.write_bytes(data)
+            self._blob_path(key).write_bytes(data)
             return
         rows = self.query("storage", "SELECT seq, length(data) FROM blob_segments WHERE blob_key = :k ORDER BY seq",
                           k=key)
@@ -265,7 +274,7 @@ def blob_files(system: LocalSystem) -> set[str]:
     if system.blob_store == "db":
         return {row[0] for row in system.query("storage", "SELECT DISTINCT blob_key FROM blob_segments")}
     root = system.state_dir / "data" / "blobs"
-    keys = {f"{p.parent.name}/{p.name}" for p in (root / "blobs").glob("*/*/v*")}
+    keys = {f"{p.parent.name}/{p.name}" for p in (root / "blobs").glob("*/*/v*")}  # `<file id>/v<n>[-<hex>]`
     keys |= {f"partial/{p.name}" for p in (root / "partial").glob("*")}
     return keys
 

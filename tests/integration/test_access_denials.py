@@ -105,7 +105,7 @@ def test_per_file_role_without_inheritance(system: LocalSystem) -> None:
         admin.assign_role(reader, "reader")
         admin.set_role_inheritance(private, False)
     with system.client(token=user_token(system, reader)) as client:
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(NotFound):  # as if it did not exist (issue #15, item 4)
             client.get_file(private)
         assert private not in [f.display_name for f in client.list_files()]
     with system.client() as admin:

@@ -159,7 +159,7 @@ def test_old_versions_beyond_the_limit_are_crypto_shredded(system: LocalSystem) 
     from tests.conftest import blob_files
 
     assert {k for k in blob_files(system) if k.startswith(created.secure_file_id)} == {
-        f"{created.secure_file_id}/v3", f"{created.secure_file_id}/v4"}
+        system.blob_key(created.secure_file_id, 3), system.blob_key(created.secure_file_id, 4)}
 
 
 # -- multi-file download --------------------------------------------------------------

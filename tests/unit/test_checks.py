@@ -46,6 +46,7 @@ def authz(tmp_path, clock) -> Authorization:
     authorization.bootstrap("user:admin")
     # The CI orchestrator of these tests: starts runs by hand, asserting branch and requester.
     authorization.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
+    authorization.set_role(STORAGE, RoleAssignment(FILE, "user:admin", Role.ADMINISTRATOR))  # the upload committed
     pipeline = authorization.create_pipeline(ADMIN, "projects/default", "release")
     authorization.set_pipeline_permission(ADMIN, FILE, "release", False, True)
     assert pipeline.pipeline_id == 1
@@ -319,6 +320,41 @@ def test_changing_checks_does_not_loosen_a_rejected_suite(authz):
         authz.checks.delete_check(ADMIN, check.name)
     assert decision(authz, job) == "REJECTED"
     assert decision(authz, start(authz, "refs/heads/feature")) == "ALLOW"  # a new run sees the new checks
+
+
+def test_a_check_added_mid_run_applies_to_its_later_downloads(authz):
+    job = start(authz, "refs/heads/feature/x")
+    assert decision(authz, job) == "ALLOW"  # no checks yet
+    add(authz, CheckType.BRANCH_CONTROL, allowed_refs=["refs/heads/main"])
+    assert decision(authz, job) == "REJECTED"
+    for check in authz.checks.list_checks(ADMIN, FILE):
+        authz.checks.delete_check(ADMIN, check.name)
+    assert decision(authz, job) == "REJECTED"  # a rejection stays final
+
+
+def test_a_check_tightened_mid_run_applies_and_a_satisfied_approval_stays_satisfied(authz, clock):
+    add(authz, CheckType.APPROVAL, approvers=["user:bob"])
+    job = start(authz, "refs/heads/feature/x")
+    decide(authz, "user:bob", job)
+    assert decision(authz, job) == "ALLOW"
+    clock.advance(days=2)
+    # A second approval (timeout 1 day, counted from when it was added) and business hours.
+    add(authz, CheckType.APPROVAL, timeout=86400, approvers=["user:carol"])
+    assert decision(authz, job) == "PENDING"
+    suite = authz.checks.evaluate(authz.active_run_of(job), FILE)
+    assert [r.state.value for r in suite.results] == ["APPROVED", "PENDING"]  # bob is not asked again
+    second = suite.results[1].approval_id
+    authz.checks.decide(Principal("user", "user:carol"), f"projects/default/approvals/{second}", True, "")
+    assert decision(authz, job) == "ALLOW"
+
+
+def test_a_deleted_check_no_longer_holds_a_run_back(authz):
+    add(authz, CheckType.APPROVAL, approvers=["user:bob"])
+    job = start(authz)
+    assert decision(authz, job) == "PENDING"
+    for check in authz.checks.list_checks(ADMIN, FILE):
+        authz.checks.delete_check(ADMIN, check.name)
+    assert decision(authz, job) == "ALLOW"
 
 
 def test_only_file_administrators_configure_checks(authz):

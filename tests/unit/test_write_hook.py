@@ -56,3 +56,20 @@ def test_a_failing_hook_leaves_the_write_undone_and_is_asked_again(tmp_path) -> 
     assert attempts == ["audit", "audit"]
     with read_transaction(engine) as conn:
         assert [r.id for r in conn.execute(select(rows))] == [2]
+
+
+def test_the_audit_logs_own_append_does_not_set_off_the_hook(tmp_path) -> None:
+    """A DENY entry written while the ALLOW hook is armed must not write an ALLOW entry first."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}", metadata)
+    calls: list[str] = []
+
+    def body() -> None:
+        call_before_first_write(lambda: calls.append("allow"))
+        with write_transaction(engine, is_audit_entry=True) as conn:
+            conn.execute(insert(rows).values(id=1))
+        assert calls == []
+        with write_transaction(engine) as conn:  # a real change still waits for its entry
+            conn.execute(insert(rows).values(id=2))
+        assert calls == ["allow"]
+
+    _in_own_context(body)

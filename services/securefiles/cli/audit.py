@@ -30,14 +30,21 @@ def audit_list(args: argparse.Namespace) -> int:
 def audit_verify(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         services = [args.service] if args.service else list(client.audit_targets())
-        results = {s: client.verify_audit_log(s) for s in services}
+        # A chain cannot prove its own tail: each is checked against its newest head another
+        # service witnessed.
+        witnessed = {s: client.latest_witnessed_head(s) for s in services}
+        results = {s: client.verify_audit_log(s, witnessed[s]) for s in services}
     objects = {s: {"intact": r.intact, "events_checked": r.events_checked,
-                   "first_bad_sequence": r.first_bad_sequence, "problem": r.problem} for s, r in results.items()}
+                   "first_bad_sequence": r.first_bad_sequence, "problem": r.problem,
+                   "unaccounted_entries": r.unaccounted_entries,
+                   "witnessed_sequence": witnessed[s].sequence if witnessed[s] else 0}
+               for s, r in results.items()}
     if wants_json(args):
         print_json(objects)
     else:
-        print_table(("SERVICE", "INTACT", "EVENTS", "PROBLEM"),
-                    [(s, "yes" if o["intact"] else "NO", o["events_checked"],
+        print_table(("SERVICE", "INTACT", "EVENTS", "WITNESSED", "UNACCOUNTED", "PROBLEM"),
+                    [(s, "yes" if o["intact"] else "NO", o["events_checked"], o["witnessed_sequence"],
+                      o["unaccounted_entries"],
                       f"{o['problem']} at #{o['first_bad_sequence']}" if not o["intact"] else "")
                      for s, o in objects.items()])
     return 0 if all(o["intact"] for o in objects.values()) else 1

@@ -431,9 +431,25 @@ class SecureFilesClient(IdentityCalls):
             if not token:
                 return
 
-    def verify_audit_log(self, service: str) -> audit_pb2.VerifyAuditLogResponse:
+    def verify_audit_log(self, service: str, witnessed: audit_pb2.AuditHead | None = None
+                         ) -> audit_pb2.VerifyAuditLogResponse:
+        """Check `service`'s chain, and that it still holds the head another service witnessed."""
         stub = audit_pb2_grpc.AuditLogServiceStub(self._service_channel(service, self._audit_target(service)))
-        return self._transport.call(stub.VerifyAuditLog, audit_pb2.VerifyAuditLogRequest(), timeout=600)
+        request = audit_pb2.VerifyAuditLogRequest()
+        if witnessed is not None and witnessed.sequence:
+            request.witnessed_sequence, request.witnessed_hash = witnessed.sequence, witnessed.hash
+        return self._transport.call(stub.VerifyAuditLog, request, timeout=600)
+
+    def latest_witnessed_head(self, service: str) -> audit_pb2.AuditHead | None:
+        """The newest head of `service`'s chain that any other service witnessed."""
+        heads = []
+        for other in self.audit_targets():
+            if other == service:
+                continue
+            stub = audit_pb2_grpc.AuditLogServiceStub(self._service_channel(other, self._audit_target(other)))
+            heads.append(self._transport.call(stub.GetWitnessedHead,
+                                              audit_pb2.GetWitnessedHeadRequest(service=service)))
+        return max(heads, key=lambda h: h.sequence, default=None)
 
     def _service_channel(self, service: str, target: str) -> grpc.Channel:
         """`kms-<region>` must present that region's certificate; the others their own."""

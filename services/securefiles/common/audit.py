@@ -45,6 +45,16 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# Other services' chain heads, as this service saw them: a chain cannot prove its own tail (whoever
+# can write its database can cut it and reset the head), so each head is witnessed elsewhere.
+audit_witnesses = Table(
+    "audit_witnesses", metadata,
+    Column("service", String(64), primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("witnessed_at", DateTime(timezone=True), nullable=False),
+)
+
 ALLOW, DENY, FAIL = "ALLOW", "DENY", "FAIL"
 
 # Built once: the audit append runs on every audited RPC.
@@ -91,6 +101,15 @@ class Verification:
     checked: int
     first_bad_sequence: int = 0
     problem: str = ""
+    unaccounted: int = 0
+
+
+@dataclass(frozen=True)
+class Head:
+    service: str
+    sequence: int
+    hash: str
+    witnessed_at: dt.datetime | None = None
 
 
 def _utcnow() -> dt.datetime:
@@ -135,7 +154,7 @@ class AuditLog:
         self, principal: str, action: str, resource: str, decision: str, reason: str, request_id: str,
         details: Mapping[str, str] | None,
     ) -> AuditEntry:
-        with write_transaction(self._engine) as conn:
+        with write_transaction(self._engine, is_audit_entry=True) as conn:
             head = conn.execute(_LOCK_HEAD).first()
             sequence, previous = (head.sequence, head.hash) if head else (0, "")
             entry = AuditEntry(
@@ -162,14 +181,58 @@ class AuditLog:
             rows = conn.execute(query.order_by(audit_events.c.sequence).limit(limit)).all()
         return [_entry(r._mapping) for r in rows]
 
-    def verify(self) -> Verification:
-        """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head."""
+    def head(self) -> Head:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+        return Head(self.service, row.sequence if row else 0, row.hash if row else "")
+
+    def witness(self, head: Head) -> None:
+        """Record another chain's head (once per sequence; an unchanged head adds nothing)."""
+        if head.sequence <= 0 or head.service == self.service:
+            return
+        latest = self.latest_witness(head.service)
+        if latest is not None and latest.sequence >= head.sequence:
+            return
+        try:
+            with write_transaction(self._engine, is_audit_entry=True) as conn:
+                conn.execute(audit_witnesses.insert().values(
+                    service=head.service[:64], sequence=head.sequence, hash=head.hash[:64], witnessed_at=self._clock()))
+        except IntegrityError:
+            pass  # witnessed already (two rounds at once)
+
+    def latest_witness(self, service: str) -> Head | None:
+        query = select(audit_witnesses).where(audit_witnesses.c.service == service).order_by(
+            audit_witnesses.c.sequence.desc()).limit(1)
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        at = row.witnessed_at
+        return Head(service, row.sequence, row.hash, at if at.tzinfo else at.replace(tzinfo=dt.UTC))
+
+    def verify(self, witnessed: Head | None = None) -> Verification:
+        """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head;
+        and the head another service witnessed is still in it, with the same hash."""
+        result = self._verify_chain(witnessed)
+        if not result.intact or witnessed is None or witnessed.sequence <= 0:
+            return result
+        if result.checked < witnessed.sequence:
+            missing = witnessed.sequence - result.checked
+            return Verification(False, result.checked, result.checked + 1,
+                                f"latest entries missing: {missing} witnessed elsewhere are unaccounted for",
+                                unaccounted=missing)
+        return result
+
+    def _verify_chain(self, witnessed: Head | None) -> Verification:
         previous_hash, expected_sequence, checked = "", 1, 0
         with read_transaction(self._engine) as conn:
             head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
             for row in conn.execute(select(audit_events).order_by(audit_events.c.sequence)):
                 entry = _entry(row._mapping)
                 checked += 1
+                if witnessed is not None and entry.sequence == witnessed.sequence and entry.hash != witnessed.hash:
+                    return Verification(False, checked, entry.sequence, "entry replaced after another service "
+                                                                        "witnessed it")
                 if entry.sequence != expected_sequence:
                     return Verification(False, checked, expected_sequence, "entry missing")
                 if entry.computed_hash(self._key) != entry.hash:

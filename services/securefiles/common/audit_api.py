@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import grpc
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
-from securefiles.common.audit import AuditEntry, AuditLog
-from securefiles.common.errors import InvalidArgument
+from securefiles.common.audit import AuditEntry, AuditLog, Head
+from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.interceptors import current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import to_timestamp
@@ -16,6 +17,19 @@ from securefiles.common.resource_names import is_id
 
 ReaderCheck = Callable[[Principal], Awaitable[None]]
 MAX_PAGE = 1000
+WITNESS_METHODS = frozenset({"GetAuditHead", "WitnessAuditHead", "GetWitnessedHead"})
+
+
+def head_message(head: Head) -> audit_pb2.AuditHead:
+    message = audit_pb2.AuditHead(service=head.service, sequence=head.sequence, hash=head.hash)
+    if head.witnessed_at is not None:
+        message.witness_time.CopyFrom(to_timestamp(head.witnessed_at))
+    return message
+
+
+def _require_service() -> None:
+    if current_principal().kind != "service":
+        raise PermissionDenied("only services witness each other's audit chains", reason="SERVICE_IDENTITY_REQUIRED")
 
 
 def event_message(entry: AuditEntry) -> audit_pb2.AuditEvent:
@@ -55,8 +69,32 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         self, request: audit_pb2.VerifyAuditLogRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.VerifyAuditLogResponse:
         await self._require_reader(current_principal())
-        result = self._log.verify()
+        witnessed = Head(self._log.service, request.witnessed_sequence, request.witnessed_hash) if (
+            request.witnessed_sequence > 0) else None
+        result = await asyncio.to_thread(self._log.verify, witnessed)
         return audit_pb2.VerifyAuditLogResponse(
             intact=result.intact, events_checked=result.checked, first_bad_sequence=result.first_bad_sequence,
-            problem=result.problem,
+            problem=result.problem, unaccounted_entries=result.unaccounted,
         )
+
+    async def GetAuditHead(
+        self, request: audit_pb2.GetAuditHeadRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.AuditHead:
+        _require_service()
+        return head_message(self._log.head())
+
+    async def WitnessAuditHead(
+        self, request: audit_pb2.WitnessAuditHeadRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.AuditHead:
+        _require_service()
+        head = request.head
+        if not head.service or len(head.service) > 64 or head.sequence < 0 or len(head.hash) > 64:
+            raise InvalidArgument("head must name a service, a sequence and a hash", reason="INVALID_HEAD")
+        self._log.witness(Head(head.service, head.sequence, head.hash))
+        return head_message(self._log.head())
+
+    async def GetWitnessedHead(
+        self, request: audit_pb2.GetWitnessedHeadRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.AuditHead:
+        await self._require_reader(current_principal())
+        return head_message(self._log.latest_witness(request.service) or Head(request.service, 0, ""))

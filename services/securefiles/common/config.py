@@ -129,5 +129,7 @@ class ServerSettings:
                 max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
                 requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),
                 burst=env_int(env, "REQUEST_BURST", 400),
+                auth_failures_per_second=float(env_int(env, "AUTH_FAILURES_PER_SECOND", 10)),
+                auth_failure_burst=env_int(env, "AUTH_FAILURE_BURST", 100),
             ),
         )

@@ -67,9 +67,11 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that takes the write lock up front (SQLite) and commits on success."""
-    hook = _before_first_write.get()
+def write_transaction(engine: Engine, *, is_audit_entry: bool = False) -> Iterator[Connection]:
+    """A transaction that takes the write lock up front (SQLite) and commits on success.
+    `is_audit_entry`: the audit log's own append, which is never a change that needs an entry
+    first (else a DENY entry would set off the ALLOW hook, and the ALLOW entry itself twice)."""
+    hook = None if is_audit_entry else _before_first_write.get()
     if hook is not None:
         _before_first_write.set(None)  # once; and not for the audit entry's own transaction
         try:

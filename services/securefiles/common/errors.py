@@ -76,6 +76,13 @@ class FailedPrecondition(SecureFilesError):
     default_reason = "FAILED_PRECONDITION"
 
 
+class Aborted(SecureFilesError):
+    """A concurrent change won; the caller may retry with what is current now."""
+
+    code = "ABORTED"
+    default_reason = "ABORTED"
+
+
 class ResourceExhausted(SecureFilesError):
     code = "RESOURCE_EXHAUSTED"
     default_reason = "RESOURCE_EXHAUSTED"
@@ -100,7 +107,7 @@ _BY_CODE: dict[str, type[SecureFilesError]] = {
     cls.code: cls
     for cls in (
         InvalidArgument, Unauthenticated, PermissionDenied, NotFound, AlreadyExists,
-        FailedPrecondition, ResourceExhausted, DataLoss, Unavailable, DeadlineExceeded,
+        FailedPrecondition, Aborted, ResourceExhausted, DataLoss, Unavailable, DeadlineExceeded,
     )
 }
 

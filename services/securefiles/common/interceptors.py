@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
 import time
 import uuid
@@ -25,6 +26,7 @@ from securefiles.common.errors import InvalidArgument, SecureFilesError, Unauthe
 from securefiles.common.limits import CallerLimits
 from securefiles.common.logging import request_id_var
 from securefiles.common.principal import Principal
+from securefiles.common.repeated_failures import RepeatedFailures
 from securefiles.common.rich_status import to_rpc_status
 from securefiles.common.tls import SERVICE_IDENTITIES, peer_identity
 from securefiles.common.tokens import TokenVerifier
@@ -146,6 +148,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self._authenticator = authenticator
         self._audit = audit
         self._unaudited = unaudited_methods
+        self._repeated = RepeatedFailures()
 
     async def intercept_service(
         self,
@@ -188,7 +191,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         remaining = context.time_remaining()
         deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
         if authenticate:
-            principal_var.set(await self._authenticator.authenticate(context))
+            clients = _clients_of(context)
+            if self._limits is not None:
+                self._limits.before_authentication(clients)  # before any token is looked at
+            try:
+                principal_var.set(await self._authenticator.authenticate(context))
+            except Unauthenticated:
+                if self._limits is not None:
+                    self._limits.authentication_failed(clients)
+                raise
 
     def _is_public(self, method: str) -> bool:
         return method.rsplit("/", 1)[-1] in self._public
@@ -227,10 +238,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             request_id_var.get(), note,
         )
 
-    def _record_outcome(self, method: str, error: BaseException) -> None:
+    def _record_outcome(self, method: str, error: BaseException, context: grpc.aio.ServicerContext) -> None:
         """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""
         if isinstance(error, SecureFilesError) and error.reason in ("RATE_LIMITED", "TOO_MANY_STREAMS"):
             return  # a flood must not flood the audit log too; the access log has it
+        repeated = 1
+        if isinstance(error, SecureFilesError) and (
+                error.code == "UNAUTHENTICATED" or error.reason == "AUTHENTICATION_THROTTLED"):
+            # Nobody is known yet: identical failures from one client are one entry per interval.
+            repeated = self._repeated.count((method, error.reason, _client_address(context)))
+            if not repeated:
+                return
+            audit_note(client=_client_address(context), repeated=repeated)
         if isinstance(error, SecureFilesError):
             denied = error.code in ("UNAUTHENTICATED", "PERMISSION_DENIED")
             decision, reason = (DENY if denied else FAIL), f"{error.code}/{error.reason}"
@@ -284,6 +303,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
             def record_now() -> None:
                 nonlocal recorded
+                call_before_first_write(None)  # one ALLOW entry, whoever asks first
                 if audited and not recorded:
                     self._allow(method)
                     recorded = True
@@ -299,9 +319,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as raised:
+                call_before_first_write(None)  # a refused call has one entry, and it is not ALLOW
                 error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
-                    self._record_outcome(method, error)
+                    self._record_outcome(method, error, context)
                 await self._fail(context, error, method)
                 raise  # unreachable: abort raises
             finally:
@@ -341,7 +362,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except Exception as raised:
                 error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
-                    self._record_outcome(method, error)
+                    self._record_outcome(method, error, context)
                 await self._fail(context, error, method)
                 raise
             finally:
@@ -350,6 +371,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._log(method, "OK", started=started)
 
         return wrapped
+
+
+def _client_address(context: grpc.aio.ServicerContext) -> str:
+    """The client's IP address, without its port (`ipv4:1.2.3.4:5678` -> `1.2.3.4`)."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rpartition(":")[0].strip("[]")
+    return peer
+
+
+def _clients_of(context: grpc.aio.ServicerContext) -> tuple[str, ...]:
+    """Whom failed authentications are counted against: the address and, where one was presented,
+    the client certificate. Services (verified by their certificate) are not throttled."""
+    if peer_identity(context) in SERVICE_IDENTITIES:
+        return ()
+    clients = [f"address:{_client_address(context)}"]
+    certificate = (context.auth_context() or {}).get("x509_pem_cert")
+    if certificate:
+        pem = certificate[0] if isinstance(certificate[0], bytes) else str(certificate[0]).encode()
+        clients.append("certificate:" + hashlib.sha256(pem).hexdigest())
+    return tuple(clients)
 
 
 def _encoded_or(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:

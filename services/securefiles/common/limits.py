@@ -1,4 +1,5 @@
-"""Per-caller abuse limits: concurrent streams and a request rate (token bucket).
+"""Per-caller abuse limits: concurrent streams and a request rate (token bucket), and before
+authentication a budget of failed authentications per client address and client certificate.
 
 Services calling each other are trusted and not limited here (storage speaks to authz on
 behalf of many callers); people and jobs are. A refusal is RESOURCE_EXHAUSTED with a
@@ -23,6 +24,11 @@ class LimitSettings:
     max_streams_per_caller: int = 16
     requests_per_second: float = 200.0
     burst: int = 400
+    # Failed authentications per client address / certificate: past the burst, that client is
+    # refused before its token is even looked at (a flood of forged tokens costs no signature
+    # checks and no audit rows).
+    auth_failures_per_second: float = 10.0
+    auth_failure_burst: int = 100
 
 
 class _Bucket:
@@ -40,7 +46,7 @@ class CallerLimits:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def _bucket(self, caller: str, now: float) -> _Bucket:
+    def _bucket(self, caller: str, now: float, burst: int | None = None) -> _Bucket:
         bucket = self._buckets.get(caller)
         if bucket is None:
             if len(self._buckets) >= _MAX_TRACKED:
@@ -48,8 +54,34 @@ class CallerLimits:
                 idle = [k for k, b in self._buckets.items() if b.streams == 0]
                 for key in idle[: len(idle) // 2 or 1]:
                     del self._buckets[key]
-            bucket = self._buckets[caller] = _Bucket(float(self._settings.burst), now)
+            bucket = self._buckets[caller] = _Bucket(float(self._settings.burst if burst is None else burst), now)
         return bucket
+
+    def _refill(self, key: str, rate: float, burst: int, now: float) -> _Bucket:
+        bucket = self._bucket(key, now, burst)
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        return bucket
+
+    def before_authentication(self, clients: tuple[str, ...]) -> None:
+        """RESOURCE_EXHAUSTED while any of `clients` (address, certificate) has used up its failed
+        authentications."""
+        s = self._settings
+        now = self._clock()
+        for client in clients:
+            bucket = self._refill(client, s.auth_failures_per_second, s.auth_failure_burst, now)
+            if bucket.tokens < 1.0:
+                wait = (1.0 - bucket.tokens) / s.auth_failures_per_second
+                raise ResourceExhausted("too many failed authentications from this client; slow down",
+                                        reason="AUTHENTICATION_THROTTLED",
+                                        metadata={"retry_after_ms": str(int(wait * 1000) + 1)}, retry_after=wait)
+
+    def authentication_failed(self, clients: tuple[str, ...]) -> None:
+        s = self._settings
+        now = self._clock()
+        for client in clients:
+            bucket = self._refill(client, s.auth_failures_per_second, s.auth_failure_burst, now)
+            bucket.tokens = max(bucket.tokens - 1.0, 0.0)
 
     def admit(self, principal: Principal | None, streaming: bool) -> Release:
         """Take one request (and one stream slot); return the function that gives the slot back."""
@@ -57,7 +89,7 @@ class CallerLimits:
             return _noop
         s = self._settings
         now = self._clock()
-        bucket = self._bucket(principal.name, now)
+        bucket = self._bucket("principal:" + principal.name, now)
         bucket.tokens = min(float(s.burst), bucket.tokens + (now - bucket.updated) * s.requests_per_second)
         bucket.updated = now
         if bucket.tokens < 1.0:

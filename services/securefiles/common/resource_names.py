@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from securefiles.common.errors import InvalidArgument
 
@@ -22,6 +23,14 @@ def parse_id(text: str, what: str = "id") -> int:
 
 def is_id(text: str) -> bool:
     return bool(_NUMBER.fullmatch(text)) and 0 < int(text) <= MAX_ID
+
+
+def is_file_id(text: str) -> bool:
+    """A secure file's id as storage assigns it: a lowercase canonical UUID."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def _invalid(what: str, value: str) -> InvalidArgument:

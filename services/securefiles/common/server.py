@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.common.audit import AuditLog
-from securefiles.common.audit_api import AuditLogServicer, ReaderCheck
+from securefiles.common.audit_api import WITNESS_METHODS, AuditLogServicer, ReaderCheck
 from securefiles.common.config import ServerSettings
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
@@ -66,7 +66,9 @@ def create_server(
     """Build a TLS server with health, optional reflection, the audit log service and our
     interceptor; bind its public (server TLS) and internal (mutual TLS) ports."""
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods,
+        # Witnessing chain heads is bookkeeping between services: an entry for each would change
+        # the head it witnesses, round after round.
+        interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods | WITNESS_METHODS,
                                          CallerLimits(limits) if limits is not None else None,
                                          audit_before_writes, public_methods)],
         options=[

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.audit import Head
 from securefiles.common.errors import PermissionDenied, Unavailable
 from securefiles.common.interceptors import outbound_metadata, outbound_timeout
 from securefiles.common.principal import Principal
@@ -39,6 +41,25 @@ async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, servi
         raise from_rpc_error(error, f"{service}.securefiles") from None
 
 
+class AuditPeer:
+    """Another service's audit chain, to witness its head and have it witness ours."""
+
+    def __init__(self, service: str, channel: grpc.aio.Channel, timeout: float) -> None:
+        self.service = service
+        self._stub = audit_pb2_grpc.AuditLogServiceStub(channel)
+        self._timeout = timeout
+
+    async def head(self) -> Head:
+        response = await _call(self._stub.GetAuditHead, audit_pb2.GetAuditHeadRequest(), self.service, self._timeout)
+        assert isinstance(response, audit_pb2.AuditHead)
+        return Head(self.service, response.sequence, response.hash)
+
+    async def witness(self, head: Head) -> None:
+        request = audit_pb2.WitnessAuditHeadRequest(head=audit_pb2.AuditHead(
+            service=head.service, sequence=head.sequence, hash=head.hash))
+        await _call(self._stub.WitnessAuditHead, request, self.service, self._timeout)
+
+
 class AuthzClient:
     """What other services ask authz."""
 
@@ -49,6 +70,9 @@ class AuthzClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    def audit_peer(self) -> AuditPeer:
+        return AuditPeer("authz", self._channel, self._timeout)
 
     async def signing_keys(self) -> dict[str, Ed25519PublicKey]:
         response = await _call(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz", self._timeout)
@@ -120,6 +144,9 @@ class KmsClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    def audit_peer(self) -> AuditPeer:
+        return AuditPeer(f"kms-{self.region}", self._channel, self._timeout)
 
     async def generate_data_key(self, context: Mapping[str, str]) -> kms_pb2.GenerateDataKeyResponse:
         request = kms_pb2.GenerateDataKeyRequest(key_ring=self._key_ring, encryption_context=dict(context))

@@ -44,6 +44,7 @@ class StorageSettings:
     rewrap_interval: int
     purge_retry_interval: int
     stream_idle_seconds: int
+    audit_witness_interval: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -58,6 +59,7 @@ class StorageSettings:
             rewrap_interval=env_int(env, "REWRAP_INTERVAL_SECONDS", 300),
             purge_retry_interval=env_int(env, "PURGE_RETRY_SECONDS", 60),
             stream_idle_seconds=env_int(env, "STREAM_IDLE_SECONDS", 30),
+            audit_witness_interval=env_int(env, "AUDIT_WITNESS_SECONDS", 60),
         )
 
 
@@ -77,6 +79,7 @@ class StorageApp:
     audit: AuditLog
     rewrap_interval: int
     purge_retry_interval: int
+    audit_witness_interval: int = 60
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background_work(self) -> None:
@@ -84,6 +87,22 @@ class StorageApp:
             self._background.append(asyncio.create_task(self._rewrap_periodically()))
         if self.purge_retry_interval > 0:
             self._background.append(asyncio.create_task(self._settle_purges_periodically()))
+        if self.audit_witness_interval > 0:
+            self._background.append(asyncio.create_task(self._witness_periodically()))
+
+    async def _witness_periodically(self) -> None:
+        """Anchor every chain outside its own database: storage records authz's and each kms's
+        head, and has each of them record storage's (`audit verify` checks chains against them)."""
+        peers = [self.authz.audit_peer(), *self.keys.audit_peers()]
+        while True:
+            for peer in peers:
+                try:
+                    self.audit.witness(await peer.head())
+                    await peer.witness(self.audit.head())
+                except Exception:
+                    log.warning("audit heads could not be exchanged; will retry", exc_info=True,
+                                extra={"peer": peer.service})
+            await asyncio.sleep(self.audit_witness_interval)
 
     async def _rewrap_periodically(self) -> None:
         """After a rotation (on deploy or by an operator), move data keys to the new primary."""
@@ -156,7 +175,7 @@ def build(settings: StorageSettings) -> StorageApp:
         audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
     )
     return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval,
-                      settings.purge_retry_interval)
+                      settings.purge_retry_interval, settings.audit_witness_interval)
 
 
 async def serve(settings: StorageSettings) -> None:

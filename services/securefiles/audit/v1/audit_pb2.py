@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n securefiles/audit/v1/audit.proto\x12\x14securefiles.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x02\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12>\n\x07\x64\x65tails\x18\n \x03(\x0b\x32-.securefiles.audit.v1.AuditEvent.DetailsEntry\x12\x15\n\rprevious_hash\x18\x0b \x01(\t\x12\x0c\n\x04hash\x18\x0c \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0fresource_prefix\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\"d\n\x17ListAuditEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .securefiles.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x17\n\x15VerifyAuditLogRequest\"m\n\x16VerifyAuditLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x16\n\x0e\x65vents_checked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x12\x0f\n\x07problem\x18\x04 \x01(\t2\xee\x01\n\x0f\x41uditLogService\x12n\n\x0fListAuditEvents\x12,.securefiles.audit.v1.ListAuditEventsRequest\x1a-.securefiles.audit.v1.ListAuditEventsResponse\x12k\n\x0eVerifyAuditLog\x12+.securefiles.audit.v1.VerifyAuditLogRequest\x1a,.securefiles.audit.v1.VerifyAuditLogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n securefiles/audit/v1/audit.proto\x12\x14securefiles.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n\tAuditHead\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x30\n\x0cwitness_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13GetAuditHeadRequest\"H\n\x17WitnessAuditHeadRequest\x12-\n\x04head\x18\x01 \x01(\x0b\x32\x1f.securefiles.audit.v1.AuditHead\"*\n\x17GetWitnessedHeadRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xd9\x02\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12>\n\x07\x64\x65tails\x18\n \x03(\x0b\x32-.securefiles.audit.v1.AuditEvent.DetailsEntry\x12\x15\n\rprevious_hash\x18\x0b \x01(\t\x12\x0c\n\x04hash\x18\x0c \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0fresource_prefix\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\"d\n\x17ListAuditEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .securefiles.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"K\n\x15VerifyAuditLogRequest\x12\x1a\n\x12witnessed_sequence\x18\x01 \x01(\x03\x12\x16\n\x0ewitnessed_hash\x18\x02 \x01(\t\"\x8a\x01\n\x16VerifyAuditLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x16\n\x0e\x65vents_checked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x12\x0f\n\x07problem\x18\x04 \x01(\t\x12\x1b\n\x13unaccounted_entries\x18\x05 \x01(\x03\x32\x92\x04\n\x0f\x41uditLogService\x12n\n\x0fListAuditEvents\x12,.securefiles.audit.v1.ListAuditEventsRequest\x1a-.securefiles.audit.v1.ListAuditEventsResponse\x12k\n\x0eVerifyAuditLog\x12+.securefiles.audit.v1.VerifyAuditLogRequest\x1a,.securefiles.audit.v1.VerifyAuditLogResponse\x12Z\n\x0cGetAuditHead\x12).securefiles.audit.v1.GetAuditHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHead\x12\x62\n\x10WitnessAuditHead\x12-.securefiles.audit.v1.WitnessAuditHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHead\x12\x62\n\x10GetWitnessedHead\x12-.securefiles.audit.v1.GetWitnessedHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHeadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,18 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AUDITEVENT_DETAILSENTRY']._loaded_options = None
   _globals['_AUDITEVENT_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_AUDITEVENT']._serialized_start=92
-  _globals['_AUDITEVENT']._serialized_end=437
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=391
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=437
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=439
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=546
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=548
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=648
-  _globals['_VERIFYAUDITLOGREQUEST']._serialized_start=650
-  _globals['_VERIFYAUDITLOGREQUEST']._serialized_end=673
-  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_start=675
-  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_end=784
-  _globals['_AUDITLOGSERVICE']._serialized_start=787
-  _globals['_AUDITLOGSERVICE']._serialized_end=1025
+  _globals['_AUDITHEAD']._serialized_start=91
+  _globals['_AUDITHEAD']._serialized_end=201
+  _globals['_GETAUDITHEADREQUEST']._serialized_start=203
+  _globals['_GETAUDITHEADREQUEST']._serialized_end=224
+  _globals['_WITNESSAUDITHEADREQUEST']._serialized_start=226
+  _globals['_WITNESSAUDITHEADREQUEST']._serialized_end=298
+  _globals['_GETWITNESSEDHEADREQUEST']._serialized_start=300
+  _globals['_GETWITNESSEDHEADREQUEST']._serialized_end=342
+  _globals['_AUDITEVENT']._serialized_start=345
+  _globals['_AUDITEVENT']._serialized_end=690
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=644
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=690
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=692
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=799
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=801
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=901
+  _globals['_VERIFYAUDITLOGREQUEST']._serialized_start=903
+  _globals['_VERIFYAUDITLOGREQUEST']._serialized_end=978
+  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_start=981
+  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_end=1119
+  _globals['_AUDITLOGSERVICE']._serialized_start=1122
+  _globals['_AUDITLOGSERVICE']._serialized_end=1652
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,105 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class AuditHead(_message.Message):
+    """A chain's head: its last entry's sequence and HMAC."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    WITNESS_TIME_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    """The service whose chain this is, e.g. `storage`, `kms-eu`."""
+    sequence: _builtins.int
+    """Sequence of the last entry (0: none witnessed)."""
+    hash: _builtins.str
+    """HMAC of that entry."""
+    @_builtins.property
+    def witness_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was witnessed (witnessed heads only)."""
+
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        hash: _builtins.str = ...,
+        witness_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["witness_time", b"witness_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hash", b"hash", "sequence", b"sequence", "service", b"service", "witness_time", b"witness_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditHead: _TypeAlias = AuditHead  # noqa: Y015
+
+@_typing.final
+class GetAuditHeadRequest(_message.Message):
+    """Request for GetAuditHead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAuditHeadRequest: _TypeAlias = GetAuditHeadRequest  # noqa: Y015
+
+@_typing.final
+class WitnessAuditHeadRequest(_message.Message):
+    """Request for WitnessAuditHead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def head(self) -> Global___AuditHead:
+        """The head to record; `service` names whose chain it is."""
+
+    def __init__(
+        self,
+        *,
+        head: Global___AuditHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WitnessAuditHeadRequest: _TypeAlias = WitnessAuditHeadRequest  # noqa: Y015
+
+@_typing.final
+class GetWitnessedHeadRequest(_message.Message):
+    """Request for GetWitnessedHead."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_FIELD_NUMBER: _builtins.int
+    service: _builtins.str
+    """Whose chain, e.g. `storage`."""
+    def __init__(
+        self,
+        *,
+        service: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["service", b"service"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWitnessedHeadRequest: _TypeAlias = GetWitnessedHeadRequest  # noqa: Y015
+
+@_typing.final
 class AuditEvent(_message.Message):
     """One audited operation or decision. Never carries secrets."""
 
@@ -177,12 +276,23 @@ class VerifyAuditLogRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    WITNESSED_SEQUENCE_FIELD_NUMBER: _builtins.int
+    WITNESSED_HASH_FIELD_NUMBER: _builtins.int
+    witnessed_sequence: _builtins.int
+    """The latest head of this chain that another service witnessed; entries up to it must be there
+    with that hash (0: none known).
+    """
+    witnessed_hash: _builtins.str
+    """HMAC of the witnessed entry."""
     def __init__(
         self,
+        *,
+        witnessed_sequence: _builtins.int = ...,
+        witnessed_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["witnessed_hash", b"witnessed_hash", "witnessed_sequence", b"witnessed_sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -198,6 +308,7 @@ class VerifyAuditLogResponse(_message.Message):
     EVENTS_CHECKED_FIELD_NUMBER: _builtins.int
     FIRST_BAD_SEQUENCE_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    UNACCOUNTED_ENTRIES_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
     """True when every entry is present, unchanged and in order."""
     events_checked: _builtins.int
@@ -206,6 +317,8 @@ class VerifyAuditLogResponse(_message.Message):
     """Sequence of the first entry that does not fit (0 when intact)."""
     problem: _builtins.str
     """What is wrong, e.g. `entry edited`, `entry missing`, `entries reordered`."""
+    unaccounted_entries: _builtins.int
+    """Entries witnessed elsewhere that the chain no longer has (its tail was cut)."""
     def __init__(
         self,
         *,
@@ -213,10 +326,11 @@ class VerifyAuditLogResponse(_message.Message):
         events_checked: _builtins.int = ...,
         first_bad_sequence: _builtins.int = ...,
         problem: _builtins.str = ...,
+        unaccounted_entries: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_checked", b"events_checked", "first_bad_sequence", b"first_bad_sequence", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_checked", b"events_checked", "first_bad_sequence", b"first_bad_sequence", "intact", b"intact", "problem", b"problem", "unaccounted_entries", b"unaccounted_entries"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -46,6 +46,21 @@ class AuditLogServiceStub:
                 request_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.VerifyAuditLogRequest.SerializeToString,
                 response_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.VerifyAuditLogResponse.FromString,
                 _registered_method=True)
+        self.GetAuditHead = channel.unary_unary(
+                '/securefiles.audit.v1.AuditLogService/GetAuditHead',
+                request_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.GetAuditHeadRequest.SerializeToString,
+                response_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.FromString,
+                _registered_method=True)
+        self.WitnessAuditHead = channel.unary_unary(
+                '/securefiles.audit.v1.AuditLogService/WitnessAuditHead',
+                request_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.WitnessAuditHeadRequest.SerializeToString,
+                response_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.FromString,
+                _registered_method=True)
+        self.GetWitnessedHead = channel.unary_unary(
+                '/securefiles.audit.v1.AuditLogService/GetWitnessedHead',
+                request_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.GetWitnessedHeadRequest.SerializeToString,
+                response_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.FromString,
+                _registered_method=True)
 
 
 class AuditLogServiceServicer:
@@ -67,6 +82,27 @@ class AuditLogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAuditHead(self, request, context):
+        """This chain's head (services only): what another service witnesses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WitnessAuditHead(self, request, context):
+        """Records another service's chain head in this service's database (services only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWitnessedHead(self, request, context):
+        """The latest head of another service's chain that this service witnessed (operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditLogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +115,21 @@ def add_AuditLogServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditLog,
                     request_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.VerifyAuditLogRequest.FromString,
                     response_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.VerifyAuditLogResponse.SerializeToString,
+            ),
+            'GetAuditHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditHead,
+                    request_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.GetAuditHeadRequest.FromString,
+                    response_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.SerializeToString,
+            ),
+            'WitnessAuditHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.WitnessAuditHead,
+                    request_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.WitnessAuditHeadRequest.FromString,
+                    response_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.SerializeToString,
+            ),
+            'GetWitnessedHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWitnessedHead,
+                    request_deserializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.GetWitnessedHeadRequest.FromString,
+                    response_serializer=securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +188,87 @@ class AuditLogService:
             '/securefiles.audit.v1.AuditLogService/VerifyAuditLog',
             securefiles_dot_audit_dot_v1_dot_audit__pb2.VerifyAuditLogRequest.SerializeToString,
             securefiles_dot_audit_dot_v1_dot_audit__pb2.VerifyAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.audit.v1.AuditLogService/GetAuditHead',
+            securefiles_dot_audit_dot_v1_dot_audit__pb2.GetAuditHeadRequest.SerializeToString,
+            securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WitnessAuditHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.audit.v1.AuditLogService/WitnessAuditHead',
+            securefiles_dot_audit_dot_v1_dot_audit__pb2.WitnessAuditHeadRequest.SerializeToString,
+            securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWitnessedHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.audit.v1.AuditLogService/GetWitnessedHead',
+            securefiles_dot_audit_dot_v1_dot_audit__pb2.GetWitnessedHeadRequest.SerializeToString,
+            securefiles_dot_audit_dot_v1_dot_audit__pb2.AuditHead.FromString,
             options,
             channel_credentials,
             insecure,

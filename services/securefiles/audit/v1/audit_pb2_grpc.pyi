@@ -39,6 +39,12 @@ class AuditLogServiceStub:
     """Lists events, oldest first."""
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_audit_pb2.VerifyAuditLogRequest, _audit_pb2.VerifyAuditLogResponse]
     """Recomputes the hash chain and reports the first entry that does not fit."""
+    GetAuditHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetAuditHeadRequest, _audit_pb2.AuditHead]
+    """This chain's head (services only): what another service witnesses."""
+    WitnessAuditHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.WitnessAuditHeadRequest, _audit_pb2.AuditHead]
+    """Records another service's chain head in this service's database (services only)."""
+    GetWitnessedHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetWitnessedHeadRequest, _audit_pb2.AuditHead]
+    """The latest head of another service's chain that this service witnessed (operators)."""
 
 @_typing.type_check_only
 class AuditLogServiceAsyncStub(AuditLogServiceStub):
@@ -51,6 +57,12 @@ class AuditLogServiceAsyncStub(AuditLogServiceStub):
     """Lists events, oldest first."""
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_audit_pb2.VerifyAuditLogRequest, _audit_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
     """Recomputes the hash chain and reports the first entry that does not fit."""
+    GetAuditHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetAuditHeadRequest, _audit_pb2.AuditHead]  # type: ignore[assignment]
+    """This chain's head (services only): what another service witnesses."""
+    WitnessAuditHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.WitnessAuditHeadRequest, _audit_pb2.AuditHead]  # type: ignore[assignment]
+    """Records another service's chain head in this service's database (services only)."""
+    GetWitnessedHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetWitnessedHeadRequest, _audit_pb2.AuditHead]  # type: ignore[assignment]
+    """The latest head of another service's chain that this service witnessed (operators)."""
 
 class AuditLogServiceServicer(metaclass=_abc_1.ABCMeta):
     """The append-only, hash-chained audit log that every service keeps and serves.
@@ -72,5 +84,29 @@ class AuditLogServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.VerifyAuditLogResponse, _abc.Awaitable[_audit_pb2.VerifyAuditLogResponse]]:
         """Recomputes the hash chain and reports the first entry that does not fit."""
+
+    @_abc_1.abstractmethod
+    def GetAuditHead(
+        self,
+        request: _audit_pb2.GetAuditHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.AuditHead, _abc.Awaitable[_audit_pb2.AuditHead]]:
+        """This chain's head (services only): what another service witnesses."""
+
+    @_abc_1.abstractmethod
+    def WitnessAuditHead(
+        self,
+        request: _audit_pb2.WitnessAuditHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.AuditHead, _abc.Awaitable[_audit_pb2.AuditHead]]:
+        """Records another service's chain head in this service's database (services only)."""
+
+    @_abc_1.abstractmethod
+    def GetWitnessedHead(
+        self,
+        request: _audit_pb2.GetWitnessedHeadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.AuditHead, _abc.Awaitable[_audit_pb2.AuditHead]]:
+        """The latest head of another service's chain that this service witnessed (operators)."""
 
 def add_AuditLogServiceServicer_to_server(servicer: AuditLogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

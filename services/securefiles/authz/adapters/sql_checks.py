@@ -214,15 +214,21 @@ class SqlChecksRepository:
             assert existing is not None
             return existing
 
-    def save_suite(self, suite: CheckSuite) -> None:
+    def save_suite(self, suite: CheckSuite, previous: CheckSuite | None = None) -> None:
         values = _suite_values(suite)
+        where = [check_suites.c.project == suite.project, check_suites.c.run_id == suite.run_id,
+                 check_suites.c.resource == suite.resource]
+        if previous is None:
+            # A decided suite never changes again: rejections are not loosened.
+            where.append(check_suites.c.state == State.PENDING.value)
+        else:
+            # A rejection is final; otherwise only the suite as it was read is replaced (two
+            # evaluations at once must not put back results the other one advanced).
+            where += [check_suites.c.state != State.REJECTED.value,
+                      check_suites.c.results == _suite_values(previous)["results"]]
         with write_transaction(self._engine) as conn:
-            conn.execute(update(check_suites).where(
-                check_suites.c.project == suite.project, check_suites.c.run_id == suite.run_id,
-                check_suites.c.resource == suite.resource,
-                # A decided suite never changes again: rejections are not loosened.
-                check_suites.c.state == State.PENDING.value,
-            ).values(state=values["state"], results=values["results"]))
+            conn.execute(update(check_suites).where(*where).values(
+                state=values["state"], results=values["results"], checks=values["checks"]))
 
     def pending_suites(self, resource: str) -> list[CheckSuite]:
         with read_transaction(self._engine) as conn:

@@ -62,6 +62,14 @@ file_inheritance = Table(
     Column("inherit", Boolean, nullable=False),
 )
 
+# The files storage told authz about when their upload committed; only these take policies.
+registered_files = Table(
+    "registered_files", metadata,
+    Column("resource", String(512), primary_key=True),
+    Column("project", String(63), nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+)
+
 pipelines = Table(
     "pipelines", metadata,
     Column("project", String(63), primary_key=True),
@@ -183,6 +191,22 @@ class SqlAuthzRepository:
             conn.execute(role_assignments.insert().values(scope=scope, principal=principal, role=role.name))
         return RoleAssignment(scope, principal, role)
 
+    def register_file(self, resource: str, project: str, administrator: str, now: dt.datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            known = conn.execute(select(registered_files.c.resource).where(
+                registered_files.c.resource == resource)).first()
+            if known is None:
+                conn.execute(registered_files.insert().values(resource=resource, project=project, registered_at=now))
+            where = (role_assignments.c.scope == resource) & (role_assignments.c.principal == administrator)
+            conn.execute(delete(role_assignments).where(where))
+            conn.execute(role_assignments.insert().values(scope=resource, principal=administrator,
+                                                          role=Role.ADMINISTRATOR.name))
+
+    def is_registered(self, resource: str) -> bool:
+        with read_transaction(self._engine) as conn:
+            return conn.execute(select(registered_files.c.resource).where(
+                registered_files.c.resource == resource)).first() is not None
+
     def list_roles(self, scope: str) -> list[RoleAssignment]:
         with read_transaction(self._engine) as conn:
             rows = conn.execute(
@@ -202,6 +226,8 @@ class SqlAuthzRepository:
                     file_inheritance.c.scope == resource))),
                 "pipeline_permissions": _count(conn.execute(delete(pipeline_permissions).where(
                     pipeline_permissions.c.resource == resource))),
+                "registration": _count(conn.execute(delete(registered_files).where(
+                    registered_files.c.resource == resource))),
             }
 
     def delete_roles(self, scope: str, principal: str) -> int:

@@ -38,14 +38,23 @@ class BreakGlassServicerMixin:
         audit_note(created.name, project=created.project, reason=created.reason, break_glass="requested")
         return access_request_message(created)
 
+    def _note_before_change(self, name: str) -> None:
+        """The entry is written before the change (or is the refusal): it names the request's
+        project and requester up front."""
+        found = self._break_glass.find(name)
+        if found is not None:
+            audit_note(found.name, project=found.project, requester=found.requester, state=found.state.value)
+
     async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext
                             ) -> authz_pb2.AccessRequest:
+        self._note_before_change(request.name)
         granted = self._break_glass.approve(current_principal(), request.name)
         audit_note(granted.name, project=granted.project, requester=granted.requester, break_glass="granted")
         return access_request_message(granted)
 
     async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext
                            ) -> authz_pb2.AccessRequest:
+        self._note_before_change(request.name)
         revoked = self._break_glass.revoke(current_principal(), request.name)
         audit_note(revoked.name, project=revoked.project, break_glass="revoked")
         return access_request_message(revoked)

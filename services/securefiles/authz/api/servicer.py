@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import grpc
@@ -66,9 +67,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def IssueToken(
         self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.IssueTokenResponse:
+        audit_note(subject=request.principal, requested_ttl_seconds=duration_seconds(request.ttl, 0))
         token, exp, issued_by = self._authz.issue_token(current_principal(), request.principal,
                                                         duration_seconds(request.ttl, 0))
-        audit_note(request.principal, issued_by=issued_by)
+        audit_note(issued_by=issued_by, expire_time=dt.datetime.fromtimestamp(exp, dt.UTC).isoformat())
         response = authz_pb2.IssueTokenResponse(token=token, issued_by=issued_by)
         response.expire_time.FromSeconds(exp)
         return response
@@ -164,6 +166,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def StartRun(
         self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.StartRunResponse:
+        # The entry goes in before the run is created: it names what was asked for.
+        audit_note(request.pipeline, branch=request.branch,
+                   requested_by=request.requested_by or current_principal().name,
+                   requested_ttl_seconds=duration_seconds(request.ttl, 0))
         run, token = self._authz.start_run(
             current_principal(),
             request.pipeline,

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from securefiles.authz.domain.model import ORGANIZATION, SPECIAL_ROLES, Permission, Role, Scope
 from securefiles.authz.domain.ports import AuthzRepository
-from securefiles.common.errors import InvalidArgument, PermissionDenied
+from securefiles.common.errors import InvalidArgument, NotFound, PermissionDenied
 from securefiles.common.principal import Principal
-from securefiles.common.resource_names import parse_child, parse_project
+from securefiles.common.resource_names import is_file_id, parse_child, parse_project
 
 
 def parse_scope(name: str) -> Scope:
@@ -86,6 +86,16 @@ class AccessPolicy:
     def allows(self, principal: str, permission: Permission, scope: Scope) -> bool:
         return self.decide(principal, permission, [scope])[0]
 
+    def require_file(self, caller: Principal, permission: Permission, resource: str) -> Scope:
+        """A file's scope for a policy change or read: the canonical id name only (a display name
+        is refused), the caller's permission checked before the file's existence (so the answer
+        tells outsiders nothing), and NOT_FOUND for an id storage never committed."""
+        scope = canonical_file_scope(resource)
+        self.require(caller, permission, scope)
+        if not self._repo.is_registered(scope.name):
+            raise NotFound(f"secure file {scope.name} does not exist", reason="FILE_NOT_FOUND")
+        return scope
+
     def require(self, caller: Principal, permission: Permission, scope: Scope,
                 reason: str = "PERMISSION_DENIED") -> None:
         """PERMISSION_DENIED unless `caller` is a person (or a service account) allowed `permission`
@@ -101,6 +111,15 @@ def parse_file_scope(resource: str) -> Scope:
     scope = parse_scope(resource)
     if scope.kind != "file":
         raise InvalidArgument(f"{resource} is not a secure file", reason="INVALID_RESOURCE_NAME")
+    return scope
+
+
+def canonical_file_scope(resource: str) -> Scope:
+    """`projects/{p}/secureFiles/{id}` with the id storage assigned, or INVALID_ARGUMENT."""
+    scope = parse_file_scope(resource)
+    if not is_file_id(scope.file_id):
+        raise InvalidArgument("a secure file is named by its id (projects/{project}/secureFiles/{id}), not by its "
+                              "display name", reason="INVALID_RESOURCE_NAME")
     return scope
 
 

@@ -17,7 +17,7 @@ from securefiles.authz.domain.access import AccessPolicy
 from securefiles.authz.domain.model import Permission, Scope
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from securefiles.common.principal import Principal
-from securefiles.common.resource_names import parse_child, parse_id, parse_project
+from securefiles.common.resource_names import is_id, parse_child, parse_id, parse_project
 
 DEFAULT_TTL = 3600
 MAX_TTL = 24 * 3600
@@ -81,6 +81,14 @@ class BreakGlass:
         if found is None:
             raise NotFound(f"access request {number} does not exist", reason="ACCESS_REQUEST_NOT_FOUND")
         return found.current(self._clock())
+
+    def find(self, name: str) -> AccessRequest | None:
+        """The named request as it stands, or None (for the audit entry's details only)."""
+        number = name.removeprefix("accessRequests/")
+        if not is_id(number):
+            return None
+        found = self._repo.get_access_request(int(number))
+        return found.current(self._clock()) if found else None
 
     def request(self, caller: Principal, project_name: str, reason: str, ttl_seconds: int) -> AccessRequest:
         self._require_operator(caller)

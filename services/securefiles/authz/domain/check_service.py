@@ -67,8 +67,7 @@ class Checks:
     def create_check(
         self, caller: Principal, resource: str, check_type: CheckType, settings: dict[str, Any], timeout_seconds: int
     ) -> Check:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         timeout = timeout_seconds or DEFAULT_TIMEOUT_SECONDS
         if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise InvalidArgument("timeout must be between 1s and 365d", reason="INVALID_TIMEOUT")
@@ -79,16 +78,14 @@ class Checks:
                                        caller.name)
 
     def list_checks(self, caller: Principal, resource: str) -> list[Check]:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.VIEW, scope)
+        scope = self._policy.require_file(caller, Permission.VIEW, resource)
         return self._repo.list_checks(scope.name)
 
     def delete_check(self, caller: Principal, name: str) -> None:
         resource, sep, check_id = name.rpartition("/checks/")
         if not sep or not is_id(check_id):
             raise InvalidArgument(f"{name!r} is not a check name", reason="INVALID_RESOURCE_NAME")
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         if not self._repo.delete_check(scope.name, int(check_id)):
             raise NotFound(f"check {check_id} does not exist on this file", reason="CHECK_NOT_FOUND")
 
@@ -109,15 +106,24 @@ class Checks:
         """The run's suite for this file, created on first use and advanced as far as it goes."""
         now = self._clock()
         suite = self._repo.get_suite(run.project, run.run_id, resource)
+        current = self._repo.list_checks(resource)
         if suite is None:
-            checks = sorted(self._repo.list_checks(resource), key=lambda c: (c.type.order, c.check_id))
+            checks = sorted(current, key=lambda c: (c.type.order, c.check_id))
             suite = self._repo.insert_suite(CheckSuite(
                 project=run.project, run_id=run.run_id, resource=resource,
                 state=State.PENDING if checks else State.APPROVED,
                 checks=tuple(checks), results=tuple(CheckResult(c.check_id, c.type, State.PENDING) for c in checks),
                 created_at=now,
             ))
+        if suite.state is State.REJECTED:
+            return suite
+        read = suite
+        # Checks added (or tightened: deleted and added anew) since the suite was created apply
+        # to this run's later downloads; results already reached, approvals included, stay.
+        suite = _with_checks(suite, current)
         if suite.state is not State.PENDING:
+            if suite is not read:
+                self._repo.save_suite(suite, read)
             return suite
         results = list(suite.results)
         for index, check in enumerate(suite.checks):
@@ -127,12 +133,12 @@ class Checks:
             if results[index].state is not State.APPROVED:
                 break
         evaluated = suite.with_results(results)
-        if evaluated != suite:
-            self._repo.save_suite(evaluated)
+        if evaluated != read:
+            self._repo.save_suite(evaluated, read)
         return evaluated
 
     def _timed_out(self, check: Check, suite: CheckSuite, now: dt.datetime) -> bool:
-        return now >= suite.created_at + dt.timedelta(seconds=check.timeout_seconds)
+        return now >= _started(check, suite) + dt.timedelta(seconds=check.timeout_seconds)
 
     def _evaluate_check(
         self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
@@ -174,7 +180,7 @@ class Checks:
                 check_id=check.check_id, approvers=tuple(s["approvers"]), min_approvals=s["min_approvals"],
                 allow_requester=s["allow_requester"], instructions=s["instructions"], requested_by=run.requested_by,
                 state=State.PENDING, created_at=now,
-                expire_at=suite.created_at + dt.timedelta(seconds=check.timeout_seconds),
+                expire_at=_started(check, suite) + dt.timedelta(seconds=check.timeout_seconds),
             ))
         state, reason = self._refresh_approval(approval, now)
         return replace(result, state=state, reason=reason, approval_id=approval.approval_id)
@@ -292,6 +298,21 @@ class Checks:
         assert updated is not None
         state, _ = self._refresh_approval(updated, now)
         return replace(updated, state=state)
+
+
+def _started(check: Check, suite: CheckSuite) -> dt.datetime:
+    """When a check began to apply to a run: with its suite, or when it was added later."""
+    return max(suite.created_at, check.created_at)
+
+
+def _with_checks(suite: CheckSuite, current: list[Check]) -> CheckSuite:
+    """The suite against the file's checks as they are now, in evaluation order."""
+    checks = sorted(current, key=lambda c: (c.type.order, c.check_id))
+    if [c.check_id for c in checks] == [c.check_id for c in suite.checks]:
+        return suite
+    reached = {r.check_id: r for r in suite.results}
+    results = [reached.get(c.check_id) or CheckResult(c.check_id, c.type, State.PENDING) for c in checks]
+    return replace(suite, checks=tuple(checks)).with_results(results)
 
 
 def raise_unless_approved(suite: CheckSuite) -> None:

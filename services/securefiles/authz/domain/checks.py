@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from securefiles.authz.domain.refs import ref_problem
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.principal import USER_PRINCIPAL
 from securefiles.common.weekdays import DAYS
@@ -135,8 +136,12 @@ def validate_settings(check_type: CheckType, settings: dict[str, Any]) -> dict[s
     """Normalise one check's settings; raise INVALID_CHECK on anything malformed."""
     if check_type is CheckType.BRANCH_CONTROL:
         patterns = [p.strip() for p in settings.get("allowed_refs", []) if p.strip()]
-        if not patterns or len(patterns) > MAX_PATTERNS or any(len(p) > 256 for p in patterns):
+        if not patterns or len(patterns) > MAX_PATTERNS:
             raise _invalid(f"branch control needs 1-{MAX_PATTERNS} allowed ref patterns")
+        for pattern in patterns:
+            problem = ref_problem(pattern, pattern=True)
+            if problem:
+                raise _invalid(f"allowed ref {pattern[:80]!r} is not a valid git ref pattern: {problem}")
         return {"allowed_refs": patterns}
     if check_type is CheckType.APPROVAL:
         approvers = list(dict.fromkeys(a.strip() for a in settings.get("approvers", []) if a.strip()))
@@ -173,6 +178,9 @@ def validate_settings(check_type: CheckType, settings: dict[str, Any]) -> dict[s
 
 
 def branch_allowed(branch: str, patterns: list[str]) -> bool:
+    """A valid ref name matching a pattern (`*` matches any characters, `/` included)."""
+    if ref_problem(branch):
+        return False  # a run started before refs were validated
     return any(fnmatch.fnmatchcase(branch, pattern) for pattern in patterns)
 
 

@@ -8,7 +8,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from securefiles.authz.domain.access import AccessPolicy, parse_file_scope, parse_scope, validate_role_for_scope
+from securefiles.authz.domain.access import (
+    AccessPolicy,
+    canonical_file_scope,
+    parse_file_scope,
+    parse_scope,
+    validate_role_for_scope,
+)
 from securefiles.authz.domain.break_glass import AccessRequestRepository, BreakGlass
 from securefiles.authz.domain.check_service import Checks, raise_unless_approved
 from securefiles.authz.domain.checks import CheckSuite
@@ -27,6 +33,7 @@ from securefiles.authz.domain.model import (
 )
 from securefiles.authz.domain.oidc import KeySource
 from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
+from securefiles.authz.domain.refs import validate_ref
 from securefiles.authz.domain.sign_in import SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
 from securefiles.common.errors import (
@@ -47,7 +54,6 @@ JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
-_BRANCH = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
 
 
 def _utcnow() -> dt.datetime:
@@ -202,9 +208,12 @@ class Authorization:
     def set_role(self, caller: Principal, assignment: RoleAssignment) -> RoleAssignment:
         scope = parse_scope(assignment.scope)
         if caller.is_service_named("storage"):
-            # Storage makes the uploader the file's administrator, and nothing else.
-            if scope.kind != "file" or assignment.role is not Role.ADMINISTRATOR:
+            # Storage commits an upload: the file becomes known here, its uploader its administrator.
+            scope = canonical_file_scope(assignment.scope)
+            if assignment.role is not Role.ADMINISTRATOR:
                 raise _denied("storage may only grant a file's administrator role")
+        elif scope.kind == "file":
+            scope = self._policy.require_file(caller, Permission.ADMINISTER, assignment.scope)
         else:
             self._require(caller, Permission.ADMINISTER, scope)
         account = is_service_account(assignment.principal)
@@ -215,24 +224,32 @@ class Authorization:
         validate_role_for_scope(assignment.role, scope)
         if scope.kind != "organization":
             self._project(scope.project)
+        if caller.is_service_named("storage"):
+            self._repo.register_file(scope.name, scope.project, assignment.principal, self._clock())
+            return RoleAssignment(scope.name, assignment.principal, assignment.role)
         return self._repo.set_role(scope.name, assignment.principal, assignment.role,
                                    exclusive=scope.kind != "organization" and assignment.role is not Role.ORCHESTRATOR)
 
     def list_roles(self, caller: Principal, scope_name: str) -> tuple[list[RoleAssignment], bool]:
         scope = parse_scope(scope_name)
-        self._require(caller, Permission.VIEW if scope.kind != "organization" else Permission.ADMINISTER, scope)
+        if scope.kind == "file":
+            scope = self._policy.require_file(caller, Permission.VIEW, scope_name)
+        else:
+            self._require(caller, Permission.VIEW if scope.kind != "organization" else Permission.ADMINISTER, scope)
         inherit = self._repo.inherits([scope.name]).get(scope.name, True) if scope.kind == "file" else False
         return self._repo.list_roles(scope.name), inherit
 
     def delete_role(self, caller: Principal, scope_name: str, principal: str) -> None:
         scope = parse_scope(scope_name)
-        self._require(caller, Permission.ADMINISTER, scope)
+        if scope.kind == "file":
+            scope = self._policy.require_file(caller, Permission.ADMINISTER, scope_name)
+        else:
+            self._require(caller, Permission.ADMINISTER, scope)
         if self._repo.delete_roles(scope.name, principal) == 0:
             raise NotFound(f"{principal} has no role on {scope.name}", reason="ROLE_ASSIGNMENT_NOT_FOUND")
 
     def set_inheritance(self, caller: Principal, scope_name: str, inherit: bool) -> bool:
-        scope = self._file_scope(scope_name)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, scope_name)
         self._repo.set_inheritance(scope.name, inherit)
         return inherit
 
@@ -266,8 +283,7 @@ class Authorization:
         return self._repo.list_pipelines(project)
 
     def pipeline_permissions(self, caller: Principal, resource: str) -> tuple[PipelinePermissions, list[Pipeline]]:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.VIEW, scope)
+        scope = self._policy.require_file(caller, Permission.VIEW, resource)
         return self._permissions_with_pipelines(scope)
 
     def _permissions_with_pipelines(self, scope: Scope) -> tuple[PipelinePermissions, list[Pipeline]]:
@@ -278,8 +294,7 @@ class Authorization:
     def set_pipeline_permission(
         self, caller: Principal, resource: str, pipeline_ref: str, all_pipelines: bool, authorized: bool
     ) -> tuple[PipelinePermissions, list[Pipeline]]:
-        scope = self._file_scope(resource)
-        self._require(caller, Permission.ADMINISTER, scope)
+        scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         if all_pipelines == bool(pipeline_ref):
             raise InvalidArgument("give either a pipeline or all_pipelines", reason="INVALID_PIPELINE_PERMISSION")
         pipeline_id = None
@@ -309,9 +324,7 @@ class Authorization:
         if requester and not self._policy.allows(requester, Permission.USE, library):
             raise _denied(f"{requester} may not use this library's files in pipelines",
                           reason="REQUESTER_NOT_ALLOWED")
-        if not _BRANCH.fullmatch(branch):
-            raise InvalidArgument("branch must be 1-256 characters without control characters",
-                                  reason="INVALID_BRANCH")
+        validate_ref(branch)
         ttl = ttl_seconds or JOB_TOKEN_DEFAULT_TTL
         if not 0 < ttl <= JOB_TOKEN_MAX_TTL:
             raise InvalidArgument("ttl must be between 1s and 31d", reason="INVALID_TTL")
@@ -414,7 +427,7 @@ class Authorization:
             raise InvalidArgument("at most 100 files per request", reason="TOO_MANY_RESOURCES")
         suites = []
         for resource in resources:
-            scope = self._file_scope(resource)
+            scope = canonical_file_scope(resource)
             if scope.project != project:
                 raise _denied("the file belongs to another project than the run", reason="WRONG_PROJECT")
             if not self._repo.get_pipeline_permissions(scope.name).allows(run.pipeline_id):

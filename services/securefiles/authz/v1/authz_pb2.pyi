@@ -397,7 +397,7 @@ class RoleAssignment(_message.Message):
     scope: _builtins.str
     """`organization`, `projects/{project}` (the library) or a file's resource name."""
     principal: _builtins.str
-    """`user:{name}`, `group:{name}` (from the sign-in's groups claim) or `service:{name}`."""
+    """`user:{name}` or `service:{name}` (a service account)."""
     role: Global___Role.ValueType
     """The role."""
     def __init__(
@@ -576,7 +576,6 @@ class CheckAccessRequest(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _builtins.int
     PERMISSION_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
-    GROUPS_FIELD_NUMBER: _builtins.int
     principal: _builtins.str
     """`user:{name}` or `service:{name}`."""
     permission: Global___Permission.ValueType
@@ -585,21 +584,16 @@ class CheckAccessRequest(_message.Message):
     def resources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Resources: a project (library) or files of one project."""
 
-    @_builtins.property
-    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The `group:{name}` principals the caller's verified token carries."""
-
     def __init__(
         self,
         *,
         principal: _builtins.str = ...,
         permission: Global___Permission.ValueType = ...,
         resources: _abc.Iterable[_builtins.str] | None = ...,
-        groups: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "permission", b"permission", "principal", b"principal", "resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["permission", b"permission", "principal", b"principal", "resources", b"resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

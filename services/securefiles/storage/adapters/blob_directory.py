@@ -15,7 +15,8 @@ from securefiles.common.errors import InvalidArgument, NotFound, ResourceExhaust
 from securefiles.common.files import fsync_directory
 from securefiles.common.writeback import start_writeback
 
-_KEY = re.compile(r"^[0-9a-f-]{36}/v[0-9]{1,9}$")
+# `{file id}/v{version}`, and since every write got its own key, `-{12 hex digits}` after it.
+_KEY = re.compile(r"^[0-9a-f-]{36}/v[0-9]{1,10}(-[0-9a-f]{12})?$")
 
 
 def _check_key(key: str) -> str:

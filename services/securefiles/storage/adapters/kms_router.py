@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from securefiles.common.errors import FailedPrecondition
-from securefiles.common.service_clients import KmsClient
+from securefiles.common.service_clients import AuditPeer, KmsClient
 from securefiles.common.tls import TlsFiles
 from securefiles.kms.v1 import kms_pb2
 
@@ -21,6 +21,9 @@ class RegionalDataKeys:
         if client is None:
             raise FailedPrecondition(f"no kms is configured for region {region}", reason="REGION_NOT_SERVED")
         return client
+
+    def audit_peers(self) -> list[AuditPeer]:
+        return [client.audit_peer() for _, client in sorted(self._clients.items())]
 
     @property
     def regions(self) -> list[str]:

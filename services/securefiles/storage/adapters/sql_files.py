@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
+from securefiles.storage.domain.versioning import concurrent_replace
 
 metadata = MetaData()
 
@@ -75,7 +76,9 @@ library_settings = Table(
 )
 
 # Deleted files whose policies authz has not yet confirmed forgetting (PurgeResourcePolicies):
-# recorded in the deletion's own transaction, settled when authz answers.
+# recorded in the deletion's own transaction, settled when authz answers. An upload records its
+# file here before authz hears of it, due only once the upload has surely ended ("deleted_at" is
+# then when it is due); the upload's commit clears it, so a crash mid-upload leaves nothing in authz.
 owed_purges = Table(
     "owed_purges", metadata,
     Column("resource", String(128), primary_key=True),
@@ -162,6 +165,7 @@ class SqlFileRepository:
                     created_at=secure_file.created_at, updated_at=secure_file.updated_at, current_version=v.version,
                 ))
                 conn.execute(file_versions.insert().values(**_version_values(secure_file.file_id, v)))
+                conn.execute(delete(owed_purges).where(owed_purges.c.resource == secure_file.name))
         except IntegrityError:
             raise AlreadyExists(f"a secure file named {secure_file.display_name!r} already exists",
                                 reason="FILE_EXISTS") from None
@@ -217,8 +221,13 @@ class SqlFileRepository:
             conn.execute(owed_purges.insert().values(resource=resource, deleted_at=now))
         return [_version(r._mapping) for r in rows]
 
-    def owed_purges(self, limit: int) -> list[str]:
-        query = select(owed_purges.c.resource).order_by(owed_purges.c.deleted_at, owed_purges.c.resource)
+    def owe_purge(self, resource: str, due: dt.datetime) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(owed_purges.insert().values(resource=resource, deleted_at=due))
+
+    def owed_purges(self, limit: int, now: dt.datetime | None = None) -> list[str]:
+        query = select(owed_purges.c.resource).where(owed_purges.c.deleted_at <= (now or dt.datetime.now(dt.UTC)))
+        query = query.order_by(owed_purges.c.deleted_at, owed_purges.c.resource)
         with read_transaction(self._engine) as conn:
             return list(conn.execute(query.limit(limit)).scalars())
 
@@ -238,7 +247,12 @@ class SqlFileRepository:
         transaction; return the file and the shredded versions (whose blobs go next)."""
         v = file_versions
         with write_transaction(self._engine) as conn:
-            conn.execute(file_versions.insert().values(**_version_values(file_id, new)))
+            try:
+                conn.execute(file_versions.insert().values(**_version_values(file_id, new)))
+            except IntegrityError:
+                # (file id, version) is the primary key: of two replaces that numbered the same
+                # version, the database lets one in.
+                raise concurrent_replace() from None
             conn.execute(update(secure_files).where(secure_files.c.file_id == file_id).values(
                 current_version=new.version, updated_at=new.created_at))
             rows = conn.execute(select(*_version_columns()).where(v.c.file_id == file_id).order_by(

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 
 from securefiles.common.errors import InvalidArgument
@@ -56,7 +57,8 @@ class ContentStore:
         blob; on failure nothing remains."""
         self.check_declared_size(expected_size)
         data_key, wrapped, key_version = new_key or await self.new_data_key(project, file_id, version, region)
-        blob_key = f"{file_id}/v{version}"
+        # Every write its own key: two writers of one version never write (or clean up) each other's blob.
+        blob_key = f"{file_id}/v{version}-{secrets.token_hex(6)}"
         plaintext: list[bytes] = []  # chunks held for the metadata parser only; dropped below
         try:
             size, sha256, writer = await self._write_blob(

@@ -36,7 +36,8 @@ class BlobStore(Protocol):
 
 class FileRepository(Protocol):
     def insert(self, secure_file: SecureFile) -> None:
-        """Add a file with its first version; AlreadyExists if the name is taken."""
+        """Add a file with its first version (settling the purge its upload owed); AlreadyExists if
+        the name is taken."""
         ...
     def resolve(self, project: str, id_or_name: str) -> SecureFile | None: ...
     def list_page(
@@ -56,8 +57,11 @@ class FileRepository(Protocol):
         """Remove the file and its wrapped keys, and record that authz still has to forget
         `resource`'s policies, in one transaction; return its versions."""
         ...
-    def owed_purges(self, limit: int) -> list[str]:
-        """Deleted files' resource names whose policies authz has not confirmed forgetting, oldest first."""
+    def owe_purge(self, resource: str, due: dt.datetime) -> None:
+        """Record that authz must forget `resource` from `due` on, unless the upload of it commits."""
+        ...
+    def owed_purges(self, limit: int, now: dt.datetime | None = None) -> list[str]:
+        """Resource names whose policies authz has not confirmed forgetting and that are due, oldest first."""
         ...
     def purge_settled(self, resource: str) -> None: ...
     def all_blob_keys(self) -> set[str]: ...

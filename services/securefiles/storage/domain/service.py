@@ -42,6 +42,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # authz decides on at most this many resources per call (CheckAccess, FilterUsable).
 MAX_DECISIONS_PER_CALL = 1000
+# An upload still unfinished after this long has surely ended (idle uploads are cut off sooner).
+UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
 # A job that asks for a file that does not exist still gets its token checked first.
 _NO_FILE = "-"
 
@@ -139,16 +141,19 @@ class SecureFiles:
         self._require_user(caller)
         project, ref = parse_child(name, "secureFiles")
         found = self._files.resolve(project, normalize_name(ref))
-        if found is None:
-            (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
-            if member:
-                raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
-            raise PermissionDenied(f"{caller.name} may not access {name}")
-        self.note_resource(found.name)
-        (allowed,) = await self._access.check_access(caller.name, int(permission), [found.name])
-        if not allowed:
-            raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {found.display_name!r}")
-        return found
+        if found is not None:
+            self.note_resource(found.name)
+            asks = {p: self._access.check_access(caller.name, int(p), [found.name]) for p in {Access.VIEW, permission}}
+            decided = dict(zip(asks, await asyncio.gather(*asks.values()), strict=True))
+            if decided[Access.VIEW][0]:
+                if not decided[permission][0]:
+                    raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {name}")
+                return found
+        # Missing, or not the caller's to see: one answer for both, naming only what the caller gave.
+        (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
+        if member:
+            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+        raise PermissionDenied(f"{caller.name} may not access {name}")
 
     # -- upload -----------------------------------------------------------------------
 
@@ -178,10 +183,13 @@ class SecureFiles:
             await asyncio.gather(key, return_exceptions=True)
             raise
         now = self._clock()
-        # The uploader administers the file; granted while the content streams in, and before
-        # the file becomes visible, so no file ever exists without an administrator.
-        grant = asyncio.create_task(
-            self._access.grant_file_administrator(f"projects/{project}/secureFiles/{file_id}", caller.name))
+        resource = f"projects/{project}/secureFiles/{file_id}"
+        # Should this upload end without its commit (even by a crash), authz forgets the file: owed
+        # now, due once the upload has surely ended, cleared by the commit.
+        self._files.owe_purge(resource, now + UPLOAD_PURGE_GRACE)
+        # The uploader administers the file; granted (and the file made known to authz) while the
+        # content streams in, and before the file becomes visible: no file is without an administrator.
+        grant = asyncio.create_task(self._access.grant_file_administrator(resource, caller.name))
         try:
             version = await self.content.store(
                 project=project, file_id=file_id, version=1, region=await self.region_of(project),
@@ -190,8 +198,9 @@ class SecureFiles:
                 new_key=new_key,
             )
         except BaseException:
-            grant.cancel()
-            await asyncio.gather(grant, return_exceptions=True)
+            # Not cancelled: a grant authz already received would land after the purge.
+            await asyncio.gather(asyncio.shield(grant), return_exceptions=True)
+            await self._forget_failed_upload(resource)
             raise
         secure_file = SecureFile(
             file_id=file_id, project=project, display_name=name, properties=properties, created_by=caller.name,
@@ -204,10 +213,19 @@ class SecureFiles:
             self._files.insert(secure_file)
         except BaseException:
             self.content.discard(version)
+            await self._forget_failed_upload(resource)
             raise
         log.info("file uploaded", extra={"file": secure_file.name, "size": version.size,
                                          "key_version": version.key_version_name})
         return secure_file
+
+    async def _forget_failed_upload(self, resource: str) -> None:
+        """An upload that did not commit leaves no Administrator role (or registration) in authz;
+        if authz cannot be told now, the owed purge is retried once due."""
+        try:
+            await asyncio.shield(self.purge_policies(resource))
+        except asyncio.CancelledError:
+            pass  # the client went away; the shielded purge goes on, or stays owed
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -341,7 +359,7 @@ class SecureFiles:
         stop at the first that fails. Returns how many were settled."""
         settled = 0
         while True:
-            owed = self._files.owed_purges(batch)
+            owed = self._files.owed_purges(batch, self._clock())
             for resource in owed:
                 if not await self.purge_policies(resource):
                     return settled

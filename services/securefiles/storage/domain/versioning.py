@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from securefiles.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from securefiles.common.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
 from securefiles.common.principal import Principal
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import AccessDecisions, FileRepository
@@ -21,6 +21,12 @@ log = logging.getLogger("securefiles.storage")
 
 MAX_KEEP_VERSIONS = 100
 MAX_REASON = 1024
+
+
+def concurrent_replace() -> Aborted:
+    """Two replaces numbered the same version; the one the database let in won."""
+    return Aborted("another replace of this file stored its version first; nothing was stored, retry",
+                   reason="CONCURRENT_REPLACE")
 
 
 class Versioning:
@@ -80,7 +86,7 @@ class Versioning:
                 reason="REPLACE_NOT_ALLOWED")
         if len(reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        latest = max(v.version for v in self._repo.list_versions(found.file_id))
+        latest = self._latest(found.file_id)
         version = await self._files.content.store(
             project=found.project, file_id=found.file_id, version=latest + 1,
             region=await self._files.region_of(found.project), display_name=found.display_name, chunks=chunks,
@@ -88,6 +94,8 @@ class Versioning:
             verify=verify,
         )
         try:
+            if self._latest(found.file_id) >= version.version:
+                raise concurrent_replace()  # before the entry: this replace changes nothing
             self._files.before_change(found.name, reason=reason, version=version.version,
                                       key_version=version.key_version_name)
             updated, shredded = self._repo.add_version(found.file_id, version, settings.keep_versions)
@@ -99,6 +107,10 @@ class Versioning:
         log.info("content replaced", extra={"file": found.name, "version": version.version,
                                             "shredded": len(shredded)})
         return updated
+
+    def _latest(self, file_id: str) -> int:
+        """The newest kept version (the newest is always kept, so numbers are never reused)."""
+        return max((v.version for v in self._repo.list_versions(file_id)), default=0)
 
     async def versions(self, caller: Principal, name: str) -> tuple[SecureFile, list[FileVersion]]:
         found = await self._files.file_for(caller, name, Access.VIEW)
