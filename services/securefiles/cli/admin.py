@@ -47,7 +47,7 @@ def projects_list(args: argparse.Namespace) -> int:
 
 def roles_assign(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        a = client.assign_role(args.principal, args.role, args.file)
+        a = client.assign_role(args.principal, args.role, args.file, args.organization)
     role = authz_pb2.Role.Name(a.role).lower()
     return _emit(args, {"scope": a.scope, "principal": a.principal, "role": role},
                  f"{a.principal} is {role} on {a.scope}")
@@ -141,6 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, help="reader|user|creator|administrator|operator|orchestrator "
                    "(orchestrator: may start runs by hand, asserting branch and requester)")
     p.add_argument("--file", help="a file's name (default: the whole library)")
+    p.add_argument("--organization", action="store_true",
+                   help="on the whole organization (administrator, operator, orchestrator)")
 
     pipelines = group("pipelines", "pipelines and their permissions on files")
     p = command(pipelines, "create", pipelines_create, "create a pipeline")

@@ -217,7 +217,7 @@ class LocalSystem:
             "SECUREFILES_BOOTSTRAP_ADMIN": self.options.admin,
             # Zero-setup development mode: administrators may mint people's tokens, and the
             # bootstrap administrator may start runs by hand (orchestrator).
-            "SECUREFILES_DEV_MODE": "true",
+            "SECUREFILES_DEV_MODE": os.environ.get("SECUREFILES_DEV_MODE", "true"),
         })
         # Services call each other on the internal (mutual TLS) ports; clients use the public ones.
         authz_internal = f"127.0.0.1:{authz.internal_port}"

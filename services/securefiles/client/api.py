@@ -266,12 +266,14 @@ class SecureFilesClient(IdentityCalls):
     def _file_id_resource(self, file: str) -> str:
         return self.get_file(file).name
 
-    def assign_role(self, principal: str, role: str, file: str | None = None) -> authz_pb2.RoleAssignment:
-        """Library role (or organization `operator`), or a role on one file."""
+    def assign_role(self, principal: str, role: str, file: str | None = None,
+                    organization: bool = False) -> authz_pb2.RoleAssignment:
+        """Library role (or organization `operator`), a role on one file, or (`organization`) a
+        role on the whole organization: administrator, operator, orchestrator."""
         role_value = ROLES.get(role.lower())
         if role_value is None:
             raise InvalidArgument(f"unknown role {role!r}; one of {', '.join(ROLES)}", reason="INVALID_ROLE")
-        if role_value == authz_pb2.OPERATOR:
+        if role_value == authz_pb2.OPERATOR or organization:
             scope = "organization"
         elif file:
             scope = self._file_id_resource(file)
