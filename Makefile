@@ -30,9 +30,10 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The compose stack, through testcontainers (needs a Docker engine and Compose v2).
+# The compose stack, through testcontainers (needs a Docker engine and Compose v2). One stack
+# serves the tests in file order (the last ones take it down), so not in random order.
 e2e: install-dev
-	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
+	TESTCONTAINERS_RYUK_DISABLED=true $(BIN)/python -m pytest tests/e2e -m e2e -p no:randomly $(PYTEST_ARGS)
 
 protos: install-dev
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from securefiles.common.errors import SecureFilesError
+from securefiles.common.errors import PermissionDenied, SecureFilesError
 from tests.conftest import unique
 from tests.e2e.conftest import SERVICES, Stack, leftovers
 
@@ -118,7 +118,11 @@ def test_two_regions_are_isolated(stack: Stack, tmp_path: Path) -> None:
         other_region = "us" if region == "eu" else "eu"
         crossed = stack.cli("--project", other_project, "agent", "download", f"{other_region}.p12",
                             "--dest", str(tmp_path / "crossed"), env=job)
-        assert crossed.code == 3, crossed.stdout + crossed.stderr
+        assert crossed.code == 2 and "WRONG_PROJECT" in crossed.stderr  # the agent keeps to the job's project
+        with stack.client(project=other_project, token=job["SECUREFILES_JOB_TOKEN"]) as forced, \
+                pytest.raises(PermissionDenied) as refused:  # and the services refuse it anyway
+            forced.download_secure_file(f"{other_region}.p12", tmp_path / "crossed")
+        assert refused.value.reason == "WRONG_PROJECT"
 
 
 # -- (3) restarts under traffic ---------------------------------------------------------------
