@@ -77,3 +77,28 @@ def test_a_flood_of_forged_tokens_is_throttled_and_adds_few_audit_rows(own_syste
             assert error_info_of(error).reason == "AUTHENTICATION_THROTTLED"
             assert time.monotonic() < deadline, "still throttled after 30 s"
             time.sleep(0.2)
+
+
+def test_a_flood_of_bad_oidc_tokens_at_the_token_exchange_is_throttled_too(own_system: LocalSystem) -> None:
+    """ExchangeToken needs no token of ours: its failures count against the same budget, and
+    its identical refusals are one audit entry per interval."""
+    system = own_system
+    now = int(time.time())
+    stranger = jwt.encode({"iss": "https://nobody.example", "aud": "securefiles", "iat": now, "exp": now + 600},
+                          Ed25519PrivateKey.generate(), algorithm="EdDSA")
+    (before,) = system.query("authz", "SELECT count(*) FROM audit_events")[0]
+    reasons = []
+    started = time.monotonic()
+    with system.client(token="") as anonymous:
+        for _ in range(REQUESTS):
+            try:
+                anonymous.exchange_token(stranger)
+            except Exception as error:  # noqa: BLE001 - the reasons are what is checked
+                reasons.append(getattr(error, "reason", repr(error)))
+    elapsed = time.monotonic() - started
+    assert len(reasons) == REQUESTS
+    refused = reasons.count("NO_MATCHING_TRUST")
+    assert 0 < refused <= BURST + RATE * elapsed + 5, (refused, elapsed)
+    assert reasons.count("AUTHENTICATION_THROTTLED") == REQUESTS - refused
+    (after,) = system.query("authz", "SELECT count(*) FROM audit_events")[0]
+    assert after - before <= 2 * (1 + int(elapsed / 10) + 1), (after - before, elapsed)

@@ -180,7 +180,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             handler.request_deserializer, handler.response_serializer,
         )
 
-    async def _begin(self, context: grpc.aio.ServicerContext, authenticate: bool, request: Any) -> None:
+    async def _begin(self, context: grpc.aio.ServicerContext, authenticate: bool, request: Any, method: str
+                     ) -> None:
         principal_var.set(None)
         audit_note_var.set({"resource": _resource_of(request)})
         request_id = ""
@@ -190,6 +191,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         request_id_var.set(request_id or uuid.uuid4().hex)
         remaining = context.time_remaining()
         deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
+        if not authenticate and self._is_public(method) and self._limits is not None:
+            # A public method's request carries its own credential (an OIDC token): its failures
+            # count against the same budget as failed authentications.
+            self._limits.before_authentication(_clients_of(context))
         if authenticate:
             clients = _clients_of(context)
             if self._limits is not None:
@@ -211,8 +216,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return _no_release
         principal = principal_var.get()
         if principal is None and self._is_public(method):
-            address = (context.peer() or "").rsplit(":", 1)[0]
-            principal = Principal("anonymous", f"peer:{address}")
+            principal = Principal("anonymous", f"address:{_client_address(context)}")
         return self._limits.admit(principal, request_streaming)
 
     def _accountable(self, method: str, authenticate: bool) -> bool:
@@ -244,8 +248,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return  # a flood must not flood the audit log too; the access log has it
         repeated = 1
         if isinstance(error, SecureFilesError) and (
-                error.code == "UNAUTHENTICATED" or error.reason == "AUTHENTICATION_THROTTLED"):
+                error.code == "UNAUTHENTICATED" or error.reason == "AUTHENTICATION_THROTTLED"
+                or principal_var.get() is None):
             # Nobody is known yet: identical failures from one client are one entry per interval.
+            if self._is_public(method) and self._limits is not None and error.code in (
+                    "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                self._limits.authentication_failed(_clients_of(context))
             repeated = self._repeated.count((method, error.reason, _client_address(context)))
             if not repeated:
                 return
@@ -309,7 +317,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     recorded = True
 
             try:
-                await self._begin(context, authenticate, request)
+                await self._begin(context, authenticate, request, method)
                 _audit_now_var.set(record_now)
                 if audited and method.rsplit("/", 1)[-1] in self._audit_before_writes:
                     call_before_first_write(record_now)
@@ -344,7 +352,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             allowed = False
             release = _no_release
             try:
-                await self._begin(context, authenticate, request)
+                await self._begin(context, authenticate, request, method)
                 release = self._admit(True, context, method)
                 # The message lives in a slot it leaves as it is yielded: while gRPC sends it,
                 # this frame keeps no second reference to a (1 MiB) chunk alive.
