@@ -294,3 +294,29 @@ def test_a_job_token_says_what_its_ci_provider_signed(system: LocalSystem, oidc:
     assert claims["kind"] == "job" and claims["branch"] == "refs/heads/release/1.0"
     assert claims["requested_by"] == "user:alice" and claims["issued_by"] == exchanged.trust
     assert claims["exp"] <= int(time.time()) + 3600 + 5  # the trust's default maximum lifetime
+
+
+def test_whose_keys_count_is_for_the_organization_to_say(system: LocalSystem, oidc: OidcProvider) -> None:
+    """A project administrator who could name the keys of an issuer (a static JWKS, or the CA that
+    vouches for its HTTPS) could mint that issuer's tokens: only organization administrators may."""
+    project = _project(system)
+    _name, pipeline = _file_and_pipeline(system, project, b"z")
+    with system.client(project=project) as admin:
+        admin.assign_role("user:project-admin", "administrator")
+        token = admin.issue_token("user:project-admin").token
+    jwks = {"keys": [oidc.key("RS256").public_jwk()]}
+    jwks_file = Path(oidc.directory) / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks))
+    env = {"SECUREFILES_TOKEN": token}
+    for flag, value in (("--jwks-file", str(jwks_file)), ("--ca-file", str(oidc.ca_file))):
+        refused = system.cli("--project", project, "trusts", "add", unique("t")[:20], "--pipeline", pipeline,
+                             "--github", "org/app", "--issuer", oidc.issuer, flag, value, env=env)
+        assert refused.code == 3 and "ORGANIZATION_ADMINISTRATOR_REQUIRED" in refused.stderr
+    # Without either, the project administrator may trust an allowed issuer.
+    allowed = system.cli("--project", project, "trusts", "add", "plain", "--pipeline", pipeline,
+                         "--github", "org/app", env=env)
+    assert allowed.code == 0, allowed.stderr
+    # An organization administrator may trust an air-gapped issuer by its static keys.
+    static = _trust(system, oidc, project, pipeline, "--jwks-file", str(jwks_file), "--claim", "repository=org/s",
+                    "--run-claims", "run_id")
+    assert static

@@ -244,3 +244,14 @@ def test_dev_mode_two_person_rules_refuse_a_token_the_requester_issued(system: L
         with pytest.raises(PermissionDenied) as error:
             fake_second.decide_approval(approval.approval_id, True)
     assert error.value.reason == "APPROVER_TOKEN_FROM_REQUESTER"
+
+
+def test_outside_dev_mode_trusts_name_only_allowed_issuers(production: LocalSystem) -> None:
+    pipeline = unique("p")
+    with production.client() as admin:
+        admin.create_pipeline(pipeline)
+    made_up = production.cli("trusts", "add", "mine", "--pipeline", pipeline, "--issuer", "https://my-own-issuer.example",
+                             "--claim", "sub=x", "--run-claims", "run")
+    assert made_up.code == 3 and "ISSUER_NOT_ALLOWED" in made_up.stderr
+    github = production.cli("trusts", "add", "gh", "--pipeline", pipeline, "--github", "org/app")
+    assert github.code == 0, github.stderr

@@ -34,6 +34,11 @@ from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_k
 log = logging.getLogger("securefiles.authz")
 
 
+# The CI providers trusts may name unless the operator says otherwise (`OIDC_ALLOWED_ISSUERS`):
+# a trust of any other issuer would let whoever runs that issuer mint jobs.
+DEFAULT_ALLOWED_ISSUERS = ("https://token.actions.githubusercontent.com", "https://gitlab.com")
+
+
 @dataclass(frozen=True)
 class OidcKeySettings:
     """How long an outside issuer's keys are trusted (see `oidc_keys.IssuerKeys`)."""
@@ -56,16 +61,18 @@ class AuthzSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthzSettings:
         env = os.environ if env is None else env
         regions = tuple(r.strip() for r in env_str(env, "REGIONS", "eu").split(",") if r.strip())
+        dev_mode = env_bool(env, "DEV_MODE")
         return cls(
             server=ServerSettings.from_env("authz", env),
             signing_key_file=Path(env_str(env, "SIGNING_KEY_FILE")),
             regions=regions,
             bootstrap_admin=env_str(env, "BOOTSTRAP_ADMIN", "user:admin"),
             identity=IdentitySettings(
-                dev_mode=env_bool(env, "DEV_MODE"),
+                dev_mode=dev_mode,
                 sign_in=_sign_in_settings(env),
-                allowed_issuers=tuple(i.strip() for i in env_str(env, "OIDC_ALLOWED_ISSUERS", "*").split(",")
-                                      if i.strip()),
+                allowed_issuers=tuple(i.strip() for i in env_str(
+                    env, "OIDC_ALLOWED_ISSUERS", "*" if dev_mode else ",".join(DEFAULT_ALLOWED_ISSUERS)).split(",")
+                    if i.strip()),
             ),
             oidc_keys=OidcKeySettings(
                 refresh_after=float(env_int(env, "OIDC_KEYS_REFRESH_SECONDS", 300)),

@@ -250,7 +250,7 @@ def whoami(args: argparse.Namespace) -> int:
     if getattr(args, "output", "table") == "json":
         print_json(obj)
     else:
-        print_table(("", ""), [(key, value or "-") for key, value in obj.items()])
+        print_table(("FIELD", "VALUE"), [(key, value or "-") for key, value in obj.items()])
     return 0
 
 

@@ -12,6 +12,7 @@ from securefiles.authz.adapters.sql_repository import _aware, metadata
 from securefiles.authz.domain.trusts import Trust
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists
+from securefiles.common.resource_names import is_id
 
 trusts = Table(
     "trusts", metadata,
@@ -77,8 +78,9 @@ class SqlTrustRepository:
         raise AlreadyExists(f"trust {trust.display_name} already exists", reason="TRUST_EXISTS")
 
     def find_trust(self, project: str, id_or_name: str) -> Trust | None:
-        column = trusts.c.trust_id if id_or_name.isdigit() else trusts.c.display_name
-        value: object = int(id_or_name) if id_or_name.isdigit() and len(id_or_name) < 10 else id_or_name
+        by_id = is_id(id_or_name)
+        column = trusts.c.trust_id if by_id else trusts.c.display_name
+        value: object = int(id_or_name) if by_id else id_or_name
         with read_transaction(self._engine) as conn:
             row = conn.execute(select(trusts).where(trusts.c.project == project, column == value)).first()
         return _trust(row._mapping) if row else None

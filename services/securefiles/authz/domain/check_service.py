@@ -10,7 +10,6 @@ from typing import Any
 from securefiles.authz.domain.access import AccessPolicy, parse_file_scope
 from securefiles.authz.domain.checks import (
     DEFAULT_TIMEOUT_SECONDS,
-    GROUP_PRINCIPAL,
     MAX_TIMEOUT_SECONDS,
     Approval,
     ApprovalDecision,
@@ -32,7 +31,7 @@ from securefiles.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from securefiles.common.principal import USER_PRINCIPAL, Principal
+from securefiles.common.principal import GROUP_PRINCIPAL, USER_PRINCIPAL, Principal
 from securefiles.common.resource_names import is_id, parse_child
 
 MAX_CHECKS_PER_FILE = 16

@@ -18,12 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from securefiles.authz.domain.refs import ref_problem
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.principal import USER_PRINCIPAL
+from securefiles.common.principal import GROUP_PRINCIPAL, USER_PRINCIPAL
 from securefiles.common.weekdays import DAYS
 
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600
-GROUP_PRINCIPAL = re.compile(r"group:[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
 MAX_PATTERNS = 64
 MAX_APPROVERS = 64

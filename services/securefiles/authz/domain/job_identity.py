@@ -85,6 +85,11 @@ class JobIdentity:
     def create_trust(self, caller: Principal, parent: str, trust: Trust, pipeline_ref: str) -> Trust:
         project = parse_project(parent)
         self._policy.require(caller, Permission.ADMINISTER, Scope("library", project))
+        if trust.static_jwks or trust.ca_pem:
+            # These say whose keys count for an issuer (whoever holds them mints its tokens): the
+            # organization decides that, not a project.
+            self._policy.require(caller, Permission.ADMINISTER, Scope("organization"),
+                                 reason="ORGANIZATION_ADMINISTRATOR_REQUIRED")
         if not any(glob_match(allowed, trust.issuer) for allowed in self._allowed_issuers):
             validate_issuer(trust.issuer)
             raise PermissionDenied(f"issuer {trust.issuer} is not among the issuers this installation trusts "
