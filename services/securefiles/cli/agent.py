@@ -243,7 +243,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--name", help="output variable reference: sets REF.secureFilePath")
     dl.add_argument("--retry-count", type=int, default=8, help="retries of transient failures (default 8)")
     dl.add_argument("--socket-timeout", type=int, default=0, metavar="MS", help="per-attempt timeout in ms")
-    dl.add_argument("--wait-for-checks", metavar="DURATION", help="poll while checks are pending, e.g. 30m")
+    dl.add_argument("--wait-for-checks", metavar="DURATION", help="poll while checks are pending, e.g. 30min")
     dl.add_argument("--break-glass", action="store_true",
                     help="as an operator with an approved `securefiles access` grant (audited)")
     dl.set_defaults(handler=download)
