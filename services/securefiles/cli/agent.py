@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fnmatch
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from securefiles.client.config import job_token_from_env
 from securefiles.client.download import DownloadedFile
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from securefiles.common.glob import glob_match, has_wildcards
 
 MANIFEST = ".securefiles-downloads.json"
 _OUTPUT_NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -82,18 +82,17 @@ class _ProgressBar:
 
 
 EXPIRY_WARNING_DAYS = 30
-_GLOB_CHARS = set("*?[")
 
 
 def expand_names(client: SecureFilesClient, patterns: list[str]) -> list[str]:
     """Names as given; globs matched against the files this job's pipeline may use."""
-    if not any(_GLOB_CHARS & set(p) for p in patterns):
+    if not any(has_wildcards(p) for p in patterns):
         return list(dict.fromkeys(patterns))
     authorized = [f.display_name for f in client.list_authorized_files()]
     names: list[str] = []
     for pattern in patterns:
-        if _GLOB_CHARS & set(pattern):
-            matched = [n for n in authorized if fnmatch.fnmatchcase(n, pattern)]
+        if has_wildcards(pattern):
+            matched = [n for n in authorized if glob_match(pattern, n)]
             if not matched:
                 raise NotFound(f"no file this job may use matches {pattern!r}", reason="NO_MATCHING_FILE")
             names += matched

@@ -287,7 +287,10 @@ class ListSecureFilesRequest(_message.Message):
     page_token: _builtins.str
     """Opaque token from a previous response."""
     name_pattern: _builtins.str
-    """Glob over display names (`*`, `?`, `[...]`); empty = all."""
+    """Glob over display names: `*` any run, `?` one character, anything else itself (no `[...]`
+    classes); at most 256 characters and 8 `*`; empty = all. A page may hold fewer files than
+    `page_size` (even none) while `next_page_token` is set: follow it.
+    """
     @_builtins.property
     def expires_before(self) -> _timestamp_pb2.Timestamp:
         """Only files whose content expires before this time."""
