@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Mapping
 
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.reserved_names import AGENT_PREFIX, is_reserved_name
 
 # An agent writes the file under its display name: 255 bytes is the longest file name
 # Linux file systems (ext4, xfs, tmpfs) and macOS take.
@@ -44,6 +45,15 @@ def validate_display_name(name: str) -> str:
         raise invalid("it contains NUL, control or invisible formatting characters")
     if name != name.strip():
         raise invalid("it starts or ends with white space")
+    # An agent prints names into CI logs; it escapes them, but other tools that show a downloaded
+    # file's name do not: a name that is a CI command is refused rather than carried around.
+    if "##vso[" in name.lower() or "##[" in name:
+        raise invalid("it contains '##vso[' or '##[', which CI agents (Azure Pipelines, GitHub Actions) "
+                      "take for a logging command anywhere in a log line")
+    if name.startswith("::"):
+        raise invalid("it starts with '::', which GitHub Actions takes for a workflow command")
+    if is_reserved_name(name):
+        raise invalid(f"names starting with '{AGENT_PREFIX}' are the agent's own files")
     return name
 
 
