@@ -325,7 +325,8 @@ FAKE_SEALED_OBJECT = b"\xac\xed\x00\x05sr\x00\x1fjavax.crypto.SealedObjectForKey
 
 
 def java_keystore(entries: list[Entry], magic: bytes = JKS_MAGIC, version: int = 2,
-                  password: str = "changeit", count: int | None = None) -> bytes:
+                  password: str = "changeit", count: int | None = None,
+                  encrypted_key: bytes = ENCRYPTED_KEY_PLACEHOLDER) -> bytes:
     out = bytearray(magic + struct.pack(">II", version, len(entries) if count is None else count))
 
     def certificate(body: bytes) -> bytes:
@@ -335,7 +336,7 @@ def java_keystore(entries: list[Entry], magic: bytes = JKS_MAGIC, version: int =
         tag = {"key": 1, "cert": 2, "secret": 3}[entry.kind]
         out += struct.pack(">I", tag) + java_utf(entry.alias) + struct.pack(">q", entry.created_ms)
         if entry.kind == "key":
-            out += struct.pack(">I", len(ENCRYPTED_KEY_PLACEHOLDER)) + ENCRYPTED_KEY_PLACEHOLDER
+            out += struct.pack(">I", len(encrypted_key)) + encrypted_key
             out += struct.pack(">I", len(entry.certs)) + b"".join(certificate(body) for body in entry.certs)
         elif entry.kind == "cert":
             out += certificate(entry.certs[0])

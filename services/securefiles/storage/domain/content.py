@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 from securefiles.common.errors import InvalidArgument
 from securefiles.storage.domain.file_metadata import FileMetadata, parse_file_metadata
+from securefiles.storage.domain.metadata_caps import cap_metadata, json_size
 from securefiles.storage.domain.model import FileVersion, content_aad, encryption_context
 from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys
 from securefiles.storage.domain.segment_cipher import SegmentEncryptor
@@ -85,10 +86,11 @@ class ContentStore:
             raise
         finally:
             plaintext.clear()
+        metadata = cap_metadata(parsed.metadata)
         return FileVersion(
             version=version, size=size, sha256=sha256, blob_key=blob_key, wrapped_key=wrapped, key_region=region,
             key_version=int(key_version.rsplit("/", 1)[1]), created_at=now, created_by=created_by,
-            metadata=parsed.metadata, expires_at=parsed.expires_at,
+            metadata=metadata, expires_at=parsed.expires_at, metadata_bytes=json_size(metadata),
         )
 
     async def new_data_key(self, project: str, file_id: str, version: int, region: str) -> tuple[bytes, bytes, str]:

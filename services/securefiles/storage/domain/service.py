@@ -25,6 +25,7 @@ from securefiles.common.glob import compile_glob, literal_prefix
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
 from securefiles.storage.domain.content import ContentStore
+from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, content_aad, encryption_context
 from securefiles.storage.domain.names import (
     normalize_name,
@@ -281,7 +282,8 @@ class SecureFiles:
         page: list[SecureFile] = []
         more = False
         resume_after = ""
-        scanned = 0
+        scanned = page_bytes = 0
+        full = False  # the page reached its size in bytes
         while True:
             batch = self._files.list_page(project, cursor, fetch, prefix, expires_before)
             if not batch:
@@ -292,13 +294,15 @@ class SecureFiles:
             matching = await asyncio.to_thread(_matching, glob, batch) if glob is not None else batch
             visible = await self._visible(caller, matching)
             for index, secure_file in enumerate(visible):
-                if len(page) == limit:
-                    more = True
+                size = listing_bytes(secure_file)
+                if len(page) == limit or (page and page_bytes + size > MAX_PAGE_BYTES):
+                    more = full = True
                     break
                 page.append(secure_file)
+                page_bytes += size
                 if len(page) == limit:
                     more = index < len(visible) - 1 or len(batch) == fetch
-            if len(page) == limit or len(batch) < fetch:
+            if full or len(page) == limit or len(batch) < fetch:
                 break
             if scanned >= MAX_SCANNED_PER_CALL:
                 more, resume_after = True, cursor
