@@ -26,13 +26,16 @@ from tests.unit.test_file_metadata_samples import (
     JKS_MAGIC,
     PASSWORD,
     SIGNED_DATA,
+    ctx,
     der,
     ec_key,
     ed25519_key,
     fixed_cert,
+    integer,
     jceks_sample,
     jks_sample,
     leaf_cert,
+    octets,
     oid,
     openssh,
     openssh_ed25519_with_comment,
@@ -40,10 +43,12 @@ from tests.unit.test_file_metadata_samples import (
     p12_main,
     pem,
     pem_key,
+    pfx,
     profile,
     rsa_key,
     secret_forms,
     seq,
+    tlv,
     to_ber,
 )
 
@@ -281,3 +286,20 @@ def test_fuzz_der_trees(tree, name, wrap):
     elif wrap == "cms":
         tree = seq(oid(SIGNED_DATA), b"\xa0" + _length(len(tree)) + tree)
     check(parse_file_metadata(name, tree))
+
+
+def _rc2_40_part(ciphertext: bytes) -> bytes:
+    """An EncryptedData content info under pbeWithSHAAnd40BitRC2-CBC (RC2 runs in Python here)."""
+    algorithm = seq(oid("1.2.840.113549.1.12.1.6"), seq(octets(b"saltsalt"), integer(1)))
+    return seq(oid("1.2.840.113549.1.7.6"),
+               ctx(0, seq(integer(0), seq(oid("1.2.840.113549.1.7.1"), algorithm, tlv(0x80, ciphertext)))))
+
+
+@pytest.mark.parametrize(("parts", "part_bytes"), [(10, 256 * 1024), (3, 96 * 1024)],
+                         ids=["ten-parts-of-256k", "parts-that-fit-alone"])
+def test_every_decryption_counts_against_the_work_budget(parts: int, part_bytes: int) -> None:
+    """Ten RC2-40 parts of 256 KiB took seconds of Python per upload (each part, each candidate
+    password); parts that each fit the budget add up too. Refused before the work, as a parse error."""
+    data = pfx(*[_rc2_40_part(random.Random(part).randbytes(part_bytes)) for part in range(parts)])
+    metadata = check(parse_file_metadata("crafted.p12", data))
+    assert metadata == {"type": "pkcs12", "parse_error": "decryption too expensive"}
