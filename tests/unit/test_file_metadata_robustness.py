@@ -52,14 +52,15 @@ from tests.unit.test_file_metadata_samples import (
     to_ber,
 )
 
-TYPES = {"x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "unknown"}
+TYPES = {"x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key",
+         "unknown"}
 NAMES = ["a.cer", "a.crt", "a.pem", "a.der", "a.p12", "a.pfx", "a.mobileprovision", "a.provisionprofile", "a.jks",
-         "a.keystore", "a.jceks", "a.key", "id_ed25519", "a.bin", "no-extension", ".p12", ""]
+         "a.keystore", "a.jceks", "a.key", "id_ed25519", "a.pub", "a.bin", "no-extension", ".p12", ""]
 NAME_TYPES = {"a.cer": "x509", "a.crt": "x509", "a.pem": "x509", "a.der": "x509", "a.p12": "pkcs12",
               "a.pfx": "pkcs12", "a.mobileprovision": "provisioning_profile",
               "a.provisionprofile": "provisioning_profile", "a.jks": "android_keystore",
               "a.keystore": "android_keystore", "a.jceks": "android_keystore", "a.key": "ssh_private_key",
-              "id_ed25519": "ssh_private_key"}
+              "id_ed25519": "ssh_private_key", "a.pub": "ssh_public_key"}
 MESSAGE = re.compile(r"[A-Za-z0-9 #;,.()'/-]{1,100}")
 FALLBACK = "could not parse file"
 
@@ -129,7 +130,8 @@ def test_truncated_at_many_offsets_keeps_the_type_and_never_passes_silently(samp
 
 PREFIXES = [b"", JKS_MAGIC, JCEKS_MAGIC, b"\x30\x82\xff\xff", b"\x30\x80", b"\x30\x03\x02\x01\x03",
             b"-----BEGIN CERTIFICATE-----\n", b"-----BEGIN OPENSSH PRIVATE KEY-----\n",
-            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", b"bplist00", b"<?xml version='1.0'?>", b"\xef\xbb\xbf"]
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", b"bplist00", b"<?xml version='1.0'?>", b"\xef\xbb\xbf",
+            b"ssh-ed25519 ", b"ssh-rsa AAAAB3NzaC1yc2E "]
 
 
 @pytest.mark.parametrize("prefix", PREFIXES, ids=lambda prefix: prefix[:12].hex() or "none")
@@ -141,7 +143,7 @@ def test_random_bytes_with_each_magic_and_extension(prefix):
             metadata = check(parse_file_metadata(file_name, data, rng.choice([None, b"", b"pw"])))
             if prefix in (JKS_MAGIC, JCEKS_MAGIC):
                 assert metadata["type"] == "android_keystore"
-            elif file_name in NAME_TYPES and not prefix.startswith(b"-----"):
+            elif file_name in NAME_TYPES and not prefix.startswith((b"-----", b"ssh-")):
                 assert metadata["type"] == NAME_TYPES[file_name], (file_name, prefix)
             if metadata["type"] != "unknown":
                 assert "parse_error" in metadata
