@@ -170,3 +170,14 @@ def test_with_every_parser_busy_and_the_queue_full_a_file_is_stored_without_meta
     with system.client() as admin:
         stored = {f.display_name: f.sha256 for f in admin.list_files()}
     assert all(u.name in stored for u in [first, *uploads])
+
+
+def test_a_parser_that_died_while_idle_is_replaced_before_it_is_needed(isolated: LocalSystem) -> None:
+    system = isolated
+    dead = _ready_parser(system)
+    os.kill(dead, signal.SIGKILL)
+    _wait_for(lambda: not _alive(dead), "the parser to exit")
+    with system.client() as admin:
+        parsed = admin.upload_file(pem(fixed_cert()), name=unique("after-death") + ".pem")
+    assert parsed.metadata["type"] == "x509" and "parse_error" not in parsed.metadata
+    assert _one_parser(system) != dead

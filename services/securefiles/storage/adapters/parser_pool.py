@@ -163,7 +163,12 @@ class ParserPool:
             return PARSER_BUSY
         self._waiting += 1
         try:
-            worker = await asyncio.wait_for(self._idle.get(), max(0.0, deadline - loop.time()))
+            while True:
+                worker = await asyncio.wait_for(self._idle.get(), max(0.0, deadline - loop.time()))
+                if worker.process.returncode is None:
+                    break
+                log.warning("a metadata parser process had exited; it is replaced", extra={"pid": worker.pid})
+                self._replace(worker)
         except TimeoutError:
             log.warning("no metadata parser free before the deadline; file stored without metadata")
             return PARSER_BUSY
