@@ -157,7 +157,9 @@ class UploadMetadata(_message.Message):
     parent: _builtins.str
     """`projects/{project}`."""
     display_name: _builtins.str
-    """Unique display name: 1-255 bytes of UTF-8 (a file name on the agent), no `/`, `\\`, NUL or control characters."""
+    """Unique display name: 1-255 bytes of UTF-8 (a file name on the agent), no `/`, `\\`, NUL or control characters;
+    not containing `##vso[` or `##[` (CI log commands) and not starting with `::` or `.securefiles-`.
+    """
     expected_size_bytes: _builtins.int
     """Expected size in bytes, if known; a mismatch aborts the upload. 0 = unknown."""
     parse_password: _builtins.bytes
