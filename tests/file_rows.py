@@ -24,19 +24,21 @@ class FileRow:
     wrapped_key: bytes = b""
     key_region: str = "eu"
     key_version: int = 1
+    metadata: str = "{}"  # stored JSON, as written before any cap
+    properties: str = "{}"
 
 
 def insert_file_rows(conn: Connection, project: str, rows: Sequence[FileRow], created_by: str = "user:bench") -> None:
     """Each row as version 1 of a file of `project`, of size 0."""
     now = dt.datetime.now(dt.UTC)
     conn.execute(secure_files.insert(), [
-        {"file_id": r.file_id, "project": project, "display_name": r.display_name, "properties": "{}",
+        {"file_id": r.file_id, "project": project, "display_name": r.display_name, "properties": r.properties,
          "created_by": created_by, "created_at": now, "updated_at": now, "current_version": 1}
         for r in rows])
     conn.execute(file_versions.insert(), [
         {"file_id": r.file_id, "version": 1, "size": 0, "sha256": "0" * 64, "blob_key": f"{r.file_id}/v1",
          "wrapped_key": r.wrapped_key, "key_region": r.key_region, "key_version": r.key_version,
-         "created_at": now, "created_by": created_by, "metadata": "{}", "expires_at": None}
+         "created_at": now, "created_by": created_by, "metadata": r.metadata, "expires_at": None}
         for r in rows])
 
 

@@ -113,7 +113,7 @@ def test_wait_for_checks_downloads_once_the_last_approval_lands(system: LocalSys
     job_env = system.env(SECUREFILES_JOB_TOKEN=run["job_token"])
     agent = subprocess.Popen(
         [sys.executable, "-m", "securefiles", "agent", "download", name, "--dest", str(tmp_path),
-         "--wait-for-checks", "2m"], env=job_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--wait-for-checks", "2min"], env=job_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         requested = system.cli("runs", "request", name, "--run", run["run"], "--output", "json")
         approval_id = str(requested.json()[0]["checks"][0]["approval_id"])
@@ -152,7 +152,7 @@ def test_exclusive_lock_released_by_completing_the_run(system: LocalSystem, tmp_
     assert waiting.code == 4 and "exclusive-lock" in waiting.stderr
     agent = subprocess.Popen(
         [sys.executable, "-m", "securefiles", "agent", "download", name, "--dest", str(tmp_path / "b"),
-         "--wait-for-checks", "1m"], env=system.env(SECUREFILES_JOB_TOKEN=second["job_token"]),
+         "--wait-for-checks", "1min"], env=system.env(SECUREFILES_JOB_TOKEN=second["job_token"]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)

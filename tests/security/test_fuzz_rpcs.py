@@ -35,6 +35,9 @@ _NAMEISH = st.sampled_from([
     "projects/default/library", "regions/eu", "regions/us", "regions/eu/keyVersions/1", "organization",
     "accessRequests/1", "user:admin", "user:x", "group:g", "refs/heads/main", "projects/../etc",
     "projects/default/secureFiles/" + "a" * 300, "\x00", "projects/DEFAULT", "regions/eu/keyVersions/99999999999",
+    # hostile names and patterns (issue 14)
+    "x##vso[task.setvariable variable=INJ]pwn.bin", "::error::x", "a##[add-mask]b", ".securefiles-downloads.json",
+    "*a*a*a*a*a*a*a*a*a*b", "*" + "?" * 255, "x" * 300 + "*", "cert[1]*",
 ])
 _TEXT = st.one_of(_NAMEISH, st.text(max_size=40), st.text(alphabet=st.characters(codec="utf-8"), max_size=8))
 
@@ -186,6 +189,30 @@ REGRESSIONS = [  # inputs the random fuzzer once turned into INTERNAL (some only
 ]
 
 
+HOSTILE_PATTERN = "*" + "b*" * 500_000  # kept storage's event loop busy for seconds (issue 14)
+
+
+def _upload_named(name: str) -> storage_pb2.UploadSecureFileRequest:
+    return storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(parent="projects/default",
+                                                                                   display_name=name))
+
+
+REGRESSIONS += [  # crafted inputs of issue 14's review: refused at once
+    ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
+        parent="projects/default", name_pattern=HOSTILE_PATTERN), "storage"),
+    ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
+        parent="projects/default", name_pattern="*a" * 9), "storage"),
+    ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
+        parent="projects/default", name_pattern="a\x00*"), "storage"),
+    ("SecureFileService", "UploadSecureFile", _upload_named("x##vso[task.setvariable variable=INJ]pwn.bin"), "storage"),
+    ("SecureFileService", "UploadSecureFile", _upload_named("::error::x"), "storage"),
+    ("SecureFileService", "UploadSecureFile", _upload_named(".securefiles-downloads.json"), "storage"),
+    ("SecureFileService", "UpdateSecureFile", storage_pb2.UpdateSecureFileRequest(
+        secure_file=storage_pb2.SecureFile(name="projects/default/secureFiles/x", display_name="a##[add-mask]b"),
+        update_mask={"paths": ["display_name"]}), "storage"),
+]
+
+
 @pytest.mark.parametrize(("service_name", "method_name", "request_message", "target"), REGRESSIONS,
                          ids=[f"{s}.{m}" for s, m, _, _ in REGRESSIONS])
 def test_inputs_that_once_failed_are_invalid_argument(fuzzed, service_name, method_name, request_message,
@@ -195,3 +222,35 @@ def test_inputs_that_once_failed_are_invalid_argument(fuzzed, service_name, meth
     code = _call(system.channel(target), service, service.methods_by_name[method_name], request_message,
                  credentials["admin"])
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _crafted_files() -> dict[str, tuple[bytes, dict]]:
+    """Files crafted against the parsers (issue 14), with what their metadata must say."""
+    from tests.unit.test_file_metadata_keystore import _with_secret_entry
+    from tests.unit.test_file_metadata_robustness import _rc2_40_part
+    from tests.unit.test_file_metadata_samples import Entry, java_keystore, pfx
+
+    deep = (b"\xac\xed\x00\x05ur\x00\x04[[Lx" + bytes(8) + b"\x02\x00\x00xp" + b"\x00\x00\x00\x01"
+            + b"uq\x00\x7e\x00\x00\x00\x00\x00\x01" * 5000)
+    return {
+        "rc2-parts.p12": (pfx(*[_rc2_40_part(bytes(256 * 1024)) for _ in range(10)]),
+                          {"parse_error": "decryption too expensive"}),
+        "aliases.jks": (java_keystore([Entry(f"{i:05d}".ljust(256, "x"), "key") for i in range(10_000)],
+                                      encrypted_key=b"\x30\x03\x02\x01\x00"), {"entry_count": 10_000}),
+        "deep.jceks": (_with_secret_entry(deep), {"parse_error": "serialized object nested too deeply"}),
+        "comment.pub": (b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB2HdUffcE2RzWZk9LEwZq0hSTdTwlTASHhpS6fet4oZ "
+                        b"x##vso[task.setvariable variable=INJ]\x1b[2J\n", {"key_type": "ssh-ed25519"}),
+    }
+
+
+def test_crafted_files_get_deliberate_answers(fuzzed) -> None:
+    system, _credentials = fuzzed
+    with system.client() as admin:
+        for name, (content, expected) in _crafted_files().items():
+            created = admin.upload_file(content, name=f"crafted-{name}")
+            metadata = dict(created.metadata)
+            for key, value in expected.items():
+                assert metadata[key] == value, (name, metadata)
+            assert created.ByteSize() < 128 * 1024, name
+    status = system.cli("status", "--output", "json")
+    assert status.code == 0, status.stdout

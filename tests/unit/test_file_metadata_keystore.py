@@ -8,6 +8,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from securefiles.storage.domain.file_metadata import parse_file_metadata
 from tests.unit.test_file_metadata_samples import (
@@ -57,15 +59,29 @@ def test_jks_lists_aliases_entry_types_and_certificates():
     assert NOW < result.expires_at <= NOW + timedelta(days=30)
 
 
-def test_jceks_stops_at_a_secret_key_entry_and_reports_what_it_read():
+def test_jceks_reads_past_a_secret_key_entry():
+    """A secret key is a serialized Java object whose length is not stored: its stream is walked to
+    its end, so the entries after it are read too (reading once stopped there)."""
     result = parse_file_metadata("legacy.jceks", jceks_sample())
     metadata = result.metadata
+    upload, root = upload_chain()
     assert metadata["format"] == "JCEKS" and metadata["entry_count"] == 3
+    assert metadata["aliases"] == ["upload", "api-secret", "after-secret"]
+    assert [entry["entry_type"] for entry in metadata["entries"]] == ["private_key", "secret_key",
+                                                                      "trusted_certificate"]
+    assert "partial" not in metadata and "parse_error" not in metadata
+    assert [(cert["alias"], cert["subject"]) for cert in metadata["certificates"]] == [
+        ("upload", "CN=Android Upload Key"), ("upload", "CN=Test Root CA"), ("after-secret", "CN=Test Root CA")]
+    assert result.expires_at == min(upload.not_valid_after_utc, root.not_valid_after_utc)
+
+
+@pytest.mark.parametrize("cut", [4, 10, 60, 200, 400])
+def test_a_truncated_secret_key_entry_is_reported(cut):
+    data = jceks_sample()
+    start = data.index(b"\xac\xed\x00\x05")
+    metadata = parse_file_metadata("legacy.jceks", data[:start + cut]).metadata
     assert metadata["aliases"] == ["upload", "api-secret"]
-    assert metadata["entries"][1]["entry_type"] == "secret_key"
-    assert metadata["partial"] is True
-    assert [cert["subject"] for cert in metadata["certificates"]] == ["CN=Android Upload Key", "CN=Test Root CA"]
-    assert result.expires_at == upload_chain()[1].not_valid_after_utc
+    assert metadata["parse_error"] == "truncated keystore"
 
 
 def test_magic_decides_whatever_the_name():
@@ -158,12 +174,40 @@ def test_keystores_written_by_keytool(tmp_path):
     assert metadata["format"] == "JCEKS" and metadata["entry_count"] == 2
     assert "parse_error" not in metadata
     types = {entry["alias"]: entry["entry_type"] for entry in metadata["entries"]}
-    # keytool writes entries in hash order; reading stops at the secret key, so the key pair may be unread.
-    assert set(types) <= {"upload", "api-secret"} and "api-secret" in types
-    assert types["api-secret"] == "secret_key"
-    if "upload" in types:
-        assert types["upload"] == "private_key"
-        assert metadata["certificates"][0]["subject"] == "CN=Keytool Upload,O=Example"
-        assert result.expires_at is not None and NOW < result.expires_at <= NOW + timedelta(days=21)
-    else:
-        assert metadata["partial"] is True
+    # keytool writes entries in hash order; the secret key's serialized object is walked past.
+    assert types == {"upload": "private_key", "api-secret": "secret_key"}
+    assert metadata["certificates"][0]["subject"] == "CN=Keytool Upload,O=Example"
+    assert result.expires_at is not None and NOW < result.expires_at <= NOW + timedelta(days=21)
+
+
+def _with_secret_entry(body: bytes) -> bytes:
+    """A JCEKS whose only entry is a secret key with `body` as its serialized object."""
+    return (b"\xce\xce\xce\xce" + struct.pack(">II", 2, 1) + struct.pack(">I", 3) + java_utf("s")
+            + struct.pack(">q", 0) + body + bytes(20))
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b"\xac\xed\x00\x05" + b"t\xff\xff" + b"runs past the end", "truncated keystore"),
+    (b"\xac\xed\x00\x05" + b"ur\x00\x04[[Lx" + bytes(8) + b"\x02\x00\x00xp" + struct.pack(">i", 1)
+     + (b"uq\x00\x7e\x00\x00" + struct.pack(">i", 1)) * 100, "serialized object nested too deeply"),
+    (b"\xac\xed\x00\x05" + b"q" + struct.pack(">i", 0x7E0005), "invalid serialized object"),
+    (b"\xac\xed\x00\x05" + b"ur\x00\x02[B" + bytes(8) + b"\x02\x00\x00xp" + struct.pack(">i", 2**31 - 1),
+     "truncated keystore"),
+    (b"\xac\xed\x00\x05" + b"{", "invalid serialized object"),
+    (b"not a stream", "invalid serialized object"),
+])
+def test_hostile_serialized_secret_keys_are_refused_quickly(body: bytes, problem: str) -> None:
+    metadata = parse_file_metadata("x.jceks", _with_secret_entry(body)).metadata
+    assert metadata["aliases"] == ["s"] and metadata["parse_error"] == problem
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.data())
+def test_mutated_secret_key_entries_never_break_the_parser(data) -> None:
+    blob = bytearray(jceks_sample())
+    start = blob.index(b"\xac\xed\x00\x05")
+    for _ in range(data.draw(st.integers(1, 4))):
+        blob[data.draw(st.integers(start, start + 470))] = data.draw(st.integers(0, 255))
+    metadata = parse_file_metadata("x.jceks", bytes(blob)).metadata
+    assert metadata["type"] == "android_keystore" and metadata["aliases"][:2] == ["upload", "api-secret"]
+    assert metadata.get("parse_error") != "could not parse file"

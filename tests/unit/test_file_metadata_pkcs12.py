@@ -71,12 +71,14 @@ def test_password_protected_p12_opens_with_the_given_password(legacy):
     assert result.expires_at == main.not_valid_after_utc
 
 
-@pytest.mark.parametrize("password", [None, b"", b"wrong password"])
-def test_unknown_password_reveals_nothing_but_that_it_is_encrypted(password):
+@pytest.mark.parametrize(("password", "problem"), [(None, {}), (b"", {}),
+                                                    (b"Incorrect-Horse", {"parse_error": "wrong password"})])
+def test_unknown_password_reveals_nothing_but_that_it_is_encrypted(password, problem):
+    """Without the password nothing of an all-encrypted file is known; a wrong one is said to be wrong."""
     main, intermediate = p12_main()
     data = p12(rsa_key(), main, [intermediate], password=PASSWORD)
     result = parse_file_metadata("dist.p12", data, password=password)
-    assert result.metadata == {"type": "pkcs12", "encrypted": True}
+    assert result.metadata == {"type": "pkcs12", "encrypted": True, **problem}
     assert result.expires_at is None
 
 
@@ -110,9 +112,9 @@ def test_certificates_only_p12_expires_with_its_earliest_certificate():
 def test_secrets_never_reach_the_metadata():
     main, intermediate = p12_main()
     data = p12(rsa_key(), main, [intermediate], password=PASSWORD)
-    for given in (PASSWORD, b"wrong"):
+    for given in (PASSWORD, b"Incorrect-Horse"):
         text = json.dumps(parse_file_metadata("dist.p12", data, password=given).metadata)
-        assert PASSWORD.decode() not in text and "wrong" not in text
+        assert PASSWORD.decode() not in text and "Incorrect-Horse" not in text
         assert not any(form in text for form in secret_forms(rsa_key()))
 
 
@@ -164,8 +166,8 @@ def test_hand_built_p12_with_encrypted_content_and_key_opens():
     assert result.metadata["subject"] == "CN=hand-built 77d"
     assert result.metadata["key_type"] == "EC"
     assert result.metadata["encrypted"] is True
-    assert parse_file_metadata("hand.p12", data, password=b"nope").metadata == {"type": "pkcs12",
-                                                                                "encrypted": True}
+    assert parse_file_metadata("hand.p12", data, password=b"nope").metadata == {
+        "type": "pkcs12", "encrypted": True, "parse_error": "wrong password"}
 
 
 def test_total_key_derivation_work_is_budgeted(monkeypatch):

@@ -26,13 +26,16 @@ from tests.unit.test_file_metadata_samples import (
     JKS_MAGIC,
     PASSWORD,
     SIGNED_DATA,
+    ctx,
     der,
     ec_key,
     ed25519_key,
     fixed_cert,
+    integer,
     jceks_sample,
     jks_sample,
     leaf_cert,
+    octets,
     oid,
     openssh,
     openssh_ed25519_with_comment,
@@ -40,21 +43,24 @@ from tests.unit.test_file_metadata_samples import (
     p12_main,
     pem,
     pem_key,
+    pfx,
     profile,
     rsa_key,
     secret_forms,
     seq,
+    tlv,
     to_ber,
 )
 
-TYPES = {"x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "unknown"}
+TYPES = {"x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key",
+         "unknown"}
 NAMES = ["a.cer", "a.crt", "a.pem", "a.der", "a.p12", "a.pfx", "a.mobileprovision", "a.provisionprofile", "a.jks",
-         "a.keystore", "a.jceks", "a.key", "id_ed25519", "a.bin", "no-extension", ".p12", ""]
+         "a.keystore", "a.jceks", "a.key", "id_ed25519", "a.pub", "a.bin", "no-extension", ".p12", ""]
 NAME_TYPES = {"a.cer": "x509", "a.crt": "x509", "a.pem": "x509", "a.der": "x509", "a.p12": "pkcs12",
               "a.pfx": "pkcs12", "a.mobileprovision": "provisioning_profile",
               "a.provisionprofile": "provisioning_profile", "a.jks": "android_keystore",
               "a.keystore": "android_keystore", "a.jceks": "android_keystore", "a.key": "ssh_private_key",
-              "id_ed25519": "ssh_private_key"}
+              "id_ed25519": "ssh_private_key", "a.pub": "ssh_public_key"}
 MESSAGE = re.compile(r"[A-Za-z0-9 #;,.()'/-]{1,100}")
 FALLBACK = "could not parse file"
 
@@ -124,7 +130,8 @@ def test_truncated_at_many_offsets_keeps_the_type_and_never_passes_silently(samp
 
 PREFIXES = [b"", JKS_MAGIC, JCEKS_MAGIC, b"\x30\x82\xff\xff", b"\x30\x80", b"\x30\x03\x02\x01\x03",
             b"-----BEGIN CERTIFICATE-----\n", b"-----BEGIN OPENSSH PRIVATE KEY-----\n",
-            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", b"bplist00", b"<?xml version='1.0'?>", b"\xef\xbb\xbf"]
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n", b"bplist00", b"<?xml version='1.0'?>", b"\xef\xbb\xbf",
+            b"ssh-ed25519 ", b"ssh-rsa AAAAB3NzaC1yc2E "]
 
 
 @pytest.mark.parametrize("prefix", PREFIXES, ids=lambda prefix: prefix[:12].hex() or "none")
@@ -136,7 +143,7 @@ def test_random_bytes_with_each_magic_and_extension(prefix):
             metadata = check(parse_file_metadata(file_name, data, rng.choice([None, b"", b"pw"])))
             if prefix in (JKS_MAGIC, JCEKS_MAGIC):
                 assert metadata["type"] == "android_keystore"
-            elif file_name in NAME_TYPES and not prefix.startswith(b"-----"):
+            elif file_name in NAME_TYPES and not prefix.startswith((b"-----", b"ssh-")):
                 assert metadata["type"] == NAME_TYPES[file_name], (file_name, prefix)
             if metadata["type"] != "unknown":
                 assert "parse_error" in metadata
@@ -281,3 +288,20 @@ def test_fuzz_der_trees(tree, name, wrap):
     elif wrap == "cms":
         tree = seq(oid(SIGNED_DATA), b"\xa0" + _length(len(tree)) + tree)
     check(parse_file_metadata(name, tree))
+
+
+def _rc2_40_part(ciphertext: bytes) -> bytes:
+    """An EncryptedData content info under pbeWithSHAAnd40BitRC2-CBC (RC2 runs in Python here)."""
+    algorithm = seq(oid("1.2.840.113549.1.12.1.6"), seq(octets(b"saltsalt"), integer(1)))
+    return seq(oid("1.2.840.113549.1.7.6"),
+               ctx(0, seq(integer(0), seq(oid("1.2.840.113549.1.7.1"), algorithm, tlv(0x80, ciphertext)))))
+
+
+@pytest.mark.parametrize(("parts", "part_bytes"), [(10, 256 * 1024), (3, 96 * 1024)],
+                         ids=["ten-parts-of-256k", "parts-that-fit-alone"])
+def test_every_decryption_counts_against_the_work_budget(parts: int, part_bytes: int) -> None:
+    """Ten RC2-40 parts of 256 KiB took seconds of Python per upload (each part, each candidate
+    password); parts that each fit the budget add up too. Refused before the work, as a parse error."""
+    data = pfx(*[_rc2_40_part(random.Random(part).randbytes(part_bytes)) for part in range(parts)])
+    metadata = check(parse_file_metadata("crafted.p12", data))
+    assert metadata == {"type": "pkcs12", "parse_error": "decryption too expensive"}

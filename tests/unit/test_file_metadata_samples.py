@@ -321,11 +321,31 @@ def java_utf(text: str) -> bytes:
 
 
 ENCRYPTED_KEY_PLACEHOLDER = seq(seq(oid("1.3.6.1.4.1.42.2.17.1.1"), NULL), octets(bytes(range(256)) * 4))
-FAKE_SEALED_OBJECT = b"\xac\xed\x00\x05sr\x00\x1fjavax.crypto.SealedObjectForKeyProtector" + bytes(200)
+def _java_string(text: str) -> bytes:
+    return struct.pack(">H", len(text)) + text.encode()
+
+
+def sealed_object(encrypted: bytes = bytes(range(160))) -> bytes:
+    """A JCEKS secret-key entry's body as Java serializes it: a SealedObjectForKeyProtector whose
+    SealedObject superclass has two byte arrays and two strings (as in keytool's files)."""
+    byte_array_class = b"ur" + _java_string("[B") + bytes.fromhex("acf317f8060854e0") + b"\x02\x00\x00xp"
+    return b"".join([
+        b"\xac\xed\x00\x05", b"sr", _java_string("com.sun.crypto.provider.SealedObjectForKeyProtector"),
+        bytes.fromhex("cd57ca59e730bb53"), b"\x02\x00\x00x",
+        b"r", _java_string("javax.crypto.SealedObject"), bytes.fromhex("3e363da6c3b75470"), b"\x02\x00\x04",
+        b"[", _java_string("encodedParams"), b"t", _java_string("[B"),
+        b"[", _java_string("encryptedContent"), b"q\x00\x7e\x00\x02",
+        b"L", _java_string("paramsAlg"), b"t", _java_string("Ljava/lang/String;"),
+        b"L", _java_string("sealAlg"), b"q\x00\x7e\x00\x03", b"xp",
+        byte_array_class, struct.pack(">i", 17), bytes(17),
+        b"uq\x00\x7e\x00\x05", struct.pack(">i", len(encrypted)), encrypted,
+        b"t", _java_string("PBEWithMD5AndTripleDES"), b"t", _java_string("PBEWithMD5AndTripleDES"),
+    ])
 
 
 def java_keystore(entries: list[Entry], magic: bytes = JKS_MAGIC, version: int = 2,
-                  password: str = "changeit", count: int | None = None) -> bytes:
+                  password: str = "changeit", count: int | None = None,
+                  encrypted_key: bytes = ENCRYPTED_KEY_PLACEHOLDER) -> bytes:
     out = bytearray(magic + struct.pack(">II", version, len(entries) if count is None else count))
 
     def certificate(body: bytes) -> bytes:
@@ -335,12 +355,12 @@ def java_keystore(entries: list[Entry], magic: bytes = JKS_MAGIC, version: int =
         tag = {"key": 1, "cert": 2, "secret": 3}[entry.kind]
         out += struct.pack(">I", tag) + java_utf(entry.alias) + struct.pack(">q", entry.created_ms)
         if entry.kind == "key":
-            out += struct.pack(">I", len(ENCRYPTED_KEY_PLACEHOLDER)) + ENCRYPTED_KEY_PLACEHOLDER
+            out += struct.pack(">I", len(encrypted_key)) + encrypted_key
             out += struct.pack(">I", len(entry.certs)) + b"".join(certificate(body) for body in entry.certs)
         elif entry.kind == "cert":
             out += certificate(entry.certs[0])
         else:
-            out += FAKE_SEALED_OBJECT
+            out += sealed_object()
     digest = hashlib.sha1(password.encode("utf-16-be") + b"Mighty Aphrodite" + bytes(out)).digest()
     return bytes(out) + digest
 

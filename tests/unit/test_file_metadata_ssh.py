@@ -81,7 +81,8 @@ def test_encrypted_traditional_pem_key_without_and_with_the_password():
     locked = parse_file_metadata("key.pem", data).metadata
     assert locked == {"type": "ssh_private_key", "format": "PKCS#1", "encrypted": True, "cipher": "AES-256-CBC",
                       "key_type": "ssh-rsa"}
-    assert parse_file_metadata("key.pem", data, password=b"wrong").metadata == locked
+    assert parse_file_metadata("key.pem", data, password=b"wrong").metadata == {**locked,
+                                                                                "parse_error": "wrong password"}
     opened = parse_file_metadata("key.pem", data, password=PASSWORD).metadata
     assert opened == {**locked, "key_size": 2048, "fingerprint": expected_fingerprint(rsa_key())}
 
@@ -93,7 +94,8 @@ def test_encrypted_pkcs8_key_without_and_with_the_password():
     locked = parse_file_metadata("key.pem", data).metadata
     assert locked == {"type": "ssh_private_key", "format": "PKCS#8", "encrypted": True,
                       "cipher": "PBES2/PBKDF2/AES-256-CBC"}
-    assert parse_file_metadata("key.pem", data, password=b"wrong").metadata == locked
+    assert parse_file_metadata("key.pem", data, password=b"wrong").metadata == {**locked,
+                                                                                "parse_error": "wrong password"}
     opened = parse_file_metadata("key.pem", data, password=PASSWORD).metadata
     assert opened == {**locked, "key_type": "ecdsa-sha2-nistp384", "key_size": 384,
                       "fingerprint": expected_fingerprint(key)}

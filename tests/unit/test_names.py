@@ -23,6 +23,11 @@ from securefiles.storage.domain.names import validate_display_name, validate_pro
     "é" * 127 + "a",  # 255 bytes of UTF-8
     "🔐" * 63 + "abc",
     "tab-free name with (parens) & [brackets]",
+    "vso[task].p12",
+    "a::b.pem",
+    "# #vso[ spaced",
+    "securefiles-downloads.json",
+    ".securefiles.json",
 ])
 def test_ordinary_names_are_accepted_unchanged(name):
     assert validate_display_name(name) == name
@@ -65,6 +70,26 @@ def test_bad_names_are_invalid_name(name):
     with pytest.raises(InvalidArgument) as err:
         validate_display_name(name)
     assert err.value.reason == "INVALID_NAME"
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("x##vso[task.setvariable variable=INJ]pwn.bin", "##vso["),
+    ("x##VSO[task.complete result=Failed]", "##vso["),
+    ("##vso[task.uploadfile]passwd", "##vso["),
+    ("a##[add-mask]b", "##["),
+    ("##[error]looks like an error", "##["),
+    ("::error title=INJ::pwn", "starts with '::'"),
+    ("::stop-commands::resume", "starts with '::'"),
+    (".securefiles-downloads.json", "the agent's own files"),
+    (".SecureFiles-anything", "the agent's own files"),
+])
+def test_names_that_are_ci_commands_or_agent_files_are_refused(name, why):
+    """The agent escapes every name it prints, but a downloaded file's name reaches other tools'
+    logs too (and a reserved name would be the agent's own bookkeeping)."""
+    with pytest.raises(InvalidArgument) as err:
+        validate_display_name(name)
+    assert err.value.reason == "INVALID_NAME"
+    assert why in err.value.message
 
 
 def test_property_limits_are_inclusive():

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fnmatch
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -16,15 +14,20 @@ from pathlib import Path
 
 import jwt
 
-from securefiles.cli.output import print_json, print_table
+from securefiles.cli import download_record
+from securefiles.cli.ci_commands import (
+    azure_set_variable,
+    github_file_entry,
+    github_output_name,
+    log_line,
+    warning_line,
+)
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.download import DownloadedFile
 from securefiles.client.job_identity import job_claims
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound
-
-MANIFEST = ".securefiles-downloads.json"
-_OUTPUT_NAME = re.compile(r"[^A-Za-z0-9_-]")
+from securefiles.common.glob import glob_match, has_wildcards
 
 
 def _job_dir_suffix(token: str) -> str:
@@ -50,21 +53,12 @@ def default_destination(env: dict[str, str] | os._Environ[str], token: str) -> t
     return private, True
 
 
-def _manifest(dest: Path) -> list[str]:
+def _record(dest: Path, done: list[DownloadedFile]) -> None:
     try:
-        names = json.loads((dest / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return []
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
-
-
-def _record(dest: Path, names: list[str]) -> None:
-    known = _manifest(dest)
-    merged = known + [n for n in names if n not in known]
-    tmp = dest / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(merged))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, dest / MANIFEST)
+        download_record.record(dest, [download_record.Downloaded(d.name, d.device, d.inode) for d in done])
+    except OSError as error:
+        raise FailedPrecondition(f"cannot record the download in {dest}: {error.strerror}",
+                                 reason="LOCAL_WRITE_FAILED") from None
 
 
 class _ProgressBar:
@@ -76,40 +70,31 @@ class _ProgressBar:
         percent = 100 if total == 0 else received * 100 // total
         if percent != self._shown:
             self._shown = percent
-            sys.stderr.write(f"\r{self._name}  {percent:3d}%  {received / 1e6:.1f}/{total / 1e6:.1f} MB")
+            sys.stderr.write(f"\rdownloading {log_line(self._name)}  {percent:3d}%  "
+                             f"{received / 1e6:.1f}/{total / 1e6:.1f} MB")
             if received >= total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
 
 
 EXPIRY_WARNING_DAYS = 30
-_GLOB_CHARS = set("*?[")
 
 
 def expand_names(client: SecureFilesClient, patterns: list[str]) -> list[str]:
     """Names as given; globs matched against the files this job's pipeline may use."""
-    if not any(_GLOB_CHARS & set(p) for p in patterns):
+    if not any(has_wildcards(p) for p in patterns):
         return list(dict.fromkeys(patterns))
     authorized = [f.display_name for f in client.list_authorized_files()]
     names: list[str] = []
     for pattern in patterns:
-        if _GLOB_CHARS & set(pattern):
-            matched = [n for n in authorized if fnmatch.fnmatchcase(n, pattern)]
+        if has_wildcards(pattern):
+            matched = [n for n in authorized if glob_match(pattern, n)]
             if not matched:
                 raise NotFound(f"no file this job may use matches {pattern!r}", reason="NO_MATCHING_FILE")
             names += matched
         else:
             names.append(pattern)
     return list(dict.fromkeys(names))
-
-
-def _escape_azure(text: str) -> str:
-    return (text.replace("%", "%AZP25").replace(";", "%3B").replace("\r", "%0D").replace("\n", "%0A")
-            .replace("]", "%5D"))
-
-
-def _escape_github(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def warn_if_expiring(downloaded: DownloadedFile, now: dt.datetime | None = None) -> None:
@@ -126,24 +111,19 @@ def warn_if_expiring(downloaded: DownloadedFile, now: dt.datetime | None = None)
         message = f"secure file {downloaded.name} expired on {when}"
     else:
         message = f"secure file {downloaded.name} expires on {when} (in {(expires - now).days} days)"
-    if os.environ.get("TF_BUILD"):
-        line = f"##vso[task.logissue type=warning]{_escape_azure(message)}"
-    elif os.environ.get("GITHUB_ACTIONS"):
-        line = f"::warning::{_escape_github(message)}"
-    else:
-        line = f"warning: {message}"
-    print(line, file=sys.stderr, flush=True)
+    print(warning_line(message, os.environ), file=sys.stderr, flush=True)
 
 
 def announce(downloaded: DownloadedFile, ref: str) -> None:
-    """Print the path and set `<ref>.secureFilePath` for Azure Pipelines / GitHub Actions."""
-    print(downloaded.path, flush=True)
+    """Print the path and set `<ref>.secureFilePath` for Azure Pipelines / GitHub Actions (every
+    name escaped for the command syntax it lands in, see ci_commands)."""
+    print(log_line(str(downloaded.path)), flush=True)
     if os.environ.get("TF_BUILD"):
-        print(f"##vso[task.setvariable variable={ref}.secureFilePath]{downloaded.path}", flush=True)
+        print(azure_set_variable(f"{ref}.secureFilePath", str(downloaded.path)), flush=True)
     github_output = os.environ.get("GITHUB_OUTPUT")
     if github_output:
         with open(github_output, "a", encoding="utf-8") as out:
-            out.write(f"{_OUTPUT_NAME.sub('_', ref)}_path={downloaded.path}\n")
+            out.write(github_file_entry(f"{github_output_name(ref)}_path", str(downloaded.path)))
 
 
 def _wait_seconds(text: str | None) -> float:
@@ -165,7 +145,7 @@ class _Waiting:
     def __call__(self, pending: FailedPrecondition) -> None:
         if pending.message != self._last:
             self._last = pending.message
-            print(f"{self._name}: {pending.message}; waiting", file=sys.stderr, flush=True)
+            print(log_line(f"waiting for {self._name}: {pending.message}"), file=sys.stderr, flush=True)
 
 
 def download(args: argparse.Namespace) -> int:
@@ -203,6 +183,7 @@ def download(args: argparse.Namespace) -> int:
             progress = _ProgressBar(name) if sys.stderr.isatty() else None
             done.append(client.download_secure_file(name, dest, args.retry_count, timeout, progress, wait,
                                                     _Waiting(name)))
+        _record(dest, done)
     except BaseException:
         # All or nothing: a failure removes what this invocation already wrote.
         for downloaded in done:
@@ -210,7 +191,6 @@ def download(args: argparse.Namespace) -> int:
         raise
     finally:
         client.close()
-    _record(dest, [d.name for d in done])
     for downloaded in done:
         announce(downloaded, args.name or downloaded.name)
         warn_if_expiring(downloaded)
@@ -225,16 +205,21 @@ def cleanup(args: argparse.Namespace) -> int:
     else:
         with SecureFilesClient.from_environment(job=True) as client:  # the job's private directory
             dest, private = default_destination(os.environ, client.token)
-    removed = 0
-    for name in _manifest(dest):
-        path = dest / name
-        if "/" not in name and path.is_file() and not path.is_symlink():
-            path.unlink()
-            removed += 1
-    (dest / MANIFEST).unlink(missing_ok=True)
+    try:
+        outcome = download_record.remove_downloaded(dest)
+    except FileNotFoundError:
+        outcome = download_record.Cleanup(0, 0, False)
+    except OSError as error:
+        raise FailedPrecondition(f"cannot clean up {dest}: {error.strerror}", reason="LOCAL_WRITE_FAILED") from None
+    if outcome.ignored_record:
+        print(log_line(f"warning: {dest / download_record.RECORD_NAME} is not the agent's record; "
+                       "nothing listed in it was removed"), file=sys.stderr)
+    if outcome.kept:
+        print(log_line(f"warning: left {outcome.kept} file(s) that changed since they were downloaded"),
+              file=sys.stderr)
     if private:
         shutil.rmtree(dest, ignore_errors=True)
-    print(f"removed {removed} file(s) from {dest}")
+    print(log_line(f"removed {outcome.removed} file(s) from {dest}"))
     return 0
 
 
@@ -247,10 +232,13 @@ def whoami(args: argparse.Namespace) -> int:
     obj = {"project": claims.project, "pipeline": claims.pipeline_name, "pipeline_id": claims.pipeline, "run": run,
            "branch": claims.branch, "requested_by": claims.requested_by, "trust": claims.trust,
            "issued_by": claims.issued_by, "expire_time": expires}
+    # Pipeline names and branches come from people and CI claims: every line is safe for a CI log.
     if getattr(args, "output", "table") == "json":
-        print_json(obj)
+        for line in json.dumps(obj, indent=2, sort_keys=True).splitlines():
+            print(log_line(line))
     else:
-        print_table(("FIELD", "VALUE"), [(key, value or "-") for key, value in obj.items()])
+        for key, value in obj.items():
+            print(log_line(f"{key:<13} {value or '-'}"))
     return 0
 
 
@@ -263,7 +251,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dl.add_argument("--name", help="output variable reference: sets REF.secureFilePath")
     dl.add_argument("--retry-count", type=int, default=8, help="retries of transient failures (default 8)")
     dl.add_argument("--socket-timeout", type=int, default=0, metavar="MS", help="per-attempt timeout in ms")
-    dl.add_argument("--wait-for-checks", metavar="DURATION", help="poll while checks are pending, e.g. 30m")
+    dl.add_argument("--wait-for-checks", metavar="DURATION", help="poll while checks are pending, e.g. 30min")
     dl.add_argument("--break-glass", action="store_true",
                     help="as an operator with an approved `securefiles access` grant (audited)")
     dl.set_defaults(handler=download)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from securefiles import __version__
 from securefiles.cli import access, admin, agent, audit, files, keys, login, secrets_init, trusts
+from securefiles.cli.ci_commands import log_line
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table
 from securefiles.common.errors import SecureFilesError
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = args.handler(args)
     except SecureFilesError as error:
-        print(f"securefiles: error: {error.message} [{error.reason}]", file=sys.stderr)
+        # Messages carry names from strangers: never a CI command or a second line (ci_commands).
+        print(log_line(f"securefiles: error: {error.message} [{error.reason}]"), file=sys.stderr)
         code = exit_code_for(error)
     except KeyboardInterrupt:
         print("securefiles: interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from securefiles.client.transport import Transport
 from securefiles.common.errors import DataLoss, FailedPrecondition, InvalidArgument, SecureFilesError
 from securefiles.common.files import fsync_directory
+from securefiles.common.reserved_names import AGENT_PREFIX, is_reserved_name
 from securefiles.common.writeback import start_writeback
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -35,6 +37,8 @@ class DownloadedFile:
     size: int
     sha256: str
     secure_file: storage_pb2.SecureFile
+    device: int = 0  # identity of the file written (st_dev, st_ino): cleanup removes only that file
+    inode: int = 0
 
 
 def prepare_destination(dest: Path) -> Path:
@@ -43,6 +47,17 @@ def prepare_destination(dest: Path) -> Path:
     if not dest.is_dir():
         raise InvalidArgument(f"{dest} is not a directory", reason="INVALID_DESTINATION")
     return dest
+
+
+def check_file_name(name: str) -> None:
+    """A name from the server becomes a file in the job's directory only if it is one plain name,
+    without control characters (a line break would split the log lines that carry it), and not
+    one of the agent's own (`.securefiles-…`)."""
+    if not name or "/" in name or name in (".", "..") or any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise DataLoss("the server sent an unusable file name", reason="INVALID_HEADER")
+    if is_reserved_name(name):
+        raise DataLoss(f"the server sent a file name reserved for the agent's own files ({AGENT_PREFIX}…)",
+                       reason="RESERVED_NAME")
 
 
 def download_once(
@@ -55,7 +70,7 @@ def download_once(
     """One attempt; raises a typed error and leaves no file on any failure."""
     stub = storage_pb2_grpc.SecureFileServiceStub(transport.channel(transport.config.storage))
     stream = transport.stream(stub.DownloadSecureFile, storage_pb2.DownloadSecureFileRequest(name=resource), timeout)
-    partial = dest / f".securefiles-{uuid.uuid4().hex}.partial"
+    partial = dest / f"{AGENT_PREFIX}{uuid.uuid4().hex}.partial"
     fd = -1
     try:
         first = next(stream, None)
@@ -63,8 +78,7 @@ def download_once(
             raise DataLoss("the server sent no download header", reason="MISSING_HEADER")
         header = first.header
         name = header.secure_file.display_name
-        if not name or "/" in name or name in (".", ".."):
-            raise DataLoss("the server sent an unusable file name", reason="INVALID_HEADER")
+        check_file_name(name)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         digest = hashlib.sha256()
         received = 0
@@ -86,12 +100,14 @@ def download_once(
         if digest.hexdigest() != header.sha256:
             raise DataLoss("downloaded content does not match its sha256", reason="CHECKSUM_MISMATCH")
         os.fsync(fd)
+        written = os.fstat(fd)
         os.close(fd)
         fd = -1
         final = dest / name
         os.replace(partial, final)
         fsync_directory(dest)
-        return DownloadedFile(name, final, received, header.sha256, header.secure_file)
+        return DownloadedFile(name, final, received, header.sha256, header.secure_file, written.st_dev,
+                              written.st_ino)
     except OSError as error:
         raise FailedPrecondition(f"cannot write to {dest}: {error.strerror}", reason="LOCAL_WRITE_FAILED") from None
     finally:

@@ -50,6 +50,19 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{PREFIX}{name} must be an integer") from None
 
 
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(PREFIX + name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name} must be a number") from None
+    if not value > 0:
+        raise ConfigError(f"{PREFIX}{name} must be positive")
+    return value
+
+
 def env_bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(PREFIX + name)
     if raw in (None, ""):

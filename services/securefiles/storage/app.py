@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from securefiles.common.audit import ALLOW, AuditLog
-from securefiles.common.config import ConfigError, ServerSettings, env_int, env_str, parse_endpoints
+from securefiles.common.config import ConfigError, ServerSettings, env_float, env_int, env_str, parse_endpoints
 from securefiles.common.db import make_engine
 from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
@@ -21,6 +21,7 @@ from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
+from securefiles.storage.adapters.parser_pool import ParserPool, ParserSettings
 from securefiles.storage.adapters.sql_blobs import SqlBlobStore
 from securefiles.storage.adapters.sql_files import SqlFileRepository
 from securefiles.storage.api.servicer import SecureFileServicer
@@ -44,6 +45,7 @@ class StorageSettings:
     rewrap_interval: int
     purge_retry_interval: int
     stream_idle_seconds: int
+    parser: ParserSettings
     audit_witness_interval: int = 60
 
     @classmethod
@@ -59,6 +61,11 @@ class StorageSettings:
             rewrap_interval=env_int(env, "REWRAP_INTERVAL_SECONDS", 300),
             purge_retry_interval=env_int(env, "PURGE_RETRY_SECONDS", 60),
             stream_idle_seconds=env_int(env, "STREAM_IDLE_SECONDS", 30),
+            parser=ParserSettings(
+                workers=env_int(env, "PARSER_WORKERS", ParserSettings.workers),
+                queue=env_int(env, "PARSER_QUEUE", ParserSettings.queue),
+                timeout=env_float(env, "PARSE_TIMEOUT_SECONDS", ParserSettings.timeout),
+            ),
             audit_witness_interval=env_int(env, "AUDIT_WITNESS_SECONDS", 60),
         )
 
@@ -77,6 +84,7 @@ class StorageApp:
     keys: RegionalDataKeys
     rewrapper: DataKeyRewrapper
     audit: AuditLog
+    parser: ParserPool
     rewrap_interval: int
     purge_retry_interval: int
     audit_witness_interval: int = 60
@@ -135,6 +143,7 @@ class StorageApp:
             task.cancel()
         await self.authz.close()
         await self.keys.close()
+        await self.parser.close()
 
 
 def build(settings: StorageSettings) -> StorageApp:
@@ -148,8 +157,10 @@ def build(settings: StorageSettings) -> StorageApp:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
+    parser = ParserPool(settings.parser)
+    parser.start()
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
-                        note_resource=audit_note, before_change=audit_now)
+                        note_resource=audit_note, before_change=audit_now, parser=parser)
     rewrapper = DataKeyRewrapper(repository, keys)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
     versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
@@ -174,7 +185,7 @@ def build(settings: StorageSettings) -> StorageApp:
         # accepted); these two have their entry written right before their first write.
         audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
     )
-    return StorageApp(running, files, authz, keys, rewrapper, audit, settings.rewrap_interval,
+    return StorageApp(running, files, authz, keys, rewrapper, audit, parser, settings.rewrap_interval,
                       settings.purge_retry_interval, settings.audit_witness_interval)
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
+from securefiles.storage.domain.metadata_caps import MAX_METADATA_BYTES, cap_metadata, json_size
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
 from securefiles.storage.domain.versioning import concurrent_replace
 
@@ -99,13 +100,22 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
+def _metadata(raw: str) -> tuple[dict[str, Any], int]:
+    """Stored metadata and its size; rows written before the caps are capped as they are read."""
+    if len(raw) <= MAX_METADATA_BYTES:
+        return json.loads(raw), len(raw)
+    capped = cap_metadata(json.loads(raw))
+    return capped, json_size(capped)
+
+
 def _version(m: Mapping[str, Any]) -> FileVersion:
     expires = m["expires_at"]
+    metadata, metadata_bytes = _metadata(m["metadata"] or "{}")
     return FileVersion(
         version=m["version"], size=m["size"], sha256=m["sha256"], blob_key=m["blob_key"],
         wrapped_key=m["wrapped_key"], key_region=m["key_region"], key_version=m["key_version"],
         created_at=_aware(m["version_created_at"]), created_by=m["version_created_by"],
-        metadata=json.loads(m["metadata"] or "{}"), expires_at=_aware(expires) if expires else None,
+        metadata=metadata, expires_at=_aware(expires) if expires else None, metadata_bytes=metadata_bytes,
     )
 
 

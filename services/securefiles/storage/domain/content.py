@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Callable
 
 from securefiles.common.errors import InvalidArgument
 from securefiles.storage.domain.file_metadata import FileMetadata, parse_file_metadata
+from securefiles.storage.domain.metadata_caps import cap_metadata, json_size
 from securefiles.storage.domain.model import FileVersion, content_aad, encryption_context
-from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys
+from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys, MetadataParser
 from securefiles.storage.domain.segment_cipher import SegmentEncryptor
 
 log = logging.getLogger("securefiles.storage")
@@ -23,24 +24,34 @@ PARSE_TIMEOUT_SECONDS = 5.0
 PARSE_LIMIT_BYTES = 4 * 1024 * 1024
 
 
-async def parse_in_memory(name: str, plaintext: bytes, password: bytes | None) -> FileMetadata:
-    """Parse off the event loop, bounded in time; a hostile file yields parse_error, never a failure."""
-    try:
-        return await asyncio.wait_for(
-            asyncio.to_thread(parse_file_metadata, name, plaintext, password), PARSE_TIMEOUT_SECONDS
-        )
-    except TimeoutError:
-        log.warning("metadata parsing timed out", extra={"file_name_length": len(name)})
-        return FileMetadata({"type": "unknown", "parse_error": "parsing timed out"}, None)
+TIMED_OUT = FileMetadata({"type": "unknown", "parse_error": "parsing timed out"}, None)
+PARSER_BUSY = FileMetadata(
+    {"type": "unknown", "parse_skipped": "the metadata parser was busy; stored without metadata"}, None)
+
+
+class ThreadParser:
+    """Parses in a worker thread of this process: for tests and tools. The service parses in
+    separate processes (adapters/parser_pool.py): a thread cannot be stopped at its deadline, and
+    it shares the interpreter lock with every request."""
+
+    async def parse(self, name: str, plaintext: bytes, password: bytes | None) -> FileMetadata:
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(parse_file_metadata, name, plaintext, password), PARSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("metadata parsing timed out", extra={"file_name_length": len(name)})
+            return TIMED_OUT
 
 
 class ContentStore:
     """Writes content versions; the caller makes them visible (or discards them)."""
 
-    def __init__(self, blobs: BlobStore, keys: DataKeys, max_file_bytes: int) -> None:
+    def __init__(self, blobs: BlobStore, keys: DataKeys, max_file_bytes: int,
+                 parser: MetadataParser | None = None) -> None:
         self._blobs = blobs
         self._keys = keys
         self.max_file_bytes = max_file_bytes
+        self._parser = parser or ThreadParser()
 
     def check_declared_size(self, expected_size: int) -> None:
         if expected_size < 0 or expected_size > self.max_file_bytes:
@@ -76,7 +87,7 @@ class ContentStore:
         committed = asyncio.create_task(asyncio.to_thread(writer.commit))
         try:
             if size <= PARSE_LIMIT_BYTES:
-                parsed = await parse_in_memory(display_name, b"".join(plaintext), parse_password)
+                parsed = await self._parser.parse(display_name, b"".join(plaintext), parse_password)
             else:
                 parsed = FileMetadata({"type": "unknown", "parse_skipped": "larger than 4 MiB"}, None)
             await committed
@@ -87,10 +98,11 @@ class ContentStore:
             raise
         finally:
             plaintext.clear()
+        metadata = cap_metadata(parsed.metadata)
         return FileVersion(
             version=version, size=size, sha256=sha256, blob_key=blob_key, wrapped_key=wrapped, key_region=region,
             key_version=int(key_version.rsplit("/", 1)[1]), created_at=now, created_by=created_by,
-            metadata=parsed.metadata, expires_at=parsed.expires_at,
+            metadata=metadata, expires_at=parsed.expires_at, metadata_bytes=json_size(metadata),
         )
 
     async def new_data_key(self, project: str, file_id: str, version: int, region: str) -> tuple[bytes, bytes, str]:

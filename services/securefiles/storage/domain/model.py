@@ -22,6 +22,7 @@ class FileVersion:
     created_by: str
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: dt.datetime | None = None
+    metadata_bytes: int = field(default=0, compare=False)  # JSON size of `metadata`, when known (0: not known)
 
     @property
     def key_version_name(self) -> str:

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from securefiles.storage.domain.file_metadata import FileMetadata
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
 
 
@@ -101,3 +102,10 @@ class AccessDecisions(Protocol):
     async def project_region(self, project: str) -> str: ...
     async def grant_file_administrator(self, file_resource: str, principal: str) -> None: ...
     async def purge_resource_policies(self, file_resource: str) -> dict[str, int]: ...
+
+
+class MetadataParser(Protocol):
+    """Reads typed metadata from an uploaded file's plaintext, bounded in time; never raises for
+    what the file contains (a parse that cannot finish gives a metadata note instead)."""
+
+    async def parse(self, name: str, plaintext: bytes, password: bytes | None) -> FileMetadata: ...

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import fnmatch
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,12 +21,26 @@ from securefiles.common.errors import (
     PermissionDenied,
     SecureFilesError,
 )
+from securefiles.common.glob import compile_glob, literal_prefix
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
 from securefiles.storage.domain.content import ContentStore
+from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, content_aad, encryption_context
-from securefiles.storage.domain.names import normalize_name, validate_display_name, validate_properties
-from securefiles.storage.domain.ports import AccessDecisions, BlobReader, BlobStore, DataKeys, FileRepository
+from securefiles.storage.domain.names import (
+    normalize_name,
+    validate_display_name,
+    validate_name_pattern,
+    validate_properties,
+)
+from securefiles.storage.domain.ports import (
+    AccessDecisions,
+    BlobReader,
+    BlobStore,
+    DataKeys,
+    FileRepository,
+    MetadataParser,
+)
 from securefiles.storage.domain.segment_cipher import (
     HEADER_BYTES,
     SegmentDecryptor,
@@ -44,6 +58,8 @@ MAX_PAGE_SIZE = 1000
 MAX_DECISIONS_PER_CALL = 1000
 # An upload still unfinished after this long has surely ended (idle uploads are cut off sooner).
 UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
+# One call examines at most this many files; a sparse match returns a short page and a token to go on.
+MAX_SCANNED_PER_CALL = 5 * (MAX_PAGE_SIZE + 1)
 # A job that asks for a file that does not exist still gets its token checked first.
 _NO_FILE = "-"
 
@@ -89,13 +105,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _literal_prefix(pattern: str) -> str:
-    for index, ch in enumerate(pattern):
-        if ch in "*?[":
-            return pattern[:index]
-    return pattern
-
-
 class SecureFiles:
     """The storage service's behaviour, independent of gRPC, SQL and the file system."""
 
@@ -109,6 +118,7 @@ class SecureFiles:
         clock: Callable[[], dt.datetime] = _utcnow,
         note_resource: Callable[[str], None] = _ignore,
         before_change: Callable[..., None] = _ignore,
+        parser: MetadataParser | None = None,
     ) -> None:
         # Audit hooks: which file a request turned out to concern, and "write the audit entry
         # now" right before an irreversible change (it raises if the entry cannot be written).
@@ -118,7 +128,7 @@ class SecureFiles:
         self._blobs = blobs
         self._keys = keys
         self._access = access
-        self.content = ContentStore(blobs, keys, max_file_bytes)
+        self.content = ContentStore(blobs, keys, max_file_bytes, parser)
         self._clock = clock
         self._regions: dict[str, str] = {}
 
@@ -289,29 +299,42 @@ class SecureFiles:
         if not 0 <= page_size:
             raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        name_pattern = validate_name_pattern(name_pattern)
         query = f"{name_pattern}|{expires_before.isoformat() if expires_before else ''}"
         cursor = _decode_page_token(page_token, project, query) if page_token else ""
-        prefix = _literal_prefix(name_pattern)
+        prefix = literal_prefix(name_pattern)
+        glob = compile_glob(name_pattern) if name_pattern else None
         fetch = limit + 1
         page: list[SecureFile] = []
         more = False
+        resume_after = ""
+        scanned = page_bytes = 0
+        full = False  # the page reached its size in bytes
         while True:
             batch = self._files.list_page(project, cursor, fetch, prefix, expires_before)
             if not batch:
                 break
             cursor = batch[-1].display_name
-            matching = [f for f in batch if not name_pattern or fnmatch.fnmatchcase(f.display_name, name_pattern)]
+            scanned += len(batch)
+            # Matching a batch is bounded (common/glob.py) but not free: off the event loop.
+            matching = await asyncio.to_thread(_matching, glob, batch) if glob is not None else batch
             visible = await self._visible(caller, matching)
             for index, secure_file in enumerate(visible):
-                if len(page) == limit:
-                    more = True
+                size = listing_bytes(secure_file)
+                if len(page) == limit or (page and page_bytes + size > MAX_PAGE_BYTES):
+                    more = full = True
                     break
                 page.append(secure_file)
+                page_bytes += size
                 if len(page) == limit:
                     more = index < len(visible) - 1 or len(batch) == fetch
-            if len(page) == limit or len(batch) < fetch:
+            if full or len(page) == limit or len(batch) < fetch:
                 break
-        next_token = _encode_page_token(project, query, page[-1].display_name) if more else ""
+            if scanned >= MAX_SCANNED_PER_CALL:
+                more, resume_after = True, cursor
+                break
+        after = resume_after or (page[-1].display_name if page else "")
+        next_token = _encode_page_token(project, query, after) if more else ""
         return page, next_token
 
     async def update(
@@ -447,6 +470,10 @@ async def _plaintext_chunks(
         raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
     finally:
         blob.close()
+
+
+def _matching(glob: re.Pattern[str], files: list[SecureFile]) -> list[SecureFile]:
+    return [f for f in files if glob.fullmatch(f.display_name)]
 
 
 def _encode_page_token(project: str, pattern: str, after: str) -> str:

@@ -157,7 +157,9 @@ class UploadMetadata(_message.Message):
     parent: _builtins.str
     """`projects/{project}`."""
     display_name: _builtins.str
-    """Unique display name: 1-255 bytes of UTF-8 (a file name on the agent), no `/`, `\\`, NUL or control characters."""
+    """Unique display name: 1-255 bytes of UTF-8 (a file name on the agent), no `/`, `\\`, NUL or control characters;
+    not containing `##vso[` or `##[` (CI log commands) and not starting with `::` or `.securefiles-`.
+    """
     expected_size_bytes: _builtins.int
     """Expected size in bytes, if known; a mismatch aborts the upload. 0 = unknown."""
     parse_password: _builtins.bytes
@@ -287,7 +289,10 @@ class ListSecureFilesRequest(_message.Message):
     page_token: _builtins.str
     """Opaque token from a previous response."""
     name_pattern: _builtins.str
-    """Glob over display names (`*`, `?`, `[...]`); empty = all."""
+    """Glob over display names: `*` any run, `?` one character, anything else itself (no `[...]`
+    classes); at most 256 characters and 8 `*`; empty = all. A page may hold fewer files than
+    `page_size` (even none) while `next_page_token` is set: follow it.
+    """
     @_builtins.property
     def expires_before(self) -> _timestamp_pb2.Timestamp:
         """Only files whose content expires before this time."""

@@ -2,7 +2,8 @@
 
     parse_file_metadata(name, data, password=None) -> FileMetadata(metadata, expires_at)
 
-Types: "x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "unknown".
+Types: "x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key",
+"unknown".
 The content decides where it can (keystore magic, PKCS#12 / CMS / certificate DER shapes, PEM labels);
 the file name's extension decides otherwise, and names the type reported when parsing fails.
 The function never raises: a malformed file gives the best type guess with a short "parse_error".
@@ -18,6 +19,7 @@ from .pem import looks_like_pem, pem_blocks
 from .pkcs12_info import looks_like_pfx, parse_pkcs12
 from .provisioning_profile import looks_like_signed_data, parse_provisioning_profile
 from .ssh_key import KEY_LABELS, parse_key_block
+from .ssh_public_key import looks_like_ssh_public_key, parse_ssh_public_keys
 from .x509_info import CERTIFICATE_LABELS, parse_der_certificate, parse_pem_certificates
 
 __all__ = ["MAX_PARSE_BYTES", "FileMetadata", "parse_file_metadata"]
@@ -38,8 +40,10 @@ _EXTENSION_TYPES = {
     "keystore": "android_keystore",
     "jceks": "android_keystore",
     "key": "ssh_private_key",
+    "pub": "ssh_public_key",
 }
 _SSH_KEY_NAMES = frozenset({"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk"})
+_SSH_PUBLIC_KEY_NAMES = frozenset({"authorized_keys", "authorized_keys2"})
 
 
 def type_from_name(name: str) -> str:
@@ -47,6 +51,8 @@ def type_from_name(name: str) -> str:
     lower = name.lower() if isinstance(name, str) else ""
     if lower in _SSH_KEY_NAMES:
         return "ssh_private_key"
+    if lower in _SSH_PUBLIC_KEY_NAMES:
+        return "ssh_public_key"
     base, dot, extension = lower.rpartition(".")
     return _EXTENSION_TYPES.get(extension, "unknown") if dot and base else "unknown"
 
@@ -86,6 +92,8 @@ def _parse(name: str, data: bytes, password: bytes | None) -> FileMetadata:
             return parse_der_certificate(data)
         except ParseError:
             pass
+    if looks_like_ssh_public_key(data):
+        return parse_ssh_public_keys(data)
     if looks_like_pem(data):
         blocks, more = pem_blocks(data, MAX_PEM_BLOCKS)
         if any(block.label in CERTIFICATE_LABELS for block in blocks):
@@ -109,4 +117,6 @@ def _by_guess(guess: str, data: bytes, password: bytes | None) -> FileMetadata:
         return parse_keystore(data, password)
     if guess == "ssh_private_key":
         return _failed(guess, "no private key found")
+    if guess == "ssh_public_key":
+        return _failed(guess, "no public key found")
     return FileMetadata({"type": "unknown"}, None)

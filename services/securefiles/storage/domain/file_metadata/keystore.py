@@ -6,10 +6,11 @@ JKS/JCEKS layout (all integers big-endian):
       tag 1 private key:  u4 length + encrypted key | u4 chain length | certificates
       tag 2 trusted cert: one certificate
       tag 3 secret key (JCEKS only): a Java-serialized SealedObject; its length is not stored, so
-                          reading stops there
+                          the stream is walked to its end (java_serialization.py)
     certificate = (version 2: type as u2-length UTF) | u4 length + DER bytes
 
 Certificates are stored in the clear, so no password is needed; the keyed SHA-1 at the end is not checked.
+The keystore expires when its first entry does (`entry_expiry`, the rule every keystore kind shares).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .model import MAX_CERTIFICATES, FileMetadata, ParseError, as_utc, clean_text, rfc3339
-from .pkcs12_info import looks_like_pfx, parse_pkcs12
+from cryptography import x509
+
+from .java_serialization import end_of_object
+from .model import MAX_CERTIFICATES, FileMetadata, ParseError, clean_text, rfc3339
+from .pkcs12_info import keystore_expiry, looks_like_pfx, parse_pkcs12
 from .x509_info import certificate_fields, load_certificate
 
 JKS_MAGIC = b"\xfe\xed\xfe\xed"
@@ -87,7 +91,7 @@ class _Keystore:
         self.version = version
         self.entries: list[dict[str, Any]] = []
         self.certificates: list[dict[str, Any]] = []
-        self.expiries: list[datetime] = []
+        self.entry_certificates: list[x509.Certificate] = []  # each entry's own certificate
         self.unreadable = 0
         self.too_many_certs = False
 
@@ -110,10 +114,10 @@ class _Keystore:
             entry["chain_index"] = chain_index
         entry.update(certificate_fields(cert))
         self.certificates.append(entry)
-        self.expiries.append(as_utc(cert.not_valid_after_utc))
+        if chain_index in (None, 0):  # the entry's own certificate, not a CA above it
+            self.entry_certificates.append(cert)
 
-    def entry(self, jceks: bool) -> bool:
-        """Read one entry; False when reading has to stop (a JCEKS secret key)."""
+    def entry(self, jceks: bool) -> None:
         reader = self.reader
         tag = reader.u4()
         if tag not in _ENTRY_TYPES or (tag == 3 and not jceks):
@@ -123,7 +127,8 @@ class _Keystore:
         record: dict[str, Any] = {"alias": alias, "entry_type": _ENTRY_TYPES[tag], "created": created}
         self.entries.append(record)
         if tag == 3:
-            return False
+            reader.pos = end_of_object(reader.data, reader.pos)
+            return
         if tag == 1:
             reader.skip(reader.u4())
             chain = reader.u4()
@@ -134,7 +139,6 @@ class _Keystore:
                 self.certificate(alias, index)
         else:
             self.certificate(alias, None)
-        return True
 
 
 def parse_java_keystore(data: bytes) -> FileMetadata:
@@ -158,15 +162,10 @@ def parse_java_keystore(data: bytes) -> FileMetadata:
     store.reader.pos = reader.pos
     problem = None
     try:
-        for index in range(count):
-            if not store.entry(jceks):
-                if index + 1 < count:
-                    metadata["partial"] = True
-                    metadata["partial_reason"] = "JCEKS secret-key entry: later entries are not read"
-                break
-        else:
-            if store.reader.remaining() < DIGEST_BYTES:
-                problem = "truncated keystore"
+        for _ in range(count):
+            store.entry(jceks)
+        if store.reader.remaining() < DIGEST_BYTES:
+            problem = "truncated keystore"
     except ParseError as exc:
         problem = str(exc)
     metadata["aliases"] = [entry["alias"] for entry in store.entries]
@@ -178,7 +177,7 @@ def parse_java_keystore(data: bytes) -> FileMetadata:
         problem = f"{store.unreadable} certificate(s) could not be parsed"
     if problem is not None:
         metadata["parse_error"] = problem
-    return FileMetadata(metadata, min(store.expiries) if store.expiries else None)
+    return FileMetadata(metadata, keystore_expiry(store.entry_certificates))
 
 
 def parse_keystore(data: bytes, password: bytes | None) -> FileMetadata:

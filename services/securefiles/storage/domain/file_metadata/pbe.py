@@ -2,7 +2,9 @@
 
 The iteration counts of PBKDF2 and the PKCS#12 KDF come from the file, so a hostile file could
 ask for 2^31 iterations; every derivation is charged to a `WorkBudget` *before* it runs, and
-a count above `MAX_KDF_ITERATIONS` is refused outright. Supported: PBES2 (PBKDF2 with HMAC-SHA1/2,
+a count above `MAX_KDF_ITERATIONS` is refused outright. So is every decryption: a file could
+also hold many encrypted parts (each tried with every candidate password), and RC2 runs in Python
+at about 8 hash iterations' worth of time per byte. Supported: PBES2 (PBKDF2 with HMAC-SHA1/2,
 AES-CBC, DES-EDE3-CBC, DES-CBC), the PKCS#12 PBE schemes (3DES, RC2, RC4) and PBES1 (MD5/SHA-1 with
 DES or RC2). RC2 with 40-bit keys (old PKCS#12 certificate bags) is not in `cryptography`, so it is
 done here in Python, on at most `MAX_PYTHON_CIPHERTEXT` bytes.
@@ -23,7 +25,9 @@ from . import der
 from .model import ParseError
 
 MAX_KDF_ITERATIONS = 500_000
-DEFAULT_WORK_UNITS = 1_500_000
+DEFAULT_WORK_UNITS = 1_500_000  # one unit ~ one PKCS#12 KDF hash iteration (~0.25 us): ~0.4 s of CPU
+PYTHON_CIPHER_UNITS_PER_BYTE = 8  # RC2 here: ~2 us per byte
+NATIVE_CIPHER_BYTES_PER_UNIT = 64  # AES, 3DES, RC4 in OpenSSL
 MAX_PYTHON_CIPHERTEXT = 256 * 1024
 MAX_SALT_BYTES = 1024
 
@@ -95,6 +99,13 @@ class WorkBudget:
         cost = iterations * blocks
         if cost > self.remaining:
             raise ParseError("key derivation too expensive")
+        self.remaining -= cost
+
+    def spend_decryption(self, size: int, in_python: bool) -> None:
+        """Charge decrypting `size` bytes, before it runs."""
+        cost = size * PYTHON_CIPHER_UNITS_PER_BYTE if in_python else 1 + size // NATIVE_CIPHER_BYTES_PER_UNIT
+        if cost > self.remaining:
+            raise ParseError("decryption too expensive")
         self.remaining -= cost
 
 
@@ -258,6 +269,7 @@ def decrypt(buf: bytes, alg: Algorithm, ciphertext: bytes, password: bytes | Non
         cipher, key_size = PKCS12_PBE[alg.oid]
         secret = bmp_password(password)
         key = pkcs12_kdf("sha1", secret, salt, 1, iterations, key_size, budget)
+        budget.spend_decryption(len(ciphertext), in_python=cipher == "rc2")
         if cipher == "rc4":
             return _stream(ARC4(key), ciphertext)
         iv = pkcs12_kdf("sha1", secret, salt, 2, iterations, 8, budget)
@@ -274,6 +286,7 @@ def decrypt(buf: bytes, alg: Algorithm, ciphertext: bytes, password: bytes | Non
         for _ in range(iterations - 1):
             derived = hashlib.new(digest, derived).digest()
         key, iv = derived[:8], derived[8:16]
+        budget.spend_decryption(len(ciphertext), in_python=cipher == "rc2")
         if cipher == "rc2":
             return _unpad(rc2_cbc_decrypt(key, 64, iv, ciphertext), 8)
         return _unpad(_cbc(TripleDES(key), iv, ciphertext), 8)
@@ -289,6 +302,7 @@ def decrypt(buf: bytes, alg: Algorithm, ciphertext: bytes, password: bytes | Non
             raise der.DerError("missing parameters")
         iv = der.read_octets(buf, scheme.params, 16)
         key = pbkdf2(password, params.salt, params.iterations, key_size, params.prf, budget)
+        budget.spend_decryption(len(ciphertext), in_python=False)
         if cipher == "aes":
             if len(iv) != 16:
                 raise der.DerError("invalid IV")

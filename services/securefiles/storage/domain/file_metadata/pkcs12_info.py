@@ -6,6 +6,11 @@ the file: MAC and encryption iteration counts (charged to a `WorkBudget` before 
 private key (loaded without OpenSSL's slow RSA consistency check). Passwords tried: the given one,
 then no password and the empty password; none is stored. "encrypted" is true when the given
 password was needed (it verified the MAC or decrypted content).
+
+Entries as Java's keytool writes them: a key bag or secret bag with a friendlyName (the alias) and a
+localKeyID its certificate shares, and trusted certificates marked with Oracle's trusted-key-usage
+attribute. They give `aliases` and `entries` as JKS files do, and the keystore expiry rule (see
+`keystore_expiry`): the earliest expiry among the entries' own certificates.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ SAFE_CONTENTS_BAG = "1.2.840.113549.1.12.10.1.6"
 X509_CERTIFICATE = "1.2.840.113549.1.9.22.1"
 FRIENDLY_NAME = "1.2.840.113549.1.9.20"
 LOCAL_KEY_ID = "1.2.840.113549.1.9.21"
+JAVA_TRUSTED_KEY_USAGE = "2.16.840.1.113894.746875.1.1"
 
 MAX_AUTH_SAFES = 64
 MAX_BAGS = 10_000
@@ -49,13 +55,21 @@ class _KeyBag:
     algorithm: pbe.Algorithm | None  # None: `data` is a plain PrivateKeyInfo
     data: bytes  # PrivateKeyInfo, or the encrypted one
     key_id: bytes | None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class _Attributes:
+    name: str | None = None  # friendlyName: the alias
+    key_id: bytes | None = None  # localKeyID: shared by a key and its certificate
+    trusted: bool = False  # a Java trusted-certificate entry
 
 
 @dataclass
 class _Bags:
-    certs: list[tuple[bytes, str | None, bytes | None]] = field(default_factory=list)
+    certs: list[tuple[bytes, _Attributes]] = field(default_factory=list)
     keys: list[_KeyBag] = field(default_factory=list)
-    secret_keys: int = 0
+    secret_keys: list[str | None] = field(default_factory=list)  # their aliases
     count: int = 0
     too_many_certs: bool = False
 
@@ -130,10 +144,11 @@ def looks_like_pfx(data: bytes) -> bool:
         return False
 
 
-def _attributes(buf: bytes, value: der.Tlv | None) -> tuple[str | None, bytes | None]:
+def _attributes(buf: bytes, value: der.Tlv | None) -> _Attributes:
     name = key_id = None
+    trusted = False
     if value is None:
-        return None, None
+        return _Attributes()
     der.expect(value, der.SET, constructed=True)
     for attribute in der.children(buf, value, MAX_ATTRIBUTES):
         parts = der.child_list(buf, der.expect_sequence(attribute), max_count=2)
@@ -147,7 +162,9 @@ def _attributes(buf: bytes, value: der.Tlv | None) -> tuple[str | None, bytes | 
             name = clean_text(der.read_bmp_string(buf, values[0]), 256)
         elif oid == LOCAL_KEY_ID and values[0].is_(der.OCTET_STRING):
             key_id = der.read_octets(buf, values[0], 128)
-    return name, key_id
+        elif oid == JAVA_TRUSTED_KEY_USAGE:
+            trusted = True
+    return _Attributes(name, key_id, trusted)
 
 
 def _collect(buf: bytes, safe_contents: bytes | der.Tlv, bags: _Bags, depth: int = 0) -> None:
@@ -167,7 +184,7 @@ def _collect(buf: bytes, safe_contents: bytes | der.Tlv, bags: _Bags, depth: int
             raise der.DerError("unexpected structure")
         kind = der.read_oid(buf, parts[0])
         value = der.explicit(buf, parts[1], 0)
-        name, key_id = _attributes(buf, parts[2] if len(parts) == 3 else None)
+        attributes = _attributes(buf, parts[2] if len(parts) == 3 else None)
         if kind == CERT_BAG:
             cert_parts = der.child_list(buf, der.expect_sequence(value), max_count=2)
             if len(cert_parts) != 2 or der.read_oid(buf, cert_parts[0]) != X509_CERTIFICATE:
@@ -176,17 +193,18 @@ def _collect(buf: bytes, safe_contents: bytes | der.Tlv, bags: _Bags, depth: int
                 bags.too_many_certs = True
                 continue
             cert = der.read_octets(buf, der.explicit(buf, cert_parts[1], 0), MAX_CONTENT_BYTES)
-            bags.certs.append((cert, name, key_id))
+            bags.certs.append((cert, attributes))
         elif kind == KEY_BAG:
-            bags.keys.append(_KeyBag(buf, None, buf[value.start:value.end], key_id))
+            bags.keys.append(_KeyBag(buf, None, buf[value.start:value.end], attributes.key_id, attributes.name))
         elif kind == SHROUDED_KEY_BAG:
             epki = der.child_list(buf, der.expect_sequence(value), max_count=2)
             if len(epki) != 2:
                 raise der.DerError("unexpected structure")
             encrypted_key = der.read_octets(buf, epki[1], MAX_KEY_BYTES)
-            bags.keys.append(_KeyBag(buf, pbe.algorithm(buf, epki[0]), encrypted_key, key_id))
+            bags.keys.append(_KeyBag(buf, pbe.algorithm(buf, epki[0]), encrypted_key, attributes.key_id,
+                                     attributes.name))
         elif kind == SECRET_BAG:
-            bags.secret_keys += 1
+            bags.secret_keys.append(attributes.name)
         elif kind == SAFE_CONTENTS_BAG:
             if depth + 1 > MAX_BAG_NESTING:
                 raise ParseError("PKCS#12 bags nested too deeply")
@@ -289,7 +307,7 @@ def _open(pfx: _Pfx, candidates: list[bytes | None], budget: pbe.WorkBudget) -> 
 def _decrypt_all(plain: _Bags, encrypted: list[_Encrypted], tries: list[bytes | None],
                  budget: pbe.WorkBudget) -> _Opened | None:
     for password in tries:
-        bags = _Bags(list(plain.certs), list(plain.keys), plain.secret_keys, plain.count, plain.too_many_certs)
+        bags = _Bags(list(plain.certs), list(plain.keys), list(plain.secret_keys), plain.count, plain.too_many_certs)
         checked = bool(encrypted)
         try:
             for part in encrypted:
@@ -327,11 +345,11 @@ def _certificate_key_der(cert: x509.Certificate) -> bytes | None:
 def _report(opened: _Opened) -> tuple[dict[str, Any], datetime | None]:
     bags = opened.bags
     metadata: dict[str, Any] = {"encrypted": bool(opened.password) and opened.checked}
-    certs: list[tuple[x509.Certificate, str | None, bytes | None]] = []
+    certs: list[tuple[x509.Certificate, _Attributes]] = []
     unreadable = 0
-    for cert_der, name, key_id in bags.certs:
+    for cert_der, attributes in bags.certs:
         try:
-            certs.append((load_certificate(cert_der), name, key_id))
+            certs.append((load_certificate(cert_der), attributes))
         except ParseError:
             unreadable += 1
     key = None
@@ -351,26 +369,28 @@ def _report(opened: _Opened) -> tuple[dict[str, Any], datetime | None]:
         wanted = _public_key_der(key)
         if wanted is not None:
             main = next((index for index, entry in enumerate(certs) if _certificate_key_der(entry[0]) == wanted), None)
-    if main is None and bags.keys and bags.keys[0].key_id is not None:
-        key_id = bags.keys[0].key_id
-        main = next((index for index, entry in enumerate(certs) if entry[2] == key_id), None)
+    key_certs = [_certificate_of(certs, bag.key_id) for bag in bags.keys]
+    if main is None and key_certs:
+        main = key_certs[0]
     if len(bags.keys) > 1:
         metadata["key_count"] = len(bags.keys)
     if bags.secret_keys:
-        metadata["secret_keys"] = bags.secret_keys
-    expires_at = None
+        metadata["secret_keys"] = len(bags.secret_keys)
+    metadata.update(_entries(bags, certs))
     if main is not None:
-        cert, name, _ = certs[main]
+        cert, attributes = certs[main]
         metadata.update(certificate_fields(cert))
-        if name:
-            metadata["friendly_name"] = name
-        expires_at = as_utc(cert.not_valid_after_utc)
+        if attributes.name:
+            metadata["friendly_name"] = attributes.name
     others = [entry for index, entry in enumerate(certs) if index != main]
     metadata["additional_certificates"] = len(others)
     if others:
-        metadata["additional_certificate_details"] = [certificate_fields(cert) for cert, _, _ in others]
-        if expires_at is None:
-            expires_at = min(as_utc(cert.not_valid_after_utc) for cert, _, _ in others)
+        metadata["additional_certificate_details"] = [certificate_fields(cert) for cert, _ in others]
+    # The keystore rule: each entry's own certificate (a key's, a trusted one), not the CAs above a key.
+    entry_certs = {index for index in [main, *key_certs] if index is not None}
+    entry_certs |= {index for index, (_, attributes) in enumerate(certs) if _is_trusted_entry(attributes)}
+    counted = [certs[index][0] for index in sorted(entry_certs)] or [cert for cert, _ in certs]
+    expires_at = keystore_expiry(counted)
     if opened.problem:
         metadata["parse_error"] = opened.problem
     elif bags.too_many_certs:
@@ -378,6 +398,47 @@ def _report(opened: _Opened) -> tuple[dict[str, Any], datetime | None]:
     elif unreadable:
         metadata["parse_error"] = f"{unreadable} certificate(s) could not be parsed"
     return metadata, expires_at
+
+
+def keystore_expiry(entry_certificates: list[x509.Certificate]) -> datetime | None:
+    """When a keystore (PKCS#12, JKS or JCEKS) expires: the first of its entries' own certificates."""
+    return min((as_utc(cert.not_valid_after_utc) for cert in entry_certificates), default=None)
+
+
+def _certificate_of(certs: list[tuple[x509.Certificate, _Attributes]], key_id: bytes | None) -> int | None:
+    if key_id is None:
+        return None
+    return next((index for index, (_, attributes) in enumerate(certs) if attributes.key_id == key_id), None)
+
+
+def _is_trusted_entry(attributes: _Attributes) -> bool:
+    """A certificate that is an entry of its own, as Java marks one (keytool also names the CA
+    certificates of a key's chain, so a name alone does not make an entry)."""
+    return attributes.trusted
+
+
+def _entries(bags: _Bags, certs: list[tuple[x509.Certificate, _Attributes]]) -> dict[str, Any]:
+    """`aliases` and `entries` from the bags' friendly names, when the file names its entries."""
+    entries = [{"alias": bag.name, "entry_type": "private_key"} for bag in bags.keys if bag.name]
+    entries += [{"alias": name, "entry_type": "secret_key"} for name in bags.secret_keys if name]
+    entries += [{"alias": attributes.name, "entry_type": "trusted_certificate"} for _, attributes in certs
+                if attributes.name and _is_trusted_entry(attributes)]
+    if not entries:
+        return {}
+    return {"aliases": [entry["alias"] for entry in entries], "entries": entries}
+
+
+def _without_password(pfx: _Pfx, head: dict[str, Any], password: bytes | None) -> FileMetadata:
+    """No candidate password opened the file: what its unencrypted parts show (often the
+    certificates: `openssl pkcs12 -export -nomac` encrypts only the key), and "wrong password"
+    when one was given."""
+    plain = _Bags()
+    _read_auth_safe(pfx, plain)
+    problem = "wrong password" if password else None
+    if not plain.certs:
+        return FileMetadata({**head, "encrypted": True, **({"parse_error": problem} if problem else {})}, None)
+    body, expires_at = _report(_Opened(None, False, plain, None, problem))
+    return FileMetadata({**head, **body, "encrypted": True}, expires_at)
 
 
 def parse_pkcs12(data: bytes, password: bytes | None, type_name: str = "pkcs12",
@@ -395,7 +456,7 @@ def parse_pkcs12(data: bytes, password: bytes | None, type_name: str = "pkcs12",
     try:
         opened = _open(pfx, candidates, budget)
         if opened is None:
-            return FileMetadata({**head, "encrypted": True}, None)
+            return _without_password(pfx, head, password)
         body, expires_at = _report(opened)
     except der.DerError:
         return FileMetadata({**head, "parse_error": "not a valid PKCS#12 file"}, None)

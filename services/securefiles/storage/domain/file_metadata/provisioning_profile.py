@@ -13,7 +13,7 @@ from typing import Any
 
 from . import der
 from .model import MAX_CERTIFICATES, FileMetadata, ParseError, as_utc, clean_text, rfc3339
-from .x509_info import load_certificate, serial_hex
+from .x509_info import distinguished_name, load_certificate, serial_hex
 
 SIGNED_DATA = "1.2.840.113549.1.7.2"
 MAX_PLIST_BYTES = 2 * 1024 * 1024
@@ -79,7 +79,7 @@ def _developer_certificates(value: object) -> list[dict[str, Any]] | None:
             continue
         try:
             cert = load_certificate(item)
-            listed.append({"subject": clean_text(cert.subject.rfc4514_string()), "serial": serial_hex(cert),
+            listed.append({"subject": distinguished_name(cert.subject), "serial": serial_hex(cert),
                            "not_after": rfc3339(cert.not_valid_after_utc)})
         except Exception:
             listed.append({"parse_error": "invalid certificate"})

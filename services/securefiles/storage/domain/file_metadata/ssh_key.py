@@ -215,8 +215,9 @@ def parse_pem_key(block: PemBlock, password: bytes | None) -> FileMetadata:
                     key = load_pem_private_key(_pem_text(block), password, unsafe_skip_rsa_key_validation=True)
                 except Exception:
                     key = None
-                if key is not None:
-                    metadata.update(_describe_private_key(key))
+                if key is None:
+                    raise ParseError("wrong password")
+                metadata.update(_describe_private_key(key))
         else:
             metadata["encrypted"] = False
             try:
@@ -250,7 +251,7 @@ def _encrypted_pkcs8(block: PemBlock, password: bytes | None) -> dict[str, Any]:
     except ParseError as exc:
         return {**info, "parse_error": str(exc)}
     except (pbe.WrongPassword, der.DerError, ValueError, TypeError):
-        return info
+        return {**info, "parse_error": "wrong password"}
     info.update(_describe_private_key(key))
     return info
 

@@ -15,6 +15,38 @@ from .pem import PemBlock
 
 CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"})
 
+# OpenSSL's short names for attributes RFC 4514 has none for (`openssl x509 -nameopt RFC2253`),
+# so a subject reads as openssl shows it rather than as dotted numbers.
+OPENSSL_ATTRIBUTE_NAMES = {x509.ObjectIdentifier(dotted): name for dotted, name in {
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.2.840.113549.1.9.2": "unstructuredName",
+    "1.2.840.113549.1.9.8": "unstructuredAddress",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.9": "street",
+    "2.5.4.12": "title",
+    "2.5.4.13": "description",
+    "2.5.4.15": "businessCategory",
+    "2.5.4.16": "postalAddress",
+    "2.5.4.17": "postalCode",
+    "2.5.4.18": "postOfficeBox",
+    "2.5.4.41": "name",
+    "2.5.4.42": "GN",
+    "2.5.4.43": "initials",
+    "2.5.4.44": "generationQualifier",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym",
+    "2.5.4.97": "organizationIdentifier",
+    "1.3.6.1.4.1.311.60.2.1.1": "jurisdictionL",
+    "1.3.6.1.4.1.311.60.2.1.2": "jurisdictionST",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+}.items()}
+
+
+def distinguished_name(name: x509.Name) -> str:
+    """RFC 4514 text with OpenSSL's attribute names, e.g. `emailAddress=ci@example.com,CN=Build`."""
+    return clean_text(name.rfc4514_string(OPENSSL_ATTRIBUTE_NAMES))
+
 
 def load_certificate(data: bytes) -> x509.Certificate:
     try:
@@ -78,11 +110,11 @@ def certificate_fields(cert: x509.Certificate) -> dict[str, Any]:
     """What a user wants to see of one certificate; all of it public."""
     fields: dict[str, Any] = {}
     try:
-        fields["subject"] = clean_text(cert.subject.rfc4514_string())
+        fields["subject"] = distinguished_name(cert.subject)
     except Exception:
         fields["subject"] = None
     try:
-        fields["issuer"] = clean_text(cert.issuer.rfc4514_string())
+        fields["issuer"] = distinguished_name(cert.issuer)
     except Exception:
         fields["issuer"] = None
     fields["serial"] = serial_hex(cert)
