@@ -138,6 +138,25 @@ def _run(m: Any) -> Run:
     )
 
 
+def insert_named(engine: Engine, table: Table, id_column: str, values: dict[str, Any], exists: AlreadyExists
+                 ) -> dict[str, Any]:
+    """Insert a row numbered `id_column` = the project's next id, unless its project already has one
+    with its `display_name` (then raise `exists`); retried when a concurrent insert takes the number."""
+    project, name = table.c.project == values["project"], table.c.display_name == values["display_name"]
+    for _attempt in range(5):
+        try:
+            with write_transaction(engine) as conn:
+                if conn.execute(select(table.c[id_column]).where(project, name)).first():
+                    raise exists
+                latest = conn.execute(select(func.max(table.c[id_column])).where(project)).scalar()
+                numbered = {**values, id_column: (latest or 0) + 1}
+                conn.execute(table.insert().values(**numbered))
+                return numbered
+        except IntegrityError:
+            continue
+    raise exists
+
+
 def _count(result: Any) -> int:
     return int(result.rowcount or 0)
 
@@ -253,24 +272,10 @@ class SqlAuthzRepository:
     # -- pipelines --------------------------------------------------------------------
 
     def create_pipeline(self, project: str, display_name: str, now: dt.datetime) -> Pipeline:
-        for _attempt in range(5):
-            try:
-                with write_transaction(self._engine) as conn:
-                    if conn.execute(select(pipelines.c.pipeline_id).where(
-                        pipelines.c.project == project, pipelines.c.display_name == display_name
-                    )).first():
-                        raise AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS")
-                    latest = conn.execute(
-                        select(func.max(pipelines.c.pipeline_id)).where(pipelines.c.project == project)
-                    ).scalar()
-                    pipeline = Pipeline(project, (latest or 0) + 1, display_name, now)
-                    conn.execute(pipelines.insert().values(
-                        project=project, pipeline_id=pipeline.pipeline_id, display_name=display_name, created_at=now
-                    ))
-                    return pipeline
-            except IntegrityError:
-                continue
-        raise AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS")
+        values = insert_named(self._engine, pipelines, "pipeline_id", {
+            "project": project, "display_name": display_name, "created_at": now,
+        }, AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS"))
+        return _pipeline(values)
 
     def find_pipeline(self, project: str, id_or_name: str) -> Pipeline | None:
         by_id = is_id(id_or_name)

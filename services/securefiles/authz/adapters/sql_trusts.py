@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, Text, UniqueConstraint, delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, Text, UniqueConstraint, delete, select
 
-from securefiles.authz.adapters.sql_repository import _aware, metadata
+from securefiles.authz.adapters.sql_repository import _aware, insert_named, metadata
 from securefiles.authz.domain.trusts import Trust
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists
@@ -62,20 +61,9 @@ class SqlTrustRepository:
             "max_ttl_seconds": trust.max_ttl_seconds, "static_jwks": trust.static_jwks, "ca_pem": trust.ca_pem,
             "created_by": trust.created_by, "created_at": trust.created_at,
         }
-        for _attempt in range(5):
-            try:
-                with write_transaction(self._engine) as conn:
-                    if conn.execute(select(trusts.c.trust_id).where(
-                            trusts.c.project == trust.project, trusts.c.display_name == trust.display_name)).first():
-                        raise AlreadyExists(f"trust {trust.display_name} already exists", reason="TRUST_EXISTS")
-                    latest = conn.execute(select(func.max(trusts.c.trust_id)).where(
-                        trusts.c.project == trust.project)).scalar()
-                    values["trust_id"] = (latest or 0) + 1
-                    conn.execute(trusts.insert().values(**values))
-                    return _trust(values)
-            except IntegrityError:
-                continue
-        raise AlreadyExists(f"trust {trust.display_name} already exists", reason="TRUST_EXISTS")
+        created = insert_named(self._engine, trusts, "trust_id", values,
+                               AlreadyExists(f"trust {trust.display_name} already exists", reason="TRUST_EXISTS"))
+        return _trust(created)
 
     def find_trust(self, project: str, id_or_name: str) -> Trust | None:
         by_id = is_id(id_or_name)
