@@ -21,13 +21,18 @@ pytestmark = pytest.mark.browser
 
 
 def certificate_pem(common_name: str, days: int) -> bytes:
+    return certificate(common_name, days)[0].public_bytes(serialization.Encoding.PEM)
+
+
+def certificate(common_name: str, days: int) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed certificate (and its key) that expires in `days`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=400))
             .not_valid_after(now + dt.timedelta(days=days)).sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return cert, key
 
 
 def test_sign_in_upload_authorize_check_approve_download(console: Console, page, tmp_path) -> None:

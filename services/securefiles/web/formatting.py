@@ -49,7 +49,7 @@ def size(n: int) -> str:
 
 def facts(metadata: Struct) -> list[tuple[str, str]]:
     """A file's parsed metadata as (label, value) rows, nested keys joined with ' / '."""
-    return list(_flatten("", MessageToDict(metadata)))
+    return [(label.replace("_", " "), value) for label, value in _flatten("", MessageToDict(metadata))]
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:

@@ -1,6 +1,7 @@
 // Progressive enhancement only: every form works without this file.
 // 1. Uploads show a progress bar (the same form is sent with XMLHttpRequest).
 // 2. A typed confirmation enables its button only once the text matches (the server checks again).
+// 3. A check's form shows only the settings of the kind chosen.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("form[data-upload]").forEach(function (form) {
@@ -27,6 +28,15 @@ document.addEventListener("DOMContentLoaded", function () {
       });
       request.send(new FormData(form));
     });
+  });
+  document.querySelectorAll("select[data-check-kind]").forEach(function (select) {
+    var update = function () {
+      select.form.querySelectorAll("fieldset[data-kind]").forEach(function (fieldset) {
+        fieldset.hidden = fieldset.getAttribute("data-kind") !== select.value;
+      });
+    };
+    select.addEventListener("change", update);
+    update();
   });
   document.querySelectorAll("input[data-confirm]").forEach(function (input) {
     var button = input.form && input.form.querySelector("button[type=submit]");
