@@ -12,6 +12,7 @@ from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 import jinja2
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -84,8 +85,6 @@ class Console:
         person = session.person
         if person is None or not person.refresh_token or time.time() < person.expire_at - REFRESH_BEFORE_SECONDS:
             return person
-        from starlette.concurrency import run_in_threadpool
-
         renewed = await run_in_threadpool(self._refresh, person)
         if renewed is not None:
             self.sessions.renew(session, renewed)

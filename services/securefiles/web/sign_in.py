@@ -14,6 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from securefiles.authz.v1 import authz_pb2
+from securefiles.client.api import SecureFilesClient
 from securefiles.client.sign_in import Provider, authorization_url, discover, exchange_code, pkce_pair, refresh
 from securefiles.common.errors import SecureFilesError
 from securefiles.web.console import Console, error_page, local_path, redirect
@@ -54,9 +56,7 @@ class SignInFlow:
         return Person(signed.principal, tuple(signed.groups), signed.token, float(signed.expire_time.seconds),
                       tokens.refresh_token)
 
-    def _sign_in_now(self, id_token: str):  # noqa: ANN202 - authz_pb2.SignInResponse
-        from securefiles.client.api import SecureFilesClient
-
+    def _sign_in_now(self, id_token: str) -> authz_pb2.SignInResponse:
         with SecureFilesClient(self.console.services.config, token="") as client:
             return client.sign_in(id_token)
 
