@@ -3,17 +3,23 @@ filter, properties and expiry warnings."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import fnmatch
+import time
+from pathlib import Path
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from securefiles.client.config import ClientConfig
 from securefiles.common.errors import InvalidArgument
-from securefiles.web.console import local_path
+from securefiles.web.calls import Services
+from securefiles.web.console import Console, local_path
 from securefiles.web.formatting import expiry
 from securefiles.web.pages.files import name_glob, properties_from
 from securefiles.web.sessions import Person, SessionStore
+from securefiles.web.settings import WebSettings
 
 
 class Clock:
@@ -98,3 +104,31 @@ def test_expiry_warns_within_30_days_and_when_expired_in_words() -> None:
     assert soon == {"kind": "soon", "label": "expires 2026-01-13 (in 12 days)"}
     assert expiry(_stamp(now - dt.timedelta(days=1)), now) == {"kind": "expired", "label": "expired 2025-12-31"}
     assert expiry(Timestamp(), now)["kind"] == "none"
+
+
+def _console(refresh: object) -> Console:
+    settings = WebSettings(listen="", tls_cert=Path(), tls_key=Path(), services=ClientConfig(), public_url="https://x",
+                           provider_ca_file=None, max_file_bytes=1, max_sessions=10, port_file=None, parent_pid=None,
+                           log_level="INFO")
+    return Console(settings, Services(settings.services), refresh=refresh)  # type: ignore[arg-type]
+
+
+def test_a_persons_token_is_refreshed_at_the_provider_only_when_about_to_expire() -> None:
+    refreshed: list[Person] = []
+
+    def refresh(person: Person) -> Person:
+        refreshed.append(person)
+        return Person(person.principal, person.groups, "new-token", time.time() + 3600, "r2")
+
+    console = _console(refresh)
+    fresh = console.sessions.sign_in(console.sessions.new(), Person("user:a", (), "t1", time.time() + 3600, "r1"))
+    assert asyncio.run(console.person_of(fresh)).token == "t1" and refreshed == []
+    due = console.sessions.sign_in(console.sessions.new(), Person("user:a", (), "t2", time.time() + 60, "r1"))
+    assert asyncio.run(console.person_of(due)).token == "new-token"
+    assert console.sessions.get(due.session_id).expire_at > time.time() + 3000  # the session lives on
+
+
+def test_a_failed_refresh_keeps_the_session_until_its_token_expires() -> None:
+    console = _console(lambda person: None)
+    due = console.sessions.sign_in(console.sessions.new(), Person("user:a", (), "t", time.time() + 60, "r"))
+    assert asyncio.run(console.person_of(due)).token == "t"

@@ -77,8 +77,9 @@ class Console:
         return self.sessions.get(request.cookies.get(COOKIE))
 
     def set_cookie(self, response: Response, session: Session) -> None:
-        response.set_cookie(COOKIE, session.session_id, max_age=max(60, int(session.expire_at - time.time())),
-                            path="/", secure=True, httponly=True, samesite="lax")
+        # A browser-session cookie: the server decides when the session ends (token expiry,
+        # refresh, sign-out), so a refreshed session never outlives its cookie.
+        response.set_cookie(COOKIE, session.session_id, path="/", secure=True, httponly=True, samesite="lax")
 
     async def person_of(self, session: Session) -> Person | None:
         """The signed-in person, their token refreshed at the provider when it is about to expire."""
