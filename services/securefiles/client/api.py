@@ -49,10 +49,11 @@ def _duration(seconds: int | None) -> Duration | None:
 class SecureFilesClient(IdentityCalls):
     """Talks to storage, authz and kms with one token and one project."""
 
-    def __init__(self, config: ClientConfig, token: str | None = None, project: str | None = None) -> None:
+    def __init__(self, config: ClientConfig, token: str | None = None, project: str | None = None,
+                 shared_channels: dict[tuple[str, str], grpc.Channel] | None = None) -> None:
         self.config = config
         self.project = project or config.project
-        self._transport = Transport(config, config.token if token is None else token)
+        self._transport = Transport(config, config.token if token is None else token, shared_channels)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None, job: bool = False) -> SecureFilesClient:
