@@ -34,11 +34,6 @@ class Services:
 
         return await run_in_threadpool(run)
 
-    def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
-
     async def anonymous(self, call: Callable[[SecureFilesClient], T]) -> T:
         """Calls that need no token: the sign-in configuration, and SignIn itself."""
         return await self.as_person("", self.config.project, call)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
+from securefiles.authz.v1 import authz_pb2
 from securefiles.client.api import ROLES, SecureFilesClient
 from securefiles.client.check_spec import CHECK_TYPES, build_check
 from securefiles.common.errors import InvalidArgument
@@ -86,7 +87,7 @@ async def checks(ctx: Ctx) -> Response:
                       check_types=CHECK_TYPES, editing=None)
 
 
-def check_from(form: FormData):  # noqa: ANN201 - authz_pb2.Check
+def check_from(form: FormData) -> authz_pb2.Check:
     """The form's fields, through the same builder as `securefiles checks add`."""
     min_approvals = text(form, "min_approvals")
     if min_approvals and not min_approvals.isdigit():
