@@ -132,3 +132,14 @@ def test_a_failed_refresh_keeps_the_session_until_its_token_expires() -> None:
     console = _console(lambda person: None)
     due = console.sessions.sign_in(console.sessions.new(), Person("user:a", (), "t", time.time() + 60, "r"))
     assert asyncio.run(console.person_of(due)).token == "t"
+
+
+def test_the_console_has_no_way_to_ask_for_a_files_contents() -> None:
+    """People never download contents; the console does not even hold the call."""
+    import securefiles.web
+
+    package = Path(securefiles.web.__file__).parent
+    sources = "\n".join(p.read_text() for p in package.rglob("*") if p.suffix in (".py", ".html", ".js"))
+    assert "upload_file" in sources and "decide_approval" in sources  # the pages were read
+    for call in ("download_secure_file", "DownloadSecureFile", "download_with_retries", "_storage"):
+        assert call not in sources
