@@ -180,3 +180,26 @@ def test_operators_keys_audit_and_break_glass(console: Console, page) -> None:
     expect(page.locator(".flash-error")).to_contain_text("SECOND_OPERATOR_REQUIRED")
     page.locator("tr", has_text="INC-7: signing fails").get_by_role("button", name="Revoke").click()
     expect(page.locator("tr", has_text="INC-7: signing fails")).to_contain_text("revoked")
+
+
+def test_an_approval_for_others_can_be_tried_and_authz_refuses(console: Console, page, tmp_path) -> None:
+    """Alice administers the library, so she sees every approval; one for another group is
+    under 'Waiting for others', and deciding it anyway gets authz's refusal."""
+    name = unique("others")
+    pipeline = unique("pipe")
+    with console.system.client() as admin:
+        admin.upload_file(b"secret", name=name)
+        admin.create_pipeline(pipeline)
+        admin.set_pipeline_permission(name, pipeline, True)
+        admin.assign_role("user:carol", "user")
+        admin.add_check(name, build_check("approval", approvers=["group:security-officers"]))
+        job = admin.start_run(pipeline, "refs/heads/main", requested_by="user:carol").job_token
+    env = {"SECUREFILES_JOB_TOKEN": job}
+    assert console.system.cli("agent", "download", name, "--dest", str(tmp_path), env=env).code == 4
+    page.goto(f"{console.url}/projects/default/approvals")
+    others = page.locator("section", has=page.get_by_role("heading", name="Waiting for others"))
+    item = others.locator("article.approval", has_text=name)
+    item.get_by_text("Decide anyway").click()
+    item.get_by_role("button", name="Approve").click()
+    expect(page.locator(".flash-error")).to_contain_text("[NOT_AN_APPROVER]")
+    assert console.system.cli("agent", "download", name, "--dest", str(tmp_path), env=env).code == 4
