@@ -42,6 +42,7 @@ SERVICES = ("authz", "kms-eu", "kms-us", "storage-1", "storage-2")
 PORT_VARS = {
     "authz": "SECUREFILES_AUTHZ_PORT", "storage-1": "SECUREFILES_STORAGE_1_PORT",
     "storage-2": "SECUREFILES_STORAGE_2_PORT", "kms-eu": "SECUREFILES_KMS_EU_PORT", "kms-us": "SECUREFILES_KMS_US_PORT",
+    "web": "SECUREFILES_WEB_PORT",
 }
 COLD_START_KEY = pytest.StashKey[float]()
 
@@ -241,7 +242,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     secrets_dir = base / "secrets"
     home = base / "home"
     home.mkdir()
-    ports = {service: free_port() for service in SERVICES}
+    ports = {service: free_port() for service in (*SERVICES, "web")}
     stack = Stack(project=project, secrets=secrets_dir, home=home, ports=ports,
                   compose_env=_compose_env(project, secrets_dir, ports))
     compose = DockerCompose(DEPLOY, compose_file_name=COMPOSE_FILE.name, build=False, wait=True)

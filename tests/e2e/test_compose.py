@@ -9,6 +9,7 @@ import base64
 import hashlib
 import os
 import random
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -73,6 +75,16 @@ def _data_keys(stack: Stack, region: str) -> dict[str, int]:
     listed = stack.cli("keys", "list", "--region", region, "--output", "json")
     assert listed.code == 0, listed.stderr
     return {version["name"]: version["data_keys"] for version in listed.json()}
+
+
+def test_the_web_console_answers_over_https_with_its_own_ca(stack: Stack) -> None:
+    """The console runs in the stack (healthy, published); with no sign-in configured it says so."""
+    context = ssl.create_default_context(cafile=str(stack.secrets / "web" / "ca.pem"))
+    with httpx.Client(base_url=f"https://localhost:{stack.ports['web']}", verify=context, timeout=30) as http:
+        assert http.get("/healthz").text == "ok"
+        page = http.get("/signin")
+    assert page.status_code == 503 and "Sign-in is not configured" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
 def test_two_regions_are_isolated(stack: Stack, tmp_path: Path) -> None:

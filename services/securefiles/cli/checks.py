@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from google.protobuf.duration_pb2 import Duration
-
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
 from securefiles.client.api import SecureFilesClient
+from securefiles.client.check_spec import build_check
 from securefiles.client.job_identity import job_claims
-from securefiles.common.durations import parse_duration
-from securefiles.common.errors import InvalidArgument
-from securefiles.common.weekdays import parse_days
-
-
-def _duration(text: str | None) -> Duration | None:
-    if not text:
-        return None
-    try:
-        return Duration(seconds=parse_duration(text))
-    except ValueError as error:
-        raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
 
 
 def check_object(c: authz_pb2.Check) -> dict:
@@ -52,22 +39,10 @@ def _summary(obj: dict) -> str:
 
 
 def checks_add(args: argparse.Namespace) -> int:
-    check = authz_pb2.Check(timeout=_duration(args.timeout))
-    if args.type == "branch-control":
-        if not args.allowed:
-            raise InvalidArgument("give --allowed 'refs/heads/main,refs/heads/release/*'", reason="INVALID_CHECK")
-        check.branch_control.allowed_refs.extend(p.strip() for p in args.allowed.split(",") if p.strip())
-    elif args.type == "approval":
-        check.approval.CopyFrom(authz_pb2.ApprovalSettings(
-            approvers=args.approver or [], min_approvals=args.min_approvals or 1,
-            allow_requester=args.allow_requester, instructions=args.instructions or ""))
-    elif args.type == "business-hours":
-        if not (args.timezone and args.days and args.start and args.end):
-            raise InvalidArgument("give --timezone, --days, --start and --end", reason="INVALID_CHECK")
-        check.business_hours.CopyFrom(authz_pb2.BusinessHours(
-            time_zone=args.timezone, days=parse_days(args.days), start_time=args.start, end_time=args.end))
-    else:
-        check.exclusive_lock.SetInParent()
+    check = build_check(args.type, allowed=args.allowed or "", approvers=args.approver or [],
+                        min_approvals=args.min_approvals, allow_requester=args.allow_requester,
+                        instructions=args.instructions or "", timezone=args.timezone or "", days=args.days or "",
+                        start=args.start or "", end=args.end or "", timeout=args.timeout or "")
     with client_for(args) as client:
         created = client.add_check(args.file, check)
     obj = check_object(created)

@@ -51,6 +51,13 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def web(args: argparse.Namespace) -> int:
+    from securefiles.web.app import main as web_main
+
+    web_main()
+    return 0
+
+
 def db_upgrade(args: argparse.Namespace) -> int:
     import os
 
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run one service (configured by SECUREFILES_* variables)")
     p.add_argument("service", choices=("storage", "kms", "authz"))
     p.set_defaults(handler=serve)
+
+    p = sub.add_parser("web", help="serve the web console for people (configured by SECUREFILES_* variables)")
+    p.set_defaults(handler=web)
 
     p = sub.add_parser("db", help="database migrations").add_subparsers(dest="action", required=True).add_parser(
         "upgrade", help="apply a service's migrations (services also do this at start)")

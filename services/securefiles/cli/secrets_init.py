@@ -31,6 +31,11 @@ def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> N
         ensure_identity(directory, identity, (*hosts, *hostnames))
     for region in regions:  # one certificate and key per region; clients check the region's name
         ensure_identity(directory, f"kms-{region}", (kms_server_name(region), *hostnames), service="kms")
+    # The web console's HTTPS certificate, from a CA of its own (browsers trust it, services never).
+    web = directory / "web"
+    web.mkdir(exist_ok=True)
+    ensure_ca(web, "Securefiles web console CA")
+    ensure_identity(web, "web", ("web", *hostnames))
     signing = directory / "authz-signing-key.pem"
     if not signing.exists():
         write_private_file(signing, generate_signing_key_pem())
@@ -46,7 +51,7 @@ def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> N
 
 def hand_over(directory: Path, owner: int) -> None:
     """Services run as an unprivileged user in their containers: give it the files."""
-    for path in [directory, *directory.iterdir()]:
+    for path in [directory, *directory.rglob("*")]:
         os.chown(path, owner, owner)
 
 

@@ -3,7 +3,8 @@
 Generates (once) a development CA with one certificate per service and one for clients,
 the authz signing key and a root key per region; starts authz, one kms per region and
 storage as separate processes on loopback; waits until each reports SERVING; writes the
-client configuration with a bootstrap administrator token; stops everything on Ctrl-C.
+client configuration with a bootstrap administrator token; starts the web console (HTTPS,
+its own port); stops everything on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from securefiles.client.config import ClientConfig, default_config_path
@@ -29,6 +32,8 @@ from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, loa
 DEFAULT_PORT_BASE = 7700
 # Each service's internal (mutual TLS) port is this far above its public one.
 INTERNAL_PORT_OFFSET = 50
+# The web console's port is this far above the base (it has no internal port).
+WEB_PORT_OFFSET = 30
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -73,6 +78,7 @@ class LocalSystem:
 
     options: UpOptions
     processes: list[ServiceProcess] = field(default_factory=list)
+    web_url: str = ""
 
     @property
     def state(self) -> Path:
@@ -108,6 +114,11 @@ class LocalSystem:
             audit_key = secrets / f"{name}-audit-key"
             if not audit_key.exists():
                 write_private_file(audit_key, base64.b64encode(os.urandom(32)) + b"\n")
+        # The console's HTTPS certificate comes from a CA of its own: the services' CA must never
+        # vouch for it, or it could pass for a service on their internal (mutual TLS) ports.
+        web_pki = self._dir("pki/web")
+        ensure_ca(web_pki, "Securefiles development web console CA")
+        ensure_identity(web_pki, "web")
         for name in ("data", "logs", "run"):
             self._dir(name)
         (self.state / "client.toml").unlink(missing_ok=True)
@@ -149,14 +160,31 @@ class LocalSystem:
         env.update(extra)
         return env
 
+    def _web_env(self, port: int, extra: dict[str, str]) -> dict[str, str]:
+        """The console gets the services' public endpoints and CA, never a token or a client key."""
+        web_pki = self.state / "pki" / "web"
+        env = {k: v for k, v in os.environ.items() if k not in ("SECUREFILES_TOKEN", "SECUREFILES_CONFIG")}
+        env.update({
+            "SECUREFILES_WEB_LISTEN": f"127.0.0.1:{port}",
+            "SECUREFILES_WEB_TLS_CERT_FILE": str(web_pki / "web.pem"),
+            "SECUREFILES_WEB_TLS_KEY_FILE": str(web_pki / "web-key.pem"),
+            "SECUREFILES_PORT_FILE": str(self.state / "run" / "web.port"),
+            "SECUREFILES_PARENT_PID": str(os.getpid()),
+            "SECUREFILES_CONFIG": str(self.state / "run" / "web-services.toml"),
+        })
+        env.update(extra)
+        return env
+
     def _spawn(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
                ) -> subprocess.Popen[bytes]:
         (self.state / "run" / f"{name}.port").unlink(missing_ok=True)
         (self.state / "run" / f"{name}.internal-port").unlink(missing_ok=True)
         log = open(self.state / "logs" / f"{name}.log", "ab")
+        command, env = (["web"], self._web_env(ports[0], extra)) if service == "web" else (
+            ["serve", service], self._env(name, identity, ports, extra))
         process = subprocess.Popen(
-            [sys.executable, "-m", "securefiles", "serve", service],
-            env=self._env(name, identity, ports, extra), stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "securefiles", *command],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -190,7 +218,10 @@ class LocalSystem:
             if not port and port_file.exists():
                 text = port_file.read_text().strip()
                 port = int(text) if text.isdigit() else 0
-            if port and self._serving(port):
+            if port and child.service == "web" and self._web_serving(port):
+                child.port = port
+                return
+            if port and child.service != "web" and self._serving(port):
                 child.port = port
                 child.internal_port = int((self.state / "run" / f"{child.name}.internal-port").read_text())
                 return
@@ -206,6 +237,21 @@ class LocalSystem:
             except grpc.RpcError:
                 return False
         return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def _web_serving(self, port: int) -> bool:
+        context = ssl.create_default_context(cafile=str(self.state / "pki" / "web" / "ca.pem"))
+        try:
+            with httpx.Client(verify=context, timeout=1.0) as http:
+                return http.get(f"https://localhost:{port}/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def start_web(self, config: ClientConfig) -> str:
+        """The console, a client of the services' public ports; returns its address."""
+        services = ClientConfig(storage=config.storage, authz=config.authz, kms=config.kms, ca_file=config.ca_file)
+        services.write(self.state / "run" / "web-services.toml")
+        web = self._start("web", "web", "web", (self._port(WEB_PORT_OFFSET), 0), {})
+        return f"https://localhost:{web.port}"
 
     def start(self) -> ClientConfig:
         """Start authz, the kms of each region, then storage; write the client config."""
@@ -247,6 +293,7 @@ class LocalSystem:
         config.write(config_path)
         if self.options.write_default_config:
             _point_default_config(config_path.resolve())
+        self.web_url = self.start_web(config)
         return config
 
     def first_exited(self) -> ServiceProcess | None:
@@ -319,6 +366,8 @@ def run_up(options: UpOptions) -> int:
     print(f"storage  {config.storage}\nauthz    {config.authz}", flush=True)
     for region, target in config.kms.items():
         print(f"kms-{region:<4} {target}", flush=True)
+    print(f"web      {system.web_url}  (the console; sign-in needs SECUREFILES_OIDC_LOGIN_ISSUER and _CLIENT_ID)",
+          flush=True)
     print(f"client config: {system.state / 'client.toml'}\nlogs: {system.state / 'logs'}", flush=True)
     print("securefiles is up (Ctrl-C to stop)", flush=True)
     exit_code = 0

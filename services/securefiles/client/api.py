@@ -49,10 +49,11 @@ def _duration(seconds: int | None) -> Duration | None:
 class SecureFilesClient(IdentityCalls):
     """Talks to storage, authz and kms with one token and one project."""
 
-    def __init__(self, config: ClientConfig, token: str | None = None, project: str | None = None) -> None:
+    def __init__(self, config: ClientConfig, token: str | None = None, project: str | None = None,
+                 shared_channels: dict[tuple[str, str], grpc.Channel] | None = None) -> None:
         self.config = config
         self.project = project or config.project
-        self._transport = Transport(config, config.token if token is None else token)
+        self._transport = Transport(config, config.token if token is None else token, shared_channels)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None, job: bool = False) -> SecureFilesClient:
@@ -283,6 +284,16 @@ class SecureFilesClient(IdentityCalls):
         return self._transport.call(self._authz.SetRoleAssignment,
                                     authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment))
 
+    def list_role_assignments(self, file: str | None = None) -> authz_pb2.ListRoleAssignmentsResponse:
+        """Roles given on one file (and whether it inherits the library's), or on the library."""
+        scope = self._file_id_resource(file) if file else f"projects/{self.project}"
+        return self._transport.call(self._authz.ListRoleAssignments, authz_pb2.ListRoleAssignmentsRequest(scope=scope))
+
+    def remove_role(self, principal: str, file: str | None = None) -> None:
+        scope = self._file_id_resource(file) if file else f"projects/{self.project}"
+        self._transport.call(self._authz.DeleteRoleAssignment, authz_pb2.DeleteRoleAssignmentRequest(
+            scope=scope, principal=principal))
+
     def set_role_inheritance(self, file: str, inherit: bool) -> authz_pb2.RoleInheritance:
         return self._transport.call(self._authz.SetRoleInheritance, authz_pb2.SetRoleInheritanceRequest(
             scope=self._file_id_resource(file), inherit_from_library=inherit))
@@ -305,6 +316,10 @@ class SecureFilesClient(IdentityCalls):
             all_pipelines=pipeline is None, authorized=authorized,
         )
         return self._transport.call(self._authz.SetPipelinePermission, request)
+
+    def get_pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
+        return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
+            resource=self._file_id_resource(file)))
 
     def start_run(
         self, pipeline: str, branch: str, requested_by: str = "", ttl_seconds: int | None = None
@@ -432,6 +447,13 @@ class SecureFilesClient(IdentityCalls):
             token = response.next_page_token
             if not token:
                 return
+
+    def audit_page(self, service: str, page_token: str = "", resource_prefix: str = "", principal: str = "",
+                   page_size: int = 100) -> audit_pb2.ListAuditEventsResponse:
+        """One page of `service`'s audit log, oldest first."""
+        stub = audit_pb2_grpc.AuditLogServiceStub(self._service_channel(service, self._audit_target(service)))
+        return self._transport.call(stub.ListAuditEvents, audit_pb2.ListAuditEventsRequest(
+            page_size=page_size, page_token=page_token, resource_prefix=resource_prefix, principal=principal))
 
     def verify_audit_log(self, service: str, witnessed: audit_pb2.AuditHead | None = None
                          ) -> audit_pb2.VerifyAuditLogResponse:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
+import ssl
 import threading
 import time
 import webbrowser
@@ -48,10 +50,13 @@ class Provider:
     token_endpoint: str
     device_authorization_endpoint: str = ""
     authorization_endpoint: str = ""
+    ca_file: str = ""  # the CA of the provider's HTTPS certificate (else the system's)
 
 
-def _http() -> httpx.Client:
+def _http(ca_file: str = "") -> httpx.Client:
     # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for any HTTPS client.
+    if ca_file:
+        return httpx.Client(timeout=_TIMEOUT, follow_redirects=False, verify=ssl.create_default_context(cafile=ca_file))
     return httpx.Client(timeout=_TIMEOUT, follow_redirects=False)
 
 
@@ -65,9 +70,9 @@ def _json(response: httpx.Response, what: str) -> dict[str, Any]:
     return data
 
 
-def discover(issuer: str, client_id: str, scopes: tuple[str, ...]) -> Provider:
+def discover(issuer: str, client_id: str, scopes: tuple[str, ...], ca_file: str = "") -> Provider:
     try:
-        with _http() as http:
+        with _http(ca_file) as http:
             data = _json(http.get(issuer.rstrip("/") + "/.well-known/openid-configuration"), "discovery")
     except httpx.HTTPError as error:
         raise Unavailable(f"the sign-in provider {issuer} cannot be reached ({type(error).__name__})",
@@ -75,12 +80,13 @@ def discover(issuer: str, client_id: str, scopes: tuple[str, ...]) -> Provider:
     if data.get("issuer") != issuer or not isinstance(data.get("token_endpoint"), str):
         raise Unavailable(f"the discovery document of {issuer} is not usable", reason="SIGN_IN_UNAVAILABLE")
     return Provider(issuer, client_id, scopes, data["token_endpoint"],
-                    str(data.get("device_authorization_endpoint") or ""), str(data.get("authorization_endpoint") or ""))
+                    str(data.get("device_authorization_endpoint") or ""), str(data.get("authorization_endpoint") or ""),
+                    ca_file)
 
 
 def _token_request(provider: Provider, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
     try:
-        with _http() as http:
+        with _http(provider.ca_file) as http:
             response = http.post(provider.token_endpoint, data={"client_id": provider.client_id, **form})
     except httpx.HTTPError as error:
         raise Unavailable(f"the sign-in provider's token endpoint cannot be reached ({type(error).__name__})",
@@ -102,7 +108,7 @@ def device_flow(provider: Provider, show: Callable[[str, str, str], None],
         raise FailedPrecondition("the sign-in provider offers no device flow; use `securefiles login --browser`",
                                  reason="DEVICE_FLOW_UNSUPPORTED")
     try:
-        with _http() as http:
+        with _http(provider.ca_file) as http:
             response = http.post(provider.device_authorization_endpoint,
                                  data={"client_id": provider.client_id, "scope": " ".join(provider.scopes)})
     except httpx.HTTPError as error:
@@ -131,10 +137,7 @@ def device_flow(provider: Provider, show: Callable[[str, str, str], None],
 def browser_flow(provider: Provider, open_browser: Callable[[str], object] = webbrowser.open,
                  timeout: float = 300.0) -> ProviderTokens:
     """Authorization code + PKCE on a loopback redirect (RFC 7636, RFC 8252)."""
-    if not provider.authorization_endpoint:
-        raise FailedPrecondition("the sign-in provider has no authorization endpoint", reason="SIGN_IN_UNAVAILABLE")
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     received: dict[str, str] = {}
     arrived = threading.Event()
@@ -163,11 +166,7 @@ def browser_flow(provider: Provider, open_browser: Callable[[str], object] = web
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = provider.authorization_endpoint + "?" + urlencode({
-            "response_type": "code", "client_id": provider.client_id, "redirect_uri": redirect,
-            "scope": " ".join(provider.scopes), "state": state, "nonce": nonce,
-            "code_challenge": challenge, "code_challenge_method": "S256"})
-        open_browser(url)
+        open_browser(authorization_url(provider, redirect, state, nonce, challenge))
         if not arrived.wait(timeout):
             raise DeadlineExceeded("no answer from the browser; try `securefiles login` (device flow)",
                                    reason="SIGN_IN_EXPIRED")
@@ -177,7 +176,28 @@ def browser_flow(provider: Provider, open_browser: Callable[[str], object] = web
     if "code" not in received:
         raise PermissionDenied(f"the sign-in provider refused: {received.get('error', 'no code')[:80]}",
                                reason="SIGN_IN_REFUSED")
-    status, data = _token_request(provider, {"grant_type": "authorization_code", "code": received["code"],
+    return exchange_code(provider, received["code"], redirect, verifier, nonce)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code verifier, S256 code challenge) of RFC 7636."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+def authorization_url(provider: Provider, redirect: str, state: str, nonce: str, challenge: str) -> str:
+    """Where the browser goes to sign in (authorization code + PKCE)."""
+    if not provider.authorization_endpoint:
+        raise FailedPrecondition("the sign-in provider has no authorization endpoint", reason="SIGN_IN_UNAVAILABLE")
+    return provider.authorization_endpoint + "?" + urlencode({
+        "response_type": "code", "client_id": provider.client_id, "redirect_uri": redirect,
+        "scope": " ".join(provider.scopes), "state": state, "nonce": nonce,
+        "code_challenge": challenge, "code_challenge_method": "S256"})
+
+
+def exchange_code(provider: Provider, code: str, redirect: str, verifier: str, nonce: str) -> ProviderTokens:
+    """The provider's code for tokens; the ID token must answer this sign-in (its nonce)."""
+    status, data = _token_request(provider, {"grant_type": "authorization_code", "code": code,
                                              "redirect_uri": redirect, "code_verifier": verifier})
     tokens = _tokens(status, data)
     # authz verifies the signature; the nonce is ours to check: this ID token answers our request.
@@ -185,7 +205,7 @@ def browser_flow(provider: Provider, open_browser: Callable[[str], object] = web
         answered = jwt.decode(tokens.id_token, options={"verify_signature": False}).get("nonce")
     except jwt.PyJWTError:
         answered = None
-    if answered != nonce:
+    if not isinstance(answered, str) or not hmac.compare_digest(answered, nonce):
         raise PermissionDenied("the ID token does not answer this sign-in (nonce)", reason="SIGN_IN_REFUSED")
     return tokens
 

@@ -30,10 +30,13 @@ def translate(error: grpc.RpcError) -> SecureFilesError:
 class Transport:
     """Lazily opened TLS channels keyed by target (server-authenticated: the token says who we are)."""
 
-    def __init__(self, config: ClientConfig, token: str) -> None:
+    def __init__(self, config: ClientConfig, token: str,
+                 shared_channels: dict[tuple[str, str], grpc.Channel] | None = None) -> None:
         self.config = config
         self.token = token
-        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        # Channels shared by many clients (each with its own token) are their owner's to close.
+        self._shared = shared_channels is not None
+        self._channels: dict[tuple[str, str], grpc.Channel] = {} if shared_channels is None else shared_channels
 
     def channel(self, target: str, server_name: str = "") -> grpc.Channel:
         """A channel to `target`, whose certificate must name `server_name` if given."""
@@ -46,8 +49,10 @@ class Transport:
             except OSError as error:
                 raise InvalidArgument(f"cannot read TLS files: {error.strerror}: {error.filename}",
                                       reason="INVALID_CONFIG") from None
-            channel = grpc.secure_channel(target, credentials, options=channel_options(target, server_name))
-            self._channels[(target, server_name)] = channel
+            created = grpc.secure_channel(target, credentials, options=channel_options(target, server_name))
+            channel = self._channels.setdefault((target, server_name), created)  # one wins when threads race
+            if channel is not created:
+                created.close()
         return channel
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -66,6 +71,8 @@ class Transport:
             raise translate(error) from None
 
     def close(self) -> None:
+        if self._shared:
+            return
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()

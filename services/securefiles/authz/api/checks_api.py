@@ -9,6 +9,7 @@ from google.protobuf import empty_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckType, State
+from securefiles.authz.domain.model import Run
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2
 from securefiles.common.errors import InvalidArgument
@@ -75,9 +76,11 @@ def suite_message(s: CheckSuite, pipeline_id: int | None = None) -> authz_pb2.Ch
     )
 
 
-def approval_message(a: Approval) -> authz_pb2.Approval:
+def approval_message(a: Approval, run: Run | None = None) -> authz_pb2.Approval:
+    pipeline = run.pipeline_id if run is not None else "-"
     return authz_pb2.Approval(
-        name=a.name, approval_id=a.approval_id, run=f"projects/{a.project}/pipelines/-/runs/{a.run_id}",
+        name=a.name, approval_id=a.approval_id, run=f"projects/{a.project}/pipelines/{pipeline}/runs/{a.run_id}",
+        branch=run.branch if run is not None else "",
         resource=a.resource, check_id=a.check_id, approvers=list(a.approvers), min_approvals=a.min_approvals,
         allow_requester=a.allow_requester, instructions=a.instructions, requested_by=a.requested_by,
         state=_state(a.state), create_time=to_timestamp(a.created_at), expire_time=to_timestamp(a.expire_at),  # type: ignore[arg-type]
@@ -117,19 +120,20 @@ class ChecksServicerMixin:
                             ) -> authz_pb2.ListApprovalsResponse:
         approvals = self._authz.checks.list_approvals(
             current_principal(), parse_project(request.parent), request.pending_only)
-        return authz_pb2.ListApprovalsResponse(approvals=[approval_message(a) for a in approvals])
+        return authz_pb2.ListApprovalsResponse(
+            approvals=[approval_message(a, self._authz.get_run(a.project, a.run_id)) for a in approvals])
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
                       ) -> authz_pb2.Approval:
         decided = self._authz.checks.decide(current_principal(), request.name, True, request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
-        return approval_message(decided)
+        return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
 
     async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
                      ) -> authz_pb2.Approval:
         decided = self._authz.checks.decide(current_principal(), request.name, False, request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
-        return approval_message(decided)
+        return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
 
     async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
                              ) -> authz_pb2.Group:

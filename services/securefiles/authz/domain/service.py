@@ -103,6 +103,10 @@ class Authorization:
                                 clock, self.identity.allowed_issuers) if trusts and oidc_keys else None
         self.sign_in = SignIn(self.identity.sign_in, oidc_keys, issuer, clock) if oidc_keys else None
 
+    def get_run(self, project: str, run_id: int) -> Run | None:
+        """A run, for describing what refers to it (an approval's pipeline and branch)."""
+        return self._repo.get_run(project, run_id)
+
     # -- helpers ----------------------------------------------------------------------
 
     def _require_user(self, caller: Principal) -> None:

@@ -1547,12 +1547,13 @@ class Approval(_message.Message):
     DECISIONS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name."""
     approval_id: _builtins.int
     """Numeric id, unique in the project."""
     run: _builtins.str
-    """The run."""
+    """The run, `projects/{project}/pipelines/{pipeline_id}/runs/{run_id}`."""
     resource: _builtins.str
     """The file."""
     check_id: _builtins.int
@@ -1567,6 +1568,8 @@ class Approval(_message.Message):
     """The run's requester."""
     state: Global___CheckState.ValueType
     """Current state."""
+    branch: _builtins.str
+    """The run's branch (a signed claim, or asserted by whoever started the run by hand)."""
     @_builtins.property
     def approvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Who may decide."""
@@ -1600,10 +1603,11 @@ class Approval(_message.Message):
         decisions: _abc.Iterable[Global___ApprovalDecision] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        branch: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_requester", b"allow_requester", "approval_id", b"approval_id", "approvers", b"approvers", "check_id", b"check_id", "create_time", b"create_time", "decisions", b"decisions", "expire_time", b"expire_time", "instructions", b"instructions", "min_approvals", b"min_approvals", "name", b"name", "requested_by", b"requested_by", "resource", b"resource", "run", b"run", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_requester", b"allow_requester", "approval_id", b"approval_id", "approvers", b"approvers", "branch", b"branch", "check_id", b"check_id", "create_time", b"create_time", "decisions", b"decisions", "expire_time", b"expire_time", "instructions", b"instructions", "min_approvals", b"min_approvals", "name", b"name", "requested_by", b"requested_by", "resource", b"resource", "run", b"run", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,12 @@
+"""The projects a person can switch between."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from securefiles.web.console import Ctx
+
+
+async def projects(ctx: Ctx) -> Response:
+    found = await ctx.call(lambda c: c.list_projects())
+    return ctx.render("projects.html", tab="projects", projects=found)
