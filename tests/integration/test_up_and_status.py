@@ -17,6 +17,7 @@ def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_
     fresh_system.start("eu", 90.0, "--reflection")
     default = fresh_system.home / "xdg" / "securefiles" / "client.toml"
     assert default.resolve() == fresh_system.config_path.resolve()
+    assert any("default client config:" in line and "now points here" in line for line in fresh_system.output)
     status = fresh_system.cli("status", env={"SECUREFILES_CONFIG": str(default)})
     assert status.code == 0, status.stderr
 
@@ -26,7 +27,10 @@ def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_
     services = {s.name for r in responses for s in r.list_services_response.service}
     assert {"securefiles.storage.v1.SecureFileService", "grpc.health.v1.Health"} <= services
 
+    assert {p.suffix for p in (fresh_system.state_dir / "run").iterdir()} == {".pid", ".port", ".internal-port"}
     fresh_system.stop()
     down = fresh_system.cli("status", "--output", "json")
     assert down.code == 1
     assert set(down.json().values()) == {"UNREACHABLE"}
+    # A clean stop leaves no process ids or ports behind that name nothing.
+    assert list((fresh_system.state_dir / "run").iterdir()) == []

@@ -20,7 +20,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from securefiles.client.config import ClientConfig, default_config_path
+from securefiles.cli.default_config import point_default_config
+from securefiles.client.config import ClientConfig
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
 from securefiles.common.tls import TlsFiles, channel_options, client_channel_credentials, kms_server_name
@@ -240,10 +241,7 @@ class LocalSystem:
             storage=f"127.0.0.1:{storage.port}", authz=f"127.0.0.1:{authz.port}", kms=kms,
             ca_file=(self.state / "pki" / "ca.pem").resolve(), token=token,
         )
-        config_path = self.state / "client.toml"
-        config.write(config_path)
-        if self.options.write_default_config:
-            _point_default_config(config_path.resolve())
+        config.write(self.state / "client.toml")
         return config
 
     def first_exited(self) -> ServiceProcess | None:
@@ -261,6 +259,9 @@ class LocalSystem:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+            # Nothing in run/ may name a process or port that is gone.
+            for suffix in ("pid", "port", "internal-port"):
+                (self.state / "run" / f"{child.name}.{suffix}").unlink(missing_ok=True)
 
 
 def ensure_postgres_database(server_url: str, database: str) -> str:
@@ -286,15 +287,6 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def _point_default_config(target: Path) -> None:
-    link = default_config_path()
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, link)
-
-
 def run_up(options: UpOptions) -> int:
     """Run in the foreground until interrupted; 0 on a clean stop."""
     system = LocalSystem(options)
@@ -316,7 +308,11 @@ def run_up(options: UpOptions) -> int:
     print(f"storage  {config.storage}\nauthz    {config.authz}", flush=True)
     for region, target in config.kms.items():
         print(f"kms-{region:<4} {target}", flush=True)
-    print(f"client config: {system.state / 'client.toml'}\nlogs: {system.state / 'logs'}", flush=True)
+    config_path = (system.state / "client.toml").resolve()
+    print(f"client config: {config_path}", flush=True)
+    if options.write_default_config:
+        print(f"default client config: {point_default_config(config_path)}", flush=True)
+    print(f"logs: {system.state / 'logs'}", flush=True)
     print("securefiles is up (Ctrl-C to stop)", flush=True)
     exit_code = 0
     while not stopping:
