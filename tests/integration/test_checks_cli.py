@@ -182,7 +182,7 @@ def test_deleting_a_file_withdraws_its_approvals_and_policies(system: LocalSyste
     assert approval_id in pending_ids()
     with system.client() as admin:
         resource = admin.get_file(name).name
-        assert system.cli("files", "delete", name).code == 0
+        assert system.cli("files", "delete", name, "--yes").code == 0
     assert approval_id not in pending_ids()
     for table, column in (("role_assignments", "scope"), ("pipeline_permissions", "resource"), ("checks", "resource"),
                           ("check_suites", "resource"), ("approvals", "resource")):

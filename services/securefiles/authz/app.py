@@ -49,7 +49,8 @@ class AuthzSettings:
 
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
-    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests",
+    "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests", "ListRuns",
+    "ListGroups",
 })
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import jwt
 
+from securefiles.cli.context import wants_json
+from securefiles.cli.output import print_json
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.config import job_token_from_env
 from securefiles.client.download import DownloadedFile
@@ -207,8 +209,12 @@ def download(args: argparse.Namespace) -> int:
     finally:
         client.close()
     _record(dest, [d.name for d in done])
+    if wants_json(args):
+        # Scripts read the paths from JSON; stdout carries nothing else (no CI commands).
+        print_json([{"name": d.name, "path": str(d.path)} for d in done])
     for downloaded in done:
-        announce(downloaded, args.name or downloaded.name)
+        if not wants_json(args):
+            announce(downloaded, args.name or downloaded.name)
         warn_if_expiring(downloaded)
     return 0
 
@@ -230,7 +236,10 @@ def cleanup(args: argparse.Namespace) -> int:
     (dest / MANIFEST).unlink(missing_ok=True)
     if private:
         shutil.rmtree(dest, ignore_errors=True)
-    print(f"removed {removed} file(s) from {dest}")
+    if wants_json(args):
+        print_json({"removed": removed, "directory": str(dest)})
+    else:
+        print(f"removed {removed} file(s) from {dest}")
     return 0
 
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from securefiles import __version__
-from securefiles.cli import access, admin, agent, audit, files, keys, secrets_init
+from securefiles.cli import access, admin, agent, audit, completion, files, keys, secrets_init
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table
+from securefiles.cli.output import print_json, print_table, terminal_safe
+from securefiles.cli.parser import OUTPUT_CHOICES, CommandParser, finish
 from securefiles.common.errors import SecureFilesError
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DENIED, EXIT_PENDING, EXIT_NOT_FOUND, EXIT_EXISTS = 0, 1, 2, 3, 4, 5, 6
@@ -24,6 +25,17 @@ def exit_code_for(error: SecureFilesError) -> int:
         "INVALID_ARGUMENT": EXIT_INVALID, "UNAUTHENTICATED": EXIT_DENIED, "PERMISSION_DENIED": EXIT_DENIED,
         "NOT_FOUND": EXIT_NOT_FOUND, "ALREADY_EXISTS": EXIT_EXISTS,
     }.get(error.code, EXIT_ERROR)
+
+
+START_HINT = "are the services running? Start them with `make run` (or `securefiles up`), then `securefiles status`"
+
+
+def error_line(error: SecureFilesError) -> str:
+    """The one line a failed command prints: the message, a hint where one helps, the reason."""
+    message = terminal_safe(error.message)
+    if error.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED") and error.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        message = f"{message}; {START_HINT}"
+    return f"securefiles: error: {message} [{error.reason}]"
 
 
 def up(args: argparse.Namespace) -> int:
@@ -70,14 +82,24 @@ def status(args: argparse.Namespace) -> int:
         print_json(health)
     else:
         print_table(("SERVICE", "STATUS"), sorted(health.items()))
+        if "UNREACHABLE" in health.values():
+            print(f"securefiles: {START_HINT}", file=sys.stderr)
     return 0 if health and all(s == "SERVING" for s in health.values()) else 1
 
 
+DESCRIPTION = """Secure files for CI/CD pipelines: people upload and manage files; pipeline jobs download them.
+
+Start here: `make run` (or `securefiles up`) in one terminal, then `securefiles status`.
+Every client command takes --project and --output json anywhere on its line;
+`securefiles COMMAND --help` shows an example, the exit codes and the environment it reads."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="securefiles", description="Secure files for CI/CD pipelines.")
+    parser = CommandParser(prog="securefiles", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"securefiles {__version__}")
-    parser.add_argument("--project", help="project (default: from the client config, else 'default')")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--project", help="project to act on (default: the client config's, else 'default')")
+    parser.add_argument("--output", "-o", choices=OUTPUT_CHOICES, default="table", help="table (default) or json")
+    sub = parser.add_subparsers(dest="command", title="commands")
 
     p = sub.add_parser("up", help="run every service locally on embedded defaults")
     p.add_argument("--state-dir", default=".securefiles")
@@ -112,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     access.register(sub)
     agent.register(sub)
     secrets_init.register(sub)
+    completion.register(sub, parser)
+    finish(parser)
     return parser
 
 
@@ -122,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = args.handler(args)
     except SecureFilesError as error:
-        print(f"securefiles: error: {error.message} [{error.reason}]", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         code = exit_code_for(error)
     except KeyboardInterrupt:
         print("securefiles: interrupted", file=sys.stderr)

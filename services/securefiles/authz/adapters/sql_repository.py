@@ -59,6 +59,16 @@ pipelines = Table(
     UniqueConstraint("project", "display_name", name="uq_pipelines_name"),
 )
 
+# A deleted pipeline's id and name: ids are never given to another pipeline (runs, audit
+# entries and permissions name pipelines by id).
+deleted_pipelines = Table(
+    "deleted_pipelines", metadata,
+    Column("project", String(63), primary_key=True),
+    Column("pipeline_id", Integer, primary_key=True, autoincrement=False),
+    Column("display_name", String(128), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+)
+
 pipeline_permissions = Table(
     "pipeline_permissions", metadata,
     Column("resource", String(512), primary_key=True),
@@ -213,10 +223,10 @@ class SqlAuthzRepository:
                         pipelines.c.project == project, pipelines.c.display_name == display_name
                     )).first():
                         raise AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS")
-                    latest = conn.execute(
-                        select(func.max(pipelines.c.pipeline_id)).where(pipelines.c.project == project)
-                    ).scalar()
-                    pipeline = Pipeline(project, (latest or 0) + 1, display_name, now)
+                    latest = max(
+                        conn.execute(select(func.max(table.c.pipeline_id)).where(table.c.project == project)).scalar()
+                        or 0 for table in (pipelines, deleted_pipelines))
+                    pipeline = Pipeline(project, latest + 1, display_name, now)
                     conn.execute(pipelines.insert().values(
                         project=project, pipeline_id=pipeline.pipeline_id, display_name=display_name, created_at=now
                     ))
@@ -256,6 +266,27 @@ class SqlAuthzRepository:
             if authorized:
                 conn.execute(pipeline_permissions.insert().values(resource=resource, pipeline_id=key))
 
+    def delete_pipeline(self, project: str, pipeline_id: int, now: dt.datetime) -> list[Run]:
+        with write_transaction(self._engine) as conn:
+            # The pipeline's row stays locked until the end: a run cannot start meanwhile.
+            row = conn.execute(select(pipelines).where(
+                pipelines.c.project == project, pipelines.c.pipeline_id == pipeline_id).with_for_update()).first()
+            if row is None:
+                raise NotFound("pipeline does not exist", reason="PIPELINE_NOT_FOUND")
+            running = conn.execute(select(runs).where(
+                runs.c.project == project, runs.c.pipeline_id == pipeline_id,
+                runs.c.state == RunState.RUNNING.value, runs.c.expire_at > now)).all()
+            if running:
+                return [_run(r._mapping) for r in running]
+            conn.execute(delete(pipeline_permissions).where(
+                pipeline_permissions.c.pipeline_id == pipeline_id,
+                pipeline_permissions.c.resource.startswith(f"projects/{project}/", autoescape=True)))
+            conn.execute(delete(pipelines).where(
+                pipelines.c.project == project, pipelines.c.pipeline_id == pipeline_id))
+            conn.execute(deleted_pipelines.insert().values(
+                project=project, pipeline_id=pipeline_id, display_name=row.display_name, deleted_at=now))
+        return []
+
     # -- runs -------------------------------------------------------------------------
 
     def create_run(
@@ -265,6 +296,11 @@ class SqlAuthzRepository:
         for _attempt in range(5):
             try:
                 with write_transaction(self._engine) as conn:
+                    # Locks the pipeline's row: it cannot be deleted while its run starts.
+                    if conn.execute(select(pipelines.c.pipeline_id).where(
+                            pipelines.c.project == project, pipelines.c.pipeline_id == pipeline_id
+                    ).with_for_update()).first() is None:
+                        raise NotFound("the pipeline was deleted", reason="PIPELINE_NOT_FOUND")
                     latest = conn.execute(select(func.max(runs.c.run_id)).where(runs.c.project == project)).scalar()
                     values = {
                         "project": project, "run_id": (latest or 0) + 1, "pipeline_id": pipeline_id,
@@ -281,6 +317,19 @@ class SqlAuthzRepository:
         with read_transaction(self._engine) as conn:
             row = conn.execute(_GET_RUN, {"project": project, "run_id": run_id}).first()
         return _run(row._mapping) if row else None
+
+    def list_runs(self, project: str, pipeline_id: int | None, running_at: dt.datetime | None,
+                  before_run_id: int | None, limit: int) -> list[Run]:
+        query = select(runs).where(runs.c.project == project)
+        if pipeline_id is not None:
+            query = query.where(runs.c.pipeline_id == pipeline_id)
+        if running_at is not None:
+            query = query.where(runs.c.state == RunState.RUNNING.value, runs.c.expire_at > running_at)
+        if before_run_id is not None:
+            query = query.where(runs.c.run_id < before_run_id)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(query.order_by(runs.c.run_id.desc()).limit(limit)).all()
+        return [_run(r._mapping) for r in rows]
 
     def complete_run(self, project: str, run_id: int, now: dt.datetime) -> Run:
         with write_transaction(self._engine) as conn:

@@ -171,16 +171,26 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, authz_
         perms, pipelines = self._authz.pipeline_permissions(current_principal(), request.resource)
         return _permissions(perms, pipelines)
 
+    async def DeletePipeline(
+        self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        self._authz.delete_pipeline(current_principal(), request.name)
+        return empty_pb2.Empty()
+
+    async def ListRuns(
+        self, request: authz_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.ListRunsResponse:
+        runs, next_token = self._authz.list_runs(current_principal(), request.parent, request.page_size,
+                                                 request.page_token, request.running_only)
+        return authz_pb2.ListRunsResponse(runs=[_run(r) for r in runs], next_page_token=next_token)
+
     async def StartRun(
         self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.StartRunResponse:
+        # A ttl given as zero is a mistake to refuse, not a request for the default.
+        ttl = duration_seconds(request.ttl, 0) if request.HasField("ttl") else None
         run, token = self._authz.start_run(
-            current_principal(),
-            request.pipeline,
-            request.branch,
-            request.requested_by,
-            duration_seconds(request.ttl, 0),
-        )
+            current_principal(), request.pipeline, request.branch, request.requested_by, ttl)
         return authz_pb2.StartRunResponse(run=_run(run), job_token=token)
 
     async def CompleteRun(

@@ -92,6 +92,11 @@ class Checks:
         if not self._repo.delete_check(scope.name, int(check_id)):
             raise NotFound(f"check {check_id} does not exist on this file", reason="CHECK_NOT_FOUND")
 
+    def list_groups(self, caller: Principal) -> dict[str, list[str]]:
+        if not caller.is_user:
+            raise PermissionDenied("groups are listed to people only", reason="USER_TOKEN_REQUIRED")
+        return self._repo.list_groups()
+
     def set_group_member(self, caller: Principal, group: str, principal: str, member: bool) -> list[str]:
         self._require(caller, Permission.ADMINISTER, Scope("organization"))
         if not GROUP_PRINCIPAL.fullmatch(group) or not USER_PRINCIPAL.fullmatch(principal):
