@@ -111,10 +111,14 @@ def test_storage_killed_mid_upload_leaves_nothing_and_keeps_earlier_files(faulty
         except grpc.RpcError as error:
             outcome.append(error.code())
 
+    before = blob_files(faulty)
     uploader = threading.Thread(target=slow_upload, daemon=True)
     uploader.start()
     assert sent_some.wait(30)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not blob_files(faulty) - before:  # storage is writing the upload's ciphertext when it dies
+        assert time.monotonic() < deadline, "storage never started writing the upload"
+        time.sleep(0.05)
     old_pid = faulty.signal_service("storage", signal.SIGKILL)
     uploader.join(60)
     assert outcome and outcome[0] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
@@ -157,21 +161,29 @@ def test_kms_killed_mid_rotation_keeps_one_primary(faulty: LocalSystem, tmp_path
     with faulty.client() as admin:
         admin.upload_file(b"survives", name="kept.pem")
     stop = threading.Event()
+    rotated: list[float] = []  # when each rotation succeeded
 
     def rotate_in_a_loop() -> None:
         with faulty.client() as admin:
             while not stop.is_set():
                 try:
                     admin.rotate_key(reason="churn")
+                    rotated.append(time.monotonic())
                 except SecureFilesError:
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # a down kms answers at once: do not spin
+
+    def wait_for_rotation_after(moment: float) -> None:
+        deadline = time.monotonic() + 30
+        while not any(t > moment for t in rotated):
+            assert time.monotonic() < deadline, "no rotation succeeded"
+            time.sleep(0.05)
 
     rotator = threading.Thread(target=rotate_in_a_loop, daemon=True)
     rotator.start()
-    time.sleep(1.0)
+    wait_for_rotation_after(0)  # rotations are under way when kms is killed
     old_pid = faulty.signal_service("kms-eu", signal.SIGKILL)
     faulty.wait_restarted("kms-eu", old_pid)
-    time.sleep(0.5)
+    wait_for_rotation_after(time.monotonic())  # and go on against the restarted kms
     stop.set()
     rotator.join(30)
     states = [row[0] for row in faulty.query("kms-eu", "SELECT state FROM key_versions")]
