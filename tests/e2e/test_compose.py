@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 
 from securefiles.common.errors import SecureFilesError
 from tests.conftest import unique
-from tests.e2e.conftest import SERVICES, Stack, leftovers
+from tests.e2e.conftest import DEPLOY, SERVICES, Stack, leftovers
+from tests.walkthrough import run_block, shell_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -64,6 +66,24 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert stack.cli("runs", "complete", str(run["run"])).code == 0
     denied = stack.cli("agent", "download", name, "--dest", str(tmp_path / "after"), env=job)
     assert denied.code == 3, denied.stderr
+
+
+def test_the_deploy_readme_walkthrough_from_the_host_runs_verbatim(stack: Stack, tmp_path: Path) -> None:
+    """deploy/README.md's host walkthrough, word for word, in a directory laid out like a
+    checkout whose deploy/secrets is this stack's (secrets-init wrote host-client.toml there)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "deploy").mkdir(parents=True)
+    (checkout / "deploy" / "secrets").symlink_to(stack.secrets)
+    env = {k: v for k, v in stack.client_env().items() if not k.startswith("SECUREFILES_")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    result = run_block(shell_block(DEPLOY / "README.md", "compose-host"), checkout, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SERVING" in result.stdout and "UNREACHABLE" not in result.stdout
+    assert "identical" in result.stdout.splitlines()
+    assert "denied after the run (exit 3)" in result.stdout
+    assert "TOKEN_REVOKED" in result.stderr
+    assert "removed 1 file(s) from job-temp" in result.stdout
+    assert not (checkout / "job-temp" / "signing.p12").exists()
 
 
 # -- (2) two regions --------------------------------------------------------------------------
@@ -236,7 +256,13 @@ def test_restart_storage_replica_and_kms_under_traffic(stack: Stack, traffic: Tr
     disrupted = time.monotonic()
     stack.compose_cmd("restart", "storage-1")
     stack.compose_cmd("stop", "kms-eu")
-    time.sleep(2)  # traffic runs into a missing kms-eu
+    stopped = time.monotonic()
+
+    def ran_into_the_missing_kms() -> bool:
+        with traffic.lock:
+            return any(t > stopped and not ok for t, _, ok in traffic.events)
+
+    _wait_for(ran_into_the_missing_kms, 60, "traffic to run into the missing kms-eu")
     stack.compose_cmd("start", "kms-eu")
     stack.wait_healthy(SERVICES, timeout=120)
     healthy = time.monotonic()
