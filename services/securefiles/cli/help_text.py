@@ -23,7 +23,7 @@ JOB_ENVIRONMENT = (
     ("GITHUB_ACTIONS, GITHUB_OUTPUT", "GitHub Actions: ::warning:: lines, REF_path in $GITHUB_OUTPUT"),
 )
 SERVICE_ENVIRONMENT = (
-    ("SECUREFILES_*", "every service setting; see README 'Each service can also run alone'"),
+    ("SECUREFILES_*", "every service setting; see README 'Configuration of the services'"),
 )
 NO_ENVIRONMENT: tuple[tuple[str, str], ...] = ()
 

@@ -12,7 +12,7 @@ from securefiles.cli import access, admin, agent, audit, completion, files, keys
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, terminal_safe
 from securefiles.cli.parser import OUTPUT_CHOICES, CommandParser, finish
-from securefiles.common.errors import SecureFilesError
+from securefiles.common.errors import InvalidArgument, SecureFilesError
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DENIED, EXIT_PENDING, EXIT_NOT_FOUND, EXIT_EXISTS = 0, 1, 2, 3, 4, 5, 6
 
@@ -43,7 +43,7 @@ def up(args: argparse.Namespace) -> int:
 
     regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())
     if not regions:
-        raise SecureFilesError("give at least one region", reason="INVALID_ARGUMENT")
+        raise InvalidArgument("give at least one region", reason="INVALID_ARGUMENT")
     return run_up(UpOptions(
         state_dir=Path(args.state_dir).absolute(), port_base=args.port_base, regions=regions,
         reflection=args.reflection, write_default_config=not args.no_default_config,
@@ -69,7 +69,7 @@ def db_upgrade(args: argparse.Namespace) -> int:
 
     url = args.database_url or os.environ.get("SECUREFILES_DATABASE_URL")
     if not url:
-        raise SecureFilesError("give --database-url or SECUREFILES_DATABASE_URL", reason="INVALID_ARGUMENT")
+        raise InvalidArgument("give --database-url or SECUREFILES_DATABASE_URL", reason="INVALID_ARGUMENT")
     upgrade(args.service, url, args.revision)
     print(f"{args.service}: database at revision {args.revision}")
     return 0
