@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -208,8 +209,26 @@ class LocalSystem:
                 return False
         return response.status == health_pb2.HealthCheckResponse.SERVING
 
+    def check_ports_free(self) -> None:
+        """Say which port is taken (by another instance, usually) before any service tries it."""
+        if self.options.port_base == 0:
+            return
+        for offset in range(2 + len(self.options.regions)):
+            for port in self._ports(offset):
+                with socket.socket() as probe:
+                    # Like the services' own sockets: a port left in TIME_WAIT counts as free.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind(("127.0.0.1", port))
+                    except OSError:
+                        raise LaunchError(
+                            f"port {port} is in use (another `securefiles up` or `make run`?); stop it, or "
+                            f"choose other ports: securefiles up --port-base N (make run PORT_BASE=N), "
+                            f"or --port-base 0 for any free ones") from None
+
     def start(self) -> ClientConfig:
         """Start authz, the kms of each region, then storage; write the client config."""
+        self.check_ports_free()
         secrets = self.state / "secrets"
         regions = self.options.regions
         authz = self._start("authz", "authz", "authz", self._ports(0), {
