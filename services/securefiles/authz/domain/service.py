@@ -36,6 +36,7 @@ from securefiles.common.errors import (
 from securefiles.common.principal import USER_PRINCIPAL, Principal
 from securefiles.common.resource_names import (
     REGION_ID,
+    is_id,
     parse_child,
     parse_project,
     parse_run,
@@ -433,6 +434,6 @@ def _decode_runs_token(token: str, query: str) -> int:
     except (ValueError, UnicodeError):
         text = ""
     issued_for, _, before = text.rpartition("|")
-    if issued_for != query or not before.isdigit():
+    if issued_for != query or not is_id(before):
         raise InvalidArgument("page_token does not belong to this listing", reason="INVALID_PAGE_TOKEN")
     return int(before)
