@@ -149,3 +149,15 @@ def test_zsh_completion_loads_the_same_function() -> None:
         loaded = subprocess.run([zsh, "-f", "-c", f"{script}\nprint -r -- ${{_comps[securefiles]}}"],
                                 capture_output=True, text=True, timeout=30)
         assert loaded.returncode == 0 and loaded.stdout.strip(), loaded.stderr
+
+
+def test_an_outage_hints_at_what_to_do() -> None:
+    from securefiles.cli.main import error_line
+    from securefiles.common.errors import PermissionDenied, Unavailable
+
+    unreachable = error_line(Unavailable("service unavailable: failed to connect", reason="UNAVAILABLE"))
+    assert "make run" in unreachable and unreachable.endswith("[UNAVAILABLE]")
+    peer = error_line(Unavailable("kms is unavailable", reason="KMS_UNAVAILABLE"))
+    assert "securefiles status" in peer and "make run" not in peer
+    assert "status" not in error_line(PermissionDenied("no", reason="PIPELINE_NOT_AUTHORIZED"))
+    assert error_line(PermissionDenied("name \x1b[31mred", reason="X")) == "securefiles: error: name \\x1b[31mred [X]"

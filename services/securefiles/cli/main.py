@@ -28,13 +28,16 @@ def exit_code_for(error: SecureFilesError) -> int:
 
 
 START_HINT = "are the services running? Start them with `make run` (or `securefiles up`), then `securefiles status`"
+PEER_HINT = "a service it needs is down: see `securefiles status` and the services' logs"
 
 
 def error_line(error: SecureFilesError) -> str:
     """The one line a failed command prints: the message, a hint where one helps, the reason."""
     message = terminal_safe(error.message)
-    if error.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED") and error.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
-        message = f"{message}; {START_HINT}"
+    if error.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        # No answer at all (the CLI's own reason), or a service that answered for a peer.
+        hint = START_HINT if error.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else PEER_HINT
+        message = f"{message}; {hint}"
     return f"securefiles: error: {message} [{error.reason}]"
 
 
