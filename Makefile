@@ -24,8 +24,9 @@ lock: $(BIN)/python
 	$(BIN)/pip-compile -q --strip-extras --generate-hashes --allow-unsafe -o requirements/runtime.lock pyproject.toml
 	$(BIN)/pip-compile -q --strip-extras --extra dev --generate-hashes --allow-unsafe -o requirements/dev.lock pyproject.toml
 
+# `make run PORT_BASE=7900` when 7700-7760 are taken.
 run: install
-	$(BIN)/securefiles up
+	$(BIN)/securefiles up $(if $(PORT_BASE),--port-base $(PORT_BASE))
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

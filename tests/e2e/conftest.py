@@ -93,6 +93,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ours = [item for item in items if Path(str(item.fspath)).resolve().is_relative_to(E2E_DIR)]
     if not ours:
         return
+    # One stack, one scenario: the tests run in file order (the last takes the stack down),
+    # whatever order pytest-randomly gave the rest.
+    slots = [index for index, item in enumerate(items) if item in ours]
+    for index, item in zip(slots, sorted(ours, key=lambda item: item.location[:2]), strict=True):
+        items[index] = item
     reason = None
     if not _selected(config):
         reason = "e2e tests run only when selected: `make e2e` or `pytest tests/e2e` (they build and start containers)"

@@ -7,7 +7,7 @@ errors, stalls, lying headers) that the real one never produces on purpose.
 from __future__ import annotations
 
 import hashlib
-import time
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -47,8 +47,11 @@ class ScriptedStorage(storage_pb2_grpc.SecureFileServiceServicer):
             secure_file=storage_pb2.SecureFile(display_name="cert.pem"), size_bytes=len(CONTENT), sha256=sha))
         half = len(CONTENT) // 2
         yield storage_pb2.DownloadSecureFileResponse(chunk=CONTENT[:half])
-        if step == "stall":
-            time.sleep(3)
+        if step == "stall":  # until the client gives up on this attempt
+            gave_up = threading.Event()
+            context.add_callback(gave_up.set)
+            gave_up.wait(30)
+            return
         if step == "cut":
             context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
         if step == "error-after-data":
@@ -118,7 +121,7 @@ def test_bad_content_leaves_nothing_and_is_not_retried(scripted, tmp_path, step:
 def test_socket_timeout_cuts_a_stalled_stream_and_retries(scripted, tmp_path) -> None:
     servicer, client = scripted
     servicer.script = ["stall"]
-    downloaded = client.download_secure_file("cert.pem", tmp_path / "dest", retry_count=1, timeout=1.0)
+    downloaded = client.download_secure_file("cert.pem", tmp_path / "dest", retry_count=1, timeout=2.0)
     assert downloaded.path.read_bytes() == CONTENT
     assert servicer.attempts == 2
 

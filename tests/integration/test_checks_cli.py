@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 from tests.conftest import LocalSystem, unique, user_token
@@ -106,31 +108,71 @@ def test_rejection_by_an_approver(system: LocalSystem, tmp_path) -> None:
     assert result.code == 3 and "rejected by user:bob" in result.stderr
 
 
+class WaitingAgent:
+    """`agent download --wait-for-checks` in the background; what it says on stderr can be waited for."""
+
+    def __init__(self, system: LocalSystem, token: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "securefiles", "agent", "download", *args], text=True,
+            env=system.env(SECUREFILES_JOB_TOKEN=token), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.said: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def wait_for_line(self, needle: str, timeout: float = 60) -> str:
+        """The first line (from now on, or already said) containing `needle`; fails after `timeout`."""
+        deadline = time.monotonic() + timeout
+        for line in self.said:
+            if needle in line:
+                return line
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the agent never said {needle!r}; it said {self.said}") from None
+            self.said.append(line)
+            if needle in line:
+                return line
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, _ = self.process.communicate(timeout=timeout)
+        self._reader.join(timeout)
+        while not self.lines.empty():
+            self.said.append(self.lines.get())
+        return self.process.returncode, out, "".join(self.said)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def test_wait_for_checks_downloads_once_the_last_approval_lands(system: LocalSystem, tmp_path) -> None:
     name, pipeline = _setup(system, ["approval", "--approver", "user:bob", "--approver", "user:carol",
                                      "--min-approvals", "2"])
     run = _start(system, pipeline)
-    job_env = system.env(SECUREFILES_JOB_TOKEN=run["job_token"])
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "securefiles", "agent", "download", name, "--dest", str(tmp_path),
-         "--wait-for-checks", "2min"], env=job_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = WaitingAgent(system, run["job_token"], name, "--dest", str(tmp_path), "--wait-for-checks", "2min")
     try:
         requested = system.cli("runs", "request", name, "--run", run["run"], "--output", "json")
         approval_id = str(requested.json()[0]["checks"][0]["approval_id"])
-        time.sleep(1.0)
-        assert agent.poll() is None  # still waiting
+        agent.wait_for_line("waiting for 2 more approval(s)")  # it asked, and it waits
+        assert agent.process.poll() is None
         assert system.cli("approvals", "approve", approval_id, env=_as(system, "user:bob")).code == 0
-        time.sleep(1.0)
-        assert agent.poll() is None  # one of two approvals is not enough
+        agent.wait_for_line("waiting for 1 more approval(s)")  # it saw bob's approval, and waits on
+        assert agent.process.poll() is None
         assert not (tmp_path / name).exists()
         assert system.cli("approvals", "approve", approval_id, env=_as(system, "user:carol")).code == 0
-        out, err = agent.communicate(timeout=60)
+        code, out, err = agent.finish()
     finally:
-        if agent.poll() is None:
-            agent.kill()
-    assert agent.returncode == 0, err
+        agent.kill()
+    assert code == 0, err
     assert out.strip() == str(tmp_path / name)
-    assert "waiting" in err
     assert (tmp_path / name).read_bytes() == b"guarded by checks"
 
 
@@ -150,19 +192,15 @@ def test_exclusive_lock_released_by_completing_the_run(system: LocalSystem, tmp_
     waiting = system.cli("agent", "download", name, "--dest", str(tmp_path / "b"),
                          env={"SECUREFILES_JOB_TOKEN": second["job_token"]})
     assert waiting.code == 4 and "exclusive-lock" in waiting.stderr
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "securefiles", "agent", "download", name, "--dest", str(tmp_path / "b"),
-         "--wait-for-checks", "1min"], env=system.env(SECUREFILES_JOB_TOKEN=second["job_token"]),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = WaitingAgent(system, second["job_token"], name, "--dest", str(tmp_path / "b"), "--wait-for-checks", "1min")
     try:
-        time.sleep(1.0)
-        assert agent.poll() is None  # still waiting for the lock
+        agent.wait_for_line("exclusive-lock")  # it waits for the lock
+        assert agent.process.poll() is None
         assert system.cli("runs", "complete", first["run"]).code == 0
-        out, err = agent.communicate(timeout=60)
+        code, out, err = agent.finish()
     finally:
-        if agent.poll() is None:
-            agent.kill()
-    assert agent.returncode == 0, err
+        agent.kill()
+    assert code == 0, err
     assert out.strip() == str(tmp_path / "b" / name)
     assert (tmp_path / "b" / name).read_bytes() == b"guarded by checks"
 
@@ -182,7 +220,7 @@ def test_deleting_a_file_withdraws_its_approvals_and_policies(system: LocalSyste
     assert approval_id in pending_ids()
     with system.client() as admin:
         resource = admin.get_file(name).name
-        assert system.cli("files", "delete", name).code == 0
+        assert system.cli("files", "delete", name, "--yes").code == 0
     assert approval_id not in pending_ids()
     for table, column in (("role_assignments", "scope"), ("pipeline_permissions", "resource"), ("checks", "resource"),
                           ("check_suites", "resource"), ("approvals", "resource")):

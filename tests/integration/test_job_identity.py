@@ -320,3 +320,14 @@ def test_whose_keys_count_is_for_the_organization_to_say(system: LocalSystem, oi
     static = _trust(system, oidc, project, pipeline, "--jwks-file", str(jwks_file), "--claim", "repository=org/s",
                     "--run-claims", "run_id")
     assert static
+
+
+def test_a_pipeline_with_a_trust_is_not_deleted_from_under_it(system: LocalSystem, oidc: OidcProvider) -> None:
+    project = _project(system)
+    _name, pipeline = _file_and_pipeline(system, project, b"kept")
+    trust = _trust(system, oidc, project, pipeline, "--github", "org/app")
+    refused = system.cli("--project", project, "pipelines", "delete", pipeline)
+    assert refused.code == 1 and "PIPELINE_HAS_TRUSTS" in refused.stderr and trust in refused.stderr
+    assert system.cli("--project", project, "trusts", "delete", trust).code == 0
+    deleted = system.cli("--project", project, "pipelines", "delete", pipeline)
+    assert deleted.code == 0, deleted.stderr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import LocalSystem
@@ -17,6 +21,7 @@ def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_
     fresh_system.start("eu", 90.0, "--reflection")
     default = fresh_system.home / "xdg" / "securefiles" / "client.toml"
     assert default.resolve() == fresh_system.config_path.resolve()
+    assert any("default client config:" in line and "now points here" in line for line in fresh_system.output)
     status = fresh_system.cli("status", env={"SECUREFILES_CONFIG": str(default)})
     assert status.code == 0, status.stderr
 
@@ -26,7 +31,24 @@ def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_
     services = {s.name for r in responses for s in r.list_services_response.service}
     assert {"securefiles.storage.v1.SecureFileService", "grpc.health.v1.Health"} <= services
 
+    assert {p.suffix for p in (fresh_system.state_dir / "run").iterdir()} == {".pid", ".port", ".internal-port"}
     fresh_system.stop()
     down = fresh_system.cli("status", "--output", "json")
     assert down.code == 1
     assert set(down.json().values()) == {"UNREACHABLE"}
+    # A clean stop leaves no process ids or ports behind that name nothing.
+    assert list((fresh_system.state_dir / "run").iterdir()) == []
+
+
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = subprocess.run(
+            [sys.executable, "-m", "securefiles", "up", "--state-dir", str(tmp_path / "state"), "--port-base",
+             str(port), "--no-default-config"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 1
+    assert f"port {port} is in use" in started.stderr and "--port-base" in started.stderr
+    assert started.stderr.count("\n") == 1
+    assert not list((tmp_path / "state" / "logs").iterdir())  # no service was started

@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.config import load_config
 from securefiles.common.rich_status import error_info_of
-from securefiles.common.tls import client_channel_credentials
+from securefiles.common.tls import channel_options, client_channel_credentials
 from securefiles.common.tokens import TokenIssuer, load_signing_key
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -123,7 +123,12 @@ def test_extra_concurrent_download_streams_are_refused(own_system: LocalSystem) 
     job_token, other_job_token = job_token_for(system, name), job_token_for(system, name)
     request = storage_pb2.DownloadSecureFileRequest(name=f"projects/default/secureFiles/{name}")
 
-    with system.channel("storage") as channel:
+    # Streams stay open only while their reader falls behind: HTTP/2 flow control must hold storage
+    # back. gRPC's bandwidth probing would let the window grow until a 10 MB stream fits into
+    # the buffers on a fast loopback, ending it on storage's side (1 run in 4 here).
+    target = load_config(system.env()).storage
+    options = [*channel_options(target), ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 64 * 1024)]
+    with grpc.secure_channel(target, client_channel_credentials(system.tls("client").ca), options) as channel:
         stub = storage_pb2_grpc.SecureFileServiceStub(channel)
 
         def open_stream(token: str) -> grpc.Call:

@@ -106,7 +106,7 @@ def _sign_in_settings(env: Mapping[str, str]) -> SignInSettings | None:
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
     "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests", "GetTrust",
-    "ListTrusts", "GetSignInConfig",
+    "ListTrusts", "GetSignInConfig", "ListRuns", "ListGroups",
 })
 # Callable without a token: the request carries the credential (an OIDC token).
 PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})

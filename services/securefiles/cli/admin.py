@@ -7,13 +7,13 @@ import argparse
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.output import print_json, print_table, rfc3339, role_object
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
 
 
 def _seconds(text: str | None) -> int | None:
-    if not text:
+    if text is None:
         return None
     try:
         return parse_duration(text)
@@ -53,6 +53,31 @@ def roles_assign(args: argparse.Namespace) -> int:
                  f"{a.principal} is {role} on {a.scope}")
 
 
+def roles_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        listed = client.list_role_assignments(args.file, args.organization)
+    roles = [role_object(a) for a in listed.role_assignments]
+    scope = "organization" if args.organization else (args.file or f"the library of {client.project}")
+    obj: dict = {"scope": scope, "roles": roles}
+    if args.file:
+        obj["inherit_from_library"] = listed.inherit_from_library
+    if wants_json(args):
+        print_json(obj)
+        return 0
+    print_table(("PRINCIPAL", "ROLE"), [(r["principal"], r["role"]) for r in roles])
+    if args.file:
+        print(f"library roles {'apply' if listed.inherit_from_library else 'do not apply'} to {args.file}")
+    return 0
+
+
+def roles_delete(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        scope = client.delete_role_assignment(args.principal, args.file, args.organization)
+    shown = "the organization" if args.organization else (args.file or f"the library of {client.project}")
+    return _emit(args, {"scope": scope, "principal": args.principal, "deleted": True},
+                 f"{args.principal} has no role on {shown} any more")
+
+
 def pipelines_create(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         p = client.create_pipeline(args.name)
@@ -79,6 +104,12 @@ def _set_permission(args: argparse.Namespace, authorized: bool) -> int:
            "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines]}
     names = "all pipelines" if perms.all_pipelines else (", ".join(p.display_name for p in perms.pipelines) or "none")
     return _emit(args, obj, f"{args.file}: authorized for {names}")
+
+
+def pipelines_delete(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        client.delete_pipeline(args.pipeline)
+    return _emit(args, {"deleted": args.pipeline}, f"deleted pipeline {args.pipeline} (and its permissions on files)")
 
 
 def pipelines_authorize(args: argparse.Namespace) -> int:
@@ -108,7 +139,28 @@ def runs_complete(args: argparse.Namespace) -> int:
         # A bare run id is enough: runs are numbered per project ("-" = any pipeline).
         run_name = f"projects/{client.project}/pipelines/-/runs/{args.run}" if args.run.isdigit() else args.run
         run = client.complete_run(run_name)
-    return _emit(args, {"run": run.name, "state": authz_pb2.Run.State.Name(run.state)}, f"completed {run.name}")
+    return _emit(args, {"run": run.name, "run_id": run.run_id, "state": authz_pb2.Run.State.Name(run.state)},
+                 f"completed {run.name}")
+
+
+def run_object(r: authz_pb2.Run, pipeline_names: dict[str, str]) -> dict:
+    return {"run": r.name, "run_id": r.run_id, "pipeline": pipeline_names.get(r.pipeline, r.pipeline),
+            "branch": r.branch, "requested_by": r.requested_by, "state": authz_pb2.Run.State.Name(r.state),
+            "create_time": rfc3339(r.create_time), "expire_time": rfc3339(r.expire_time),
+            "complete_time": rfc3339(r.complete_time)}
+
+
+def runs_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        names = {p.name: p.display_name for p in client.list_pipelines()}
+        objects = [run_object(r, names) for r in client.list_runs(args.pipeline, args.running)]
+    if wants_json(args):
+        print_json(objects)
+    else:
+        print_table(("ID", "PIPELINE", "BRANCH", "REQUESTED BY", "STATE", "STARTED", "EXPIRES"),
+                    [(o["run_id"], o["pipeline"], o["branch"], o["requested_by"], o["state"], o["create_time"],
+                      o["expire_time"]) for o in objects])
+    return 0
 
 
 def tokens_issue(args: argparse.Namespace) -> int:
@@ -143,6 +195,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--file", help="a file's name (default: the whole library)")
     p.add_argument("--organization", action="store_true",
                    help="on the whole organization (administrator, operator, orchestrator)")
+    for name, handler, text in (("list", roles_list, "list the roles given on the library, a file or the organization"),
+                                ("delete", roles_delete, "take away a principal's roles on the library, a file "
+                                                         "or the organization")):
+        p = command(roles, name, handler, text)
+        if name == "delete":
+            p.add_argument("--principal", required=True, help="user:NAME")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--file", help="a file's name (default: the whole library)")
+        where.add_argument("--organization", action="store_true", help="organization roles (operator, administrator)")
 
     pipelines = group("pipelines", "pipelines and their permissions on files")
     p = command(pipelines, "create", pipelines_create, "create a pipeline")
@@ -154,6 +215,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("file")
         p.add_argument("pipeline", nargs="?")
         p.add_argument("--all", action="store_true", help="open access: every pipeline of the project")
+    p = command(pipelines, "delete", pipelines_delete, "delete a pipeline and its permissions (no run may be running)")
+    p.add_argument("pipeline", help="name or id")
 
     runs = group("runs", "pipeline runs (the CI orchestrator's side)")
     checks.register(subparsers, runs)
@@ -162,9 +225,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("pipeline")
     p.add_argument("--branch", required=True, help="e.g. refs/heads/main")
     p.add_argument("--requested-by", help="user:NAME the run is for (default: you)")
-    p.add_argument("--ttl", help="job token lifetime (default 6h)")
+    p.add_argument("--ttl", help="job token lifetime, e.g. 2h (default 6h, at most 31d)")
     p = command(runs, "complete", runs_complete, "complete a run: its job token stops working")
     p.add_argument("run", help="run id, or projects/P/pipelines/ID/runs/N")
+    p = command(runs, "list", runs_list, "list runs, newest first")
+    p.add_argument("--pipeline", help="only this pipeline's runs (name or id)")
+    p.add_argument("--running", action="store_true", help="only runs whose job token still works")
 
     tokens = group("tokens", "service account tokens (people sign in with `securefiles login`)")
     p = command(tokens, "issue", tokens_issue, "issue a token for a service account (or refresh your own)")

@@ -22,6 +22,8 @@ from securefiles.cli.ci_commands import (
     log_line,
     warning_line,
 )
+from securefiles.cli.context import wants_json
+from securefiles.cli.output import print_json
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.download import DownloadedFile
 from securefiles.client.job_identity import job_claims
@@ -191,8 +193,12 @@ def download(args: argparse.Namespace) -> int:
         raise
     finally:
         client.close()
+    if wants_json(args):
+        # Scripts read the paths from JSON; stdout carries nothing else (no CI commands).
+        print_json([{"name": d.name, "path": str(d.path)} for d in done])
     for downloaded in done:
-        announce(downloaded, args.name or downloaded.name)
+        if not wants_json(args):
+            announce(downloaded, args.name or downloaded.name)
         warn_if_expiring(downloaded)
     return 0
 
@@ -219,7 +225,10 @@ def cleanup(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if private:
         shutil.rmtree(dest, ignore_errors=True)
-    print(log_line(f"removed {outcome.removed} file(s) from {dest}"))
+    if wants_json(args):
+        print_json({"removed": outcome.removed, "directory": str(dest)})
+    else:
+        print(log_line(f"removed {outcome.removed} file(s) from {dest}"))
     return 0
 
 
@@ -233,7 +242,7 @@ def whoami(args: argparse.Namespace) -> int:
            "branch": claims.branch, "requested_by": claims.requested_by, "trust": claims.trust,
            "issued_by": claims.issued_by, "expire_time": expires}
     # Pipeline names and branches come from people and CI claims: every line is safe for a CI log.
-    if getattr(args, "output", "table") == "json":
+    if wants_json(args):
         for line in json.dumps(obj, indent=2, sort_keys=True).splitlines():
             print(log_line(line))
     else:
@@ -256,7 +265,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="as an operator with an approved `securefiles access` grant (audited)")
     dl.set_defaults(handler=download)
     who = actions.add_parser("whoami", help="the job's project, pipeline, run, branch and token expiry")
-    who.add_argument("--output", "-o", choices=("table", "json"), default="table")
     who.set_defaults(handler=whoami)
     cl = actions.add_parser("cleanup", help="delete what this job downloaded")
     cl.add_argument("--dest")

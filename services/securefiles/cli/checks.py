@@ -135,6 +135,16 @@ def approvals_reject(args: argparse.Namespace) -> int:
     return _decide(args, False)
 
 
+def groups_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        groups = client.list_groups()
+    if wants_json(args):
+        print_json([{"group": g.name, "members": list(g.members)} for g in groups])
+    else:
+        print_table(("GROUP", "MEMBERS"), [(g.name, ", ".join(g.members)) for g in groups])
+    return 0
+
+
 def groups_member(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         group = client.set_group_member(args.group, args.principal, args.action == "add-member")
@@ -192,8 +202,12 @@ def register(subparsers: argparse._SubParsersAction, runs: argparse._SubParsersA
         decide.set_defaults(handler=handler)
 
     groups = subparsers.add_parser("groups", help="groups of approvers").add_subparsers(dest="action", required=True)
-    for name in ("add-member", "remove-member"):
-        member = groups.add_parser(name)
+    ls = groups.add_parser("list", help="list groups and their members")
+    add_output(ls)
+    ls.set_defaults(handler=groups_list)
+    for name, text in (("add-member", "add a user to a group (organization administrators)"),
+                       ("remove-member", "remove a user from a group")):
+        member = groups.add_parser(name, help=text)
         member.add_argument("group", help="group:NAME")
         member.add_argument("principal", help="user:NAME")
         add_output(member)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from securefiles.client.api import SecureFilesClient
+from securefiles.common.resource_names import validate_project_id
 
 
 def client_for(args: argparse.Namespace) -> SecureFilesClient:
     client = SecureFilesClient.from_environment()
     if getattr(args, "project", None):
         client.project = args.project
+    validate_project_id(client.project)
     return client
 
 
@@ -19,4 +21,6 @@ def wants_json(args: argparse.Namespace) -> bool:
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    # SUPPRESS: `--output json` before the command stays unless given again after it.
+    parser.add_argument("--output", "-o", choices=("table", "json"), default=argparse.SUPPRESS,
+                        help="table (default) or json")

@@ -6,10 +6,11 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
+from securefiles.cli.confirm import confirm_typed, require_yes_or_terminal
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import file_object, human_size, print_json, print_table, rfc3339
+from securefiles.cli.output import file_object, human_size, print_json, print_table, rfc3339, role_object
 from securefiles.common.durations import parse_duration
-from securefiles.common.errors import InvalidArgument
+from securefiles.common.errors import InvalidArgument, PermissionDenied
 
 
 def parse_properties(items: list[str] | None) -> dict[str, str]:
@@ -154,12 +155,64 @@ def update(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
+    ask = require_yes_or_terminal(args.yes, f"deleting {args.file}")
     with client_for(args) as client:
+        if ask:
+            found = client.get_file(args.file)  # a typo is told NOT_FOUND before anyone types anything
+            confirm_typed(args.file, f"Deleting {found.display_name} ({human_size(found.size_bytes)}, "
+                                     f"{found.version} version(s)) crypto-shreds it: its content cannot be "
+                                     "recovered, and its roles, pipeline permissions and checks go with it.")
         client.delete_file(args.file)
     if wants_json(args):
         print_json({"deleted": args.file})
     else:
         print(f"deleted {args.file}")
+    return 0
+
+
+def permissions(args: argparse.Namespace) -> int:
+    """Who may manage or use a file, and which pipelines may use it."""
+    with client_for(args) as client:
+        perms = client.pipeline_permissions(args.file)
+        listed = client.list_role_assignments(args.file)
+        library = None
+        if listed.inherit_from_library:
+            try:
+                library = client.list_role_assignments()
+            except PermissionDenied:
+                library = None  # a file-only role may not see the library's
+    obj = {
+        "file": args.file, "all_pipelines": perms.all_pipelines,
+        "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines],
+        "roles": [role_object(a) for a in listed.role_assignments],
+        "inherit_from_library": listed.inherit_from_library,
+        "library_roles": [role_object(a) for a in library.role_assignments] if library is not None else None,
+    }
+    if wants_json(args):
+        print_json(obj)
+        return 0
+    pipelines = "all pipelines of the project" if perms.all_pipelines else (
+        ", ".join(f"{p['name']} (id {p['id']})" for p in obj["pipelines"]) or "none")
+    print(f"pipelines that may use {args.file}: {pipelines}")
+    rows = [(r["principal"], r["role"], "this file") for r in obj["roles"]]
+    if obj["library_roles"] is not None:
+        rows += [(r["principal"], r["role"], "library") for r in obj["library_roles"]]
+    print_table(("PRINCIPAL", "ROLE", "GIVEN ON"), rows)
+    if not listed.inherit_from_library:
+        print(f"library roles do not apply to {args.file} (securefiles files inheritance {args.file} on)")
+    elif library is None:
+        print("library roles apply too (you may not list them)")
+    return 0
+
+
+def inheritance(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        changed = client.set_role_inheritance(args.file, _bool(args.state))
+    inherit = changed.inherit_from_library
+    if wants_json(args):
+        print_json({"file": args.file, "inherit_from_library": inherit})
+    else:
+        print(f"{args.file}: library roles {'apply' if inherit else 'no longer apply'}")
     return 0
 
 
@@ -190,10 +243,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     upd.add_argument("--property", action="append", metavar="KEY=VALUE")
     add_output(upd)
     upd.set_defaults(handler=update)
-    rm = actions.add_parser("delete", help="delete a file (crypto-shredded)")
+    rm = actions.add_parser("delete", help="delete a file (crypto-shredded; asks you to type its name)")
     rm.add_argument("file")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask (needed when stdin is not a terminal)")
     add_output(rm)
     rm.set_defaults(handler=delete)
+    perm = actions.add_parser("permissions", help="who may manage or use a file, and which pipelines")
+    perm.add_argument("file")
+    perm.set_defaults(handler=permissions)
+    inh = actions.add_parser("inheritance", help="whether the library's roles apply to a file")
+    inh.add_argument("file")
+    inh.add_argument("state", metavar="on|off", help="on: library roles apply (the default); off: only the file's")
+    inh.set_defaults(handler=inheritance)
     rep = actions.add_parser("replace", help="store new content as a new version (if the library allows it)")
     rep.add_argument("file")
     rep.add_argument("path")

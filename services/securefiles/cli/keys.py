@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from securefiles.cli.confirm import confirm_typed
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
-from securefiles.common.errors import FailedPrecondition, InvalidArgument
+from securefiles.common.errors import FailedPrecondition
 from securefiles.kms.v1 import kms_pb2
 
 
@@ -88,12 +88,7 @@ def keys_destroy(args: argparse.Namespace) -> int:
             f"{in_use} data key(s) still use {name}; run `securefiles keys rewrap` first, or pass --force to make "
             "those files permanently unreadable", reason="KEY_VERSION_IN_USE")
     if in_use:
-        sys.stderr.write(f"Destroying {name} makes {in_use} file version(s) permanently unreadable.\n"
-                         f"Type the version name ({name}) to confirm: ")
-        sys.stderr.flush()
-        typed = sys.stdin.readline().strip()
-        if typed != name:
-            raise InvalidArgument("confirmation did not match; nothing was destroyed", reason="NOT_CONFIRMED")
+        confirm_typed(name, f"Destroying {name} makes {in_use} file version(s) permanently unreadable.")
     args.version = name
     return _change_state(args, "destroy")
 

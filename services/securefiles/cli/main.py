@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from securefiles import __version__
-from securefiles.cli import access, admin, agent, audit, files, keys, login, secrets_init, trusts
+from securefiles.cli import access, admin, agent, audit, completion, files, keys, login, secrets_init, trusts
 from securefiles.cli.ci_commands import log_line
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table
-from securefiles.common.errors import SecureFilesError
+from securefiles.cli.output import print_json, print_table, terminal_safe
+from securefiles.cli.parser import OUTPUT_CHOICES, CommandParser, finish
+from securefiles.common.errors import InvalidArgument, SecureFilesError
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DENIED, EXIT_PENDING, EXIT_NOT_FOUND, EXIT_EXISTS = 0, 1, 2, 3, 4, 5, 6
 
@@ -27,12 +28,26 @@ def exit_code_for(error: SecureFilesError) -> int:
     }.get(error.code, EXIT_ERROR)
 
 
+START_HINT = "are the services running? Start them with `make run` (or `securefiles up`), then `securefiles status`"
+PEER_HINT = "a service it needs is down: see `securefiles status` and the services' logs"
+
+
+def error_line(error: SecureFilesError) -> str:
+    """The one line a failed command prints: the message, a hint where one helps, the reason."""
+    message = terminal_safe(error.message)
+    if error.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+        # No answer at all (the CLI's own reason), or a service that answered for a peer.
+        hint = START_HINT if error.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else PEER_HINT
+        message = f"{message}; {hint}"
+    return f"securefiles: error: {message} [{error.reason}]"
+
+
 def up(args: argparse.Namespace) -> int:
     from securefiles.cli.up import UpOptions, run_up
 
     regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())
     if not regions:
-        raise SecureFilesError("give at least one region", reason="INVALID_ARGUMENT")
+        raise InvalidArgument("give at least one region", reason="INVALID_ARGUMENT")
     return run_up(UpOptions(
         state_dir=Path(args.state_dir).absolute(), port_base=args.port_base, regions=regions,
         reflection=args.reflection, write_default_config=not args.no_default_config,
@@ -65,7 +80,7 @@ def db_upgrade(args: argparse.Namespace) -> int:
 
     url = args.database_url or os.environ.get("SECUREFILES_DATABASE_URL")
     if not url:
-        raise SecureFilesError("give --database-url or SECUREFILES_DATABASE_URL", reason="INVALID_ARGUMENT")
+        raise InvalidArgument("give --database-url or SECUREFILES_DATABASE_URL", reason="INVALID_ARGUMENT")
     upgrade(args.service, url, args.revision)
     print(f"{args.service}: database at revision {args.revision}")
     return 0
@@ -78,14 +93,24 @@ def status(args: argparse.Namespace) -> int:
         print_json(health)
     else:
         print_table(("SERVICE", "STATUS"), sorted(health.items()))
+        if "UNREACHABLE" in health.values():
+            print(f"securefiles: {START_HINT}", file=sys.stderr)
     return 0 if health and all(s == "SERVING" for s in health.values()) else 1
 
 
+DESCRIPTION = """Secure files for CI/CD pipelines: people upload and manage files; pipeline jobs download them.
+
+Start here: `make run` (or `securefiles up`) in one terminal, then `securefiles status`.
+Every client command takes --project and --output json anywhere on its line;
+`securefiles COMMAND --help` shows an example, the exit codes and the environment it reads."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="securefiles", description="Secure files for CI/CD pipelines.")
+    parser = CommandParser(prog="securefiles", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"securefiles {__version__}")
-    parser.add_argument("--project", help="project (default: from the client config, else 'default')")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--project", help="project to act on (default: the client config's, else 'default')")
+    parser.add_argument("--output", "-o", choices=OUTPUT_CHOICES, default="table", help="table (default) or json")
+    sub = parser.add_subparsers(dest="command", title="commands")
 
     p = sub.add_parser("up", help="run every service locally on embedded defaults")
     p.add_argument("--state-dir", default=".securefiles")
@@ -125,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     trusts.register(sub)
     login.register(sub)
     secrets_init.register(sub)
+    completion.register(sub, parser)
+    finish(parser)
     return parser
 
 
@@ -136,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         code = args.handler(args)
     except SecureFilesError as error:
         # Messages carry names from strangers: never a CI command or a second line (ci_commands).
-        print(log_line(f"securefiles: error: {error.message} [{error.reason}]"), file=sys.stderr)
+        print(log_line(error_line(error)), file=sys.stderr)
         code = exit_code_for(error)
     except KeyboardInterrupt:
         print("securefiles: interrupted", file=sys.stderr)

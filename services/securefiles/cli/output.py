@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from securefiles.authz.v1 import authz_pb2
 from securefiles.storage.v1 import storage_pb2
 
 
@@ -43,6 +45,18 @@ def file_object(f: storage_pb2.SecureFile) -> dict[str, Any]:
         "key_version": f.key_version, "metadata": metadata_object(f.metadata),
         "expires_at": rfc3339(f.expire_time) if f.HasField("expire_time") else None,
     }
+
+
+def terminal_safe(text: str) -> str:
+    """Text from the server shown on a terminal: control and format characters (escape
+    sequences, bidi overrides) appear escaped instead of acting."""
+    return "".join(
+        ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode("ascii")
+        for ch in text)
+
+
+def role_object(a: authz_pb2.RoleAssignment) -> dict[str, str]:
+    return {"principal": a.principal, "role": authz_pb2.Role.Name(a.role).lower()}
 
 
 def print_json(value: Any) -> None:

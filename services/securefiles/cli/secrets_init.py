@@ -3,7 +3,7 @@
 Generates once, into one directory: a CA, one certificate per service identity (with the
 hostnames the services are reached by), the authz signing key and a root key per region;
 writes a client configuration (agents and people need no certificate) with a bootstrap
-administrator token.
+administrator token, and another with the endpoints as published on the host (compose).
 Existing files are kept, so running it again is safe.
 """
 
@@ -22,6 +22,7 @@ from securefiles.common.tls import kms_server_name
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
 
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
+HOST_CONFIG = "host-client.toml"  # the endpoints as published on the host (compose)
 
 
 def init_secrets(directory: Path, regions: list[str], hostnames: list[str]) -> None:
@@ -55,13 +56,17 @@ def hand_over(directory: Path, owner: int) -> None:
         os.chown(path, owner, owner)
 
 
-def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str, str], admin: str) -> Path:
+def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str, str], admin: str,
+                        name: str = "client.toml", relative_ca: bool = False) -> Path:
+    """A client config with a bootstrap administrator token. `relative_ca`: the CA is named
+    relative to the config (`ca.pem` beside it), so the directory works wherever it is mounted."""
     issuer = TokenIssuer(load_signing_key((directory / "authz-signing-key.pem").read_bytes()))
     token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user", issued_by="bootstrap")
     config = ClientConfig(
-        storage=storage, authz=authz, kms=kms, ca_file=(directory / "ca.pem").resolve(), token=token,
+        storage=storage, authz=authz, kms=kms, token=token,
+        ca_file=Path("ca.pem") if relative_ca else (directory / "ca.pem").resolve(),
     )
-    path = directory / "client.toml"
+    path = directory / name
     config.write(path)
     return path
 
@@ -71,9 +76,17 @@ def run(args: argparse.Namespace) -> int:
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     init_secrets(directory, regions, args.hostname or [])
     print(f"secrets in {directory}")
+    written = []
     if args.storage_endpoint:
-        path = write_client_config(directory, args.storage_endpoint, args.authz_endpoint or "",
-                                   parse_endpoints(args.kms_endpoints) if args.kms_endpoints else {}, args.admin)
+        written.append(write_client_config(
+            directory, args.storage_endpoint, args.authz_endpoint or "",
+            parse_endpoints(args.kms_endpoints) if args.kms_endpoints else {}, args.admin))
+    if args.host_storage_endpoint:
+        written.append(write_client_config(
+            directory, args.host_storage_endpoint, args.host_authz_endpoint or "",
+            parse_endpoints(args.host_kms_endpoints) if args.host_kms_endpoints else {}, args.admin,
+            name=HOST_CONFIG, relative_ca=True))
+    for path in written:
         print(f"client config: {path}")
     if args.owner is not None:
         hand_over(directory, args.owner)
@@ -90,4 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storage-endpoint", help="also write client.toml with these endpoints")
     p.add_argument("--authz-endpoint")
     p.add_argument("--kms-endpoints", help="eu=host:port,us=host:port")
+    p.add_argument("--host-storage-endpoint", help=f"also write {HOST_CONFIG}: the endpoints as published on the "
+                                                   "host (its CA is named relative to it)")
+    p.add_argument("--host-authz-endpoint")
+    p.add_argument("--host-kms-endpoints", help="eu=localhost:7803,us=localhost:7804")
     p.set_defaults(handler=run)

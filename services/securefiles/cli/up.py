@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from securefiles.client.config import ClientConfig, default_config_path
+from securefiles.cli.default_config import point_default_config
+from securefiles.client.config import ClientConfig
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
 from securefiles.common.tls import TlsFiles, channel_options, client_channel_credentials, kms_server_name
@@ -170,7 +172,7 @@ class LocalSystem:
             "SECUREFILES_WEB_TLS_KEY_FILE": str(web_pki / "web-key.pem"),
             "SECUREFILES_PORT_FILE": str(self.state / "run" / "web.port"),
             "SECUREFILES_PARENT_PID": str(os.getpid()),
-            "SECUREFILES_CONFIG": str(self.state / "run" / "web-services.toml"),
+            "SECUREFILES_CONFIG": str(self.state / "web-services.toml"),
         })
         env.update(extra)
         return env
@@ -249,12 +251,30 @@ class LocalSystem:
     def start_web(self, config: ClientConfig) -> str:
         """The console, a client of the services' public ports; returns its address."""
         services = ClientConfig(storage=config.storage, authz=config.authz, kms=config.kms, ca_file=config.ca_file)
-        services.write(self.state / "run" / "web-services.toml")
+        services.write(self.state / "web-services.toml")
         web = self._start("web", "web", "web", (self._port(WEB_PORT_OFFSET), 0), {})
         return f"https://localhost:{web.port}"
 
+    def check_ports_free(self) -> None:
+        """Say which port is taken (by another instance, usually) before any service tries it."""
+        if self.options.port_base == 0:
+            return
+        for offset in range(2 + len(self.options.regions)):
+            for port in self._ports(offset):
+                with socket.socket() as probe:
+                    # Like the services' own sockets: a port left in TIME_WAIT counts as free.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind(("127.0.0.1", port))
+                    except OSError:
+                        raise LaunchError(
+                            f"port {port} is in use (another `securefiles up` or `make run`?); stop it, or "
+                            f"choose other ports: securefiles up --port-base N (make run PORT_BASE=N), "
+                            f"or --port-base 0 for any free ones") from None
+
     def start(self) -> ClientConfig:
         """Start authz, the kms of each region, then storage; write the client config."""
+        self.check_ports_free()
         secrets = self.state / "secrets"
         regions = self.options.regions
         authz = self._start("authz", "authz", "authz", self._ports(0), {
@@ -289,10 +309,7 @@ class LocalSystem:
             storage=f"127.0.0.1:{storage.port}", authz=f"127.0.0.1:{authz.port}", kms=kms,
             ca_file=(self.state / "pki" / "ca.pem").resolve(), token=token,
         )
-        config_path = self.state / "client.toml"
-        config.write(config_path)
-        if self.options.write_default_config:
-            _point_default_config(config_path.resolve())
+        config.write(self.state / "client.toml")
         self.web_url = self.start_web(config)
         return config
 
@@ -311,6 +328,9 @@ class LocalSystem:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+            # Nothing in run/ may name a process or port that is gone.
+            for suffix in ("pid", "port", "internal-port"):
+                (self.state / "run" / f"{child.name}.{suffix}").unlink(missing_ok=True)
 
 
 def ensure_postgres_database(server_url: str, database: str) -> str:
@@ -336,15 +356,6 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def _point_default_config(target: Path) -> None:
-    link = default_config_path()
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, link)
-
-
 def run_up(options: UpOptions) -> int:
     """Run in the foreground until interrupted; 0 on a clean stop."""
     system = LocalSystem(options)
@@ -368,7 +379,11 @@ def run_up(options: UpOptions) -> int:
         print(f"kms-{region:<4} {target}", flush=True)
     print(f"web      {system.web_url}  (the console; sign-in needs SECUREFILES_OIDC_LOGIN_ISSUER and _CLIENT_ID)",
           flush=True)
-    print(f"client config: {system.state / 'client.toml'}\nlogs: {system.state / 'logs'}", flush=True)
+    config_path = (system.state / "client.toml").resolve()
+    print(f"client config: {config_path}", flush=True)
+    if options.write_default_config:
+        print(f"default client config: {point_default_config(config_path)}", flush=True)
+    print(f"logs: {system.state / 'logs'}", flush=True)
     print("securefiles is up (Ctrl-C to stop)", flush=True)
     exit_code = 0
     while not stopping:

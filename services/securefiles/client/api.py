@@ -284,15 +284,23 @@ class SecureFilesClient(IdentityCalls):
         return self._transport.call(self._authz.SetRoleAssignment,
                                     authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment))
 
-    def list_role_assignments(self, file: str | None = None) -> authz_pb2.ListRoleAssignmentsResponse:
-        """Roles given on one file (and whether it inherits the library's), or on the library."""
-        scope = self._file_id_resource(file) if file else f"projects/{self.project}"
-        return self._transport.call(self._authz.ListRoleAssignments, authz_pb2.ListRoleAssignmentsRequest(scope=scope))
+    def _scope(self, file: str | None, organization: bool = False) -> str:
+        if organization:
+            return "organization"
+        return self._file_id_resource(file) if file else f"projects/{self.project}"
 
-    def remove_role(self, principal: str, file: str | None = None) -> None:
-        scope = self._file_id_resource(file) if file else f"projects/{self.project}"
+    def list_role_assignments(self, file: str | None = None, organization: bool = False
+                              ) -> authz_pb2.ListRoleAssignmentsResponse:
+        """Roles given on the library (or a file, or the organization) and, for a file, inheritance."""
+        return self._transport.call(self._authz.ListRoleAssignments, authz_pb2.ListRoleAssignmentsRequest(
+            scope=self._scope(file, organization)))
+
+    def delete_role_assignment(self, principal: str, file: str | None = None, organization: bool = False) -> str:
+        """Take away every role `principal` has on the scope; returns the scope."""
+        scope = self._scope(file, organization)
         self._transport.call(self._authz.DeleteRoleAssignment, authz_pb2.DeleteRoleAssignmentRequest(
             scope=scope, principal=principal))
+        return scope
 
     def set_role_inheritance(self, file: str, inherit: bool) -> authz_pb2.RoleInheritance:
         return self._transport.call(self._authz.SetRoleInheritance, authz_pb2.SetRoleInheritanceRequest(
@@ -305,6 +313,16 @@ class SecureFilesClient(IdentityCalls):
     def list_pipelines(self) -> list[authz_pb2.Pipeline]:
         return list(self._transport.call(self._authz.ListPipelines, authz_pb2.ListPipelinesRequest(
             parent=f"projects/{self.project}")).pipelines)
+
+    def delete_pipeline(self, pipeline: str) -> None:
+        """Delete a pipeline (name or id) and its permissions; refused while one of its runs runs."""
+        self._transport.call(self._authz.DeletePipeline, authz_pb2.DeletePipelineRequest(
+            name=f"projects/{self.project}/pipelines/{pipeline}"))
+
+    def pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
+        """Which pipelines may use a file."""
+        return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
+            resource=self._file_id_resource(file)))
 
     def set_pipeline_permission(
         self, file: str, pipeline: str | None, authorized: bool
@@ -324,13 +342,29 @@ class SecureFilesClient(IdentityCalls):
     def start_run(
         self, pipeline: str, branch: str, requested_by: str = "", ttl_seconds: int | None = None
     ) -> authz_pb2.StartRunResponse:
-        return self._transport.call(self._authz.StartRun, authz_pb2.StartRunRequest(
-            pipeline=f"projects/{self.project}/pipelines/{pipeline}", branch=branch, requested_by=requested_by,
-            ttl=_duration(ttl_seconds)))
+        """Start a run; `ttl_seconds` None: the server's default lifetime (zero is refused)."""
+        request = authz_pb2.StartRunRequest(
+            pipeline=f"projects/{self.project}/pipelines/{pipeline}", branch=branch, requested_by=requested_by)
+        if ttl_seconds is not None:
+            request.ttl.seconds = ttl_seconds
+        return self._transport.call(self._authz.StartRun, request)
 
     def complete_run(self, run: str) -> authz_pb2.Run:
         """Complete a run given its resource name or, with a job token, its id."""
         return self._transport.call(self._authz.CompleteRun, authz_pb2.CompleteRunRequest(name=run))
+
+    def list_runs(self, pipeline: str | None = None, running_only: bool = False, page_size: int = 0
+                  ) -> Iterator[authz_pb2.Run]:
+        """Runs of the project (or of one pipeline), newest first, following pages."""
+        parent = f"projects/{self.project}/pipelines/{pipeline or '-'}"
+        token = ""
+        while True:
+            response = self._transport.call(self._authz.ListRuns, authz_pb2.ListRunsRequest(
+                parent=parent, page_size=page_size, page_token=token, running_only=running_only))
+            yield from response.runs
+            token = response.next_page_token
+            if not token:
+                return
 
     def issue_token(self, principal: str, ttl_seconds: int | None = None) -> authz_pb2.IssueTokenResponse:
         return self._transport.call(self._authz.IssueToken, authz_pb2.IssueTokenRequest(
@@ -365,6 +399,9 @@ class SecureFilesClient(IdentityCalls):
         if approve:
             return self._transport.call(self._authz.Approve, authz_pb2.ApproveRequest(name=name, comment=comment))
         return self._transport.call(self._authz.Reject, authz_pb2.RejectRequest(name=name, comment=comment))
+
+    def list_groups(self) -> list[authz_pb2.Group]:
+        return list(self._transport.call(self._authz.ListGroups, authz_pb2.ListGroupsRequest()).groups)
 
     def set_group_member(self, group: str, principal: str, member: bool = True) -> authz_pb2.Group:
         return self._transport.call(self._authz.SetGroupMember, authz_pb2.SetGroupMemberRequest(
@@ -517,8 +554,10 @@ class _Source:
                 self._handle = source.open("rb")
             except OSError as error:
                 raise InvalidArgument(f"cannot read {source}: {error.strerror}", reason="INVALID_SOURCE") from None
-            return self._name or source.name, self._handle, os.fstat(self._handle.fileno()).st_size
-        if not self._name:
+            # An empty name given on purpose is the server's to refuse, not a cue for the file's own.
+            name = source.name if self._name is None else self._name
+            return name, self._handle, os.fstat(self._handle.fileno()).st_size
+        if self._name is None:
             raise InvalidArgument("a name is required when uploading bytes or a stream", reason="INVALID_NAME")
         if isinstance(source, bytes):
             self._handle = io.BytesIO(source)

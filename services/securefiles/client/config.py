@@ -75,11 +75,14 @@ def load_config(env: Mapping[str, str] | None = None, path: Path | None = None) 
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise InvalidArgument(f"cannot read client config {path}: {error}", reason="INVALID_CONFIG") from None
         endpoints = data.get("endpoints", {})
+        ca_file = _path(data.get("ca_file"))
+        if ca_file is not None and not ca_file.is_absolute():
+            ca_file = path.parent / ca_file  # beside the config, wherever that directory is
         config = ClientConfig(
             storage=str(endpoints.get("storage", "")),
             authz=str(endpoints.get("authz", "")),
             kms={str(k): str(v) for k, v in dict(endpoints.get("kms", {})).items()},
-            ca_file=_path(data.get("ca_file")),
+            ca_file=ca_file,
             token=str(data.get("token", "")),
             project=str(data.get("project", "default")),
             source=path,

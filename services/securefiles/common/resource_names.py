@@ -8,6 +8,7 @@ import uuid
 from securefiles.common.errors import InvalidArgument
 
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+PROJECT_ID_RULE = "lowercase letters, digits and '-', starting with a letter, at most 63 characters"
 REGION_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _NUMBER = re.compile(r"[0-9]{1,10}")
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database
@@ -38,12 +39,20 @@ def _invalid(what: str, value: str) -> InvalidArgument:
     return InvalidArgument(f"{what} {shown!r} is not a valid resource name", reason="INVALID_RESOURCE_NAME")
 
 
+def validate_project_id(project_id: str, reason: str = "INVALID_PROJECT_ID") -> str:
+    """A project id, or INVALID_ARGUMENT saying what a project id may be."""
+    if not PROJECT_ID.fullmatch(project_id):
+        shown = project_id if len(project_id) <= 80 else project_id[:77] + "..."
+        raise InvalidArgument(f"invalid project {shown!r}: a project id is {PROJECT_ID_RULE}", reason=reason)
+    return project_id
+
+
 def parse_project(name: str) -> str:
     """`projects/{project}` -> project."""
     parts = name.split("/")
-    if len(parts) != 2 or parts[0] != "projects" or not PROJECT_ID.fullmatch(parts[1]):
+    if len(parts) != 2 or parts[0] != "projects":
         raise _invalid("project", name)
-    return parts[1]
+    return validate_project_id(parts[1], reason="INVALID_RESOURCE_NAME")
 
 
 def parse_child(name: str, collection: str) -> tuple[str, str]:

@@ -334,6 +334,15 @@ class SqlChecksRepository:
             return set(conn.execute(select(group_members.c.principal).where(
                 group_members.c.group_name.in_(groups))).scalars())
 
+    def list_groups(self) -> dict[str, list[str]]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(group_members).order_by(group_members.c.group_name,
+                                                               group_members.c.principal)).all()
+        groups: dict[str, list[str]] = {}
+        for row in rows:
+            groups.setdefault(row.group_name, []).append(row.principal)
+        return groups
+
     def set_group_member(self, group: str, principal: str, member: bool) -> list[str]:
         with write_transaction(self._engine) as conn:
             conn.execute(delete(group_members).where(

@@ -79,6 +79,16 @@ pipelines = Table(
     UniqueConstraint("project", "display_name", name="uq_pipelines_name"),
 )
 
+# A deleted pipeline's id and name: ids are never given to another pipeline (runs, audit
+# entries and permissions name pipelines by id).
+deleted_pipelines = Table(
+    "deleted_pipelines", metadata,
+    Column("project", String(63), primary_key=True),
+    Column("pipeline_id", Integer, primary_key=True, autoincrement=False),
+    Column("display_name", String(128), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+)
+
 pipeline_permissions = Table(
     "pipeline_permissions", metadata,
     Column("resource", String(512), primary_key=True),
@@ -138,18 +148,20 @@ def _run(m: Any) -> Run:
     )
 
 
-def insert_named(engine: Engine, table: Table, id_column: str, values: dict[str, Any], exists: AlreadyExists
-                 ) -> dict[str, Any]:
-    """Insert a row numbered `id_column` = the project's next id, unless its project already has one
-    with its `display_name` (then raise `exists`); retried when a concurrent insert takes the number."""
+def insert_named(engine: Engine, table: Table, id_column: str, values: dict[str, Any], exists: AlreadyExists,
+                 retired: Table | None = None) -> dict[str, Any]:
+    """Insert a row numbered `id_column` = the project's next id (past those in `retired` too: a
+    deleted row's id is never given again), unless its project already has one with its
+    `display_name` (then raise `exists`); retried when a concurrent insert takes the number."""
     project, name = table.c.project == values["project"], table.c.display_name == values["display_name"]
     for _attempt in range(5):
         try:
             with write_transaction(engine) as conn:
                 if conn.execute(select(table.c[id_column]).where(project, name)).first():
                     raise exists
-                latest = conn.execute(select(func.max(table.c[id_column])).where(project)).scalar()
-                numbered = {**values, id_column: (latest or 0) + 1}
+                latest = max(conn.execute(select(func.max(t.c[id_column])).where(t.c.project == values["project"]))
+                             .scalar() or 0 for t in (table, *([retired] if retired is not None else [])))
+                numbered = {**values, id_column: latest + 1}
                 conn.execute(table.insert().values(**numbered))
                 return numbered
         except IntegrityError:
@@ -274,7 +286,8 @@ class SqlAuthzRepository:
     def create_pipeline(self, project: str, display_name: str, now: dt.datetime) -> Pipeline:
         values = insert_named(self._engine, pipelines, "pipeline_id", {
             "project": project, "display_name": display_name, "created_at": now,
-        }, AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS"))
+        }, AlreadyExists(f"pipeline {display_name} already exists", reason="PIPELINE_EXISTS"),
+            retired=deleted_pipelines)
         return _pipeline(values)
 
     def find_pipeline(self, project: str, id_or_name: str) -> Pipeline | None:
@@ -308,6 +321,27 @@ class SqlAuthzRepository:
             if authorized:
                 conn.execute(pipeline_permissions.insert().values(resource=resource, pipeline_id=key))
 
+    def delete_pipeline(self, project: str, pipeline_id: int, now: dt.datetime) -> list[Run]:
+        with write_transaction(self._engine) as conn:
+            # The pipeline's row stays locked until the end: a run cannot start meanwhile.
+            row = conn.execute(select(pipelines).where(
+                pipelines.c.project == project, pipelines.c.pipeline_id == pipeline_id).with_for_update()).first()
+            if row is None:
+                raise NotFound("pipeline does not exist", reason="PIPELINE_NOT_FOUND")
+            running = conn.execute(select(runs).where(
+                runs.c.project == project, runs.c.pipeline_id == pipeline_id,
+                runs.c.state == RunState.RUNNING.value, runs.c.expire_at > now)).all()
+            if running:
+                return [_run(r._mapping) for r in running]
+            conn.execute(delete(pipeline_permissions).where(
+                pipeline_permissions.c.pipeline_id == pipeline_id,
+                pipeline_permissions.c.resource.startswith(f"projects/{project}/", autoescape=True)))
+            conn.execute(delete(pipelines).where(
+                pipelines.c.project == project, pipelines.c.pipeline_id == pipeline_id))
+            conn.execute(deleted_pipelines.insert().values(
+                project=project, pipeline_id=pipeline_id, display_name=row.display_name, deleted_at=now))
+        return []
+
     # -- runs -------------------------------------------------------------------------
 
     def create_run(self, run: Run, external_key: str | None = None) -> tuple[Run, bool]:
@@ -327,6 +361,11 @@ class SqlAuthzRepository:
                                 ).values(expire_at=run.expire_at))
                                 existing = _run({**row._mapping, "expire_at": run.expire_at})
                             return existing, True
+                    # Locks the pipeline's row: it cannot be deleted while its run starts.
+                    if conn.execute(select(pipelines.c.pipeline_id).where(
+                            pipelines.c.project == run.project, pipelines.c.pipeline_id == run.pipeline_id
+                    ).with_for_update()).first() is None:
+                        raise NotFound("the pipeline was deleted", reason="PIPELINE_NOT_FOUND")
                     latest = conn.execute(select(func.max(runs.c.run_id)).where(
                         runs.c.project == run.project)).scalar()
                     values = {
@@ -346,6 +385,19 @@ class SqlAuthzRepository:
         with read_transaction(self._engine) as conn:
             row = conn.execute(_GET_RUN, {"project": project, "run_id": run_id}).first()
         return _run(row._mapping) if row else None
+
+    def list_runs(self, project: str, pipeline_id: int | None, running_at: dt.datetime | None,
+                  before_run_id: int | None, limit: int) -> list[Run]:
+        query = select(runs).where(runs.c.project == project)
+        if pipeline_id is not None:
+            query = query.where(runs.c.pipeline_id == pipeline_id)
+        if running_at is not None:
+            query = query.where(runs.c.state == RunState.RUNNING.value, runs.c.expire_at > running_at)
+        if before_run_id is not None:
+            query = query.where(runs.c.run_id < before_run_id)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(query.order_by(runs.c.run_id.desc()).limit(limit)).all()
+        return [_run(r._mapping) for r in rows]
 
     def complete_run(self, project: str, run_id: int, now: dt.datetime) -> Run:
         with write_transaction(self._engine) as conn:

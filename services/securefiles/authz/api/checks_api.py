@@ -135,6 +135,12 @@ class ChecksServicerMixin:
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
 
+    async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
+                         ) -> authz_pb2.ListGroupsResponse:
+        groups = self._authz.checks.list_groups(current_principal())
+        return authz_pb2.ListGroupsResponse(
+            groups=[authz_pb2.Group(name=name, members=members) for name, members in groups.items()])
+
     async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
                              ) -> authz_pb2.Group:
         members = self._authz.checks.set_group_member(

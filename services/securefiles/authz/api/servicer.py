@@ -163,6 +163,19 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         perms, pipelines = self._authz.pipeline_permissions(current_principal(), request.resource)
         return _permissions(perms, pipelines)
 
+    async def DeletePipeline(
+        self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        self._authz.delete_pipeline(current_principal(), request.name)
+        return empty_pb2.Empty()
+
+    async def ListRuns(
+        self, request: authz_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.ListRunsResponse:
+        runs, next_token = self._authz.list_runs(current_principal(), request.parent, request.page_size,
+                                                 request.page_token, request.running_only)
+        return authz_pb2.ListRunsResponse(runs=[run_message(r) for r in runs], next_page_token=next_token)
+
     async def StartRun(
         self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.StartRunResponse:
@@ -170,13 +183,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         audit_note(request.pipeline, branch=request.branch,
                    requested_by=request.requested_by or current_principal().name,
                    requested_ttl_seconds=duration_seconds(request.ttl, 0))
+        # A ttl given as zero is a mistake to refuse, not a request for the default.
+        ttl = duration_seconds(request.ttl, 0) if request.HasField("ttl") else None
         run, token = self._authz.start_run(
-            current_principal(),
-            request.pipeline,
-            request.branch,
-            request.requested_by,
-            duration_seconds(request.ttl, 0),
-        )
+            current_principal(), request.pipeline, request.branch, request.requested_by, ttl)
         return authz_pb2.StartRunResponse(run=run_message(run), job_token=token)
 
     async def CompleteRun(

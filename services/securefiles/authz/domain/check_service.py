@@ -92,6 +92,10 @@ class Checks:
         """A person signed in: the groups their organization's provider named are theirs (as
         approvers); groups it named at an earlier sign-in and no longer does are not."""
         self._repo.sync_sign_in_groups(principal, list(groups))
+    def list_groups(self, caller: Principal) -> dict[str, list[str]]:
+        if not caller.is_user:
+            raise PermissionDenied("groups are listed to people only", reason="USER_TOKEN_REQUIRED")
+        return self._repo.list_groups()
 
     def set_group_member(self, caller: Principal, group: str, principal: str, member: bool) -> list[str]:
         self._require(caller, Permission.ADMINISTER, Scope("organization"))

@@ -123,6 +123,9 @@ class JobIdentity:
         self._trusts.delete_trust(trust.project, trust.trust_id)
         return trust
 
+    def trusts_of_pipeline(self, pipeline: Pipeline) -> list[Trust]:
+        return [t for t in self._trusts.list_trusts(pipeline.project) if t.pipeline_id == pipeline.pipeline_id]
+
     def pipeline_of(self, trust: Trust) -> Pipeline:
         pipeline = self._repo.find_pipeline(trust.project, str(trust.pipeline_id))
         if pipeline is None:

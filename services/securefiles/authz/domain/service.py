@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 import uuid
@@ -38,13 +39,21 @@ from securefiles.authz.domain.sign_in import SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
 from securefiles.common.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Unauthenticated,
 )
 from securefiles.common.principal import USER_PRINCIPAL, Principal, is_service_account
-from securefiles.common.resource_names import PROJECT_ID, REGION_ID, parse_child, parse_project, parse_run
+from securefiles.common.resource_names import (
+    REGION_ID,
+    is_id,
+    parse_child,
+    parse_project,
+    parse_run,
+    validate_project_id,
+)
 from securefiles.common.tokens import TokenIssuer
 
 USER_TOKEN_DEFAULT_TTL = 8 * 3600
@@ -53,6 +62,8 @@ BOOTSTRAP = "bootstrap"  # who issued the administrator token that `up` or `init
 JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
+RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX = 100, 1000
+ANY_PIPELINE = "-"
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
 
 
@@ -187,9 +198,7 @@ class Authorization:
 
     def create_project(self, caller: Principal, project_id: str, region: str) -> Project:
         self._require(caller, Permission.ADMINISTER, Scope("organization"))
-        if not PROJECT_ID.fullmatch(project_id):
-            raise InvalidArgument("project id must be lowercase letters, digits and -, 1-63 characters",
-                                  reason="INVALID_PROJECT_ID")
+        validate_project_id(project_id)
         region = region or self.regions[0]
         if not REGION_ID.fullmatch(region) or region not in self.regions:
             raise InvalidArgument(f"unknown region {region!r}; known: {', '.join(self.regions)}",
@@ -286,6 +295,25 @@ class Authorization:
         self._require(caller, Permission.VIEW, Scope("library", project))
         return self._repo.list_pipelines(project)
 
+    def delete_pipeline(self, caller: Principal, name: str) -> Pipeline:
+        """Delete a pipeline and its permissions; refused while one of its runs is running."""
+        project, ref = parse_child(name, "pipelines")
+        self._require(caller, Permission.ADMINISTER, Scope("library", project))
+        pipeline = self._pipeline(project, ref)
+        trusted = self.jobs.trusts_of_pipeline(pipeline) if self.jobs else []
+        if trusted:
+            # A trust names its pipeline by id: delete the trusts first, so none points nowhere.
+            raise FailedPrecondition(
+                f"pipeline {pipeline.display_name!r} is the pipeline of trust(s) "
+                f"{', '.join(t.display_name for t in trusted)}; delete them first", reason="PIPELINE_HAS_TRUSTS")
+        running = self._repo.delete_pipeline(project, pipeline.pipeline_id, self._clock())
+        if running:
+            ids = ", ".join(str(r.run_id) for r in running)
+            raise FailedPrecondition(
+                f"pipeline {pipeline.display_name!r} has {len(running)} running run(s) (id {ids}); "
+                "complete them first", reason="PIPELINE_HAS_RUNNING_RUNS")
+        return pipeline
+
     def pipeline_permissions(self, caller: Principal, resource: str) -> tuple[PipelinePermissions, list[Pipeline]]:
         scope = self._policy.require_file(caller, Permission.VIEW, resource)
         return self._permissions_with_pipelines(scope)
@@ -314,11 +342,12 @@ class Authorization:
     # -- runs -------------------------------------------------------------------------
 
     def start_run(
-        self, caller: Principal, pipeline_name: str, branch: str, requested_by: str, ttl_seconds: int
+        self, caller: Principal, pipeline_name: str, branch: str, requested_by: str, ttl_seconds: int | None
     ) -> tuple[Run, str]:
         """A run started by hand: its branch and requester are what the caller asserts, so this
         needs the orchestrator role (never implied by administering), and the run records who
-        asserted them. Jobs of CI systems with OIDC get in through trusts instead."""
+        asserted them. Jobs of CI systems with OIDC get in through trusts instead. `ttl_seconds`
+        None: the default lifetime."""
         project, ref = parse_child(pipeline_name, "pipelines")
         library = Scope("library", project)
         self._policy.require(caller, Permission.ORCHESTRATE, library, reason="ORCHESTRATOR_REQUIRED")
@@ -329,7 +358,7 @@ class Authorization:
             raise _denied(f"{requester} may not use this library's files in pipelines",
                           reason="REQUESTER_NOT_ALLOWED")
         validate_ref(branch)
-        ttl = ttl_seconds or JOB_TOKEN_DEFAULT_TTL
+        ttl = JOB_TOKEN_DEFAULT_TTL if ttl_seconds is None else ttl_seconds
         if not 0 < ttl <= JOB_TOKEN_MAX_TTL:
             raise InvalidArgument("ttl must be between 1s and 31d", reason="INVALID_TTL")
         pipeline = self._pipeline(project, ref)
@@ -353,10 +382,30 @@ class Authorization:
         if run is None:
             raise NotFound(f"run {run_name} does not exist", reason="RUN_NOT_FOUND")
         if run.state is RunState.COMPLETED:
-            return run
+            # Like an approval already decided: nothing changes, and the caller hears so.
+            when = run.completed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if run.completed_at else "an earlier time"
+            raise FailedPrecondition(f"run {run.run_id} was already completed at {when}; nothing changed",
+                                     reason="RUN_ALREADY_COMPLETED")
         completed = self._repo.complete_run(project, run_id, self._clock())
         self.checks.release_run(completed)
         return completed
+
+    def list_runs(self, caller: Principal, parent: str, page_size: int, page_token: str, running_only: bool
+                  ) -> tuple[list[Run], str]:
+        """A page of runs, newest first, of one pipeline or (`pipelines/-`) of the whole project."""
+        project, ref = parse_child(parent, "pipelines")
+        self._require(caller, Permission.VIEW, Scope("library", project))
+        if not 0 <= page_size:
+            raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
+        limit = min(page_size or RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX)
+        pipeline_id = None if ref == ANY_PIPELINE else self._pipeline(project, ref).pipeline_id
+        query = f"{project}/{ref}/{int(running_only)}"
+        before = _decode_runs_token(page_token, query) if page_token else None
+        found = self._repo.list_runs(project, pipeline_id, self._clock() if running_only else None, before,
+                                     limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        return page, _encode_runs_token(query, page[-1].run_id) if more else ""
 
     def active_run_of(self, job: Principal) -> Run:
         """The running run a verified job token belongs to, or UNAUTHENTICATED."""
@@ -439,3 +488,19 @@ class Authorization:
                               reason="PIPELINE_NOT_AUTHORIZED")
             suites.append(self.checks.evaluate(run, scope.name))
         return suites
+
+
+def _encode_runs_token(query: str, before: int) -> str:
+    return base64.urlsafe_b64encode(f"{query}|{before}".encode()).decode()
+
+
+def _decode_runs_token(token: str, query: str) -> int:
+    """The run id to continue below; the token must come from the same query."""
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeError):
+        text = ""
+    issued_for, _, before = text.rpartition("|")
+    if issued_for != query or not is_id(before):
+        raise InvalidArgument("page_token does not belong to this listing", reason="INVALID_PAGE_TOKEN")
+    return int(before)

@@ -240,6 +240,21 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInResponse.FromString,
                 _registered_method=True)
+        self.DeletePipeline = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/DeletePipeline',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.DeletePipelineRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListRuns',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ListGroups = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListGroups',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -534,6 +549,28 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeletePipeline(self, request, context):
+        """Deletes a pipeline and its permissions on files; refused while one of its runs is
+        running. Its id is never given to another pipeline; its runs stay listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Lists runs of a project (newest first), of one pipeline or of all (`pipelines/-`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGroups(self, request, context):
+        """Lists the groups of approvers and their members (people only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -731,6 +768,21 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.SignIn,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInResponse.SerializeToString,
+            ),
+            'DeletePipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePipeline,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.DeletePipelineRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListRunsRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ListGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGroups,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1796,6 +1848,87 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/SignIn',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.SignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/DeletePipeline',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.DeletePipelineRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListRuns',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListRunsRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListGroups',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -133,6 +133,14 @@ class AuthorizationServiceStub:
     """A person's ID token from the organization's OIDC provider in, a short session token out
     (callable without a token).
     """
+    DeletePipeline: _grpc.UnaryUnaryMultiCallable[_authz_pb2.DeletePipelineRequest, _empty_pb2.Empty]
+    """Deletes a pipeline and its permissions on files; refused while one of its runs is
+    running. Its id is never given to another pipeline; its runs stay listed.
+    """
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListRunsRequest, _authz_pb2.ListRunsResponse]
+    """Lists runs of a project (newest first), of one pipeline or of all (`pipelines/-`)."""
+    ListGroups: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListGroupsRequest, _authz_pb2.ListGroupsResponse]
+    """Lists the groups of approvers and their members (people only)."""
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -238,6 +246,14 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """A person's ID token from the organization's OIDC provider in, a short session token out
     (callable without a token).
     """
+    DeletePipeline: _aio.UnaryUnaryMultiCallable[_authz_pb2.DeletePipelineRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a pipeline and its permissions on files; refused while one of its runs is
+    running. Its id is never given to another pipeline; its runs stay listed.
+    """
+    ListRuns: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListRunsRequest, _authz_pb2.ListRunsResponse]  # type: ignore[assignment]
+    """Lists runs of a project (newest first), of one pipeline or of all (`pipelines/-`)."""
+    ListGroups: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListGroupsRequest, _authz_pb2.ListGroupsResponse]  # type: ignore[assignment]
+    """Lists the groups of approvers and their members (people only)."""
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Principals, tokens, roles, pipelines, runs and the decision "may this job use
@@ -574,5 +590,31 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         """A person's ID token from the organization's OIDC provider in, a short session token out
         (callable without a token).
         """
+
+    @_abc_1.abstractmethod
+    def DeletePipeline(
+        self,
+        request: _authz_pb2.DeletePipelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a pipeline and its permissions on files; refused while one of its runs is
+        running. Its id is never given to another pipeline; its runs stay listed.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _authz_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListRunsResponse, _abc.Awaitable[_authz_pb2.ListRunsResponse]]:
+        """Lists runs of a project (newest first), of one pipeline or of all (`pipelines/-`)."""
+
+    @_abc_1.abstractmethod
+    def ListGroups(
+        self,
+        request: _authz_pb2.ListGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListGroupsResponse, _abc.Awaitable[_authz_pb2.ListGroupsResponse]]:
+        """Lists the groups of approvers and their members (people only)."""
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -248,8 +248,20 @@ class SecureFiles:
     async def _file_for_job(self, caller: Principal, name: str, metadata_only: bool) -> SecureFile:
         """valid job → file in its project → pipeline authorized (→ checks passed, unless metadata only)."""
         found = await self._resolve_for_job(caller, name)
-        await self._access.authorize_use(caller.token, found.name, metadata_only)
+        await self._use_decision(caller, found, metadata_only)
         return found
+
+    async def _use_decision(self, caller: Principal, found: SecureFile, metadata_only: bool = False) -> str:
+        """authz's decision on a job using `found`; a pipeline that may not use it hears which file."""
+        try:
+            return await self._access.authorize_use(caller.token, found.name, metadata_only)
+        except PermissionDenied as denied:
+            if denied.reason != "PIPELINE_NOT_AUTHORIZED":
+                raise
+            raise PermissionDenied(
+                f"the job's pipeline is not authorized to use secure file {found.display_name!r}",
+                reason=denied.reason, metadata={**denied.metadata, "secure_file": found.display_name},
+                domain=denied.domain) from None
 
     async def _resolve_for_job(self, caller: Principal, name: str) -> SecureFile:
         """The file a job names, in the job's own project; a missing one only after the token is checked."""
@@ -296,6 +308,8 @@ class SecureFiles:
             await self._access.filter_usable(caller.token, [])
         else:
             self._require_user(caller)
+            # A typo in a project name is told PROJECT_NOT_FOUND, not shown as an empty library.
+            await self.region_of(project)
         if not 0 <= page_size:
             raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -413,7 +427,7 @@ class SecureFiles:
             raise PermissionDenied("only a pipeline job's token may download a secure file",
                                    reason="JOB_TOKEN_REQUIRED")
         found = await self._resolve_for_job(caller, name)
-        return await self._open(found, self._access.authorize_use(caller.token, found.name))
+        return await self._open(found, self._use_decision(caller, found))
 
     async def _break_glass_download(self, caller: Principal, name: str) -> Download:
         project, ref = parse_child(name, "secureFiles")

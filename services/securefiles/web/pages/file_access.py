@@ -58,7 +58,7 @@ async def set_role(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
     principal, role, what = text(form, "principal"), text(form, "role"), text(form, "action")
     if what == "remove":
-        await ctx.call(lambda c: c.remove_role(principal, file_id))
+        await ctx.call(lambda c: c.delete_role_assignment(principal, file_id))
         ctx.flash("notice", f"removed {principal}'s role")
     else:
         if role not in FILE_ROLES:
