@@ -29,6 +29,8 @@ from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, loa
 DEFAULT_PORT_BASE = 7700
 # Each service's internal (mutual TLS) port is this far above its public one.
 INTERNAL_PORT_OFFSET = 50
+# And its operations port (plain HTTP: /healthz, /readyz, /metrics) this far.
+HTTP_PORT_OFFSET = 100
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -64,6 +66,7 @@ class ServiceProcess:
     extra: dict[str, str] = field(default_factory=dict)
     port: int = 0
     internal_port: int = 0
+    http_port: int = 0
     restarts: list[float] = field(default_factory=list)
 
 
@@ -119,9 +122,9 @@ class LocalSystem:
     def _port(self, offset: int) -> int:
         return 0 if self.options.port_base == 0 else self.options.port_base + offset
 
-    def _ports(self, offset: int) -> tuple[int, int]:
-        """(public, internal) ports of the service at `offset`."""
-        return self._port(offset), self._port(offset + INTERNAL_PORT_OFFSET)
+    def _ports(self, offset: int) -> tuple[int, int, int]:
+        """(public, internal, operations) ports of the service at `offset`."""
+        return self._port(offset), self._port(offset + INTERNAL_PORT_OFFSET), self._port(offset + HTTP_PORT_OFFSET)
 
     def database_url(self, name: str) -> str:
         """SQLite under the state dir, or a database of its own on the PostgreSQL server."""
@@ -130,13 +133,15 @@ class LocalSystem:
         return ensure_postgres_database(self.options.database_url,
                                         f"{self.options.database_prefix}{name}".replace("-", "_"))
 
-    def _env(self, name: str, identity: str, ports: tuple[int, int], extra: dict[str, str]) -> dict[str, str]:
+    def _env(self, name: str, identity: str, ports: tuple[int, int, int], extra: dict[str, str]) -> dict[str, str]:
         tls = self.tls(identity)
         env = dict(os.environ)
         env.update({
             "SECUREFILES_LISTEN": f"127.0.0.1:{ports[0]}",
             "SECUREFILES_INTERNAL_LISTEN": f"127.0.0.1:{ports[1]}",
             "SECUREFILES_INTERNAL_PORT_FILE": str(self.state / "run" / f"{name}.internal-port"),
+            "SECUREFILES_HTTP_LISTEN": f"127.0.0.1:{ports[2]}",
+            "SECUREFILES_HTTP_PORT_FILE": str(self.state / "run" / f"{name}.http-port"),
             "SECUREFILES_TLS_CA_FILE": str(tls.ca),
             "SECUREFILES_TLS_CERT_FILE": str(tls.cert),
             "SECUREFILES_TLS_KEY_FILE": str(tls.key),
@@ -149,10 +154,10 @@ class LocalSystem:
         env.update(extra)
         return env
 
-    def _spawn(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
+    def _spawn(self, name: str, service: str, identity: str, ports: tuple[int, int, int], extra: dict[str, str]
                ) -> subprocess.Popen[bytes]:
-        (self.state / "run" / f"{name}.port").unlink(missing_ok=True)
-        (self.state / "run" / f"{name}.internal-port").unlink(missing_ok=True)
+        for suffix in ("port", "internal-port", "http-port"):
+            (self.state / "run" / f"{name}.{suffix}").unlink(missing_ok=True)
         log = open(self.state / "logs" / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "securefiles", "serve", service],
@@ -163,7 +168,7 @@ class LocalSystem:
         write_private_file(self.state / "run" / f"{name}.pid", str(process.pid).encode())
         return process
 
-    def _start(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
+    def _start(self, name: str, service: str, identity: str, ports: tuple[int, int, int], extra: dict[str, str]
                ) -> ServiceProcess:
         process = self._spawn(name, service, identity, ports, extra)
         child = ServiceProcess(name, process, self.state / "logs" / f"{name}.log", service, identity, extra)
@@ -173,13 +178,13 @@ class LocalSystem:
 
     def restart(self, child: ServiceProcess) -> None:
         """Bring a crashed service back on the same ports (its peers and clients keep their address)."""
-        child.process = self._spawn(child.name, child.service, child.identity, (child.port, child.internal_port),
-                                    child.extra)
+        child.process = self._spawn(child.name, child.service, child.identity,
+                                    (child.port, child.internal_port, child.http_port), child.extra)
         child.restarts.append(time.monotonic())
         self._wait_ready(child)
 
     def _wait_ready(self, child: ServiceProcess) -> None:
-        """Wait for the port files (the internal one is written first) and SERVING on the public port."""
+        """Wait for the port files (the public one is written last) and SERVING on the public port."""
         port_file = self.state / "run" / f"{child.name}.port"
         deadline = time.monotonic() + START_TIMEOUT
         port = 0
@@ -193,6 +198,7 @@ class LocalSystem:
             if port and self._serving(port):
                 child.port = port
                 child.internal_port = int((self.state / "run" / f"{child.name}.internal-port").read_text())
+                child.http_port = int((self.state / "run" / f"{child.name}.http-port").read_text())
                 return
             time.sleep(0.05)
         raise LaunchError(f"{child.name} did not become healthy within {START_TIMEOUT:.0f}s; see {child.log_path}")
@@ -319,6 +325,8 @@ def run_up(options: UpOptions) -> int:
     print(f"storage  {config.storage}\nauthz    {config.authz}", flush=True)
     for region, target in config.kms.items():
         print(f"kms-{region:<4} {target}", flush=True)
+    operations = " ".join(f"{p.name}=http://127.0.0.1:{p.http_port}" for p in system.processes if p.http_port)
+    print(f"http     {operations}  (/healthz /readyz /metrics)", flush=True)
     print(f"client config: {system.state / 'client.toml'}\nlogs: {system.state / 'logs'}", flush=True)
     print("securefiles is up (Ctrl-C to stop)", flush=True)
     exit_code = 0

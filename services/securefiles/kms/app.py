@@ -12,7 +12,7 @@ from pathlib import Path
 from securefiles import __version__
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ServerSettings, env_str
-from securefiles.common.db import make_engine
+from securefiles.common.db import make_engine, ping
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -72,6 +72,11 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         limits=settings.server.limits,
         audit=audit,
         audit_reader=authz.require_operator,
+        readiness={
+            "database": lambda: ping(engine),
+            "primary_key": lambda: asyncio.to_thread(ring.require_usable_primary),
+            "authz": authz.ready,
+        },
         unaudited_methods=frozenset({"ListKeyVersions"}),
         # No entry, no change: each change's entry is written before its first write. Not for a
         # rotation, whose entry names the version the database numbered (it takes nothing away).

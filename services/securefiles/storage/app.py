@@ -12,7 +12,7 @@ from pathlib import Path
 
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_int, env_str, parse_endpoints
-from securefiles.common.db import make_engine
+from securefiles.common.db import make_engine, ping
 from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -168,6 +168,8 @@ def build(settings: StorageSettings) -> StorageApp:
         limits=settings.server.limits,
         audit=audit,
         audit_reader=authz.require_operator,
+        readiness={"database": lambda: ping(engine), "authz": authz.ready,
+                   **{f"kms-{region}": keys.client(region).ready for region in keys.regions}},
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
                                      "GetLibrary"}),
         # File changes call `audit_now` themselves (an upload writes blob segments before it is

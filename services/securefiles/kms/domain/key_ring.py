@@ -225,6 +225,16 @@ class KeyRing:
                                      reason="NO_PRIMARY_KEY_VERSION")
         return record
 
+    def require_usable_primary(self) -> KeyVersionRecord:
+        """Readiness: the region has a primary version (read now, not cached) that the root key
+        unseals; FAILED_PRECONDITION or DATA_LOSS otherwise."""
+        record = self._store.primary(self.region)
+        if record is None:
+            raise FailedPrecondition(f"region {self.region} has no primary key version",
+                                     reason="NO_PRIMARY_KEY_VERSION")
+        self._cipher(record)
+        return record
+
     def _wrap(self, record: KeyVersionRecord, data_key: bytes, context: Mapping[str, str]) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._cipher(record).encrypt(nonce, data_key, data_key_aad(self.region, record.version, context))
