@@ -27,6 +27,7 @@ from securefiles.common.config import ServerSettings
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
 from securefiles.common.limits import CallerLimits, LimitSettings
+from securefiles.common.metrics import register_database_pool, render
 from securefiles.common.operations import OperationsEndpoint, ReadinessCheck
 from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, public_server_credentials, server_credentials
 
@@ -103,7 +104,9 @@ def create_server(
     internal_port = server.add_secure_port(internal_address, server_credentials(tls))
     if internal_port == 0:
         raise OSError(f"could not bind {internal_address}")
-    return RunningServer(server, port, health, names, internal_port, OperationsEndpoint(readiness or {}))
+    if audit is not None:
+        register_database_pool(audit.engine)
+    return RunningServer(server, port, health, names, internal_port, OperationsEndpoint(readiness or {}, render))
 
 
 async def mark_serving(running: RunningServer) -> None:

@@ -19,6 +19,7 @@ from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
+from securefiles.kms.adapters.metrics import register_key_version_gauges
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
 from securefiles.kms.api.servicer import KeyManagementServicer
 from securefiles.kms.domain.key_ring import KeyRing, load_root_key
@@ -52,7 +53,9 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
     upgrade("kms", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     audit = AuditLog(engine, f"kms-{settings.region}", key=settings.server.audit_key)
-    ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), SqlKeyVersionStore(engine))
+    store = SqlKeyVersionStore(engine)
+    ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), store)
+    register_key_version_gauges(store, settings.region)
     record, created = ring.ensure_deployment_version(settings.deployment_id)
     if created:
         audit.record(record.created_by, "RotateKeyOnDeploy", record.name, ALLOW,

@@ -21,6 +21,7 @@ from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
+from securefiles.storage.adapters.metrics import PrometheusEvents, register_data_key_gauges
 from securefiles.storage.adapters.sql_blobs import SqlBlobStore
 from securefiles.storage.adapters.sql_files import SqlFileRepository
 from securefiles.storage.api.servicer import SecureFileServicer
@@ -148,9 +149,11 @@ def build(settings: StorageSettings) -> StorageApp:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
+    events = PrometheusEvents(keys.regions)
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
-                        note_resource=audit_note, before_change=audit_now)
-    rewrapper = DataKeyRewrapper(repository, keys)
+                        note_resource=audit_note, before_change=audit_now, events=events)
+    rewrapper = DataKeyRewrapper(repository, keys, events)
+    register_data_key_gauges(repository)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
     versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from securefiles.common.errors import InvalidArgument
 from securefiles.storage.domain.file_metadata import FileMetadata, parse_file_metadata
 from securefiles.storage.domain.model import FileVersion, content_aad, encryption_context
-from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys
+from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys, NoEvents, OperationalEvents
 from securefiles.storage.domain.segment_cipher import SegmentEncryptor
 
 log = logging.getLogger("securefiles.storage")
@@ -23,7 +23,8 @@ PARSE_TIMEOUT_SECONDS = 5.0
 PARSE_LIMIT_BYTES = 4 * 1024 * 1024
 
 
-async def parse_in_memory(name: str, plaintext: bytes, password: bytes | None) -> FileMetadata:
+async def parse_in_memory(name: str, plaintext: bytes, password: bytes | None,
+                          events: OperationalEvents | None = None) -> FileMetadata:
     """Parse off the event loop, bounded in time; a hostile file yields parse_error, never a failure."""
     try:
         return await asyncio.wait_for(
@@ -31,16 +32,19 @@ async def parse_in_memory(name: str, plaintext: bytes, password: bytes | None) -
         )
     except TimeoutError:
         log.warning("metadata parsing timed out", extra={"file_name_length": len(name)})
+        (events or NoEvents()).metadata_parse_timed_out()
         return FileMetadata({"type": "unknown", "parse_error": "parsing timed out"}, None)
 
 
 class ContentStore:
     """Writes content versions; the caller makes them visible (or discards them)."""
 
-    def __init__(self, blobs: BlobStore, keys: DataKeys, max_file_bytes: int) -> None:
+    def __init__(self, blobs: BlobStore, keys: DataKeys, max_file_bytes: int,
+                 events: OperationalEvents | None = None) -> None:
         self._blobs = blobs
         self._keys = keys
         self.max_file_bytes = max_file_bytes
+        self._events = events or NoEvents()
 
     def check_declared_size(self, expected_size: int) -> None:
         if expected_size < 0 or expected_size > self.max_file_bytes:
@@ -76,7 +80,7 @@ class ContentStore:
         committed = asyncio.create_task(asyncio.to_thread(writer.commit))
         try:
             if size <= PARSE_LIMIT_BYTES:
-                parsed = await parse_in_memory(display_name, b"".join(plaintext), parse_password)
+                parsed = await parse_in_memory(display_name, b"".join(plaintext), parse_password, self._events)
             else:
                 parsed = FileMetadata({"type": "unknown", "parse_skipped": "larger than 4 MiB"}, None)
             await committed

@@ -101,3 +101,19 @@ class AccessDecisions(Protocol):
     async def project_region(self, project: str) -> str: ...
     async def grant_file_administrator(self, file_resource: str, principal: str) -> None: ...
     async def purge_resource_policies(self, file_resource: str) -> dict[str, int]: ...
+
+
+class OperationalEvents(Protocol):
+    """What the domain reports for monitoring (metrics); reporting changes no behaviour."""
+
+    def metadata_parse_timed_out(self) -> None: ...
+
+    def data_keys_rewrapped(self, region: str, rewrapped: int, failed: int) -> None: ...
+
+
+class NoEvents:
+    def metadata_parse_timed_out(self) -> None:
+        return None
+
+    def data_keys_rewrapped(self, region: str, rewrapped: int, failed: int) -> None:
+        return None

@@ -26,7 +26,14 @@ from securefiles.common.resource_names import parse_child, parse_project
 from securefiles.storage.domain.content import ContentStore
 from securefiles.storage.domain.model import SecureFile, content_aad, encryption_context
 from securefiles.storage.domain.names import normalize_name, validate_display_name, validate_properties
-from securefiles.storage.domain.ports import AccessDecisions, BlobReader, BlobStore, DataKeys, FileRepository
+from securefiles.storage.domain.ports import (
+    AccessDecisions,
+    BlobReader,
+    BlobStore,
+    DataKeys,
+    FileRepository,
+    OperationalEvents,
+)
 from securefiles.storage.domain.segment_cipher import (
     HEADER_BYTES,
     SegmentDecryptor,
@@ -109,6 +116,7 @@ class SecureFiles:
         clock: Callable[[], dt.datetime] = _utcnow,
         note_resource: Callable[[str], None] = _ignore,
         before_change: Callable[..., None] = _ignore,
+        events: OperationalEvents | None = None,
     ) -> None:
         # Audit hooks: which file a request turned out to concern, and "write the audit entry
         # now" right before an irreversible change (it raises if the entry cannot be written).
@@ -118,7 +126,7 @@ class SecureFiles:
         self._blobs = blobs
         self._keys = keys
         self._access = access
-        self.content = ContentStore(blobs, keys, max_file_bytes)
+        self.content = ContentStore(blobs, keys, max_file_bytes, events)
         self._clock = clock
         self._regions: dict[str, str] = {}
 
