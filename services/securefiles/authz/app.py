@@ -32,6 +32,7 @@ from securefiles.common.migrations import upgrade
 from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_key
+from securefiles.common.tracing import configure_tracing
 
 log = logging.getLogger("securefiles.authz")
 
@@ -170,4 +171,5 @@ async def serve(settings: AuthzSettings) -> None:
 def main() -> None:
     settings = AuthzSettings.from_env()
     configure_logging("authz", settings.server.log_level)
+    configure_tracing("authz")
     asyncio.run(serve(settings))

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 from grpc_status import rpc_status
+from opentelemetry import trace
 from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
@@ -191,6 +192,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             if key == "x-request-id":
                 request_id = str(value)[:_MAX_REQUEST_ID]
         request_id_var.set(request_id or uuid.uuid4().hex)
+        trace.get_current_span().set_attribute("securefiles.request_id", request_id_var.get())  # no-op untraced
         remaining = context.time_remaining()
         deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
         if authenticate:

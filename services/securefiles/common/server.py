@@ -30,6 +30,7 @@ from securefiles.common.limits import CallerLimits, LimitSettings
 from securefiles.common.metrics import register_database_pool, render
 from securefiles.common.operations import OperationsEndpoint, ReadinessCheck
 from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, public_server_credentials, server_credentials
+from securefiles.common.tracing import server_interceptors, shutdown_tracing
 
 log = logging.getLogger("securefiles.server")
 
@@ -71,9 +72,10 @@ def create_server(
     interceptor; bind its public (server TLS) and internal (mutual TLS) ports. `readiness`: the
     checks behind `/readyz` on the operations port (bound when the server starts)."""
     server = grpc.aio.server(
-        # Witnessing chain heads is bookkeeping between services: an entry for each would change
-        # the head it witnesses, round after round.
-        interceptors=[ServiceInterceptor(service, authenticator, audit, unaudited_methods | WITNESS_METHODS,
+        # Tracing (when on) outermost: its span covers ours. Witnessing chain heads is bookkeeping
+        # between services: an entry for each would change the head it witnesses, round after round.
+        interceptors=[*server_interceptors(),
+                      ServiceInterceptor(service, authenticator, audit, unaudited_methods | WITNESS_METHODS,
                                          CallerLimits(limits) if limits is not None else None,
                                          audit_before_writes, public_methods)],
         options=[
@@ -159,6 +161,7 @@ async def run_until_signalled(
         result = on_stop()
         if asyncio.iscoroutine(result):
             await result
+    await asyncio.to_thread(shutdown_tracing)  # the last spans leave before the process does
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:

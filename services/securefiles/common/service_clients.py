@@ -21,6 +21,7 @@ from securefiles.common.interceptors import outbound_metadata, outbound_timeout
 from securefiles.common.principal import Principal
 from securefiles.common.rich_status import error_info_of, from_rpc_error
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
+from securefiles.common.tracing import client_interceptors
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0
@@ -29,7 +30,8 @@ _TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 
 def secure_channel(target: str, tls: TlsFiles, server_name: str = "") -> grpc.aio.Channel:
     """An aio channel presenting this service's certificate."""
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target, server_name))
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target, server_name),
+                                   interceptors=client_interceptors() or None)  # W3C trace context, if tracing
 
 
 async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, service: str,

@@ -19,6 +19,7 @@ from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
+from securefiles.common.tracing import configure_tracing
 from securefiles.kms.adapters.metrics import register_key_version_gauges
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
 from securefiles.kms.api.servicer import KeyManagementServicer
@@ -99,4 +100,5 @@ async def serve(settings: KmsSettings) -> None:
 def main() -> None:
     settings = KmsSettings.from_env()
     configure_logging("kms", settings.server.log_level)
+    configure_tracing(f"kms-{settings.region}")
     asyncio.run(serve(settings))

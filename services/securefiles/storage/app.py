@@ -19,6 +19,7 @@ from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
+from securefiles.common.tracing import configure_tracing
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
 from securefiles.storage.adapters.metrics import PrometheusEvents, register_data_key_gauges
@@ -194,4 +195,5 @@ async def serve(settings: StorageSettings) -> None:
 def main() -> None:
     settings = StorageSettings.from_env()
     configure_logging("storage", settings.server.log_level)
+    configure_tracing("storage")
     asyncio.run(serve(settings))
