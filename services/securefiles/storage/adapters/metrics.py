@@ -15,15 +15,20 @@ PARSE_TIMEOUTS = Counter("securefiles_metadata_parse_timeouts_total",
 REWRAPPED = Counter("securefiles_rewrap_data_keys_total",
                     "Data keys the rewrap moved to the region's primary key version (or failed to).",
                     ["region", "result"])
+EXPIRY_CHECKS = Counter("securefiles_expiry_checks_total", "Runs of the expiry alert job.")
+EXPIRY_ALERTS = Counter("securefiles_expiry_alerts_total", "Expiry alerts delivered, or failed (retried).",
+                        ["result"])
 
 
 class PrometheusEvents:
-    """`OperationalEvents` as counters (each region's present from the start, at zero)."""
+    """`OperationalEvents` (and the expiry job's runs) as counters, present from the start at zero."""
 
     def __init__(self, regions: Iterable[str]) -> None:
         for region in regions:
             for result in ("rewrapped", "failed"):
                 REWRAPPED.labels(region, result)
+        for result in ("sent", "failed"):
+            EXPIRY_ALERTS.labels(result)
 
     def metadata_parse_timed_out(self) -> None:
         PARSE_TIMEOUTS.inc()
@@ -31,6 +36,11 @@ class PrometheusEvents:
     def data_keys_rewrapped(self, region: str, rewrapped: int, failed: int) -> None:
         REWRAPPED.labels(region, "rewrapped").inc(rewrapped)
         REWRAPPED.labels(region, "failed").inc(failed)
+
+    def expiry_run(self, alerts: int, failures: int) -> None:
+        EXPIRY_ALERTS.labels("sent").inc(alerts)
+        EXPIRY_ALERTS.labels("failed").inc(failures)
+        EXPIRY_CHECKS.inc()  # last: whoever waits for a run sees its alerts counted
 
 
 def register_data_key_gauges(files: FileRepository) -> None:
