@@ -29,8 +29,9 @@ from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, loa
 DEFAULT_PORT_BASE = 7700
 # Each service's internal (mutual TLS) port is this far above its public one.
 INTERNAL_PORT_OFFSET = 50
-# And its operations port (plain HTTP: /healthz, /readyz, /metrics) this far.
-HTTP_PORT_OFFSET = 100
+# And its operations port (plain HTTP: /healthz, /readyz, /metrics) this far (7780…: clear of
+# the ports compose publishes, 7800… and 7900…).
+HTTP_PORT_OFFSET = 80
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
