@@ -8,7 +8,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -18,8 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, make_url, text
 
+from securefiles.cli.up import ensure_postgres_database
+from securefiles.common.db import make_engine
+from securefiles.common.migrations import upgrade
 from securefiles.storage.adapters.expiry_webhook import WebhookNotifier
+from securefiles.storage.adapters.sql_expiry_alerts import SqlExpiryAlerts
+from securefiles.storage.adapters.sql_files import SqlFileRepository
 from securefiles.storage.domain.expiry_alerts import ExpiryAlert, ExpiryAlerts
 from securefiles.storage.domain.model import FileVersion, SecureFile
 from tests.conftest import LocalSystem, unique
@@ -60,6 +68,12 @@ class Files:
 
     def mark_sent(self, file_id, version, threshold_days, now):
         self.sent.add((file_id, version, threshold_days))
+
+    def try_lead(self):
+        return True
+
+    def stop_leading(self):
+        pass
 
 
 def test_each_threshold_is_announced_once_by_a_signed_webhook_and_audited() -> None:
@@ -190,3 +204,40 @@ def test_a_certificate_expiring_within_a_week_is_announced_once(fresh_system: Lo
     (logged,) = [line for line in lines if line["message"] == "secure file expires soon"]
     assert logged["secure_file"] == uploaded.name and logged["threshold_days"] == 7
     assert name not in json.dumps(lines)  # display names stay out of the logs
+
+
+def test_replicas_on_one_postgresql_database_take_turns() -> None:
+    server = os.environ.get("SECUREFILES_TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("replicas share a PostgreSQL database (SECUREFILES_TEST_DATABASE_URL)")
+    url = ensure_postgres_database(server, f"sf_{uuid.uuid4().hex[:8]}_expiry")
+    engines = []
+    try:
+        upgrade("storage", url)
+        engines = [make_engine(url), make_engine(url)]
+        file_id = str(uuid.uuid4())
+        files = SqlFileRepository(engines[0])
+        files.insert(SecureFile(file_id, "default", "cert.pem", {}, "user:a", START, START, FileVersion(
+            1, 10, "0" * 64, f"{file_id}/v1", b"k", "eu", 1, START, "user:a", {}, START + dt.timedelta(days=3))))
+        first, second = SqlExpiryAlerts(engines[0]), SqlExpiryAlerts(engines[1])
+        notified: list[str] = []
+
+        class Recording:
+            async def notify(self, alert: ExpiryAlert, now: dt.datetime) -> None:
+                notified.append(alert.id)
+
+        def run(replica: SqlExpiryAlerts) -> list[ExpiryAlert]:
+            return asyncio.run(ExpiryAlerts(replica, Recording(), lambda _alert: None, lambda: START).run_once())
+
+        assert first.try_lead()
+        assert run(second) == [] and notified == []  # the other replica is in its pass: this one waits its turn
+        first.stop_leading()
+        assert [a.id for a in run(second)] == [f"{file_id}/v1/7d"] and notified == [f"{file_id}/v1/7d"]
+        assert run(first) == [] and len(notified) == 1  # recorded: the next pass, on either, sends nothing
+    finally:
+        for engine in engines:
+            engine.dispose()
+        admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Engine, and_, or_, select, tuple_
+from sqlalchemy import Connection, Engine, and_, or_, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.storage.adapters.sql_files import _current_join, _file, expiry_alerts, file_versions, secure_files
 from securefiles.storage.domain.model import SecureFile
+
+# PostgreSQL advisory lock held by the replica running an expiry pass (the migrations use 7701-7703).
+_LEAD_LOCK = 7_711
 
 
 class SqlExpiryAlerts:
@@ -17,6 +20,27 @@ class SqlExpiryAlerts:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._lead: Connection | None = None
+
+    def try_lead(self) -> bool:
+        """On PostgreSQL, a session advisory lock on a connection kept for the pass; SQLite is
+        one host's file, written by one storage process."""
+        if self._engine.dialect.name != "postgresql":
+            return True
+        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LEAD_LOCK}).scalar():
+            conn.close()
+            return False
+        self._lead = conn
+        return True
+
+    def stop_leading(self) -> None:
+        if self._lead is not None:
+            try:
+                self._lead.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LEAD_LOCK})
+            finally:
+                self._lead.close()
+                self._lead = None
 
     def expiring(self, before: dt.datetime, after: tuple[dt.datetime, str] | None, limit: int
                  ) -> list[tuple[SecureFile, frozenset[int]]]:

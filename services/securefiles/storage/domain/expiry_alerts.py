@@ -53,6 +53,12 @@ class ExpiryAlertRepository(Protocol):
 
     def mark_sent(self, file_id: str, version: int, threshold_days: int, now: dt.datetime) -> None: ...
 
+    def try_lead(self) -> bool:
+        """Become the one replica running this pass (False: another one is)."""
+        ...
+
+    def stop_leading(self) -> None: ...
+
 
 class ExpiryNotifier(Protocol):
     async def notify(self, alert: ExpiryAlert, now: dt.datetime) -> None:
@@ -94,7 +100,15 @@ class ExpiryAlerts:
 
     async def run_once(self) -> list[ExpiryAlert]:
         """One pass over the files expiring within the widest threshold; the alerts sent."""
-        now = self._clock()
+        # Replicas sharing a database take turns: two passes at once would both notify.
+        if not await asyncio.to_thread(self._repository.try_lead):
+            return []
+        try:
+            return await self._run(self._clock())
+        finally:
+            await asyncio.to_thread(self._repository.stop_leading)
+
+    async def _run(self, now: dt.datetime) -> list[ExpiryAlert]:
         window = now + dt.timedelta(days=max(self._thresholds))
         sent: list[ExpiryAlert] = []
         failures = 0
