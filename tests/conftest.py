@@ -240,6 +240,10 @@ class LocalSystem:
         return grpc.secure_channel(target, channel_credentials(self.tls(identity)),
                                    options=channel_options(target, server_name))
 
+    def operations_url(self, name: str) -> str:
+        """Base URL of the operations port (probes, metrics) of `storage`, `authz` or `kms-<region>`."""
+        return f"http://127.0.0.1:{(self.state_dir / 'run' / f'{name}.http-port').read_text().strip()}"
+
     def internal_target(self, service: str, region: str = "eu") -> str:
         """`host:port` of a service's internal (mutual TLS) port."""
         name = f"kms-{region}" if service == "kms" else service

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,8 @@ PORT_VARS = {
     "storage-2": "SECUREFILES_STORAGE_2_PORT", "kms-eu": "SECUREFILES_KMS_EU_PORT", "kms-us": "SECUREFILES_KMS_US_PORT",
     "web": "SECUREFILES_WEB_PORT",
 }
+# Operations ports (plain HTTP probes and metrics), published beside the public ones.
+HTTP_PORT_VARS = {service: var.replace("_PORT", "_HTTP_PORT") for service, var in PORT_VARS.items()}
 COLD_START_KEY = pytest.StashKey[float]()
 
 # The reaper image cannot be pulled here (and DockerCompose does not need it).
@@ -135,6 +137,7 @@ class Stack:
     home: Path
     ports: dict[str, int]
     compose_env: dict[str, str]
+    http_ports: dict[str, int] = field(default_factory=dict)
     compose: object = None  # testcontainers DockerCompose
     cold_start_seconds: float = 0.0
     final_logs: str | None = None  # `docker compose logs` taken just before `down`
@@ -220,7 +223,8 @@ class Stack:
         return SecureFilesClient(load_config(self.client_env(storage)), token=token, project=project)
 
 
-def _compose_env(project: str, secrets_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+def _compose_env(project: str, secrets_dir: Path, ports: dict[str, int], http_ports: dict[str, int]
+                 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREFILES_", "COMPOSE_"))}
     for var, image in OFFLINE_IMAGES.items():
         if not env.get(var) and _docker("image", "inspect", image).returncode == 0:
@@ -235,6 +239,7 @@ def _compose_env(project: str, secrets_dir: Path, ports: dict[str, int]) -> dict
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     })
     env.update({PORT_VARS[service]: str(port) for service, port in ports.items()})
+    env.update({HTTP_PORT_VARS[service]: str(port) for service, port in http_ports.items()})
     return env
 
 
@@ -248,8 +253,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     home = base / "home"
     home.mkdir()
     ports = {service: free_port() for service in (*SERVICES, "web")}
+    http_ports = {service: free_port() for service in SERVICES}
     stack = Stack(project=project, secrets=secrets_dir, home=home, ports=ports,
-                  compose_env=_compose_env(project, secrets_dir, ports))
+                  compose_env=_compose_env(project, secrets_dir, ports, http_ports), http_ports=http_ports)
     compose = DockerCompose(DEPLOY, compose_file_name=COMPOSE_FILE.name, build=False, wait=True)
     stack.compose = compose
     with pytest.MonkeyPatch.context() as patch:

@@ -88,6 +88,22 @@ def test_the_deploy_readme_walkthrough_from_the_host_runs_verbatim(stack: Stack,
     assert not (checkout / "job-temp" / "signing.p12").exists()
 
 
+def test_probes_and_metrics_on_the_published_operations_ports(stack: Stack) -> None:
+    """After the golden path: every service ready (storage naming authz and both kms), and the
+    download it served counted under gRPC's metric names."""
+    expected = {"authz": {"database"}, "kms-eu": {"database", "authz", "primary_key"},
+                "kms-us": {"database", "authz", "primary_key"},
+                "storage-1": {"database", "authz", "kms-eu", "kms-us"},
+                "storage-2": {"database", "authz", "kms-eu", "kms-us"}}
+    for service in SERVICES:
+        base = f"http://127.0.0.1:{stack.http_ports[service]}"
+        assert httpx.get(base + "/healthz", timeout=10).status_code == 200
+        ready = httpx.get(base + "/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["checks"] == dict.fromkeys(expected[service], "ok")
+    metrics = httpx.get(f"http://127.0.0.1:{stack.http_ports['storage-2']}/metrics", timeout=10).text
+    assert 'grpc_method="DownloadSecureFile"' in metrics and "grpc_server_handled_total" in metrics
+
+
 # -- (2) two regions --------------------------------------------------------------------------
 
 

@@ -31,7 +31,8 @@ def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_
     services = {s.name for r in responses for s in r.list_services_response.service}
     assert {"securefiles.storage.v1.SecureFileService", "grpc.health.v1.Health"} <= services
 
-    assert {p.suffix for p in (fresh_system.state_dir / "run").iterdir()} == {".pid", ".port", ".internal-port"}
+    assert {p.suffix for p in (fresh_system.state_dir / "run").iterdir()} == {
+        ".pid", ".port", ".internal-port", ".http-port"}
     fresh_system.stop()
     down = fresh_system.cli("status", "--output", "json")
     assert down.code == 1

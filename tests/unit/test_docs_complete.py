@@ -40,7 +40,7 @@ def _service_settings() -> set[str]:
 def test_every_setting_a_service_reads_is_in_the_readme() -> None:
     settings = _service_settings()
     assert {"AUDIT_KEY", "REQUESTS_PER_SECOND", "INTERNAL_LISTEN", "LISTEN"} <= settings  # the scan works
-    documented = set(re.findall(r"SECUREFILES_([A-Z_]+)", README))
+    documented = set(re.findall(r"SECUREFILES_([A-Z0-9_]+)", README))
     missing = {name for name in settings if name not in documented and f"{name}_FILE" not in documented}
     assert not missing, f"README.md does not document SECUREFILES_{', SECUREFILES_'.join(sorted(missing))}"
 
@@ -50,5 +50,5 @@ def test_every_variable_the_client_reads_is_in_the_readme() -> None:
     variables = set(re.findall(r'"SECUREFILES_([A-Z_]+)"', source))
     variables |= set(re.findall(r'\("\w+", "([A-Z_]+)"\)', source))  # ("storage", "STORAGE_ENDPOINT"), ...
     assert {"CONFIG", "TOKEN", "JOB_TOKEN", "OIDC_TOKEN", "AUDIENCE", "STORAGE_ENDPOINT", "CA_FILE"} <= variables
-    documented = set(re.findall(r"SECUREFILES_([A-Z_]+)", README))
+    documented = set(re.findall(r"SECUREFILES_([A-Z0-9_]+)", README))
     assert variables <= documented, variables - documented

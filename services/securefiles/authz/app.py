@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
@@ -22,7 +24,7 @@ from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
-from securefiles.common.db import make_engine
+from securefiles.common.db import make_engine, ping
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
@@ -30,6 +32,7 @@ from securefiles.common.migrations import upgrade
 from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_key
+from securefiles.common.tracing import configure_tracing
 
 log = logging.getLogger("securefiles.authz")
 
@@ -112,7 +115,7 @@ UNAUDITED = frozenset({
 PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})
 
 
-def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog]:
+def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog, Engine]:
     """The domain service on its database, bootstrapped."""
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
@@ -123,12 +126,12 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
                                   access_requests=SqlAccessRequestRepository(engine),
                                   trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity)
     authorization.bootstrap(settings.bootstrap_admin)
-    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key)
+    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
 
 
 def build(settings: AuthzSettings) -> RunningServer:
     """Wire the authz service (call inside the event loop)."""
-    authorization, issuer, audit = build_authorization(settings)
+    authorization, issuer, audit, engine = build_authorization(settings)
 
     async def require_operator(principal: Principal) -> None:
         authorization.require_operator(principal)
@@ -154,6 +157,7 @@ def build(settings: AuthzSettings) -> RunningServer:
         limits=settings.server.limits,
         audit=audit,
         audit_reader=require_operator,
+        readiness={"database": lambda: ping(engine)},
         unaudited_methods=UNAUDITED,
         # No entry, no change: each change's entry is written before its first write. Not for
         # AuthorizeUse, whose entry is the decision (its check-suite bookkeeping comes first), nor
@@ -174,4 +178,5 @@ async def serve(settings: AuthzSettings) -> None:
 def main() -> None:
     settings = AuthzSettings.from_env()
     configure_logging("authz", settings.server.log_level)
+    configure_tracing("authz")
     asyncio.run(serve(settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from securefiles.cli import audit_export
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
 
@@ -62,3 +63,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--service")
     add_output(verify)
     verify.set_defaults(handler=audit_verify)
+    audit_export.register(actions)

@@ -39,6 +39,8 @@ LOCAL_COMMANDS = {
     ("init-secrets",): NO_ENVIRONMENT,
     ("completion",): NO_ENVIRONMENT,
     ("web",): SERVICE_ENVIRONMENT,
+    ("backup",): NO_ENVIRONMENT,
+    ("restore",): NO_ENVIRONMENT,
 }
 
 EXAMPLES: dict[tuple[str, ...], str] = {
@@ -102,6 +104,9 @@ EXAMPLES: dict[tuple[str, ...], str] = {
     ("keys", "destroy"): "securefiles keys destroy 2 --region eu",
     ("audit", "list"): "securefiles audit list --service storage --resource projects/default/secureFiles/",
     ("audit", "verify"): "securefiles audit verify",
+    ("audit", "export"): "securefiles audit export --to audit.jsonl --state export.state --follow",
+    ("backup",): "securefiles backup --to /backups/securefiles-2026-11-28 --state-dir .securefiles",
+    ("restore",): "securefiles restore --from /backups/securefiles-2026-11-28 --state-dir .securefiles",
     ("access", "request"): "securefiles access request --project ios --reason 'INC-42: signing fails' --ttl 1h",
     ("access", "approve"): "securefiles access approve 3",
     ("access", "revoke"): "securefiles access revoke 3",

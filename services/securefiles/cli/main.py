@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from securefiles import __version__
-from securefiles.cli import access, admin, agent, audit, completion, files, keys, login, secrets_init, trusts
+from securefiles.cli import access, admin, agent, audit, backup, completion, files, keys, login, secrets_init, trusts
 from securefiles.cli.ci_commands import log_line
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, terminal_safe
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     trusts.register(sub)
     login.register(sub)
     secrets_init.register(sub)
+    backup.register(sub)
     completion.register(sub, parser)
     finish(parser)
     return parser

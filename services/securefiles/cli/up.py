@@ -36,6 +36,9 @@ DEFAULT_PORT_BASE = 7700
 INTERNAL_PORT_OFFSET = 50
 # The web console's port is this far above the base (it has no internal port).
 WEB_PORT_OFFSET = 30
+# And its operations port (plain HTTP: /healthz, /readyz, /metrics) this far (7780…: clear of
+# the ports compose publishes, 7800… and 7900…).
+HTTP_PORT_OFFSET = 80
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -71,6 +74,7 @@ class ServiceProcess:
     extra: dict[str, str] = field(default_factory=dict)
     port: int = 0
     internal_port: int = 0
+    http_port: int = 0
     restarts: list[float] = field(default_factory=list)
 
 
@@ -132,9 +136,9 @@ class LocalSystem:
     def _port(self, offset: int) -> int:
         return 0 if self.options.port_base == 0 else self.options.port_base + offset
 
-    def _ports(self, offset: int) -> tuple[int, int]:
-        """(public, internal) ports of the service at `offset`."""
-        return self._port(offset), self._port(offset + INTERNAL_PORT_OFFSET)
+    def _ports(self, offset: int) -> tuple[int, int, int]:
+        """(public, internal, operations) ports of the service at `offset`."""
+        return self._port(offset), self._port(offset + INTERNAL_PORT_OFFSET), self._port(offset + HTTP_PORT_OFFSET)
 
     def database_url(self, name: str) -> str:
         """SQLite under the state dir, or a database of its own on the PostgreSQL server."""
@@ -143,13 +147,15 @@ class LocalSystem:
         return ensure_postgres_database(self.options.database_url,
                                         f"{self.options.database_prefix}{name}".replace("-", "_"))
 
-    def _env(self, name: str, identity: str, ports: tuple[int, int], extra: dict[str, str]) -> dict[str, str]:
+    def _env(self, name: str, identity: str, ports: tuple[int, int, int], extra: dict[str, str]) -> dict[str, str]:
         tls = self.tls(identity)
         env = dict(os.environ)
         env.update({
             "SECUREFILES_LISTEN": f"127.0.0.1:{ports[0]}",
             "SECUREFILES_INTERNAL_LISTEN": f"127.0.0.1:{ports[1]}",
             "SECUREFILES_INTERNAL_PORT_FILE": str(self.state / "run" / f"{name}.internal-port"),
+            "SECUREFILES_HTTP_LISTEN": f"127.0.0.1:{ports[2]}",
+            "SECUREFILES_HTTP_PORT_FILE": str(self.state / "run" / f"{name}.http-port"),
             "SECUREFILES_TLS_CA_FILE": str(tls.ca),
             "SECUREFILES_TLS_CERT_FILE": str(tls.cert),
             "SECUREFILES_TLS_KEY_FILE": str(tls.key),
@@ -177,10 +183,10 @@ class LocalSystem:
         env.update(extra)
         return env
 
-    def _spawn(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
+    def _spawn(self, name: str, service: str, identity: str, ports: tuple[int, int, int], extra: dict[str, str]
                ) -> subprocess.Popen[bytes]:
-        (self.state / "run" / f"{name}.port").unlink(missing_ok=True)
-        (self.state / "run" / f"{name}.internal-port").unlink(missing_ok=True)
+        for suffix in ("port", "internal-port", "http-port"):
+            (self.state / "run" / f"{name}.{suffix}").unlink(missing_ok=True)
         log = open(self.state / "logs" / f"{name}.log", "ab")
         command, env = (["web"], self._web_env(ports[0], extra)) if service == "web" else (
             ["serve", service], self._env(name, identity, ports, extra))
@@ -193,7 +199,7 @@ class LocalSystem:
         write_private_file(self.state / "run" / f"{name}.pid", str(process.pid).encode())
         return process
 
-    def _start(self, name: str, service: str, identity: str, ports: tuple[int, int], extra: dict[str, str]
+    def _start(self, name: str, service: str, identity: str, ports: tuple[int, int, int], extra: dict[str, str]
                ) -> ServiceProcess:
         process = self._spawn(name, service, identity, ports, extra)
         child = ServiceProcess(name, process, self.state / "logs" / f"{name}.log", service, identity, extra)
@@ -203,13 +209,13 @@ class LocalSystem:
 
     def restart(self, child: ServiceProcess) -> None:
         """Bring a crashed service back on the same ports (its peers and clients keep their address)."""
-        child.process = self._spawn(child.name, child.service, child.identity, (child.port, child.internal_port),
-                                    child.extra)
+        child.process = self._spawn(child.name, child.service, child.identity,
+                                    (child.port, child.internal_port, child.http_port), child.extra)
         child.restarts.append(time.monotonic())
         self._wait_ready(child)
 
     def _wait_ready(self, child: ServiceProcess) -> None:
-        """Wait for the port files (the internal one is written first) and SERVING on the public port."""
+        """Wait for the port files (the public one is written last) and SERVING on the public port."""
         port_file = self.state / "run" / f"{child.name}.port"
         deadline = time.monotonic() + START_TIMEOUT
         port = 0
@@ -226,6 +232,7 @@ class LocalSystem:
             if port and child.service != "web" and self._serving(port):
                 child.port = port
                 child.internal_port = int((self.state / "run" / f"{child.name}.internal-port").read_text())
+                child.http_port = int((self.state / "run" / f"{child.name}.http-port").read_text())
                 return
             time.sleep(0.05)
         raise LaunchError(f"{child.name} did not become healthy within {START_TIMEOUT:.0f}s; see {child.log_path}")
@@ -252,7 +259,7 @@ class LocalSystem:
         """The console, a client of the services' public ports; returns its address."""
         services = ClientConfig(storage=config.storage, authz=config.authz, kms=config.kms, ca_file=config.ca_file)
         services.write(self.state / "web-services.toml")
-        web = self._start("web", "web", "web", (self._port(WEB_PORT_OFFSET), 0), {})
+        web = self._start("web", "web", "web", (self._port(WEB_PORT_OFFSET), 0, 0), {})
         return f"https://localhost:{web.port}"
 
     def check_ports_free(self) -> None:
@@ -329,7 +336,7 @@ class LocalSystem:
                 child.process.kill()
                 child.process.wait()
             # Nothing in run/ may name a process or port that is gone.
-            for suffix in ("pid", "port", "internal-port"):
+            for suffix in ("pid", "port", "internal-port", "http-port"):
                 (self.state / "run" / f"{child.name}.{suffix}").unlink(missing_ok=True)
 
 
@@ -379,6 +386,8 @@ def run_up(options: UpOptions) -> int:
         print(f"kms-{region:<4} {target}", flush=True)
     print(f"web      {system.web_url}  (the console; sign-in needs SECUREFILES_OIDC_LOGIN_ISSUER and _CLIENT_ID)",
           flush=True)
+    operations = " ".join(f"{p.name}=http://127.0.0.1:{p.http_port}" for p in system.processes if p.http_port)
+    print(f"http     {operations}  (/healthz /readyz /metrics)", flush=True)
     config_path = (system.state / "client.toml").resolve()
     print(f"client config: {config_path}", flush=True)
     if options.write_default_config:

@@ -474,12 +474,13 @@ class SecureFilesClient(IdentityCalls):
         targets.update({f"kms-{region}": target for region, target in self.config.kms.items()})
         return targets
 
-    def list_audit_events(self, service: str, resource_prefix: str = "") -> Iterator[audit_pb2.AuditEvent]:
+    def list_audit_events(self, service: str, resource_prefix: str = "", after_sequence: int = 0
+                          ) -> Iterator[audit_pb2.AuditEvent]:
         stub = audit_pb2_grpc.AuditLogServiceStub(self._service_channel(service, self._audit_target(service)))
         token = ""
         while True:
             response = self._transport.call(stub.ListAuditEvents, audit_pb2.ListAuditEventsRequest(
-                page_size=1000, page_token=token, resource_prefix=resource_prefix))
+                page_size=1000, page_token=token, resource_prefix=resource_prefix, after_sequence=after_sequence))
             yield from response.events
             token = response.next_page_token
             if not token:

@@ -19,6 +19,7 @@ from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Tabl
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.metrics import AUDIT_APPEND, DECISIONS
 
 metadata = MetaData()
 
@@ -138,16 +139,23 @@ class AuditLog:
         self._clock = clock
         self._key = key
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def record(
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
         details: Mapping[str, str] | None = None,
     ) -> AuditEntry:
         """Append one entry; raises if it cannot be written."""
-        for _attempt in range(5):
-            try:
-                return self._append(principal, action, resource, decision, reason, request_id, details)
-            except IntegrityError:
-                continue  # another replica created the head row first; take the lock and retry
+        with AUDIT_APPEND.time():
+            for _attempt in range(5):
+                try:
+                    entry = self._append(principal, action, resource, decision, reason, request_id, details)
+                except IntegrityError:
+                    continue  # another replica created the head row first; take the lock and retry
+                DECISIONS.labels(entry.action, decision, reason[:256]).inc()
+                return entry
         raise RuntimeError("audit chain is contended; entry not written")
 
     def _append(

@@ -55,7 +55,9 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
             raise InvalidArgument("page_token is not valid", reason="INVALID_PAGE_TOKEN")
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in request.resource_prefix + request.principal):
             raise InvalidArgument("filters may not contain control characters", reason="INVALID_FILTER")
-        after = int(request.page_token or 0)
+        if request.after_sequence < 0:
+            raise InvalidArgument("after_sequence must not be negative", reason="INVALID_SEQUENCE")
+        after = max(int(request.page_token or 0), request.after_sequence)
         limit = min(request.page_size or 100, MAX_PAGE)
         entries = self._log.list(after, limit + 1, request.resource_prefix, request.principal)
         more = len(entries) > limit

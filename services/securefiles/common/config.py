@@ -102,12 +102,14 @@ class ServerSettings:
 
     listen: str  # public: server TLS, bearer tokens
     internal_listen: str  # internal: mutual TLS, service certificates
+    http_listen: str  # operations: plain HTTP probes and metrics
     tls: TlsFiles
     database_url: str
     reflection: bool
     log_level: str
     port_file: Path | None
     internal_port_file: Path | None
+    http_port_file: Path | None
     parent_pid: int | None
     limits: LimitSettings
     outbound_timeout: float
@@ -120,9 +122,11 @@ class ServerSettings:
         env = os.environ if env is None else env
         port_file = env.get(PREFIX + "PORT_FILE")
         internal_port_file = env.get(PREFIX + "INTERNAL_PORT_FILE")
+        http_port_file = env.get(PREFIX + "HTTP_PORT_FILE")
         return cls(
             listen=env_str(env, "LISTEN", "127.0.0.1:0"),
             internal_listen=env_str(env, "INTERNAL_LISTEN", "127.0.0.1:0"),
+            http_listen=env_str(env, "HTTP_LISTEN", "127.0.0.1:0"),
             tls=TlsFiles(
                 ca=Path(env_str(env, "TLS_CA_FILE")),
                 cert=Path(env_str(env, "TLS_CERT_FILE")),
@@ -133,6 +137,7 @@ class ServerSettings:
             log_level=env_str(env, "LOG_LEVEL", "INFO"),
             port_file=Path(port_file) if port_file else None,
             internal_port_file=Path(internal_port_file) if internal_port_file else None,
+            http_port_file=Path(http_port_file) if http_port_file else None,
             parent_pid=env_int(env, "PARENT_PID", 0) or None,
             outbound_timeout=float(env_int(env, "OUTBOUND_TIMEOUT_SECONDS", 10)),
             signing_keys_max_age=float(env_int(env, "SIGNING_KEYS_MAX_AGE_SECONDS", 300)),

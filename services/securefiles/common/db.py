@@ -7,12 +7,13 @@ instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 
 _IMMEDIATE = "securefiles_immediate"
 _before_first_write: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
@@ -88,3 +89,12 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent read snapshot."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+async def ping(engine: Engine) -> None:
+    """Readiness: one round trip to the database (off the event loop); raises when unreachable."""
+    def select_one() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    await asyncio.to_thread(select_one)

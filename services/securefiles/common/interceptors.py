@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 from grpc_status import rpc_status
+from opentelemetry import trace
 from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
@@ -25,6 +26,7 @@ from securefiles.common.db import call_before_first_write
 from securefiles.common.errors import InvalidArgument, SecureFilesError, Unauthenticated, Unavailable
 from securefiles.common.limits import CallerLimits
 from securefiles.common.logging import request_id_var
+from securefiles.common.metrics import RpcMetrics
 from securefiles.common.principal import Principal
 from securefiles.common.repeated_failures import RepeatedFailures
 from securefiles.common.rich_status import to_rpc_status
@@ -170,21 +172,23 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         authenticate = not method.startswith(UNAUTHENTICATED_METHOD_PREFIXES) and not self._is_public(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, authenticate),
+                _measured_unary(self._wrap_unary(handler.unary_unary, method, authenticate), "unary", method),
                 handler.request_deserializer, handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method, authenticate),
+                _measured_unary(self._wrap_unary(handler.stream_unary, method, authenticate), "client_stream",
+                                method),
                 handler.request_deserializer, handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, authenticate),
+                _measured_stream(self._wrap_stream(handler.unary_stream, method, authenticate), "server_stream",
+                                 method),
                 handler.request_deserializer, _encoded_or(handler.response_serializer),
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(handler.stream_stream, method, authenticate),
+            _measured_stream(self._wrap_stream(handler.stream_stream, method, authenticate), "bidi_stream", method),
             handler.request_deserializer, handler.response_serializer,
         )
 
@@ -197,6 +201,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             if key == "x-request-id":
                 request_id = str(value)[:_MAX_REQUEST_ID]
         request_id_var.set(request_id or uuid.uuid4().hex)
+        trace.get_current_span().set_attribute("securefiles.request_id", request_id_var.get())  # no-op untraced
         remaining = context.time_remaining()
         deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
         if not authenticate and self._is_public(method) and self._limits is not None:
@@ -387,6 +392,63 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 self._log(method, "OK", started=started)
 
         return wrapped
+
+
+def _measured_unary(
+    behavior: Callable[..., Awaitable[Any]], grpc_type: str, method: str
+) -> Callable[..., Awaitable[Any]]:
+    """Count the RPC and its code, and time it (grpc_server_* metrics)."""
+
+    async def measured(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        metrics, started = RpcMetrics.start(grpc_type, method)
+        code = "UNKNOWN"
+        try:
+            response = await behavior(request, context)
+            code = "OK"
+            return response
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except BaseException:
+            code = _code_of(context)
+            raise
+        finally:
+            metrics.handled(code, started)
+
+    return measured
+
+
+def _measured_stream(
+    behavior: Callable[..., AsyncIterator[Any]], grpc_type: str, method: str
+) -> Callable[..., AsyncIterator[Any]]:
+    async def measured(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        metrics, started = RpcMetrics.start(grpc_type, method)
+        code = "UNKNOWN"
+        try:
+            held: dict[str, Any] = {}  # no second reference to a chunk while gRPC sends it
+            async for held["message"] in behavior(request, context):
+                yield held.pop("message")
+            code = "OK"
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "CANCELLED"
+            raise
+        except BaseException:
+            code = _code_of(context)
+            raise
+        finally:
+            metrics.handled(code, started)
+
+    return measured
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> str:
+    """The status the call was aborted with (UNKNOWN if none was set)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):
+        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+    return "UNKNOWN"
 
 
 def _client_address(context: grpc.aio.ServicerContext) -> str:

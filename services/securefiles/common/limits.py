@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from securefiles.common.errors import ResourceExhausted
+from securefiles.common.metrics import RATE_LIMIT_REJECTIONS
 from securefiles.common.principal import Principal
 
 Release = Callable[[], None]
@@ -72,6 +73,7 @@ class CallerLimits:
             bucket = self._refill(client, s.auth_failures_per_second, s.auth_failure_burst, now)
             if bucket.tokens < 1.0:
                 wait = (1.0 - bucket.tokens) / s.auth_failures_per_second
+                RATE_LIMIT_REJECTIONS.labels("AUTHENTICATION_THROTTLED").inc()
                 raise ResourceExhausted("too many failed authentications from this client; slow down",
                                         reason="AUTHENTICATION_THROTTLED",
                                         metadata={"retry_after_ms": str(int(wait * 1000) + 1)}, retry_after=wait)
@@ -94,9 +96,11 @@ class CallerLimits:
         bucket.updated = now
         if bucket.tokens < 1.0:
             wait = (1.0 - bucket.tokens) / s.requests_per_second
+            RATE_LIMIT_REJECTIONS.labels("RATE_LIMITED").inc()
             raise ResourceExhausted("too many requests; slow down", reason="RATE_LIMITED",
                                     metadata={"retry_after_ms": str(int(wait * 1000) + 1)}, retry_after=wait)
         if streaming and bucket.streams >= s.max_streams_per_caller:
+            RATE_LIMIT_REJECTIONS.labels("TOO_MANY_STREAMS").inc()
             raise ResourceExhausted(
                 f"at most {s.max_streams_per_caller} concurrent streams per caller", reason="TOO_MANY_STREAMS",
                 metadata={"retry_after_ms": "1000"}, retry_after=1.0)

@@ -1,4 +1,4 @@
-"""JSON-lines logging with the request id of the RPC being served.
+"""JSON-lines logging with the request id (and, when tracing, the trace id) of the RPC being served.
 
 Never log payloads, keys or tokens: callers pass only names, codes and reasons.
 """
@@ -10,6 +10,8 @@ import json
 import logging
 import sys
 import time
+
+from opentelemetry import trace
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -35,6 +37,10 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # only while tracing is on: the trace this line belongs to
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

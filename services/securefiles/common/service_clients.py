@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
@@ -20,6 +21,7 @@ from securefiles.common.interceptors import outbound_metadata, outbound_timeout
 from securefiles.common.principal import Principal
 from securefiles.common.rich_status import error_info_of, from_rpc_error
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
+from securefiles.common.tracing import client_interceptors
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
 DEFAULT_TIMEOUT = 10.0
@@ -28,7 +30,8 @@ _TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
 
 def secure_channel(target: str, tls: TlsFiles, server_name: str = "") -> grpc.aio.Channel:
     """An aio channel presenting this service's certificate."""
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target, server_name))
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=channel_options(target, server_name),
+                                   interceptors=client_interceptors() or None)  # W3C trace context, if tracing
 
 
 async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, service: str,
@@ -39,6 +42,16 @@ async def _call(method: grpc.aio.UnaryUnaryMultiCallable, request: object, servi
         if error.code() in _TRANSPORT_FAILURES and error_info_of(error) is None:
             raise Unavailable(f"{service} is unavailable", reason=f"{service.upper()}_UNAVAILABLE") from None
         raise from_rpc_error(error, f"{service}.securefiles") from None
+
+
+async def require_serving(channel: grpc.aio.Channel, service: str, timeout: float = 2.0) -> None:
+    """Readiness of a peer: its gRPC health service says SERVING; else UNAVAILABLE."""
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.aio.AioRpcError:
+        raise Unavailable(f"{service} is unavailable", reason="PEER_UNAVAILABLE") from None
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        raise Unavailable(f"{service} is not serving", reason="PEER_UNAVAILABLE")
 
 
 class AuditPeer:
@@ -73,6 +86,9 @@ class AuthzClient:
 
     def audit_peer(self) -> AuditPeer:
         return AuditPeer("authz", self._channel, self._timeout)
+
+    async def ready(self) -> None:
+        await require_serving(self._channel, "authz")
 
     async def signing_keys(self) -> dict[str, Ed25519PublicKey]:
         response = await _call(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz", self._timeout)
@@ -147,6 +163,9 @@ class KmsClient:
 
     def audit_peer(self) -> AuditPeer:
         return AuditPeer(f"kms-{self.region}", self._channel, self._timeout)
+
+    async def ready(self) -> None:
+        await require_serving(self._channel, f"kms-{self.region}")
 
     async def generate_data_key(self, context: Mapping[str, str]) -> kms_pb2.GenerateDataKeyResponse:
         request = kms_pb2.GenerateDataKeyRequest(key_ring=self._key_ring, encryption_context=dict(context))

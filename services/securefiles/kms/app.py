@@ -11,17 +11,21 @@ from pathlib import Path
 
 from securefiles import __version__
 from securefiles.common.audit import ALLOW, AuditLog
-from securefiles.common.config import ServerSettings, env_str
-from securefiles.common.db import make_engine
+from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_optional, env_str
+from securefiles.common.db import make_engine, ping
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
+from securefiles.common.tracing import configure_tracing
+from securefiles.kms.adapters.metrics import register_key_version_gauges
+from securefiles.kms.adapters.pkcs11_root_key import Pkcs11ConfigError, Pkcs11RootKey, Pkcs11Settings
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
 from securefiles.kms.api.servicer import KeyManagementServicer
 from securefiles.kms.domain.key_ring import KeyRing, load_root_key
+from securefiles.kms.domain.root_key import FileRootKey, RootKey
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
 log = logging.getLogger("securefiles.kms")
@@ -31,20 +35,51 @@ log = logging.getLogger("securefiles.kms")
 class KmsSettings:
     server: ServerSettings
     region: str
-    root_key_file: Path
+    root_key_file: Path | None  # the root key in a secret file, or
     deployment_id: str
     authz_endpoint: str
+    pkcs11: Pkcs11Settings | None = None  # in a PKCS#11 token (wins when both are set)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KmsSettings:
         env = os.environ if env is None else env
+        region = env_str(env, "REGION")
+        pkcs11 = _pkcs11_settings(env, region)
         return cls(
             server=ServerSettings.from_env("kms", env),
-            region=env_str(env, "REGION"),
-            root_key_file=Path(env_str(env, "KMS_ROOT_KEY_FILE")),
+            region=region,
+            root_key_file=None if pkcs11 else Path(env_str(env, "KMS_ROOT_KEY_FILE")),
             deployment_id=env_str(env, "DEPLOYMENT_ID", __version__),
             authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
+            pkcs11=pkcs11,
         )
+
+
+def _pkcs11_settings(env: Mapping[str, str], region: str) -> Pkcs11Settings | None:
+    """`KMS_PKCS11_MODULE` (the library), `KMS_PKCS11_TOKEN_LABEL`, `KMS_PKCS11_PIN(_FILE)` and
+    `KMS_PKCS11_KEY_LABEL` (default `securefiles-kms-<region>-root`); `KMS_PKCS11_GENERATE_KEY`
+    creates the key in the token when it is missing (development)."""
+    module = env_optional(env, "KMS_PKCS11_MODULE")
+    if module is None:
+        return None
+    return Pkcs11Settings(
+        module=module,
+        token_label=env_str(env, "KMS_PKCS11_TOKEN_LABEL"),
+        key_label=env_str(env, "KMS_PKCS11_KEY_LABEL", f"securefiles-kms-{region}-root"),
+        pin=env_str(env, "KMS_PKCS11_PIN"),
+        generate=env_bool(env, "KMS_PKCS11_GENERATE_KEY"),
+    )
+
+
+def load_root(settings: KmsSettings) -> RootKey:
+    """The region root key from its holder: a PKCS#11 token, or a secret file."""
+    if settings.pkcs11 is not None:
+        try:
+            return Pkcs11RootKey(settings.pkcs11)
+        except Pkcs11ConfigError as error:
+            raise ConfigError(f"SECUREFILES_KMS_PKCS11_*: {error}") from None
+    assert settings.root_key_file is not None
+    return FileRootKey(load_root_key(settings.root_key_file.read_bytes()))
 
 
 def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
@@ -52,7 +87,9 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
     upgrade("kms", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     audit = AuditLog(engine, f"kms-{settings.region}", key=settings.server.audit_key)
-    ring = KeyRing(settings.region, load_root_key(settings.root_key_file.read_bytes()), SqlKeyVersionStore(engine))
+    store = SqlKeyVersionStore(engine)
+    ring = KeyRing(settings.region, load_root(settings), store)
+    register_key_version_gauges(store, settings.region)
     record, created = ring.ensure_deployment_version(settings.deployment_id)
     if created:
         audit.record(record.created_by, "RotateKeyOnDeploy", record.name, ALLOW,
@@ -72,6 +109,11 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         limits=settings.server.limits,
         audit=audit,
         audit_reader=authz.require_operator,
+        readiness={
+            "database": lambda: ping(engine),
+            "primary_key": lambda: asyncio.to_thread(ring.require_usable_primary),
+            "authz": authz.ready,
+        },
         unaudited_methods=frozenset({"ListKeyVersions"}),
         # No entry, no change: each change's entry is written before its first write. Not for a
         # rotation, whose entry names the version the database numbered (it takes nothing away).
@@ -91,4 +133,5 @@ async def serve(settings: KmsSettings) -> None:
 def main() -> None:
     settings = KmsSettings.from_env()
     configure_logging("kms", settings.server.log_level)
+    configure_tracing(f"kms-{settings.region}")
     asyncio.run(serve(settings))

@@ -11,20 +11,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from securefiles.common.audit import ALLOW, AuditLog
-from securefiles.common.config import ConfigError, ServerSettings, env_float, env_int, env_str, parse_endpoints
-from securefiles.common.db import make_engine
+from securefiles.common.config import (
+    ConfigError,
+    ServerSettings,
+    env_float,
+    env_int,
+    env_optional,
+    env_str,
+    parse_endpoints,
+)
+from securefiles.common.db import make_engine, ping
 from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
+from securefiles.common.tracing import configure_tracing
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
+from securefiles.storage.adapters.expiry_webhook import LogOnlyNotifier, WebhookNotifier
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
+from securefiles.storage.adapters.metrics import PrometheusEvents, register_data_key_gauges
 from securefiles.storage.adapters.parser_pool import ParserPool, ParserSettings
 from securefiles.storage.adapters.sql_blobs import SqlBlobStore
+from securefiles.storage.adapters.sql_expiry_alerts import SqlExpiryAlerts
 from securefiles.storage.adapters.sql_files import SqlFileRepository
 from securefiles.storage.api.servicer import SecureFileServicer
+from securefiles.storage.domain.expiry_alerts import THRESHOLDS_DAYS, ExpiryAlert, ExpiryAlerts
 from securefiles.storage.domain.ports import BlobStore
 from securefiles.storage.domain.rewrap import DataKeyRewrapper
 from securefiles.storage.domain.service import DEFAULT_MAX_FILE_BYTES, SecureFiles
@@ -47,6 +60,7 @@ class StorageSettings:
     stream_idle_seconds: int
     parser: ParserSettings
     audit_witness_interval: int = 60
+    expiry: ExpirySettings = field(default_factory=lambda: ExpirySettings())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -67,7 +81,39 @@ class StorageSettings:
                 timeout=env_float(env, "PARSE_TIMEOUT_SECONDS", ParserSettings.timeout),
             ),
             audit_witness_interval=env_int(env, "AUDIT_WITNESS_SECONDS", 60),
+            expiry=ExpirySettings.from_env(env),
         )
+
+
+@dataclass(frozen=True)
+class ExpirySettings:
+    """The expiry alert job: every `EXPIRY_CHECK_SECONDS` (0: off), thresholds in days
+    (`EXPIRY_THRESHOLDS_DAYS`, "30,7,1"), and a webhook (`EXPIRY_WEBHOOK_URL`, signed with
+    `EXPIRY_WEBHOOK_SECRET(_FILE)`, at least 32 bytes; `EXPIRY_WEBHOOK_CA_FILE` for its TLS)."""
+
+    interval: int = 3600
+    thresholds: tuple[int, ...] = THRESHOLDS_DAYS
+    webhook_url: str | None = None
+    webhook_secret: bytes = b""
+    webhook_ca_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ExpirySettings:
+        try:
+            thresholds = tuple(int(d) for d in env_str(env, "EXPIRY_THRESHOLDS_DAYS", "30,7,1").split(",") if d.strip())
+        except ValueError:
+            raise ConfigError("SECUREFILES_EXPIRY_THRESHOLDS_DAYS must be whole days, e.g. 30,7,1") from None
+        if not thresholds or min(thresholds) <= 0:
+            raise ConfigError("SECUREFILES_EXPIRY_THRESHOLDS_DAYS must be positive whole days, e.g. 30,7,1")
+        url = env_optional(env, "EXPIRY_WEBHOOK_URL")
+        secret = env_optional(env, "EXPIRY_WEBHOOK_SECRET") or ""
+        if url is not None:
+            if not url.startswith(("https://", "http://")):
+                raise ConfigError("SECUREFILES_EXPIRY_WEBHOOK_URL must be an http(s) URL")
+            if len(secret.encode()) < 32:
+                raise ConfigError("SECUREFILES_EXPIRY_WEBHOOK_SECRET(_FILE) must hold at least 32 bytes")
+        return cls(interval=env_int(env, "EXPIRY_CHECK_SECONDS", 3600), thresholds=thresholds, webhook_url=url,
+                   webhook_secret=secret.encode(), webhook_ca_file=env_optional(env, "EXPIRY_WEBHOOK_CA_FILE"))
 
 
 def _blob_store(kind: str) -> str:
@@ -88,9 +134,14 @@ class StorageApp:
     rewrap_interval: int
     purge_retry_interval: int
     audit_witness_interval: int = 60
+    expiry: ExpiryAlerts | None = None
+    expiry_interval: int = 0
+    notifier: WebhookNotifier | LogOnlyNotifier | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background_work(self) -> None:
+        if self.expiry is not None and self.expiry_interval > 0:
+            self._background.append(asyncio.create_task(self._alert_expiry_periodically()))
         if self.rewrap_interval > 0:
             self._background.append(asyncio.create_task(self._rewrap_periodically()))
         if self.purge_retry_interval > 0:
@@ -111,6 +162,16 @@ class StorageApp:
                     log.warning("audit heads could not be exchanged; will retry", exc_info=True,
                                 extra={"peer": peer.service})
             await asyncio.sleep(self.audit_witness_interval)
+
+    async def _alert_expiry_periodically(self) -> None:
+        """Announce files expiring soon: at start, then every interval."""
+        assert self.expiry is not None
+        while True:
+            try:
+                await self.expiry.run_once()
+            except Exception:
+                log.warning("expiry alert run failed; will retry", exc_info=True)
+            await asyncio.sleep(self.expiry_interval)
 
     async def _rewrap_periodically(self) -> None:
         """After a rotation (on deploy or by an operator), move data keys to the new primary."""
@@ -144,6 +205,8 @@ class StorageApp:
         await self.authz.close()
         await self.keys.close()
         await self.parser.close()
+        if self.notifier is not None:
+            await self.notifier.close()
 
 
 def build(settings: StorageSettings) -> StorageApp:
@@ -157,11 +220,13 @@ def build(settings: StorageSettings) -> StorageApp:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
-    parser = ParserPool(settings.parser)
+    events = PrometheusEvents(keys.regions)
+    parser = ParserPool(settings.parser, events)
     parser.start()
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
                         note_resource=audit_note, before_change=audit_now, parser=parser)
-    rewrapper = DataKeyRewrapper(repository, keys)
+    rewrapper = DataKeyRewrapper(repository, keys, events)
+    register_data_key_gauges(repository)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
     versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,
@@ -179,14 +244,27 @@ def build(settings: StorageSettings) -> StorageApp:
         limits=settings.server.limits,
         audit=audit,
         audit_reader=authz.require_operator,
+        readiness={"database": lambda: ping(engine), "authz": authz.ready,
+                   **{f"kms-{region}": keys.client(region).ready for region in keys.regions}},
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
                                      "GetLibrary"}),
         # File changes call `audit_now` themselves (an upload writes blob segments before it is
         # accepted); these two have their entry written right before their first write.
         audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
     )
+    expiry = settings.expiry
+    notifier = (WebhookNotifier(expiry.webhook_url, expiry.webhook_secret, settings.server.outbound_timeout,
+                                expiry.webhook_ca_file) if expiry.webhook_url else LogOnlyNotifier())
+
+    def audit_alert(alert: ExpiryAlert) -> None:
+        audit.record("service:storage", "ExpiryAlert", alert.resource, ALLOW, details={
+            "id": alert.id, "threshold_days": alert.threshold_days, "expires_at": alert.expires_at.isoformat(),
+            "delivered_to": "webhook" if expiry.webhook_url else "log"})
+
+    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, lambda: dt.datetime.now(dt.UTC),
+                          expiry.thresholds, events)
     return StorageApp(running, files, authz, keys, rewrapper, audit, parser, settings.rewrap_interval,
-                      settings.purge_retry_interval, settings.audit_witness_interval)
+                      settings.purge_retry_interval, settings.audit_witness_interval, alerts, expiry.interval, notifier)
 
 
 async def serve(settings: StorageSettings) -> None:
@@ -200,4 +278,5 @@ async def serve(settings: StorageSettings) -> None:
 def main() -> None:
     settings = StorageSettings.from_env()
     configure_logging("storage", settings.server.log_level)
+    configure_tracing("storage")
     asyncio.run(serve(settings))

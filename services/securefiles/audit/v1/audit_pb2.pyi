@@ -218,6 +218,7 @@ class ListAuditEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     RESOURCE_PREFIX_FIELD_NUMBER: _builtins.int
     PRINCIPAL_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum events (default 100, max 1000)."""
     page_token: _builtins.str
@@ -226,6 +227,8 @@ class ListAuditEventsRequest(_message.Message):
     """Only events whose resource starts with this prefix."""
     principal: _builtins.str
     """Only events of this principal."""
+    after_sequence: _builtins.int
+    """Only events after this sequence number: resumes an export where it stopped."""
     def __init__(
         self,
         *,
@@ -233,10 +236,11 @@ class ListAuditEventsRequest(_message.Message):
         page_token: _builtins.str = ...,
         resource_prefix: _builtins.str = ...,
         principal: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "principal", b"principal", "resource_prefix", b"resource_prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "page_size", b"page_size", "page_token", b"page_token", "principal", b"principal", "resource_prefix", b"resource_prefix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,8 +1,8 @@
 """A region's key ring: versioned keys sealed by the region root key, wrapping data keys.
 
-Hierarchy: root key (from a secret file) seals each key version's material; key versions
-wrap data keys; data keys (per file version) encrypt content in storage. Two regions
-never share material: each ring has its own root key and its own database.
+Hierarchy: root key (a secret file, or an HSM: `root_key.RootKey`) seals each key version's
+material; key versions wrap data keys; data keys (per file version) encrypt content in
+storage. Two regions never share material: each ring has its own root key and its own database.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from securefiles.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
+from securefiles.kms.domain.root_key import ROOT_KEY_BYTES, FileRootKey, RootKey, RootKeyMismatch, RootKeyUnavailable
 from securefiles.kms.domain.wrapped_key import (
     DATA_KEY_BYTES,
     NONCE_BYTES,
@@ -34,7 +36,6 @@ from securefiles.kms.domain.wrapped_key import (
     version_material_aad,
 )
 
-ROOT_KEY_BYTES = 32
 PRIMARY_TTL = 1.0
 
 
@@ -113,14 +114,12 @@ class KeyRing:
     def __init__(
         self,
         region: str,
-        root_key: bytes,
+        root_key: RootKey | bytes,
         store: KeyVersionStore,
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
-        if len(root_key) != ROOT_KEY_BYTES:
-            raise ValueError("root key must be 32 bytes")
         self.region = region
-        self._root = AESGCM(root_key)
+        self._root: RootKey = FileRootKey(root_key) if isinstance(root_key, bytes) else root_key
         self._store = store
         self._clock = clock
         self._ciphers: dict[int, AESGCM] = {}
@@ -134,7 +133,7 @@ class KeyRing:
     def _seal_new_material(self, version: int) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         material = AESGCM.generate_key(bit_length=256)
-        return nonce + self._root.encrypt(nonce, material, version_material_aad(self.region, version))
+        return nonce + self._root.seal(nonce, material, version_material_aad(self.region, version))
 
     def _cipher(self, record: KeyVersionRecord) -> AESGCM:
         cipher = self._ciphers.get(record.version)
@@ -143,12 +142,15 @@ class KeyRing:
                 raise DataLoss("key version material was destroyed", reason="KEY_DESTROYED")
             sealed = record.sealed_material
             try:
-                material = self._root.decrypt(
+                material = self._root.unseal(
                     sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], version_material_aad(self.region, record.version)
                 )
-            except InvalidTag:
+            except RootKeyMismatch:
                 raise DataLoss("key version cannot be unsealed by this region's root key",
                                reason="ROOT_KEY_MISMATCH") from None
+            except RootKeyUnavailable:
+                raise Unavailable("the region's root key cannot be reached; retry",
+                                  reason="ROOT_KEY_UNAVAILABLE") from None
             cipher = AESGCM(material)
             self._ciphers[record.version] = cipher
         return cipher
@@ -223,6 +225,16 @@ class KeyRing:
         if record is None:
             raise FailedPrecondition(f"region {self.region} has no primary key version",
                                      reason="NO_PRIMARY_KEY_VERSION")
+        return record
+
+    def require_usable_primary(self) -> KeyVersionRecord:
+        """Readiness: the region has a primary version (read now, not cached) that the root key
+        unseals; FAILED_PRECONDITION or DATA_LOSS otherwise."""
+        record = self._store.primary(self.region)
+        if record is None:
+            raise FailedPrecondition(f"region {self.region} has no primary key version",
+                                     reason="NO_PRIMARY_KEY_VERSION")
+        self._cipher(record)
         return record
 
     def _wrap(self, record: KeyVersionRecord, data_key: bytes, context: Mapping[str, str]) -> bytes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from securefiles.storage.domain.content import PARSER_BUSY, TIMED_OUT
 from securefiles.storage.domain.file_metadata import FileMetadata
+from securefiles.storage.domain.ports import NoEvents, OperationalEvents
 
 log = logging.getLogger("securefiles.storage")
 
@@ -103,8 +104,9 @@ class _Worker:
 class ParserPool:
     """The `MetadataParser` the service uses; `start()` inside the event loop, `close()` at the end."""
 
-    def __init__(self, settings: ParserSettings) -> None:
+    def __init__(self, settings: ParserSettings, events: OperationalEvents | None = None) -> None:
         self._settings = settings
+        self._events = events or NoEvents()
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._waiting = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -179,6 +181,7 @@ class ParserPool:
                                             max(0.0, deadline - loop.time()))
         except TimeoutError:
             log.warning("metadata parsing timed out; its process is killed", extra={"pid": worker.pid})
+            self._events.metadata_parse_timed_out()
             self._replace(worker)
             return TIMED_OUT
         except WorkerFailed as error:

@@ -86,6 +86,15 @@ owed_purges = Table(
     Column("deleted_at", DateTime(timezone=True), nullable=False),
 )
 
+# Expiry alerts sent: one row per file version and threshold (see domain/expiry_alerts.py).
+expiry_alerts = Table(
+    "expiry_alerts", metadata,
+    Column("file_id", String(36), ForeignKey("secure_files.file_id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("threshold_days", Integer, primary_key=True, autoincrement=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
+
 _MAX_CHAR = "\U0010ffff"
 
 

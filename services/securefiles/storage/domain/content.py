@@ -14,7 +14,14 @@ from securefiles.common.errors import InvalidArgument
 from securefiles.storage.domain.file_metadata import FileMetadata, parse_file_metadata
 from securefiles.storage.domain.metadata_caps import cap_metadata, json_size
 from securefiles.storage.domain.model import FileVersion, content_aad, encryption_context
-from securefiles.storage.domain.ports import BlobStore, BlobWriter, DataKeys, MetadataParser
+from securefiles.storage.domain.ports import (
+    BlobStore,
+    BlobWriter,
+    DataKeys,
+    MetadataParser,
+    NoEvents,
+    OperationalEvents,
+)
 from securefiles.storage.domain.segment_cipher import SegmentEncryptor
 
 log = logging.getLogger("securefiles.storage")
@@ -34,12 +41,16 @@ class ThreadParser:
     separate processes (adapters/parser_pool.py): a thread cannot be stopped at its deadline, and
     it shares the interpreter lock with every request."""
 
+    def __init__(self, events: OperationalEvents | None = None) -> None:
+        self._events = events or NoEvents()
+
     async def parse(self, name: str, plaintext: bytes, password: bytes | None) -> FileMetadata:
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(parse_file_metadata, name, plaintext, password), PARSE_TIMEOUT_SECONDS)
         except TimeoutError:
             log.warning("metadata parsing timed out", extra={"file_name_length": len(name)})
+            self._events.metadata_parse_timed_out()
             return TIMED_OUT
 
 

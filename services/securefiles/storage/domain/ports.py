@@ -109,3 +109,17 @@ class MetadataParser(Protocol):
     what the file contains (a parse that cannot finish gives a metadata note instead)."""
 
     async def parse(self, name: str, plaintext: bytes, password: bytes | None) -> FileMetadata: ...
+class OperationalEvents(Protocol):
+    """What the domain reports for monitoring (metrics); reporting changes no behaviour."""
+
+    def metadata_parse_timed_out(self) -> None: ...
+
+    def data_keys_rewrapped(self, region: str, rewrapped: int, failed: int) -> None: ...
+
+
+class NoEvents:
+    def metadata_parse_timed_out(self) -> None:
+        return None
+
+    def data_keys_rewrapped(self, region: str, rewrapped: int, failed: int) -> None:
+        return None

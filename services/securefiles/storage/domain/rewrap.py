@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from securefiles.common.errors import SecureFilesError
 from securefiles.storage.domain.model import StoredDataKey, encryption_context
-from securefiles.storage.domain.ports import DataKeys, FileRepository
+from securefiles.storage.domain.ports import DataKeys, FileRepository, NoEvents, OperationalEvents
 
 log = logging.getLogger("securefiles.storage.rewrap")
 
@@ -38,9 +38,10 @@ def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
 
 
 class DataKeyRewrapper:
-    def __init__(self, files: FileRepository, keys: DataKeys) -> None:
+    def __init__(self, files: FileRepository, keys: DataKeys, events: OperationalEvents | None = None) -> None:
         self._files = files
         self._keys = keys
+        self._events = events or NoEvents()
         self._lock = asyncio.Lock()
 
     async def _rewrap_one(
@@ -72,6 +73,7 @@ class DataKeyRewrapper:
             self._files.swap_wrapped_keys(swaps)
             rewrapped += len(swaps)
             failed += len(results) - len(swaps)
+            self._events.data_keys_rewrapped(region, len(swaps), len(results) - len(swaps))  # progress per batch
 
     async def rewrap(self, region: str | None) -> RewrapReport:
         """Rewrap one region (or all); one run at a time per process."""
