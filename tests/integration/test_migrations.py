@@ -12,7 +12,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, make_url, text
 
-from securefiles.authz.adapters import sql_break_glass, sql_checks, sql_trusts  # noqa: F401 - registers their tables
+from securefiles.authz.adapters import (  # noqa: F401 - registers their tables
+    sql_break_glass,
+    sql_checks,
+    sql_token_registry,
+    sql_trusts,
+)
 from securefiles.authz.adapters.sql_repository import metadata as authz_metadata
 from securefiles.cli.up import ensure_postgres_database
 from securefiles.common.audit import metadata as audit_metadata

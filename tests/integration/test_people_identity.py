@@ -255,3 +255,37 @@ def test_outside_dev_mode_trusts_name_only_allowed_issuers(production: LocalSyst
     assert made_up.code == 3 and "ISSUER_NOT_ALLOWED" in made_up.stderr
     github = production.cli("trusts", "add", "gh", "--pipeline", pipeline, "--github", "org/app")
     assert github.code == 0, github.stderr
+
+
+def test_tokens_are_listed_and_a_revoked_one_is_refused_everywhere(fresh_system: LocalSystem) -> None:
+    """Storage and kms refresh authz's published keys and revoked tokens at least every
+    SIGNING_KEYS_MAX_AGE_SECONDS (2 here); the test waits for that condition, not for the time."""
+    fresh_system.extra_env["SECUREFILES_SIGNING_KEYS_MAX_AGE_SECONDS"] = "2"
+    fresh_system.start()
+    system = fresh_system
+    account = f"user:{unique('holder')}"  # a person's token (dev mode); service accounts' revoke alike
+    with system.client() as admin:
+        admin.assign_role(account, "reader")
+        issued = admin.issue_token(account)
+    bot = {"SECUREFILES_TOKEN": issued.token}
+    token_id = jwt.decode(issued.token, options={"verify_signature": False})["jti"]
+    listed = system.cli("tokens", "list", "--subject", account, "--output", "json")
+    assert listed.code == 0, listed.stderr
+    assert [(t["id"], t["issued_by"]) for t in listed.json()] == [(token_id, "user:admin")]
+    assert system.cli("files", "list", env=bot).code == 0
+    # A stranger may neither see nor revoke it: the same answer as for a token that is not there.
+    stranger = {"SECUREFILES_TOKEN": user_token(system, f"user:{unique('x')}")}
+    assert system.cli("tokens", "list", "--subject", account, "--output", "json", env=stranger).json() == []
+    refused = system.cli("tokens", "revoke", token_id, env=stranger)
+    assert refused.code == 5 and "TOKEN_NOT_FOUND" in refused.stderr
+
+    revoked = system.cli("tokens", "revoke", token_id, "--output", "json")
+    assert revoked.code == 0 and revoked.json()["revoked_by"] == "user:admin", revoked.stderr
+    at_authz = system.cli("trusts", "list", env=bot)  # authz refuses it at once
+    assert at_authz.code == 3 and "TOKEN_REVOKED" in at_authz.stderr
+    deadline = time.monotonic() + 60  # storage learns of it at its next refresh of authz's keys
+    while (at_storage := system.cli("files", "list", env=bot)).code == 0:
+        assert time.monotonic() < deadline, "storage kept accepting a revoked token"
+        time.sleep(1)
+    assert at_storage.code == 3 and "TOKEN_REVOKED" in at_storage.stderr
+    assert system.cli("tokens", "list", "--subject", account, "--output", "json").json() == []  # not live

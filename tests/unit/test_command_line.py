@@ -32,7 +32,7 @@ POSITIONALS = {
     ("keys", "destroy"): ["1"], ("access", "request"): ["--reason", "r"], ("access", "approve"): ["1"],
     ("access", "revoke"): ["1"], ("agent", "download"): ["f"],
     ("trusts", "add"): ["t", "--pipeline", "p", "--github", "o/r"], ("trusts", "show"): ["t"],
-    ("trusts", "delete"): ["t"],
+    ("trusts", "delete"): ["t"], ("tokens", "revoke"): ["abc"],
 }
 
 

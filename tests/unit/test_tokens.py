@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securefiles.common.errors import Unauthenticated
 from securefiles.common.tokens import (
     LEEWAY_SECONDS,
+    PublishedKeys,
     TokenIssuer,
     TokenVerifier,
     generate_signing_key_pem,
@@ -33,11 +34,12 @@ class KeyServer:
 
     def __init__(self, *keys: Ed25519PrivateKey) -> None:
         self.keys = {key_id(k.public_key()): k.public_key() for k in keys}
+        self.revoked: set[str] = set()
         self.calls = 0
 
-    async def fetch(self):
+    async def fetch(self) -> PublishedKeys:
         self.calls += 1
-        return dict(self.keys)
+        return PublishedKeys(dict(self.keys), frozenset(self.revoked))
 
 
 @pytest.fixture
@@ -187,12 +189,22 @@ def test_a_new_key_is_picked_up_once_the_refresh_interval_allows(issuer, keys, s
     assert keys.calls == 2
 
 
-def test_keys_installed_directly_need_no_fetch(issuer):
-    keys = KeyServer()
-    verifier = TokenVerifier(keys.fetch, refresh_interval=3600)
-    verifier.set_keys({issuer.kid: issuer.public_key})
-    assert verify(verifier, issuer.issue("user:alice", 60, kind="user")[0]).name == "user:alice"
-    assert keys.calls == 0
+def test_a_token_authz_publishes_as_revoked_is_refused_even_when_remembered(issuer, keys):
+    verifier = TokenVerifier(keys.fetch, refresh_interval=3600, max_key_age=0)  # refresh on every call
+    token, _ = issuer.issue("service:ci", 600, kind="account", jti="a" * 32)
+    other, _ = issuer.issue("service:ci", 600, kind="account", jti="b" * 32)
+    assert verify(verifier, token).name == "service:ci"  # verified, and remembered
+    keys.revoked.add("a" * 32)
+    assert rejected(verifier, token) == "TOKEN_REVOKED"
+    assert verify(verifier, other).name == "service:ci"  # only that token
+
+
+def test_revoking_at_the_verifier_applies_at_once(issuer, keys):
+    verifier = TokenVerifier(keys.fetch, refresh_interval=3600)  # keys stay cached
+    token, _ = issuer.issue("user:alice", 600, kind="user", jti="c" * 32)
+    assert verify(verifier, token).name == "user:alice"
+    verifier.revoke("c" * 32)
+    assert rejected(verifier, token) == "TOKEN_REVOKED"
 
 
 def test_another_key_claiming_the_real_kid_is_rejected(issuer, verifier):

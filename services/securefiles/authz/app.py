@@ -15,6 +15,7 @@ from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
+from securefiles.authz.adapters.sql_token_registry import SqlTokenRegistry
 from securefiles.authz.adapters.sql_trusts import SqlTrustRepository
 from securefiles.authz.api.servicer import AuthorizationServicer
 from securefiles.authz.domain.oidc import IssuerSource
@@ -31,7 +32,7 @@ from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
-from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_key
+from securefiles.common.tokens import PublishedKeys, TokenIssuer, TokenVerifier, load_signing_key
 from securefiles.common.tracing import configure_tracing
 
 log = logging.getLogger("securefiles.authz")
@@ -109,7 +110,7 @@ def _sign_in_settings(env: Mapping[str, str]) -> SignInSettings | None:
 UNAUDITED = frozenset({
     "GetSigningKeys", "GetProject", "ListProjects", "ListPipelines", "ListRoleAssignments", "GetPipelinePermissions",
     "CheckAccess", "ListChecks", "ListApprovals", "FilterUsableResources", "ListAccessRequests", "GetTrust",
-    "ListTrusts", "GetSignInConfig", "ListRuns", "ListGroups",
+    "ListTrusts", "GetSignInConfig", "ListRuns", "ListGroups", "ListTokens",
 })
 # Callable without a token: the request carries the credential (an OIDC token).
 PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})
@@ -124,7 +125,8 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
                       min_refetch=settings.oidc_keys.min_refetch)
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
                                   access_requests=SqlAccessRequestRepository(engine),
-                                  trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity)
+                                  trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity,
+                                  issued_tokens=SqlTokenRegistry(engine))
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
 
@@ -137,11 +139,13 @@ def build(settings: AuthzSettings) -> RunningServer:
         authorization.require_operator(principal)
 
 
-    async def own_keys() -> dict:
-        return {issuer.kid: issuer.public_key}
+    async def own_keys() -> PublishedKeys:
+        revoked = authorization.tokens.revoked_ids() if authorization.tokens else set()
+        return PublishedKeys({issuer.kid: issuer.public_key}, frozenset(revoked))
 
-    verifier = TokenVerifier(own_keys)
-    verifier.set_keys({issuer.kid: issuer.public_key})
+    # Its own key never goes stale; the revoked list is read again every few seconds (another
+    # replica may have revoked a token).
+    verifier = TokenVerifier(own_keys, max_key_age=5.0)
     return create_server(
         service="authz",
         registrations=[(
@@ -162,11 +166,12 @@ def build(settings: AuthzSettings) -> RunningServer:
         # No entry, no change: each change's entry is written before its first write. Not for
         # AuthorizeUse, whose entry is the decision (its check-suite bookkeeping comes first), nor
         # for the two creations whose entry names what the database numbered (they grant nothing),
-        # nor for ExchangeToken, whose entry names the run it created or joined: its job token
-        # goes out only once that entry is written.
+        # nor for ExchangeToken and IssueToken, whose entries name the run or the expiry of what
+        # they made: the token goes out only once that entry is written (a token recorded but
+        # never handed out opens nothing).
         audit_before_writes=frozenset(
             m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
-        ) - {"AuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken"},
+        ) - {"AuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
         public_methods=PUBLIC,
     )
 

@@ -170,6 +170,32 @@ def tokens_issue(args: argparse.Namespace) -> int:
                         "issued_by": issued.issued_by}, issued.token)
 
 
+def _token_object(t: authz_pb2.IssuedToken) -> dict:
+    return {"id": t.token_id, "subject": t.subject, "kind": t.kind, "issued_by": t.issued_by,
+            "create_time": rfc3339(t.create_time), "expire_time": rfc3339(t.expire_time),
+            "revoke_time": rfc3339(t.revoke_time), "revoked_by": t.revoked_by or None}
+
+
+def tokens_list(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        tokens = client.list_tokens(args.subject or "", args.all)
+    objects = [_token_object(t) for t in tokens]
+    if wants_json(args):
+        print_json(objects)
+    else:
+        print_table(("ID", "SUBJECT", "ISSUED BY", "EXPIRES", "REVOKED"),
+                    [(o["id"], o["subject"], o["issued_by"], o["expire_time"], o["revoke_time"] or "")
+                     for o in objects])
+    return 0
+
+
+def tokens_revoke(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        revoked = client.revoke_token(args.id)
+    return _emit(args, _token_object(revoked),
+                 f"revoked token {revoked.token_id} of {revoked.subject} (refused everywhere within minutes)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     def group(name: str, help_text: str) -> argparse._SubParsersAction:
         return subparsers.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
@@ -236,4 +262,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = command(tokens, "issue", tokens_issue, "issue a token for a service account (or refresh your own)")
     p.add_argument("principal", help="service:NAME (user:NAME only in the development mode of `securefiles up`)")
     p.add_argument("--ttl", help="lifetime (default 8h, at most 30d)")
+    p = command(tokens, "list", tokens_list, "list live tokens you hold or issued (administrators: all)")
+    p.add_argument("--subject", help="only tokens of user:NAME or service:NAME")
+    p.add_argument("--all", action="store_true", help="also expired and revoked ones")
+    p = command(tokens, "revoke", tokens_revoke, "revoke a token: every service refuses it")
+    p.add_argument("id", help="the token's id (tokens list), or tokens/ID")
 

@@ -79,6 +79,8 @@ EXAMPLES: dict[tuple[str, ...], str] = {
     ("runs", "list"): "securefiles runs list --pipeline ios-release --running",
     ("runs", "request"): "securefiles runs request signing.p12 --run 42",
     ("tokens", "issue"): "securefiles tokens issue service:jenkins --ttl 720h",
+    ("tokens", "list"): "securefiles tokens list --subject service:jenkins",
+    ("tokens", "revoke"): "securefiles tokens revoke 3f2c9a0b6d8e4f1a9b7c5d3e2f1a0b9c",
     ("trusts", "add"): "securefiles trusts add app-release --pipeline ios-release --github org/app "
                        "--claim ref=refs/heads/main",
     ("trusts", "list"): "securefiles trusts list",

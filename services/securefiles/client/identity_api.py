@@ -68,3 +68,11 @@ class IdentityCalls:
 
     def sign_in(self, id_token: str) -> authz_pb2.SignInResponse:
         return self._transport.call(self._authz.SignIn, authz_pb2.SignInRequest(id_token=id_token))
+
+    def list_tokens(self, subject: str = "", include_ended: bool = False) -> list[authz_pb2.IssuedToken]:
+        return list(self._transport.call(self._authz.ListTokens, authz_pb2.ListTokensRequest(
+            subject=subject, include_ended=include_ended)).tokens)
+
+    def revoke_token(self, token_id: str) -> authz_pb2.IssuedToken:
+        name = token_id if token_id.startswith("tokens/") else f"tokens/{token_id}"
+        return self._transport.call(self._authz.RevokeToken, authz_pb2.RevokeTokenRequest(name=name))

@@ -21,6 +21,7 @@ from securefiles.common.interceptors import outbound_metadata, outbound_timeout
 from securefiles.common.principal import Principal
 from securefiles.common.rich_status import error_info_of, from_rpc_error
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
+from securefiles.common.tokens import PublishedKeys
 from securefiles.common.tracing import client_interceptors
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
@@ -90,10 +91,11 @@ class AuthzClient:
     async def ready(self) -> None:
         await require_serving(self._channel, "authz")
 
-    async def signing_keys(self) -> dict[str, Ed25519PublicKey]:
+    async def signing_keys(self) -> PublishedKeys:
         response = await _call(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz", self._timeout)
         assert isinstance(response, authz_pb2.GetSigningKeysResponse)
-        return {k.kid: Ed25519PublicKey.from_public_bytes(k.public_key) for k in response.keys}
+        return PublishedKeys({k.kid: Ed25519PublicKey.from_public_bytes(k.public_key) for k in response.keys},
+                             frozenset(response.revoked_token_ids))
 
     async def check_access(self, principal: str, permission: int, resources: Sequence[str]) -> list[bool]:
         request = authz_pb2.CheckAccessRequest(

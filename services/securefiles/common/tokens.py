@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -74,11 +75,20 @@ class TokenIssuer:
         return token, exp
 
 
-KeyFetcher = Callable[[], Awaitable[dict[str, Ed25519PublicKey]]]
+@dataclass(frozen=True)
+class PublishedKeys:
+    """What authz publishes for verifiers: its signing keys, and revoked tokens not yet expired."""
+
+    keys: dict[str, Ed25519PublicKey]
+    revoked: frozenset[str] = frozenset()
+
+
+KeyFetcher = Callable[[], Awaitable[PublishedKeys]]
 
 
 class TokenVerifier:
-    """Verifies tokens against authz's public keys; never accepts another algorithm."""
+    """Verifies tokens against authz's public keys; never accepts another algorithm, nor a token
+    authz published as revoked (as of the last refresh; `revoke` applies one at once)."""
 
     def __init__(self, fetch_keys: KeyFetcher, refresh_interval: float = 5.0, max_key_age: float = 300.0,
                  remembered: int = 4096, clock: Clock = time.time) -> None:
@@ -88,21 +98,26 @@ class TokenVerifier:
         self._remembered = remembered
         self._clock = clock
         self._keys: dict[str, Ed25519PublicKey] = {}
+        self._revoked: frozenset[str] = frozenset()
         self._refresh_interval = refresh_interval
         # Keys are re-fetched at least this often, so a rotated-out signing key stops working.
         self._max_key_age = max_key_age
         self._last_refresh = float("-inf")
         self._fetched_at = float("-inf")
 
-    def set_keys(self, keys: dict[str, Ed25519PublicKey]) -> None:
-        """Install keys directly (authz verifies with its own keys, which never go stale)."""
-        self._keys = dict(keys)
-        self._fetched_at = float("inf")
+    def revoke(self, token_id: str) -> None:
+        """Refuse this token from now on (the next refresh brings the published list)."""
+        self._revoked = self._revoked | {token_id}
 
     async def _refresh(self, now: float) -> None:
         self._last_refresh = now
-        self._keys = await self._fetch_keys()
+        published = await self._fetch_keys()
+        self._keys, self._revoked = dict(published.keys), published.revoked
         self._fetched_at = now
+
+    def _refuse_revoked(self, claims: dict[str, Any]) -> None:
+        if claims.get("jti") in self._revoked:
+            raise Unauthenticated("the token was revoked", reason="TOKEN_REVOKED")
 
     async def _key_for(self, kid: str) -> Ed25519PublicKey:
         now = time.monotonic()
@@ -127,6 +142,7 @@ class TokenVerifier:
             # Still within its validity (the same leeway as below), and the key it verified
             # with is still the published one (a refresh yields new key objects: re-verify).
             if self._clock() < principal.claims["exp"] + LEEWAY_SECONDS and await self._key_for(kid) is key:
+                self._refuse_revoked(principal.claims)
                 self._verified.move_to_end(token)
                 return principal
             self._verified.pop(token, None)
@@ -152,6 +168,7 @@ class TokenVerifier:
             raise Unauthenticated("token signature or claims invalid", reason="INVALID_TOKEN") from None
         if self._clock() >= claims["exp"] + LEEWAY_SECONDS:
             raise Unauthenticated("token expired", reason="TOKEN_EXPIRED")  # by our clock, as below
+        self._refuse_revoked(claims)
         principal = principal_from_claims(claims, token)
         self._remember(token, principal, header["kid"], key)
         return principal

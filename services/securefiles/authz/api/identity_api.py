@@ -118,10 +118,10 @@ class IdentityServicerMixin:
 
     async def SignIn(self, request: authz_pb2.SignInRequest, context: grpc.aio.ServicerContext
                      ) -> authz_pb2.SignInResponse:
-        session = await self._sign_in.sign_in(request.id_token)
+        session = await self._sign_in.sign_in(request.id_token)  # verifies; writes nothing
         principal_var.set(Principal("user", session.principal))  # the entry names who signed in
-        audit_note(session.principal, groups=",".join(session.groups) or "-")
-        self._authz.checks.sync_sign_in_groups(session.principal, session.groups)
+        audit_note(session.principal, groups=",".join(session.groups) or "-", token_id=session.token_id)
+        self._authz.remember_session(session)  # its first write comes after that entry
         response = authz_pb2.SignInResponse(token=session.token, principal=session.principal,
                                             groups=list(session.groups))
         response.expire_time.FromSeconds(session.expire_at)

@@ -14,8 +14,9 @@ from securefiles.authz.api.checks_api import ChecksServicerMixin
 from securefiles.authz.api.identity_api import IdentityServicerMixin, run_message
 from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment
 from securefiles.authz.domain.service import Authorization
+from securefiles.authz.domain.token_registry import IssuedToken, TokenRegistry
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.common.errors import InvalidArgument
+from securefiles.common.errors import FailedPrecondition, InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
@@ -40,6 +41,14 @@ def _assignment(a: RoleAssignment) -> authz_pb2.RoleAssignment:
 def _permissions(perms: PipelinePermissions, pipelines: list[Pipeline]) -> authz_pb2.PipelinePermissions:
     return authz_pb2.PipelinePermissions(
         resource=perms.resource, all_pipelines=perms.all_pipelines, pipelines=[_pipeline(p) for p in pipelines]
+    )
+
+
+def _issued_token(t: IssuedToken) -> authz_pb2.IssuedToken:
+    return authz_pb2.IssuedToken(
+        name=t.name, token_id=t.token_id, subject=t.subject, kind=t.kind, issued_by=t.issued_by,
+        create_time=to_timestamp(t.issued_at), expire_time=to_timestamp(t.expire_at),
+        revoke_time=to_timestamp(t.revoked_at), revoked_by=t.revoked_by,
     )
 
 
@@ -81,8 +90,29 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         current_principal()
         raw = self._issuer.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return authz_pb2.GetSigningKeysResponse(
-            keys=[authz_pb2.SigningKey(kid=self._issuer.kid, algorithm=ALGORITHM, public_key=raw)]
+            keys=[authz_pb2.SigningKey(kid=self._issuer.kid, algorithm=ALGORITHM, public_key=raw)],
+            revoked_token_ids=sorted(self._authz.tokens.revoked_ids()) if self._authz.tokens else [],
         )
+
+    async def ListTokens(
+        self, request: authz_pb2.ListTokensRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.ListTokensResponse:
+        tokens = self._token_registry.list(current_principal(), request.subject, request.include_ended)
+        return authz_pb2.ListTokensResponse(tokens=[_issued_token(t) for t in tokens])
+
+    async def RevokeToken(
+        self, request: authz_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.IssuedToken:
+        revoked = self._token_registry.revoke(current_principal(), request.name)
+        audit_note(revoked.name, subject=revoked.subject, issued_by=revoked.issued_by)
+        self._verifier.revoke(revoked.token_id)  # at once here; everywhere else at their next refresh
+        return _issued_token(revoked)
+
+    @property
+    def _token_registry(self) -> TokenRegistry:
+        if self._authz.tokens is None:
+            raise FailedPrecondition("the token registry is not configured", reason="TOKENS_DISABLED")
+        return self._authz.tokens
 
     async def CreateProject(
         self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext

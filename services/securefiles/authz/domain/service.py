@@ -35,8 +35,9 @@ from securefiles.authz.domain.model import (
 from securefiles.authz.domain.oidc import KeySource
 from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
 from securefiles.authz.domain.refs import validate_ref
-from securefiles.authz.domain.sign_in import SignIn, SignInSettings
+from securefiles.authz.domain.sign_in import Session, SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
+from securefiles.authz.domain.token_registry import TokenRegistry, TokenRegistryRepository
 from securefiles.common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -99,6 +100,7 @@ class Authorization:
         trusts: TrustRepository | None = None,
         oidc_keys: KeySource | None = None,
         identity: IdentitySettings | None = None,
+        issued_tokens: TokenRegistryRepository | None = None,
     ) -> None:
         if not regions:
             raise ValueError("at least one region is required")
@@ -113,6 +115,7 @@ class Authorization:
         self.jobs = JobIdentity(trusts, repo, self._policy, issuer, OidcTokenVerifier(trusts, oidc_keys, clock),
                                 clock, self.identity.allowed_issuers) if trusts and oidc_keys else None
         self.sign_in = SignIn(self.identity.sign_in, oidc_keys, issuer, clock) if oidc_keys else None
+        self.tokens = TokenRegistry(issued_tokens, self._policy, clock) if issued_tokens else None
 
     def get_run(self, project: str, run_id: int) -> Run | None:
         """A run, for describing what refers to it (an approval's pipeline and branch)."""
@@ -191,8 +194,19 @@ class Authorization:
     def _mint(self, kind: str, subject: str, ttl: int, issued_by: str, groups: Sequence[str] = ()
               ) -> tuple[str, int, str]:
         extra = {"groups": list(groups)} if groups else {}
-        token, exp = self._issuer.issue(subject, ttl, kind=kind, issued_by=issued_by, **extra)
+        token_id = uuid.uuid4().hex
+        token, exp = self._issuer.issue(subject, ttl, kind=kind, issued_by=issued_by, jti=token_id, **extra)
+        if self.tokens is not None:
+            self.tokens.record(token_id, subject, kind, issued_by, exp)
         return token, exp, issued_by
+
+    def remember_session(self, session: Session) -> None:
+        """A person signed in: their session token is recorded (to be listed and revoked), and the
+        groups their provider named become their sign-in memberships."""
+        if self.tokens is not None and self.sign_in is not None:
+            self.tokens.record(session.token_id, session.principal, "user", f"oidc:{self.sign_in.issuer}",
+                               session.expire_at)
+        self.checks.sync_sign_in_groups(session.principal, session.groups)
 
     # -- projects ---------------------------------------------------------------------
 

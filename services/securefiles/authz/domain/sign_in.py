@@ -9,6 +9,7 @@ person (`user:{value}`), a groups claim lists their groups (`group:{name}`, used
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ class Session:
     expire_at: int
     principal: str
     groups: tuple[str, ...]
+    token_id: str
 
 
 class SignIn:
@@ -67,6 +69,11 @@ class SignIn:
         groups = tuple(dict.fromkeys(
             f"group:{g}" for g in (raw_groups if isinstance(raw_groups, list) else [])
             if isinstance(g, str) and GROUP_PRINCIPAL.fullmatch(f"group:{g}")))[:MAX_GROUPS]
+        token_id = uuid.uuid4().hex
         token, expire_at = self._issuer.issue(principal, settings.session_seconds, kind="user", groups=list(groups),
-                                              issued_by=f"oidc:{settings.source.issuer}")
-        return Session(token, expire_at, principal, groups)
+                                              issued_by=f"oidc:{settings.source.issuer}", jti=token_id)
+        return Session(token, expire_at, principal, groups, token_id)
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.source.issuer if self.settings else ""

@@ -255,6 +255,16 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsResponse.FromString,
                 _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/ListTokens',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/RevokeToken',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.IssuedToken.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -571,6 +581,22 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTokens(self, request, context):
+        """Lists tokens authz issued (sessions and service accounts' tokens): organization
+        administrators see every one, others those they hold or issued.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revokes a token (its holder, its issuer, or an organization administrator): every service
+        refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -783,6 +809,16 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.ListGroups,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTokensRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.IssuedToken.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1929,6 +1965,60 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/ListGroups',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/ListTokens',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTokensRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/RevokeToken',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeTokenRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.IssuedToken.FromString,
             options,
             channel_credentials,
             insecure,

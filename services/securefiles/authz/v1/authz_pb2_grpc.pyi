@@ -141,6 +141,14 @@ class AuthorizationServiceStub:
     """Lists runs of a project (newest first), of one pipeline or of all (`pipelines/-`)."""
     ListGroups: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListGroupsRequest, _authz_pb2.ListGroupsResponse]
     """Lists the groups of approvers and their members (people only)."""
+    ListTokens: _grpc.UnaryUnaryMultiCallable[_authz_pb2.ListTokensRequest, _authz_pb2.ListTokensResponse]
+    """Lists tokens authz issued (sessions and service accounts' tokens): organization
+    administrators see every one, others those they hold or issued.
+    """
+    RevokeToken: _grpc.UnaryUnaryMultiCallable[_authz_pb2.RevokeTokenRequest, _authz_pb2.IssuedToken]
+    """Revokes a token (its holder, its issuer, or an organization administrator): every service
+    refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -254,6 +262,14 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     """Lists runs of a project (newest first), of one pipeline or of all (`pipelines/-`)."""
     ListGroups: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListGroupsRequest, _authz_pb2.ListGroupsResponse]  # type: ignore[assignment]
     """Lists the groups of approvers and their members (people only)."""
+    ListTokens: _aio.UnaryUnaryMultiCallable[_authz_pb2.ListTokensRequest, _authz_pb2.ListTokensResponse]  # type: ignore[assignment]
+    """Lists tokens authz issued (sessions and service accounts' tokens): organization
+    administrators see every one, others those they hold or issued.
+    """
+    RevokeToken: _aio.UnaryUnaryMultiCallable[_authz_pb2.RevokeTokenRequest, _authz_pb2.IssuedToken]  # type: ignore[assignment]
+    """Revokes a token (its holder, its issuer, or an organization administrator): every service
+    refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
+    """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Principals, tokens, roles, pipelines, runs and the decision "may this job use
@@ -616,5 +632,25 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_authz_pb2.ListGroupsResponse, _abc.Awaitable[_authz_pb2.ListGroupsResponse]]:
         """Lists the groups of approvers and their members (people only)."""
+
+    @_abc_1.abstractmethod
+    def ListTokens(
+        self,
+        request: _authz_pb2.ListTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.ListTokensResponse, _abc.Awaitable[_authz_pb2.ListTokensResponse]]:
+        """Lists tokens authz issued (sessions and service accounts' tokens): organization
+        administrators see every one, others those they hold or issued.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeToken(
+        self,
+        request: _authz_pb2.RevokeTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.IssuedToken, _abc.Awaitable[_authz_pb2.IssuedToken]]:
+        """Revokes a token (its holder, its issuer, or an organization administrator): every service
+        refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
+        """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
