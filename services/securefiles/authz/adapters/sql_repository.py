@@ -169,6 +169,16 @@ def insert_named(engine: Engine, table: Table, id_column: str, values: dict[str,
     raise exists
 
 
+def find_named(engine: Engine, table: Table, id_column: str, project: str, id_or_name: str) -> Any | None:
+    """The project's row numbered `id_or_name` (a number) or named so (anything else)."""
+    by_id = is_id(id_or_name)
+    column = table.c[id_column] if by_id else table.c.display_name
+    value: object = int(id_or_name) if by_id else id_or_name
+    with read_transaction(engine) as conn:
+        row = conn.execute(select(table).where(table.c.project == project, column == value)).first()
+    return row._mapping if row else None
+
+
 def _count(result: Any) -> int:
     return int(result.rowcount or 0)
 
@@ -291,12 +301,8 @@ class SqlAuthzRepository:
         return _pipeline(values)
 
     def find_pipeline(self, project: str, id_or_name: str) -> Pipeline | None:
-        by_id = is_id(id_or_name)
-        column = pipelines.c.pipeline_id if by_id else pipelines.c.display_name
-        value: object = int(id_or_name) if by_id else id_or_name
-        with read_transaction(self._engine) as conn:
-            row = conn.execute(select(pipelines).where(pipelines.c.project == project, column == value)).first()
-        return _pipeline(row._mapping) if row else None
+        row = find_named(self._engine, pipelines, "pipeline_id", project, id_or_name)
+        return _pipeline(row) if row else None
 
     def list_pipelines(self, project: str) -> list[Pipeline]:
         with read_transaction(self._engine) as conn:

@@ -7,11 +7,10 @@ from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, Text, UniqueConstraint, delete, select
 
-from securefiles.authz.adapters.sql_repository import _aware, insert_named, metadata
+from securefiles.authz.adapters.sql_repository import _aware, find_named, insert_named, metadata
 from securefiles.authz.domain.trusts import Trust
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists
-from securefiles.common.resource_names import is_id
 
 trusts = Table(
     "trusts", metadata,
@@ -66,12 +65,8 @@ class SqlTrustRepository:
         return _trust(created)
 
     def find_trust(self, project: str, id_or_name: str) -> Trust | None:
-        by_id = is_id(id_or_name)
-        column = trusts.c.trust_id if by_id else trusts.c.display_name
-        value: object = int(id_or_name) if by_id else id_or_name
-        with read_transaction(self._engine) as conn:
-            row = conn.execute(select(trusts).where(trusts.c.project == project, column == value)).first()
-        return _trust(row._mapping) if row else None
+        row = find_named(self._engine, trusts, "trust_id", project, id_or_name)
+        return _trust(row) if row else None
 
     def list_trusts(self, project: str) -> list[Trust]:
         with read_transaction(self._engine) as conn:
