@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from securefiles.client import SecureFilesClient
-from securefiles.common.tls import channel_credentials, channel_options
+from securefiles.common.tls import channel_options, client_channel_credentials
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.bench.raw_baseline import upload_messages
 from tests.conftest import LocalSystem, bearer, unique
@@ -46,8 +46,9 @@ def running_system(database_url: str = "", blob_store: str = "directory") -> Ite
 
 
 def client_channel(system: LocalSystem, target: str) -> grpc.Channel:
-    """A blocking channel presenting the client certificate, as the agent opens it."""
-    return grpc.secure_channel(target, channel_credentials(system.tls("client")), options=channel_options(target))
+    """A blocking channel as the agent opens it: server-authenticated TLS, no client certificate."""
+    return grpc.secure_channel(target, client_channel_credentials(system.tls("storage").ca),
+                               options=channel_options(target))
 
 
 @dataclass
