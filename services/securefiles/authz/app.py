@@ -23,6 +23,7 @@ from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine
+from securefiles.common.db_threads import DatabaseThreads, run_inline
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
@@ -112,7 +113,8 @@ UNAUDITED = frozenset({
 PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})
 
 
-def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog]:
+def build_authorization(settings: AuthzSettings, database: DatabaseThreads | None = None
+                        ) -> tuple[Authorization, TokenIssuer, AuditLog]:
     """The domain service on its database, bootstrapped."""
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
@@ -121,17 +123,19 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
                       min_refetch=settings.oidc_keys.min_refetch)
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
                                   access_requests=SqlAccessRequestRepository(engine),
-                                  trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity)
+                                  trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity,
+                                  blocking=database.run if database is not None else run_inline)
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key)
 
 
 def build(settings: AuthzSettings) -> RunningServer:
     """Wire the authz service (call inside the event loop)."""
-    authorization, issuer, audit = build_authorization(settings)
+    database = DatabaseThreads(settings.server.database_threads, "authz-db")
+    authorization, issuer, audit = build_authorization(settings, database)
 
     async def require_operator(principal: Principal) -> None:
-        authorization.require_operator(principal)
+        await database.run(authorization.require_operator, principal)
 
 
     async def own_keys() -> dict:
@@ -143,7 +147,7 @@ def build(settings: AuthzSettings) -> RunningServer:
         service="authz",
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
-            AuthorizationServicer(authorization, issuer, verifier),
+            AuthorizationServicer(authorization, issuer, verifier, database),
         )],
         service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name],
         tls=settings.server.tls,
@@ -164,6 +168,7 @@ def build(settings: AuthzSettings) -> RunningServer:
             m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
         ) - {"AuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken"},
         public_methods=PUBLIC,
+        database=database,
     )
 
 

@@ -8,17 +8,20 @@ If an entry cannot be written the caller's operation fails (Vault's rule).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.group_commit import GroupCommit
 
 metadata = MetaData()
 
@@ -128,48 +131,99 @@ def _entry(m: Mapping[str, object]) -> AuditEntry:
     )
 
 
+class _HeadTaken(Exception):
+    """The chain's first entry was written by another replica meanwhile."""
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """What a caller says about one entry; the writer numbers, times and chains it."""
+
+    principal: str
+    action: str
+    resource: str
+    decision: str
+    reason: str
+    request_id: str
+    details: dict[str, str]
+
+
 class AuditLog:
-    """One service's chain."""
+    """One service's chain. Appends go through one writer thread (`GroupCommit`): callers on the
+    event loop await `append`, callers in threads block on `record`; either way an entry is
+    durable before the call returns."""
 
     def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
-                 key: bytes | None = None) -> None:
+                 key: bytes | None = None, max_batch: int = 1) -> None:
         self._engine = engine
         self.service = service
         self._clock = clock
         self._key = key
+        self._commits: GroupCommit[_Fields, AuditEntry] = GroupCommit(
+            self._append_batch, name=f"audit-{service}", max_batch=max_batch)
+
+    def submit(
+        self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> Future[AuditEntry]:
+        """Queue one entry; the future resolves once it is durable, or fails with why it is not."""
+        return self._commits.submit(_Fields(
+            principal[:512], action[:128], resource[:1024], decision, reason[:256], request_id[:64],
+            {k: str(v)[:512] for k, v in (details or {}).items()}))
 
     def record(
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
         details: Mapping[str, str] | None = None,
     ) -> AuditEntry:
-        """Append one entry; raises if it cannot be written."""
+        """Append one entry and wait until it is durable; raises if it cannot be written. Blocks:
+        for threads and start-up code (the event loop awaits `append`)."""
+        return self.submit(principal, action, resource, decision, reason, request_id, details).result()
+
+    async def append(
+        self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> AuditEntry:
+        """`record` for the event loop: the loop serves other calls while the entry is written."""
+        return await asyncio.wrap_future(self.submit(principal, action, resource, decision, reason, request_id,
+                                                     details))
+
+    @property
+    def transactions(self) -> int:
+        """How many transactions have written entries so far (entries per transaction = group commit)."""
+        return self._commits.batches
+
+    def _append_batch(self, batch: list[_Fields]) -> list[AuditEntry]:
         for _attempt in range(5):
             try:
-                return self._append(principal, action, resource, decision, reason, request_id, details)
-            except IntegrityError:
+                return self._append_once(batch)
+            except _HeadTaken:
                 continue  # another replica created the head row first; take the lock and retry
         raise RuntimeError("audit chain is contended; entry not written")
 
-    def _append(
-        self, principal: str, action: str, resource: str, decision: str, reason: str, request_id: str,
-        details: Mapping[str, str] | None,
-    ) -> AuditEntry:
+    def _append_once(self, batch: list[_Fields]) -> list[AuditEntry]:
+        """The entries of `batch`, chained in order after the head, in one transaction."""
         with write_transaction(self._engine, is_audit_entry=True) as conn:
             head = conn.execute(_LOCK_HEAD).first()
             sequence, previous = (head.sequence, head.hash) if head else (0, "")
-            entry = AuditEntry(
-                sequence=sequence + 1, time=self._clock(), service=self.service, principal=principal[:512],
-                action=action[:128], resource=resource[:1024], decision=decision, reason=reason[:256],
-                request_id=request_id[:64], details={k: str(v)[:512] for k, v in (details or {}).items()},
-                previous_hash=previous,
-            )
-            entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
-            conn.execute(_INSERT_EVENT, {**entry.__dict__, "details": json.dumps(entry.details, sort_keys=True)})
+            entries = []
+            for fields in batch:
+                entry = AuditEntry(sequence=sequence + 1, time=self._clock(), service=self.service,
+                                   previous_hash=previous, **fields.__dict__)
+                entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
+                entries.append(entry)
+                sequence, previous = entry.sequence, entry.hash
+            rows = [{**e.__dict__, "details": json.dumps(e.details, sort_keys=True)} for e in entries]
             if head is None:
-                conn.execute(_INSERT_HEAD, {"id": 1, "sequence": entry.sequence, "hash": entry.hash})
+                # No head row to lock yet: two replicas may both be writing the first entry.
+                try:
+                    conn.execute(_INSERT_EVENT, rows)
+                    conn.execute(_INSERT_HEAD, {"id": 1, "sequence": sequence, "hash": previous})
+                except IntegrityError:
+                    raise _HeadTaken from None
             else:
-                conn.execute(_UPDATE_HEAD, {"new_sequence": entry.sequence, "new_hash": entry.hash})
-        return entry
+                conn.execute(_INSERT_EVENT, rows)
+                conn.execute(_UPDATE_HEAD, {"new_sequence": sequence, "new_hash": previous})
+        return entries
 
     def list(self, after: int, limit: int, resource_prefix: str = "", principal: str = "") -> list[AuditEntry]:
         query = select(audit_events).where(audit_events.c.sequence > after)

@@ -13,6 +13,7 @@ from securefiles import __version__
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ServerSettings, env_str
 from securefiles.common.db import make_engine
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -59,9 +60,11 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
                      details={"deployment_id": settings.deployment_id})
     log.info("key ring ready", extra={"region": settings.region, "primary": record.name, "rotated": created})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
+    database = DatabaseThreads(settings.server.database_threads, "kms-db")
     running = create_server(
         service="kms",
-        registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server, KeyManagementServicer(ring, authz))],
+        registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server,
+                        KeyManagementServicer(ring, authz, database))],
         service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name],
         tls=settings.server.tls,
         authenticator=Authenticator(
@@ -77,6 +80,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         # rotation, whose entry names the version the database numbered (it takes nothing away).
         audit_before_writes=frozenset(m.name for m in kms_pb2.DESCRIPTOR.services_by_name[
             "KeyManagementService"].methods) - {"RotateKey"},
+        database=database,
     )
     return running, authz
 

@@ -11,6 +11,7 @@ from google.protobuf.duration_pb2 import Duration
 from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckType, State
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
@@ -88,11 +89,12 @@ def approval_message(a: Approval) -> authz_pb2.Approval:
 
 class ChecksServicerMixin:
     _authz: Authorization
+    _db: DatabaseThreads
 
     async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext
                           ) -> authz_pb2.Check:
         check_type, settings = _settings_of(request.check)
-        created = self._authz.checks.create_check(
+        created = await self._db.run(self._authz.checks.create_check,
             current_principal(), request.check.resource, check_type, settings,
             duration_seconds(request.check.timeout, 0))
         audit_note(created.name, type=created.type.value)
@@ -100,39 +102,42 @@ class ChecksServicerMixin:
 
     async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext
                          ) -> authz_pb2.ListChecksResponse:
-        checks = self._authz.checks.list_checks(current_principal(), request.resource)
+        checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.resource)
         return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in checks])
 
     async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext
                           ) -> empty_pb2.Empty:
-        self._authz.checks.delete_check(current_principal(), request.name)
+        await self._db.run(self._authz.checks.delete_check, current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext
                              ) -> authz_pb2.EvaluateChecksResponse:
-        suites = self._authz.request_checks(current_principal(), request.run, list(request.resources))
+        suites = await self._db.run(self._authz.request_checks, current_principal(), request.run,
+                                    list(request.resources))
         return authz_pb2.EvaluateChecksResponse(suites=[suite_message(s) for s in suites])
 
     async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
                             ) -> authz_pb2.ListApprovalsResponse:
-        approvals = self._authz.checks.list_approvals(
+        approvals = await self._db.run(self._authz.checks.list_approvals,
             current_principal(), parse_project(request.parent), request.pending_only)
         return authz_pb2.ListApprovalsResponse(approvals=[approval_message(a) for a in approvals])
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
                       ) -> authz_pb2.Approval:
-        decided = self._authz.checks.decide(current_principal(), request.name, True, request.comment)
+        decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, True,
+                                     request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided)
 
     async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
                      ) -> authz_pb2.Approval:
-        decided = self._authz.checks.decide(current_principal(), request.name, False, request.comment)
+        decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, False,
+                                     request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided)
 
     async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
                              ) -> authz_pb2.Group:
-        members = self._authz.checks.set_group_member(
+        members = await self._db.run(self._authz.checks.set_group_member,
             current_principal(), request.group, request.principal, request.member)
         return authz_pb2.Group(name=request.group, members=members)

@@ -15,6 +15,7 @@ from securefiles.authz.api.identity_api import IdentityServicerMixin, run_messag
 from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Project, Role, RoleAssignment
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
@@ -59,17 +60,19 @@ def _permission(value: int) -> Permission:
 
 class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, IdentityServicerMixin,
                             authz_pb2_grpc.AuthorizationServiceServicer):
-    def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier) -> None:
+    def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier,
+                 database: DatabaseThreads) -> None:
         self._authz = authorization
         self._issuer = issuer
         self._verifier = verifier
+        self._db = database  # every use case reads or writes the database: off the event loop
 
     async def IssueToken(
         self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.IssueTokenResponse:
         audit_note(subject=request.principal, requested_ttl_seconds=duration_seconds(request.ttl, 0))
-        token, exp, issued_by = self._authz.issue_token(current_principal(), request.principal,
-                                                        duration_seconds(request.ttl, 0))
+        token, exp, issued_by = await self._db.run(self._authz.issue_token, current_principal(), request.principal,
+                                                   duration_seconds(request.ttl, 0))
         audit_note(issued_by=issued_by, expire_time=dt.datetime.fromtimestamp(exp, dt.UTC).isoformat())
         response = authz_pb2.IssueTokenResponse(token=token, issued_by=issued_by)
         response.expire_time.FromSeconds(exp)
@@ -87,18 +90,19 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def CreateProject(
         self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Project:
-        return _project(self._authz.create_project(current_principal(), request.project_id, request.region))
+        return _project(await self._db.run(self._authz.create_project, current_principal(), request.project_id,
+                                           request.region))
 
     async def GetProject(
         self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Project:
-        return _project(self._authz.get_project(current_principal(), request.name))
+        return _project(await self._db.run(self._authz.get_project, current_principal(), request.name))
 
     async def ListProjects(
         self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListProjectsResponse:
         return authz_pb2.ListProjectsResponse(
-            projects=[_project(p) for p in self._authz.list_projects(current_principal())]
+            projects=[_project(p) for p in await self._db.run(self._authz.list_projects, current_principal())]
         )
 
     async def SetRoleAssignment(
@@ -106,12 +110,12 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     ) -> authz_pb2.RoleAssignment:
         a = request.role_assignment
         assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
-        return _assignment(self._authz.set_role(current_principal(), assignment))
+        return _assignment(await self._db.run(self._authz.set_role, current_principal(), assignment))
 
     async def ListRoleAssignments(
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListRoleAssignmentsResponse:
-        assignments, inherit = self._authz.list_roles(current_principal(), request.scope)
+        assignments, inherit = await self._db.run(self._authz.list_roles, current_principal(), request.scope)
         return authz_pb2.ListRoleAssignmentsResponse(
             role_assignments=[_assignment(a) for a in assignments], inherit_from_library=inherit
         )
@@ -119,19 +123,20 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def DeleteRoleAssignment(
         self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self._authz.delete_role(current_principal(), request.scope, request.principal)
+        await self._db.run(self._authz.delete_role, current_principal(), request.scope, request.principal)
         return empty_pb2.Empty()
 
     async def SetRoleInheritance(
         self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.RoleInheritance:
-        inherit = self._authz.set_inheritance(current_principal(), request.scope, request.inherit_from_library)
+        inherit = await self._db.run(self._authz.set_inheritance, current_principal(), request.scope,
+                                     request.inherit_from_library)
         return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
 
     async def CheckAccess(
         self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.CheckAccessResponse:
-        allowed = self._authz.check_access(
+        allowed = await self._db.run(self._authz.check_access,
             current_principal(), request.principal, _permission(request.permission), list(request.resources)
         )
         return authz_pb2.CheckAccessResponse(allowed=allowed)
@@ -140,19 +145,20 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Pipeline:
         return _pipeline(
-            self._authz.create_pipeline(current_principal(), request.parent, request.pipeline.display_name)
+            await self._db.run(self._authz.create_pipeline, current_principal(), request.parent,
+                               request.pipeline.display_name)
         )
 
     async def ListPipelines(
         self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListPipelinesResponse:
-        pipelines = self._authz.list_pipelines(current_principal(), request.parent)
+        pipelines = await self._db.run(self._authz.list_pipelines, current_principal(), request.parent)
         return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in pipelines])
 
     async def SetPipelinePermission(
         self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = self._authz.set_pipeline_permission(
+        perms, pipelines = await self._db.run(self._authz.set_pipeline_permission,
             current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
         )
         return _permissions(perms, pipelines)
@@ -160,7 +166,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def GetPipelinePermissions(
         self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = self._authz.pipeline_permissions(current_principal(), request.resource)
+        perms, pipelines = await self._db.run(self._authz.pipeline_permissions, current_principal(), request.resource)
         return _permissions(perms, pipelines)
 
     async def StartRun(
@@ -170,7 +176,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         audit_note(request.pipeline, branch=request.branch,
                    requested_by=request.requested_by or current_principal().name,
                    requested_ttl_seconds=duration_seconds(request.ttl, 0))
-        run, token = self._authz.start_run(
+        run, token = await self._db.run(self._authz.start_run,
             current_principal(),
             request.pipeline,
             request.branch,
@@ -185,8 +191,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         caller = current_principal()
         if caller.is_job:
             # A revoked or completed job token must not complete anything again.
-            self._authz.active_run_of(caller)
-        return run_message(self._authz.complete_run(caller, request.name))
+            await self._db.run(self._authz.active_run_of, caller)
+        return run_message(await self._db.run(self._authz.complete_run, caller, request.name))
 
     async def AuthorizeUse(
         self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext
@@ -194,14 +200,15 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         caller = current_principal()
         self._authz.require_storage(caller)
         job = await self._verifier.verify(request.job_token)
-        run = self._authz.authorize_use(caller, job, request.resource, evaluate_checks=not request.metadata_only)
+        run = await self._db.run(self._authz.authorize_use, caller, job, request.resource,
+                                 evaluate_checks=not request.metadata_only)
         return authz_pb2.AuthorizeUseResponse(run=run.name)
 
     async def PurgeResourcePolicies(
         self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PurgeResourcePoliciesResponse:
         # Its audit entry goes in before the first row is removed (`audit_before_writes`).
-        removed = self._authz.purge_resource(current_principal(), request.resource)
+        removed = await self._db.run(self._authz.purge_resource, current_principal(), request.resource)
         log.info("policies of a deleted file purged",
                  extra={"resource": request.resource, **{kind: str(n) for kind, n in removed.items() if n}})
         return authz_pb2.PurgeResourcePoliciesResponse(removed=removed)
@@ -213,4 +220,4 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self._authz.require_storage(caller)
         job = await self._verifier.verify(request.job_token)
         return authz_pb2.FilterUsableResourcesResponse(
-            resources=self._authz.filter_usable(caller, job, list(request.resources)))
+            resources=await self._db.run(self._authz.filter_usable, caller, job, list(request.resources)))

@@ -36,6 +36,7 @@ from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
 from securefiles.authz.domain.refs import validate_ref
 from securefiles.authz.domain.sign_in import SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
+from securefiles.common.db_threads import Blocking, run_inline
 from securefiles.common.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -88,7 +89,9 @@ class Authorization:
         trusts: TrustRepository | None = None,
         oidc_keys: KeySource | None = None,
         identity: IdentitySettings | None = None,
+        blocking: Blocking = run_inline,
     ) -> None:
+        """`blocking`: how the use cases that await (the token exchange) run their repository calls."""
         if not regions:
             raise ValueError("at least one region is required")
         self._repo = repo
@@ -99,8 +102,9 @@ class Authorization:
         self.identity = identity or IdentitySettings()
         self.checks = Checks(checks, repo, self._policy, clock)
         self.break_glass = BreakGlass(access_requests, self._policy, clock) if access_requests else None
-        self.jobs = JobIdentity(trusts, repo, self._policy, issuer, OidcTokenVerifier(trusts, oidc_keys, clock),
-                                clock, self.identity.allowed_issuers) if trusts and oidc_keys else None
+        self.jobs = JobIdentity(
+            trusts, repo, self._policy, issuer, OidcTokenVerifier(trusts, oidc_keys, clock, blocking), clock,
+            self.identity.allowed_issuers, blocking) if trusts and oidc_keys else None
         self.sign_in = SignIn(self.identity.sign_in, oidc_keys, issuer, clock) if oidc_keys else None
 
     # -- helpers ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import grpc
 
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import to_timestamp
@@ -35,9 +36,10 @@ def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
 class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     """One region's KMS."""
 
-    def __init__(self, key_ring: KeyRing, authz: AuthzClient) -> None:
+    def __init__(self, key_ring: KeyRing, authz: AuthzClient, database: DatabaseThreads) -> None:
         self._ring = key_ring
         self._authz = authz
+        self._db = database  # the key ring reads and writes its versions: off the event loop
 
     # -- authorization ----------------------------------------------------------------
 
@@ -76,7 +78,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._require_storage()
         self._check_ring(request.key_ring)
         audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
-        plaintext, wrapped, record = self._ring.generate_data_key(self._context(request.encryption_context))
+        plaintext, wrapped, record = await self._db.run(self._ring.generate_data_key,
+                                                        self._context(request.encryption_context))
         audit_note(key_version=record.name)
         return kms_pb2.GenerateDataKeyResponse(plaintext=plaintext, wrapped_key=wrapped, key_version=record.name)
 
@@ -86,7 +89,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._require_storage()
         self._check_ring(request.key_ring)
         audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
-        plaintext, record = self._ring.decrypt_data_key(request.wrapped_key, self._context(request.encryption_context))
+        plaintext, record = await self._db.run(self._ring.decrypt_data_key, request.wrapped_key,
+                                               self._context(request.encryption_context))
         audit_note(key_version=record.name)
         return kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
 
@@ -96,9 +100,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._require_storage()
         self._check_ring(request.key_ring)
         audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
-        wrapped, primary, previous = self._ring.reencrypt_data_key(
-            request.wrapped_key, self._context(request.encryption_context)
-        )
+        wrapped, primary, previous = await self._db.run(
+            self._ring.reencrypt_data_key, request.wrapped_key, self._context(request.encryption_context))
         audit_note(key_version=primary.name, previous_key_version=previous.name)
         return kms_pb2.ReEncryptDataKeyResponse(
             wrapped_key=wrapped, key_version=primary.name, previous_key_version=previous.name
@@ -113,7 +116,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._check_ring(request.key_ring)
         if len(request.reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        record = self._ring.rotate(operator, request.reason)
+        record = await self._db.run(self._ring.rotate, operator, request.reason)
         audit_note(record.name, reason=request.reason)
         log.info("key rotated", extra={"key_version": record.name, "operator": operator})
         return key_version_message(record)
@@ -124,23 +127,23 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         await self._require_operator(allow_storage=True)
         self._check_ring(request.key_ring)
         return kms_pb2.ListKeyVersionsResponse(
-            key_versions=[key_version_message(r) for r in self._ring.list_versions()]
+            key_versions=[key_version_message(r) for r in await self._db.run(self._ring.list_versions)]
         )
 
     async def DisableKeyVersion(
         self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(self._ring.disable(self._version_of(request.name)))
+        return key_version_message(await self._db.run(self._ring.disable, self._version_of(request.name)))
 
     async def EnableKeyVersion(
         self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(self._ring.enable(self._version_of(request.name)))
+        return key_version_message(await self._db.run(self._ring.enable, self._version_of(request.name)))
 
     async def DestroyKeyVersion(
         self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(self._ring.destroy(self._version_of(request.name)))
+        return key_version_message(await self._db.run(self._ring.destroy, self._version_of(request.name)))

@@ -152,7 +152,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     ) -> storage_pb2.CountDataKeysResponse:
         await self._require_operator(current_principal())
         return storage_pb2.CountDataKeysResponse(
-            counts=_counts(version_counts(self._repository, self._region(request.key_ring)))
+            counts=_counts(await version_counts(self._repository, self._region(request.key_ring)))
         )
 
     async def UploadSecureFile(

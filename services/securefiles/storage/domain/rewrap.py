@@ -29,11 +29,11 @@ class RewrapReport:
     failed: int
 
 
-def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
+async def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
     """{`regions/{r}/keyVersions/{n}`: data keys}."""
     return {
         f"regions/{r}/keyVersions/{v}": count
-        for (r, v), count in sorted(files.count_data_keys(region).items())
+        for (r, v), count in sorted((await files.count_data_keys(region)).items())
     }
 
 
@@ -62,14 +62,14 @@ class DataKeyRewrapper:
         cursor = ("", 0)
         limiter = asyncio.Semaphore(CONCURRENCY)
         while True:
-            batch = self._files.data_keys_not_under(region, primary, cursor, BATCH)
+            batch = await self._files.data_keys_not_under(region, primary, cursor, BATCH)
             if not batch:
                 return rewrapped, failed
             cursor = (batch[-1].file_id, batch[-1].version)
             results = await asyncio.gather(*(self._rewrap_one(key, limiter) for key in batch))
             swaps = [r for r in results if r is not None]
             # A concurrent delete or rewrap wins the compare-and-swap; that key needs nothing more.
-            self._files.swap_wrapped_keys(swaps)
+            await self._files.swap_wrapped_keys(swaps)
             rewrapped += len(swaps)
             failed += len(results) - len(swaps)
 
@@ -77,11 +77,11 @@ class DataKeyRewrapper:
         """Rewrap one region (or all); one run at a time per process."""
         regions = [region] if region else self._keys.regions
         async with self._lock:
-            before = version_counts(self._files, region)
+            before = await version_counts(self._files, region)
             rewrapped = failed = 0
             for name in regions:
                 done, not_done = await self.rewrap_region(name)
                 rewrapped, failed = rewrapped + done, failed + not_done
-            after = version_counts(self._files, region)
+            after = await version_counts(self._files, region)
         log.info("rewrap finished", extra={"rewrapped": rewrapped, "failed": failed})
         return RewrapReport(before, after, rewrapped, failed)

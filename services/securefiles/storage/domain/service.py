@@ -101,6 +101,10 @@ def _ignore(_resource: str, **_details: object) -> None:
     return None
 
 
+async def _write_nothing(_resource: str, **_details: object) -> None:
+    return None
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -117,7 +121,7 @@ class SecureFiles:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         clock: Callable[[], dt.datetime] = _utcnow,
         note_resource: Callable[[str], None] = _ignore,
-        before_change: Callable[..., None] = _ignore,
+        before_change: Callable[..., Awaitable[None]] = _write_nothing,
         parser: MetadataParser | None = None,
     ) -> None:
         # Audit hooks: which file a request turned out to concern, and "write the audit entry
@@ -150,7 +154,7 @@ class SecureFiles:
         """Resolve a file a person wants to act on, never revealing existence to outsiders."""
         self._require_user(caller)
         project, ref = parse_child(name, "secureFiles")
-        found = self._files.resolve(project, normalize_name(ref))
+        found = await self._files.resolve(project, normalize_name(ref))
         if found is not None:
             self.note_resource(found.name)
             asks = {p: self._access.check_access(caller.name, int(p), [found.name]) for p in {Access.VIEW, permission}}
@@ -185,7 +189,7 @@ class SecureFiles:
             name = validate_display_name(request.display_name)
             properties = validate_properties(request.properties)
             self.content.check_declared_size(request.expected_size)
-            if self._files.resolve(project, name) is not None:
+            if await self._files.resolve(project, name) is not None:
                 raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
             new_key = await key
         except BaseException:
@@ -196,7 +200,7 @@ class SecureFiles:
         resource = f"projects/{project}/secureFiles/{file_id}"
         # Should this upload end without its commit (even by a crash), authz forgets the file: owed
         # now, due once the upload has surely ended, cleared by the commit.
-        self._files.owe_purge(resource, now + UPLOAD_PURGE_GRACE)
+        await self._files.owe_purge(resource, now + UPLOAD_PURGE_GRACE)
         # The uploader administers the file; granted (and the file made known to authz) while the
         # content streams in, and before the file becomes visible: no file is without an administrator.
         grant = asyncio.create_task(self._access.grant_file_administrator(resource, caller.name))
@@ -218,11 +222,11 @@ class SecureFiles:
         )
         try:
             await grant
-            self.before_change(secure_file.name, display_name=name, size=version.size,
-                               key_version=version.key_version_name)
-            self._files.insert(secure_file)
+            await self.before_change(secure_file.name, display_name=name, size=version.size,
+                                     key_version=version.key_version_name)
+            await self._files.insert(secure_file)
         except BaseException:
-            self.content.discard(version)
+            await self.content.discard(version)
             await self._forget_failed_upload(resource)
             raise
         log.info("file uploaded", extra={"file": secure_file.name, "size": version.size,
@@ -256,7 +260,7 @@ class SecureFiles:
         project, ref = parse_child(name, "secureFiles")
         if project != caller.claims.get("project"):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
-        found = self._files.resolve(project, normalize_name(ref))
+        found = await self._files.resolve(project, normalize_name(ref))
         if found is None:
             try:
                 await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}", True)
@@ -311,7 +315,7 @@ class SecureFiles:
         scanned = page_bytes = 0
         full = False  # the page reached its size in bytes
         while True:
-            batch = self._files.list_page(project, cursor, fetch, prefix, expires_before)
+            batch = await self._files.list_page(project, cursor, fetch, prefix, expires_before)
             if not batch:
                 break
             cursor = batch[-1].display_name
@@ -344,18 +348,18 @@ class SecureFiles:
         new_name = validate_display_name(display_name) if display_name is not None else None
         new_properties = validate_properties(properties) if properties is not None else None
         if new_name is not None and new_name != found.display_name:
-            existing = self._files.resolve(found.project, new_name)
+            existing = await self._files.resolve(found.project, new_name)
             if existing is not None and existing.file_id != found.file_id:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
-        self.before_change(found.name)
-        return self._files.update(found.file_id, new_name, new_properties)
+        await self.before_change(found.name)
+        return await self._files.update(found.file_id, new_name, new_properties)
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
-        self.before_change(found.name, display_name=found.display_name)
-        for version in self._files.delete(found.file_id, found.name, self._clock()):
-            self._blobs.delete(version.blob_key)
+        await self.before_change(found.name, display_name=found.display_name)
+        for version in await self._files.delete(found.file_id, found.name, self._clock()):
+            await self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
         await self.purge_policies(found.name)
 
@@ -370,7 +374,7 @@ class SecureFiles:
                         extra={"file": resource, "error": error.reason})
             return False
         try:
-            self._files.purge_settled(resource)
+            await self._files.purge_settled(resource)
         except Exception:  # the file is deleted and authz forgot it; only the record stays owed
             log.warning("policies purged, but the record of the purge could not be cleared; it is retried",
                         exc_info=True, extra={"file": resource})
@@ -382,7 +386,7 @@ class SecureFiles:
         stop at the first that fails. Returns how many were settled."""
         settled = 0
         while True:
-            owed = self._files.owed_purges(batch, self._clock())
+            owed = await self._files.owed_purges(batch, self._clock())
             for resource in owed:
                 if not await self.purge_policies(resource):
                     return settled
@@ -418,7 +422,7 @@ class SecureFiles:
     async def _break_glass_download(self, caller: Principal, name: str) -> Download:
         project, ref = parse_child(name, "secureFiles")
         resource = f"projects/{project}/secureFiles/{_NO_FILE}"
-        found = self._files.resolve(project, normalize_name(ref))
+        found = await self._files.resolve(project, normalize_name(ref))
         # The grant is checked first; only its holder learns whether a name exists.
         if found is not None:
             self.note_resource(found.name)
@@ -441,10 +445,10 @@ class SecureFiles:
             await asyncio.gather(unwrap, return_exceptions=True)
             raise
         data_key = await unwrap
-        reader = self._blobs.open(version.blob_key)
+        reader = await self._blobs.open(version.blob_key)
         try:
             decryptor = SegmentDecryptor(data_key, content_aad(project, found.file_id, version.version),
-                                         reader.read_at(0, HEADER_BYTES))
+                                         await reader.read_at(0, HEADER_BYTES))
         except (SegmentIntegrityError, ValueError):
             reader.close()
             raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
@@ -460,7 +464,7 @@ async def _plaintext_chunks(
     held: list[bytes] = []  # the segment leaves it as it is yielded: no reference kept while it is sent
     try:
         for offset, length, last in segment_spans(blob.size, decryptor.header.segment_bytes):
-            held.append(decryptor.decrypt(blob.read_at(offset, length), last))
+            held.append(decryptor.decrypt(await blob.read_at(offset, length), last))
             sent += len(held[0])
             yield held.pop()
         if sent != size:
