@@ -19,7 +19,19 @@ from pathlib import Path
 
 from securefiles.client.config import load_config
 from securefiles.storage.v1 import storage_pb2_grpc
-from tests.bench import cpu, listing, load, lock, machine, pipeline, postgres, rotation, scenarios, service_logs
+from tests.bench import (
+    audit_commit,
+    cpu,
+    listing,
+    load,
+    lock,
+    machine,
+    pipeline,
+    postgres,
+    rotation,
+    scenarios,
+    service_logs,
+)
 from tests.bench.cpu import service_pids
 from tests.bench.raw_baseline import RawBaselineServer
 from tests.bench.report import Figure, Target, latency, paired_ratio, table, throughput, write_json
@@ -30,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 # Issue 17's targets (ratios against the raw baseline run in the same invocation).
 DOWNLOAD_TARGET, UPLOAD_TARGET = Target(">=", 0.75), Target(">=", 0.60)
 P50_MULTIPLE, P99_MULTIPLE = Target("<=", 4), Target("<=", 6)
-SECTIONS = ("throughput", "jobs", "lock", "memory", "listing", "rotation", "rewrap", "postgres")
+SECTIONS = ("throughput", "jobs", "lock", "audit", "memory", "listing", "rotation", "rewrap", "postgres")
 
 
 def sections(value: str) -> set[str]:
@@ -56,8 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip", type=sections, action="extend", default=[], metavar="SECTION[,SECTION]",
                         help="leave out: throughput (raw vs secure 10 MB and 4 KB), jobs (pipeline-shaped "
                              "bursts of 64 and 256 jobs), lock (storage's health while its database is locked "
-                             "10 s), memory (storage RSS under 64 concurrent 10 MB downloads), "
-                             "listing (100,000 files), rotation (4 KB latency around keys rotate), rewrap "
+                             "10 s), audit (64 concurrent audit appends, SQLite and PostgreSQL), memory (storage "
+                             "RSS under 64 concurrent 10 MB downloads), listing (100,000 files), rotation (4 KB "
+                             "latency around keys rotate), rewrap "
                              "(10,000 data keys), postgres")
     parser.add_argument("--job-rounds", type=int, default=3, help="paired raw/secure bursts of 64 jobs")
     parser.add_argument("--memory-rounds", type=int, default=2, help="bursts of 64 concurrent 10 MB downloads")
@@ -100,6 +113,9 @@ def measure(fixture: SecureFixture, args: argparse.Namespace) -> list[Figure]:
     if "lock" not in args.skip:
         step("storage's health check every 20 ms while its database is locked for 10 s and changes wait")
         figures += lock.figures(lock.measure(fixture))
+    if "audit" not in args.skip:
+        step("audit appends from 64 callers: one transaction per entry, then group commit (SQLite, PostgreSQL)")
+        figures += audit_commit.figures(audit_commit.run(postgres_url=postgres.server_url()[0]), 64)
     if "memory" not in args.skip:
         step(f"storage RSS during {load.LOAD_AGENTS} concurrent 10 MB downloads, {args.memory_rounds} rounds")
         figures += load.memory_figures(fixture, storage_target, fixture.system.pid("storage"), args.memory_rounds,

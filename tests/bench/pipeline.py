@@ -493,11 +493,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, action="append", help="burst sizes: two (default 64 and 256)")
     parser.add_argument("--rounds", type=int, default=3, help="paired bursts of the first size")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the system on PostgreSQL with blobs in the database (see postgres.py for the server)")
     args = parser.parse_args(argv)
     counts = tuple(args.jobs or (64, 256))
     if len(counts) != 2 or min(counts) < 1 or args.rounds < 1:
         parser.error("give --jobs twice (e.g. --jobs 64 --jobs 256) and --rounds >= 1")
-    with running_system() as system, RawBaselineServer(system.tls("storage"), public=True) as raw:
+    database_url = ""
+    if args.postgres:
+        from tests.bench.postgres import server_url
+
+        database_url, why_not = server_url()
+        if not database_url:
+            parser.error(f"no PostgreSQL: {why_not}")
+    with running_system(database_url, "db" if database_url else "directory") as system, \
+            RawBaselineServer(system.tls("storage"), public=True) as raw:
         result = figures(system, raw.target, raw.pid, args.rounds, lambda line: print(line, flush=True),
                          counts)  # type: ignore[arg-type]
     print(table(result))

@@ -21,7 +21,7 @@ from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Tabl
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
-from securefiles.common.group_commit import GroupCommit
+from securefiles.common.group_commit import DEFAULT_MAX_BATCH, GroupCommit
 
 metadata = MetaData()
 
@@ -151,10 +151,12 @@ class _Fields:
 class AuditLog:
     """One service's chain. Appends go through one writer thread (`GroupCommit`): callers on the
     event loop await `append`, callers in threads block on `record`; either way an entry is
-    durable before the call returns."""
+    durable before the call returns. Entries that queue up while one transaction commits share
+    the next (up to `max_batch`): one head-row lock and one commit (one fsync on PostgreSQL) for
+    many callers."""
 
     def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
-                 key: bytes | None = None, max_batch: int = 1) -> None:
+                 key: bytes | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self._engine = engine
         self.service = service
         self._clock = clock
