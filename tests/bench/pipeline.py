@@ -235,16 +235,23 @@ def _serve(conn: Any) -> None:
 class Workers:
     """`count` spawned worker processes (spawned: no gRPC state inherited through fork)."""
 
-    def __init__(self, count: int = WORKERS, timeout: float = 60.0) -> None:
+    def __init__(self, count: int = WORKERS, timeout: float = 60.0, code: str = "") -> None:
+        """`code`: a directory whose `securefiles` package (the agent's code) the workers import."""
         context = multiprocessing.get_context("spawn")
         self._conns = []
         self._processes = []
-        for _ in range(count):
-            parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(child,), daemon=True)
-            process.start()
-            self._conns.append(parent)
-            self._processes.append(process)
+        saved = list(sys.path)
+        if code:
+            sys.path.insert(0, code)  # a spawned child starts with its parent's sys.path
+        try:
+            for _ in range(count):
+                parent, child = context.Pipe()
+                process = context.Process(target=_serve, args=(child,), daemon=True)
+                process.start()
+                self._conns.append(parent)
+                self._processes.append(process)
+        finally:
+            sys.path[:] = saved
         for conn in self._conns:
             if not conn.poll(timeout) or conn.recv() != "ready":
                 self.close()

@@ -27,14 +27,16 @@ BENCH_ENV = {"SECUREFILES_REWRAP_INTERVAL_SECONDS": "0"}
 
 
 @contextmanager
-def running_system(database_url: str = "", blob_store: str = "directory") -> Iterator[LocalSystem]:
+def running_system(database_url: str = "", blob_store: str = "directory", code: str = "") -> Iterator[LocalSystem]:
     """`securefiles up` in a temporary directory, stopped (and removed) on any exit.
 
     SQLite and the blob directory unless told otherwise (SECUREFILES_TEST_DATABASE_URL and
     SECUREFILES_TEST_BLOB_STORE, which LocalSystem follows, do not apply here); the
-    databases of a PostgreSQL run are dropped at the end."""
+    databases of a PostgreSQL run are dropped at the end. `code`: a directory whose `securefiles`
+    package the services run instead of this checkout's (A/B comparisons, see ab.py)."""
+    env = {**BENCH_ENV, **({"PYTHONPATH": code} if code else {})}
     with tempfile.TemporaryDirectory(prefix="securefiles-bench-") as base:
-        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home", extra_env=dict(BENCH_ENV),
+        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home", extra_env=env,
                              database_url=database_url, blob_store=blob_store,
                              database_prefix=f"sfbench_{uuid.uuid4().hex[:8]}_")
         try:
