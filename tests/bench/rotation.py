@@ -269,6 +269,11 @@ def rewrap_figures(r: Rewrap) -> list[Figure]:
         figures.append(Figure("rewrap: kms ReEncryptDataKey per data key (server)", statistics.median(kms_ms), "ms",
                               detail=True, spread=f"p50 of {len(kms_ms):,} calls; their sum {total:.1f}s = "
                               f"{total / r.seconds:.0%} of the rewrap"))
+    batches = r.server.get((f"kms-{REGION}", "BatchReEncryptDataKeys"), [])
+    if batches:
+        figures.append(Figure("rewrap: kms BatchReEncryptDataKeys per call (server)", statistics.median(batches),
+                              "ms", detail=True, spread=f"p50 of {len(batches):,} calls of up to 500 keys; their sum "
+                              f"{sum(batches) / 1000:.2f}s"))
     if r.cpu:
         per_key = {name: seconds / max(r.rewrapped, 1) * 1000 for name, seconds in r.cpu.items()}
         figures.append(Figure("rewrap: CPU per data key, storage + kms", sum(per_key.values()), "ms", detail=True,

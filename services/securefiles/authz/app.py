@@ -160,13 +160,14 @@ def build(settings: AuthzSettings) -> RunningServer:
         audit_reader=require_operator,
         unaudited_methods=UNAUDITED,
         # No entry, no change: each change's entry is written before its first write. Not for
-        # AuthorizeUse, whose entry is the decision (its check-suite bookkeeping comes first), nor
+        # AuthorizeUse and BatchAuthorizeUse, whose entries are the decision (their check-suite
+        # bookkeeping comes first), nor
         # for the two creations whose entry names what the database numbered (they grant nothing),
         # nor for ExchangeToken, whose entry names the run it created or joined: its job token
         # goes out only once that entry is written.
         audit_before_writes=frozenset(
             m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
-        ) - {"AuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken"},
+        ) - {"AuthorizeUse", "BatchAuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken"},
         public_methods=PUBLIC,
         database=database,
     )

@@ -158,10 +158,14 @@ def fetch(client: SecureFilesClient, patterns: list[str], dest: Path, retry_coun
         if one_name and len(names) > 1:
             raise InvalidArgument("--name names one file's output variable, but the patterns match several",
                                   reason="INVALID_ARGUMENT")
-        for name in names:
-            progress = _ProgressBar(name) if sys.stderr.isatty() else None
-            done.append(client.download_secure_file(name, dest, retry_count, timeout, progress, wait,
-                                                    _Waiting(name)))
+        if len(names) == 1:
+            progress = _ProgressBar(names[0]) if sys.stderr.isatty() else None
+            done.append(client.download_secure_file(names[0], dest, retry_count, timeout, progress, wait,
+                                                    _Waiting(names[0])))
+        else:  # one call for all: one decision and one key unwrap for the job's files
+            done += client.download_secure_files(names, dest, retry_count, timeout,
+                                                 _ProgressBar if sys.stderr.isatty() else None, wait,
+                                                 _Waiting(", ".join(names)))
         _record(dest, done)
     except BaseException:
         # All or nothing: a failure removes what this invocation already wrote.

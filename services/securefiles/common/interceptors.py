@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -39,6 +39,8 @@ principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 audit_note_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("audit_note", default=None)
 _allow_var: contextvars.ContextVar[_AllowOnce | None] = contextvars.ContextVar("allow_once", default=None)
+_items_var: contextvars.ContextVar[list[tuple[str, dict[str, str]]] | None] = contextvars.ContextVar(
+    "audit_items", default=None)
 
 # Reachable with a verified client certificate alone (the TLS handshake authenticated it).
 UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -62,6 +64,12 @@ def audit_note(resource: str | None = None, **details: object) -> None:
     if resource is not None:
         note["resource"] = resource
     note.update({k: str(v) for k, v in details.items()})
+
+
+def audit_items(items: Sequence[tuple[str, Mapping[str, object]]]) -> None:
+    """The current RPC acts on several things (a batch): its ALLOW is one entry per item (resource,
+    facts), all written before its result goes out. A refusal stays one entry."""
+    _items_var.set([(resource, {k: str(v) for k, v in details.items()}) for resource, details in items])
 
 
 async def audit_now(resource: str | None = None, **details: object) -> None:
@@ -98,6 +106,32 @@ class _AllowOnce:
         entry = self._started()
         await asyncio.wait([asyncio.wrap_future(entry)])
         _unavailable_unless_written(entry)
+
+
+def _all_written(entries: list[Future[object]]) -> Future[object]:
+    """One future for several entries: done once all are, failed if any failed."""
+    if len(entries) == 1:
+        return entries[0]
+    combined: Future[object] = Future()
+    remaining = [len(entries)]
+    lock = threading.Lock()
+
+    def one_done(_entry: Future[object]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        failed = [e for e in entries if e.cancelled() or e.exception() is not None]
+        if not failed:
+            combined.set_result(None)
+        elif failed[0].cancelled():
+            combined.cancel()
+        else:
+            combined.set_exception(failed[0].exception())  # type: ignore[arg-type]
+
+    for entry in entries:
+        entry.add_done_callback(one_done)
+    return combined
 
 
 def _unavailable_unless_written(entry: Future[object]) -> None:
@@ -221,6 +255,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                      ) -> None:
         principal_var.set(None)
         audit_note_var.set({"resource": _resource_of(request)})
+        _items_var.set(None)
         request_id = ""
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id":
@@ -269,15 +304,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return self._accountable(method, authenticate)
 
     def _submit(self, method: str, decision: str, reason: str = "") -> Future[object]:
-        """Queue the audit entry of this RPC (its future resolves once the entry is durable)."""
+        """Queue the audit entry of this RPC, or of each of its items (its future resolves once
+        the entries are durable)."""
         assert self._audit is not None
         principal = principal_var.get()
         note = dict(audit_note_var.get() or {})
         resource = note.pop("resource", "")
-        return self._audit.submit(  # type: ignore[return-value]
-            principal.name if principal else "anonymous", method.rsplit("/", 1)[-1], resource, decision, reason,
-            request_id_var.get(), note,
-        )
+        items = (_items_var.get() if decision == ALLOW else None) or [(resource, {})]
+        who = principal.name if principal else "anonymous"
+        action, request_id = method.rsplit("/", 1)[-1], request_id_var.get()
+        return _all_written([  # type: ignore[arg-type]
+            self._audit.submit(who, action, item, decision, reason, request_id, {**note, **details})
+            for item, details in items])
 
     async def _record_outcome(self, method: str, error: BaseException, context: grpc.aio.ServicerContext) -> None:
         """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""

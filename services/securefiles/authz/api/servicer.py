@@ -17,7 +17,7 @@ from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -203,6 +203,18 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         run = await self._db.run(self._authz.authorize_use, caller, job, request.resource,
                                  evaluate_checks=not request.metadata_only)
         return authz_pb2.AuthorizeUseResponse(run=run.name)
+
+    async def BatchAuthorizeUse(
+        self, request: authz_pb2.BatchAuthorizeUseRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.BatchAuthorizeUseResponse:
+        caller = current_principal()
+        self._authz.require_storage(caller)
+        job = await self._verifier.verify(request.job_token)
+        resources = list(request.resources)
+        # A refusal is one entry naming the file refused; an allowance, one entry per file.
+        run = await self._db.run(self._authz.authorize_uses, caller, job, resources, audit_note)
+        audit_items([(resource, {}) for resource in resources])
+        return authz_pb2.BatchAuthorizeUseResponse(run=run.name)
 
     async def PurgeResourcePolicies(
         self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext

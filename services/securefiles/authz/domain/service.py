@@ -54,6 +54,7 @@ BOOTSTRAP = "bootstrap"  # who issued the administrator token that `up` or `init
 JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
+MAX_USES_PER_DECISION = 100  # files one multi-file download may ask for
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
 
 
@@ -384,6 +385,24 @@ class Authorization:
         """valid job token → file in the job's project → pipeline authorized → allow."""
         self.require_storage(caller)
         run = self.active_run_of(job)
+        self._decide_use(run, resource, evaluate_checks)
+        return run
+
+    def authorize_uses(self, caller: Principal, job: Principal, resources: Sequence[str],
+                       before_each: Callable[[str], None] = lambda _resource: None) -> Run:
+        """Every one of `resources` for the job, decided in order as `authorize_use` decides one; the
+        first it may not use refuses the request (those after it stay undecided). `before_each`
+        hears which file is decided next (the audit names the one refused)."""
+        self.require_storage(caller)
+        if not 1 <= len(resources) <= MAX_USES_PER_DECISION:
+            raise InvalidArgument(f"give 1 to {MAX_USES_PER_DECISION} files", reason="TOO_MANY_RESOURCES")
+        run = self.active_run_of(job)
+        for resource in resources:
+            before_each(resource)
+            self._decide_use(run, resource, evaluate_checks=True)
+        return run
+
+    def _decide_use(self, run: Run, resource: str, evaluate_checks: bool) -> None:
         scope = self._file_scope(resource)
         if scope.project != run.project:
             raise _denied("the file belongs to another project than the job", reason="WRONG_PROJECT")
@@ -392,7 +411,6 @@ class Authorization:
                           reason="PIPELINE_NOT_AUTHORIZED")
         if evaluate_checks:
             raise_unless_approved(self.checks.evaluate(run, scope.name))
-        return run
 
     def purge_resource(self, caller: Principal, resource: str) -> dict[str, int]:
         """Storage deleted a file: everything authz kept about it goes (idempotent)."""

@@ -133,6 +133,12 @@ class AuthorizationServiceStub:
     """A person's ID token from the organization's OIDC provider in, a short session token out
     (callable without a token).
     """
+    BatchAuthorizeUse: _grpc.UnaryUnaryMultiCallable[_authz_pb2.BatchAuthorizeUseRequest, _authz_pb2.BatchAuthorizeUseResponse]
+    """Decides several files for one job at once (storage, before a multi-file download): the
+    job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+    for the first (in the request's order) it may not use, files after it left undecided. At
+    most 100 resources. Services only.
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -237,6 +243,12 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     SignIn: _aio.UnaryUnaryMultiCallable[_authz_pb2.SignInRequest, _authz_pb2.SignInResponse]  # type: ignore[assignment]
     """A person's ID token from the organization's OIDC provider in, a short session token out
     (callable without a token).
+    """
+    BatchAuthorizeUse: _aio.UnaryUnaryMultiCallable[_authz_pb2.BatchAuthorizeUseRequest, _authz_pb2.BatchAuthorizeUseResponse]  # type: ignore[assignment]
+    """Decides several files for one job at once (storage, before a multi-file download): the
+    job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+    for the first (in the request's order) it may not use, files after it left undecided. At
+    most 100 resources. Services only.
     """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -573,6 +585,18 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_authz_pb2.SignInResponse, _abc.Awaitable[_authz_pb2.SignInResponse]]:
         """A person's ID token from the organization's OIDC provider in, a short session token out
         (callable without a token).
+        """
+
+    @_abc_1.abstractmethod
+    def BatchAuthorizeUse(
+        self,
+        request: _authz_pb2.BatchAuthorizeUseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.BatchAuthorizeUseResponse, _abc.Awaitable[_authz_pb2.BatchAuthorizeUseResponse]]:
+        """Decides several files for one job at once (storage, before a multi-file download): the
+        job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+        for the first (in the request's order) it may not use, files after it left undecided. At
+        most 100 resources. Services only.
         """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

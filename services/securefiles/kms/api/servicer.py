@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Mapping
 
 import grpc
 
 from securefiles.common.db_threads import DatabaseThreads
-from securefiles.common.errors import InvalidArgument, PermissionDenied
-from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.errors import InvalidArgument, PermissionDenied, SecureFilesError
+from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
 from securefiles.common.service_clients import AuthzClient
@@ -19,6 +20,8 @@ from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 log = logging.getLogger("securefiles.kms")
 
 MAX_REASON = 1024
+MAX_DECRYPT_BATCH = 100
+MAX_REENCRYPT_BATCH = 1000
 
 
 def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
@@ -106,6 +109,49 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return kms_pb2.ReEncryptDataKeyResponse(
             wrapped_key=wrapped, key_version=primary.name, previous_key_version=previous.name
         )
+
+    def _batch(self, request: kms_pb2.BatchDecryptDataKeysRequest | kms_pb2.BatchReEncryptDataKeysRequest,
+               limit: int) -> list[tuple[bytes, Mapping[str, str]]]:
+        self._require_storage()
+        self._check_ring(request.key_ring)
+        if not 1 <= len(request.keys) <= limit:
+            raise InvalidArgument(f"give 1 to {limit} keys", reason="INVALID_BATCH_SIZE")
+        return [(k.wrapped_key, self._context(k.encryption_context)) for k in request.keys]
+
+    async def BatchDecryptDataKeys(
+        self, request: kms_pb2.BatchDecryptDataKeysRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.BatchDecryptDataKeysResponse:
+        keys = self._batch(request, MAX_DECRYPT_BATCH)
+        unwrapped = await self._db.run(self._ring.decrypt_data_keys, keys)
+        # One entry per key, as DecryptDataKey writes: which file's key, under which version.
+        audit_items([(request.key_ring, {**{f"context.{k}": v for k, v in ctx.items()}, "key_version": record.name})
+                     for (_, ctx), (_, record) in zip(keys, unwrapped, strict=True)])
+        return kms_pb2.BatchDecryptDataKeysResponse(keys=[
+            kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
+            for plaintext, record in unwrapped])
+
+    async def BatchReEncryptDataKeys(
+        self, request: kms_pb2.BatchReEncryptDataKeysRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.BatchReEncryptDataKeysResponse:
+        keys = self._batch(request, MAX_REENCRYPT_BATCH)
+        outcomes = await self._db.run(self._ring.reencrypt_data_keys, keys)
+        results = []
+        moved: collections.Counter[str] = collections.Counter()
+        primary = ""
+        for outcome in outcomes:
+            if isinstance(outcome, SecureFilesError):
+                results.append(kms_pb2.ReEncryptDataKeyResult(error_reason=outcome.reason))
+                moved["failed"] += 1
+                continue
+            primary = outcome.primary.name
+            moved[outcome.previous.name] += 1
+            results.append(kms_pb2.ReEncryptDataKeyResult(
+                wrapped_key=outcome.wrapped, key_version=outcome.primary.name,
+                previous_key_version=outcome.previous.name))
+        # One entry for the batch: how many keys moved from which version to the primary.
+        audit_note(request.key_ring, keys=len(keys), key_version=primary,
+                   **{f"from.{version}": n for version, n in sorted(moved.items())})
+        return kms_pb2.BatchReEncryptDataKeysResponse(results=results)
 
     # -- key versions -----------------------------------------------------------------
 

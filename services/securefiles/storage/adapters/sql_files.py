@@ -160,6 +160,13 @@ _BY_NAME = _current_join().where(secure_files.c.project == bindparam("project"),
                                  secure_files.c.display_name == bindparam("ref"))
 
 
+# Compare and swap: a key a concurrent delete or rewrap changed meanwhile is left alone.
+_SWAP_KEY = update(file_versions).where(
+    file_versions.c.file_id == bindparam("f"), file_versions.c.version == bindparam("v"),
+    file_versions.c.wrapped_key == bindparam("old"),
+).values(wrapped_key=bindparam("new"), key_version=bindparam("kv"))
+
+
 class SqlFileRepository:
     """FileRepository on SQLAlchemy Core; every method runs in the service's database threads."""
 
@@ -341,15 +348,11 @@ class SqlFileRepository:
 
     @in_database_thread
     def swap_wrapped_keys(self, swaps: list[tuple[StoredDataKey, bytes, int]]) -> int:
-        v = file_versions
         swapped = 0
         with write_transaction(self._engine) as conn:
             for key, wrapped, key_version in swaps:
-                result = conn.execute(
-                    update(v)
-                    .where(v.c.file_id == key.file_id, v.c.version == key.version, v.c.wrapped_key == key.wrapped_key)
-                    .values(wrapped_key=wrapped, key_version=key_version)
-                )
+                result = conn.execute(_SWAP_KEY, {"f": key.file_id, "v": key.version, "old": key.wrapped_key,
+                                                  "new": wrapped, "kv": key_version})
                 swapped += int(result.rowcount or 0)
         return swapped
 

@@ -11,14 +11,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from securefiles.common.errors import SecureFilesError
-from securefiles.storage.domain.model import StoredDataKey, encryption_context
+from securefiles.storage.domain.model import encryption_context
 from securefiles.storage.domain.ports import DataKeys, FileRepository
 
 log = logging.getLogger("securefiles.storage.rewrap")
 
-BATCH = 256
-CONCURRENCY = 16
+BATCH = 500  # keys per kms call (it takes at most 1000) and per swap transaction
 
 
 @dataclass(frozen=True)
@@ -43,35 +41,28 @@ class DataKeyRewrapper:
         self._keys = keys
         self._lock = asyncio.Lock()
 
-    async def _rewrap_one(
-        self, key: StoredDataKey, limiter: asyncio.Semaphore
-    ) -> tuple[StoredDataKey, bytes, int] | None:
-        async with limiter:
-            try:
-                wrapped, version = await self._keys.reencrypt(
-                    key.key_region, key.wrapped_key, encryption_context(key.project, key.file_id, key.version)
-                )
-            except SecureFilesError as error:
-                log.warning("data key not rewrapped", extra={"file_id": key.file_id, "reason": error.reason})
-                return None
-        return key, wrapped, version
-
     async def rewrap_region(self, region: str) -> tuple[int, int]:
+        """Batches of keys: one kms call re-wraps a batch, one transaction swaps it in."""
         primary = await self._keys.primary_version(region)
         rewrapped = failed = 0
         cursor = ("", 0)
-        limiter = asyncio.Semaphore(CONCURRENCY)
         while True:
             batch = await self._files.data_keys_not_under(region, primary, cursor, BATCH)
             if not batch:
                 return rewrapped, failed
             cursor = (batch[-1].file_id, batch[-1].version)
-            results = await asyncio.gather(*(self._rewrap_one(key, limiter) for key in batch))
-            swaps = [r for r in results if r is not None]
+            results = await self._keys.reencrypt_many(region, [
+                (key.wrapped_key, encryption_context(key.project, key.file_id, key.version)) for key in batch])
+            swaps = []
+            for key, result in zip(batch, results, strict=True):
+                if isinstance(result, str):
+                    log.warning("data key not rewrapped", extra={"file_id": key.file_id, "reason": result})
+                else:
+                    swaps.append((key, *result))
             # A concurrent delete or rewrap wins the compare-and-swap; that key needs nothing more.
             await self._files.swap_wrapped_keys(swaps)
             rewrapped += len(swaps)
-            failed += len(results) - len(swaps)
+            failed += len(batch) - len(swaps)
 
     async def rewrap(self, region: str | None) -> RewrapReport:
         """Rewrap one region (or all); one run at a time per process."""
