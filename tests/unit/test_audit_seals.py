@@ -9,6 +9,7 @@ import json
 import os
 import random
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,30 @@ def test_seals_only_speed_things_up(chain: tuple[AuditLog, Path]) -> None:
     _sql(engine, "UPDATE audit_events SET resource = 'moved' WHERE sequence = 1100")
     result = log.verify()
     assert (result.intact, result.first_bad_sequence, result.problem) == (False, 1100, "entry edited")
+
+
+def test_old_blocks_move_to_the_archive_and_the_chain_still_verifies(tmp_path: Path) -> None:
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    ticks = iter(range(10**6))
+    log = AuditLog(make_engine(f"sqlite:///{tmp_path / 'audit.db'}", metadata), "storage", key=KEY,
+                   clock=lambda: start + dt.timedelta(minutes=next(ticks)))
+    for future in [log.submit("user:a", "Upload", f"projects/p/secureFiles/{i}", ALLOW) for i in range(2600)]:
+        future.result(timeout=60)
+    # Entries 1..2048 (two sealed blocks) are older than the cut; the third block is not complete.
+    assert log.archive(before=start + dt.timedelta(minutes=2100)) == 2 * SEAL_BLOCK
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    assert _sql(engine, "SELECT min(sequence), count(*) FROM audit_events") == [(2 * SEAL_BLOCK + 1, 2600 - 2048)]
+    assert [e.sequence for e in log.list(0, 2)] == [2 * SEAL_BLOCK + 1, 2 * SEAL_BLOCK + 2]
+    result = log.verify()
+    assert result.intact and result.checked == 2600
+
+    # An archived block that was changed is checked entry by entry, and the change is found.
+    rows = _sql(engine, "SELECT rows FROM audit_archive WHERE first_sequence = :f", f=SEAL_BLOCK + 1)[0][0]
+    lines = zlib.decompress(rows).decode().split("\n")
+    sequence, *fields = lines[5].split(":")
+    fields[6] = b"edited".hex()  # the reason
+    lines[5] = ":".join([sequence, *fields])
+    _sql(engine, "UPDATE audit_archive SET rows = :r WHERE first_sequence = :f",
+         r=zlib.compress("\n".join(lines).encode()), f=SEAL_BLOCK + 1)
+    result = log.verify()
+    assert (result.intact, result.first_bad_sequence, result.problem) == (False, SEAL_BLOCK + 6, "entry edited")

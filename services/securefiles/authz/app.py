@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
+from securefiles.authz.adapters.sql_run_retention import SqlCompletedRunStore
 from securefiles.authz.adapters.sql_trusts import SqlTrustRepository
 from securefiles.authz.api.servicer import AuthorizationServicer
 from securefiles.authz.domain.oidc import IssuerSource
+from securefiles.authz.domain.run_retention import DEFAULT_KEEP_DAYS, MIN_KEEP, RunRetention
 from securefiles.authz.domain.service import Authorization, IdentitySettings
 from securefiles.authz.domain.sign_in import SignInSettings
 from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.common.audit import AuditLog
+from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine
 from securefiles.common.db_threads import DatabaseThreads, run_inline
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.housekeeping import Job, archive_audit, keep_house
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -33,6 +39,10 @@ from securefiles.common.server import RunningServer, create_server, run_until_si
 from securefiles.common.tokens import TokenIssuer, TokenVerifier, load_signing_key
 
 log = logging.getLogger("securefiles.authz")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 # The CI providers trusts may name unless the operator says otherwise (`OIDC_ALLOWED_ISSUERS`):
@@ -57,6 +67,7 @@ class AuthzSettings:
     bootstrap_admin: str
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     oidc_keys: OidcKeySettings = field(default_factory=OidcKeySettings)
+    run_retention_days: int = DEFAULT_KEEP_DAYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthzSettings:
@@ -80,7 +91,16 @@ class AuthzSettings:
                 max_age=float(env_int(env, "OIDC_KEYS_MAX_AGE_SECONDS", 3600)),
                 min_refetch=float(env_int(env, "OIDC_KEYS_MIN_REFETCH_SECONDS", 10)),
             ),
+            run_retention_days=_run_retention_days(env),
         )
+
+
+def _run_retention_days(env: Mapping[str, str]) -> int:
+    days = env_int(env, "RUN_RETENTION_DAYS", DEFAULT_KEEP_DAYS)
+    if dt.timedelta(days=days) < MIN_KEEP:
+        raise ConfigError(f"SECUREFILES_RUN_RETENTION_DAYS must be at least {MIN_KEEP.days}: a job token lives "
+                          "up to 31 days")
+    return days
 
 
 def _sign_in_settings(env: Mapping[str, str]) -> SignInSettings | None:
@@ -114,8 +134,8 @@ PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})
 
 
 def build_authorization(settings: AuthzSettings, database: DatabaseThreads | None = None
-                        ) -> tuple[Authorization, TokenIssuer, AuditLog]:
-    """The domain service on its database, bootstrapped."""
+                        ) -> tuple[Authorization, TokenIssuer, AuditLog, Engine]:
+    """The domain service on its database (bootstrapped), its audit log, the database."""
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
@@ -126,13 +146,22 @@ def build_authorization(settings: AuthzSettings, database: DatabaseThreads | Non
                                   trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity,
                                   blocking=database.run if database is not None else run_inline)
     authorization.bootstrap(settings.bootstrap_admin)
-    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key)
+    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
 
 
-def build(settings: AuthzSettings) -> RunningServer:
-    """Wire the authz service (call inside the event loop)."""
+def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
+    """Wire the authz service (call inside the event loop): the server and its housekeeping."""
     database = DatabaseThreads(settings.server.database_threads, "authz-db")
-    authorization, issuer, audit = build_authorization(settings, database)
+    authorization, issuer, audit, engine = build_authorization(settings, database)
+    retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), _utcnow)
+
+    async def forget_completed_runs() -> None:
+        cutoff = retention.cutoff()
+        # No entry, no change: the sweep is recorded before the first run goes.
+        forgotten = await database.run(retention.forget_old_runs, cutoff, lambda: audit.record(
+            "service:authz", "ForgetCompletedRuns", "runs", ALLOW, details={"completed_before": cutoff.isoformat()}))
+        if forgotten:
+            log.info("completed runs forgotten", extra={"runs": forgotten, "completed_before": cutoff.isoformat()})
 
     async def require_operator(principal: Principal) -> None:
         await database.run(authorization.require_operator, principal)
@@ -143,7 +172,7 @@ def build(settings: AuthzSettings) -> RunningServer:
 
     verifier = TokenVerifier(own_keys)
     verifier.set_keys({issuer.kid: issuer.public_key})
-    return create_server(
+    running = create_server(
         service="authz",
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
@@ -171,10 +200,16 @@ def build(settings: AuthzSettings) -> RunningServer:
         public_methods=PUBLIC,
         database=database,
     )
+    return running, [archive_audit(audit, database, settings.server.audit_retention_days), forget_completed_runs]
 
 
 async def serve(settings: AuthzSettings) -> None:
-    await run_until_signalled(build(settings), settings.server)
+    running, housekeeping = build(settings)
+    background = asyncio.create_task(keep_house(housekeeping, settings.server.retention_interval))
+    try:
+        await run_until_signalled(running, settings.server)
+    finally:
+        background.cancel()
 
 
 def main() -> None:

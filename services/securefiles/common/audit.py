@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
+import zlib
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.audit_records import (
@@ -43,6 +45,8 @@ from securefiles.common.group_commit import DEFAULT_MAX_BATCH, GroupCommit
 
 __all__ = ["ALLOW", "DENY", "FAIL", "AuditEntry", "AuditLog", "Head", "Verification", "audit_archive",
            "audit_events", "audit_head", "audit_seals", "audit_witnesses", "metadata"]
+
+log = logging.getLogger("securefiles.audit")
 
 # Built once: the audit append runs on every audited RPC.
 _LOCK_HEAD = select(audit_head.c.sequence, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
@@ -203,6 +207,40 @@ class AuditLog:
             return None
         at = row.witnessed_at
         return Head(service, row.sequence, row.hash, at if at.tzinfo else at.replace(tzinfo=dt.UTC))
+
+    def archive(self, before: dt.datetime, max_blocks: int = 100) -> int:
+        """Move sealed blocks whose newest entry is older than `before` from `audit_events` to
+        `audit_archive`, oldest first, one block per transaction; how many entries moved. A block
+        whose rows no longer match its seal stays where it is (`verify` reports it)."""
+        archived = 0
+        for _ in range(max_blocks):
+            try:
+                with write_transaction(self._engine, is_audit_entry=True) as conn:
+                    moved = self._archive_oldest_block(conn, before)
+            except IntegrityError:
+                continue  # another replica archived this block meanwhile
+            if not moved:
+                return archived
+            archived += moved
+        return archived
+
+    def _archive_oldest_block(self, conn: Connection, before: dt.datetime) -> int:
+        seal = conn.execute(select(audit_seals).order_by(audit_seals.c.first_sequence).limit(1)).first()
+        if seal is None:
+            return 0
+        first, last = seal.first_sequence, seal.last_sequence
+        newest = conn.execute(select(audit_events.c.time).where(audit_events.c.sequence == last)).scalar()
+        if newest is None or (newest if newest.tzinfo else newest.replace(tzinfo=dt.UTC)) >= before:
+            return 0
+        block = conn.execute(text(block_rows_sql(conn.dialect.name)), {"first": first, "last": last}).scalar() or ""
+        if seal_of(self._key, first, last, block) != seal.seal:
+            log.error("an audit block does not match its seal; it is not archived", extra={"first": first})
+            return 0
+        conn.execute(audit_archive.insert(), {"first_sequence": first, "last_sequence": last, "seal": seal.seal,
+                                              "rows": zlib.compress(block.encode()), "archived_at": self._clock()})
+        conn.execute(delete(audit_events).where(audit_events.c.sequence.between(first, last)))
+        conn.execute(delete(audit_seals).where(audit_seals.c.first_sequence == first))
+        return last - first + 1
 
     def verify(self, witnessed: Head | None = None) -> Verification:
         """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head;

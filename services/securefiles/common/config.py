@@ -121,6 +121,10 @@ class ServerSettings:
     database_busy_timeout: float
     audit_key: bytes | None
     database_threads: int = 8  # the pool that keeps database work off the event loop (common/db_threads.py)
+    # Housekeeping (common/housekeeping.py): audit entries older than this many days are archived
+    # (0: never), every `retention_interval` seconds (0: no housekeeping).
+    audit_retention_days: int = 365
+    retention_interval: int = 3600
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -146,6 +150,8 @@ class ServerSettings:
             database_busy_timeout=float(env_int(env, "DATABASE_BUSY_TIMEOUT_SECONDS", 15)),
             audit_key=_audit_key(env),
             database_threads=_at_least_one(env_int(env, "DATABASE_THREADS", 8), "DATABASE_THREADS"),
+            audit_retention_days=env_int(env, "AUDIT_RETENTION_DAYS", 365),
+            retention_interval=env_int(env, "RETENTION_INTERVAL_SECONDS", 3600),
             limits=LimitSettings(
                 max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
                 requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),

@@ -14,6 +14,7 @@ from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ServerSettings, env_str
 from securefiles.common.db import make_engine
 from securefiles.common.db_threads import DatabaseThreads
+from securefiles.common.housekeeping import Job, archive_audit, keep_house
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -48,8 +49,9 @@ class KmsSettings:
         )
 
 
-def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
-    """Wire the kms service (call inside the event loop); rotate on deploy if needed."""
+def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient, list[Job]]:
+    """Wire the kms service (call inside the event loop); rotate on deploy if needed. Returns the
+    server, its client of authz, and its housekeeping."""
     upgrade("kms", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     audit = AuditLog(engine, f"kms-{settings.region}", key=settings.server.audit_key)
@@ -82,14 +84,16 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
             "KeyManagementService"].methods) - {"RotateKey"},
         database=database,
     )
-    return running, authz
+    return running, authz, [archive_audit(audit, database, settings.server.audit_retention_days)]
 
 
 async def serve(settings: KmsSettings) -> None:
-    running, authz = build(settings)
-    await run_until_signalled(
-        running, settings.server, on_stop=authz.close
-    )
+    running, authz, housekeeping = build(settings)
+    background = asyncio.create_task(keep_house(housekeeping, settings.server.retention_interval))
+    try:
+        await run_until_signalled(running, settings.server, on_stop=authz.close)
+    finally:
+        background.cancel()
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_float, env_int, env_str, parse_endpoints
 from securefiles.common.db import make_engine
 from securefiles.common.db_threads import DatabaseThreads
+from securefiles.common.housekeeping import archive_audit, keep_house
 from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -90,9 +91,13 @@ class StorageApp:
     rewrap_interval: int
     purge_retry_interval: int
     audit_witness_interval: int = 60
+    audit_retention_days: int = 365
+    retention_interval: int = 3600
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background_work(self) -> None:
+        self._background.append(asyncio.create_task(keep_house(
+            [archive_audit(self.audit, self.database, self.audit_retention_days)], self.retention_interval)))
         if self.rewrap_interval > 0:
             self._background.append(asyncio.create_task(self._rewrap_periodically()))
         if self.purge_retry_interval > 0:
@@ -192,7 +197,8 @@ async def build(settings: StorageSettings) -> StorageApp:
         database=database,
     )
     return StorageApp(running, files, authz, keys, rewrapper, audit, parser, database, settings.rewrap_interval,
-                      settings.purge_retry_interval, settings.audit_witness_interval)
+                      settings.purge_retry_interval, settings.audit_witness_interval,
+                      settings.server.audit_retention_days, settings.server.retention_interval)
 
 
 async def serve(settings: StorageSettings) -> None:

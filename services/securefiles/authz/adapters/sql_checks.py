@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     String,
     Table,
@@ -74,6 +75,8 @@ approvals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expire_at", DateTime(timezone=True), nullable=False),
 )
+
+Index("ix_approvals_project_state", approvals.c.project, approvals.c.state)
 
 approval_decisions = Table(
     "approval_decisions", metadata,
@@ -281,9 +284,12 @@ class SqlChecksRepository:
             found = self._approvals(conn, approvals.c.project == project, approvals.c.approval_id == approval_id)
         return found[0] if found else None
 
-    def list_approvals(self, project: str) -> list[Approval]:
+    def list_approvals(self, project: str, pending_only: bool = False) -> list[Approval]:
+        where = [approvals.c.project == project]
+        if pending_only:
+            where.append(approvals.c.state == State.PENDING.value)  # index ix_approvals_project_state
         with read_transaction(self._engine) as conn:
-            return self._approvals(conn, approvals.c.project == project)
+            return self._approvals(conn, *where)
 
     def add_decision(self, project: str, approval_id: int, decision: ApprovalDecision) -> None:
         with write_transaction(self._engine) as conn:

@@ -104,6 +104,7 @@ runs = Table(
     Column("asserted_by", String(160), nullable=False, server_default=""),
     Column("claims", Text, nullable=False, server_default="{}"),
     Index("uq_runs_external_key", "project", "external_key", unique=True),
+    Index("ix_runs_state_completed", "state", "completed_at"),  # retention finds old completed runs
 )
 
 _ALL_PIPELINES = 0
