@@ -29,6 +29,7 @@ from tests.bench import (
     pipeline,
     postgres,
     rotation,
+    scale,
     scenarios,
     service_logs,
 )
@@ -42,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 # Issue 17's targets (ratios against the raw baseline run in the same invocation).
 DOWNLOAD_TARGET, UPLOAD_TARGET = Target(">=", 0.75), Target(">=", 0.60)
 P50_MULTIPLE, P99_MULTIPLE = Target("<=", 4), Target("<=", 6)
-SECTIONS = ("throughput", "jobs", "lock", "audit", "memory", "listing", "rotation", "rewrap", "postgres")
+SECTIONS = ("throughput", "jobs", "lock", "audit", "memory", "listing", "rotation", "rewrap", "postgres", "scale")
 
 
 def sections(value: str) -> set[str]:
@@ -71,7 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "10 s), audit (64 concurrent audit appends, SQLite and PostgreSQL), memory (storage "
                              "RSS under 64 concurrent 10 MB downloads), listing (100,000 files), rotation (4 KB "
                              "latency around keys rotate), rewrap "
-                             "(10,000 data keys), postgres")
+                             "(10,000 data keys), postgres, scale (an empty system against one seeded with an "
+                             "organization: 1,000 projects, 200,000 files, 1,000,000 runs, 5,000,000 audit entries)")
+    parser.add_argument("--scale-factor", type=float, default=1.0, help="multiplies the scale section's seeded counts")
     parser.add_argument("--job-rounds", type=int, default=3, help="paired raw/secure bursts of 64 jobs")
     parser.add_argument("--memory-rounds", type=int, default=2, help="bursts of 64 concurrent 10 MB downloads")
     parser.add_argument("--list-files", type=int, default=100_000, help="file rows seeded for the listing")
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = cpu.load_average()
     step("starting securefiles up")
     postgres_figures: list[Figure] = []
+    scale_figures: list[Figure] = []
     skipped = "--skip postgres" if "postgres" in args.skip else ""
     with running_system() as system:
         step("uploading fixtures, authorizing a pipeline, starting a run")
@@ -254,11 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             fixture.close()
         step("stopping securefiles up")
+    if "scale" not in args.skip:
+        step("scale: a system of its own, measured empty, seeded with an organization's rows, measured again")
+        with running_system() as scaled:
+            scale_figures = scale.run(scaled, scale.Counts().scaled(args.scale_factor), 20, step)
     if skipped:
         step(f"PostgreSQL figures skipped: {skipped}")
     speed_after = machine.calibrate()
     figures += [
         *postgres_figures,
+        *scale_figures,
         Figure("machine: CPU used by other processes meanwhile", foreign_share * 100, "%",
                spread=(">10% means disturbed figures" if foreign_share > 0.1 else "quiet")
                + ("; before the postgres section" if postgres_figures else "")),

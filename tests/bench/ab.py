@@ -91,11 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="job bursts per version")
     parser.add_argument("--jobs", type=int, default=64, help="jobs per burst")
     parser.add_argument("--skip-jobs", action="store_true")
+    parser.add_argument("--postgres", action="store_true", help="both systems on PostgreSQL, blobs in the database")
     args = parser.parse_args(argv)
     a, b = Side("A", args.a), Side("B", args.b)
+    database_url = ""
+    if args.postgres:
+        from tests.bench.postgres import server_url
+
+        database_url, why_not = server_url()
+        if not database_url:
+            parser.error(f"no PostgreSQL: {why_not}")
     print(f"A/B: load {load_average()} at the start", flush=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="securefiles-bench-ab-") as dest:
-        systems = {side.label: stack.enter_context(running_system(code=side.code)) for side in (a, b)}
+        systems = {side.label: stack.enter_context(running_system(
+            database_url, "db" if database_url else "directory", code=side.code)) for side in (a, b)}
         fixtures = {label: SecureFixture.create(system) for label, system in systems.items()}
         for fixture in fixtures.values():
             stack.callback(fixture.close)

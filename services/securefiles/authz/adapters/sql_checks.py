@@ -76,7 +76,9 @@ approvals = Table(
     Column("expire_at", DateTime(timezone=True), nullable=False),
 )
 
-Index("ix_approvals_project_state", approvals.c.project, approvals.c.state)
+# The pending approvals of a project, in order: without approval_id in it SQLite walks the primary
+# key (for the order) through every approval the project ever had.
+Index("ix_approvals_project_state", approvals.c.project, approvals.c.state, approvals.c.approval_id)
 
 approval_decisions = Table(
     "approval_decisions", metadata,

@@ -17,7 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_approvals_project_state", "approvals", ["project", "state"])
+    op.create_index("ix_approvals_project_state", "approvals", ["project", "state", "approval_id"])
     op.create_index("ix_runs_state_completed", "runs", ["state", "completed_at"])
 
 
