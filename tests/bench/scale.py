@@ -48,6 +48,7 @@ from securefiles.common.audit_records import canonical_body, compact_details, di
 from securefiles.common.db import make_engine, write_transaction
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.bench import secure_path
+from tests.bench.cpu import ServerCpu
 from tests.bench.load import RssSampler
 from tests.bench.report import Figure, Target
 from tests.bench.scenarios import timed
@@ -141,6 +142,7 @@ class State:
     verify_entries: int = 0
     verify_seconds: float = 0.0
     verify_rss_growth: int = 0
+    verify_cpu: float = 0.0  # storage's CPU seconds while it walked its chain
 
     def ms(self, name: str) -> float:
         return statistics.median(getattr(self, name)) * 1000
@@ -184,10 +186,11 @@ def measure(system: LocalSystem, measured: Measured, samples: int, deep_token: s
         fresh = [admin.start_run("release", "refs/heads/main").job_token for _ in range(samples + 3)]
         state.decision = _median_of(samples, lambda: _timed(lambda: as_storage.AuthorizeUse(
             authz_pb2.AuthorizeUseRequest(job_token=fresh.pop(), resource=measured.decided), timeout=60)))
-        with RssSampler(system.pid("storage")) as rss:
+        with RssSampler(system.pid("storage")) as rss, ServerCpu({"storage": system.pid("storage")}) as cpu:
             started = time.perf_counter()
             verified = admin.verify_audit_log("storage")
             state.verify_seconds = time.perf_counter() - started
+        state.verify_cpu = cpu.used["storage"]
         if not verified.intact:
             raise RuntimeError(f"storage's audit chain is not intact: {verified.problem}")
         state.verify_entries = verified.events_checked
@@ -390,7 +393,8 @@ def figures(empty: State, seeded: State, counts: Counts, seconds: dict[str, floa
         flat("pending", "approvals list --pending"),
         flat("decision", "decision with 50 checks on the file"),
         Figure("scale: audit verify, storage's chain", rate, "entries/s", target=VERIFY_TARGET,
-               spread=f"{seeded.verify_entries:,} entries in {seeded.verify_seconds:.1f}s; storage RSS grew "
+               spread=f"{seeded.verify_entries:,} entries in {seeded.verify_seconds:.1f}s, storage CPU "
+                      f"{seeded.verify_cpu * 1e6 / seeded.verify_entries:.2f} us per entry; storage RSS grew "
                       f"{seeded.verify_rss_growth / 1e6:.0f} MB meanwhile ({empty.verify_rss_growth / 1e6:.0f} MB "
                       f"verifying the empty system's {empty.verify_entries:,})"),
     ]
