@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from securefiles.authz.adapters.sql_repository import metadata
+from securefiles.authz.adapters.sql_repository import lock_project_numbering, metadata
 from securefiles.authz.domain.checks import (
     Approval,
     ApprovalDecision,
@@ -247,6 +247,7 @@ class SqlChecksRepository:
         for _attempt in range(5):
             try:
                 with write_transaction(self._engine) as conn:
+                    lock_project_numbering(conn, approval.project)
                     latest = conn.execute(select(func.max(approvals.c.approval_id)).where(
                         approvals.c.project == approval.project)).scalar()
                     created = Approval(**{**approval.__dict__, "approval_id": (latest or 0) + 1})

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -117,6 +118,15 @@ _INHERITS = select(file_inheritance).where(file_inheritance.c.scope.in_(bindpara
 _PERMISSIONS = select(pipeline_permissions.c.pipeline_id).where(
     pipeline_permissions.c.resource == bindparam("resource"))
 _GET_RUN = select(runs).where(runs.c.project == bindparam("project"), runs.c.run_id == bindparam("run_id"))
+
+
+def lock_project_numbering(conn: Connection, project: str) -> None:
+    """Number a project's runs (or approvals) one transaction at a time: the next number is the
+    highest plus one, and concurrent requests (served by several database threads, or replicas)
+    would all read the same highest. SQLite's write lock already serializes writers; on PostgreSQL
+    the project's row is locked until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(projects.c.project_id).where(projects.c.project_id == project).with_for_update())
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -323,6 +333,7 @@ class SqlAuthzRepository:
                                 ).values(expire_at=run.expire_at))
                                 existing = _run({**row._mapping, "expire_at": run.expire_at})
                             return existing, True
+                    lock_project_numbering(conn, run.project)
                     latest = conn.execute(select(func.max(runs.c.run_id)).where(
                         runs.c.project == run.project)).scalar()
                     values = {
