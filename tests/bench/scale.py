@@ -48,7 +48,7 @@ from securefiles.common.audit_records import canonical_body, compact_details, di
 from securefiles.common.db import make_engine, write_transaction
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.bench import secure_path
-from tests.bench.cpu import ServerCpu
+from tests.bench.cpu import CpuTally, ServerCpu, service_pids
 from tests.bench.load import RssSampler
 from tests.bench.report import Figure, Target
 from tests.bench.scenarios import timed
@@ -143,15 +143,23 @@ class State:
     verify_seconds: float = 0.0
     verify_rss_growth: int = 0
     verify_cpu: float = 0.0  # storage's CPU seconds while it walked its chain
+    cpu: dict[str, CpuTally] = field(default_factory=dict)  # per measured operation
 
     def ms(self, name: str) -> float:
         return statistics.median(getattr(self, name)) * 1000
 
 
-def _median_of(samples: int, action: Callable[[], float], warmup: int = 3) -> list[float]:
+def _median_of(samples: int, action: Callable[[], float], warmup: int = 3, tally: CpuTally | None = None
+               ) -> list[float]:
     for _ in range(warmup):
         action()
-    return [action() for _ in range(samples)]
+    if tally is None:
+        return [action() for _ in range(samples)]
+    taken = []
+    for _ in range(samples):
+        with tally.measure():
+            taken.append(action())
+    return taken
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -169,8 +177,10 @@ def measure(system: LocalSystem, measured: Measured, samples: int, deep_token: s
         files = storage_pb2_grpc.SecureFileServiceStub(storage_channel)
         people = authz_pb2_grpc.AuthorizationServiceStub(authz_ch)
         as_storage = authz_pb2_grpc.AuthorizationServiceStub(internal)
+        state.cpu = {name: CpuTally(service_pids(system.pid)) for name in ("download", "decision")}
         state.download = _median_of(samples * 5, lambda: timed(
-            secure_path.download, files, measured.small, measured.job_token, expected=SMALL_BYTES, what="4 KB"))
+            secure_path.download, files, measured.small, measured.job_token, expected=SMALL_BYTES, what="4 KB"),
+            tally=state.cpu["download"])
 
         def page(page_token: str) -> float:
             return _timed(lambda: files.ListSecureFiles(storage_pb2.ListSecureFilesRequest(
@@ -185,7 +195,8 @@ def measure(system: LocalSystem, measured: Measured, samples: int, deep_token: s
             timeout=60)))
         fresh = [admin.start_run("release", "refs/heads/main").job_token for _ in range(samples + 3)]
         state.decision = _median_of(samples, lambda: _timed(lambda: as_storage.AuthorizeUse(
-            authz_pb2.AuthorizeUseRequest(job_token=fresh.pop(), resource=measured.decided), timeout=60)))
+            authz_pb2.AuthorizeUseRequest(job_token=fresh.pop(), resource=measured.decided), timeout=60)),
+            tally=state.cpu["decision"])
         with RssSampler(system.pid("storage")) as rss, ServerCpu({"storage": system.pid("storage")}) as cpu:
             started = time.perf_counter()
             verified = admin.verify_audit_log("storage")
@@ -378,8 +389,12 @@ def seed_audit(system: LocalSystem, count: int, progress: Callable[[str], None])
 def figures(empty: State, seeded: State, counts: Counts, seconds: dict[str, float], deep_listed: int) -> list[Figure]:
     def flat(name: str, what: str, seeded_attr: str = "") -> Figure:
         before, after = empty.ms(name), seeded.ms(seeded_attr or name)
+        cpu = ""
+        if name in seeded.cpu:
+            cpu_before, cpu_after = (sum(state.cpu[name].per_op_ms().values()) for state in (empty, seeded))
+            cpu = f"; CPU per op {cpu_after:.2f} ms seeded, {cpu_before:.2f} ms empty ({cpu_after / cpu_before:.2f}x)"
         return Figure(f"scale: {what}, seeded / empty", after / before, "x", target=FLAT,
-                      spread=f"{after:.2f} ms seeded, {before:.2f} ms empty (medians)")
+                      spread=f"{after:.2f} ms seeded, {before:.2f} ms empty (medians){cpu}")
 
     rate = seeded.verify_entries / seeded.verify_seconds
     return [
