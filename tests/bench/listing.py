@@ -14,6 +14,7 @@ not the page size). Then first and deep pages of 100 are fetched alternately.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 import uuid
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from securefiles.common.db import write_transaction
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.bench.cpu import CpuTally, service_pids
 from tests.bench.report import Figure, Target
 from tests.bench.rotation import storage_engine
 from tests.bench.secure_path import bearer
@@ -44,6 +46,8 @@ class Listing:
     first: list[float]  # seconds per first-page call
     deep: list[float]  # seconds per deep-page call
     deep_first_name: str  # the first name on the deep page, to show how deep it is
+    first_cpu: CpuTally
+    deep_cpu: CpuTally
 
 
 def seed(system: LocalSystem, count: int) -> float:
@@ -100,16 +104,19 @@ def measure(system: LocalSystem, stub: storage_pb2_grpc.SecureFileServiceStub, c
         deep_token = page_token  # the cursor the server handed out for the last page of the walk
         deep_first = _list(stub, token, PAGE, deep_token).secure_files[0].display_name
         first, deep = [], []
+        pids = service_pids(system.pid, ("storage", "authz"))
+        first_cpu, deep_cpu = CpuTally(pids), CpuTally(pids)
         for index in range(samples + 3):
-            for token_, into in (("", first), (deep_token, deep)):
-                began = time.perf_counter()
-                response = _list(stub, token, PAGE, token_)
-                seconds = time.perf_counter() - began
+            for token_, into, tally in (("", first, first_cpu), (deep_token, deep, deep_cpu)):
+                with tally.measure() if index >= 3 else contextlib.nullcontext():
+                    began = time.perf_counter()
+                    response = _list(stub, token, PAGE, token_)
+                    seconds = time.perf_counter() - began
                 if len(response.secure_files) != PAGE:
                     raise RuntimeError(f"a page of {len(response.secure_files)} files, expected {PAGE}")
                 if index >= 3:
                     into.append(seconds)
-        return Listing(count, seeded, walk, pages, first, deep, deep_first)
+        return Listing(count, seeded, walk, pages, first, deep, deep_first, first_cpu, deep_cpu)
     finally:
         remove(system)
 
@@ -123,8 +130,10 @@ def figures(r: Listing) -> list[Figure]:
         Figure(f"list {r.files:,} files: deep page of {PAGE}", deep, "ms",
                spread=f"median of {len(r.deep)}, {min(r.deep) * ms:.1f}-{max(r.deep) * ms:.1f}; "
                       f"starts at {r.deep_first_name}"),
-        Figure("list: deep page / first page", deep / first, "x", later_target=DEEP_TARGET,
+        Figure("list: deep page / first page", deep / first, "x", target=DEEP_TARGET,
                spread="medians; keyset cursor in the page token"),
+        r.first_cpu.figure(f"list: CPU per first page of {PAGE}"),
+        r.deep_cpu.figure(f"list: CPU per deep page of {PAGE}"),
         Figure(f"list: whole walk, pages of {WALK_PAGE}", r.walk_seconds, "s", detail=True,
                spread=f"{r.pages_walked} pages; rows seeded in {r.seed_seconds:.1f}s"),
     ]

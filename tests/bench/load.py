@@ -1,28 +1,16 @@
-"""Load generator: N concurrent pipeline agents downloading for a bounded time.
+"""Concurrent agents downloading at once, for storage's memory figure.
 
-Each agent is a job of its own (one run of a bench pipeline, its own job token) on a
-channel of its own (its own TLS connection, as agents on separate machines have), and
-downloads one file over and over with `DownloadSecureFile` until the time is up. The same
-agents can be pointed at the raw baseline server instead, which streams the same number
-of bytes in the same messages with no security at all.
-
-Standalone (starts its own `securefiles up` in a temp dir):
-
-    python -m tests.bench.load --agents 64 --agents 256 --seconds 15 [--size 1000000]
-
-prints per agent count: downloads, errors (by status), aggregate MB/s and latency
-percentiles, for the secure path and the raw baseline. `make bench` uses the same code
-for its "64 concurrent agents" and storage-RSS figures.
+Each agent is a job of its own (one run of a bench pipeline, its own job token) on a channel
+of its own (its own TLS connection), and downloads one file with `DownloadSecureFile`; storage's
+resident set is sampled meanwhile. (The load figures are pipeline-shaped now: see pipeline.py.)
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import os
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,9 +19,9 @@ from pathlib import Path
 
 import grpc
 
-from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
+from securefiles.common.tls import TlsFiles, channel_options, client_channel_credentials
 from securefiles.storage.v1 import storage_pb2
-from tests.bench import raw_baseline
+from tests.bench.cpu import CpuTally, cpu_figure, per_op_ms, service_pids
 from tests.bench.report import Figure, Target, percentile
 from tests.bench.secure_path import SecureFixture, bearer, unique
 
@@ -77,7 +65,7 @@ class LoadResult:
 def _channel(tls: TlsFiles, target: str) -> grpc.aio.Channel:
     # A subchannel pool of its own: one TLS connection per agent, not one shared by all.
     options = [*channel_options(target), ("grpc.use_local_subchannel_pool", 1)]
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=options)
+    return grpc.aio.secure_channel(target, client_channel_credentials(tls.ca), options=options)
 
 
 def _downloads(channel: grpc.aio.Channel, method: str, request: storage_pb2.DownloadSecureFileRequest,
@@ -142,14 +130,6 @@ def run_secure(tls: TlsFiles, target: str, resource: str, job_tokens: Sequence[s
     return asyncio.run(_drive(tls, target, make, len(job_tokens), size, seconds, once))
 
 
-def run_raw(tls: TlsFiles, target: str, agents: int, size: int, seconds: float, timeout: float = 120.0) -> LoadResult:
-    def make(channel: grpc.aio.Channel, _index: int) -> Download:
-        return _downloads(channel, raw_baseline.DOWNLOAD_METHOD, storage_pb2.DownloadSecureFileRequest(name=str(size)),
-                          (), timeout)
-
-    return asyncio.run(_drive(tls, target, make, agents, size, seconds, once=False))
-
-
 @dataclass(frozen=True)
 class Agents:
     """A file of `size` bytes and `count` running jobs whose pipeline may download it."""
@@ -212,65 +192,21 @@ class RssSampler:
 
 # -- the `make bench` figures ---------------------------------------------------------------
 
-LOAD_AGENTS, MANY_AGENTS, LOAD_BYTES, MEMORY_BYTES = 64, 256, 1_000_000, 10_000_000
-LOAD_TARGET, NO_ERRORS, RSS_TARGET = Target(">=", 0.70), Target("<=", 0), Target("<=", 150)
-
-
-def _latency_spread(r: LoadResult) -> str:
-    return (f"{r.downloads} downloads; p50 {r.latency_ms(50):.0f} ms, p90 {r.latency_ms(90):.0f} ms, "
-            f"p99 {r.latency_ms(99):.0f} ms per download")
-
-
-def load_figures(fixture: SecureFixture, storage_target: str, raw_target: str, rounds: int, seconds: float,
-                 progress: Callable[[str], None]) -> list[Figure]:
-    """64 agents x 1 MB, raw and secure windows interleaved `rounds` times; then 256 agents once."""
-    tls = fixture.system.tls("client")
-    agents = prepare_agents(fixture, LOAD_BYTES, MANY_AGENTS)
-    ratios: list[float] = []
-    secure_all = LoadResult(LOAD_AGENTS, LOAD_BYTES)
-    tokens = agents.job_tokens[:LOAD_AGENTS]
-    for index in range(rounds):
-        raw = run_raw(tls, raw_target, LOAD_AGENTS, LOAD_BYTES, seconds)
-        secure = run_secure(tls, storage_target, agents.resource, tokens, LOAD_BYTES, seconds)
-        progress(f"round {index + 1}: {secure.summary('secure')}; raw {raw.mb_per_s:.1f} MB/s")
-        ratios.append(secure.mb_per_s / raw.mb_per_s)
-        secure_all.seconds += secure.seconds
-        secure_all.latencies += secure.latencies
-        secure_all.errors.update(secure.errors)
-    many_seconds = max(seconds, 8.0)
-    progress(f"{MANY_AGENTS} agents x 1 MB, secure then raw, {many_seconds:g}s each")
-    many = run_secure(tls, storage_target, agents.resource, agents.job_tokens, LOAD_BYTES, many_seconds)
-    many_raw = run_raw(tls, raw_target, MANY_AGENTS, LOAD_BYTES, many_seconds)
-    progress(many.summary("secure") + f"; raw {many_raw.mb_per_s:.1f} MB/s")
-    errors = sum(secure_all.errors.values())
-    return [
-        Figure(f"{LOAD_AGENTS} agents x 1 MB, aggregate secure/raw", statistics.median(ratios), "x",
-               later_target=LOAD_TARGET, spread=f"median of {rounds} paired {seconds:g}s windows, "
-               f"{', '.join(f'{r:.2f}' for r in ratios)}"),
-        Figure(f"{LOAD_AGENTS} agents: secure aggregate", secure_all.mb_per_s, "MB/s", detail=True,
-               spread=_latency_spread(secure_all)),
-        Figure(f"{LOAD_AGENTS} agents: errors", errors, "errors", later_target=NO_ERRORS,
-               spread=", ".join(f"{k} {n}" for k, n in secure_all.errors.items()) or "none"),
-        Figure(f"{MANY_AGENTS} agents x 1 MB, aggregate secure/raw", many.mb_per_s / many_raw.mb_per_s, "x",
-               spread=f"one {many_seconds:g}s window each; secure {many.mb_per_s:.1f} MB/s, "
-               f"raw {many_raw.mb_per_s:.1f} MB/s"),
-        Figure(f"{MANY_AGENTS} agents: secure latency p50", many.latency_ms(50), "ms", detail=True,
-               spread=_latency_spread(many)),
-        Figure(f"{MANY_AGENTS} agents: errors", sum(many.errors.values()), "errors", detail=True,
-               spread=", ".join(f"{k} {n}" for k, n in many.errors.items()) or "none"),
-    ]
+LOAD_AGENTS, MEMORY_BYTES = 64, 10_000_000
+NO_ERRORS, RSS_TARGET = Target("<=", 0), Target("<=", 150)
 
 
 def memory_figures(fixture: SecureFixture, storage_target: str, storage_pid: int, rounds: int,
                    progress: Callable[[str], None]) -> list[Figure]:
     """Storage's resident memory while 64 agents each download a 10 MB file at once, `rounds` times."""
-    tls = fixture.system.tls("client")
+    tls = fixture.system.tls("storage")  # its CA: agents present no certificate
     agents = prepare_agents(fixture, MEMORY_BYTES, LOAD_AGENTS)
     growth: list[int] = []
     levels: list[str] = []
     errors = 0
+    tally = CpuTally(service_pids(fixture.system.pid))
     for _ in range(rounds):
-        with RssSampler(storage_pid) as sampler:
+        with RssSampler(storage_pid) as sampler, tally.measure():
             result = run_secure(tls, storage_target, agents.resource, agents.job_tokens, MEMORY_BYTES, 0,
                                 once=True)
         errors += sum(result.errors.values()) + (LOAD_AGENTS - result.downloads)
@@ -280,51 +216,11 @@ def memory_figures(fixture: SecureFixture, storage_target: str, storage_pid: int
                  f"{sampler.after / 2**20:.0f} MiB after; {result.summary('secure')}")
     mb = [g / 1e6 for g in growth]
     return [
-        Figure(f"storage RSS growth, {LOAD_AGENTS} concurrent 10 MB downloads", max(mb), "MB", later_target=RSS_TARGET,
+        Figure(f"storage RSS growth, {LOAD_AGENTS} concurrent 10 MB downloads", max(mb), "MB", target=RSS_TARGET,
                spread=f"worst of {rounds} rounds ({', '.join(f'{g:.0f}' for g in mb)} MB over the RSS before "
                f"each round; before->peak MB {', '.join(levels)}; sampled every 10 ms)"),
         Figure(f"memory: failed or short downloads in {rounds} rounds", errors, "errors", detail=True,
-               later_target=NO_ERRORS),
+               target=NO_ERRORS),
+        cpu_figure("memory: CPU per concurrent 10 MB download", per_op_ms(tally.seconds, rounds * LOAD_AGENTS),
+                   rounds * LOAD_AGENTS),
     ]
-
-
-# -- standalone ----------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    from securefiles.client.config import load_config
-    from tests.bench.raw_baseline import RawBaselineServer
-    from tests.bench.secure_path import running_system
-
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", type=int, action="append", help="concurrent agents (repeatable; default 64, 256)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each measured window")
-    parser.add_argument("--size", type=int, default=1_000_000, help="bytes per downloaded file")
-    parser.add_argument("--no-raw", action="store_true", help="skip the raw baseline windows")
-    args = parser.parse_args(argv)
-    counts = args.agents or [64, 256]
-    if min(counts) < 1 or args.seconds <= 0 or not 1 <= args.size <= 10 * 1024 * 1024:
-        parser.error("need --agents >= 1, --seconds > 0 and 1 <= --size <= 10 MiB")
-    with running_system() as system:
-        fixture = SecureFixture.create(system)
-        try:
-            agents = prepare_agents(fixture, args.size, max(counts))
-            target = load_config(system.env()).storage
-            tls = system.tls("client")
-            with RawBaselineServer(system.tls("storage")) as raw_server:
-                for count in counts:
-                    secure = run_secure(tls, target, agents.resource, agents.job_tokens[:count], args.size,
-                                        args.seconds)
-                    print(secure.summary("secure"), flush=True)
-                    if not args.no_raw:
-                        raw = run_raw(tls, raw_server.target, count, args.size, args.seconds)
-                        print(raw.summary("raw   "), flush=True)
-                        print(f"        aggregate secure/raw {secure.mb_per_s / raw.mb_per_s:.2f}", flush=True)
-        finally:
-            fixture.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, make_url, text
 from securefiles.client.config import load_config
 from securefiles.storage.v1 import storage_pb2_grpc
 from tests.bench import machine, scenarios, secure_path, service_logs
+from tests.bench.cpu import service_pids
 from tests.bench.report import Figure, paired_ratio, throughput
 from tests.bench.scenarios import Action, Pair, interleave, timed
 from tests.bench.secure_path import BIG_BYTES, SecureFixture, client_channel, unique
@@ -93,27 +94,35 @@ def _download(stub: storage_pb2_grpc.SecureFileServiceStub, fixture: SecureFixtu
                          what="secure download")
 
 
-def _upload(stub: storage_pb2_grpc.SecureFileServiceStub, fixture: SecureFixture) -> Action:
+def _upload(stub: storage_pb2_grpc.SecureFileServiceStub, fixture: SecureFixture, uploaded: list[str]) -> Action:
     def action() -> float:
-        name = unique("bench-upload")
-        seconds = timed(lambda: secure_path.upload(stub, name, fixture.big_content, fixture.system.admin_token)
-                        .size_bytes, expected=BIG_BYTES, what="secure upload")
-        fixture.admin.delete_file(name)
-        return seconds
+        uploaded.append(unique("bench-upload"))
+        return timed(lambda: secure_path.upload(stub, uploaded[-1], fixture.big_content, fixture.system.admin_token)
+                     .size_bytes, expected=BIG_BYTES, what="secure upload")
 
     return action
 
 
 def compare(directory: SecureFixture, postgres: SecureFixture, runs: int, warmup: int = 2) -> Comparison:
-    """Secure 10 MB downloads, then uploads, alternating between the two systems."""
+    """Secure 10 MB downloads, then uploads, alternating between the two systems. CPU per operation
+    is that of each system's services (the PostgreSQL server's backends are not counted)."""
+    pids = scenarios.Pids(raw=service_pids(directory.system.pid), secure=service_pids(postgres.system.pid))
     with _storage_stub(directory.system) as dir_stub, _storage_stub(postgres.system) as pg_stub:
         scenarios.verify_secure_download(pg_stub, postgres)
         since = {f.system.state_dir: service_logs.offsets(f.system) for f in (directory, postgres)}
-        downloads = interleave(_download(dir_stub, directory), _download(pg_stub, postgres), runs, warmup)
+        downloads = interleave(_download(dir_stub, directory), _download(pg_stub, postgres), runs, warmup, pids)
         server = {store: service_logs.durations(f.system, since[f.system.state_dir])
                   for store, f in (("directory", directory), ("postgres", postgres))}
         since = {f.system.state_dir: service_logs.offsets(f.system) for f in (directory, postgres)}
-        uploads = interleave(_upload(dir_stub, directory), _upload(pg_stub, postgres), runs, warmup)
+        on_directory: list[str] = []
+        on_postgres: list[str] = []
+        try:
+            uploads = interleave(_upload(dir_stub, directory, on_directory), _upload(pg_stub, postgres, on_postgres),
+                                 runs, warmup, pids)
+        finally:
+            for fixture, names in ((directory, on_directory), (postgres, on_postgres)):
+                for name in names:
+                    fixture.admin.delete_file(name)
         for store, f in (("directory", directory), ("postgres", postgres)):
             server[store].update(service_logs.durations(f.system, since[f.system.state_dir]))
     return Comparison(downloads, uploads, server)
@@ -127,6 +136,8 @@ def figures(c: Comparison) -> list[Figure]:
             throughput(f"{what} 10 MB, blob directory (SQLite)", BIG_BYTES, pair.raw),
             throughput(f"{what} 10 MB, PostgreSQL blobs", BIG_BYTES, pair.secure),
             paired_ratio(f"{what} ratio PostgreSQL/directory", pair.raw, pair.secure),
+            pair.raw_cpu.figure(f"{what} 10 MB, blob directory: CPU per op"),
+            pair.secure_cpu.figure(f"{what} 10 MB, PostgreSQL blobs: CPU per op"),
         ]
         for store in ("directory", "postgres"):
             values = c.server[store].get(("storage", method), [])

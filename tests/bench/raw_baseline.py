@@ -29,7 +29,7 @@ from pathlib import Path
 
 import grpc
 
-from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, server_credentials
+from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, public_server_credentials, server_credentials
 from securefiles.storage.v1 import storage_pb2
 
 SERVICE = "securefiles.bench.v1.RawBaseline"
@@ -45,6 +45,13 @@ class _RawServicer:
     def __init__(self, buffer: bytes) -> None:
         self._buffer = buffer
         self._chunks: dict[int, list[bytes]] = {}
+        self._digests: dict[int, str] = {}
+
+    def _digest_of(self, size: int) -> str:
+        digest = self._digests.get(size)
+        if digest is None:
+            digest = self._digests[size] = hashlib.sha256(memoryview(self._buffer)[:size]).hexdigest()
+        return digest
 
     def _chunks_of(self, size: int) -> list[bytes]:
         chunks = self._chunks.get(size)
@@ -59,7 +66,9 @@ class _RawServicer:
         size = int(request.name or "0")
         if not 0 <= size <= len(self._buffer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "size out of range")
-        yield storage_pb2.DownloadSecureFileResponse(header=storage_pb2.DownloadHeader(size_bytes=size))
+        # The header carries the content's sha256, as storage's does: a client can verify what it wrote.
+        yield storage_pb2.DownloadSecureFileResponse(header=storage_pb2.DownloadHeader(
+            size_bytes=size, sha256=self._digest_of(size)))
         for chunk in self._chunks_of(size):
             yield storage_pb2.DownloadSecureFileResponse(chunk=chunk)
 
@@ -87,7 +96,7 @@ def _handler(servicer: _RawServicer) -> grpc.GenericRpcHandler:
     })
 
 
-async def serve(tls: TlsFiles, address: str = "127.0.0.1:0") -> None:
+async def serve(tls: TlsFiles, address: str = "127.0.0.1:0", public: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; print the bound port on stdout once started."""
     server = grpc.aio.server(options=[
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -98,7 +107,9 @@ async def serve(tls: TlsFiles, address: str = "127.0.0.1:0") -> None:
         ("grpc.so_reuseport", 0),
     ])
     server.add_generic_rpc_handlers((_handler(_RawServicer(os.urandom(BUFFER_BYTES))),))
-    port = server.add_secure_port(address, server_credentials(tls))
+    # `public`: server TLS only, as the services' public ports (agents present no certificate).
+    credentials = public_server_credentials(tls) if public else server_credentials(tls)
+    port = server.add_secure_port(address, credentials)
     await server.start()
     print(f"{READY_PREFIX}{port}", flush=True)
     stop = asyncio.Event()
@@ -112,9 +123,10 @@ async def serve(tls: TlsFiles, address: str = "127.0.0.1:0") -> None:
 class RawBaselineServer:
     """The baseline server in a child process; use as a context manager."""
 
-    def __init__(self, tls: TlsFiles, timeout: float = 30.0) -> None:
+    def __init__(self, tls: TlsFiles, timeout: float = 30.0, public: bool = False) -> None:
         self._tls = tls
         self._timeout = timeout
+        self._public = public
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -122,10 +134,15 @@ class RawBaselineServer:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.raw_baseline", "--ca", str(self._tls.ca),
-             "--cert", str(self._tls.cert), "--key", str(self._tls.key)],
+             "--cert", str(self._tls.cert), "--key", str(self._tls.key), *(["--public"] if self._public else [])],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
         )
         assert self.process.stdout is not None
@@ -204,8 +221,9 @@ def main() -> None:
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--public", action="store_true", help="server TLS only (no client certificate asked)")
     args = parser.parse_args()
-    asyncio.run(serve(TlsFiles(ca=args.ca, cert=args.cert, key=args.key), args.listen))
+    asyncio.run(serve(TlsFiles(ca=args.ca, cert=args.cert, key=args.key), args.listen, args.public))
 
 
 if __name__ == "__main__":

@@ -102,16 +102,19 @@ def _verdict(passed: bool | None) -> str:
 
 def _row(f: Figure) -> tuple[str, ...]:
     name = ("  " if f.detail else "") + f.figure
-    decimals = {"x": 3, "ms": 3, "s": 2, "keys": 0, "keys/s": 0}.get(f.unit, 1)
+    decimals = {"x": 3, "ms": 3, "s": 2, "keys": 0, "keys/s": 0, "ms CPU": 2}.get(f.unit, 1)
     value = f"{f.value:.{decimals}f}"
     return (name, value, f.unit, str(f.target or ""), _verdict(f.passed), str(f.later_target or ""),
             _verdict(f.later_passed), f.spread)
 
 
 def table(figures: Sequence[Figure]) -> str:
-    """A fixed-width table: figure, value, target and verdict now, later target and verdict."""
+    """A fixed-width table: figure, value, target and verdict (and later target and verdict, if any)."""
     header = ("figure", "value", "unit", "target", "", "later target", "", "spread")
     rows = [header, *(_row(f) for f in figures)]
+    if not any(f.later_target for f in figures):
+        rows = [row[:5] + row[7:] for row in rows]
+        header = rows[0]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))

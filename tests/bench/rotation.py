@@ -27,7 +27,8 @@ from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.adapters.sql_files import file_versions, secure_files
 from securefiles.storage.v1 import storage_pb2_grpc
 from tests.bench import machine, secure_path, service_logs
-from tests.bench.report import Figure
+from tests.bench.cpu import CpuTally, service_pids
+from tests.bench.report import Figure, Target
 from tests.bench.scenarios import timed
 from tests.bench.secure_path import SMALL_BYTES, SecureFixture
 from tests.conftest import LocalSystem
@@ -36,6 +37,7 @@ from tests.file_rows import FileRow, delete_project_rows, insert_file_rows
 REWRAP_PROJECT = "bench-rewrap"  # nothing else uses it; its rows are deleted afterwards
 REGION = "eu"
 KEY_RING = f"regions/{REGION}"
+REWRAP_TARGET = Target(">=", 5000)
 GENERATE_WINDOW = 32  # GenerateDataKey calls in flight while seeding
 INSERT_BATCH = 1000
 
@@ -50,6 +52,7 @@ class RotationLatency:
     first_after: list[float] = field(default_factory=list)  # the first download after each rotate
     rotate: list[float] = field(default_factory=list)  # seconds each rotate call took
     round_deltas: list[float] = field(default_factory=list)  # p50 after - p50 before, per round (s)
+    cpu: CpuTally = field(default_factory=lambda: CpuTally({}))  # per download, before and after
 
 
 def rotation_latency(stub: storage_pb2_grpc.SecureFileServiceStub, fixture: SecureFixture, samples: int,
@@ -63,13 +66,18 @@ def rotation_latency(stub: storage_pb2_grpc.SecureFileServiceStub, fixture: Secu
 
     for _ in range(warmup):
         download()
-    result = RotationLatency()
+    result = RotationLatency(cpu=CpuTally(service_pids(fixture.system.pid)))
+
+    def measured() -> float:
+        with result.cpu.measure():
+            return download()
+
     for index in range(rounds):
-        before = [download() for _ in range(samples)]
+        before = [measured() for _ in range(samples)]
         started = time.perf_counter()
         fixture.admin.rotate_key(REGION, f"bench: rotation latency, round {index + 1}")
         result.rotate.append(time.perf_counter() - started)
-        after = [download() for _ in range(samples)]
+        after = [measured() for _ in range(samples)]
         result.before += before
         result.after += after
         result.first_after.append(after[0])
@@ -94,6 +102,7 @@ def rotation_figures(r: RotationLatency, samples: int) -> list[Figure]:
                spread=f"median of {rounds}: {firsts} ms", detail=True),
         Figure("rotation: keys rotate call", statistics.median(r.rotate) * ms, "ms",
                spread=f"median of {rounds} RotateKey calls (client API)", detail=True),
+        r.cpu.figure("rotation: CPU per 4 KB download around rotations"),
     ]
 
 
@@ -245,6 +254,7 @@ def _check(r: Rewrap) -> None:
 def rewrap_figures(r: Rewrap) -> list[Figure]:
     figures = [
         Figure(f"rewrap throughput ({r.seeded.count:,} seeded data keys)", r.rewrapped / r.seconds, "keys/s",
+               target=REWRAP_TARGET,
                spread=f"all {r.rewrapped:,} keys in {r.seconds:.1f}s (client API RewrapDataKeys), {r.failed} failed"),
         Figure("rewrap: data keys per version before -> after", r.rewrapped, "keys", detail=True,
                spread=f"{_short(r.before)} -> {_short(r.after)}"),
@@ -259,6 +269,11 @@ def rewrap_figures(r: Rewrap) -> list[Figure]:
         figures.append(Figure("rewrap: kms ReEncryptDataKey per data key (server)", statistics.median(kms_ms), "ms",
                               detail=True, spread=f"p50 of {len(kms_ms):,} calls; their sum {total:.1f}s = "
                               f"{total / r.seconds:.0%} of the rewrap"))
+    batches = r.server.get((f"kms-{REGION}", "BatchReEncryptDataKeys"), [])
+    if batches:
+        figures.append(Figure("rewrap: kms BatchReEncryptDataKeys per call (server)", statistics.median(batches),
+                              "ms", detail=True, spread=f"p50 of {len(batches):,} calls of up to 500 keys; their sum "
+                              f"{sum(batches) / 1000:.2f}s"))
     if r.cpu:
         per_key = {name: seconds / max(r.rewrapped, 1) * 1000 for name, seconds in r.cpu.items()}
         figures.append(Figure("rewrap: CPU per data key, storage + kms", sum(per_key.values()), "ms", detail=True,

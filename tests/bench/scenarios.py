@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -19,17 +19,29 @@ import grpc
 from securefiles.client import SecureFilesClient
 from securefiles.storage.v1 import storage_pb2_grpc
 from tests.bench import raw_baseline, secure_path
+from tests.bench.cpu import CpuTally
 from tests.bench.secure_path import BIG_BYTES, SMALL_BYTES, SecureFixture, unique
 
 Action = Callable[[], float]
 
 
 @dataclass(frozen=True)
+class Pids:
+    """The processes each side runs in (besides this one): the raw server; storage, authz, kms."""
+
+    raw: Mapping[str, int] = field(default_factory=dict)
+    secure: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Pair:
-    """Seconds per run of the raw baseline and of the secure path, index i taken back to back."""
+    """Seconds per run of the raw baseline and of the secure path, index i taken back to back,
+    and the CPU each side's processes spent on the timed runs."""
 
     raw: list[float]
     secure: list[float]
+    raw_cpu: CpuTally = field(default_factory=lambda: CpuTally({}))
+    secure_cpu: CpuTally = field(default_factory=lambda: CpuTally({}))
 
 
 def timed(action: Callable[..., int], *args: object, expected: int, what: str) -> float:
@@ -42,13 +54,15 @@ def timed(action: Callable[..., int], *args: object, expected: int, what: str) -
     return seconds
 
 
-def interleave(raw: Action, secure: Action, runs: int, warmup: int) -> Pair:
-    pair = Pair([], [])
-    for index in range(warmup + runs):
-        raw_s, secure_s = raw(), secure()
-        if index >= warmup:
-            pair.raw.append(raw_s)
-            pair.secure.append(secure_s)
+def interleave(raw: Action, secure: Action, runs: int, warmup: int, pids: Pids) -> Pair:
+    pair = Pair([], [], CpuTally(pids.raw), CpuTally(pids.secure))
+    for _ in range(warmup):
+        raw(), secure()
+    for _ in range(runs):
+        with pair.raw_cpu.measure():
+            pair.raw.append(raw())
+        with pair.secure_cpu.measure():
+            pair.secure.append(secure())
     return pair
 
 
@@ -65,7 +79,7 @@ def _raw_download(channel: grpc.Channel, size: int) -> Action:
 
 
 def download_pair(raw_channel: grpc.Channel, stub: storage_pb2_grpc.SecureFileServiceStub,
-                  fixture: SecureFixture, runs: int, warmup: int = 2) -> Pair:
+                  fixture: SecureFixture, runs: int, pids: Pids, warmup: int = 2) -> Pair:
     """10 MB server-streaming: raw baseline vs DownloadSecureFile (token, authz, kms, decrypt)."""
     verify_secure_download(stub, fixture)
     resource = fixture.resource(fixture.big_name)
@@ -74,10 +88,11 @@ def download_pair(raw_channel: grpc.Channel, stub: storage_pb2_grpc.SecureFileSe
         return timed(secure_path.download, stub, resource, fixture.job_token, expected=BIG_BYTES,
                      what="secure download")
 
-    return interleave(_raw_download(raw_channel, BIG_BYTES), secure, runs, warmup)
+    return interleave(_raw_download(raw_channel, BIG_BYTES), secure, runs, warmup, pids)
 
 
-def agent_pair(raw_channel: grpc.Channel, fixture: SecureFixture, dest: Path, runs: int, warmup: int = 2) -> Pair:
+def agent_pair(raw_channel: grpc.Channel, fixture: SecureFixture, dest: Path, runs: int, pids: Pids,
+               warmup: int = 2) -> Pair:
     """`SecureFilesClient.download_secure_file` (stream + write + fsync + sha256 + rename) vs raw."""
     with fixture.job_client() as job:
 
@@ -86,7 +101,7 @@ def agent_pair(raw_channel: grpc.Channel, fixture: SecureFixture, dest: Path, ru
             (dest / fixture.big_name).unlink()
             return seconds
 
-        return interleave(_raw_download(raw_channel, BIG_BYTES), agent, runs, warmup)
+        return interleave(_raw_download(raw_channel, BIG_BYTES), agent, runs, warmup, pids)
 
 
 def _agent_download(job: SecureFilesClient, name: str, dest: Path) -> int:
@@ -94,22 +109,25 @@ def _agent_download(job: SecureFilesClient, name: str, dest: Path) -> int:
 
 
 def upload_pair(raw_channel: grpc.Channel, stub: storage_pb2_grpc.SecureFileServiceStub,
-                fixture: SecureFixture, runs: int, warmup: int = 2) -> Pair:
+                fixture: SecureFixture, runs: int, pids: Pids, warmup: int = 2) -> Pair:
     """10 MB client-streaming: raw sink vs UploadSecureFile (authz, kms data key, encrypt, fsync).
 
-    Every secure run uploads a new name and deletes it afterwards (untimed)."""
+    Every secure run uploads a new name; they are deleted afterwards (untimed, CPU not counted)."""
     content, token = fixture.big_content, fixture.system.admin_token
+    uploaded: list[str] = []
 
     def raw() -> float:
         return timed(raw_baseline.upload, raw_channel, content, expected=BIG_BYTES, what="raw upload")
 
     def secure() -> float:
-        name = unique("bench-upload")
-        seconds = timed(_secure_upload, stub, name, content, token, expected=BIG_BYTES, what="secure upload")
-        fixture.admin.delete_file(name)
-        return seconds
+        uploaded.append(unique("bench-upload"))
+        return timed(_secure_upload, stub, uploaded[-1], content, token, expected=BIG_BYTES, what="secure upload")
 
-    return interleave(raw, secure, runs, warmup)
+    try:
+        return interleave(raw, secure, runs, warmup, pids)
+    finally:
+        for name in uploaded:
+            fixture.admin.delete_file(name)
 
 
 def _secure_upload(stub: storage_pb2_grpc.SecureFileServiceStub, name: str, content: bytes, token: str) -> int:
@@ -117,11 +135,20 @@ def _secure_upload(stub: storage_pb2_grpc.SecureFileServiceStub, name: str, cont
 
 
 def small_latency(raw_channel: grpc.Channel, stub: storage_pb2_grpc.SecureFileServiceStub,
-                  fixture: SecureFixture, samples: int, warmup: int = 20) -> Pair:
+                  fixture: SecureFixture, samples: int, pids: Pids, warmup: int = 20) -> Pair:
     """Sequential 4 KB downloads on a warm channel, end to end; then the same on raw, for reference."""
     resource = fixture.resource(fixture.small_name)
-    secure = [timed(secure_path.download, stub, resource, fixture.job_token, expected=SMALL_BYTES,
-                    what="secure 4 KB") for _ in range(warmup + samples)]
+
+    def secure_action() -> float:
+        return timed(secure_path.download, stub, resource, fixture.job_token, expected=SMALL_BYTES,
+                     what="secure 4 KB")
+
     raw_action = _raw_download(raw_channel, SMALL_BYTES)
-    raw = [raw_action() for _ in range(warmup + samples)]
-    return Pair(raw[warmup:], secure[warmup:])
+    pair = Pair([], [], CpuTally(pids.raw), CpuTally(pids.secure))
+    for action, into, tally in ((secure_action, pair.secure, pair.secure_cpu), (raw_action, pair.raw, pair.raw_cpu)):
+        for _ in range(warmup):
+            action()
+        for _ in range(samples):
+            with tally.measure():
+                into.append(action())
+    return pair

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from securefiles.client import SecureFilesClient
-from securefiles.common.tls import channel_credentials, channel_options
+from securefiles.common.tls import channel_options, client_channel_credentials
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.bench.raw_baseline import upload_messages
 from tests.conftest import LocalSystem, bearer, unique
@@ -27,14 +27,16 @@ BENCH_ENV = {"SECUREFILES_REWRAP_INTERVAL_SECONDS": "0"}
 
 
 @contextmanager
-def running_system(database_url: str = "", blob_store: str = "directory") -> Iterator[LocalSystem]:
+def running_system(database_url: str = "", blob_store: str = "directory", code: str = "") -> Iterator[LocalSystem]:
     """`securefiles up` in a temporary directory, stopped (and removed) on any exit.
 
     SQLite and the blob directory unless told otherwise (SECUREFILES_TEST_DATABASE_URL and
     SECUREFILES_TEST_BLOB_STORE, which LocalSystem follows, do not apply here); the
-    databases of a PostgreSQL run are dropped at the end."""
+    databases of a PostgreSQL run are dropped at the end. `code`: a directory whose `securefiles`
+    package the services run instead of this checkout's (A/B comparisons, see ab.py)."""
+    env = {**BENCH_ENV, **({"PYTHONPATH": code} if code else {})}
     with tempfile.TemporaryDirectory(prefix="securefiles-bench-") as base:
-        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home", extra_env=dict(BENCH_ENV),
+        system = LocalSystem(state_dir=Path(base) / "state", home=Path(base) / "home", extra_env=env,
                              database_url=database_url, blob_store=blob_store,
                              database_prefix=f"sfbench_{uuid.uuid4().hex[:8]}_")
         try:
@@ -46,8 +48,9 @@ def running_system(database_url: str = "", blob_store: str = "directory") -> Ite
 
 
 def client_channel(system: LocalSystem, target: str) -> grpc.Channel:
-    """A blocking channel presenting the client certificate, as the agent opens it."""
-    return grpc.secure_channel(target, channel_credentials(system.tls("client")), options=channel_options(target))
+    """A blocking channel as the agent opens it: server-authenticated TLS, no client certificate."""
+    return grpc.secure_channel(target, client_channel_credentials(system.tls("storage").ca),
+                               options=channel_options(target))
 
 
 @dataclass

@@ -8,11 +8,14 @@ import threading
 import time
 from collections.abc import Iterator
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from securefiles.client import ResourceExhausted, SecureFilesError
-from tests.conftest import LocalSystem, blob_files, job_token_for, stored_blob_keys
+from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.conftest import LocalSystem, bearer, blob_files, job_token_for, stored_blob_keys
 
 
 @pytest.fixture
@@ -104,6 +107,43 @@ def test_a_locked_database_past_the_deadline_fails_cleanly(fresh_system: LocalSy
     with fresh_system.client() as admin:
         assert [f.display_name for f in admin.list_files()] == []
     assert blob_files(fresh_system) == stored_blob_keys(fresh_system) == set()
+
+
+def test_a_write_waiting_for_a_held_lock_freezes_no_other_call(fresh_system: LocalSystem) -> None:
+    """Storage's database is locked by someone else and a change waits for the lock (its audit entry
+    cannot be appended): health checks and reads still answer at once; the change goes through
+    once the lock is gone. Before, the wait held storage's event loop and every call with it."""
+    fresh_system.start()
+    with fresh_system.client() as admin:
+        admin.upload_file(b"readable while locked", name="readable.pem")
+        admin.upload_file(b"renamed after the lock", name="renamed.pem")
+    locked, release = threading.Event(), threading.Event()
+    # SQLite: the whole database is locked for writers; PostgreSQL: the audit chain's head row.
+    holder = threading.Thread(target=_hold_write_lock, args=(fresh_system, release, locked, "storage",
+                                                             "audit_head IN EXCLUSIVE MODE"))
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with fresh_system.channel("storage") as channel:
+            files = storage_pb2_grpc.SecureFileServiceStub(channel)
+            rename = storage_pb2.UpdateSecureFileRequest(secure_file=storage_pb2.SecureFile(
+                name="projects/default/secureFiles/renamed.pem", display_name="renamed-later.pem"))
+            with pytest.raises(grpc.RpcError) as waited:  # provably stuck at the lock: past its deadline
+                files.UpdateSecureFile(rename, metadata=bearer(fresh_system.admin_token), timeout=2)
+            assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(5):  # storage is still trying to write (busy timeout 15 s) and answers meanwhile
+                assert health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
+                    health_pb2.HealthCheckResponse.SERVING
+            read = files.GetSecureFile(storage_pb2.GetSecureFileRequest(
+                name="projects/default/secureFiles/readable.pem"), metadata=bearer(fresh_system.admin_token), timeout=2)
+            assert read.display_name == "readable.pem"
+    finally:
+        release.set()
+        holder.join()
+    with fresh_system.client() as admin:
+        names = {f.display_name for f in admin.list_files()}
+    assert names in ({"readable.pem", "renamed.pem"}, {"readable.pem", "renamed-later.pem"})
 
 
 def test_lost_database_connections_recover_without_a_restart(fresh_system: LocalSystem, tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
@@ -15,18 +16,22 @@ from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
+from securefiles.authz.adapters.sql_run_retention import SqlCompletedRunStore
 from securefiles.authz.adapters.sql_token_registry import SqlTokenRegistry
 from securefiles.authz.adapters.sql_trusts import SqlTrustRepository
 from securefiles.authz.api.servicer import AuthorizationServicer
 from securefiles.authz.domain.oidc import IssuerSource
+from securefiles.authz.domain.run_retention import DEFAULT_KEEP_DAYS, MIN_KEEP, RunRetention
 from securefiles.authz.domain.service import Authorization, IdentitySettings
 from securefiles.authz.domain.sign_in import SignInSettings
 from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.common.audit import AuditLog
+from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine, ping
+from securefiles.common.db_threads import DatabaseThreads, run_inline
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.housekeeping import Job, archive_audit, keep_house
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -36,6 +41,10 @@ from securefiles.common.tokens import PublishedKeys, TokenIssuer, TokenVerifier,
 from securefiles.common.tracing import configure_tracing
 
 log = logging.getLogger("securefiles.authz")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 # The CI providers trusts may name unless the operator says otherwise (`OIDC_ALLOWED_ISSUERS`):
@@ -60,6 +69,7 @@ class AuthzSettings:
     bootstrap_admin: str
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     oidc_keys: OidcKeySettings = field(default_factory=OidcKeySettings)
+    run_retention_days: int = DEFAULT_KEEP_DAYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthzSettings:
@@ -83,7 +93,16 @@ class AuthzSettings:
                 max_age=float(env_int(env, "OIDC_KEYS_MAX_AGE_SECONDS", 3600)),
                 min_refetch=float(env_int(env, "OIDC_KEYS_MIN_REFETCH_SECONDS", 10)),
             ),
+            run_retention_days=_run_retention_days(env),
         )
+
+
+def _run_retention_days(env: Mapping[str, str]) -> int:
+    days = env_int(env, "RUN_RETENTION_DAYS", DEFAULT_KEEP_DAYS)
+    if dt.timedelta(days=days) < MIN_KEEP:
+        raise ConfigError(f"SECUREFILES_RUN_RETENTION_DAYS must be at least {MIN_KEEP.days}: a job token lives "
+                          "up to 31 days")
+    return days
 
 
 def _sign_in_settings(env: Mapping[str, str]) -> SignInSettings | None:
@@ -116,8 +135,9 @@ UNAUDITED = frozenset({
 PUBLIC = frozenset({"ExchangeToken", "SignIn", "GetSignInConfig"})
 
 
-def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIssuer, AuditLog, Engine]:
-    """The domain service on its database, bootstrapped."""
+def build_authorization(settings: AuthzSettings, database: DatabaseThreads | None = None
+                        ) -> tuple[Authorization, TokenIssuer, AuditLog, Engine]:
+    """The domain service on its database (bootstrapped), its audit log, the database."""
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
@@ -126,31 +146,43 @@ def build_authorization(settings: AuthzSettings) -> tuple[Authorization, TokenIs
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
                                   access_requests=SqlAccessRequestRepository(engine),
                                   trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity,
-                                  issued_tokens=SqlTokenRegistry(engine))
+                                  issued_tokens=SqlTokenRegistry(engine),
+                                  blocking=database.run if database is not None else run_inline)
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
 
 
-def build(settings: AuthzSettings) -> RunningServer:
-    """Wire the authz service (call inside the event loop)."""
-    authorization, issuer, audit, engine = build_authorization(settings)
+def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
+    """Wire the authz service (call inside the event loop): the server and its housekeeping."""
+    database = DatabaseThreads(settings.server.database_threads, "authz-db")
+    authorization, issuer, audit, engine = build_authorization(settings, database)
+    retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), _utcnow)
+
+    async def forget_completed_runs() -> None:
+        cutoff = retention.cutoff()
+        # No entry, no change: the sweep is recorded before the first run goes.
+        forgotten = await database.run(retention.forget_old_runs, cutoff, lambda: audit.record(
+            "service:authz", "ForgetCompletedRuns", "runs", ALLOW, details={"completed_before": cutoff.isoformat()}))
+        if forgotten:
+            log.info("completed runs forgotten", extra={"runs": forgotten, "completed_before": cutoff.isoformat()})
 
     async def require_operator(principal: Principal) -> None:
-        authorization.require_operator(principal)
+        await database.run(authorization.require_operator, principal)
 
 
     async def own_keys() -> PublishedKeys:
-        revoked = authorization.tokens.revoked_ids() if authorization.tokens else set()
+        tokens = authorization.tokens
+        revoked = await database.run(tokens.revoked_ids) if tokens else set()
         return PublishedKeys({issuer.kid: issuer.public_key}, frozenset(revoked))
 
     # Its own key never goes stale; the revoked list is read again every few seconds (another
     # replica may have revoked a token).
     verifier = TokenVerifier(own_keys, max_key_age=5.0)
-    return create_server(
+    running = create_server(
         service="authz",
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
-            AuthorizationServicer(authorization, issuer, verifier),
+            AuthorizationServicer(authorization, issuer, verifier, database),
         )],
         service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name],
         tls=settings.server.tls,
@@ -164,20 +196,28 @@ def build(settings: AuthzSettings) -> RunningServer:
         readiness={"database": lambda: ping(engine)},
         unaudited_methods=UNAUDITED,
         # No entry, no change: each change's entry is written before its first write. Not for
-        # AuthorizeUse, whose entry is the decision (its check-suite bookkeeping comes first), nor
+        # AuthorizeUse and BatchAuthorizeUse, whose entries are the decision (their check-suite
+        # bookkeeping comes first), nor
         # for the two creations whose entry names what the database numbered (they grant nothing),
         # nor for ExchangeToken and IssueToken, whose entries name the run or the expiry of what
         # they made: the token goes out only once that entry is written (a token recorded but
         # never handed out opens nothing).
         audit_before_writes=frozenset(
             m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
-        ) - {"AuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
+        ) - {"AuthorizeUse", "BatchAuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
         public_methods=PUBLIC,
+        database=database,
     )
+    return running, [archive_audit(audit, database, settings.server.audit_retention_days), forget_completed_runs]
 
 
 async def serve(settings: AuthzSettings) -> None:
-    await run_until_signalled(build(settings), settings.server)
+    running, housekeeping = build(settings)
+    background = asyncio.create_task(keep_house(housekeeping, settings.server.retention_interval))
+    try:
+        await run_until_signalled(running, settings.server)
+    finally:
+        background.cancel()
 
 
 def main() -> None:

@@ -150,6 +150,33 @@ class _Waiting:
             print(log_line(f"waiting for {self._name}: {pending.message}"), file=sys.stderr, flush=True)
 
 
+def fetch(client: SecureFilesClient, patterns: list[str], dest: Path, retry_count: int = 8,
+          timeout: float | None = None, wait: float = 0, one_name: bool = False) -> list[DownloadedFile]:
+    """The files `patterns` name, downloaded into `dest` and recorded for cleanup: all of them, or
+    (on any failure) none."""
+    done: list[DownloadedFile] = []
+    try:
+        names = expand_names(client, patterns)
+        if one_name and len(names) > 1:
+            raise InvalidArgument("--name names one file's output variable, but the patterns match several",
+                                  reason="INVALID_ARGUMENT")
+        if len(names) == 1:
+            progress = _ProgressBar(names[0]) if sys.stderr.isatty() else None
+            done.append(client.download_secure_file(names[0], dest, retry_count, timeout, progress, wait,
+                                                    _Waiting(names[0])))
+        else:  # one call for all: one decision and one key unwrap for the job's files
+            done += client.download_secure_files(names, dest, retry_count, timeout,
+                                                 _ProgressBar if sys.stderr.isatty() else None, wait,
+                                                 _Waiting(", ".join(names)))
+        _record(dest, done)
+    except BaseException:
+        # All or nothing: a failure removes what this invocation already wrote.
+        for downloaded in done:
+            downloaded.path.unlink(missing_ok=True)
+        raise
+    return done
+
+
 def download(args: argparse.Namespace) -> int:
     if args.break_glass:
         # An operator's own token, under an approved break-glass grant; every download is audited.
@@ -175,22 +202,8 @@ def download(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"this job belongs to project {client.project}; --project {args.project} cannot change "
                               "that", reason="WRONG_PROJECT")
     wait = _wait_seconds(args.wait_for_checks)
-    done: list[DownloadedFile] = []
     try:
-        names = expand_names(client, args.files)
-        if args.name and len(names) > 1:
-            raise InvalidArgument("--name names one file's output variable, but the patterns match several",
-                                  reason="INVALID_ARGUMENT")
-        for name in names:
-            progress = _ProgressBar(name) if sys.stderr.isatty() else None
-            done.append(client.download_secure_file(name, dest, args.retry_count, timeout, progress, wait,
-                                                    _Waiting(name)))
-        _record(dest, done)
-    except BaseException:
-        # All or nothing: a failure removes what this invocation already wrote.
-        for downloaded in done:
-            downloaded.path.unlink(missing_ok=True)
-        raise
+        done = fetch(client, args.files, dest, args.retry_count, timeout, wait, one_name=bool(args.name))
     finally:
         client.close()
     if wants_json(args):

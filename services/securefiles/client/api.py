@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -25,7 +25,14 @@ from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.config import ClientConfig, load_config
 from securefiles.client.credentials import Session, load_session, save_session
-from securefiles.client.download import DownloadedFile, Progress, download_with_retries, prepare_destination
+from securefiles.client.download import (
+    DownloadedFile,
+    Progress,
+    download_many_once,
+    download_with_retries,
+    prepare_destination,
+    with_retries,
+)
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
 from securefiles.client.sign_in import Provider
@@ -40,6 +47,9 @@ CHUNK_BYTES = 1024 * 1024
 ROLES = {"reader": authz_pb2.READER, "user": authz_pb2.USER, "creator": authz_pb2.CREATOR,
          "administrator": authz_pb2.ADMINISTRATOR, "operator": authz_pb2.OPERATOR,
          "orchestrator": authz_pb2.ORCHESTRATOR}
+
+
+T = TypeVar("T")
 
 
 def _duration(seconds: int | None) -> Duration | None:
@@ -239,21 +249,42 @@ class SecureFilesClient(IdentityCalls):
         """As a pipeline job: download `name` into directory `dest` and return where it is.
 
         With `wait_for_checks` (seconds), keep polling while the file's checks are pending."""
-        deadline = time.monotonic() + wait_for_checks
-        delay = 0.2
-        while True:
+        return _while_pending(lambda: download_with_retries(
+            self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout, progress,
+        ), wait_for_checks, on_pending)
+
+    def download_secure_files(
+        self, names: list[str], dest: Path, retry_count: int = 8, timeout: float | None = None,
+        progress: Callable[[str], Progress | None] | None = None, wait_for_checks: float = 0,
+        on_pending: Callable[[FailedPrecondition], None] | None = None,
+    ) -> list[DownloadedFile]:
+        """As a pipeline job: download several files into `dest` in one call (decided and unwrapped
+        together); all of them, or none. A storage that predates the call gets one call per file."""
+        resources = [self.file_resource(name) for name in dict.fromkeys(names)]
+
+        def attempt() -> list[DownloadedFile]:
             try:
-                return download_with_retries(
-                    self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout,
-                    progress,
-                )
-            except FailedPrecondition as pending:
-                if pending.reason != "CHECKS_PENDING" or time.monotonic() + delay > deadline:
-                    raise
-                if on_pending is not None:
-                    on_pending(pending)
-                time.sleep(delay)
-                delay = min(delay * 1.5, 5.0)
+                return download_many_once(self._transport, resources, prepare_destination(dest), timeout, progress)
+            except SecureFilesError as error:
+                if error.reason == "UNIMPLEMENTED":
+                    raise _NoBatchDownload from None  # not retried: it will not be there the next time either
+                raise
+
+        try:
+            return _while_pending(lambda: with_retries(attempt, retry_count), wait_for_checks, on_pending)
+        except _NoBatchDownload:
+            pass
+        done: list[DownloadedFile] = []
+        try:
+            for name in dict.fromkeys(names):
+                done.append(self.download_secure_file(name, dest, retry_count, timeout,
+                                                      progress(name) if progress else None, wait_for_checks,
+                                                      on_pending))
+        except BaseException:
+            for downloaded in done:
+                downloaded.path.unlink(missing_ok=True)
+            raise
+        return done
 
     # -- projects, roles, pipelines, runs, tokens -------------------------------------
 
@@ -538,6 +569,27 @@ class SecureFilesClient(IdentityCalls):
             except SecureFilesError:
                 result[service] = "UNREACHABLE"
         return result
+
+
+class _NoBatchDownload(Exception):
+    """The storage service predates `DownloadSecureFiles`."""
+
+
+def _while_pending(download: Callable[[], T], wait_for_checks: float,
+                   on_pending: Callable[[FailedPrecondition], None] | None) -> T:
+    """`download()`, polled again while checks are pending, for at most `wait_for_checks` seconds."""
+    deadline = time.monotonic() + wait_for_checks
+    delay = 0.2
+    while True:
+        try:
+            return download()
+        except FailedPrecondition as pending:
+            if pending.reason != "CHECKS_PENDING" or time.monotonic() + delay > deadline:
+                raise
+            if on_pending is not None:
+                on_pending(pending)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
 
 
 class _Source:

@@ -3,60 +3,51 @@
 Each entry carries the SHA-256 of the previous one, so an edited, deleted or reordered
 entry breaks the chain (`verify`). A single head row is locked while appending, so
 writers on several replicas (PostgreSQL) or processes (SQLite) keep one chain.
-If an entry cannot be written the caller's operation fails (Vault's rule).
+If an entry cannot be written the caller's operation fails (Vault's rule). Each complete
+block of entries is sealed as it is written (see audit_records.py), which makes `verify` fast.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import hashlib
-import hmac
 import json
+import logging
+import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from securefiles.common.audit_records import (
+    ALLOW,
+    DENY,
+    FAIL,
+    SEAL_BLOCK,
+    AuditEntry,
+    Head,
+    Verification,
+    audit_archive,
+    audit_events,
+    audit_head,
+    audit_seals,
+    audit_witnesses,
+    block_rows_sql,
+    entry_of,
+    metadata,
+    seal_of,
+)
+from securefiles.common.audit_verify import verify_chain
 from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.group_commit import DEFAULT_MAX_BATCH, GroupCommit
 from securefiles.common.metrics import AUDIT_APPEND, DECISIONS
 
-metadata = MetaData()
+__all__ = ["ALLOW", "DENY", "FAIL", "AuditEntry", "AuditLog", "Head", "Verification", "audit_archive",
+           "audit_events", "audit_head", "audit_seals", "audit_witnesses", "metadata"]
 
-audit_events = Table(
-    "audit_events", metadata,
-    Column("sequence", Integer, primary_key=True, autoincrement=False),
-    Column("time", DateTime(timezone=True), nullable=False),
-    Column("service", String(64), nullable=False),
-    Column("principal", String(512), nullable=False),
-    Column("action", String(128), nullable=False),
-    Column("resource", String(1024), nullable=False),
-    Column("decision", String(8), nullable=False),
-    Column("reason", String(256), nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("details", Text, nullable=False),
-    Column("previous_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-
-audit_head = Table(
-    "audit_head", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("sequence", Integer, nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-
-# Other services' chain heads, as this service saw them: a chain cannot prove its own tail (whoever
-# can write its database can cut it and reset the head), so each head is witnessed elsewhere.
-audit_witnesses = Table(
-    "audit_witnesses", metadata,
-    Column("service", String(64), primary_key=True),
-    Column("sequence", Integer, primary_key=True, autoincrement=False),
-    Column("hash", String(64), nullable=False),
-    Column("witnessed_at", DateTime(timezone=True), nullable=False),
-)
-
-ALLOW, DENY, FAIL = "ALLOW", "DENY", "FAIL"
+log = logging.getLogger("securefiles.audit")
 
 # Built once: the audit append runs on every audited RPC.
 _LOCK_HEAD = select(audit_head.c.sequence, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
@@ -64,80 +55,65 @@ _INSERT_EVENT = audit_events.insert()
 _INSERT_HEAD = audit_head.insert()
 _UPDATE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
     sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    sequence: int
-    time: dt.datetime
-    service: str
-    principal: str
-    action: str
-    resource: str
-    decision: str
-    reason: str
-    request_id: str
-    details: dict[str, str] = field(default_factory=dict)
-    previous_hash: str = ""
-    hash: str = ""
-
-    def computed_hash(self, key: bytes | None = None) -> str:
-        """SHA-256 of the entry, or HMAC-SHA256 under the service's audit key: without the key,
-        someone who can write the database cannot recompute a consistent chain."""
-        body = {
-            "sequence": self.sequence, "time": self.time.astimezone(dt.UTC).isoformat(),
-            "service": self.service, "principal": self.principal, "action": self.action,
-            "resource": self.resource, "decision": self.decision, "reason": self.reason,
-            "request_id": self.request_id, "details": self.details, "previous_hash": self.previous_hash,
-        }
-        encoded = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-        if key:
-            return hmac.new(key, encoded, hashlib.sha256).hexdigest()
-        return hashlib.sha256(encoded).hexdigest()
-
-
-@dataclass(frozen=True)
-class Verification:
-    intact: bool
-    checked: int
-    first_bad_sequence: int = 0
-    problem: str = ""
-    unaccounted: int = 0
-
-
-@dataclass(frozen=True)
-class Head:
-    service: str
-    sequence: int
-    hash: str
-    witnessed_at: dt.datetime | None = None
+_INSERT_SEAL = audit_seals.insert()
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _entry(m: Mapping[str, object]) -> AuditEntry:
-    time = m["time"]
-    assert isinstance(time, dt.datetime)
-    return AuditEntry(
-        sequence=int(m["sequence"]), time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),  # type: ignore[arg-type]
-        service=str(m["service"]), principal=str(m["principal"]), action=str(m["action"]),
-        resource=str(m["resource"]), decision=str(m["decision"]), reason=str(m["reason"]),
-        request_id=str(m["request_id"]), details=json.loads(str(m["details"])),
-        previous_hash=str(m["previous_hash"]), hash=str(m["hash"]),
-    )
+def seal_complete_blocks(conn: Connection, key: bytes | None, before: int, after: int) -> None:
+    """Seal every block that the entries `before`+1..`after` (just written, in this transaction)
+    completed."""
+    block_sql = text(block_rows_sql(conn.dialect.name))
+    for last in range((before // SEAL_BLOCK + 1) * SEAL_BLOCK, after + 1, SEAL_BLOCK):
+        first = last - SEAL_BLOCK + 1
+        block = conn.execute(block_sql, {"first": first, "last": last}).scalar() or ""
+        conn.execute(_INSERT_SEAL, {"first_sequence": first, "last_sequence": last,
+                                    "seal": seal_of(key, first, last, block)})
+
+
+class _HeadTaken(Exception):
+    """The chain's first entry was written by another replica meanwhile."""
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """What a caller says about one entry; the writer numbers, times and chains it."""
+
+    principal: str
+    action: str
+    resource: str
+    decision: str
+    reason: str
+    request_id: str
+    details: dict[str, str]
 
 
 class AuditLog:
-    """One service's chain."""
+    """One service's chain. Appends go through one writer thread (`GroupCommit`): callers on the
+    event loop await `append`, callers in threads block on `record`; either way an entry is
+    durable before the call returns. Entries that queue up while one transaction commits share
+    the next (up to `max_batch`): one head-row lock and one commit (one fsync on PostgreSQL) for
+    many callers."""
 
     def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
-                 key: bytes | None = None) -> None:
+                 key: bytes | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self._engine = engine
         self.service = service
         self._clock = clock
         self._key = key
+        self._commits: GroupCommit[_Fields, AuditEntry] = GroupCommit(
+            self._append_batch, name=f"audit-{service}", max_batch=max_batch)
+
+    def submit(
+        self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> Future[AuditEntry]:
+        """Queue one entry; the future resolves once it is durable, or fails with why it is not."""
+        return self._commits.submit(_Fields(
+            principal[:512], action[:128], resource[:1024], decision, reason[:256], request_id[:64],
+            {k: str(v)[:512] for k, v in (details or {}).items()}))
 
     @property
     def engine(self) -> Engine:
@@ -147,37 +123,62 @@ class AuditLog:
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
         details: Mapping[str, str] | None = None,
     ) -> AuditEntry:
-        """Append one entry; raises if it cannot be written."""
+        """Append one entry and wait until it is durable; raises if it cannot be written. Blocks:
+        for threads and start-up code (the event loop awaits `append`)."""
         with AUDIT_APPEND.time():
-            for _attempt in range(5):
-                try:
-                    entry = self._append(principal, action, resource, decision, reason, request_id, details)
-                except IntegrityError:
-                    continue  # another replica created the head row first; take the lock and retry
-                DECISIONS.labels(entry.action, decision, reason[:256]).inc()
-                return entry
+            entry = self.submit(principal, action, resource, decision, reason, request_id, details).result()
+        DECISIONS.labels(entry.action, decision, reason[:256]).inc()
+        return entry
+
+    async def append(
+        self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> AuditEntry:
+        """`record` for the event loop: the loop serves other calls while the entry is written."""
+        with AUDIT_APPEND.time():
+            entry = await asyncio.wrap_future(self.submit(principal, action, resource, decision, reason, request_id,
+                                                          details))
+        DECISIONS.labels(entry.action, decision, reason[:256]).inc()
+        return entry
+
+    @property
+    def transactions(self) -> int:
+        """How many transactions have written entries so far (entries per transaction = group commit)."""
+        return self._commits.batches
+
+    def _append_batch(self, batch: list[_Fields]) -> list[AuditEntry]:
+        for _attempt in range(5):
+            try:
+                return self._append_once(batch)
+            except _HeadTaken:
+                continue  # another replica created the head row first; take the lock and retry
         raise RuntimeError("audit chain is contended; entry not written")
 
-    def _append(
-        self, principal: str, action: str, resource: str, decision: str, reason: str, request_id: str,
-        details: Mapping[str, str] | None,
-    ) -> AuditEntry:
+    def _append_once(self, batch: list[_Fields]) -> list[AuditEntry]:
+        """The entries of `batch`, chained in order after the head, in one transaction."""
         with write_transaction(self._engine, is_audit_entry=True) as conn:
             head = conn.execute(_LOCK_HEAD).first()
             sequence, previous = (head.sequence, head.hash) if head else (0, "")
-            entry = AuditEntry(
-                sequence=sequence + 1, time=self._clock(), service=self.service, principal=principal[:512],
-                action=action[:128], resource=resource[:1024], decision=decision, reason=reason[:256],
-                request_id=request_id[:64], details={k: str(v)[:512] for k, v in (details or {}).items()},
-                previous_hash=previous,
-            )
-            entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
-            conn.execute(_INSERT_EVENT, {**entry.__dict__, "details": json.dumps(entry.details, sort_keys=True)})
+            entries = []
+            for fields in batch:
+                entry = AuditEntry(sequence=sequence + 1, time=self._clock(), service=self.service,
+                                   previous_hash=previous, **fields.__dict__)
+                entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
+                entries.append(entry)
+                sequence, previous = entry.sequence, entry.hash
+            rows = [{**e.__dict__, "details": json.dumps(e.details, sort_keys=True)} for e in entries]
             if head is None:
-                conn.execute(_INSERT_HEAD, {"id": 1, "sequence": entry.sequence, "hash": entry.hash})
+                # No head row to lock yet: two replicas may both be writing the first entry.
+                try:
+                    conn.execute(_INSERT_EVENT, rows)
+                    conn.execute(_INSERT_HEAD, {"id": 1, "sequence": sequence, "hash": previous})
+                except IntegrityError:
+                    raise _HeadTaken from None
             else:
-                conn.execute(_UPDATE_HEAD, {"new_sequence": entry.sequence, "new_hash": entry.hash})
-        return entry
+                conn.execute(_INSERT_EVENT, rows)
+                conn.execute(_UPDATE_HEAD, {"new_sequence": sequence, "new_hash": previous})
+            seal_complete_blocks(conn, self._key, entries[0].sequence - 1, sequence)
+        return entries
 
     def list(self, after: int, limit: int, resource_prefix: str = "", principal: str = "") -> list[AuditEntry]:
         query = select(audit_events).where(audit_events.c.sequence > after)
@@ -187,7 +188,7 @@ class AuditLog:
             query = query.where(audit_events.c.principal == principal)
         with read_transaction(self._engine) as conn:
             rows = conn.execute(query.order_by(audit_events.c.sequence).limit(limit)).all()
-        return [_entry(r._mapping) for r in rows]
+        return [entry_of(r._mapping) for r in rows]
 
     def head(self) -> Head:
         with read_transaction(self._engine) as conn:
@@ -218,10 +219,44 @@ class AuditLog:
         at = row.witnessed_at
         return Head(service, row.sequence, row.hash, at if at.tzinfo else at.replace(tzinfo=dt.UTC))
 
+    def archive(self, before: dt.datetime, max_blocks: int = 100) -> int:
+        """Move sealed blocks whose newest entry is older than `before` from `audit_events` to
+        `audit_archive`, oldest first, one block per transaction; how many entries moved. A block
+        whose rows no longer match its seal stays where it is (`verify` reports it)."""
+        archived = 0
+        for _ in range(max_blocks):
+            try:
+                with write_transaction(self._engine, is_audit_entry=True) as conn:
+                    moved = self._archive_oldest_block(conn, before)
+            except IntegrityError:
+                continue  # another replica archived this block meanwhile
+            if not moved:
+                return archived
+            archived += moved
+        return archived
+
+    def _archive_oldest_block(self, conn: Connection, before: dt.datetime) -> int:
+        seal = conn.execute(select(audit_seals).order_by(audit_seals.c.first_sequence).limit(1)).first()
+        if seal is None:
+            return 0
+        first, last = seal.first_sequence, seal.last_sequence
+        newest = conn.execute(select(audit_events.c.time).where(audit_events.c.sequence == last)).scalar()
+        if newest is None or (newest if newest.tzinfo else newest.replace(tzinfo=dt.UTC)) >= before:
+            return 0
+        block = conn.execute(text(block_rows_sql(conn.dialect.name)), {"first": first, "last": last}).scalar() or ""
+        if seal_of(self._key, first, last, block) != seal.seal:
+            log.error("an audit block does not match its seal; it is not archived", extra={"first": first})
+            return 0
+        conn.execute(audit_archive.insert(), {"first_sequence": first, "last_sequence": last, "seal": seal.seal,
+                                              "rows": zlib.compress(block.encode()), "archived_at": self._clock()})
+        conn.execute(delete(audit_events).where(audit_events.c.sequence.between(first, last)))
+        conn.execute(delete(audit_seals).where(audit_seals.c.first_sequence == first))
+        return last - first + 1
+
     def verify(self, witnessed: Head | None = None) -> Verification:
         """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head;
         and the head another service witnessed is still in it, with the same hash."""
-        result = self._verify_chain(witnessed)
+        result = verify_chain(self._engine, self._key, witnessed)
         if not result.intact or witnessed is None or witnessed.sequence <= 0:
             return result
         if result.checked < witnessed.sequence:
@@ -230,25 +265,3 @@ class AuditLog:
                                 f"latest entries missing: {missing} witnessed elsewhere are unaccounted for",
                                 unaccounted=missing)
         return result
-
-    def _verify_chain(self, witnessed: Head | None) -> Verification:
-        previous_hash, expected_sequence, checked = "", 1, 0
-        with read_transaction(self._engine) as conn:
-            head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
-            for row in conn.execute(select(audit_events).order_by(audit_events.c.sequence)):
-                entry = _entry(row._mapping)
-                checked += 1
-                if witnessed is not None and entry.sequence == witnessed.sequence and entry.hash != witnessed.hash:
-                    return Verification(False, checked, entry.sequence, "entry replaced after another service "
-                                                                        "witnessed it")
-                if entry.sequence != expected_sequence:
-                    return Verification(False, checked, expected_sequence, "entry missing")
-                if entry.computed_hash(self._key) != entry.hash:
-                    return Verification(False, checked, entry.sequence, "entry edited")
-                if entry.previous_hash != previous_hash:
-                    return Verification(False, checked, entry.sequence, "entries reordered or replaced")
-                previous_hash, expected_sequence = entry.hash, expected_sequence + 1
-        head_sequence, head_hash = (head.sequence, head.hash) if head else (0, "")
-        if head_sequence != expected_sequence - 1 or head_hash != previous_hash:
-            return Verification(False, checked, expected_sequence, "latest entries missing")
-        return Verification(True, checked)

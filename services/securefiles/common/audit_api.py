@@ -9,6 +9,7 @@ import grpc
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.common.audit import AuditEntry, AuditLog, Head
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.interceptors import current_principal
 from securefiles.common.principal import Principal
@@ -43,9 +44,10 @@ def event_message(entry: AuditEntry) -> audit_pb2.AuditEvent:
 class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
     """Operators read and verify the chain; nobody can write through the API."""
 
-    def __init__(self, log: AuditLog, require_reader: ReaderCheck) -> None:
+    def __init__(self, log: AuditLog, require_reader: ReaderCheck, database: DatabaseThreads) -> None:
         self._log = log
         self._require_reader = require_reader
+        self._db = database
 
     async def ListAuditEvents(
         self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
@@ -59,7 +61,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
             raise InvalidArgument("after_sequence must not be negative", reason="INVALID_SEQUENCE")
         after = max(int(request.page_token or 0), request.after_sequence)
         limit = min(request.page_size or 100, MAX_PAGE)
-        entries = self._log.list(after, limit + 1, request.resource_prefix, request.principal)
+        entries = await self._db.run(self._log.list, after, limit + 1, request.resource_prefix, request.principal)
         more = len(entries) > limit
         entries = entries[:limit]
         return audit_pb2.ListAuditEventsResponse(
@@ -73,6 +75,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         await self._require_reader(current_principal())
         witnessed = Head(self._log.service, request.witnessed_sequence, request.witnessed_hash) if (
             request.witnessed_sequence > 0) else None
+        # A walk of the whole chain: a thread of its own, not one of the pool's for short calls.
         result = await asyncio.to_thread(self._log.verify, witnessed)
         return audit_pb2.VerifyAuditLogResponse(
             intact=result.intact, events_checked=result.checked, first_bad_sequence=result.first_bad_sequence,
@@ -83,7 +86,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         self, request: audit_pb2.GetAuditHeadRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.AuditHead:
         _require_service()
-        return head_message(self._log.head())
+        return head_message(await self._db.run(self._log.head))
 
     async def WitnessAuditHead(
         self, request: audit_pb2.WitnessAuditHeadRequest, context: grpc.aio.ServicerContext
@@ -92,11 +95,12 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         head = request.head
         if not head.service or len(head.service) > 64 or head.sequence < 0 or len(head.hash) > 64:
             raise InvalidArgument("head must name a service, a sequence and a hash", reason="INVALID_HEAD")
-        self._log.witness(Head(head.service, head.sequence, head.hash))
-        return head_message(self._log.head())
+        await self._db.run(self._log.witness, Head(head.service, head.sequence, head.hash))
+        return head_message(await self._db.run(self._log.head))
 
     async def GetWitnessedHead(
         self, request: audit_pb2.GetWitnessedHeadRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.AuditHead:
         await self._require_reader(current_principal())
-        return head_message(self._log.latest_witness(request.service) or Head(request.service, 0, ""))
+        witnessed = await self._db.run(self._log.latest_witness, request.service)
+        return head_message(witnessed or Head(request.service, 0, ""))

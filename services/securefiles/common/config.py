@@ -50,6 +50,12 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{PREFIX}{name} must be an integer") from None
 
 
+def _at_least_one(value: int, name: str) -> int:
+    if value < 1:
+        raise ConfigError(f"{PREFIX}{name} must be at least 1")
+    return value
+
+
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(PREFIX + name)
     if raw in (None, ""):
@@ -116,6 +122,11 @@ class ServerSettings:
     signing_keys_max_age: float
     database_busy_timeout: float
     audit_key: bytes | None
+    database_threads: int = 8  # the pool that keeps database work off the event loop (common/db_threads.py)
+    # Housekeeping (common/housekeeping.py): audit entries older than this many days are archived
+    # (0: never), every `retention_interval` seconds (0: no housekeeping).
+    audit_retention_days: int = 365
+    retention_interval: int = 3600
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -143,6 +154,9 @@ class ServerSettings:
             signing_keys_max_age=float(env_int(env, "SIGNING_KEYS_MAX_AGE_SECONDS", 300)),
             database_busy_timeout=float(env_int(env, "DATABASE_BUSY_TIMEOUT_SECONDS", 15)),
             audit_key=_audit_key(env),
+            database_threads=_at_least_one(env_int(env, "DATABASE_THREADS", 8), "DATABASE_THREADS"),
+            audit_retention_days=env_int(env, "AUDIT_RETENTION_DAYS", 365),
+            retention_interval=env_int(env, "RETENTION_INTERVAL_SECONDS", 3600),
             limits=LimitSettings(
                 max_streams_per_caller=env_int(env, "MAX_STREAMS_PER_CALLER", 16),
                 requests_per_second=float(env_int(env, "REQUESTS_PER_SECOND", 200)),

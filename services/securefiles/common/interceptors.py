@@ -11,9 +11,11 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import grpc
@@ -38,7 +40,9 @@ log = logging.getLogger("securefiles.rpc")
 principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 audit_note_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("audit_note", default=None)
-_audit_now_var: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("audit_now", default=None)
+_allow_var: contextvars.ContextVar[_AllowOnce | None] = contextvars.ContextVar("allow_once", default=None)
+_items_var: contextvars.ContextVar[list[tuple[str, dict[str, str]]] | None] = contextvars.ContextVar(
+    "audit_items", default=None)
 
 # Reachable with a verified client certificate alone (the TLS handshake authenticated it).
 UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -64,13 +68,80 @@ def audit_note(resource: str | None = None, **details: object) -> None:
     note.update({k: str(v) for k, v in details.items()})
 
 
-def audit_now(resource: str | None = None, **details: object) -> None:
+def audit_items(items: Sequence[tuple[str, Mapping[str, object]]]) -> None:
+    """The current RPC acts on several things (a batch): its ALLOW is one entry per item (resource,
+    facts), all written before its result goes out. A refusal stays one entry."""
+    _items_var.set([(resource, {k: str(v) for k, v in details.items()}) for resource, details in items])
+
+
+async def audit_now(resource: str | None = None, **details: object) -> None:
     """Write the current RPC's ALLOW entry now, before an irreversible change (Vault's rule: no
     entry, no change). Raises UNAVAILABLE if it cannot be written."""
     audit_note(resource, **details)
-    record = _audit_now_var.get()
-    if record is not None:
-        record()
+    allow = _allow_var.get()
+    if allow is not None:
+        await allow.wait()
+
+
+class _AllowOnce:
+    """The ALLOW entry of one call: written once, by whoever asks first (the call's end, `audit_now`
+    on the loop, or the before-first-write hook in a database thread); the others wait for the same
+    entry. One that could not be written is tried again by the next who asks."""
+
+    def __init__(self, write: Callable[[], Future[object]]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._entry: Future[object] | None = None
+
+    def _started(self) -> Future[object]:
+        with self._lock:
+            entry = self._entry
+            if entry is None or (entry.done() and (entry.cancelled() or entry.exception() is not None)):
+                entry = self._entry = self._write()
+            return entry
+
+    def blocking(self) -> None:
+        """In a database thread, right before the call's first write."""
+        _unavailable_unless_written(self._started())
+
+    async def wait(self) -> None:
+        entry = self._started()
+        await asyncio.wait([asyncio.wrap_future(entry)])
+        _unavailable_unless_written(entry)
+
+
+def _all_written(entries: list[Future[object]]) -> Future[object]:
+    """One future for several entries: done once all are, failed if any failed."""
+    if len(entries) == 1:
+        return entries[0]
+    combined: Future[object] = Future()
+    remaining = [len(entries)]
+    lock = threading.Lock()
+
+    def one_done(_entry: Future[object]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        failed = [e for e in entries if e.cancelled() or e.exception() is not None]
+        if not failed:
+            combined.set_result(None)
+        elif failed[0].cancelled():
+            combined.cancel()
+        else:
+            combined.set_exception(failed[0].exception())  # type: ignore[arg-type]
+
+    for entry in entries:
+        entry.add_done_callback(one_done)
+    return combined
+
+
+def _unavailable_unless_written(entry: Future[object]) -> None:
+    try:
+        entry.result()
+    except Exception:
+        log.error("audit entry could not be written", exc_info=True)
+        raise Unavailable("the audit log cannot be written; operation refused", reason="AUDIT_UNAVAILABLE") from None
 
 
 _RESOURCE_FIELDS = ("name", "resource", "parent", "key_ring", "scope", "pipeline")
@@ -196,6 +267,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                      ) -> None:
         principal_var.set(None)
         audit_note_var.set({"resource": _resource_of(request)})
+        _items_var.set(None)
         request_id = ""
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id":
@@ -244,18 +316,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         """Denials and failures are audited for every method, reads included."""
         return self._accountable(method, authenticate)
 
-    def _record(self, method: str, decision: str, reason: str = "") -> None:
-        """Append the audit entry of this RPC; raises if it cannot be written."""
+    def _submit(self, method: str, decision: str, reason: str = "") -> Future[object]:
+        """Queue the audit entry of this RPC, or of each of its items (its future resolves once
+        the entries are durable)."""
         assert self._audit is not None
         principal = principal_var.get()
         note = dict(audit_note_var.get() or {})
         resource = note.pop("resource", "")
-        self._audit.record(
-            principal.name if principal else "anonymous", method.rsplit("/", 1)[-1], resource, decision, reason,
-            request_id_var.get(), note,
-        )
+        items = (_items_var.get() if decision == ALLOW else None) or [(resource, {})]
+        who = principal.name if principal else "anonymous"
+        action, request_id = method.rsplit("/", 1)[-1], request_id_var.get()
+        return _all_written([  # type: ignore[arg-type]
+            self._audit.submit(who, action, item, decision, reason, request_id, {**note, **details})
+            for item, details in items])
 
-    def _record_outcome(self, method: str, error: BaseException, context: grpc.aio.ServicerContext) -> None:
+    async def _record_outcome(self, method: str, error: BaseException, context: grpc.aio.ServicerContext) -> None:
         """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""
         if isinstance(error, SecureFilesError) and error.reason in ("RATE_LIMITED", "TOO_MANY_STREAMS"):
             return  # a flood must not flood the audit log too; the access log has it
@@ -277,17 +352,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         else:
             decision, reason = FAIL, "INTERNAL"
         try:
-            self._record(method, decision, reason)
+            await asyncio.wrap_future(self._submit(method, decision, reason))
         except Exception:
             log.error("audit entry could not be written", exc_info=True, extra={"method": method})
-
-    def _allow(self, method: str) -> None:
-        try:
-            self._record(method, ALLOW)
-        except Exception:
-            log.error("audit entry could not be written", exc_info=True, extra={"method": method})
-            raise Unavailable("the audit log cannot be written; operation refused",
-                              reason="AUDIT_UNAVAILABLE") from None
 
     async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
         if isinstance(error, SecureFilesError):
@@ -320,30 +387,25 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             release = _no_release
-            recorded = False
-
-            def record_now() -> None:
-                nonlocal recorded
-                call_before_first_write(None)  # one ALLOW entry, whoever asks first
-                if audited and not recorded:
-                    self._allow(method)
-                    recorded = True
+            allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
 
             try:
                 await self._begin(context, authenticate, request, method)
-                _audit_now_var.set(record_now)
-                if audited and method.rsplit("/", 1)[-1] in self._audit_before_writes:
-                    call_before_first_write(record_now)
+                _allow_var.set(allow)
+                if allow is not None and method.rsplit("/", 1)[-1] in self._audit_before_writes:
+                    call_before_first_write(allow.blocking)
                 release = self._admit(not _is_message(request), context, method)
                 response = await behavior(request, context)
-                record_now()
+                call_before_first_write(None)
+                if allow is not None:
+                    await allow.wait()
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as raised:
                 call_before_first_write(None)  # a refused call has one entry, and it is not ALLOW
                 error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
-                    self._record_outcome(method, error, context)
+                    await self._record_outcome(method, error, context)
                 await self._fail(context, error, method)
                 raise  # unreachable: abort raises
             finally:
@@ -364,26 +426,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             allowed = False
             release = _no_release
+            allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
             try:
                 await self._begin(context, authenticate, request, method)
+                _allow_var.set(allow)
                 release = self._admit(True, context, method)
                 # The message lives in a slot it leaves as it is yielded: while gRPC sends it,
                 # this frame keeps no second reference to a (1 MiB) chunk alive.
                 held: dict[str, Any] = {}
                 async for held["message"] in behavior(request, context):
-                    if audited and not allowed:
+                    if allow is not None and not allowed:
                         # Recorded before the first message leaves: no audit entry, no content.
-                        self._allow(method)
+                        await allow.wait()
                         allowed = True
                     yield held.pop("message")
-                if audited and not allowed:
-                    self._allow(method)
+                if allow is not None and not allowed:
+                    await allow.wait()
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as raised:
                 error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
-                    self._record_outcome(method, error, context)
+                    await self._record_outcome(method, error, context)
                 await self._fail(context, error, method)
                 raise
             finally:

@@ -24,6 +24,7 @@ from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.common.audit import AuditLog
 from securefiles.common.audit_api import WITNESS_METHODS, AuditLogServicer, ReaderCheck
 from securefiles.common.config import ServerSettings
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
 from securefiles.common.limits import CallerLimits, LimitSettings
@@ -67,6 +68,7 @@ def create_server(
     audit_before_writes: frozenset[str] | None = None,
     public_methods: frozenset[str] = frozenset(),
     readiness: Mapping[str, ReadinessCheck] | None = None,
+    database: DatabaseThreads | None = None,
 ) -> RunningServer:
     """Build a TLS server with health, optional reflection, the audit log service and our
     interceptor; bind its public (server TLS) and internal (mutual TLS) ports. `readiness`: the
@@ -91,7 +93,8 @@ def create_server(
         add(servicer, server)
     names = tuple(service_names)
     if audit is not None and audit_reader is not None:
-        audit_pb2_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(audit, audit_reader), server)
+        audit_pb2_grpc.add_AuditLogServiceServicer_to_server(
+            AuditLogServicer(audit, audit_reader, database or DatabaseThreads(2, "audit-reads")), server)
         names += (audit_pb2.DESCRIPTOR.services_by_name["AuditLogService"].full_name,)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

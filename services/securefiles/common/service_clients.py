@@ -119,6 +119,12 @@ class AuthzClient:
         assert isinstance(response, authz_pb2.AuthorizeUseResponse)
         return response.run
 
+    async def authorize_uses(self, job_token: str, resources: Sequence[str]) -> str:
+        request = authz_pb2.BatchAuthorizeUseRequest(job_token=job_token, resources=list(resources))
+        response = await _call(self._stub.BatchAuthorizeUse, request, "authz", self._timeout)
+        assert isinstance(response, authz_pb2.BatchAuthorizeUseResponse)
+        return response.run
+
     async def authorize_break_glass(self, principal: str, resource: str) -> str:
         """The access request that covers `principal` downloading `resource`, or a denial."""
         request = authz_pb2.AuthorizeBreakGlassRequest(principal=principal, resource=resource)
@@ -182,6 +188,22 @@ class KmsClient:
         response = await _call(self._stub.DecryptDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.DecryptDataKeyResponse)
         return response.plaintext
+
+    async def decrypt_data_keys(self, keys: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[bytes]:
+        request = kms_pb2.BatchDecryptDataKeysRequest(key_ring=self._key_ring, keys=[
+            kms_pb2.WrappedDataKey(wrapped_key=wrapped, encryption_context=dict(context)) for wrapped, context in keys])
+        response = await _call(self._stub.BatchDecryptDataKeys, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.BatchDecryptDataKeysResponse)
+        return [key.plaintext for key in response.keys]
+
+    async def reencrypt_data_keys(
+        self, keys: Sequence[tuple[bytes, Mapping[str, str]]]
+    ) -> list[kms_pb2.ReEncryptDataKeyResult]:
+        request = kms_pb2.BatchReEncryptDataKeysRequest(key_ring=self._key_ring, keys=[
+            kms_pb2.WrappedDataKey(wrapped_key=wrapped, encryption_context=dict(context)) for wrapped, context in keys])
+        response = await _call(self._stub.BatchReEncryptDataKeys, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.BatchReEncryptDataKeysResponse)
+        return list(response.results)
 
     async def list_key_versions(self) -> list[kms_pb2.KeyVersion]:
         request = kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring)

@@ -13,6 +13,8 @@ from securefiles import __version__
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_optional, env_str
 from securefiles.common.db import make_engine, ping
+from securefiles.common.db_threads import DatabaseThreads
+from securefiles.common.housekeeping import Job, archive_audit, keep_house
 from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -82,8 +84,9 @@ def load_root(settings: KmsSettings) -> RootKey:
     return FileRootKey(load_root_key(settings.root_key_file.read_bytes()))
 
 
-def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
-    """Wire the kms service (call inside the event loop); rotate on deploy if needed."""
+def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient, list[Job]]:
+    """Wire the kms service (call inside the event loop); rotate on deploy if needed. Returns the
+    server, its client of authz, and its housekeeping."""
     upgrade("kms", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     audit = AuditLog(engine, f"kms-{settings.region}", key=settings.server.audit_key)
@@ -96,9 +99,11 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
                      details={"deployment_id": settings.deployment_id})
     log.info("key ring ready", extra={"region": settings.region, "primary": record.name, "rotated": created})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
+    database = DatabaseThreads(settings.server.database_threads, "kms-db")
     running = create_server(
         service="kms",
-        registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server, KeyManagementServicer(ring, authz))],
+        registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server,
+                        KeyManagementServicer(ring, authz, database))],
         service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name],
         tls=settings.server.tls,
         authenticator=Authenticator(
@@ -119,15 +124,18 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient]:
         # rotation, whose entry names the version the database numbered (it takes nothing away).
         audit_before_writes=frozenset(m.name for m in kms_pb2.DESCRIPTOR.services_by_name[
             "KeyManagementService"].methods) - {"RotateKey"},
+        database=database,
     )
-    return running, authz
+    return running, authz, [archive_audit(audit, database, settings.server.audit_retention_days)]
 
 
 async def serve(settings: KmsSettings) -> None:
-    running, authz = build(settings)
-    await run_until_signalled(
-        running, settings.server, on_stop=authz.close
-    )
+    running, authz, housekeeping = build(settings)
+    background = asyncio.create_task(keep_house(housekeeping, settings.server.retention_interval))
+    try:
+        await run_until_signalled(running, settings.server, on_stop=authz.close)
+    finally:
+        background.cancel()
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from securefiles.common.config import (
     parse_endpoints,
 )
 from securefiles.common.db import make_engine, ping
+from securefiles.common.db_threads import DatabaseThreads
+from securefiles.common.housekeeping import archive_audit, keep_house
 from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
@@ -131,15 +133,20 @@ class StorageApp:
     rewrapper: DataKeyRewrapper
     audit: AuditLog
     parser: ParserPool
+    database: DatabaseThreads
     rewrap_interval: int
     purge_retry_interval: int
     audit_witness_interval: int = 60
+    audit_retention_days: int = 365
+    retention_interval: int = 3600
     expiry: ExpiryAlerts | None = None
     expiry_interval: int = 0
     notifier: WebhookNotifier | LogOnlyNotifier | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_background_work(self) -> None:
+        self._background.append(asyncio.create_task(keep_house(
+            [archive_audit(self.audit, self.database, self.audit_retention_days)], self.retention_interval)))
         if self.expiry is not None and self.expiry_interval > 0:
             self._background.append(asyncio.create_task(self._alert_expiry_periodically()))
         if self.rewrap_interval > 0:
@@ -156,8 +163,8 @@ class StorageApp:
         while True:
             for peer in peers:
                 try:
-                    self.audit.witness(await peer.head())
-                    await peer.witness(self.audit.head())
+                    await self.database.run(self.audit.witness, await peer.head())
+                    await peer.witness(await self.database.run(self.audit.head))
                 except Exception:
                     log.warning("audit heads could not be exchanged; will retry", exc_info=True,
                                 extra={"peer": peer.service})
@@ -183,7 +190,7 @@ class StorageApp:
                 log.warning("background rewrap failed; will retry", exc_info=True)
                 continue
             if report.rewrapped or report.failed:
-                self.audit.record("service:storage", "RewrapDataKeys", "regions/-", ALLOW, details={
+                await self.audit.append("service:storage", "RewrapDataKeys", "regions/-", ALLOW, details={
                     "rewrapped": str(report.rewrapped), "failed": str(report.failed), "trigger": "background"})
 
     async def _settle_purges_periodically(self) -> None:
@@ -207,15 +214,18 @@ class StorageApp:
         await self.parser.close()
         if self.notifier is not None:
             await self.notifier.close()
+        self.database.close()
 
 
-def build(settings: StorageSettings) -> StorageApp:
-    """Wire the storage service (call inside the event loop); sweep leftovers of a crash."""
+async def build(settings: StorageSettings) -> StorageApp:
+    """Wire the storage service (inside the event loop); sweep leftovers of a crash."""
     upgrade("storage", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
-    repository = SqlFileRepository(engine)
-    blobs: BlobStore = SqlBlobStore(engine) if settings.blob_store == "db" else DirectoryBlobStore(settings.blob_dir)
-    removed = blobs.sweep(repository.all_blob_keys())
+    database = DatabaseThreads(settings.server.database_threads, "storage-db")
+    repository = SqlFileRepository(engine, database)
+    blobs: BlobStore = (SqlBlobStore(engine, database) if settings.blob_store == "db"
+                        else DirectoryBlobStore(settings.blob_dir))
+    removed = await database.run(blobs.sweep, await repository.all_blob_keys())
     if removed:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
@@ -251,6 +261,7 @@ def build(settings: StorageSettings) -> StorageApp:
         # File changes call `audit_now` themselves (an upload writes blob segments before it is
         # accepted); these two have their entry written right before their first write.
         audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
+        database=database,
     )
     expiry = settings.expiry
     notifier = (WebhookNotifier(expiry.webhook_url, expiry.webhook_secret, settings.server.outbound_timeout,
@@ -263,12 +274,15 @@ def build(settings: StorageSettings) -> StorageApp:
 
     alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, lambda: dt.datetime.now(dt.UTC),
                           expiry.thresholds, events)
-    return StorageApp(running, files, authz, keys, rewrapper, audit, parser, settings.rewrap_interval,
-                      settings.purge_retry_interval, settings.audit_witness_interval, alerts, expiry.interval, notifier)
+    return StorageApp(running, files, authz, keys, rewrapper, audit, parser, database, settings.rewrap_interval,
+                      settings.purge_retry_interval, settings.audit_witness_interval,
+                      audit_retention_days=settings.server.audit_retention_days,
+                      retention_interval=settings.server.retention_interval, expiry=alerts,
+                      expiry_interval=expiry.interval, notifier=notifier)
 
 
 async def serve(settings: StorageSettings) -> None:
-    app = build(settings)
+    app = await build(settings)
     app.start_background_work()
     await run_until_signalled(
         app.running, settings.server, on_stop=app.close

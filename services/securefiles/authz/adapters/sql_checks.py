@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     String,
     Table,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from securefiles.authz.adapters.sql_repository import metadata
+from securefiles.authz.adapters.sql_repository import lock_project_numbering, metadata
 from securefiles.authz.domain.checks import (
     Approval,
     ApprovalDecision,
@@ -74,6 +75,10 @@ approvals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expire_at", DateTime(timezone=True), nullable=False),
 )
+
+# The pending approvals of a project, in order: without approval_id in it SQLite walks the primary
+# key (for the order) through every approval the project ever had.
+Index("ix_approvals_project_state", approvals.c.project, approvals.c.state, approvals.c.approval_id)
 
 approval_decisions = Table(
     "approval_decisions", metadata,
@@ -242,6 +247,7 @@ class SqlChecksRepository:
         for _attempt in range(5):
             try:
                 with write_transaction(self._engine) as conn:
+                    lock_project_numbering(conn, approval.project)
                     latest = conn.execute(select(func.max(approvals.c.approval_id)).where(
                         approvals.c.project == approval.project)).scalar()
                     created = Approval(**{**approval.__dict__, "approval_id": (latest or 0) + 1})
@@ -281,9 +287,12 @@ class SqlChecksRepository:
             found = self._approvals(conn, approvals.c.project == project, approvals.c.approval_id == approval_id)
         return found[0] if found else None
 
-    def list_approvals(self, project: str) -> list[Approval]:
+    def list_approvals(self, project: str, pending_only: bool = False) -> list[Approval]:
+        where = [approvals.c.project == project]
+        if pending_only:
+            where.append(approvals.c.state == State.PENDING.value)  # index ix_approvals_project_state
         with read_transaction(self._engine) as conn:
-            return self._approvals(conn, approvals.c.project == project)
+            return self._approvals(conn, *where)
 
     def add_decision(self, project: str, approval_id: int, decision: ApprovalDecision) -> None:
         with write_transaction(self._engine) as conn:

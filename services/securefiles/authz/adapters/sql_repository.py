@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -114,6 +115,7 @@ runs = Table(
     Column("asserted_by", String(160), nullable=False, server_default=""),
     Column("claims", Text, nullable=False, server_default="{}"),
     Index("uq_runs_external_key", "project", "external_key", unique=True),
+    Index("ix_runs_state_completed", "state", "completed_at"),  # retention finds old completed runs
 )
 
 _ALL_PIPELINES = 0
@@ -126,6 +128,15 @@ _INHERITS = select(file_inheritance).where(file_inheritance.c.scope.in_(bindpara
 _PERMISSIONS = select(pipeline_permissions.c.pipeline_id).where(
     pipeline_permissions.c.resource == bindparam("resource"))
 _GET_RUN = select(runs).where(runs.c.project == bindparam("project"), runs.c.run_id == bindparam("run_id"))
+
+
+def lock_project_numbering(conn: Connection, project: str) -> None:
+    """Number a project's runs (or approvals) one transaction at a time: the next number is the
+    highest plus one, and concurrent requests (served by several database threads, or replicas)
+    would all read the same highest. SQLite's write lock already serializes writers; on PostgreSQL
+    the project's row is locked until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(projects.c.project_id).where(projects.c.project_id == project).with_for_update())
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -157,6 +168,7 @@ def insert_named(engine: Engine, table: Table, id_column: str, values: dict[str,
     for _attempt in range(5):
         try:
             with write_transaction(engine) as conn:
+                lock_project_numbering(conn, values["project"])
                 if conn.execute(select(table.c[id_column]).where(project, name)).first():
                     raise exists
                 latest = max(conn.execute(select(func.max(t.c[id_column])).where(t.c.project == values["project"]))
@@ -372,6 +384,7 @@ class SqlAuthzRepository:
                             pipelines.c.project == run.project, pipelines.c.pipeline_id == run.pipeline_id
                     ).with_for_update()).first() is None:
                         raise NotFound("the pipeline was deleted", reason="PIPELINE_NOT_FOUND")
+                    lock_project_numbering(conn, run.project)
                     latest = conn.execute(select(func.max(runs.c.run_id)).where(
                         runs.c.project == run.project)).scalar()
                     values = {

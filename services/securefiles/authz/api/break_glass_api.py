@@ -8,6 +8,7 @@ from google.protobuf.duration_pb2 import Duration
 from securefiles.authz.domain.break_glass import AccessRequest, BreakGlass
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
@@ -24,6 +25,7 @@ def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
 
 class BreakGlassServicerMixin:
     _authz: Authorization
+    _db: DatabaseThreads
 
     @property
     def _break_glass(self) -> BreakGlass:
@@ -33,40 +35,41 @@ class BreakGlassServicerMixin:
 
     async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext
                             ) -> authz_pb2.AccessRequest:
-        created = self._break_glass.request(current_principal(), request.project, request.reason,
-                                            duration_seconds(request.ttl, 0))
+        created = await self._db.run(self._break_glass.request, current_principal(), request.project, request.reason,
+                                     duration_seconds(request.ttl, 0))
         audit_note(created.name, project=created.project, reason=created.reason, break_glass="requested")
         return access_request_message(created)
 
-    def _note_before_change(self, name: str) -> None:
+    async def _note_before_change(self, name: str) -> None:
         """The entry is written before the change (or is the refusal): it names the request's
         project and requester up front."""
-        found = self._break_glass.find(name)
+        found = await self._db.run(self._break_glass.find, name)
         if found is not None:
             audit_note(found.name, project=found.project, requester=found.requester, state=found.state.value)
 
     async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext
                             ) -> authz_pb2.AccessRequest:
-        self._note_before_change(request.name)
-        granted = self._break_glass.approve(current_principal(), request.name)
+        await self._note_before_change(request.name)
+        granted = await self._db.run(self._break_glass.approve, current_principal(), request.name)
         audit_note(granted.name, project=granted.project, requester=granted.requester, break_glass="granted")
         return access_request_message(granted)
 
     async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext
                            ) -> authz_pb2.AccessRequest:
-        self._note_before_change(request.name)
-        revoked = self._break_glass.revoke(current_principal(), request.name)
+        await self._note_before_change(request.name)
+        revoked = await self._db.run(self._break_glass.revoke, current_principal(), request.name)
         audit_note(revoked.name, project=revoked.project, break_glass="revoked")
         return access_request_message(revoked)
 
     async def ListAccessRequests(self, request: authz_pb2.ListAccessRequestsRequest,
                                  context: grpc.aio.ServicerContext) -> authz_pb2.ListAccessRequestsResponse:
         return authz_pb2.ListAccessRequestsResponse(
-            access_requests=[access_request_message(r) for r in self._break_glass.list(current_principal())])
+            access_requests=[access_request_message(r)
+                             for r in await self._db.run(self._break_glass.list, current_principal())])
 
     async def AuthorizeBreakGlass(self, request: authz_pb2.AuthorizeBreakGlassRequest,
                                   context: grpc.aio.ServicerContext) -> authz_pb2.AccessRequest:
         self._authz.require_storage(current_principal())
-        grant = self._break_glass.authorize(request.principal, request.resource)
+        grant = await self._db.run(self._break_glass.authorize, request.principal, request.resource)
         audit_note(request.resource, principal=request.principal, access_request=grant.name, break_glass="used")
         return access_request_message(grant)

@@ -12,6 +12,7 @@ from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckTy
 from securefiles.authz.domain.model import Run
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
@@ -91,11 +92,12 @@ def approval_message(a: Approval, run: Run | None = None) -> authz_pb2.Approval:
 
 class ChecksServicerMixin:
     _authz: Authorization
+    _db: DatabaseThreads
 
     async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext
                           ) -> authz_pb2.Check:
         check_type, settings = _settings_of(request.check)
-        created = self._authz.checks.create_check(
+        created = await self._db.run(self._authz.checks.create_check,
             current_principal(), request.check.resource, check_type, settings,
             duration_seconds(request.check.timeout, 0))
         audit_note(created.name, type=created.type.value)
@@ -103,46 +105,49 @@ class ChecksServicerMixin:
 
     async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext
                          ) -> authz_pb2.ListChecksResponse:
-        checks = self._authz.checks.list_checks(current_principal(), request.resource)
+        checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.resource)
         return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in checks])
 
     async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext
                           ) -> empty_pb2.Empty:
-        self._authz.checks.delete_check(current_principal(), request.name)
+        await self._db.run(self._authz.checks.delete_check, current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext
                              ) -> authz_pb2.EvaluateChecksResponse:
-        suites = self._authz.request_checks(current_principal(), request.run, list(request.resources))
+        suites = await self._db.run(self._authz.request_checks, current_principal(), request.run,
+                                    list(request.resources))
         return authz_pb2.EvaluateChecksResponse(suites=[suite_message(s) for s in suites])
 
     async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
                             ) -> authz_pb2.ListApprovalsResponse:
-        approvals = self._authz.checks.list_approvals(
+        approvals = await self._db.run(self._authz.checks.list_approvals,
             current_principal(), parse_project(request.parent), request.pending_only)
         return authz_pb2.ListApprovalsResponse(
             approvals=[approval_message(a, self._authz.get_run(a.project, a.run_id)) for a in approvals])
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
                       ) -> authz_pb2.Approval:
-        decided = self._authz.checks.decide(current_principal(), request.name, True, request.comment)
+        decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, True,
+                                     request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
 
     async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
                      ) -> authz_pb2.Approval:
-        decided = self._authz.checks.decide(current_principal(), request.name, False, request.comment)
+        decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, False,
+                                     request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
 
     async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
                          ) -> authz_pb2.ListGroupsResponse:
-        groups = self._authz.checks.list_groups(current_principal())
+        groups = await self._db.run(self._authz.checks.list_groups, current_principal())
         return authz_pb2.ListGroupsResponse(
             groups=[authz_pb2.Group(name=name, members=members) for name, members in groups.items()])
 
     async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
                              ) -> authz_pb2.Group:
-        members = self._authz.checks.set_group_member(
+        members = await self._db.run(self._authz.checks.set_group_member,
             current_principal(), request.group, request.principal, request.member)
         return authz_pb2.Group(name=request.group, members=members)

@@ -13,6 +13,7 @@ from securefiles.authz.domain.service import Authorization
 from securefiles.authz.domain.sign_in import SignIn
 from securefiles.authz.domain.trusts import Trust
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal, principal_var
 from securefiles.common.principal import Principal
@@ -55,6 +56,7 @@ def _trust_from(message: authz_pb2.Trust) -> Trust:
 
 class IdentityServicerMixin:
     _authz: Authorization
+    _db: DatabaseThreads
 
     @property
     def _jobs(self) -> JobIdentity:
@@ -86,25 +88,26 @@ class IdentityServicerMixin:
 
     async def CreateTrust(self, request: authz_pb2.CreateTrustRequest, context: grpc.aio.ServicerContext
                           ) -> authz_pb2.Trust:
-        created = self._jobs.create_trust(current_principal(), request.parent, _trust_from(request.trust),
-                                          request.trust.pipeline)
+        created = await self._db.run(self._jobs.create_trust, current_principal(), request.parent,
+                                     _trust_from(request.trust), request.trust.pipeline)
         audit_note(created.name, issuer=created.issuer, audience=created.audience, pipeline=str(created.pipeline_id),
                    bound_claims=",".join(f"{c}={g}" for c, g in created.bound_claims))
         return trust_message(created)
 
     async def GetTrust(self, request: authz_pb2.GetTrustRequest, context: grpc.aio.ServicerContext
                        ) -> authz_pb2.Trust:
-        return trust_message(self._jobs.get_trust(current_principal(), request.name))
+        return trust_message(await self._db.run(self._jobs.get_trust, current_principal(), request.name))
 
     async def ListTrusts(self, request: authz_pb2.ListTrustsRequest, context: grpc.aio.ServicerContext
                          ) -> authz_pb2.ListTrustsResponse:
         parse_project(request.parent)
         return authz_pb2.ListTrustsResponse(
-            trusts=[trust_message(t) for t in self._jobs.list_trusts(current_principal(), request.parent)])
+            trusts=[trust_message(t)
+                    for t in await self._db.run(self._jobs.list_trusts, current_principal(), request.parent)])
 
     async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext
                           ) -> empty_pb2.Empty:
-        deleted = self._jobs.delete_trust(current_principal(), request.name)
+        deleted = await self._db.run(self._jobs.delete_trust, current_principal(), request.name)
         audit_note(deleted.name, issuer=deleted.issuer)
         return empty_pb2.Empty()
 
@@ -121,7 +124,7 @@ class IdentityServicerMixin:
         session = await self._sign_in.sign_in(request.id_token)  # verifies; writes nothing
         principal_var.set(Principal("user", session.principal))  # the entry names who signed in
         audit_note(session.principal, groups=",".join(session.groups) or "-", token_id=session.token_id)
-        self._authz.remember_session(session)  # its first write comes after that entry
+        await self._db.run(self._authz.remember_session, session)  # its first write comes after that entry
         response = authz_pb2.SignInResponse(token=session.token, principal=session.principal,
                                             groups=list(session.groups))
         response.expire_time.FromSeconds(session.expire_at)

@@ -16,8 +16,9 @@ from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermiss
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.domain.token_registry import IssuedToken, TokenRegistry
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition, InvalidArgument
-from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -68,17 +69,19 @@ def _permission(value: int) -> Permission:
 
 class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, IdentityServicerMixin,
                             authz_pb2_grpc.AuthorizationServiceServicer):
-    def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier) -> None:
+    def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier,
+                 database: DatabaseThreads) -> None:
         self._authz = authorization
         self._issuer = issuer
         self._verifier = verifier
+        self._db = database  # every use case reads or writes the database: off the event loop
 
     async def IssueToken(
         self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.IssueTokenResponse:
         audit_note(subject=request.principal, requested_ttl_seconds=duration_seconds(request.ttl, 0))
-        token, exp, issued_by = self._authz.issue_token(current_principal(), request.principal,
-                                                        duration_seconds(request.ttl, 0))
+        token, exp, issued_by = await self._db.run(self._authz.issue_token, current_principal(), request.principal,
+                                                   duration_seconds(request.ttl, 0))
         audit_note(issued_by=issued_by, expire_time=dt.datetime.fromtimestamp(exp, dt.UTC).isoformat())
         response = authz_pb2.IssueTokenResponse(token=token, issued_by=issued_by)
         response.expire_time.FromSeconds(exp)
@@ -91,19 +94,20 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         raw = self._issuer.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return authz_pb2.GetSigningKeysResponse(
             keys=[authz_pb2.SigningKey(kid=self._issuer.kid, algorithm=ALGORITHM, public_key=raw)],
-            revoked_token_ids=sorted(self._authz.tokens.revoked_ids()) if self._authz.tokens else [],
+            revoked_token_ids=sorted(await self._db.run(self._authz.tokens.revoked_ids)) if self._authz.tokens else [],
         )
 
     async def ListTokens(
         self, request: authz_pb2.ListTokensRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListTokensResponse:
-        tokens = self._token_registry.list(current_principal(), request.subject, request.include_ended)
+        tokens = await self._db.run(self._token_registry.list, current_principal(), request.subject,
+                                    request.include_ended)
         return authz_pb2.ListTokensResponse(tokens=[_issued_token(t) for t in tokens])
 
     async def RevokeToken(
         self, request: authz_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.IssuedToken:
-        revoked = self._token_registry.revoke(current_principal(), request.name)
+        revoked = await self._db.run(self._token_registry.revoke, current_principal(), request.name)
         audit_note(revoked.name, subject=revoked.subject, issued_by=revoked.issued_by)
         self._verifier.revoke(revoked.token_id)  # at once here; everywhere else at their next refresh
         return _issued_token(revoked)
@@ -117,18 +121,19 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def CreateProject(
         self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Project:
-        return _project(self._authz.create_project(current_principal(), request.project_id, request.region))
+        return _project(await self._db.run(self._authz.create_project, current_principal(), request.project_id,
+                                           request.region))
 
     async def GetProject(
         self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Project:
-        return _project(self._authz.get_project(current_principal(), request.name))
+        return _project(await self._db.run(self._authz.get_project, current_principal(), request.name))
 
     async def ListProjects(
         self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListProjectsResponse:
         return authz_pb2.ListProjectsResponse(
-            projects=[_project(p) for p in self._authz.list_projects(current_principal())]
+            projects=[_project(p) for p in await self._db.run(self._authz.list_projects, current_principal())]
         )
 
     async def SetRoleAssignment(
@@ -136,12 +141,12 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     ) -> authz_pb2.RoleAssignment:
         a = request.role_assignment
         assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
-        return _assignment(self._authz.set_role(current_principal(), assignment))
+        return _assignment(await self._db.run(self._authz.set_role, current_principal(), assignment))
 
     async def ListRoleAssignments(
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListRoleAssignmentsResponse:
-        assignments, inherit = self._authz.list_roles(current_principal(), request.scope)
+        assignments, inherit = await self._db.run(self._authz.list_roles, current_principal(), request.scope)
         return authz_pb2.ListRoleAssignmentsResponse(
             role_assignments=[_assignment(a) for a in assignments], inherit_from_library=inherit
         )
@@ -149,19 +154,20 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def DeleteRoleAssignment(
         self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self._authz.delete_role(current_principal(), request.scope, request.principal)
+        await self._db.run(self._authz.delete_role, current_principal(), request.scope, request.principal)
         return empty_pb2.Empty()
 
     async def SetRoleInheritance(
         self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.RoleInheritance:
-        inherit = self._authz.set_inheritance(current_principal(), request.scope, request.inherit_from_library)
+        inherit = await self._db.run(self._authz.set_inheritance, current_principal(), request.scope,
+                                     request.inherit_from_library)
         return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
 
     async def CheckAccess(
         self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.CheckAccessResponse:
-        allowed = self._authz.check_access(
+        allowed = await self._db.run(self._authz.check_access,
             current_principal(), request.principal, _permission(request.permission), list(request.resources)
         )
         return authz_pb2.CheckAccessResponse(allowed=allowed)
@@ -170,19 +176,20 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Pipeline:
         return _pipeline(
-            self._authz.create_pipeline(current_principal(), request.parent, request.pipeline.display_name)
+            await self._db.run(self._authz.create_pipeline, current_principal(), request.parent,
+                               request.pipeline.display_name)
         )
 
     async def ListPipelines(
         self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListPipelinesResponse:
-        pipelines = self._authz.list_pipelines(current_principal(), request.parent)
+        pipelines = await self._db.run(self._authz.list_pipelines, current_principal(), request.parent)
         return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in pipelines])
 
     async def SetPipelinePermission(
         self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = self._authz.set_pipeline_permission(
+        perms, pipelines = await self._db.run(self._authz.set_pipeline_permission,
             current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
         )
         return _permissions(perms, pipelines)
@@ -190,20 +197,20 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def GetPipelinePermissions(
         self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = self._authz.pipeline_permissions(current_principal(), request.resource)
+        perms, pipelines = await self._db.run(self._authz.pipeline_permissions, current_principal(), request.resource)
         return _permissions(perms, pipelines)
 
     async def DeletePipeline(
         self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self._authz.delete_pipeline(current_principal(), request.name)
+        await self._db.run(self._authz.delete_pipeline, current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def ListRuns(
         self, request: authz_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListRunsResponse:
-        runs, next_token = self._authz.list_runs(current_principal(), request.parent, request.page_size,
-                                                 request.page_token, request.running_only)
+        runs, next_token = await self._db.run(self._authz.list_runs, current_principal(), request.parent,
+                                              request.page_size, request.page_token, request.running_only)
         return authz_pb2.ListRunsResponse(runs=[run_message(r) for r in runs], next_page_token=next_token)
 
     async def StartRun(
@@ -215,8 +222,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
                    requested_ttl_seconds=duration_seconds(request.ttl, 0))
         # A ttl given as zero is a mistake to refuse, not a request for the default.
         ttl = duration_seconds(request.ttl, 0) if request.HasField("ttl") else None
-        run, token = self._authz.start_run(
-            current_principal(), request.pipeline, request.branch, request.requested_by, ttl)
+        run, token = await self._db.run(self._authz.start_run, current_principal(), request.pipeline,
+                                        request.branch, request.requested_by, ttl)
         return authz_pb2.StartRunResponse(run=run_message(run), job_token=token)
 
     async def CompleteRun(
@@ -225,8 +232,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         caller = current_principal()
         if caller.is_job:
             # A revoked or completed job token must not complete anything again.
-            self._authz.active_run_of(caller)
-        return run_message(self._authz.complete_run(caller, request.name))
+            await self._db.run(self._authz.active_run_of, caller)
+        return run_message(await self._db.run(self._authz.complete_run, caller, request.name))
 
     async def AuthorizeUse(
         self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext
@@ -234,14 +241,27 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         caller = current_principal()
         self._authz.require_storage(caller)
         job = await self._verifier.verify(request.job_token)
-        run = self._authz.authorize_use(caller, job, request.resource, evaluate_checks=not request.metadata_only)
+        run = await self._db.run(self._authz.authorize_use, caller, job, request.resource,
+                                 evaluate_checks=not request.metadata_only)
         return authz_pb2.AuthorizeUseResponse(run=run.name)
+
+    async def BatchAuthorizeUse(
+        self, request: authz_pb2.BatchAuthorizeUseRequest, context: grpc.aio.ServicerContext
+    ) -> authz_pb2.BatchAuthorizeUseResponse:
+        caller = current_principal()
+        self._authz.require_storage(caller)
+        job = await self._verifier.verify(request.job_token)
+        resources = list(request.resources)
+        # A refusal is one entry naming the file refused; an allowance, one entry per file.
+        run = await self._db.run(self._authz.authorize_uses, caller, job, resources, audit_note)
+        audit_items([(resource, {}) for resource in resources])
+        return authz_pb2.BatchAuthorizeUseResponse(run=run.name)
 
     async def PurgeResourcePolicies(
         self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PurgeResourcePoliciesResponse:
         # Its audit entry goes in before the first row is removed (`audit_before_writes`).
-        removed = self._authz.purge_resource(current_principal(), request.resource)
+        removed = await self._db.run(self._authz.purge_resource, current_principal(), request.resource)
         log.info("policies of a deleted file purged",
                  extra={"resource": request.resource, **{kind: str(n) for kind, n in removed.items() if n}})
         return authz_pb2.PurgeResourcePoliciesResponse(removed=removed)
@@ -253,4 +273,4 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self._authz.require_storage(caller)
         job = await self._verifier.verify(request.job_token)
         return authz_pb2.FilterUsableResourcesResponse(
-            resources=self._authz.filter_usable(caller, job, list(request.resources)))
+            resources=await self._db.run(self._authz.filter_usable, caller, job, list(request.resources)))

@@ -259,7 +259,7 @@ class Checks:
         sees_all = self._policy.allows(caller.name, Permission.VIEW, Scope("library", project))
         now = self._clock()
         approvals = []
-        for approval in self._repo.list_approvals(project):
+        for approval in self._repo.list_approvals(project, pending_only):
             eligible = self._eligible(replace(approval, allow_requester=True))
             if not sees_all and caller.name not in eligible:
                 continue

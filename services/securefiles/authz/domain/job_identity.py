@@ -18,7 +18,8 @@ from securefiles.authz.domain.access import AccessPolicy
 from securefiles.authz.domain.model import Permission, Pipeline, Run, RunState, Scope
 from securefiles.authz.domain.ports import AuthzRepository
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
-from securefiles.authz.domain.trusts import Trust, job_claims, validate_issuer, validate_trust
+from securefiles.authz.domain.trusts import JobClaims, Trust, job_claims, validate_issuer, validate_trust
+from securefiles.common.db_threads import Blocking, run_inline
 from securefiles.common.errors import InvalidArgument, NotFound, PermissionDenied
 from securefiles.common.glob import glob_match
 from securefiles.common.principal import Principal
@@ -64,7 +65,8 @@ class JobIdentity:
 
     def __init__(self, trusts: TrustRepository, repo: AuthzRepository, policy: AccessPolicy, issuer: TokenIssuer,
                  verifier: OidcTokenVerifier, clock: Callable[[], dt.datetime],
-                 allowed_issuers: tuple[str, ...] = ("*",)) -> None:
+                 allowed_issuers: tuple[str, ...] = ("*",), blocking: Blocking = run_inline) -> None:
+        self._blocking = blocking
         self._trusts = trusts
         self._repo = repo
         self._policy = policy
@@ -147,7 +149,10 @@ class JobIdentity:
         if not 0 < ttl <= trust.max_ttl_seconds:
             raise InvalidArgument(f"ttl must be between 1s and the trust's maximum ({trust.max_ttl_seconds}s)",
                                   reason="INVALID_TTL")
-        job = job_claims(trust, verified.claims)
+        return await self._blocking(self._admit, trust, job_claims(trust, verified.claims), ttl)
+
+    def _admit(self, trust: Trust, job: JobClaims, ttl: int) -> Exchanged:
+        """The verified job's run, created or joined, and its job token."""
         pipeline = self.pipeline_of(trust)
         now = self._clock()
         run, _joined = self._repo.create_run(Run(

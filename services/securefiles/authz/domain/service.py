@@ -38,6 +38,7 @@ from securefiles.authz.domain.refs import validate_ref
 from securefiles.authz.domain.sign_in import Session, SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
 from securefiles.authz.domain.token_registry import TokenRegistry, TokenRegistryRepository
+from securefiles.common.db_threads import Blocking, run_inline
 from securefiles.common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -65,6 +66,7 @@ JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
 RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX = 100, 1000
 ANY_PIPELINE = "-"
+MAX_USES_PER_DECISION = 100  # files one multi-file download may ask for
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
 
 
@@ -101,7 +103,9 @@ class Authorization:
         oidc_keys: KeySource | None = None,
         identity: IdentitySettings | None = None,
         issued_tokens: TokenRegistryRepository | None = None,
+        blocking: Blocking = run_inline,
     ) -> None:
+        """`blocking`: how the use cases that await (the token exchange) run their repository calls."""
         if not regions:
             raise ValueError("at least one region is required")
         self._repo = repo
@@ -112,8 +116,9 @@ class Authorization:
         self.identity = identity or IdentitySettings()
         self.checks = Checks(checks, repo, self._policy, clock)
         self.break_glass = BreakGlass(access_requests, self._policy, clock) if access_requests else None
-        self.jobs = JobIdentity(trusts, repo, self._policy, issuer, OidcTokenVerifier(trusts, oidc_keys, clock),
-                                clock, self.identity.allowed_issuers) if trusts and oidc_keys else None
+        self.jobs = JobIdentity(
+            trusts, repo, self._policy, issuer, OidcTokenVerifier(trusts, oidc_keys, clock, blocking), clock,
+            self.identity.allowed_issuers, blocking) if trusts and oidc_keys else None
         self.sign_in = SignIn(self.identity.sign_in, oidc_keys, issuer, clock) if oidc_keys else None
         self.tokens = TokenRegistry(issued_tokens, self._policy, clock) if issued_tokens else None
 
@@ -447,6 +452,24 @@ class Authorization:
         """valid job token → file in the job's project → pipeline authorized → allow."""
         self.require_storage(caller)
         run = self.active_run_of(job)
+        self._decide_use(run, resource, evaluate_checks)
+        return run
+
+    def authorize_uses(self, caller: Principal, job: Principal, resources: Sequence[str],
+                       before_each: Callable[[str], None] = lambda _resource: None) -> Run:
+        """Every one of `resources` for the job, decided in order as `authorize_use` decides one; the
+        first it may not use refuses the request (those after it stay undecided). `before_each`
+        hears which file is decided next (the audit names the one refused)."""
+        self.require_storage(caller)
+        if not 1 <= len(resources) <= MAX_USES_PER_DECISION:
+            raise InvalidArgument(f"give 1 to {MAX_USES_PER_DECISION} files", reason="TOO_MANY_RESOURCES")
+        run = self.active_run_of(job)
+        for resource in resources:
+            before_each(resource)
+            self._decide_use(run, resource, evaluate_checks=True)
+        return run
+
+    def _decide_use(self, run: Run, resource: str, evaluate_checks: bool) -> None:
         scope = self._file_scope(resource)
         if scope.project != run.project:
             raise _denied("the file belongs to another project than the job", reason="WRONG_PROJECT")
@@ -455,7 +478,6 @@ class Authorization:
                           reason="PIPELINE_NOT_AUTHORIZED")
         if evaluate_checks:
             raise_unless_approved(self.checks.evaluate(run, scope.name))
-        return run
 
     def purge_resource(self, caller: Principal, resource: str) -> dict[str, int]:
         """Storage deleted a file: everything authz kept about it goes (idempotent)."""

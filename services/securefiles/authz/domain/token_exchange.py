@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from securefiles.authz.domain.oidc import IssuerSource, KeySource, audience_matches, shown, unverified, verify_oidc_jwt
 from securefiles.authz.domain.trusts import Trust, first_mismatch
+from securefiles.common.db_threads import Blocking, run_inline
 from securefiles.common.errors import PermissionDenied, SecureFilesError
 
 
@@ -32,16 +33,19 @@ class VerifiedJob:
 class OidcTokenVerifier:
     """Verifies CI providers' OIDC tokens against the trusts of their issuer."""
 
-    def __init__(self, trusts: TrustLookup, keys: KeySource, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, trusts: TrustLookup, keys: KeySource, clock: Callable[[], dt.datetime],
+                 blocking: Blocking = run_inline) -> None:
         self._trusts = trusts
         self._keys = keys
         self._clock = clock
+        self._blocking = blocking
 
     async def verify(self, token: str, project: str | None = None) -> VerifiedJob:
         """The one trust (of `project`, if given) that accepts `token`, or a refusal that says why."""
         _, claims = unverified(token)
         issuer = claims.get("iss")
-        candidates = self._trusts.trusts_of_issuer(issuer, project) if isinstance(issuer, str) else []
+        candidates = await self._blocking(self._trusts.trusts_of_issuer, issuer, project) if isinstance(
+            issuer, str) else []
         if not candidates:
             where = f" of project {project}" if project else ""
             raise PermissionDenied(f"no trust{where} accepts tokens of issuer {shown(str(issuer))}",

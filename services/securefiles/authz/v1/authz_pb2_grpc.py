@@ -265,6 +265,11 @@ class AuthorizationServiceStub:
                 request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.IssuedToken.FromString,
                 _registered_method=True)
+        self.BatchAuthorizeUse = channel.unary_unary(
+                '/securefiles.authz.v1.AuthorizationService/BatchAuthorizeUse',
+                request_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.BatchAuthorizeUseRequest.SerializeToString,
+                response_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.BatchAuthorizeUseResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -597,6 +602,16 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchAuthorizeUse(self, request, context):
+        """Decides several files for one job at once (storage, before a multi-file download): the
+        job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+        for the first (in the request's order) it may not use, files after it left undecided. At
+        most 100 resources. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -819,6 +834,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeTokenRequest.FromString,
                     response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.IssuedToken.SerializeToString,
+            ),
+            'BatchAuthorizeUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchAuthorizeUse,
+                    request_deserializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.BatchAuthorizeUseRequest.FromString,
+                    response_serializer=securefiles_dot_authz_dot_v1_dot_authz__pb2.BatchAuthorizeUseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2019,6 +2039,33 @@ class AuthorizationService:
             '/securefiles.authz.v1.AuthorizationService/RevokeToken',
             securefiles_dot_authz_dot_v1_dot_authz__pb2.RevokeTokenRequest.SerializeToString,
             securefiles_dot_authz_dot_v1_dot_authz__pb2.IssuedToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchAuthorizeUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.authz.v1.AuthorizationService/BatchAuthorizeUse',
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.BatchAuthorizeUseRequest.SerializeToString,
+            securefiles_dot_authz_dot_v1_dot_authz__pb2.BatchAuthorizeUseResponse.FromString,
             options,
             channel_credentials,
             insecure,

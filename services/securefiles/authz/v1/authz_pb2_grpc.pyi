@@ -149,6 +149,12 @@ class AuthorizationServiceStub:
     """Revokes a token (its holder, its issuer, or an organization administrator): every service
     refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
     """
+    BatchAuthorizeUse: _grpc.UnaryUnaryMultiCallable[_authz_pb2.BatchAuthorizeUseRequest, _authz_pb2.BatchAuthorizeUseResponse]
+    """Decides several files for one job at once (storage, before a multi-file download): the
+    job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+    for the first (in the request's order) it may not use, files after it left undecided. At
+    most 100 resources. Services only.
+    """
 
 @_typing.type_check_only
 class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
@@ -269,6 +275,12 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     RevokeToken: _aio.UnaryUnaryMultiCallable[_authz_pb2.RevokeTokenRequest, _authz_pb2.IssuedToken]  # type: ignore[assignment]
     """Revokes a token (its holder, its issuer, or an organization administrator): every service
     refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
+    """
+    BatchAuthorizeUse: _aio.UnaryUnaryMultiCallable[_authz_pb2.BatchAuthorizeUseRequest, _authz_pb2.BatchAuthorizeUseResponse]  # type: ignore[assignment]
+    """Decides several files for one job at once (storage, before a multi-file download): the
+    job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+    for the first (in the request's order) it may not use, files after it left undecided. At
+    most 100 resources. Services only.
     """
 
 class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -651,6 +663,18 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_authz_pb2.IssuedToken, _abc.Awaitable[_authz_pb2.IssuedToken]]:
         """Revokes a token (its holder, its issuer, or an organization administrator): every service
         refuses it within SIGNING_KEYS_MAX_AGE_SECONDS, authz at once.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchAuthorizeUse(
+        self,
+        request: _authz_pb2.BatchAuthorizeUseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_authz_pb2.BatchAuthorizeUseResponse, _abc.Awaitable[_authz_pb2.BatchAuthorizeUseResponse]]:
+        """Decides several files for one job at once (storage, before a multi-file download): the
+        job's run if it may use every one of them now; otherwise the refusal AuthorizeUse would give
+        for the first (in the request's order) it may not use, files after it left undecided. At
+        most 100 resources. Services only.
         """
 
 def add_AuthorizationServiceServicer_to_server(servicer: AuthorizationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Mapping
 
 import grpc
 
-from securefiles.common.errors import InvalidArgument, PermissionDenied
-from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.db_threads import DatabaseThreads
+from securefiles.common.errors import InvalidArgument, PermissionDenied, SecureFilesError
+from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
 from securefiles.common.service_clients import AuthzClient
@@ -18,6 +20,8 @@ from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 log = logging.getLogger("securefiles.kms")
 
 MAX_REASON = 1024
+MAX_DECRYPT_BATCH = 100
+MAX_REENCRYPT_BATCH = 1000
 
 
 def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
@@ -35,9 +39,10 @@ def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
 class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     """One region's KMS."""
 
-    def __init__(self, key_ring: KeyRing, authz: AuthzClient) -> None:
+    def __init__(self, key_ring: KeyRing, authz: AuthzClient, database: DatabaseThreads) -> None:
         self._ring = key_ring
         self._authz = authz
+        self._db = database  # the key ring reads and writes its versions: off the event loop
 
     # -- authorization ----------------------------------------------------------------
 
@@ -76,7 +81,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._require_storage()
         self._check_ring(request.key_ring)
         audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
-        plaintext, wrapped, record = self._ring.generate_data_key(self._context(request.encryption_context))
+        plaintext, wrapped, record = await self._db.run(self._ring.generate_data_key,
+                                                        self._context(request.encryption_context))
         audit_note(key_version=record.name)
         return kms_pb2.GenerateDataKeyResponse(plaintext=plaintext, wrapped_key=wrapped, key_version=record.name)
 
@@ -86,7 +92,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._require_storage()
         self._check_ring(request.key_ring)
         audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
-        plaintext, record = self._ring.decrypt_data_key(request.wrapped_key, self._context(request.encryption_context))
+        plaintext, record = await self._db.run(self._ring.decrypt_data_key, request.wrapped_key,
+                                               self._context(request.encryption_context))
         audit_note(key_version=record.name)
         return kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
 
@@ -96,13 +103,55 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._require_storage()
         self._check_ring(request.key_ring)
         audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
-        wrapped, primary, previous = self._ring.reencrypt_data_key(
-            request.wrapped_key, self._context(request.encryption_context)
-        )
+        wrapped, primary, previous = await self._db.run(
+            self._ring.reencrypt_data_key, request.wrapped_key, self._context(request.encryption_context))
         audit_note(key_version=primary.name, previous_key_version=previous.name)
         return kms_pb2.ReEncryptDataKeyResponse(
             wrapped_key=wrapped, key_version=primary.name, previous_key_version=previous.name
         )
+
+    def _batch(self, request: kms_pb2.BatchDecryptDataKeysRequest | kms_pb2.BatchReEncryptDataKeysRequest,
+               limit: int) -> list[tuple[bytes, Mapping[str, str]]]:
+        self._require_storage()
+        self._check_ring(request.key_ring)
+        if not 1 <= len(request.keys) <= limit:
+            raise InvalidArgument(f"give 1 to {limit} keys", reason="INVALID_BATCH_SIZE")
+        return [(k.wrapped_key, self._context(k.encryption_context)) for k in request.keys]
+
+    async def BatchDecryptDataKeys(
+        self, request: kms_pb2.BatchDecryptDataKeysRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.BatchDecryptDataKeysResponse:
+        keys = self._batch(request, MAX_DECRYPT_BATCH)
+        unwrapped = await self._db.run(self._ring.decrypt_data_keys, keys)
+        # One entry per key, as DecryptDataKey writes: which file's key, under which version.
+        audit_items([(request.key_ring, {**{f"context.{k}": v for k, v in ctx.items()}, "key_version": record.name})
+                     for (_, ctx), (_, record) in zip(keys, unwrapped, strict=True)])
+        return kms_pb2.BatchDecryptDataKeysResponse(keys=[
+            kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
+            for plaintext, record in unwrapped])
+
+    async def BatchReEncryptDataKeys(
+        self, request: kms_pb2.BatchReEncryptDataKeysRequest, context: grpc.aio.ServicerContext
+    ) -> kms_pb2.BatchReEncryptDataKeysResponse:
+        keys = self._batch(request, MAX_REENCRYPT_BATCH)
+        outcomes = await self._db.run(self._ring.reencrypt_data_keys, keys)
+        results = []
+        moved: collections.Counter[str] = collections.Counter()
+        primary = ""
+        for outcome in outcomes:
+            if isinstance(outcome, SecureFilesError):
+                results.append(kms_pb2.ReEncryptDataKeyResult(error_reason=outcome.reason))
+                moved["failed"] += 1
+                continue
+            primary = outcome.primary.name
+            moved[outcome.previous.name] += 1
+            results.append(kms_pb2.ReEncryptDataKeyResult(
+                wrapped_key=outcome.wrapped, key_version=outcome.primary.name,
+                previous_key_version=outcome.previous.name))
+        # One entry for the batch: how many keys moved from which version to the primary.
+        audit_note(request.key_ring, keys=len(keys), key_version=primary,
+                   **{f"from.{version}": n for version, n in sorted(moved.items())})
+        return kms_pb2.BatchReEncryptDataKeysResponse(results=results)
 
     # -- key versions -----------------------------------------------------------------
 
@@ -113,7 +162,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._check_ring(request.key_ring)
         if len(request.reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        record = self._ring.rotate(operator, request.reason)
+        record = await self._db.run(self._ring.rotate, operator, request.reason)
         audit_note(record.name, reason=request.reason)
         log.info("key rotated", extra={"key_version": record.name, "operator": operator})
         return key_version_message(record)
@@ -124,23 +173,23 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         await self._require_operator(allow_storage=True)
         self._check_ring(request.key_ring)
         return kms_pb2.ListKeyVersionsResponse(
-            key_versions=[key_version_message(r) for r in self._ring.list_versions()]
+            key_versions=[key_version_message(r) for r in await self._db.run(self._ring.list_versions)]
         )
 
     async def DisableKeyVersion(
         self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(self._ring.disable(self._version_of(request.name)))
+        return key_version_message(await self._db.run(self._ring.disable, self._version_of(request.name)))
 
     async def EnableKeyVersion(
         self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(self._ring.enable(self._version_of(request.name)))
+        return key_version_message(await self._db.run(self._ring.enable, self._version_of(request.name)))
 
     async def DestroyKeyVersion(
         self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(self._ring.destroy(self._version_of(request.name)))
+        return key_version_message(await self._db.run(self._ring.destroy, self._version_of(request.name)))

@@ -12,7 +12,7 @@ import binascii
 import datetime as dt
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -25,6 +25,7 @@ from securefiles.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    SecureFilesError,
     Unavailable,
 )
 from securefiles.kms.domain.root_key import ROOT_KEY_BYTES, FileRootKey, RootKey, RootKeyMismatch, RootKeyUnavailable
@@ -44,6 +45,15 @@ class KeyState(StrEnum):
     ENABLED = "ENABLED"
     DISABLED = "DISABLED"
     DESTROYED = "DESTROYED"
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    """A data key re-wrapped under the primary version."""
+
+    wrapped: bytes
+    primary: KeyVersionRecord
+    previous: KeyVersionRecord
 
 
 @dataclass(frozen=True)
@@ -250,12 +260,42 @@ class KeyRing:
 
     def decrypt_data_key(self, wrapped: bytes, context: Mapping[str, str]) -> tuple[bytes, KeyVersionRecord]:
         """Unwrap a data key; fails unless region, version state and context all match."""
+        return self._unwrap(wrapped, context, {})
+
+    def decrypt_data_keys(self, keys: Sequence[tuple[bytes, Mapping[str, str]]]
+                          ) -> list[tuple[bytes, KeyVersionRecord]]:
+        """Unwrap each key, in order, as `decrypt_data_key` would; the first that fails fails them all.
+        Each key version's state is read once for the batch."""
+        versions: dict[int, KeyVersionRecord | None] = {}
+        return [self._unwrap(wrapped, context, versions) for wrapped, context in keys]
+
+    def reencrypt_data_keys(self, keys: Sequence[tuple[bytes, Mapping[str, str]]]
+                            ) -> list[Rewrapped | SecureFilesError]:
+        """Re-wrap each key under the primary, each on its own: a key that cannot be unwrapped is
+        its own error, the others go on."""
+        versions: dict[int, KeyVersionRecord | None] = {}
+        primary = self._primary()
+        results: list[Rewrapped | SecureFilesError] = []
+        for wrapped, context in keys:
+            try:
+                data_key, previous = self._unwrap(wrapped, context, versions)
+            except SecureFilesError as error:
+                results.append(error)
+                continue
+            rewrapped = wrapped if primary.version == previous.version else self._wrap(primary, data_key, context)
+            results.append(Rewrapped(rewrapped, primary, previous))
+        return results
+
+    def _unwrap(self, wrapped: bytes, context: Mapping[str, str], versions: dict[int, KeyVersionRecord | None]
+                ) -> tuple[bytes, KeyVersionRecord]:
         key = WrappedKey.decode(wrapped)
         if key.region != self.region:
             raise InvalidArgument(
                 f"wrapped key belongs to region {key.region}, not {self.region}", reason="WRONG_REGION"
             )
-        record = self._store.get_version(self.region, key.version)
+        if key.version not in versions:
+            versions[key.version] = self._store.get_version(self.region, key.version)
+        record = versions[key.version]
         if record is None:
             raise InvalidArgument("wrapped key names an unknown key version", reason="UNKNOWN_KEY_VERSION")
         if record.state is KeyState.DISABLED:

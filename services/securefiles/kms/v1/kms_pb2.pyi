@@ -474,3 +474,189 @@ class DestroyKeyVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DestroyKeyVersionRequest: _TypeAlias = DestroyKeyVersionRequest  # noqa: Y015
+
+@_typing.final
+class WrappedDataKey(_message.Message):
+    """A wrapped data key and the encryption context it was generated with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EncryptionContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WRAPPED_KEY_FIELD_NUMBER: _builtins.int
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _builtins.int
+    wrapped_key: _builtins.bytes
+    """As returned by GenerateDataKey or a re-encryption."""
+    @_builtins.property
+    def encryption_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The context given when the key was generated."""
+
+    def __init__(
+        self,
+        *,
+        wrapped_key: _builtins.bytes = ...,
+        encryption_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "wrapped_key", b"wrapped_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WrappedDataKey: _TypeAlias = WrappedDataKey  # noqa: Y015
+
+@_typing.final
+class BatchDecryptDataKeysRequest(_message.Message):
+    """Request for BatchDecryptDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_RING_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    key_ring: _builtins.str
+    """Key ring, `regions/{region}`."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___WrappedDataKey]:
+        """The keys to unwrap (1 to 100)."""
+
+    def __init__(
+        self,
+        *,
+        key_ring: _builtins.str = ...,
+        keys: _abc.Iterable[Global___WrappedDataKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchDecryptDataKeysRequest: _TypeAlias = BatchDecryptDataKeysRequest  # noqa: Y015
+
+@_typing.final
+class BatchDecryptDataKeysResponse(_message.Message):
+    """Response of BatchDecryptDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecryptDataKeyResponse]:
+        """One per requested key, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___DecryptDataKeyResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchDecryptDataKeysResponse: _TypeAlias = BatchDecryptDataKeysResponse  # noqa: Y015
+
+@_typing.final
+class BatchReEncryptDataKeysRequest(_message.Message):
+    """Request for BatchReEncryptDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_RING_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    key_ring: _builtins.str
+    """Key ring, `regions/{region}`."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___WrappedDataKey]:
+        """The keys to re-wrap (1 to 1000)."""
+
+    def __init__(
+        self,
+        *,
+        key_ring: _builtins.str = ...,
+        keys: _abc.Iterable[Global___WrappedDataKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchReEncryptDataKeysRequest: _TypeAlias = BatchReEncryptDataKeysRequest  # noqa: Y015
+
+@_typing.final
+class ReEncryptDataKeyResult(_message.Message):
+    """The outcome of re-wrapping one key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRAPPED_KEY_FIELD_NUMBER: _builtins.int
+    KEY_VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_KEY_VERSION_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    wrapped_key: _builtins.bytes
+    """The same data key wrapped under the primary version (empty if it failed)."""
+    key_version: _builtins.str
+    """The primary version now wrapping it."""
+    previous_key_version: _builtins.str
+    """The version that wrapped it before."""
+    error_reason: _builtins.str
+    """Why it was not re-wrapped: the ErrorInfo reason ReEncryptDataKey would give (empty on success)."""
+    def __init__(
+        self,
+        *,
+        wrapped_key: _builtins.bytes = ...,
+        key_version: _builtins.str = ...,
+        previous_key_version: _builtins.str = ...,
+        error_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_reason", b"error_reason", "key_version", b"key_version", "previous_key_version", b"previous_key_version", "wrapped_key", b"wrapped_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReEncryptDataKeyResult: _TypeAlias = ReEncryptDataKeyResult  # noqa: Y015
+
+@_typing.final
+class BatchReEncryptDataKeysResponse(_message.Message):
+    """Response of BatchReEncryptDataKeys."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReEncryptDataKeyResult]:
+        """One per requested key, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ReEncryptDataKeyResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchReEncryptDataKeysResponse: _TypeAlias = BatchReEncryptDataKeysResponse  # noqa: Y015

@@ -77,6 +77,16 @@ class KeyManagementServiceStub:
                 request_serializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.DestroyKeyVersionRequest.SerializeToString,
                 response_deserializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.KeyVersion.FromString,
                 _registered_method=True)
+        self.BatchDecryptDataKeys = channel.unary_unary(
+                '/securefiles.kms.v1.KeyManagementService/BatchDecryptDataKeys',
+                request_serializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchDecryptDataKeysRequest.SerializeToString,
+                response_deserializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchDecryptDataKeysResponse.FromString,
+                _registered_method=True)
+        self.BatchReEncryptDataKeys = channel.unary_unary(
+                '/securefiles.kms.v1.KeyManagementService/BatchReEncryptDataKeys',
+                request_serializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchReEncryptDataKeysRequest.SerializeToString,
+                response_deserializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchReEncryptDataKeysResponse.FromString,
+                _registered_method=True)
 
 
 class KeyManagementServiceServicer:
@@ -141,6 +151,23 @@ class KeyManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchDecryptDataKeys(self, request, context):
+        """Unwraps several data keys in one call (a job downloading several files at once). Fails as
+        DecryptDataKey would, for the first key (in the request's order) that cannot be unwrapped.
+        At most 100 keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchReEncryptDataKeys(self, request, context):
+        """Re-wraps many data keys under the primary version in one call (rewrap after a rotation);
+        each key succeeds or fails on its own. At most 1000 keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +210,16 @@ def add_KeyManagementServiceServicer_to_server(servicer, server):
                     servicer.DestroyKeyVersion,
                     request_deserializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.DestroyKeyVersionRequest.FromString,
                     response_serializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.KeyVersion.SerializeToString,
+            ),
+            'BatchDecryptDataKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchDecryptDataKeys,
+                    request_deserializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchDecryptDataKeysRequest.FromString,
+                    response_serializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchDecryptDataKeysResponse.SerializeToString,
+            ),
+            'BatchReEncryptDataKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchReEncryptDataKeys,
+                    request_deserializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchReEncryptDataKeysRequest.FromString,
+                    response_serializer=securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchReEncryptDataKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +441,60 @@ class KeyManagementService:
             '/securefiles.kms.v1.KeyManagementService/DestroyKeyVersion',
             securefiles_dot_kms_dot_v1_dot_kms__pb2.DestroyKeyVersionRequest.SerializeToString,
             securefiles_dot_kms_dot_v1_dot_kms__pb2.KeyVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchDecryptDataKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.kms.v1.KeyManagementService/BatchDecryptDataKeys',
+            securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchDecryptDataKeysRequest.SerializeToString,
+            securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchDecryptDataKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchReEncryptDataKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.kms.v1.KeyManagementService/BatchReEncryptDataKeys',
+            securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchReEncryptDataKeysRequest.SerializeToString,
+            securefiles_dot_kms_dot_v1_dot_kms__pb2.BatchReEncryptDataKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,15 @@ class KeyManagementServiceStub:
     """Makes a disabled version usable for decryption again."""
     DestroyKeyVersion: _grpc.UnaryUnaryMultiCallable[_kms_pb2.DestroyKeyVersionRequest, _kms_pb2.KeyVersion]
     """Erases a version's key material for good."""
+    BatchDecryptDataKeys: _grpc.UnaryUnaryMultiCallable[_kms_pb2.BatchDecryptDataKeysRequest, _kms_pb2.BatchDecryptDataKeysResponse]
+    """Unwraps several data keys in one call (a job downloading several files at once). Fails as
+    DecryptDataKey would, for the first key (in the request's order) that cannot be unwrapped.
+    At most 100 keys.
+    """
+    BatchReEncryptDataKeys: _grpc.UnaryUnaryMultiCallable[_kms_pb2.BatchReEncryptDataKeysRequest, _kms_pb2.BatchReEncryptDataKeysResponse]
+    """Re-wraps many data keys under the primary version in one call (rewrap after a rotation);
+    each key succeeds or fails on its own. At most 1000 keys.
+    """
 
 @_typing.type_check_only
 class KeyManagementServiceAsyncStub(KeyManagementServiceStub):
@@ -77,6 +86,15 @@ class KeyManagementServiceAsyncStub(KeyManagementServiceStub):
     """Makes a disabled version usable for decryption again."""
     DestroyKeyVersion: _aio.UnaryUnaryMultiCallable[_kms_pb2.DestroyKeyVersionRequest, _kms_pb2.KeyVersion]  # type: ignore[assignment]
     """Erases a version's key material for good."""
+    BatchDecryptDataKeys: _aio.UnaryUnaryMultiCallable[_kms_pb2.BatchDecryptDataKeysRequest, _kms_pb2.BatchDecryptDataKeysResponse]  # type: ignore[assignment]
+    """Unwraps several data keys in one call (a job downloading several files at once). Fails as
+    DecryptDataKey would, for the first key (in the request's order) that cannot be unwrapped.
+    At most 100 keys.
+    """
+    BatchReEncryptDataKeys: _aio.UnaryUnaryMultiCallable[_kms_pb2.BatchReEncryptDataKeysRequest, _kms_pb2.BatchReEncryptDataKeysResponse]  # type: ignore[assignment]
+    """Re-wraps many data keys under the primary version in one call (rewrap after a rotation);
+    each key succeeds or fails on its own. At most 1000 keys.
+    """
 
 class KeyManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     """Envelope encryption for one region (scale unit). Key material never leaves the
@@ -147,5 +165,26 @@ class KeyManagementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_kms_pb2.KeyVersion, _abc.Awaitable[_kms_pb2.KeyVersion]]:
         """Erases a version's key material for good."""
+
+    @_abc_1.abstractmethod
+    def BatchDecryptDataKeys(
+        self,
+        request: _kms_pb2.BatchDecryptDataKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kms_pb2.BatchDecryptDataKeysResponse, _abc.Awaitable[_kms_pb2.BatchDecryptDataKeysResponse]]:
+        """Unwraps several data keys in one call (a job downloading several files at once). Fails as
+        DecryptDataKey would, for the first key (in the request's order) that cannot be unwrapped.
+        At most 100 keys.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchReEncryptDataKeys(
+        self,
+        request: _kms_pb2.BatchReEncryptDataKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_kms_pb2.BatchReEncryptDataKeysResponse, _abc.Awaitable[_kms_pb2.BatchReEncryptDataKeysResponse]]:
+        """Re-wraps many data keys under the primary version in one call (rewrap after a rotation);
+        each key succeeds or fails on its own. At most 1000 keys.
+        """
 
 def add_KeyManagementServiceServicer_to_server(servicer: KeyManagementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,6 +5,7 @@ Layout: <root>/blobs/<aa>/<file id>/v<n> and <root>/partial/<random>.partial
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
@@ -52,7 +53,11 @@ class DirectoryBlobWriter:
         start_writeback(self._fd, self._written, len(data))
         self._written += len(data)
 
-    def commit(self) -> None:
+    async def commit(self) -> None:
+        # fsync waits for the disk: in a thread, so the event loop serves other calls meanwhile.
+        await asyncio.to_thread(self._commit)
+
+    def _commit(self) -> None:
         assert self._fd is not None
         try:
             os.fdatasync(self._fd)  # data and size; the rename is synced with the directory
@@ -79,7 +84,9 @@ class DirectoryBlobReader:
             raise NotFound("the file's content is missing", reason="BLOB_MISSING") from None
         self.size = os.fstat(self._fd).st_size
 
-    def read_at(self, offset: int, length: int) -> bytes:
+    async def read_at(self, offset: int, length: int) -> bytes:
+        # A local file, mostly in the page cache: not database work, read inline (a slow disk
+        # would stall the loop here; the blob store in the database reads in a thread).
         return os.pread(self._fd, length, offset)
 
     def close(self) -> None:
@@ -105,10 +112,10 @@ class DirectoryBlobStore:
     def begin(self, key: str) -> DirectoryBlobWriter:
         return DirectoryBlobWriter(self._partial / f"{uuid.uuid4().hex}.partial", self._path(key))
 
-    def open(self, key: str) -> DirectoryBlobReader:
+    async def open(self, key: str) -> DirectoryBlobReader:
         return DirectoryBlobReader(self._path(key))
 
-    def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
         try:

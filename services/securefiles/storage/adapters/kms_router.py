@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.service_clients import AuditPeer, KmsClient
@@ -35,6 +35,16 @@ class RegionalDataKeys:
 
     async def decrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         return await self.client(region).decrypt_data_key(wrapped, context)
+
+    async def decrypt_many(self, region: str, keys: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[bytes]:
+        return await self.client(region).decrypt_data_keys(keys)
+
+    async def reencrypt_many(
+        self, region: str, keys: Sequence[tuple[bytes, Mapping[str, str]]]
+    ) -> list[tuple[bytes, int] | str]:
+        results = await self.client(region).reencrypt_data_keys(keys)
+        return [r.error_reason if r.error_reason else (r.wrapped_key, int(r.key_version.rsplit("/", 1)[1]))
+                for r in results]
 
     async def reencrypt(self, region: str, wrapped: bytes, context: Mapping[str, str]) -> tuple[bytes, int]:
         response = await self.client(region).reencrypt_data_key(wrapped, context)

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.db_threads import DatabaseThreads, in_database_thread
 from securefiles.common.errors import NotFound
 
 metadata = MetaData()
@@ -46,14 +47,16 @@ SWEEP_GRACE = dt.timedelta(minutes=10)
 
 
 class SqlBlobWriter:
-    def __init__(self, engine: Engine, key: str) -> None:
+    def __init__(self, engine: Engine, key: str, threads: DatabaseThreads) -> None:
         self._engine = engine
         self._key = key
+        self._threads = threads
         self._parts: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         self._parts.append(bytes(data))
 
+    @in_database_thread
     def commit(self) -> None:
         now = dt.datetime.now(dt.UTC)
         with write_transaction(self._engine) as conn:
@@ -71,9 +74,11 @@ class SqlBlobWriter:
 
 
 class SqlBlobReader:
-    def __init__(self, engine: Engine, key: str) -> None:
+    def __init__(self, engine: Engine, key: str, threads: DatabaseThreads) -> None:
+        """Reads the blob's segment table (blocking: `SqlBlobStore.open` runs it in a database thread)."""
         self._engine = engine
         self._key = key
+        self._threads = threads
         with read_transaction(engine) as conn:
             rows = conn.execute(
                 select(blob_segments.c.seq, func.length(blob_segments.c.data))
@@ -102,6 +107,7 @@ class SqlBlobReader:
                 ).scalars().all()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    @in_database_thread
     def read_at(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset >= self.size:
             return b""
@@ -147,18 +153,24 @@ def _postgres_insert(conn: Connection, rows: list[tuple[str, int, bytes, dt.date
 
 
 class SqlBlobStore:
-    """BlobStore on the service database."""
+    """BlobStore on the service database (its statements run in the service's database threads)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, threads: DatabaseThreads) -> None:
         self._engine = engine
+        self._threads = threads
 
     def begin(self, key: str) -> SqlBlobWriter:
-        return SqlBlobWriter(self._engine, key)
+        return SqlBlobWriter(self._engine, key, self._threads)
 
+    @in_database_thread
     def open(self, key: str) -> SqlBlobReader:
-        return SqlBlobReader(self._engine, key)
+        return SqlBlobReader(self._engine, key, self._threads)
 
+    @in_database_thread
     def delete(self, key: str) -> None:
+        self._delete(key)
+
+    def _delete(self, key: str) -> None:
         with write_transaction(self._engine) as conn:
             conn.execute(delete(blob_segments).where(blob_segments.c.blob_key == key))
 
@@ -171,5 +183,5 @@ class SqlBlobStore:
             ).scalars().all()
         orphans = [key for key in candidates if key not in keep]
         for key in orphans:
-            self.delete(key)
+            self._delete(key)
         return len(orphans)

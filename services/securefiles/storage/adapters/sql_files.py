@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.db import read_transaction, write_transaction
+from securefiles.common.db_threads import DatabaseThreads, in_database_thread
 from securefiles.common.errors import AlreadyExists, NotFound
 from securefiles.storage.domain.metadata_caps import MAX_METADATA_BYTES, cap_metadata, json_size
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
@@ -168,12 +169,21 @@ _BY_NAME = _current_join().where(secure_files.c.project == bindparam("project"),
                                  secure_files.c.display_name == bindparam("ref"))
 
 
+# Compare and swap: a key a concurrent delete or rewrap changed meanwhile is left alone.
+_SWAP_KEY = update(file_versions).where(
+    file_versions.c.file_id == bindparam("f"), file_versions.c.version == bindparam("v"),
+    file_versions.c.wrapped_key == bindparam("old"),
+).values(wrapped_key=bindparam("new"), key_version=bindparam("kv"))
+
+
 class SqlFileRepository:
-    """FileRepository on SQLAlchemy Core."""
+    """FileRepository on SQLAlchemy Core; every method runs in the service's database threads."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, threads: DatabaseThreads) -> None:
         self._engine = engine
+        self._threads = threads
 
+    @in_database_thread
     def insert(self, secure_file: SecureFile) -> None:
         v = secure_file.current
         try:
@@ -189,6 +199,7 @@ class SqlFileRepository:
             raise AlreadyExists(f"a secure file named {secure_file.display_name!r} already exists",
                                 reason="FILE_EXISTS") from None
 
+    @in_database_thread
     def resolve(self, project: str, id_or_name: str) -> SecureFile | None:
         params = {"project": project, "ref": id_or_name}
         with read_transaction(self._engine) as conn:
@@ -199,6 +210,7 @@ class SqlFileRepository:
             row = conn.execute(_BY_NAME, params).first()
         return _file(row._mapping) if row is not None else None
 
+    @in_database_thread
     def list_page(
         self, project: str, after: str, limit: int, name_prefix: str, expires_before: dt.datetime | None = None
     ) -> list[SecureFile]:
@@ -215,6 +227,7 @@ class SqlFileRepository:
         with read_transaction(self._engine) as conn:
             return [_file(r._mapping) for r in conn.execute(query)]
 
+    @in_database_thread
     def update(self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None) -> SecureFile:
         values: dict[str, Any] = {"updated_at": dt.datetime.now(dt.UTC)}
         if display_name is not None:
@@ -231,6 +244,7 @@ class SqlFileRepository:
             raise NotFound("secure file not found", reason="FILE_NOT_FOUND")
         return _file(row._mapping)
 
+    @in_database_thread
     def delete(self, file_id: str, resource: str, now: dt.datetime) -> list[FileVersion]:
         v = file_versions
         with write_transaction(self._engine) as conn:
@@ -240,20 +254,24 @@ class SqlFileRepository:
             conn.execute(owed_purges.insert().values(resource=resource, deleted_at=now))
         return [_version(r._mapping) for r in rows]
 
+    @in_database_thread
     def owe_purge(self, resource: str, due: dt.datetime) -> None:
         with write_transaction(self._engine) as conn:
             conn.execute(owed_purges.insert().values(resource=resource, deleted_at=due))
 
+    @in_database_thread
     def owed_purges(self, limit: int, now: dt.datetime | None = None) -> list[str]:
         query = select(owed_purges.c.resource).where(owed_purges.c.deleted_at <= (now or dt.datetime.now(dt.UTC)))
         query = query.order_by(owed_purges.c.deleted_at, owed_purges.c.resource)
         with read_transaction(self._engine) as conn:
             return list(conn.execute(query.limit(limit)).scalars())
 
+    @in_database_thread
     def purge_settled(self, resource: str) -> None:
         with write_transaction(self._engine) as conn:
             conn.execute(delete(owed_purges).where(owed_purges.c.resource == resource))
 
+    @in_database_thread
     def list_versions(self, file_id: str) -> list[FileVersion]:
         v = file_versions
         with read_transaction(self._engine) as conn:
@@ -261,6 +279,7 @@ class SqlFileRepository:
                 v.c.version.desc())).all()
         return [_version(r._mapping) for r in rows]
 
+    @in_database_thread
     def add_version(self, file_id: str, new: FileVersion, keep: int) -> tuple[SecureFile, list[FileVersion]]:
         """Make `new` current and shred (delete) every version beyond the newest `keep`, in one
         transaction; return the file and the shredded versions (whose blobs go next)."""
@@ -283,6 +302,7 @@ class SqlFileRepository:
         assert row is not None
         return _file(row._mapping), shredded
 
+    @in_database_thread
     def set_current(self, file_id: str, version: int, now: dt.datetime) -> SecureFile:
         v = file_versions
         with write_transaction(self._engine) as conn:
@@ -295,6 +315,7 @@ class SqlFileRepository:
         assert row is not None
         return _file(row._mapping)
 
+    @in_database_thread
     def get_library(self, project: str) -> LibrarySettings:
         with read_transaction(self._engine) as conn:
             row = conn.execute(select(library_settings).where(library_settings.c.project == project)).first()
@@ -302,6 +323,7 @@ class SqlFileRepository:
             return LibrarySettings(project)
         return LibrarySettings(project, bool(row.allow_replace), int(row.keep_versions))
 
+    @in_database_thread
     def set_library(self, settings: LibrarySettings) -> LibrarySettings:
         with write_transaction(self._engine) as conn:
             conn.execute(delete(library_settings).where(library_settings.c.project == settings.project))
@@ -309,6 +331,7 @@ class SqlFileRepository:
                 project=settings.project, allow_replace=settings.allow_replace, keep_versions=settings.keep_versions))
         return settings
 
+    @in_database_thread
     def count_data_keys(self, region: str | None) -> dict[tuple[str, int], int]:
         v = file_versions
         query = select(v.c.key_region, v.c.key_version, func.count()).group_by(v.c.key_region, v.c.key_version)
@@ -317,6 +340,7 @@ class SqlFileRepository:
         with read_transaction(self._engine) as conn:
             return {(r, int(n)): int(count) for r, n, count in conn.execute(query)}
 
+    @in_database_thread
     def data_keys_not_under(
         self, region: str, primary: int, after: tuple[str, int], limit: int
     ) -> list[StoredDataKey]:
@@ -331,19 +355,17 @@ class SqlFileRepository:
         with read_transaction(self._engine) as conn:
             return [StoredDataKey(*row) for row in conn.execute(query)]
 
+    @in_database_thread
     def swap_wrapped_keys(self, swaps: list[tuple[StoredDataKey, bytes, int]]) -> int:
-        v = file_versions
         swapped = 0
         with write_transaction(self._engine) as conn:
             for key, wrapped, key_version in swaps:
-                result = conn.execute(
-                    update(v)
-                    .where(v.c.file_id == key.file_id, v.c.version == key.version, v.c.wrapped_key == key.wrapped_key)
-                    .values(wrapped_key=wrapped, key_version=key_version)
-                )
+                result = conn.execute(_SWAP_KEY, {"f": key.file_id, "v": key.version, "old": key.wrapped_key,
+                                                  "new": wrapped, "kv": key_version})
                 swapped += int(result.rowcount or 0)
         return swapped
 
+    @in_database_thread
     def all_blob_keys(self) -> set[str]:
         with read_transaction(self._engine) as conn:
             return set(conn.execute(select(file_versions.c.blob_key)).scalars())

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
-from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
@@ -152,7 +152,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     ) -> storage_pb2.CountDataKeysResponse:
         await self._require_operator(current_principal())
         return storage_pb2.CountDataKeysResponse(
-            counts=_counts(version_counts(self._repository, self._region(request.key_ring)))
+            counts=_counts(await version_counts(self._repository, self._region(request.key_ring)))
         )
 
     async def UploadSecureFile(
@@ -232,6 +232,26 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
             frame = chunk_frame(chunk)
             del chunk
             yield frame
+
+    async def DownloadSecureFiles(
+        self, request: storage_pb2.DownloadSecureFilesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
+        caller = current_principal()
+        downloads = await self._files.download_many(caller, list(request.names))
+        run = caller.claims.get("run", "")
+        # One entry per file, as DownloadSecureFile writes, all before the first byte goes out.
+        audit_items([(d.secure_file.name, {"display_name": d.secure_file.display_name,
+                                           "version": d.secure_file.current.version,
+                                           "key_version": d.secure_file.current.key_version_name, "run": run})
+                     for d in downloads])
+        for download in downloads:
+            f = download.secure_file
+            yield storage_pb2.DownloadSecureFileResponse(header=storage_pb2.DownloadHeader(
+                secure_file=secure_file_message(f), size_bytes=f.current.size, sha256=f.current.sha256))
+            async for chunk in download.chunks:
+                frame = chunk_frame(chunk)
+                del chunk
+                yield frame
 
     async def ReplaceSecureFileContent(
         self, request_iterator: AsyncIterator[storage_pb2.ReplaceSecureFileContentRequest],

@@ -95,7 +95,7 @@ class ContentStore:
                 plaintext.clear()
                 raise
         # Make the blob durable (fsync) while the plaintext is parsed: both off the event loop.
-        committed = asyncio.create_task(asyncio.to_thread(writer.commit))
+        committed = asyncio.create_task(writer.commit())
         try:
             if size <= PARSE_LIMIT_BYTES:
                 parsed = await self._parser.parse(display_name, b"".join(plaintext), parse_password)
@@ -105,7 +105,7 @@ class ContentStore:
         except BaseException:
             await asyncio.gather(committed, return_exceptions=True)
             writer.abort()
-            self._blobs.delete(blob_key)
+            await self._blobs.delete(blob_key)
             raise
         finally:
             plaintext.clear()
@@ -120,8 +120,8 @@ class ContentStore:
         """(plaintext, wrapped, key version) bound to this file version."""
         return await self._keys.generate(region, encryption_context(project, file_id, version))
 
-    def discard(self, version: FileVersion) -> None:
-        self._blobs.delete(version.blob_key)
+    async def discard(self, version: FileVersion) -> None:
+        await self._blobs.delete(version.blob_key)
 
     async def _write_blob(
         self, blob_key: str, data_key: bytes, aad: bytes, chunks: AsyncIterator[bytes], expected_size: int,

@@ -11,14 +11,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from securefiles.common.errors import SecureFilesError
-from securefiles.storage.domain.model import StoredDataKey, encryption_context
+from securefiles.storage.domain.model import encryption_context
 from securefiles.storage.domain.ports import DataKeys, FileRepository, NoEvents, OperationalEvents
 
 log = logging.getLogger("securefiles.storage.rewrap")
 
-BATCH = 256
-CONCURRENCY = 16
+BATCH = 500  # keys per kms call (it takes at most 1000) and per swap transaction
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,11 @@ class RewrapReport:
     failed: int
 
 
-def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
+async def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
     """{`regions/{r}/keyVersions/{n}`: data keys}."""
     return {
         f"regions/{r}/keyVersions/{v}": count
-        for (r, v), count in sorted(files.count_data_keys(region).items())
+        for (r, v), count in sorted((await files.count_data_keys(region)).items())
     }
 
 
@@ -44,46 +42,39 @@ class DataKeyRewrapper:
         self._events = events or NoEvents()
         self._lock = asyncio.Lock()
 
-    async def _rewrap_one(
-        self, key: StoredDataKey, limiter: asyncio.Semaphore
-    ) -> tuple[StoredDataKey, bytes, int] | None:
-        async with limiter:
-            try:
-                wrapped, version = await self._keys.reencrypt(
-                    key.key_region, key.wrapped_key, encryption_context(key.project, key.file_id, key.version)
-                )
-            except SecureFilesError as error:
-                log.warning("data key not rewrapped", extra={"file_id": key.file_id, "reason": error.reason})
-                return None
-        return key, wrapped, version
-
     async def rewrap_region(self, region: str) -> tuple[int, int]:
+        """Batches of keys: one kms call re-wraps a batch, one transaction swaps it in."""
         primary = await self._keys.primary_version(region)
         rewrapped = failed = 0
         cursor = ("", 0)
-        limiter = asyncio.Semaphore(CONCURRENCY)
         while True:
-            batch = self._files.data_keys_not_under(region, primary, cursor, BATCH)
+            batch = await self._files.data_keys_not_under(region, primary, cursor, BATCH)
             if not batch:
                 return rewrapped, failed
             cursor = (batch[-1].file_id, batch[-1].version)
-            results = await asyncio.gather(*(self._rewrap_one(key, limiter) for key in batch))
-            swaps = [r for r in results if r is not None]
+            results = await self._keys.reencrypt_many(region, [
+                (key.wrapped_key, encryption_context(key.project, key.file_id, key.version)) for key in batch])
+            swaps = []
+            for key, result in zip(batch, results, strict=True):
+                if isinstance(result, str):
+                    log.warning("data key not rewrapped", extra={"file_id": key.file_id, "reason": result})
+                else:
+                    swaps.append((key, *result))
             # A concurrent delete or rewrap wins the compare-and-swap; that key needs nothing more.
-            self._files.swap_wrapped_keys(swaps)
+            await self._files.swap_wrapped_keys(swaps)
             rewrapped += len(swaps)
-            failed += len(results) - len(swaps)
-            self._events.data_keys_rewrapped(region, len(swaps), len(results) - len(swaps))  # progress per batch
+            failed += len(batch) - len(swaps)
+            self._events.data_keys_rewrapped(region, len(swaps), len(batch) - len(swaps))  # progress per batch
 
     async def rewrap(self, region: str | None) -> RewrapReport:
         """Rewrap one region (or all); one run at a time per process."""
         regions = [region] if region else self._keys.regions
         async with self._lock:
-            before = version_counts(self._files, region)
+            before = await version_counts(self._files, region)
             rewrapped = failed = 0
             for name in regions:
                 done, not_done = await self.rewrap_region(name)
                 rewrapped, failed = rewrapped + done, failed + not_done
-            after = version_counts(self._files, region)
+            after = await version_counts(self._files, region)
         log.info("rewrap finished", extra={"rewrapped": rewrapped, "failed": failed})
         return RewrapReport(before, after, rewrapped, failed)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, TypeVar
 
 from securefiles.common.errors import (
     AlreadyExists,
@@ -26,26 +28,20 @@ from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
 from securefiles.storage.domain.content import ContentStore
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
-from securefiles.storage.domain.model import SecureFile, content_aad, encryption_context
+from securefiles.storage.domain.model import SecureFile, encryption_context
 from securefiles.storage.domain.names import (
     normalize_name,
     validate_display_name,
     validate_name_pattern,
     validate_properties,
 )
+from securefiles.storage.domain.plaintext import open_plaintext, plaintext_chunks
 from securefiles.storage.domain.ports import (
     AccessDecisions,
-    BlobReader,
     BlobStore,
     DataKeys,
     FileRepository,
     MetadataParser,
-)
-from securefiles.storage.domain.segment_cipher import (
-    HEADER_BYTES,
-    SegmentDecryptor,
-    SegmentIntegrityError,
-    segment_spans,
 )
 
 log = logging.getLogger("securefiles.storage")
@@ -62,6 +58,9 @@ UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
 MAX_SCANNED_PER_CALL = 5 * (MAX_PAGE_SIZE + 1)
 # A job that asks for a file that does not exist still gets its token checked first.
 _NO_FILE = "-"
+# Files one multi-file download may ask for (authz decides at most as many at once).
+MAX_FILES_PER_DOWNLOAD = 100
+T = TypeVar("T")
 
 
 class Access(IntEnum):
@@ -93,11 +92,15 @@ class Download:
     break_glass: str = ""  # the access request, when an operator downloads under break-glass
 
 
-async def _done(value: object) -> object:
+async def _done(value: T) -> T:
     return value
 
 
 def _ignore(_resource: str, **_details: object) -> None:
+    return None
+
+
+async def _write_nothing(_resource: str, **_details: object) -> None:
     return None
 
 
@@ -117,7 +120,7 @@ class SecureFiles:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         clock: Callable[[], dt.datetime] = _utcnow,
         note_resource: Callable[[str], None] = _ignore,
-        before_change: Callable[..., None] = _ignore,
+        before_change: Callable[..., Awaitable[None]] = _write_nothing,
         parser: MetadataParser | None = None,
     ) -> None:
         # Audit hooks: which file a request turned out to concern, and "write the audit entry
@@ -150,7 +153,7 @@ class SecureFiles:
         """Resolve a file a person wants to act on, never revealing existence to outsiders."""
         self._require_user(caller)
         project, ref = parse_child(name, "secureFiles")
-        found = self._files.resolve(project, normalize_name(ref))
+        found = await self._files.resolve(project, normalize_name(ref))
         if found is not None:
             self.note_resource(found.name)
             asks = {p: self._access.check_access(caller.name, int(p), [found.name]) for p in {Access.VIEW, permission}}
@@ -185,7 +188,7 @@ class SecureFiles:
             name = validate_display_name(request.display_name)
             properties = validate_properties(request.properties)
             self.content.check_declared_size(request.expected_size)
-            if self._files.resolve(project, name) is not None:
+            if await self._files.resolve(project, name) is not None:
                 raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
             new_key = await key
         except BaseException:
@@ -196,7 +199,7 @@ class SecureFiles:
         resource = f"projects/{project}/secureFiles/{file_id}"
         # Should this upload end without its commit (even by a crash), authz forgets the file: owed
         # now, due once the upload has surely ended, cleared by the commit.
-        self._files.owe_purge(resource, now + UPLOAD_PURGE_GRACE)
+        await self._files.owe_purge(resource, now + UPLOAD_PURGE_GRACE)
         # The uploader administers the file; granted (and the file made known to authz) while the
         # content streams in, and before the file becomes visible: no file is without an administrator.
         grant = asyncio.create_task(self._access.grant_file_administrator(resource, caller.name))
@@ -218,11 +221,11 @@ class SecureFiles:
         )
         try:
             await grant
-            self.before_change(secure_file.name, display_name=name, size=version.size,
-                               key_version=version.key_version_name)
-            self._files.insert(secure_file)
+            await self.before_change(secure_file.name, display_name=name, size=version.size,
+                                     key_version=version.key_version_name)
+            await self._files.insert(secure_file)
         except BaseException:
-            self.content.discard(version)
+            await self.content.discard(version)
             await self._forget_failed_upload(resource)
             raise
         log.info("file uploaded", extra={"file": secure_file.name, "size": version.size,
@@ -268,7 +271,7 @@ class SecureFiles:
         project, ref = parse_child(name, "secureFiles")
         if project != caller.claims.get("project"):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
-        found = self._files.resolve(project, normalize_name(ref))
+        found = await self._files.resolve(project, normalize_name(ref))
         if found is None:
             try:
                 await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}", True)
@@ -325,7 +328,7 @@ class SecureFiles:
         scanned = page_bytes = 0
         full = False  # the page reached its size in bytes
         while True:
-            batch = self._files.list_page(project, cursor, fetch, prefix, expires_before)
+            batch = await self._files.list_page(project, cursor, fetch, prefix, expires_before)
             if not batch:
                 break
             cursor = batch[-1].display_name
@@ -358,18 +361,18 @@ class SecureFiles:
         new_name = validate_display_name(display_name) if display_name is not None else None
         new_properties = validate_properties(properties) if properties is not None else None
         if new_name is not None and new_name != found.display_name:
-            existing = self._files.resolve(found.project, new_name)
+            existing = await self._files.resolve(found.project, new_name)
             if existing is not None and existing.file_id != found.file_id:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
-        self.before_change(found.name)
-        return self._files.update(found.file_id, new_name, new_properties)
+        await self.before_change(found.name)
+        return await self._files.update(found.file_id, new_name, new_properties)
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
-        self.before_change(found.name, display_name=found.display_name)
-        for version in self._files.delete(found.file_id, found.name, self._clock()):
-            self._blobs.delete(version.blob_key)
+        await self.before_change(found.name, display_name=found.display_name)
+        for version in await self._files.delete(found.file_id, found.name, self._clock()):
+            await self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
         await self.purge_policies(found.name)
 
@@ -384,7 +387,7 @@ class SecureFiles:
                         extra={"file": resource, "error": error.reason})
             return False
         try:
-            self._files.purge_settled(resource)
+            await self._files.purge_settled(resource)
         except Exception:  # the file is deleted and authz forgot it; only the record stays owed
             log.warning("policies purged, but the record of the purge could not be cleared; it is retried",
                         exc_info=True, extra={"file": resource})
@@ -396,7 +399,7 @@ class SecureFiles:
         stop at the first that fails. Returns how many were settled."""
         settled = 0
         while True:
-            owed = self._files.owed_purges(batch, self._clock())
+            owed = await self._files.owed_purges(batch, self._clock())
             for resource in owed:
                 if not await self.purge_policies(resource):
                     return settled
@@ -432,7 +435,7 @@ class SecureFiles:
     async def _break_glass_download(self, caller: Principal, name: str) -> Download:
         project, ref = parse_child(name, "secureFiles")
         resource = f"projects/{project}/secureFiles/{_NO_FILE}"
-        found = self._files.resolve(project, normalize_name(ref))
+        found = await self._files.resolve(project, normalize_name(ref))
         # The grant is checked first; only its holder learns whether a name exists.
         if found is not None:
             self.note_resource(found.name)
@@ -443,47 +446,63 @@ class SecureFiles:
         return await self._open(found, _done(grant), break_glass=grant)
 
     async def _open(self, found: SecureFile, decision: Awaitable[object], break_glass: str = "") -> Download:
-        project = found.project
-        version = found.current
         # Ask authz and kms at once (two round trips become one); the data key stays in this
         # process and is dropped unless authz allows.
         unwrap = asyncio.create_task(self._unwrap(found))
-        try:
-            await decision
-        except BaseException:
-            unwrap.cancel()
-            await asyncio.gather(unwrap, return_exceptions=True)
-            raise
-        data_key = await unwrap
-        reader = self._blobs.open(version.blob_key)
-        try:
-            decryptor = SegmentDecryptor(data_key, content_aad(project, found.file_id, version.version),
-                                         reader.read_at(0, HEADER_BYTES))
-        except (SegmentIntegrityError, ValueError):
-            reader.close()
-            raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
-        return Download(found, _plaintext_chunks(reader, decryptor, version.size, found.name), break_glass)
+        await _unless_refused(decision, unwrap)
+        opened = await open_plaintext(self._blobs, found, await unwrap)  # a missing blob fails before the header
+        return Download(found, plaintext_chunks(functools.partial(_done, opened), found), break_glass)
+
+    async def download_many(self, caller: Principal, names: Sequence[str]) -> list[Download]:
+        """Several files for one job, decided by one authz call and unwrapped by one kms call per
+        region: all of them, or (if the job may not use one) none."""
+        if not caller.is_job:
+            raise PermissionDenied("only a pipeline job's token may download secure files",
+                                   reason="JOB_TOKEN_REQUIRED")
+        wanted = list(dict.fromkeys(names))
+        if not 1 <= len(wanted) <= MAX_FILES_PER_DOWNLOAD:
+            raise InvalidArgument(f"give 1 to {MAX_FILES_PER_DOWNLOAD} files", reason="TOO_MANY_FILES")
+        found: dict[str, SecureFile] = {}
+        for name in wanted:  # a file named twice (by name and by id) is sent once
+            secure_file = await self._resolve_for_job(caller, name)
+            found.setdefault(secure_file.file_id, secure_file)
+        files = list(found.values())
+        unwrap = asyncio.create_task(self._unwrap_many(files))
+        await _unless_refused(self._access.authorize_uses(caller.token, [f.name for f in files]), unwrap)
+        # Each blob is opened when its turn in the stream comes.
+        return [Download(f, plaintext_chunks(functools.partial(open_plaintext, self._blobs, f, key), f))
+                for f, key in zip(files, await unwrap, strict=True)]
+
+    async def _unwrap_many(self, files: list[SecureFile]) -> list[bytes]:
+        """Every file's data key, one kms call per region."""
+        by_region: dict[str, list[int]] = {}
+        for index, secure_file in enumerate(files):
+            by_region.setdefault(secure_file.current.key_region, []).append(index)
+        keys = [b""] * len(files)
+
+        async def unwrap_region(region: str, indexes: list[int]) -> None:
+            asked = [(files[i].current.wrapped_key, encryption_context(files[i].project, files[i].file_id,
+                                                                       files[i].current.version)) for i in indexes]
+            try:
+                unwrapped = await self._keys.decrypt_many(region, asked)
+            except InvalidArgument:
+                log.error("a data key failed to unwrap", extra={"files": ",".join(files[i].name for i in indexes)})
+                raise DataLoss("a file's data key failed to unwrap", reason="DATA_KEY_UNWRAP_FAILED") from None
+            for index, key in zip(indexes, unwrapped, strict=True):
+                keys[index] = key
+
+        await asyncio.gather(*(unwrap_region(region, indexes) for region, indexes in by_region.items()))
+        return keys
 
 
-async def _plaintext_chunks(
-    blob: BlobReader, decryptor: SegmentDecryptor, size: int, name: str
-) -> AsyncIterator[bytes]:
-    """Decrypt one segment at a time: the whole file is never in memory. (Decrypting in a worker
-    thread measured slower on 2 cores: AES-GCM of 1 MiB takes well under a millisecond.)"""
-    sent = 0
-    held: list[bytes] = []  # the segment leaves it as it is yielded: no reference kept while it is sent
+async def _unless_refused(decision: Awaitable[object], unwrap: asyncio.Task[Any]) -> None:
+    """Wait for the decision; if it refuses, the key fetched meanwhile is dropped unseen."""
     try:
-        for offset, length, last in segment_spans(blob.size, decryptor.header.segment_bytes):
-            held.append(decryptor.decrypt(blob.read_at(offset, length), last))
-            sent += len(held[0])
-            yield held.pop()
-        if sent != size:
-            raise SegmentIntegrityError("size mismatch")
-    except SegmentIntegrityError:
-        log.error("ciphertext failed its integrity check", extra={"file": name})
-        raise DataLoss("stored ciphertext failed its integrity check", reason="CIPHERTEXT_CORRUPT") from None
-    finally:
-        blob.close()
+        await decision
+    except BaseException:
+        unwrap.cancel()
+        await asyncio.gather(unwrap, return_exceptions=True)
+        raise
 
 
 def _matching(glob: re.Pattern[str], files: list[SecureFile]) -> list[SecureFile]:

@@ -52,7 +52,7 @@ class Versioning:
         (allowed,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
         if not (caller.is_user and allowed):
             raise PermissionDenied(f"{caller.name} may not view {name}")
-        return self._repo.get_library(project)
+        return await self._repo.get_library(project)
 
     async def update_library(
         self, caller: Principal, name: str, allow_replace: bool | None, keep_versions: int | None
@@ -61,11 +61,11 @@ class Versioning:
         (allowed,) = await self._access.check_access(caller.name, Access.ADMINISTER, [f"projects/{project}"])
         if not (caller.is_user and allowed):
             raise PermissionDenied(f"{caller.name} may not administer {name}")
-        current = self._repo.get_library(project)
+        current = await self._repo.get_library(project)
         if keep_versions is not None and not 1 <= keep_versions <= MAX_KEEP_VERSIONS:
             raise InvalidArgument(f"keep_versions must be between 1 and {MAX_KEEP_VERSIONS}",
                                   reason="INVALID_KEEP_VERSIONS")
-        return self._repo.set_library(LibrarySettings(
+        return await self._repo.set_library(LibrarySettings(
             project,
             current.allow_replace if allow_replace is None else allow_replace,
             current.keep_versions if keep_versions is None else keep_versions,
@@ -79,14 +79,14 @@ class Versioning:
     ) -> SecureFile:
         """Store new content as the current version; versions beyond the library's limit are shredded."""
         found = await self._files.file_for(caller, name, Access.ADMINISTER)
-        settings = self._repo.get_library(found.project)
+        settings = await self._repo.get_library(found.project)
         if not settings.allow_replace:
             raise FailedPrecondition(
                 "this library does not allow replacing content (securefiles library update --allow-replace true)",
                 reason="REPLACE_NOT_ALLOWED")
         if len(reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        latest = self._latest(found.file_id)
+        latest = await self._latest(found.file_id)
         version = await self._files.content.store(
             project=found.project, file_id=found.file_id, version=latest + 1,
             region=await self._files.region_of(found.project), display_name=found.display_name, chunks=chunks,
@@ -94,32 +94,32 @@ class Versioning:
             verify=verify,
         )
         try:
-            if self._latest(found.file_id) >= version.version:
+            if await self._latest(found.file_id) >= version.version:
                 raise concurrent_replace()  # before the entry: this replace changes nothing
-            self._files.before_change(found.name, reason=reason, version=version.version,
-                                      key_version=version.key_version_name)
-            updated, shredded = self._repo.add_version(found.file_id, version, settings.keep_versions)
+            await self._files.before_change(found.name, reason=reason, version=version.version,
+                                            key_version=version.key_version_name)
+            updated, shredded = await self._repo.add_version(found.file_id, version, settings.keep_versions)
         except BaseException:
-            self._files.content.discard(version)
+            await self._files.content.discard(version)
             raise
         for old in shredded:
-            self._files.content.discard(old)
+            await self._files.content.discard(old)
         log.info("content replaced", extra={"file": found.name, "version": version.version,
                                             "shredded": len(shredded)})
         return updated
 
-    def _latest(self, file_id: str) -> int:
+    async def _latest(self, file_id: str) -> int:
         """The newest kept version (the newest is always kept, so numbers are never reused)."""
-        return max((v.version for v in self._repo.list_versions(file_id)), default=0)
+        return max((v.version for v in await self._repo.list_versions(file_id)), default=0)
 
     async def versions(self, caller: Principal, name: str) -> tuple[SecureFile, list[FileVersion]]:
         found = await self._files.file_for(caller, name, Access.VIEW)
-        return found, self._repo.list_versions(found.file_id)
+        return found, await self._repo.list_versions(found.file_id)
 
     async def rollback(self, caller: Principal, name: str, version: int, reason: str) -> SecureFile:
         found = await self._files.file_for(caller, name, Access.ADMINISTER)
         if len(reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        self._files.before_change(found.name, reason=reason, version=version)
-        return self._repo.set_current(found.file_id, version, self._clock())
+        await self._files.before_change(found.name, reason=reason, version=version)
+        return await self._repo.set_current(found.file_id, version, self._clock())
 

@@ -897,3 +897,29 @@ class UpdateLibraryRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateLibraryRequest: _TypeAlias = UpdateLibraryRequest  # noqa: Y015
+
+@_typing.final
+class DownloadSecureFilesRequest(_message.Message):
+    """Request for DownloadSecureFiles."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """`projects/{project}/secureFiles/{secure_file}` (name or id) of each file, 1 to 100, all in
+        the job's project; a name given twice is sent once.
+        """
+
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadSecureFilesRequest: _TypeAlias = DownloadSecureFilesRequest  # noqa: Y015

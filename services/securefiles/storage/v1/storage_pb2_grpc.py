@@ -105,6 +105,11 @@ class SecureFileServiceStub:
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.UpdateLibraryRequest.SerializeToString,
                 response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.FromString,
                 _registered_method=True)
+        self.DownloadSecureFiles = channel.unary_stream(
+                '/securefiles.storage.v1.SecureFileService/DownloadSecureFiles',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFilesRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileResponse.FromString,
+                _registered_method=True)
 
 
 class SecureFileServiceServicer:
@@ -207,6 +212,15 @@ class SecureFileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadSecureFiles(self, request, context):
+        """Streams several files to an authorized pipeline job in one call, decided and unwrapped
+        together: each file's header, then its chunks, then the next file. All or nothing: if the
+        job may not use one of them, the call fails before any content is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecureFileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +288,11 @@ def add_SecureFileServiceServicer_to_server(servicer, server):
                     servicer.UpdateLibrary,
                     request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.UpdateLibraryRequest.FromString,
                     response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.SerializeToString,
+            ),
+            'DownloadSecureFiles': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadSecureFiles,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFilesRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -632,6 +651,33 @@ class SecureFileService:
             '/securefiles.storage.v1.SecureFileService/UpdateLibrary',
             securefiles_dot_storage_dot_v1_dot_storage__pb2.UpdateLibraryRequest.SerializeToString,
             securefiles_dot_storage_dot_v1_dot_storage__pb2.Library.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadSecureFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/DownloadSecureFiles',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFilesRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.DownloadSecureFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,11 @@ class SecureFileServiceStub:
     """Returns a project's library settings."""
     UpdateLibrary: _grpc.UnaryUnaryMultiCallable[_storage_pb2.UpdateLibraryRequest, _storage_pb2.Library]
     """Changes a project's library settings (Administrators)."""
+    DownloadSecureFiles: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadSecureFilesRequest, _storage_pb2.DownloadSecureFileResponse]
+    """Streams several files to an authorized pipeline job in one call, decided and unwrapped
+    together: each file's header, then its chunks, then the next file. All or nothing: if the
+    job may not use one of them, the call fails before any content is sent.
+    """
 
 @_typing.type_check_only
 class SecureFileServiceAsyncStub(SecureFileServiceStub):
@@ -106,6 +111,11 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Returns a project's library settings."""
     UpdateLibrary: _aio.UnaryUnaryMultiCallable[_storage_pb2.UpdateLibraryRequest, _storage_pb2.Library]  # type: ignore[assignment]
     """Changes a project's library settings (Administrators)."""
+    DownloadSecureFiles: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadSecureFilesRequest, _storage_pb2.DownloadSecureFileResponse]  # type: ignore[assignment]
+    """Streams several files to an authorized pipeline job in one call, decided and unwrapped
+    together: each file's header, then its chunks, then the next file. All or nothing: if the
+    job may not use one of them, the call fails before any content is sent.
+    """
 
 class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
     """Secure files: encrypted at rest, managed by people, downloadable only by
@@ -220,5 +230,16 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.Library, _abc.Awaitable[_storage_pb2.Library]]:
         """Changes a project's library settings (Administrators)."""
+
+    @_abc_1.abstractmethod
+    def DownloadSecureFiles(
+        self,
+        request: _storage_pb2.DownloadSecureFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_storage_pb2.DownloadSecureFileResponse], _abc.AsyncIterator[_storage_pb2.DownloadSecureFileResponse]]:
+        """Streams several files to an authorized pipeline job in one call, decided and unwrapped
+        together: each file's header, then its chunks, then the next file. All or nothing: if the
+        job may not use one of them, the call fails before any content is sent.
+        """
 
 def add_SecureFileServiceServicer_to_server(servicer: SecureFileServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

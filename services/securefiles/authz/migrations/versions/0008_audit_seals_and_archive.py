@@ -1,0 +1,24 @@
+"""audit seals (one per complete block of entries) and the archive of old blocks
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-05 10:00:00
+
+"""
+
+from collections.abc import Sequence
+
+from securefiles.common.audit_migrations import create_seals_and_archive, drop_seals_and_archive
+
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    create_seals_and_archive()
+
+
+def downgrade() -> None:
+    drop_seals_and_archive()
