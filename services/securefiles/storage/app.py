@@ -236,7 +236,7 @@ async def build(settings: StorageSettings) -> StorageApp:
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
                         note_resource=audit_note, before_change=audit_now, parser=parser)
     rewrapper = DataKeyRewrapper(repository, keys, events)
-    register_data_key_gauges(repository)
+    register_data_key_gauges(repository.count_data_keys_blocking)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
     versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,

@@ -333,6 +333,10 @@ class SqlFileRepository:
 
     @in_database_thread
     def count_data_keys(self, region: str | None) -> dict[tuple[str, int], int]:
+        return self.count_data_keys_blocking(region)
+
+    def count_data_keys_blocking(self, region: str | None) -> dict[tuple[str, int], int]:
+        """`count_data_keys` in the calling thread (the metrics scrape runs in its own)."""
         v = file_versions
         query = select(v.c.key_region, v.c.key_version, func.count()).group_by(v.c.key_region, v.c.key_version)
         if region:
