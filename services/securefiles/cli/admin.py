@@ -10,6 +10,7 @@ from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339, role_object
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.resource_names import ANY_PIPELINE, run_name
 
 
 def _seconds(text: str | None) -> int | None:
@@ -137,8 +138,8 @@ def runs_start(args: argparse.Namespace) -> int:
 def runs_complete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         # A bare run id is enough: runs are numbered per project ("-" = any pipeline).
-        run_name = f"projects/{client.project}/pipelines/-/runs/{args.run}" if args.run.isdigit() else args.run
-        run = client.complete_run(run_name)
+        name = run_name(client.project, ANY_PIPELINE, args.run) if args.run.isdigit() else args.run
+        run = client.complete_run(name)
     return _emit(args, {"run": run.name, "run_id": run.run_id, "state": authz_pb2.Run.State.Name(run.state)},
                  f"completed {run.name}")
 

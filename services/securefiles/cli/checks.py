@@ -10,6 +10,7 @@ from securefiles.cli.output import print_json, print_table, rfc3339
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.check_spec import build_check
 from securefiles.client.job_identity import job_claims
+from securefiles.common.resource_names import ANY_PIPELINE, run_name
 
 
 def check_object(c: authz_pb2.Check) -> dict:
@@ -75,12 +76,12 @@ def runs_request(args: argparse.Namespace) -> int:
     """Create the run's suites now (approval requests go out) instead of at first download."""
     if args.run:
         client = client_for(args)
-        run = args.run if not args.run.isdigit() else f"projects/{client.project}/pipelines/-/runs/{args.run}"
+        run = args.run if not args.run.isdigit() else run_name(client.project, ANY_PIPELINE, args.run)
     else:
         # As the job itself: its job token, or its CI provider's OIDC token exchanged for one.
         client = SecureFilesClient.from_environment(job=True)
         claims = job_claims(client.token)
-        run = f"projects/{claims.project}/pipelines/{claims.pipeline}/runs/{claims.run}"
+        run = run_name(claims.project, claims.pipeline, claims.run)
     with client:
         suites = client.request_checks(run, args.files)
     objects = [{"file": f, "state": authz_pb2.CheckState.Name(s.state),

@@ -12,12 +12,13 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.metrics import AUDIT_APPEND, DECISIONS
 
@@ -113,10 +114,6 @@ class Head:
     witnessed_at: dt.datetime | None = None
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _entry(m: Mapping[str, object]) -> AuditEntry:
     time = m["time"]
     assert isinstance(time, dt.datetime)
@@ -132,7 +129,7 @@ def _entry(m: Mapping[str, object]) -> AuditEntry:
 class AuditLog:
     """One service's chain."""
 
-    def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
+    def __init__(self, engine: Engine, service: str, clock: Clock = utcnow,
                  key: bytes | None = None) -> None:
         self._engine = engine
         self.service = service

@@ -132,7 +132,7 @@ async def run_until_signalled(
     await mark_serving(running)
     running.operations.serving = True
     # Everything built at start lives as long as the process: out of the collector's sight,
-    # each collection has less to walk (4 KB download p50/p99 about 8 % lower in the bench).
+    # each collection has less to walk (figures: tests/bench/RESULTS.md).
     gc.collect()
     gc.freeze()
     # The public port last: whoever waits for its file finds the others.

@@ -19,6 +19,7 @@ from securefiles.common.audit import Head
 from securefiles.common.errors import PermissionDenied, Unavailable
 from securefiles.common.interceptors import outbound_metadata, outbound_timeout
 from securefiles.common.principal import Principal
+from securefiles.common.resource_names import project_name, region_name
 from securefiles.common.rich_status import error_info_of, from_rpc_error
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options, kms_server_name
 from securefiles.common.tokens import PublishedKeys
@@ -139,7 +140,7 @@ class AuthzClient:
         return dict(response.removed)
 
     async def project_region(self, project: str) -> str:
-        request = authz_pb2.GetProjectRequest(name=f"projects/{project}")
+        request = authz_pb2.GetProjectRequest(name=project_name(project))
         response = await _call(self._stub.GetProject, request, "authz", self._timeout)
         assert isinstance(response, authz_pb2.Project)
         return response.region
@@ -158,7 +159,7 @@ class KmsClient:
         self._timeout = timeout
         self._channel = secure_channel(target, tls, kms_server_name(region))  # only this region's kms
         self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._channel)
-        self._key_ring = f"regions/{region}"
+        self._key_ring = region_name(region)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -29,6 +29,7 @@ AUDIENCE = "securefiles"
 ISSUER = "securefiles-authz"
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 30
+BOOTSTRAP_ISSUER = "bootstrap"  # who issued the administrator token that `up` or `init-secrets` wrote
 
 Clock = Callable[[], float]
 

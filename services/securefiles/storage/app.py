@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.clock import utcnow
 from securefiles.common.config import (
     ConfigError,
     ServerSettings,
@@ -228,7 +228,7 @@ def build(settings: StorageSettings) -> StorageApp:
     rewrapper = DataKeyRewrapper(repository, keys, events)
     register_data_key_gauges(repository)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
-    versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
+    versioning = Versioning(files, repository, authz, utcnow)
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,
                                   settings.stream_idle_seconds)
     running = create_server(
@@ -261,7 +261,7 @@ def build(settings: StorageSettings) -> StorageApp:
             "id": alert.id, "threshold_days": alert.threshold_days, "expires_at": alert.expires_at.isoformat(),
             "delivered_to": "webhook" if expiry.webhook_url else "log"})
 
-    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, lambda: dt.datetime.now(dt.UTC),
+    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, utcnow,
                           expiry.thresholds, events)
     return StorageApp(running, files, authz, keys, rewrapper, audit, parser, settings.rewrap_interval,
                       settings.purge_retry_interval, settings.audit_witness_interval, alerts, expiry.interval, notifier)

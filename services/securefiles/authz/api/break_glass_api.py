@@ -11,11 +11,12 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
+from securefiles.common.resource_names import project_name
 
 
 def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
     return authz_pb2.AccessRequest(
-        name=r.name, project=f"projects/{r.project}", requester=r.requester, reason=r.reason,
+        name=r.name, project=project_name(r.project), requester=r.requester, reason=r.reason,
         ttl=Duration(seconds=r.ttl_seconds), state=authz_pb2.AccessRequest.State.Value(r.state.value),
         approver=r.approver, create_time=to_timestamp(r.created_at), grant_time=to_timestamp(r.granted_at),
         expire_time=to_timestamp(r.expire_at), revoked_by=r.revoked_by,

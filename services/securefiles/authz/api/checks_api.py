@@ -15,7 +15,7 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
-from securefiles.common.resource_names import parse_project
+from securefiles.common.resource_names import ANY_PIPELINE, parse_project, run_name
 
 _SETTINGS_FIELD = {
     CheckType.BRANCH_CONTROL: "branch_control", CheckType.APPROVAL: "approval",
@@ -68,7 +68,7 @@ def _settings_of(check: authz_pb2.Check) -> tuple[CheckType, dict[str, Any]]:
 
 
 def suite_message(s: CheckSuite, pipeline_id: int | None = None) -> authz_pb2.CheckSuite:
-    run = f"projects/{s.project}/pipelines/{pipeline_id if pipeline_id else '-'}/runs/{s.run_id}"
+    run = run_name(s.project, pipeline_id or ANY_PIPELINE, s.run_id)
     return authz_pb2.CheckSuite(
         run=run, resource=s.resource, state=_state(s.state), create_time=to_timestamp(s.created_at),  # type: ignore[arg-type]
         results=[authz_pb2.CheckResult(check_id=r.check_id, type=r.type.value, state=_state(r.state),  # type: ignore[arg-type]
@@ -77,9 +77,9 @@ def suite_message(s: CheckSuite, pipeline_id: int | None = None) -> authz_pb2.Ch
 
 
 def approval_message(a: Approval, run: Run | None = None) -> authz_pb2.Approval:
-    pipeline = run.pipeline_id if run is not None else "-"
+    pipeline = run.pipeline_id if run is not None else ANY_PIPELINE
     return authz_pb2.Approval(
-        name=a.name, approval_id=a.approval_id, run=f"projects/{a.project}/pipelines/{pipeline}/runs/{a.run_id}",
+        name=a.name, approval_id=a.approval_id, run=run_name(a.project, pipeline, a.run_id),
         branch=run.branch if run is not None else "",
         resource=a.resource, check_id=a.check_id, approvers=list(a.approvers), min_approvals=a.min_approvals,
         allow_requester=a.allow_requester, instructions=a.instructions, requested_by=a.requested_by,

@@ -17,16 +17,16 @@ from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal, principal_var
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
-from securefiles.common.resource_names import parse_project
+from securefiles.common.resource_names import parse_project, pipeline_name, trust_name
 
 
 def run_message(r: Run) -> authz_pb2.Run:
     return authz_pb2.Run(
-        name=r.name, run_id=r.run_id, pipeline=f"projects/{r.project}/pipelines/{r.pipeline_id}", branch=r.branch,
+        name=r.name, run_id=r.run_id, pipeline=pipeline_name(r.project, r.pipeline_id), branch=r.branch,
         requested_by=r.requested_by, state=authz_pb2.Run.State.Value(r.state.value),
         create_time=to_timestamp(r.created_at), expire_time=to_timestamp(r.expire_at),
         complete_time=to_timestamp(r.completed_at),
-        trust=f"projects/{r.project}/trusts/{r.trust_id}" if r.trust_id else "", asserted_by=r.asserted_by,
+        trust=trust_name(r.project, r.trust_id) if r.trust_id else "", asserted_by=r.asserted_by,
         claims=dict(r.claims),
     )
 
@@ -34,7 +34,7 @@ def run_message(r: Run) -> authz_pb2.Run:
 def trust_message(t: Trust) -> authz_pb2.Trust:
     return authz_pb2.Trust(
         name=t.name, trust_id=t.trust_id, display_name=t.display_name,
-        pipeline=f"projects/{t.project}/pipelines/{t.pipeline_id}", issuer=t.issuer, audience=t.audience,
+        pipeline=pipeline_name(t.project, t.pipeline_id), issuer=t.issuer, audience=t.audience,
         bound_claims=dict(t.bound_claims), branch_claim=t.branch_claim, ref_type_claim=t.ref_type_claim,
         run_claims=list(t.run_claims), requester_claim=t.requester_claim,
         max_ttl=Duration(seconds=t.max_ttl_seconds), jwks=t.static_jwks, ca_certificates=t.ca_pem,

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from securefiles.authz.domain.refs import ref_problem
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.principal import GROUP_PRINCIPAL, USER_PRINCIPAL
+from securefiles.common.resource_names import approval_name
 from securefiles.common.weekdays import DAYS
 
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
@@ -121,7 +122,7 @@ class Approval:
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/approvals/{self.approval_id}"
+        return approval_name(self.project, self.approval_id)
 
 
 # -- settings validation -------------------------------------------------------------

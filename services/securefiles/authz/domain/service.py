@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from securefiles.authz.domain.access import (
@@ -38,6 +38,7 @@ from securefiles.authz.domain.refs import validate_ref
 from securefiles.authz.domain.sign_in import Session, SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
 from securefiles.authz.domain.token_registry import TokenRegistry, TokenRegistryRepository
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -48,6 +49,8 @@ from securefiles.common.errors import (
 )
 from securefiles.common.principal import USER_PRINCIPAL, Principal, is_service_account
 from securefiles.common.resource_names import (
+    ANY_PIPELINE,
+    MAX_RESOURCES_PER_DECISION,
     REGION_ID,
     is_id,
     parse_child,
@@ -59,17 +62,11 @@ from securefiles.common.tokens import TokenIssuer
 
 USER_TOKEN_DEFAULT_TTL = 8 * 3600
 USER_TOKEN_MAX_TTL = 30 * 24 * 3600
-BOOTSTRAP = "bootstrap"  # who issued the administrator token that `up` or `init-secrets` wrote
 JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
 RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX = 100, 1000
-ANY_PIPELINE = "-"
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _denied(message: str, reason: str = "PERMISSION_DENIED") -> PermissionDenied:
@@ -95,7 +92,7 @@ class Authorization:
         checks: ChecksRepository,
         issuer: TokenIssuer,
         regions: Sequence[str],
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Clock = utcnow,
         access_requests: AccessRequestRepository | None = None,
         trusts: TrustRepository | None = None,
         oidc_keys: KeySource | None = None,
@@ -287,8 +284,9 @@ class Authorization:
             raise _denied("only services may ask for access decisions", reason="SERVICE_IDENTITY_REQUIRED")
         if not USER_PRINCIPAL.fullmatch(principal):
             return [False] * len(resources)
-        if len(resources) > 1000:
-            raise InvalidArgument("at most 1000 resources per check", reason="TOO_MANY_RESOURCES")
+        if len(resources) > MAX_RESOURCES_PER_DECISION:
+            raise InvalidArgument(f"at most {MAX_RESOURCES_PER_DECISION} resources per check",
+                                  reason="TOO_MANY_RESOURCES")
         return self._policy.decide(principal, permission, [parse_scope(r) for r in resources])
 
     # -- pipelines --------------------------------------------------------------------
@@ -467,8 +465,9 @@ class Authorization:
         """Of `resources`, those the job's pipeline may use (no checks evaluated)."""
         self.require_storage(caller)
         run = self.active_run_of(job)
-        if len(resources) > 1000:
-            raise InvalidArgument("at most 1000 resources per request", reason="TOO_MANY_RESOURCES")
+        if len(resources) > MAX_RESOURCES_PER_DECISION:
+            raise InvalidArgument(f"at most {MAX_RESOURCES_PER_DECISION} resources per request",
+                                  reason="TOO_MANY_RESOURCES")
         usable = []
         for resource in resources:
             scope = self._file_scope(resource)

@@ -132,7 +132,7 @@ def _psycopg_cursor(conn: Connection, binary: bool = False) -> Iterator[Any]:
 
 def _postgres_segments(conn: Connection, key: str, low: int, high: int) -> list[bytes]:
     """Segments `low..high` of a blob, fetched in binary format: in the text format psycopg
-    receives `bytea` hex-encoded, which made each 1 MiB segment ~3x slower (9.6 vs 3.3 ms)."""
+    receives `bytea` hex-encoded, several times slower (figures: tests/bench/RESULTS.md)."""
     with _psycopg_cursor(conn, binary=True) as cursor:
         cursor.execute("SELECT data FROM blob_segments WHERE blob_key = %s AND seq >= %s AND seq <= %s "
                        "ORDER BY seq", (key, low, high))

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from securefiles.common.errors import SecureFilesError
+from securefiles.common.resource_names import key_version_name
 from securefiles.storage.domain.model import StoredDataKey, encryption_context
 from securefiles.storage.domain.ports import DataKeys, FileRepository, NoEvents, OperationalEvents
 
@@ -32,7 +33,7 @@ class RewrapReport:
 def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
     """{`regions/{r}/keyVersions/{n}`: data keys}."""
     return {
-        f"regions/{r}/keyVersions/{v}": count
+        key_version_name(r, v): count
         for (r, v), count in sorted(files.count_data_keys(region).items())
     }
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from securefiles.client.api import SecureFilesClient
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument, SecureFilesError
+from securefiles.common.resource_names import key_version_name
 from securefiles.kms.v1 import kms_pb2
 from securefiles.web.console import Ctx
 from securefiles.web.pages.files import text
@@ -57,7 +58,7 @@ async def key_state(ctx: Ctx, form: FormData) -> str:
     region, version, what = text(form, "region"), text(form, "version"), text(form, "action")
     if what not in KEY_ACTIONS:
         raise InvalidArgument(f"one of {', '.join(KEY_ACTIONS)}", reason="INVALID_ARGUMENT")
-    name = f"regions/{region}/keyVersions/{version}"
+    name = key_version_name(region, version)
     if text(form, "confirm_name") != name:
         raise InvalidArgument(f"type {name} to {what} it; nothing was changed", reason="NOT_CONFIRMED")
     if what == "destroy":
