@@ -11,6 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
+from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
@@ -151,8 +153,8 @@ def build(settings: AuthzSettings) -> RunningServer:
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
             AuthorizationServicer(authorization, issuer, verifier),
-        )],
-        service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name],
+        ), audit_registration(audit, require_operator)],
+        service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
         authenticator=Authenticator(verifier),
         address=settings.server.listen,
@@ -160,9 +162,8 @@ def build(settings: AuthzSettings) -> RunningServer:
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
-        audit_reader=require_operator,
         readiness={"database": lambda: ping(engine)},
-        unaudited_methods=UNAUDITED,
+        unaudited_methods=UNAUDITED | WITNESS_METHODS,
         # No entry, no change: each change's entry is written before its first write. Not for
         # AuthorizeUse, whose entry is the decision (its check-suite bookkeeping comes first), nor
         # for the two creations whose entry names what the database numbered (they grant nothing),

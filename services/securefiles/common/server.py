@@ -20,9 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.common.audit import AuditLog
-from securefiles.common.audit_api import WITNESS_METHODS, AuditLogServicer, ReaderCheck
 from securefiles.common.config import ServerSettings
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
@@ -61,21 +59,19 @@ def create_server(
     reflection_enabled: bool = False,
     max_concurrent_streams: int = 1024,
     audit: AuditLog | None = None,
-    audit_reader: ReaderCheck | None = None,
     unaudited_methods: frozenset[str] = frozenset(),
     limits: LimitSettings | None = None,
     audit_before_writes: frozenset[str] | None = None,
     public_methods: frozenset[str] = frozenset(),
     readiness: Mapping[str, ReadinessCheck] | None = None,
 ) -> RunningServer:
-    """Build a TLS server with health, optional reflection, the audit log service and our
-    interceptor; bind its public (server TLS) and internal (mutual TLS) ports. `readiness`: the
+    """Build a TLS server with health, optional reflection and our interceptor (auditing into
+    `audit`); bind its public (server TLS) and internal (mutual TLS) ports. `readiness`: the
     checks behind `/readyz` on the operations port (bound when the server starts)."""
     server = grpc.aio.server(
-        # Tracing (when on) outermost: its span covers ours. Witnessing chain heads is bookkeeping
-        # between services: an entry for each would change the head it witnesses, round after round.
+        # Tracing (when on) outermost: its span covers ours.
         interceptors=[*server_interceptors(),
-                      ServiceInterceptor(service, authenticator, audit, unaudited_methods | WITNESS_METHODS,
+                      ServiceInterceptor(service, authenticator, audit, unaudited_methods,
                                          CallerLimits(limits) if limits is not None else None,
                                          audit_before_writes, public_methods)],
         options=[
@@ -90,9 +86,6 @@ def create_server(
     for add, servicer in registrations:
         add(servicer, server)
     names = tuple(service_names)
-    if audit is not None and audit_reader is not None:
-        audit_pb2_grpc.add_AuditLogServiceServicer_to_server(AuditLogServicer(audit, audit_reader), server)
-        names += (audit_pb2.DESCRIPTOR.services_by_name["AuditLogService"].full_name,)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if reflection_enabled:

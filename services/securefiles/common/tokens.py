@@ -14,7 +14,7 @@ import hashlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,12 @@ class PublishedKeys:
 
     keys: dict[str, Ed25519PublicKey]
     revoked: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_raw(cls, public_keys: Mapping[str, bytes], revoked: Iterable[str] = ()) -> PublishedKeys:
+        """From raw Ed25519 public keys by `kid`, as GetSigningKeys carries them."""
+        return cls({kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()},
+                   frozenset(revoked))
 
 
 KeyFetcher = Callable[[], Awaitable[PublishedKeys]]

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
+from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.clock import utcnow
 from securefiles.common.config import (
@@ -25,9 +27,9 @@ from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
-from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
 from securefiles.common.tracing import configure_tracing
+from securefiles.storage.adapters.authz_client import AuthzClient
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.expiry_webhook import LogOnlyNotifier, WebhookNotifier
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
@@ -233,8 +235,9 @@ def build(settings: StorageSettings) -> StorageApp:
                                   settings.stream_idle_seconds)
     running = create_server(
         service="storage",
-        registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer)],
-        service_names=[storage_pb2.DESCRIPTOR.services_by_name["SecureFileService"].full_name],
+        registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer),
+                       audit_registration(audit, authz.require_operator)],
+        service_names=[storage_pb2.DESCRIPTOR.services_by_name["SecureFileService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
         authenticator=Authenticator(
             TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
@@ -243,11 +246,10 @@ def build(settings: StorageSettings) -> StorageApp:
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
-        audit_reader=authz.require_operator,
         readiness={"database": lambda: ping(engine), "authz": authz.ready,
                    **{f"kms-{region}": keys.client(region).ready for region in keys.regions}},
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
-                                     "GetLibrary"}),
+                                     "GetLibrary"}) | WITNESS_METHODS,
         # File changes call `audit_now` themselves (an upload writes blob segments before it is
         # accepted); these two have their entry written right before their first write.
         audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),

@@ -11,7 +11,7 @@ from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
-from securefiles.common.service_clients import AuthzClient
+from securefiles.kms.adapters.authz_client import AuthzClient
 from securefiles.kms.domain.key_ring import KeyRing, KeyVersionRecord
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 

@@ -11,7 +11,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 
 from securefiles.common.clock import Clock, utcnow
 from securefiles.common.errors import (
@@ -41,6 +40,7 @@ from securefiles.storage.domain.names import (
     validate_properties,
 )
 from securefiles.storage.domain.ports import (
+    Access,
     AccessDecisions,
     BlobReader,
     BlobStore,
@@ -67,15 +67,6 @@ UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
 MAX_SCANNED_PER_CALL = 5 * (MAX_PAGE_SIZE + 1)
 # A job that asks for a file that does not exist still gets its token checked first.
 _NO_FILE = "-"
-
-
-class Access(IntEnum):
-    """Permissions as authz numbers them."""
-
-    VIEW = 1
-    USE = 2
-    CREATE = 3
-    ADMINISTER = 4
 
 
 @dataclass(frozen=True)
@@ -154,7 +145,7 @@ class SecureFiles:
         found = self._files.resolve(project, normalize_name(ref))
         if found is not None:
             self.note_resource(found.name)
-            asks = {p: self._access.check_access(caller.name, int(p), [found.name]) for p in {Access.VIEW, permission}}
+            asks = {p: self._access.check_access(caller.name, p, [found.name]) for p in {Access.VIEW, permission}}
             decided = dict(zip(asks, await asyncio.gather(*asks.values()), strict=True))
             if decided[Access.VIEW][0]:
                 if not decided[permission][0]:

@@ -15,8 +15,8 @@ from securefiles.common.errors import Aborted, FailedPrecondition, InvalidArgume
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import project_name
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
-from securefiles.storage.domain.ports import AccessDecisions, FileRepository
-from securefiles.storage.domain.service import Access, SecureFiles
+from securefiles.storage.domain.ports import Access, AccessDecisions, FileRepository
+from securefiles.storage.domain.service import SecureFiles
 
 log = logging.getLogger("securefiles.storage")
 

@@ -14,10 +14,19 @@ from securefiles.common.interceptors import current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import is_id
+from securefiles.common.server import Registration
 
 ReaderCheck = Callable[[Principal], Awaitable[None]]
 MAX_PAGE = 1000
+# Witnessing chain heads is bookkeeping between services: an entry for each would change the
+# head it witnesses, round after round. Every service leaves these out of its own audit.
 WITNESS_METHODS = frozenset({"GetAuditHead", "WitnessAuditHead", "GetWitnessedHead"})
+SERVICE_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditLogService"].full_name
+
+
+def audit_registration(log: AuditLog, require_reader: ReaderCheck) -> Registration:
+    """The AuditLogService over `log`, for `create_server`'s registrations (with SERVICE_NAME)."""
+    return audit_pb2_grpc.add_AuditLogServiceServicer_to_server, AuditLogServicer(log, require_reader)
 
 
 def head_message(head: Head) -> audit_pb2.AuditHead:
