@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from securefiles.common.errors import Unauthenticated
+from securefiles.common.job_token import JobToken
 from securefiles.common.principal import USER_PRINCIPAL, Principal, is_service_account
 
 AUDIENCE = "securefiles"
@@ -196,6 +197,6 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         return Principal("user", subject, claims, token)
     if kind == "account" and isinstance(subject, str) and is_service_account(subject):
         return Principal("account", subject, claims, token)
-    if kind == "job" and all(isinstance(claims.get(k), str) for k in ("project", "pipeline", "run")):
+    if kind == "job" and JobToken.from_claims(claims) is not None:
         return Principal("job", subject, claims, token)
     raise Unauthenticated("token kind not recognised", reason="INVALID_TOKEN")

@@ -218,13 +218,13 @@ class Authorization:
 
     def get_project(self, caller: Principal, name: str) -> Project:
         project_id = parse_project(name)
-        if caller.is_job and caller.claims.get("project") != project_id:
+        if caller.is_job and not caller.is_job_of(project_id):
             raise _denied("a job may only read its own project", reason="WRONG_PROJECT")
         return self._project(project_id)
 
     def list_projects(self, caller: Principal) -> list[Project]:
-        if caller.is_job:
-            return [self._project(str(caller.claims["project"]))]
+        if caller.job is not None:
+            return [self._project(caller.job.project)]
         return self._repo.list_projects()
 
     # -- roles ------------------------------------------------------------------------
@@ -385,8 +385,7 @@ class Authorization:
 
     def complete_run(self, caller: Principal, run_name: str) -> Run:
         project, _pipeline, run_id = parse_run(run_name)
-        is_own_job = caller.is_job and caller.claims.get("project") == project and caller.claims.get(
-            "run") == str(run_id)
+        is_own_job = caller.is_job_of(project, run_id)
         library = Scope("library", project)
         if not is_own_job and not self._policy.allows(caller.name, Permission.ORCHESTRATE, library):
             self._require(caller, Permission.ADMINISTER, library)
@@ -421,10 +420,10 @@ class Authorization:
 
     def active_run_of(self, job: Principal) -> Run:
         """The running run a verified job token belongs to, or UNAUTHENTICATED."""
-        if not job.is_job:
+        if job.job is None:
             raise Unauthenticated("a job token is required", reason="JOB_TOKEN_REQUIRED")
-        run = self._repo.get_run(str(job.claims["project"]), int(job.claims["run"]))
-        if run is None or run.token_id != job.claims.get("rtk", job.claims.get("jti")):
+        run = self._repo.get_run(job.job.project, job.job.run_id)
+        if run is None or run.token_id != job.job.run_token_id:
             raise Unauthenticated("job token does not belong to a known run", reason="INVALID_TOKEN")
         if run.state is not RunState.RUNNING:
             raise Unauthenticated("the run has completed; its job token is revoked", reason="TOKEN_REVOKED")
@@ -479,8 +478,7 @@ class Authorization:
     def request_checks(self, caller: Principal, run_name: str, resources: Sequence[str]) -> list[CheckSuite]:
         """Create (and advance) a run's suites for files ahead of use, e.g. to request approvals early."""
         project, _pipeline, run_id = parse_run(run_name)
-        is_own_job = caller.is_job and caller.claims.get("project") == project and caller.claims.get(
-            "run") == str(run_id)
+        is_own_job = caller.is_job_of(project, run_id)
         if is_own_job:
             run = self.active_run_of(caller)
         else:

@@ -219,7 +219,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         download = await self._files.download(current_principal(), request.name)
         f = download.secure_file
         audit_note(f.name, display_name=f.display_name, version=f.current.version,
-                   key_version=f.current.key_version_name, run=current_principal().claims.get("run", ""))
+                   key_version=f.current.key_version_name, run=_run_of(current_principal()))
         if download.break_glass:
             audit_note(break_glass="true", access_request=download.break_glass)
         yield storage_pb2.DownloadSecureFileResponse(
@@ -284,3 +284,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
 def _library(settings: LibrarySettings) -> storage_pb2.Library:
     return storage_pb2.Library(name=f"projects/{settings.project}/library", allow_replace=settings.allow_replace,
                                keep_versions=settings.keep_versions)
+
+
+def _run_of(principal: Principal) -> str:
+    """The run a download is made for (an operator's break-glass download has none)."""
+    return principal.job.run if principal.job is not None else ""

@@ -258,7 +258,7 @@ class SecureFiles:
     async def _resolve_for_job(self, caller: Principal, name: str) -> SecureFile:
         """The file a job names, in the job's own project; a missing one only after the token is checked."""
         project, ref = parse_child(name, "secureFiles")
-        if project != caller.claims.get("project"):
+        if not caller.is_job_of(project):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
         found = self._files.resolve(project, normalize_name(ref))
         if found is None:
@@ -294,7 +294,7 @@ class SecureFiles:
         """A page of the files the caller may view (a job: may use), by display name (keyset pagination)."""
         project = parse_project(parent)
         if caller.is_job:
-            if project != caller.claims.get("project"):
+            if not caller.is_job_of(project):
                 raise PermissionDenied("the job belongs to another project", reason="WRONG_PROJECT")
             # The job's run must still be running, whatever the listing would contain.
             await self._access.filter_usable(caller.token, [])
