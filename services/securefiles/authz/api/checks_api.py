@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.duration_pb2 import Duration
 
+from securefiles.authz.domain.check_kinds import ApprovalCheck, BranchControl, BusinessHours
 from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckType, State
 from securefiles.authz.domain.model import Run
 from securefiles.authz.domain.service import Authorization
@@ -33,16 +34,16 @@ def check_message(c: Check) -> authz_pb2.Check:
         name=c.name, check_id=c.check_id, resource=c.resource, type=c.type.value,
         timeout=Duration(seconds=c.timeout_seconds), create_time=to_timestamp(c.created_at), created_by=c.created_by,
     )
-    s = c.settings
-    if c.type is CheckType.BRANCH_CONTROL:
-        message.branch_control.allowed_refs.extend(s["allowed_refs"])
-    elif c.type is CheckType.APPROVAL:
+    kind = c.kind
+    if isinstance(kind, BranchControl):
+        message.branch_control.allowed_refs.extend(kind.allowed_refs)
+    elif isinstance(kind, ApprovalCheck):
         message.approval.CopyFrom(authz_pb2.ApprovalSettings(
-            approvers=s["approvers"], min_approvals=s["min_approvals"], allow_requester=s["allow_requester"],
-            instructions=s["instructions"]))
-    elif c.type is CheckType.BUSINESS_HOURS:
+            approvers=kind.approvers, min_approvals=kind.min_approvals, allow_requester=kind.allow_requester,
+            instructions=kind.instructions))
+    elif isinstance(kind, BusinessHours):
         message.business_hours.CopyFrom(authz_pb2.BusinessHours(
-            time_zone=s["time_zone"], days=s["days"], start_time=s["start_time"], end_time=s["end_time"]))
+            time_zone=kind.time_zone, days=kind.days, start_time=kind.start_time, end_time=kind.end_time))
     else:
         message.exclusive_lock.SetInParent()
     return message
