@@ -122,19 +122,19 @@ class ChecksServicerMixin:
         approvals = self._authz.checks.list_approvals(
             current_principal(), parse_project(request.parent), request.pending_only)
         return authz_pb2.ListApprovalsResponse(
-            approvals=[approval_message(a, self._authz.get_run(a.project, a.run_id)) for a in approvals])
+            approvals=[approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in approvals])
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
                       ) -> authz_pb2.Approval:
         decided = self._authz.checks.decide(current_principal(), request.name, True, request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
-        return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
+        return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
     async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
                      ) -> authz_pb2.Approval:
         decided = self._authz.checks.decide(current_principal(), request.name, False, request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
-        return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
+        return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
     async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
                          ) -> authz_pb2.ListGroupsResponse:

@@ -117,18 +117,18 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def CreateProject(
         self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Project:
-        return _project(self._authz.create_project(current_principal(), request.project_id, request.region))
+        return _project(self._authz.library.create_project(current_principal(), request.project_id, request.region))
 
     async def GetProject(
         self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Project:
-        return _project(self._authz.get_project(current_principal(), request.name))
+        return _project(self._authz.library.get_project(current_principal(), request.name))
 
     async def ListProjects(
         self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListProjectsResponse:
         return authz_pb2.ListProjectsResponse(
-            projects=[_project(p) for p in self._authz.list_projects(current_principal())]
+            projects=[_project(p) for p in self._authz.library.list_projects(current_principal())]
         )
 
     async def SetRoleAssignment(
@@ -136,12 +136,12 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     ) -> authz_pb2.RoleAssignment:
         a = request.role_assignment
         assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
-        return _assignment(self._authz.set_role(current_principal(), assignment))
+        return _assignment(self._authz.library.set_role(current_principal(), assignment))
 
     async def ListRoleAssignments(
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListRoleAssignmentsResponse:
-        assignments, inherit = self._authz.list_roles(current_principal(), request.scope)
+        assignments, inherit = self._authz.library.list_roles(current_principal(), request.scope)
         return authz_pb2.ListRoleAssignmentsResponse(
             role_assignments=[_assignment(a) for a in assignments], inherit_from_library=inherit
         )
@@ -149,19 +149,19 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def DeleteRoleAssignment(
         self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self._authz.delete_role(current_principal(), request.scope, request.principal)
+        self._authz.library.delete_role(current_principal(), request.scope, request.principal)
         return empty_pb2.Empty()
 
     async def SetRoleInheritance(
         self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.RoleInheritance:
-        inherit = self._authz.set_inheritance(current_principal(), request.scope, request.inherit_from_library)
+        inherit = self._authz.library.set_inheritance(current_principal(), request.scope, request.inherit_from_library)
         return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
 
     async def CheckAccess(
         self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.CheckAccessResponse:
-        allowed = self._authz.check_access(
+        allowed = self._authz.library.check_access(
             current_principal(), request.principal, _permission(request.permission), list(request.resources)
         )
         return authz_pb2.CheckAccessResponse(allowed=allowed)
@@ -170,19 +170,19 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.Pipeline:
         return _pipeline(
-            self._authz.create_pipeline(current_principal(), request.parent, request.pipeline.display_name)
+            self._authz.pipelines.create_pipeline(current_principal(), request.parent, request.pipeline.display_name)
         )
 
     async def ListPipelines(
         self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListPipelinesResponse:
-        pipelines = self._authz.list_pipelines(current_principal(), request.parent)
+        pipelines = self._authz.pipelines.list_pipelines(current_principal(), request.parent)
         return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in pipelines])
 
     async def SetPipelinePermission(
         self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = self._authz.set_pipeline_permission(
+        perms, pipelines = self._authz.pipelines.set_pipeline_permission(
             current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
         )
         return _permissions(perms, pipelines)
@@ -190,19 +190,19 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def GetPipelinePermissions(
         self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = self._authz.pipeline_permissions(current_principal(), request.resource)
+        perms, pipelines = self._authz.pipelines.pipeline_permissions(current_principal(), request.resource)
         return _permissions(perms, pipelines)
 
     async def DeletePipeline(
         self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        self._authz.delete_pipeline(current_principal(), request.name)
+        self._authz.pipelines.delete_pipeline(current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def ListRuns(
         self, request: authz_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> authz_pb2.ListRunsResponse:
-        runs, next_token = self._authz.list_runs(current_principal(), request.parent, request.page_size,
+        runs, next_token = self._authz.pipelines.list_runs(current_principal(), request.parent, request.page_size,
                                                  request.page_token, request.running_only)
         return authz_pb2.ListRunsResponse(runs=[run_message(r) for r in runs], next_page_token=next_token)
 
@@ -215,7 +215,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
                    requested_ttl_seconds=duration_seconds(request.ttl, 0))
         # A ttl given as zero is a mistake to refuse, not a request for the default.
         ttl = duration_seconds(request.ttl, 0) if request.HasField("ttl") else None
-        run, token = self._authz.start_run(
+        run, token = self._authz.pipelines.start_run(
             current_principal(), request.pipeline, request.branch, request.requested_by, ttl)
         return authz_pb2.StartRunResponse(run=run_message(run), job_token=token)
 
@@ -226,7 +226,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         if caller.is_job:
             # A revoked or completed job token must not complete anything again.
             self._authz.active_run_of(caller)
-        return run_message(self._authz.complete_run(caller, request.name))
+        return run_message(self._authz.pipelines.complete_run(caller, request.name))
 
     async def AuthorizeUse(
         self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext
