@@ -44,6 +44,7 @@ protos: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check services tests scripts
+	$(BIN)/mypy
 	$(BIN)/buf lint
 	$(BIN)/python scripts/audit_dependencies.py
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -31,8 +32,9 @@ def audit_registration(log: AuditLog, require_reader: ReaderCheck) -> Registrati
 
 def head_message(head: Head) -> audit_pb2.AuditHead:
     message = audit_pb2.AuditHead(service=head.service, sequence=head.sequence, hash=head.hash)
-    if head.witnessed_at is not None:
-        message.witness_time.CopyFrom(to_timestamp(head.witnessed_at))
+    witnessed = to_timestamp(head.witnessed_at)
+    if witnessed is not None:
+        message.witness_time.CopyFrom(witnessed)
     return message
 
 
@@ -57,7 +59,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         self._require_reader = require_reader
 
     async def ListAuditEvents(
-        self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.ListAuditEventsResponse:
         await self._require_reader(current_principal())
         if request.page_token and not is_id(request.page_token):
@@ -77,7 +79,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         )
 
     async def VerifyAuditLog(
-        self, request: audit_pb2.VerifyAuditLogRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.VerifyAuditLogRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.VerifyAuditLogResponse:
         await self._require_reader(current_principal())
         witnessed = Head(self._log.service, request.witnessed_sequence, request.witnessed_hash) if (
@@ -89,13 +91,13 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         )
 
     async def GetAuditHead(
-        self, request: audit_pb2.GetAuditHeadRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetAuditHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.AuditHead:
         _require_service()
         return head_message(self._log.head())
 
     async def WitnessAuditHead(
-        self, request: audit_pb2.WitnessAuditHeadRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.WitnessAuditHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.AuditHead:
         _require_service()
         head = request.head
@@ -105,7 +107,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         return head_message(self._log.head())
 
     async def GetWitnessedHead(
-        self, request: audit_pb2.GetWitnessedHeadRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetWitnessedHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.AuditHead:
         await self._require_reader(current_principal())
         return head_message(self._log.latest_witness(request.service) or Head(request.service, 0, ""))

@@ -24,6 +24,7 @@ from securefiles.cli.ci_commands import (
 )
 from securefiles.cli.context import wants_json
 from securefiles.cli.output import print_json
+from securefiles.cli.parser import Subcommands
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.download import DownloadedFile
 from securefiles.client.job_identity import job_claims
@@ -252,7 +253,7 @@ def whoami(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     agent = subparsers.add_parser("agent", help="pipeline agent: download secure files in a job")
     actions = agent.add_subparsers(dest="action", required=True)
     dl = actions.add_parser("download", help="download secure files (job token required)")

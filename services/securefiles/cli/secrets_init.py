@@ -14,6 +14,7 @@ import base64
 import os
 from pathlib import Path
 
+from securefiles.cli.parser import Subcommands
 from securefiles.client.config import ClientConfig
 from securefiles.common.config import parse_endpoints
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     p = subparsers.add_parser("init-secrets", help="generate certificates and keys for a deployment")
     p.add_argument("--dir", required=True)
     p.add_argument("--regions", default="eu")

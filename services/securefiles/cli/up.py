@@ -245,7 +245,7 @@ class LocalSystem:
                 response = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
             except grpc.RpcError:
                 return False
-        return response.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _web_serving(self, port: int) -> bool:
         context = ssl.create_default_context(cafile=str(self.state / "pki" / "web" / "ca.pem"))

@@ -459,12 +459,13 @@ class SecureFilesClient(IdentityCalls):
         """`action` is disable, enable or destroy; `version` a number or a full name."""
         stub, region = self._kms(region)
         name = self._key_version_name(region, version)
-        method, request = {
-            "disable": (stub.DisableKeyVersion, kms_pb2.DisableKeyVersionRequest(name=name)),
-            "enable": (stub.EnableKeyVersion, kms_pb2.EnableKeyVersionRequest(name=name)),
-            "destroy": (stub.DestroyKeyVersion, kms_pb2.DestroyKeyVersionRequest(name=name)),
-        }[action]
-        return self._transport.call(method, request)
+        if action == "disable":
+            return self._transport.call(stub.DisableKeyVersion, kms_pb2.DisableKeyVersionRequest(name=name))
+        if action == "enable":
+            return self._transport.call(stub.EnableKeyVersion, kms_pb2.EnableKeyVersionRequest(name=name))
+        if action == "destroy":
+            return self._transport.call(stub.DestroyKeyVersion, kms_pb2.DestroyKeyVersionRequest(name=name))
+        raise KeyError(action)
 
     def count_data_keys(self, region: str | None = None) -> dict[str, int]:
         """{key version name: data keys it wraps} as storage sees it."""

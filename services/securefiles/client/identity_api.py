@@ -33,7 +33,10 @@ class TrustSpec:
 class IdentityCalls:
     project: str
     _transport: Transport
-    _authz: authz_pb2_grpc.AuthorizationServiceStub  # the client's stub property
+
+    @property
+    def _authz(self) -> authz_pb2_grpc.AuthorizationServiceStub:
+        raise NotImplementedError  # the client's stub property
 
     def _trust_name(self, trust: str) -> str:
         return trust if trust.startswith("projects/") else trust_name(self.project, trust)

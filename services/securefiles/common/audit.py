@@ -14,6 +14,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, Text, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -114,11 +115,11 @@ class Head:
     witnessed_at: dt.datetime | None = None
 
 
-def _entry(m: Mapping[str, object]) -> AuditEntry:
+def _entry(m: Mapping[Any, Any]) -> AuditEntry:
     time = m["time"]
     assert isinstance(time, dt.datetime)
     return AuditEntry(
-        sequence=int(m["sequence"]), time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),  # type: ignore[arg-type]
+        sequence=int(m["sequence"]), time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),
         service=str(m["service"]), principal=str(m["principal"]), action=str(m["action"]),
         resource=str(m["resource"]), decision=str(m["decision"]), reason=str(m["reason"]),
         request_id=str(m["request_id"]), details=json.loads(str(m["details"])),

@@ -7,6 +7,8 @@ Connection failures become UNAVAILABLE: callers fail closed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -26,7 +28,7 @@ def secure_channel(target: str, tls: TlsFiles, server_name: str = "") -> grpc.ai
                                    interceptors=client_interceptors() or None)  # W3C trace context, if tracing
 
 
-async def call_peer(method: grpc.aio.UnaryUnaryMultiCallable, request: object, service: str,
+async def call_peer(method: grpc.aio.UnaryUnaryMultiCallable[Any, Any], request: object, service: str,
                     timeout: float) -> object:
     """One unary call to `service`; its refusal keeps the peer's reason, its absence is
     UNAVAILABLE `<SERVICE>_UNAVAILABLE`."""

@@ -260,7 +260,7 @@ def build(settings: StorageSettings) -> StorageApp:
 
     def audit_alert(alert: ExpiryAlert) -> None:
         audit.record("service:storage", "ExpiryAlert", alert.resource, ALLOW, details={
-            "id": alert.id, "threshold_days": alert.threshold_days, "expires_at": alert.expires_at.isoformat(),
+            "id": alert.id, "threshold_days": str(alert.threshold_days), "expires_at": alert.expires_at.isoformat(),
             "delivered_to": "webhook" if expiry.webhook_url else "log"})
 
     alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, utcnow,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
@@ -32,7 +34,7 @@ class BreakGlassServicerMixin:
             raise FailedPrecondition("break-glass access is not configured", reason="BREAK_GLASS_DISABLED")
         return self._authz.break_glass
 
-    async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext
+    async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.AccessRequest:
         created = self._break_glass.request(current_principal(), request.project, request.reason,
                                             duration_seconds(request.ttl, 0))
@@ -46,14 +48,14 @@ class BreakGlassServicerMixin:
         if found is not None:
             audit_note(found.name, project=found.project, requester=found.requester, state=found.state.value)
 
-    async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext
+    async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.AccessRequest:
         self._note_before_change(request.name)
         granted = self._break_glass.approve(current_principal(), request.name)
         audit_note(granted.name, project=granted.project, requester=granted.requester, break_glass="granted")
         return access_request_message(granted)
 
-    async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext
+    async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                            ) -> authz_pb2.AccessRequest:
         self._note_before_change(request.name)
         revoked = self._break_glass.revoke(current_principal(), request.name)
@@ -61,12 +63,12 @@ class BreakGlassServicerMixin:
         return access_request_message(revoked)
 
     async def ListAccessRequests(self, request: authz_pb2.ListAccessRequestsRequest,
-                                 context: grpc.aio.ServicerContext) -> authz_pb2.ListAccessRequestsResponse:
+                                 context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.ListAccessRequestsResponse:
         return authz_pb2.ListAccessRequestsResponse(
             access_requests=[access_request_message(r) for r in self._break_glass.list(current_principal())])
 
     async def AuthorizeBreakGlass(self, request: authz_pb2.AuthorizeBreakGlassRequest,
-                                  context: grpc.aio.ServicerContext) -> authz_pb2.AccessRequest:
+                                  context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.AccessRequest:
         self._authz.require_storage(current_principal())
         grant = self._break_glass.authorize(request.principal, request.resource)
         audit_note(request.resource, principal=request.principal, access_request=grant.name, break_glass="used")

@@ -93,7 +93,7 @@ def approval_message(a: Approval, run: Run | None = None) -> authz_pb2.Approval:
 class ChecksServicerMixin:
     _authz: Authorization
 
-    async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext
+    async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Check:
         check_type, settings = _settings_of(request.check)
         created = self._authz.checks.create_check(
@@ -102,47 +102,47 @@ class ChecksServicerMixin:
         audit_note(created.name, type=created.type.value)
         return check_message(created)
 
-    async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext
+    async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListChecksResponse:
         checks = self._authz.checks.list_checks(current_principal(), request.resource)
         return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in checks])
 
-    async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext
+    async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
         self._authz.checks.delete_check(current_principal(), request.name)
         return empty_pb2.Empty()
 
-    async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext
+    async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.EvaluateChecksResponse:
         suites = self._authz.request_checks(current_principal(), request.run, list(request.resources))
         return authz_pb2.EvaluateChecksResponse(suites=[suite_message(s) for s in suites])
 
-    async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
+    async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.ListApprovalsResponse:
         approvals = self._authz.checks.list_approvals(
             current_principal(), parse_project(request.parent), request.pending_only)
         return authz_pb2.ListApprovalsResponse(
             approvals=[approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in approvals])
 
-    async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
+    async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]
                       ) -> authz_pb2.Approval:
         decided = self._authz.checks.decide(current_principal(), request.name, True, request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
-    async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
+    async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> authz_pb2.Approval:
         decided = self._authz.checks.decide(current_principal(), request.name, False, request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
         return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
-    async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
+    async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListGroupsResponse:
         groups = self._authz.checks.list_groups(current_principal())
         return authz_pb2.ListGroupsResponse(
             groups=[authz_pb2.Group(name=name, members=members) for name, members in groups.items()])
 
-    async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
+    async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.Group:
         members = self._authz.checks.set_group_member(
             current_principal(), request.group, request.principal, request.member)

@@ -3,6 +3,8 @@ exchange for jobs, sign-in for people."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -68,7 +70,7 @@ class IdentityServicerMixin:
             raise FailedPrecondition("sign-in is not configured", reason="SIGN_IN_NOT_CONFIGURED")
         return self._authz.sign_in
 
-    async def ExchangeToken(self, request: authz_pb2.ExchangeTokenRequest, context: grpc.aio.ServicerContext
+    async def ExchangeToken(self, request: authz_pb2.ExchangeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.ExchangeTokenResponse:
         exchanged = await self._jobs.exchange(request.subject_token, request.subject_token_type, request.project,
                                               duration_seconds(request.ttl, 0))
@@ -84,7 +86,7 @@ class IdentityServicerMixin:
         response.expire_time.FromSeconds(exchanged.expire_at)
         return response
 
-    async def CreateTrust(self, request: authz_pb2.CreateTrustRequest, context: grpc.aio.ServicerContext
+    async def CreateTrust(self, request: authz_pb2.CreateTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Trust:
         created = self._jobs.create_trust(current_principal(), request.parent, _trust_from(request.trust),
                                           request.trust.pipeline)
@@ -92,31 +94,31 @@ class IdentityServicerMixin:
                    bound_claims=",".join(f"{c}={g}" for c, g in created.bound_claims))
         return trust_message(created)
 
-    async def GetTrust(self, request: authz_pb2.GetTrustRequest, context: grpc.aio.ServicerContext
+    async def GetTrust(self, request: authz_pb2.GetTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                        ) -> authz_pb2.Trust:
         return trust_message(self._jobs.get_trust(current_principal(), request.name))
 
-    async def ListTrusts(self, request: authz_pb2.ListTrustsRequest, context: grpc.aio.ServicerContext
+    async def ListTrusts(self, request: authz_pb2.ListTrustsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListTrustsResponse:
         parse_project(request.parent)
         return authz_pb2.ListTrustsResponse(
             trusts=[trust_message(t) for t in self._jobs.list_trusts(current_principal(), request.parent)])
 
-    async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext
+    async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
         deleted = self._jobs.delete_trust(current_principal(), request.name)
         audit_note(deleted.name, issuer=deleted.issuer)
         return empty_pb2.Empty()
 
-    async def GetSignInConfig(self, request: authz_pb2.GetSignInConfigRequest, context: grpc.aio.ServicerContext
-                              ) -> authz_pb2.SignInConfig:
+    async def GetSignInConfig(self, request: authz_pb2.GetSignInConfigRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.SignInConfig:
         settings = self._authz.identity.sign_in
         if settings is None:
             return authz_pb2.SignInConfig(enabled=False)
         return authz_pb2.SignInConfig(enabled=True, issuer=settings.source.issuer, client_id=settings.client_id,
                                       scopes=list(settings.scopes))
 
-    async def SignIn(self, request: authz_pb2.SignInRequest, context: grpc.aio.ServicerContext
+    async def SignIn(self, request: authz_pb2.SignInRequest, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> authz_pb2.SignInResponse:
         session = await self._sign_in.sign_in(request.id_token)  # verifies; writes nothing
         principal_var.set(Principal("user", session.principal))  # the entry names who signed in

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 
-from securefiles.authz.domain.check_kinds import CheckKind, CheckType, State
+from securefiles.authz.domain.check_kinds import CheckKind
+from securefiles.authz.domain.check_kinds import CheckType as CheckType  # re-exported: the records speak these
+from securefiles.authz.domain.check_kinds import State as State
 from securefiles.common.resource_names import approval_name
 
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
@@ -71,7 +72,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     # -- data keys --------------------------------------------------------------------
 
     async def GenerateDataKey(
-        self, request: kms_pb2.GenerateDataKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.GenerateDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.GenerateDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
@@ -81,7 +82,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return kms_pb2.GenerateDataKeyResponse(plaintext=plaintext, wrapped_key=wrapped, key_version=record.name)
 
     async def DecryptDataKey(
-        self, request: kms_pb2.DecryptDataKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.DecryptDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.DecryptDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
@@ -91,7 +92,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
 
     async def ReEncryptDataKey(
-        self, request: kms_pb2.ReEncryptDataKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.ReEncryptDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.ReEncryptDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
@@ -107,7 +108,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     # -- key versions -----------------------------------------------------------------
 
     async def RotateKey(
-        self, request: kms_pb2.RotateKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.RotateKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         operator = await self._require_operator()
         self._check_ring(request.key_ring)
@@ -119,7 +120,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return key_version_message(record)
 
     async def ListKeyVersions(
-        self, request: kms_pb2.ListKeyVersionsRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.ListKeyVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.ListKeyVersionsResponse:
         await self._require_operator(allow_storage=True)
         self._check_ring(request.key_ring)
@@ -128,19 +129,19 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         )
 
     async def DisableKeyVersion(
-        self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
         return key_version_message(self._ring.disable(self._version_of(request.name)))
 
     async def EnableKeyVersion(
-        self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
         return key_version_message(self._ring.enable(self._version_of(request.name)))
 
     async def DestroyKeyVersion(
-        self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
         return key_version_message(self._ring.destroy(self._version_of(request.name)))

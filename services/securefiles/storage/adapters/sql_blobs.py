@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -92,6 +92,7 @@ class SqlBlobReader:
     def _rows(self, first: int, last: int) -> bytes:
         low, high = self._seqs[first], self._seqs[last]
         with read_transaction(self._engine) as conn:
+            parts: Sequence[bytes]
             if conn.dialect.name == "postgresql":
                 parts = _postgres_segments(conn, self._key, low, high)
             else:
@@ -122,7 +123,9 @@ def _psycopg_cursor(conn: Connection, binary: bool = False) -> Iterator[Any]:
     import psycopg
 
     try:
-        with conn.connection.driver_connection.cursor(binary=binary) as cursor:
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a connection inside a transaction
+        with driver.cursor(binary=binary) as cursor:
             yield cursor
     except psycopg.OperationalError as error:
         raise OperationalError(None, None, error) from error

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -23,7 +25,7 @@ def _confirmed(form: FormData) -> None:
 
 
 async def keys(ctx: Ctx) -> Response:
-    def load(c: SecureFilesClient) -> list[dict]:
+    def load(c: SecureFilesClient) -> list[dict[str, Any]]:
         regions = []
         for region in c.config.regions:
             _, versions = c.list_key_versions(region)
@@ -77,7 +79,7 @@ async def audit(ctx: Ctx) -> Response:
                "principal": query.get("principal", "")}
     page_token = query.get("page_token", "")
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         services = list(c.audit_targets())
         if filters["service"] not in services:
             raise InvalidArgument(f"choose a service: {', '.join(services)}", reason="INVALID_ARGUMENT")
@@ -93,8 +95,8 @@ async def verify(ctx: Ctx) -> Response:
     form = await ctx.form()
     await form.close()
 
-    def run(c: SecureFilesClient) -> tuple:
-        results = []
+    def run(c: SecureFilesClient) -> tuple[Any, ...]:
+        results: list[tuple[str, Any, int, str]] = []
         for service in c.audit_targets():
             try:
                 witnessed = c.latest_witnessed_head(service)
