@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import _async as reflection_aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from securefiles.common.audit import AuditLog
 from securefiles.common.config import ServerSettings
@@ -31,6 +32,7 @@ from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, public_server_cr
 from securefiles.common.tracing import server_interceptors, shutdown_tracing
 
 log = logging.getLogger("securefiles.server")
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any]
 
@@ -89,10 +91,7 @@ def create_server(
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if reflection_enabled:
-        reflection.enable_server_reflection(
-            (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection((*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = server.add_secure_port(address, public_server_credentials(tls))
     if port == 0:
         raise OSError(f"could not bind {address}")
@@ -102,6 +101,19 @@ def create_server(
     if audit is not None:
         register_database_pool(audit.engine)
     return RunningServer(server, port, health, names, internal_port, OperationsEndpoint(readiness or {}, render))
+
+
+def enable_reflection(service_names: Sequence[str], server: grpc.aio.Server) -> None:
+    """Server reflection, v1 and v1alpha. grpcio-reflection ships only v1alpha; v1 has the same
+    messages under another package name, so the same servicer answers both."""
+    servicer = reflection_aio.ReflectionServicer((*service_names, REFLECTION_V1, reflection.SERVICE_NAME))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+    }),))
 
 
 async def mark_serving(running: RunningServer) -> None:
