@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -40,6 +40,7 @@ from securefiles.common.audit_records import (
     seal_of,
 )
 from securefiles.common.audit_verify import verify_chain
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.group_commit import DEFAULT_MAX_BATCH, GroupCommit
 from securefiles.common.metrics import AUDIT_APPEND, DECISIONS
@@ -56,10 +57,6 @@ _INSERT_HEAD = audit_head.insert()
 _UPDATE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
     sequence=bindparam("new_sequence"), hash=bindparam("new_hash"))
 _INSERT_SEAL = audit_seals.insert()
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def seal_complete_blocks(conn: Connection, key: bytes | None, before: int, after: int) -> None:
@@ -97,7 +94,7 @@ class AuditLog:
     the next (up to `max_batch`): one head-row lock and one commit (one fsync on PostgreSQL) for
     many callers."""
 
-    def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
+    def __init__(self, engine: Engine, service: str, clock: Clock = utcnow,
                  key: bytes | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self._engine = engine
         self.service = service
@@ -251,7 +248,7 @@ class AuditLog:
                                               "rows": zlib.compress(block.encode()), "archived_at": self._clock()})
         conn.execute(delete(audit_events).where(audit_events.c.sequence.between(first, last)))
         conn.execute(delete(audit_seals).where(audit_seals.c.first_sequence == first))
-        return last - first + 1
+        return int(last - first + 1)
 
     def verify(self, witnessed: Head | None = None) -> Verification:
         """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head;

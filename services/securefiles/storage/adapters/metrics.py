@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 
 from securefiles.common.metrics import register_scrape_time
-from securefiles.storage.domain.ports import FileRepository
 
 PARSE_TIMEOUTS = Counter("securefiles_metadata_parse_timeouts_total",
                          "Uploads whose metadata parsing ran out of time (kept with a parse_error).")
@@ -43,14 +42,15 @@ class PrometheusEvents:
         EXPIRY_CHECKS.inc()  # last: whoever waits for a run sees its alerts counted
 
 
-def register_data_key_gauges(files: FileRepository) -> None:
+def register_data_key_gauges(count_data_keys: Callable[[str | None], Mapping[tuple[str, int], int]]) -> None:
     """`securefiles_data_keys{region, key_version}`: data keys each key version still wraps (a
-    rewrap drains the old versions into the primary), read at scrape time."""
+    rewrap drains the old versions into the primary), read at scrape time (in the scrape's
+    thread: `count_data_keys` blocks)."""
 
     def read() -> Iterable[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("securefiles_data_keys", "Data keys (one per file version) by wrapping key version.",
                                   labels=["region", "key_version"])
-        for (region, version), count in sorted(files.count_data_keys(None).items()):
+        for (region, version), count in sorted(count_data_keys(None).items()):
             gauge.add_metric([region, str(version)], count)
         yield gauge
 

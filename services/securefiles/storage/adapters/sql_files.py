@@ -118,7 +118,7 @@ def _metadata(raw: str) -> tuple[dict[str, Any], int]:
     return capped, json_size(capped)
 
 
-def _version(m: Mapping[str, Any]) -> FileVersion:
+def _version(m: Mapping[Any, Any]) -> FileVersion:
     expires = m["expires_at"]
     metadata, metadata_bytes = _metadata(m["metadata"] or "{}")
     return FileVersion(
@@ -147,7 +147,7 @@ def _version_values(file_id: str, v: FileVersion) -> dict[str, Any]:
     }
 
 
-def _file(m: Mapping[str, Any]) -> SecureFile:
+def _file(m: Mapping[Any, Any]) -> SecureFile:
     return SecureFile(
         file_id=m["file_id"], project=m["project"], display_name=m["display_name"],
         properties=json.loads(m["properties"]), created_by=m["created_by"], created_at=_aware(m["created_at"]),
@@ -333,6 +333,10 @@ class SqlFileRepository:
 
     @in_database_thread
     def count_data_keys(self, region: str | None) -> dict[tuple[str, int], int]:
+        return self.count_data_keys_blocking(region)
+
+    def count_data_keys_blocking(self, region: str | None) -> dict[tuple[str, int], int]:
+        """`count_data_keys` in the calling thread (the metrics scrape runs in its own)."""
         v = file_versions
         query = select(v.c.key_region, v.c.key_version, func.count()).group_by(v.c.key_region, v.c.key_version)
         if region:
