@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_FILES := $(wildcard protos/securefiles/*/v1/*.proto)
 
-.PHONY: run test e2e install install-dev lock protos lint bench clean
+.PHONY: run test e2e install install-dev lock protos proto-baseline lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,16 @@ protos: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check services tests scripts
+	$(BIN)/mypy
 	$(BIN)/buf lint
+	$(BIN)/buf breaking --against protos-v1.binpb
 	$(BIN)/python scripts/audit_dependencies.py
+
+# The wire and JSON contract foreign clients rely on: `buf breaking` (in `make lint`) compares the
+# protos with this image of the released v1 (committed, so a fresh clone checks offline). Additions
+# need no new image; refresh it when a release is cut. A breaking change is a v2 package instead.
+proto-baseline: install-dev
+	$(BIN)/buf build --exclude-source-info -o protos-v1.binpb
 
 bench: install-dev
 	$(BIN)/python -m tests.bench

@@ -26,15 +26,15 @@ HELPERS = {"_denied": errors.PermissionDenied, "require": errors.PermissionDenie
            "validate_project_id": errors.InvalidArgument}
 # Reasons made at run time: the expression as written, and what it can become.
 DYNAMIC = {
-    "f'{service.upper()}_UNAVAILABLE'": ("AUTHZ_UNAVAILABLE", "KMS_UNAVAILABLE"),  # common/service_clients.py
+    "f'{service.upper()}_UNAVAILABLE'": ("AUTHZ_UNAVAILABLE", "KMS_UNAVAILABLE"),  # common/peer_calls.py
     "reason": (),  # a parameter passed on (its callers are listed with their own literals)
     "denied.reason": (),  # re-raised with the file's name (storage)
     "info.reason": (), "code_name": (),  # a remote error, translated (its origin is listed)
 }
 # Transport failures the client reports without an ErrorInfo from any server.
 CLIENT_ONLY = {"UNAVAILABLE": errors.Unavailable, "DEADLINE_EXCEEDED": errors.Unavailable}
-WHERE = {"storage": "storage", "authz": "authz", "kms": "kms", "common": "any service", "cli": "CLI",
-         "client": "CLI"}
+WHERE = {"storage": "storage", "authz": "authz", "kms": "kms", "common": "any service", "audit": "any service",
+         "cli": "CLI", "client": "CLI"}
 
 
 def _callee(node: ast.Call) -> str:

@@ -30,6 +30,17 @@ def test_up_points_the_default_config_serves_reflection_and_stops_cleanly(fresh_
                                           timeout=10)
     services = {s.name for r in responses for s in r.list_services_response.service}
     assert {"securefiles.storage.v1.SecureFileService", "grpc.health.v1.Health"} <= services
+    # Reflection v1 (what current grpcurl and Postman ask first): the same messages under grpc.reflection.v1.
+    v1 = fresh_system.channel("storage").stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    asked = [reflection_pb2.ServerReflectionRequest(list_services=""),
+             reflection_pb2.ServerReflectionRequest(file_containing_symbol="securefiles.storage.v1.SecureFileService")]
+    answers = list(v1(iter(asked), timeout=10))
+    assert {"grpc.reflection.v1.ServerReflection", "securefiles.storage.v1.SecureFileService"} <= {
+        s.name for s in answers[0].list_services_response.service}
+    assert answers[1].file_descriptor_response.file_descriptor_proto  # the storage proto, to build calls from
 
     assert {p.suffix for p in (fresh_system.state_dir / "run").iterdir()} == {
         ".pid", ".port", ".internal-port", ".http-port"}

@@ -37,7 +37,7 @@ def authz(tmp_path, clock) -> Authorization:
                                   access_requests=SqlAccessRequestRepository(engine))
     authorization.bootstrap("user:admin")
     for operator in (FIRST, SECOND):
-        authorization.set_role(ADMIN, RoleAssignment("organization", operator.name, Role.OPERATOR))
+        authorization.library.set_role(ADMIN, RoleAssignment("organization", operator.name, Role.OPERATOR))
     return authorization
 
 

@@ -45,19 +45,20 @@ def authz(tmp_path, clock) -> Authorization:
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, ["eu"], clock)
     authorization.bootstrap("user:admin")
     # The CI orchestrator of these tests: starts runs by hand, asserting branch and requester.
-    authorization.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
-    authorization.set_role(STORAGE, RoleAssignment(FILE, "user:admin", Role.ADMINISTRATOR))  # the upload committed
-    pipeline = authorization.create_pipeline(ADMIN, "projects/default", "release")
-    authorization.set_pipeline_permission(ADMIN, FILE, "release", False, True)
+    authorization.library.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
+    # the upload committed
+    authorization.library.set_role(STORAGE, RoleAssignment(FILE, "user:admin", Role.ADMINISTRATOR))
+    pipeline = authorization.pipelines.create_pipeline(ADMIN, "projects/default", "release")
+    authorization.pipelines.set_pipeline_permission(ADMIN, FILE, "release", False, True)
     assert pipeline.pipeline_id == 1
     for user in ("user:alice", "user:bob", "user:carol", "user:dave"):
-        authorization.set_role(ADMIN, RoleAssignment("projects/default", user, Role.USER))
+        authorization.library.set_role(ADMIN, RoleAssignment("projects/default", user, Role.USER))
     return authorization
 
 
 def start(authz: Authorization, branch: str = "refs/heads/main", requester: str = "user:alice",
           ttl: int = 31 * 24 * 3600) -> Principal:
-    run, _token = authz.start_run(ADMIN, "projects/default/pipelines/release", branch, requester, ttl)
+    run, _token = authz.pipelines.start_run(ADMIN, "projects/default/pipelines/release", branch, requester, ttl)
     return Principal("job", f"job:{run.name}", {"project": "default", "pipeline": "1", "run": str(run.run_id),
                                                  "jti": run.token_id})
 
@@ -193,7 +194,7 @@ def test_exclusive_lock_pending_then_free(authz):
     assert decision(authz, first) == "ALLOW"
     assert decision(authz, first) == "ALLOW"  # the holder keeps using it
     assert decision(authz, second) == "PENDING"
-    authz.complete_run(ADMIN, first.name.removeprefix("job:"))
+    authz.pipelines.complete_run(ADMIN, first.name.removeprefix("job:"))
     assert decision(authz, second) == "ALLOW"
 
 
@@ -212,7 +213,7 @@ def test_exclusive_lock_newest_waiter_proceeds_older_superseded(authz):
     assert decision(authz, a) == "ALLOW"
     assert decision(authz, b) == "PENDING"
     assert decision(authz, c) == "PENDING"
-    authz.complete_run(ADMIN, a.name.removeprefix("job:"))
+    authz.pipelines.complete_run(ADMIN, a.name.removeprefix("job:"))
     assert decision(authz, b) == "REJECTED"
     assert decision(authz, c) == "ALLOW"
     with pytest.raises(PermissionDenied) as superseded:
@@ -304,7 +305,7 @@ def test_all_four_checks_allow_only_when_all_pass(authz, clock):
     decide(authz, "user:bob", holder)
     assert decision(authz, holder) == "ALLOW"  # the holder takes the lock
     assert decision(authz, job) == "PENDING"  # waits for the lock
-    authz.complete_run(ADMIN, holder.name.removeprefix("job:"))
+    authz.pipelines.complete_run(ADMIN, holder.name.removeprefix("job:"))
     assert decision(authz, job) == "ALLOW"
     suite = authz.checks.evaluate(authz.active_run_of(job), FILE)
     assert [r.type.value for r in suite.results] == ["branch-control", "approval", "business-hours",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from securefiles.authz.domain.checks import CheckType, branch_allowed, validate_settings
+from securefiles.authz.domain.check_kinds import BranchControl, CheckType, check_kind
 from securefiles.authz.domain.refs import ref_problem, validate_ref
 from securefiles.common.errors import InvalidArgument
 
@@ -57,18 +57,19 @@ def test_invalid_refs_are_refused_saying_why(ref: str, why: str) -> None:
 @pytest.mark.parametrize("pattern", ["refs/heads/release/*", "refs/heads/*", "refs/tags/v*"])
 def test_patterns_may_hold_a_star(pattern: str) -> None:
     assert ref_problem(pattern, pattern=True) == ""
-    assert validate_settings(CheckType.BRANCH_CONTROL, {"allowed_refs": [pattern]}) == {"allowed_refs": [pattern]}
+    assert check_kind(CheckType.BRANCH_CONTROL, {"allowed_refs": [pattern]}) == BranchControl((pattern,))
 
 
 @pytest.mark.parametrize(("pattern", "_why"), [p for p in INVALID if p[0] != "refs/heads/a*"])
 def test_check_settings_refuse_invalid_patterns(pattern: str, _why: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
-        validate_settings(CheckType.BRANCH_CONTROL, {"allowed_refs": [pattern or "x", "refs/heads/main"]})
+        check_kind(CheckType.BRANCH_CONTROL, {"allowed_refs": [pattern or "x", "refs/heads/main"]})
     assert refused.value.reason == "INVALID_CHECK"
 
 
 @pytest.mark.parametrize("branch", ["refs/heads/release/../../evil", "refs/heads/release/"])
 def test_an_invalid_branch_never_matches_a_pattern(branch: str) -> None:
     """Runs started before validation existed: their branch matches nothing."""
-    assert not branch_allowed(branch, ["refs/heads/release/*"])
-    assert branch_allowed("refs/heads/release/1.0", ["refs/heads/release/*"])
+    check = BranchControl(("refs/heads/release/*",))
+    assert not check.allows(branch)
+    assert check.allows("refs/heads/release/1.0")

@@ -30,11 +30,11 @@ def test_old_completed_runs_go_with_their_suites_and_approvals(authz, clock) -> 
     for job in old:
         assert decision(authz, job) == "PENDING"
         decide(authz, "user:bob", job)
-        authz.complete_run(ADMIN, authz.active_run_of(job).name)
+        authz.pipelines.complete_run(ADMIN, authz.active_run_of(job).name)
     clock.advance(days=100)
     recent = start(authz)
     decision(authz, recent)
-    authz.complete_run(ADMIN, authz.active_run_of(recent).name)
+    authz.pipelines.complete_run(ADMIN, authz.active_run_of(recent).name)
     running = start(authz)
     decision(authz, running)
     before = {table: _count(authz, table) for table in ("runs", "check_suites", "approvals", "approval_decisions")}
@@ -56,7 +56,7 @@ def test_old_completed_runs_go_with_their_suites_and_approvals(authz, clock) -> 
 def test_a_projects_newest_run_stays_so_run_numbers_are_never_reused(authz, clock) -> None:  # noqa: F811
     jobs = [start(authz) for _ in range(2)]
     for job in jobs:
-        authz.complete_run(ADMIN, authz.active_run_of(job).name)
+        authz.pipelines.complete_run(ADMIN, authz.active_run_of(job).name)
     clock.advance(days=365)
     retention = _retention(authz, clock)
     assert retention.forget_old_runs(retention.cutoff(), lambda: None) == 1

@@ -43,21 +43,21 @@ def authz(engine, clock) -> Authorization:
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, ["eu"], clock)
     authorization.bootstrap("user:admin")
     # Runs here are started by hand: the orchestrator role (dev mode gives it to the bootstrap admin).
-    authorization.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
+    authorization.library.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
     return authorization
 
 
 def _start(authz: Authorization, pipeline: str, ttl: int | None = None) -> int:
-    run, _ = authz.start_run(ADMIN, f"projects/default/pipelines/{pipeline}", "refs/heads/main", "", ttl)
+    run, _ = authz.pipelines.start_run(ADMIN, f"projects/default/pipelines/{pipeline}", "refs/heads/main", "", ttl)
     return run.run_id
 
 
 def test_runs_are_listed_newest_first_page_by_page(authz: Authorization) -> None:
-    authz.create_pipeline(ADMIN, "projects/default", "release")
+    authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
     started = [_start(authz, "release") for _ in range(5)]
     seen, token = [], ""
     while True:
-        page, token = authz.list_runs(ADMIN, ANY, 2, token, False)
+        page, token = authz.pipelines.list_runs(ADMIN, ANY, 2, token, False)
         seen += [r.run_id for r in page]
         if not token:
             break
@@ -65,50 +65,50 @@ def test_runs_are_listed_newest_first_page_by_page(authz: Authorization) -> None
 
 
 def test_a_page_token_works_only_for_its_own_listing(authz: Authorization) -> None:
-    authz.create_pipeline(ADMIN, "projects/default", "release")
+    authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
     for _ in range(3):
         _start(authz, "release")
-    _page, token = authz.list_runs(ADMIN, ANY, 1, "", False)
+    _page, token = authz.pipelines.list_runs(ADMIN, ANY, 1, "", False)
     with pytest.raises(InvalidArgument) as other_listing:
-        authz.list_runs(ADMIN, ANY, 1, token, True)
+        authz.pipelines.list_runs(ADMIN, ANY, 1, token, True)
     assert other_listing.value.reason == "INVALID_PAGE_TOKEN"
     forged = base64.urlsafe_b64encode(b"default/-/0|99999999999999").decode()  # beyond any id
     for bad in (forged, "not base64 at all", "\x00"):
         with pytest.raises(InvalidArgument):
-            authz.list_runs(ADMIN, ANY, 1, bad, False)
+            authz.pipelines.list_runs(ADMIN, ANY, 1, bad, False)
 
 
 def test_running_only_leaves_out_completed_and_expired_runs(authz: Authorization, clock: Clock) -> None:
-    authz.create_pipeline(ADMIN, "projects/default", "release")
+    authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
     done, short, long = _start(authz, "release"), _start(authz, "release", 60), _start(authz, "release")
-    authz.complete_run(ADMIN, f"projects/default/pipelines/-/runs/{done}")
+    authz.pipelines.complete_run(ADMIN, f"projects/default/pipelines/-/runs/{done}")
     clock.advance(minutes=2)
-    page, _ = authz.list_runs(ADMIN, ANY, 0, "", True)
+    page, _ = authz.pipelines.list_runs(ADMIN, ANY, 0, "", True)
     assert [r.run_id for r in page] == [long]
     assert short not in [r.run_id for r in page]
 
 
 def test_a_deleted_pipeline_waits_for_its_runs_and_leaves_its_id_unused(authz: Authorization, clock: Clock) -> None:
-    first = authz.create_pipeline(ADMIN, "projects/default", "release")
+    first = authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
     run = _start(authz, "release", 60)
     with pytest.raises(FailedPrecondition) as busy:
-        authz.delete_pipeline(ADMIN, "projects/default/pipelines/release")
+        authz.pipelines.delete_pipeline(ADMIN, "projects/default/pipelines/release")
     assert busy.value.reason == "PIPELINE_HAS_RUNNING_RUNS" and f"id {run}" in busy.value.message
     clock.advance(minutes=2)  # an expired run's token works no more: it does not hold the pipeline
-    authz.delete_pipeline(ADMIN, "projects/default/pipelines/release")
+    authz.pipelines.delete_pipeline(ADMIN, "projects/default/pipelines/release")
     with pytest.raises(NotFound):
-        authz.delete_pipeline(ADMIN, "projects/default/pipelines/release")
-    again = authz.create_pipeline(ADMIN, "projects/default", "release")
+        authz.pipelines.delete_pipeline(ADMIN, "projects/default/pipelines/release")
+    again = authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
     assert again.pipeline_id > first.pipeline_id
-    page, _ = authz.list_runs(ADMIN, ANY, 0, "", False)
+    page, _ = authz.pipelines.list_runs(ADMIN, ANY, 0, "", False)
     assert [(r.run_id, r.pipeline_id) for r in page] == [(run, first.pipeline_id)]  # history stays
 
 
 def test_a_run_cannot_start_for_a_pipeline_deleted_meanwhile(authz: Authorization, repo: SqlAuthzRepository
                                                              ) -> None:
     """The repository's step that start_run takes after it found the pipeline checks again."""
-    pipeline = authz.create_pipeline(ADMIN, "projects/default", "release")
-    authz.delete_pipeline(ADMIN, "projects/default/pipelines/release")
+    pipeline = authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
+    authz.pipelines.delete_pipeline(ADMIN, "projects/default/pipelines/release")
     now = dt.datetime.now(dt.UTC)
     with pytest.raises(NotFound) as gone:
         repo.create_run(Run(project="default", run_id=0, pipeline_id=pipeline.pipeline_id, branch="refs/heads/main",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
+from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.authz.adapters.oidc_keys import IssuerKeys
 from securefiles.authz.adapters.sql_break_glass import SqlAccessRequestRepository
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository
@@ -27,6 +29,7 @@ from securefiles.authz.domain.sign_in import SignInSettings
 from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.clock import utcnow
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads, run_inline
@@ -41,10 +44,6 @@ from securefiles.common.tokens import PublishedKeys, TokenIssuer, TokenVerifier,
 from securefiles.common.tracing import configure_tracing
 
 log = logging.getLogger("securefiles.authz")
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # The CI providers trusts may name unless the operator says otherwise (`OIDC_ALLOWED_ISSUERS`):
@@ -156,13 +155,16 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
     """Wire the authz service (call inside the event loop): the server and its housekeeping."""
     database = DatabaseThreads(settings.server.database_threads, "authz-db")
     authorization, issuer, audit, engine = build_authorization(settings, database)
-    retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), _utcnow)
+    retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), utcnow)
 
     async def forget_completed_runs() -> None:
         cutoff = retention.cutoff()
         # No entry, no change: the sweep is recorded before the first run goes.
-        forgotten = await database.run(retention.forget_old_runs, cutoff, lambda: audit.record(
-            "service:authz", "ForgetCompletedRuns", "runs", ALLOW, details={"completed_before": cutoff.isoformat()}))
+        def record_sweep() -> None:
+            audit.record("service:authz", "ForgetCompletedRuns", "runs", ALLOW,
+                         details={"completed_before": cutoff.isoformat()})
+
+        forgotten = await database.run(retention.forget_old_runs, cutoff, record_sweep)
         if forgotten:
             log.info("completed runs forgotten", extra={"runs": forgotten, "completed_before": cutoff.isoformat()})
 
@@ -183,8 +185,8 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
             AuthorizationServicer(authorization, issuer, verifier, database),
-        )],
-        service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name],
+        ), audit_registration(audit, require_operator, database)],
+        service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
         authenticator=Authenticator(verifier),
         address=settings.server.listen,
@@ -192,9 +194,8 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
-        audit_reader=require_operator,
         readiness={"database": lambda: ping(engine)},
-        unaudited_methods=UNAUDITED,
+        unaudited_methods=UNAUDITED | WITNESS_METHODS,
         # No entry, no change: each change's entry is written before its first write. Not for
         # AuthorizeUse and BatchAuthorizeUse, whose entries are the decision (their check-suite
         # bookkeeping comes first), nor
@@ -206,7 +207,6 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
             m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
         ) - {"AuthorizeUse", "BatchAuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
         public_methods=PUBLIC,
-        database=database,
     )
     return running, [archive_audit(audit, database, settings.server.audit_retention_days), forget_completed_runs]
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
 
 
-def access_object(r: authz_pb2.AccessRequest) -> dict:
+def access_object(r: authz_pb2.AccessRequest) -> dict[str, Any]:
     return {"id": int(r.name.rsplit("/", 1)[1]), "project": r.project.split("/", 1)[1], "requester": r.requester,
             "reason": r.reason, "ttl_seconds": r.ttl.seconds, "state": authz_pb2.AccessRequest.State.Name(r.state),
             "approver": r.approver, "create_time": rfc3339(r.create_time), "expire_time": rfc3339(r.expire_time),
@@ -59,7 +61,7 @@ def access_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     actions = subparsers.add_parser("access", help="break-glass access for operators").add_subparsers(
         dest="action", required=True)
     req = actions.add_parser("request", help="ask for time-bound access to a project's files")

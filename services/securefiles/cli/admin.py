@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339, role_object
+from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.resource_names import ANY_PIPELINE, run_name
 
 
 def _seconds(text: str | None) -> int | None:
@@ -21,7 +24,7 @@ def _seconds(text: str | None) -> int | None:
         raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
 
 
-def _emit(args: argparse.Namespace, obj: dict, line: str) -> int:
+def _emit(args: argparse.Namespace, obj: dict[str, Any], line: str) -> int:
     if wants_json(args):
         print_json(obj)
     else:
@@ -58,7 +61,7 @@ def roles_list(args: argparse.Namespace) -> int:
         listed = client.list_role_assignments(args.file, args.organization)
     roles = [role_object(a) for a in listed.role_assignments]
     scope = "organization" if args.organization else (args.file or f"the library of {client.project}")
-    obj: dict = {"scope": scope, "roles": roles}
+    obj: dict[str, Any] = {"scope": scope, "roles": roles}
     if args.file:
         obj["inherit_from_library"] = listed.inherit_from_library
     if wants_json(args):
@@ -137,13 +140,13 @@ def runs_start(args: argparse.Namespace) -> int:
 def runs_complete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         # A bare run id is enough: runs are numbered per project ("-" = any pipeline).
-        run_name = f"projects/{client.project}/pipelines/-/runs/{args.run}" if args.run.isdigit() else args.run
-        run = client.complete_run(run_name)
+        name = run_name(client.project, ANY_PIPELINE, args.run) if args.run.isdigit() else args.run
+        run = client.complete_run(name)
     return _emit(args, {"run": run.name, "run_id": run.run_id, "state": authz_pb2.Run.State.Name(run.state)},
                  f"completed {run.name}")
 
 
-def run_object(r: authz_pb2.Run, pipeline_names: dict[str, str]) -> dict:
+def run_object(r: authz_pb2.Run, pipeline_names: dict[str, str]) -> dict[str, Any]:
     return {"run": r.name, "run_id": r.run_id, "pipeline": pipeline_names.get(r.pipeline, r.pipeline),
             "branch": r.branch, "requested_by": r.requested_by, "state": authz_pb2.Run.State.Name(r.state),
             "create_time": rfc3339(r.create_time), "expire_time": rfc3339(r.expire_time),
@@ -170,7 +173,7 @@ def tokens_issue(args: argparse.Namespace) -> int:
                         "issued_by": issued.issued_by}, issued.token)
 
 
-def _token_object(t: authz_pb2.IssuedToken) -> dict:
+def _token_object(t: authz_pb2.IssuedToken) -> dict[str, Any]:
     return {"id": t.token_id, "subject": t.subject, "kind": t.kind, "issued_by": t.issued_by,
             "create_time": rfc3339(t.create_time), "expire_time": rfc3339(t.expire_time),
             "revoke_time": rfc3339(t.revoke_time), "revoked_by": t.revoked_by or None}
@@ -196,11 +199,11 @@ def tokens_revoke(args: argparse.Namespace) -> int:
                  f"revoked token {revoked.token_id} of {revoked.subject} (refused everywhere within minutes)")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    def group(name: str, help_text: str) -> argparse._SubParsersAction:
+def register(subparsers: Subcommands) -> None:
+    def group(name: str, help_text: str) -> Subcommands:
         return subparsers.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
 
-    def command(actions: argparse._SubParsersAction, name: str, handler: object, help_text: str
+    def command(actions: Subcommands, name: str, handler: object, help_text: str
                 ) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
         add_output(parser)

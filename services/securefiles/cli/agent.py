@@ -24,12 +24,14 @@ from securefiles.cli.ci_commands import (
 )
 from securefiles.cli.context import wants_json
 from securefiles.cli.output import print_json
+from securefiles.cli.parser import Subcommands
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.download import DownloadedFile
 from securefiles.client.job_identity import job_claims
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from securefiles.common.glob import glob_match, has_wildcards
+from securefiles.common.resource_names import run_name
 
 
 def _job_dir_suffix(token: str) -> str:
@@ -250,7 +252,7 @@ def whoami(args: argparse.Namespace) -> int:
     with SecureFilesClient.from_environment(job=True) as client:
         claims = job_claims(client.token)
     expires = dt.datetime.fromtimestamp(claims.expire_time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    run = f"projects/{claims.project}/pipelines/{claims.pipeline}/runs/{claims.run}"
+    run = run_name(claims.project, claims.pipeline, claims.run)
     obj = {"project": claims.project, "pipeline": claims.pipeline_name, "pipeline_id": claims.pipeline, "run": run,
            "branch": claims.branch, "requested_by": claims.requested_by, "trust": claims.trust,
            "issued_by": claims.issued_by, "expire_time": expires}
@@ -264,7 +266,7 @@ def whoami(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     agent = subparsers.add_parser("agent", help="pipeline agent: download secure files in a job")
     actions = agent.add_subparsers(dest="action", required=True)
     dl = actions.add_parser("download", help="download secure files (job token required)")

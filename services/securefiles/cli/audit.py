@@ -7,6 +7,7 @@ import argparse
 from securefiles.cli import audit_export
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.parser import Subcommands
 
 
 def audit_list(args: argparse.Namespace) -> int:
@@ -38,7 +39,7 @@ def audit_verify(args: argparse.Namespace) -> int:
     objects = {s: {"intact": r.intact, "events_checked": r.events_checked,
                    "first_bad_sequence": r.first_bad_sequence, "problem": r.problem,
                    "unaccounted_entries": r.unaccounted_entries,
-                   "witnessed_sequence": witnessed[s].sequence if witnessed[s] else 0}
+                   "witnessed_sequence": head.sequence if (head := witnessed[s]) else 0}
                for s, r in results.items()}
     if wants_json(args):
         print_json(objects)
@@ -51,7 +52,7 @@ def audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(o["intact"] for o in objects.values()) else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     actions = subparsers.add_parser("audit", help="audit logs (operators)").add_subparsers(
         dest="action", required=True)
     ls = actions.add_parser("list", help="list audit events of every service (or one)")

@@ -23,6 +23,7 @@ from typing import IO, Any
 from securefiles.audit.v1 import audit_pb2
 from securefiles.cli.context import client_for
 from securefiles.cli.output import rfc3339
+from securefiles.cli.parser import Subcommands
 from securefiles.common.errors import InvalidArgument
 
 _FACILITIES = {"auth": logging.handlers.SysLogHandler.LOG_AUTH, "authpriv": logging.handlers.SysLogHandler.LOG_AUTHPRIV,
@@ -135,7 +136,7 @@ def _flush(sinks: Sinks, state: ExportState, service: str, batch: list[audit_pb2
     batch.clear()
 
 
-def register(actions: argparse._SubParsersAction) -> None:
+def register(actions: Subcommands) -> None:
     export = actions.add_parser("export", help="stream audit entries as JSON lines to a file, stdout or syslog")
     export.add_argument("--service", action="append", help="storage, authz or kms-<region> (repeatable; default all)")
     export.add_argument("--to", metavar="FILE", help="append JSON lines to FILE (- for stdout)")

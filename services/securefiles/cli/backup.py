@@ -21,7 +21,9 @@ import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from securefiles.cli.parser import Subcommands
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
 
 MANIFEST = "manifest.json"
@@ -107,7 +109,7 @@ def _run(command: list[str], what: str) -> None:
         raise SecureFilesError(f"{what}: {last}", reason="BACKUP_FAILED")
 
 
-def backup(deployment: Deployment, target: Path, blob_store: str = "directory") -> dict:
+def backup(deployment: Deployment, target: Path, blob_store: str = "directory") -> dict[str, Any]:
     """Write the backup into `target` (new or empty); return its manifest."""
     if target.exists() and any(target.iterdir()):
         raise FailedPrecondition(f"{target} is not empty", reason="TARGET_NOT_EMPTY")
@@ -159,7 +161,7 @@ def _pg_blob_keys(deployment: Deployment) -> list[str]:
         engine.dispose()
 
 
-def verify(source: Path) -> dict:
+def verify(source: Path) -> dict[str, Any]:
     """The manifest, once every file it lists has its sum and nothing else is there."""
     try:
         manifest = json.loads((source / MANIFEST).read_text())
@@ -174,10 +176,10 @@ def verify(source: Path) -> dict:
     for name, expected in listed.items():
         if _sha256(source / name) != expected:
             raise InvalidArgument(f"{name} does not match its sha256 in the manifest", reason="BACKUP_CORRUPT")
-    return manifest
+    return dict(manifest)
 
 
-def restore(source: Path, deployment: Deployment) -> dict:
+def restore(source: Path, deployment: Deployment) -> dict[str, Any]:
     """Fill an empty deployment from a verified backup."""
     manifest = verify(source)
     if (manifest["database"] == "postgresql") != bool(deployment.database_url):
@@ -226,7 +228,7 @@ def restore_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     for name, handler, flag, help_text in (
         ("backup", backup_command, "--to", "snapshot every service's database and the blobs into a directory"),
         ("restore", restore_command, "--from", "fill an empty state from a backup directory (sums checked first)"),

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.parser import Subcommands
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.check_spec import build_check
 from securefiles.client.job_identity import job_claims
+from securefiles.common.resource_names import ANY_PIPELINE, run_name
 
 
-def check_object(c: authz_pb2.Check) -> dict:
-    obj: dict = {"id": c.check_id, "type": c.type, "timeout_seconds": c.timeout.seconds,
+def check_object(c: authz_pb2.Check) -> dict[str, Any]:
+    obj: dict[str, Any] = {"id": c.check_id, "type": c.type, "timeout_seconds": c.timeout.seconds,
                  "created_by": c.created_by, "create_time": rfc3339(c.create_time)}
     kind = c.WhichOneof("settings")
     if kind == "branch_control":
@@ -27,7 +30,7 @@ def check_object(c: authz_pb2.Check) -> dict:
     return obj
 
 
-def _summary(obj: dict) -> str:
+def _summary(obj: dict[str, Any]) -> str:
     if obj["type"] == "branch-control":
         return ", ".join(obj["allowed_refs"])
     if obj["type"] == "approval":
@@ -75,12 +78,12 @@ def runs_request(args: argparse.Namespace) -> int:
     """Create the run's suites now (approval requests go out) instead of at first download."""
     if args.run:
         client = client_for(args)
-        run = args.run if not args.run.isdigit() else f"projects/{client.project}/pipelines/-/runs/{args.run}"
+        run = args.run if not args.run.isdigit() else run_name(client.project, ANY_PIPELINE, args.run)
     else:
         # As the job itself: its job token, or its CI provider's OIDC token exchanged for one.
         client = SecureFilesClient.from_environment(job=True)
         claims = job_claims(client.token)
-        run = f"projects/{claims.project}/pipelines/{claims.pipeline}/runs/{claims.run}"
+        run = run_name(claims.project, claims.pipeline, claims.run)
     with client:
         suites = client.request_checks(run, args.files)
     objects = [{"file": f, "state": authz_pb2.CheckState.Name(s.state),
@@ -96,7 +99,7 @@ def runs_request(args: argparse.Namespace) -> int:
     return 0
 
 
-def approval_object(a: authz_pb2.Approval) -> dict:
+def approval_object(a: authz_pb2.Approval) -> dict[str, Any]:
     return {"id": a.approval_id, "run": a.run, "file": a.resource, "state": authz_pb2.CheckState.Name(a.state),
             "approvers": list(a.approvers), "min_approvals": a.min_approvals, "requested_by": a.requested_by,
             "instructions": a.instructions, "expire_time": rfc3339(a.expire_time),
@@ -155,7 +158,8 @@ def groups_member(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction, runs: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands,
+             runs: Subcommands) -> None:
     checks = subparsers.add_parser("checks", help="approvals and checks on files").add_subparsers(
         dest="action", required=True)
     add = checks.add_parser("add", help="add a check to a file")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from securefiles.cli.parser import option_strings, subcommands, walk
+from securefiles.cli.parser import Subcommands, option_strings, subcommands, walk
 
 _BASH = """\
 # securefiles completion for bash: eval "$(securefiles completion bash)"
@@ -56,7 +56,7 @@ def zsh_script(root: argparse.ArgumentParser) -> str:
     return _ZSH % {"bash": bash_script(root)}
 
 
-def register(subparsers: argparse._SubParsersAction, root: argparse.ArgumentParser) -> None:
+def register(subparsers: Subcommands, root: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("completion", help="print a shell completion script (bash or zsh)")
     p.add_argument("shell", choices=("bash", "zsh"))
 

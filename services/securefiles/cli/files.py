@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from securefiles.cli.confirm import confirm_typed, require_yes_or_terminal
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import file_object, human_size, print_json, print_table, rfc3339, role_object
+from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 
@@ -98,9 +100,10 @@ def replace(args: argparse.Namespace) -> int:
 def versions(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         kept = client.list_versions(args.file)
-    objects = [{"version": v.version, "size": v.size_bytes, "sha256": v.sha256, "current": v.current,
-                "created_by": v.created_by, "create_time": rfc3339(v.create_time), "key_version": v.key_version,
-                "expires_at": rfc3339(v.expire_time) if v.HasField("expire_time") else None} for v in kept]
+    objects: list[dict[str, Any]] = [
+        {"version": v.version, "size": v.size_bytes, "sha256": v.sha256, "current": v.current,
+         "created_by": v.created_by, "create_time": rfc3339(v.create_time), "key_version": v.key_version,
+         "expires_at": rfc3339(v.expire_time) if v.HasField("expire_time") else None} for v in kept]
     if wants_json(args):
         print_json(objects)
     else:
@@ -216,7 +219,7 @@ def inheritance(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     files = subparsers.add_parser("files", help="upload, list, inspect, change and delete secure files")
     actions = files.add_subparsers(dest="action", required=True)
     up = actions.add_parser("upload", help="upload a new secure file")

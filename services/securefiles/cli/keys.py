@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from securefiles.cli.confirm import confirm_typed
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.parser import Subcommands
 from securefiles.common.errors import FailedPrecondition
 from securefiles.kms.v1 import kms_pb2
 
 
-def _version_object(v: kms_pb2.KeyVersion, counts: dict[str, int] | None = None) -> dict:
+def _version_object(v: kms_pb2.KeyVersion, counts: dict[str, int] | None = None) -> dict[str, Any]:
     obj = {"version": v.version, "name": v.name, "state": kms_pb2.KeyVersion.State.Name(v.state),
            "created_at": rfc3339(v.create_time), "created_by": v.created_by, "reason": v.reason}
     if counts is not None:
@@ -93,7 +95,7 @@ def keys_destroy(args: argparse.Namespace) -> int:
     return _change_state(args, "destroy")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     actions = subparsers.add_parser("keys", help="per-region keys (operators)").add_subparsers(
         dest="action", required=True)
 

@@ -7,6 +7,7 @@ import sys
 
 from securefiles.cli.context import add_output, wants_json
 from securefiles.cli.output import print_json
+from securefiles.cli.parser import Subcommands
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.config import load_config
 from securefiles.client.credentials import Session, credentials_path, forget_session, save_session
@@ -53,7 +54,7 @@ def logout(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     p = subparsers.add_parser("login", help="sign in at your organization's identity provider", description=(
         "Device flow by default: open the printed address on any device and enter the code. With --browser: "
         "a browser opens the provider's page and returns to this machine (authorization code + PKCE). The "

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn, TypeAlias
 
 from securefiles.cli.help_text import epilog_for, is_client_command
 
@@ -23,19 +23,24 @@ _parsing: list[str] = []
 class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr with exit 2, in plain words."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
 
-    def parse_known_args(self, args: object = None, namespace: object = None) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(  # type: ignore[override]  # one signature for typeshed's three overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         _parsing.append(self.prog)
-        return super().parse_known_args(args, namespace)  # type: ignore[arg-type]
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         prog = _parsing[-1] if _parsing else self.prog
         print(f"securefiles: error: {plain_message(message)} (see '{prog} --help')", file=sys.stderr)
         sys.exit(2)
 
+
+# What `add_subparsers` gives on a CommandParser: where each command module registers its commands.
+Subcommands: TypeAlias = "argparse._SubParsersAction[CommandParser]"
 
 _REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"argument (?:COMMAND|command|action): invalid choice: '([^']*)' \(choose from (.*)\)"),

@@ -14,12 +14,13 @@ import base64
 import os
 from pathlib import Path
 
+from securefiles.cli.parser import Subcommands
 from securefiles.client.config import ClientConfig
 from securefiles.common.config import parse_endpoints
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
 from securefiles.common.tls import kms_server_name
-from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
+from securefiles.common.tokens import BOOTSTRAP_ISSUER, TokenIssuer, generate_signing_key_pem, load_signing_key
 
 ADMIN_TOKEN_TTL = 30 * 24 * 3600
 HOST_CONFIG = "host-client.toml"  # the endpoints as published on the host (compose)
@@ -61,7 +62,7 @@ def write_client_config(directory: Path, storage: str, authz: str, kms: dict[str
     """A client config with a bootstrap administrator token. `relative_ca`: the CA is named
     relative to the config (`ca.pem` beside it), so the directory works wherever it is mounted."""
     issuer = TokenIssuer(load_signing_key((directory / "authz-signing-key.pem").read_bytes()))
-    token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user", issued_by="bootstrap")
+    token, _ = issuer.issue(admin, ADMIN_TOKEN_TTL, kind="user", issued_by=BOOTSTRAP_ISSUER)
     config = ClientConfig(
         storage=storage, authz=authz, kms=kms, token=token,
         ca_file=Path("ca.pem") if relative_ca else (directory / "ca.pem").resolve(),
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     p = subparsers.add_parser("init-secrets", help="generate certificates and keys for a deployment")
     p.add_argument("--dir", required=True)
     p.add_argument("--regions", default="eu")

@@ -8,6 +8,7 @@ from pathlib import Path
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
 from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.parser import Subcommands
 from securefiles.client.identity_api import TrustSpec
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
@@ -43,6 +44,7 @@ def spec_from_args(args: argparse.Namespace) -> TrustSpec:
     if args.github and args.gitlab:
         raise InvalidArgument("give --github or --gitlab, not both", reason="INVALID_ARGUMENT")
     extra = _claims(args.claim or [])
+    runs: tuple[str, ...]
     if args.github:
         # GitHub Actions: `ref` is refs/heads/…; a re-run attempt is a new run; `actor` started it.
         bound, issuer = {"repository": args.github, **extra}, args.issuer or GITHUB_ISSUER
@@ -131,7 +133,7 @@ def delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     trusts = subparsers.add_parser(
         "trusts", help="which CI provider's OIDC tokens run as which pipeline (project administrators)",
     ).add_subparsers(dest="action", required=True)

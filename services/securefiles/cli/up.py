@@ -29,7 +29,7 @@ from securefiles.client.config import ClientConfig
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
 from securefiles.common.tls import TlsFiles, channel_options, client_channel_credentials, kms_server_name
-from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
+from securefiles.common.tokens import BOOTSTRAP_ISSUER, TokenIssuer, generate_signing_key_pem, load_signing_key
 
 DEFAULT_PORT_BASE = 7700
 # Each service's internal (mutual TLS) port is this far above its public one.
@@ -245,7 +245,7 @@ class LocalSystem:
                 response = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
             except grpc.RpcError:
                 return False
-        return response.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _web_serving(self, port: int) -> bool:
         context = ssl.create_default_context(cafile=str(self.state / "pki" / "web" / "ca.pem"))
@@ -311,7 +311,7 @@ class LocalSystem:
             "SECUREFILES_KMS_ENDPOINTS": ",".join(f"{r}={t}" for r, t in kms_internal.items()),
         })
         issuer = TokenIssuer(load_signing_key((secrets / "authz-signing-key.pem").read_bytes()))
-        token, _ = issuer.issue(self.options.admin, ADMIN_TOKEN_TTL, kind="user", issued_by="bootstrap")
+        token, _ = issuer.issue(self.options.admin, ADMIN_TOKEN_TTL, kind="user", issued_by=BOOTSTRAP_ISSUER)
         config = ClientConfig(
             storage=f"127.0.0.1:{storage.port}", authz=f"127.0.0.1:{authz.port}", kms=kms,
             ca_file=(self.state / "pki" / "ca.pem").resolve(), token=token,

@@ -39,6 +39,16 @@ from securefiles.client.sign_in import Provider
 from securefiles.client.sign_in import refresh as refresh_tokens
 from securefiles.client.transport import Transport
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
+from securefiles.common.resource_names import (
+    ANY_PIPELINE,
+    approval_name,
+    file_name,
+    key_version_name,
+    library_name,
+    pipeline_name,
+    project_name,
+    region_name,
+)
 from securefiles.common.tls import kms_server_name
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -144,7 +154,7 @@ class SecureFilesClient(IdentityCalls):
         """`projects/{project}/secureFiles/{name or id}`."""
         if "/" in name:
             raise InvalidArgument(f"invalid file name {name!r}", reason="INVALID_NAME")
-        return f"projects/{self.project}/secureFiles/{name}"
+        return file_name(self.project, name)
 
     # -- files ------------------------------------------------------------------------
 
@@ -157,7 +167,7 @@ class SecureFilesClient(IdentityCalls):
         `parse_password` only lets the server read metadata (PKCS#12, keystores); it is never stored."""
         with _Source(source, name) as (display_name, handle, expected):
             first = storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-                parent=f"projects/{self.project}", display_name=display_name, properties=dict(properties or {}),
+                parent=project_name(self.project), display_name=display_name, properties=dict(properties or {}),
                 expected_size_bytes=expected, parse_password=parse_password or b"",
             ))
             messages = _stream(first, handle, storage_pb2.UploadSecureFileRequest)
@@ -185,14 +195,14 @@ class SecureFilesClient(IdentityCalls):
 
     def get_library(self) -> storage_pb2.Library:
         return self._transport.call(self._storage.GetLibrary, storage_pb2.GetLibraryRequest(
-            name=f"projects/{self.project}/library"))
+            name=library_name(self.project)))
 
     def update_library(self, allow_replace: bool | None = None, keep_versions: int | None = None
                        ) -> storage_pb2.Library:
         paths = [p for p, v in (("allow_replace", allow_replace), ("keep_versions", keep_versions)) if v is not None]
         if not paths:
             raise InvalidArgument("nothing to update", reason="INVALID_UPDATE_MASK")
-        library = storage_pb2.Library(name=f"projects/{self.project}/library", allow_replace=bool(allow_replace),
+        library = storage_pb2.Library(name=library_name(self.project), allow_replace=bool(allow_replace),
                                       keep_versions=keep_versions or 0)
         return self._transport.call(self._storage.UpdateLibrary, storage_pb2.UpdateLibraryRequest(
             library=library, update_mask=field_mask_pb2.FieldMask(paths=paths)))
@@ -208,7 +218,7 @@ class SecureFilesClient(IdentityCalls):
         token = ""
         while True:
             request = storage_pb2.ListSecureFilesRequest(
-                parent=f"projects/{self.project}", page_size=page_size, page_token=token, name_pattern=name_pattern)
+                parent=project_name(self.project), page_size=page_size, page_token=token, name_pattern=name_pattern)
             if expires_before is not None:
                 request.expires_before.FromDatetime(expires_before)
             response = self._transport.call(self._storage.ListSecureFiles, request)
@@ -310,7 +320,7 @@ class SecureFilesClient(IdentityCalls):
         elif file:
             scope = self._file_id_resource(file)
         else:
-            scope = f"projects/{self.project}"
+            scope = project_name(self.project)
         assignment = authz_pb2.RoleAssignment(scope=scope, principal=principal, role=role_value)
         return self._transport.call(self._authz.SetRoleAssignment,
                                     authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment))
@@ -318,7 +328,7 @@ class SecureFilesClient(IdentityCalls):
     def _scope(self, file: str | None, organization: bool = False) -> str:
         if organization:
             return "organization"
-        return self._file_id_resource(file) if file else f"projects/{self.project}"
+        return self._file_id_resource(file) if file else project_name(self.project)
 
     def list_role_assignments(self, file: str | None = None, organization: bool = False
                               ) -> authz_pb2.ListRoleAssignmentsResponse:
@@ -339,16 +349,16 @@ class SecureFilesClient(IdentityCalls):
 
     def create_pipeline(self, display_name: str) -> authz_pb2.Pipeline:
         return self._transport.call(self._authz.CreatePipeline, authz_pb2.CreatePipelineRequest(
-            parent=f"projects/{self.project}", pipeline=authz_pb2.Pipeline(display_name=display_name)))
+            parent=project_name(self.project), pipeline=authz_pb2.Pipeline(display_name=display_name)))
 
     def list_pipelines(self) -> list[authz_pb2.Pipeline]:
         return list(self._transport.call(self._authz.ListPipelines, authz_pb2.ListPipelinesRequest(
-            parent=f"projects/{self.project}")).pipelines)
+            parent=project_name(self.project))).pipelines)
 
     def delete_pipeline(self, pipeline: str) -> None:
         """Delete a pipeline (name or id) and its permissions; refused while one of its runs runs."""
         self._transport.call(self._authz.DeletePipeline, authz_pb2.DeletePipelineRequest(
-            name=f"projects/{self.project}/pipelines/{pipeline}"))
+            name=pipeline_name(self.project, pipeline)))
 
     def pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         """Which pipelines may use a file."""
@@ -361,7 +371,7 @@ class SecureFilesClient(IdentityCalls):
         """Authorize (or revoke) one pipeline on a file, or all pipelines when `pipeline` is None."""
         request = authz_pb2.SetPipelinePermissionRequest(
             resource=self._file_id_resource(file),
-            pipeline=f"projects/{self.project}/pipelines/{pipeline}" if pipeline else "",
+            pipeline=pipeline_name(self.project, pipeline) if pipeline else "",
             all_pipelines=pipeline is None, authorized=authorized,
         )
         return self._transport.call(self._authz.SetPipelinePermission, request)
@@ -375,7 +385,7 @@ class SecureFilesClient(IdentityCalls):
     ) -> authz_pb2.StartRunResponse:
         """Start a run; `ttl_seconds` None: the server's default lifetime (zero is refused)."""
         request = authz_pb2.StartRunRequest(
-            pipeline=f"projects/{self.project}/pipelines/{pipeline}", branch=branch, requested_by=requested_by)
+            pipeline=pipeline_name(self.project, pipeline), branch=branch, requested_by=requested_by)
         if ttl_seconds is not None:
             request.ttl.seconds = ttl_seconds
         return self._transport.call(self._authz.StartRun, request)
@@ -387,7 +397,7 @@ class SecureFilesClient(IdentityCalls):
     def list_runs(self, pipeline: str | None = None, running_only: bool = False, page_size: int = 0
                   ) -> Iterator[authz_pb2.Run]:
         """Runs of the project (or of one pipeline), newest first, following pages."""
-        parent = f"projects/{self.project}/pipelines/{pipeline or '-'}"
+        parent = pipeline_name(self.project, pipeline or ANY_PIPELINE)
         token = ""
         while True:
             response = self._transport.call(self._authz.ListRuns, authz_pb2.ListRunsRequest(
@@ -423,10 +433,10 @@ class SecureFilesClient(IdentityCalls):
 
     def list_approvals(self, pending_only: bool = False) -> list[authz_pb2.Approval]:
         return list(self._transport.call(self._authz.ListApprovals, authz_pb2.ListApprovalsRequest(
-            parent=f"projects/{self.project}", pending_only=pending_only)).approvals)
+            parent=project_name(self.project), pending_only=pending_only)).approvals)
 
     def decide_approval(self, approval_id: int, approve: bool, comment: str = "") -> authz_pb2.Approval:
-        name = f"projects/{self.project}/approvals/{approval_id}"
+        name = approval_name(self.project, approval_id)
         if approve:
             return self._transport.call(self._authz.Approve, authz_pb2.ApproveRequest(name=name, comment=comment))
         return self._transport.call(self._authz.Reject, authz_pb2.RejectRequest(name=name, comment=comment))
@@ -442,7 +452,7 @@ class SecureFilesClient(IdentityCalls):
 
     def request_access(self, project: str, reason: str, ttl_seconds: int | None = None) -> authz_pb2.AccessRequest:
         return self._transport.call(self._authz.RequestAccess, authz_pb2.RequestAccessRequest(
-            project=f"projects/{project}", reason=reason, ttl=_duration(ttl_seconds)))
+            project=project_name(project), reason=reason, ttl=_duration(ttl_seconds)))
 
     def approve_access(self, request_id: int) -> authz_pb2.AccessRequest:
         return self._transport.call(self._authz.ApproveAccess, authz_pb2.ApproveAccessRequest(
@@ -461,18 +471,18 @@ class SecureFilesClient(IdentityCalls):
     def list_key_versions(self, region: str | None = None) -> tuple[str, list[kms_pb2.KeyVersion]]:
         stub, region = self._kms(region)
         response = self._transport.call(stub.ListKeyVersions, kms_pb2.ListKeyVersionsRequest(
-            key_ring=f"regions/{region}"))
+            key_ring=region_name(region)))
         return region, list(response.key_versions)
 
     def rotate_key(self, region: str | None = None, reason: str = "") -> kms_pb2.KeyVersion:
         stub, region = self._kms(region)
         return self._transport.call(stub.RotateKey, kms_pb2.RotateKeyRequest(
-            key_ring=f"regions/{region}", reason=reason))
+            key_ring=region_name(region), reason=reason))
 
     def _key_version_name(self, region: str, version: str) -> str:
         if version.isdigit():
-            return f"regions/{region}/keyVersions/{version}"
-        if not version.startswith(f"regions/{region}/keyVersions/"):
+            return key_version_name(region, version)
+        if not version.startswith(key_version_name(region, "")):
             raise InvalidArgument(f"{version!r} is not a key version of region {region}", reason="INVALID_ARGUMENT")
         return version
 
@@ -480,22 +490,23 @@ class SecureFilesClient(IdentityCalls):
         """`action` is disable, enable or destroy; `version` a number or a full name."""
         stub, region = self._kms(region)
         name = self._key_version_name(region, version)
-        method, request = {
-            "disable": (stub.DisableKeyVersion, kms_pb2.DisableKeyVersionRequest(name=name)),
-            "enable": (stub.EnableKeyVersion, kms_pb2.EnableKeyVersionRequest(name=name)),
-            "destroy": (stub.DestroyKeyVersion, kms_pb2.DestroyKeyVersionRequest(name=name)),
-        }[action]
-        return self._transport.call(method, request)
+        if action == "disable":
+            return self._transport.call(stub.DisableKeyVersion, kms_pb2.DisableKeyVersionRequest(name=name))
+        if action == "enable":
+            return self._transport.call(stub.EnableKeyVersion, kms_pb2.EnableKeyVersionRequest(name=name))
+        if action == "destroy":
+            return self._transport.call(stub.DestroyKeyVersion, kms_pb2.DestroyKeyVersionRequest(name=name))
+        raise KeyError(action)
 
     def count_data_keys(self, region: str | None = None) -> dict[str, int]:
         """{key version name: data keys it wraps} as storage sees it."""
         response = self._transport.call(self._storage.CountDataKeys, storage_pb2.CountDataKeysRequest(
-            key_ring=f"regions/{region}" if region else ""))
+            key_ring=region_name(region) if region else ""))
         return {c.key_version: c.data_keys for c in response.counts}
 
     def rewrap_data_keys(self, region: str | None = None) -> storage_pb2.RewrapDataKeysResponse:
         return self._transport.call(self._storage.RewrapDataKeys, storage_pb2.RewrapDataKeysRequest(
-            key_ring=f"regions/{region}" if region else ""), timeout=3600)
+            key_ring=region_name(region) if region else ""), timeout=3600)
 
     # -- audit ------------------------------------------------------------------------
 

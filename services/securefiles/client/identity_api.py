@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client.transport import Transport
+from securefiles.common.resource_names import project_name, trust_name
 
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
@@ -32,10 +33,13 @@ class TrustSpec:
 class IdentityCalls:
     project: str
     _transport: Transport
-    _authz: authz_pb2_grpc.AuthorizationServiceStub  # the client's stub property
+
+    @property
+    def _authz(self) -> authz_pb2_grpc.AuthorizationServiceStub:
+        raise NotImplementedError  # the client's stub property
 
     def _trust_name(self, trust: str) -> str:
-        return trust if trust.startswith("projects/") else f"projects/{self.project}/trusts/{trust}"
+        return trust if trust.startswith("projects/") else trust_name(self.project, trust)
 
     def create_trust(self, name: str, pipeline: str, spec: TrustSpec) -> authz_pb2.Trust:
         trust = authz_pb2.Trust(
@@ -44,11 +48,11 @@ class IdentityCalls:
             run_claims=list(spec.run_claims), requester_claim=spec.requester_claim,
             max_ttl=Duration(seconds=spec.max_ttl_seconds), jwks=spec.jwks, ca_certificates=spec.ca_certificates)
         return self._transport.call(self._authz.CreateTrust, authz_pb2.CreateTrustRequest(
-            parent=f"projects/{self.project}", trust=trust))
+            parent=project_name(self.project), trust=trust))
 
     def list_trusts(self) -> list[authz_pb2.Trust]:
         response = self._transport.call(self._authz.ListTrusts,
-                                        authz_pb2.ListTrustsRequest(parent=f"projects/{self.project}"))
+                                        authz_pb2.ListTrustsRequest(parent=project_name(self.project)))
         return list(response.trusts)
 
     def get_trust(self, trust: str) -> authz_pb2.Trust:
@@ -61,7 +65,7 @@ class IdentityCalls:
         """A CI provider's OIDC token for a job token (no token of ours needed)."""
         return self._transport.call(self._authz.ExchangeToken, authz_pb2.ExchangeTokenRequest(
             subject_token=oidc_token, subject_token_type=JWT_TOKEN_TYPE,
-            project=f"projects/{project}" if project else ""))
+            project=project_name(project) if project else ""))
 
     def sign_in_config(self) -> authz_pb2.SignInConfig:
         return self._transport.call(self._authz.GetSignInConfig, authz_pb2.GetSignInConfigRequest())

@@ -11,7 +11,6 @@ asked for is `SECUREFILES_AUDIENCE` (default `securefiles`). The project is the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,37 +18,23 @@ import httpx
 import jwt
 
 from securefiles.common.errors import InvalidArgument, Unauthenticated, Unavailable
+from securefiles.common.job_token import JobToken
 
 DEFAULT_AUDIENCE = "securefiles"
 _TIMEOUT = 10.0
 _MAX_TOKEN_BYTES = 16 * 1024
 
 
-@dataclass(frozen=True)
-class JobClaims:
+def job_claims(token: str) -> JobToken:
     """What a job token says (read without verifying: the services verify it)."""
-
-    project: str
-    pipeline: str
-    pipeline_name: str
-    run: str
-    branch: str
-    requested_by: str
-    trust: str
-    issued_by: str
-    expire_time: int
-
-
-def job_claims(token: str) -> JobClaims:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         raise InvalidArgument("the job token is not a JWT", reason="INVALID_JOB_TOKEN") from None
-    if claims.get("kind") != "job" or not isinstance(claims.get("project"), str):
+    job = JobToken.from_claims(claims) if claims.get("kind") == "job" else None
+    if job is None:
         raise InvalidArgument("the token is not a job token", reason="INVALID_JOB_TOKEN")
-    text = {k: str(claims.get(k) or "") for k in ("project", "pipeline", "pipeline_name", "run", "branch",
-                                                    "requested_by", "trust", "issued_by")}
-    return JobClaims(**text, expire_time=int(claims.get("exp", 0)))
+    return job
 
 
 def oidc_token_from_ci(env: Mapping[str, str]) -> str | None:

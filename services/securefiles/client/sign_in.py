@@ -124,10 +124,10 @@ def device_flow(provider: Provider, show: Callable[[str, str, str], None],
     while time.monotonic() < deadline:
         sleep(interval)  # the provider sets the pace (RFC 8628 §3.5)
         status, data = _token_request(provider, {"grant_type": DEVICE_GRANT, "device_code": grant["device_code"]})
-        error = data.get("error")
-        if error == "authorization_pending":
+        answer = data.get("error")
+        if answer == "authorization_pending":
             continue
-        if error == "slow_down":
+        if answer == "slow_down":
             interval += 5
             continue
         return _tokens(status, data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -19,10 +19,10 @@ _TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 def translate(error: grpc.RpcError) -> SecureFilesError:
     """A failed call as a typed error that keeps the server's ErrorInfo reason."""
-    if error.code() in _TRANSPORT and error_info_of(error) is None:  # type: ignore[attr-defined]
-        code = error.code()  # type: ignore[attr-defined]
+    if error.code() in _TRANSPORT and error_info_of(error) is None:
+        code = error.code()
         reason = "DEADLINE_EXCEEDED" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "UNAVAILABLE"
-        detail = error.details() or ""  # type: ignore[attr-defined]
+        detail = error.details() or ""
         return Unavailable(f"service unavailable: {detail}".rstrip(": "), reason=reason)
     return from_rpc_error(error)
 
@@ -64,7 +64,8 @@ class Transport:
         except grpc.RpcError as error:
             raise translate(error) from None
 
-    def stream(self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None) -> Iterator[T]:
+    def stream(self, method: Callable[..., Iterator[T]], request: Any, timeout: float | None = None
+               ) -> Generator[T, None, None]:
         try:
             yield from method(request, timeout=timeout, metadata=self.metadata())
         except grpc.RpcError as error:

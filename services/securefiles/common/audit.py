@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import logging
+import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ from securefiles.common.audit_records import (
     seal_of,
 )
 from securefiles.common.audit_verify import verify_chain
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.group_commit import DEFAULT_MAX_BATCH, GroupCommit
 from securefiles.common.metrics import AUDIT_APPEND, DECISIONS
@@ -58,10 +61,6 @@ _UPDATE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(
 _INSERT_SEAL = audit_seals.insert()
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def seal_complete_blocks(conn: Connection, key: bytes | None, before: int, after: int) -> None:
     """Seal every block that the entries `before`+1..`after` (just written, in this transaction)
     completed."""
@@ -71,6 +70,14 @@ def seal_complete_blocks(conn: Connection, key: bytes | None, before: int, after
         block = conn.execute(block_sql, {"first": first, "last": last}).scalar() or ""
         conn.execute(_INSERT_SEAL, {"first_sequence": first, "last_sequence": last,
                                     "seal": seal_of(key, first, last, block)})
+
+
+def _measure(started: float, written: Future[AuditEntry]) -> None:
+    if written.cancelled() or written.exception() is not None:
+        return
+    entry = written.result()
+    AUDIT_APPEND.observe(time.perf_counter() - started)
+    DECISIONS.labels(entry.action, entry.decision, entry.reason).inc()
 
 
 class _HeadTaken(Exception):
@@ -97,7 +104,7 @@ class AuditLog:
     the next (up to `max_batch`): one head-row lock and one commit (one fsync on PostgreSQL) for
     many callers."""
 
-    def __init__(self, engine: Engine, service: str, clock: Callable[[], dt.datetime] = _utcnow,
+    def __init__(self, engine: Engine, service: str, clock: Clock = utcnow,
                  key: bytes | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self._engine = engine
         self.service = service
@@ -110,10 +117,15 @@ class AuditLog:
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
         details: Mapping[str, str] | None = None,
     ) -> Future[AuditEntry]:
-        """Queue one entry; the future resolves once it is durable, or fails with why it is not."""
-        return self._commits.submit(_Fields(
+        """Queue one entry; the future resolves once it is durable, or fails with why it is not.
+        Every entry written is counted (`securefiles_decisions_total`) and timed from here until it
+        is durable (`securefiles_audit_append_seconds`), however its writer waits for it."""
+        started = time.perf_counter()
+        written = self._commits.submit(_Fields(
             principal[:512], action[:128], resource[:1024], decision, reason[:256], request_id[:64],
             {k: str(v)[:512] for k, v in (details or {}).items()}))
+        written.add_done_callback(functools.partial(_measure, started))
+        return written
 
     @property
     def engine(self) -> Engine:
@@ -125,21 +137,15 @@ class AuditLog:
     ) -> AuditEntry:
         """Append one entry and wait until it is durable; raises if it cannot be written. Blocks:
         for threads and start-up code (the event loop awaits `append`)."""
-        with AUDIT_APPEND.time():
-            entry = self.submit(principal, action, resource, decision, reason, request_id, details).result()
-        DECISIONS.labels(entry.action, decision, reason[:256]).inc()
-        return entry
+        return self.submit(principal, action, resource, decision, reason, request_id, details).result()
 
     async def append(
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
         details: Mapping[str, str] | None = None,
     ) -> AuditEntry:
         """`record` for the event loop: the loop serves other calls while the entry is written."""
-        with AUDIT_APPEND.time():
-            entry = await asyncio.wrap_future(self.submit(principal, action, resource, decision, reason, request_id,
-                                                          details))
-        DECISIONS.labels(entry.action, decision, reason[:256]).inc()
-        return entry
+        return await asyncio.wrap_future(self.submit(principal, action, resource, decision, reason, request_id,
+                                                     details))
 
     @property
     def transactions(self) -> int:
@@ -251,7 +257,7 @@ class AuditLog:
                                               "rows": zlib.compress(block.encode()), "archived_at": self._clock()})
         conn.execute(delete(audit_events).where(audit_events.c.sequence.between(first, last)))
         conn.execute(delete(audit_seals).where(audit_seals.c.first_sequence == first))
-        return last - first + 1
+        return int(last - first + 1)
 
     def verify(self, witnessed: Head | None = None) -> Verification:
         """Walk the chain: every hash recomputes, links to its predecessor, and ends at the head;

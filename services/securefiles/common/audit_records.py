@@ -16,7 +16,8 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _quoted  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _quoted
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text
 
@@ -139,11 +140,11 @@ class Head:
     witnessed_at: dt.datetime | None = None
 
 
-def entry_of(m: Mapping[str, object]) -> AuditEntry:
+def entry_of(m: Mapping[Any, Any]) -> AuditEntry:
     time = m["time"]
     assert isinstance(time, dt.datetime)
     return AuditEntry(
-        sequence=int(m["sequence"]), time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),  # type: ignore[arg-type]
+        sequence=int(m["sequence"]), time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),
         service=str(m["service"]), principal=str(m["principal"]), action=str(m["action"]),
         resource=str(m["resource"]), decision=str(m["decision"]), reason=str(m["reason"]),
         request_id=str(m["request_id"]), details=json.loads(str(m["details"])),

@@ -159,8 +159,8 @@ def verify_chain(engine: Engine, key: bytes | None, witnessed: Head | None = Non
             head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
             newest = conn.execute(select(func.max(audit_events.c.sequence))).scalar() or 0
             for first, last, block in _blocks_ahead(engine, walk.expected, max(newest, head.sequence if head else 0)):
-                seal = conn.execute(seal_of_block, {"first": first}).scalar() if first % SEAL_BLOCK == 1 else None
-                walk.block(first, last, block, seal)
+                sealed = conn.execute(seal_of_block, {"first": first}).scalar() if first % SEAL_BLOCK == 1 else None
+                walk.block(first, last, block, sealed)
         except _Broken as broken:
             return broken.verification
     head_sequence, head_hash = (head.sequence, head.hash) if head else (0, "")

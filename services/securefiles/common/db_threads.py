@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S", bound="_OnThreads")
 
 DEFAULT_WORKERS = 8
 
@@ -62,11 +63,17 @@ class DatabaseThreads:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def in_database_thread(method: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+class _OnThreads(Protocol):
+    """An adapter whose blocking methods run on its database threads."""
+
+    _threads: DatabaseThreads
+
+
+def in_database_thread(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """Make a synchronous adapter method a coroutine that runs in the adapter's `_threads`."""
 
     @functools.wraps(method)
-    async def run(self: Any, *args: Any, **kwargs: Any) -> T:
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._threads.run(method, self, *args, **kwargs)
 
     return run

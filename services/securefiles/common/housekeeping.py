@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from securefiles.common.audit import AuditLog
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.db_threads import DatabaseThreads
 
 log = logging.getLogger("securefiles.housekeeping")
@@ -21,12 +22,8 @@ log = logging.getLogger("securefiles.housekeeping")
 Job = Callable[[], Awaitable[object]]
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def archive_audit(audit: AuditLog, database: DatabaseThreads, retention_days: int,
-                  clock: Callable[[], dt.datetime] = _utcnow) -> Job:
+                  clock: Clock = utcnow) -> Job:
     """Move the audit log's sealed blocks older than `retention_days` to its archive."""
 
     async def job() -> int:

@@ -110,15 +110,15 @@ class _AllowOnce:
         _unavailable_unless_written(entry)
 
 
-def _all_written(entries: list[Future[object]]) -> Future[object]:
+def _all_written(entries: Sequence[Future[Any]]) -> Future[Any]:
     """One future for several entries: done once all are, failed if any failed."""
     if len(entries) == 1:
         return entries[0]
-    combined: Future[object] = Future()
+    combined: Future[Any] = Future()
     remaining = [len(entries)]
     lock = threading.Lock()
 
-    def one_done(_entry: Future[object]) -> None:
+    def one_done(_entry: Future[Any]) -> None:
         with lock:
             remaining[0] -= 1
             if remaining[0]:
@@ -129,7 +129,9 @@ def _all_written(entries: list[Future[object]]) -> Future[object]:
         elif failed[0].cancelled():
             combined.cancel()
         else:
-            combined.set_exception(failed[0].exception())  # type: ignore[arg-type]
+            error = failed[0].exception()
+            assert error is not None
+            combined.set_exception(error)
 
     for entry in entries:
         entry.add_done_callback(one_done)
@@ -188,7 +190,7 @@ class Authenticator:
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
-    async def authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
+    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         token = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
@@ -233,9 +235,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -258,12 +260,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                                  method),
                 handler.request_deserializer, _encoded_or(handler.response_serializer),
             )
+        assert handler.stream_stream is not None  # the fourth kind
         return grpc.stream_stream_rpc_method_handler(
             _measured_stream(self._wrap_stream(handler.stream_stream, method, authenticate), "bidi_stream", method),
             handler.request_deserializer, handler.response_serializer,
         )
 
-    async def _begin(self, context: grpc.aio.ServicerContext, authenticate: bool, request: Any, method: str
+    async def _begin(self, context: grpc.aio.ServicerContext[Any, Any], authenticate: bool, request: Any, method: str
                      ) -> None:
         principal_var.set(None)
         audit_note_var.set({"resource": _resource_of(request)})
@@ -294,7 +297,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def _is_public(self, method: str) -> bool:
         return method.rsplit("/", 1)[-1] in self._public
 
-    def _admit(self, request_streaming: bool, context: grpc.aio.ServicerContext, method: str) -> Callable[[], None]:
+    def _admit(self, request_streaming: bool, context: grpc.aio.ServicerContext[Any, Any],
+               method: str) -> Callable[[], None]:
         """Per-caller limits, after authentication (we know who) and before any work; a public
         method's anonymous callers are limited per client address."""
         if self._limits is None:
@@ -326,11 +330,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         items = (_items_var.get() if decision == ALLOW else None) or [(resource, {})]
         who = principal.name if principal else "anonymous"
         action, request_id = method.rsplit("/", 1)[-1], request_id_var.get()
-        return _all_written([  # type: ignore[arg-type]
+        return _all_written([
             self._audit.submit(who, action, item, decision, reason, request_id, {**note, **details})
             for item, details in items])
 
-    async def _record_outcome(self, method: str, error: BaseException, context: grpc.aio.ServicerContext) -> None:
+    async def _record_outcome(self, method: str, error: BaseException,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""
         if isinstance(error, SecureFilesError) and error.reason in ("RATE_LIMITED", "TOO_MANY_STREAMS"):
             return  # a flood must not flood the audit log too; the access log has it
@@ -356,7 +361,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         except Exception:
             log.error("audit entry could not be written", exc_info=True, extra={"method": method})
 
-    async def _fail(self, context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
+    async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], error: BaseException, method: str) -> None:
         if isinstance(error, SecureFilesError):
             status = rpc_status.to_status(to_rpc_status(error, self._domain))
             self._log(method, error.code, error.reason)
@@ -384,7 +389,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         audited = self._audited(method, authenticate)
         audited_failure = self._audited_failure(method, authenticate)
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             release = _no_release
             allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
@@ -417,12 +422,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap_stream(
-        self, behavior: Callable[..., AsyncIterator[Any]], method: str, authenticate: bool
+        self, behavior: Callable[..., Any], method: str, authenticate: bool
     ) -> Callable[..., AsyncIterator[Any]]:
+        # Any: grpc's stubs declare handlers synchronous; ours (grpc.aio) are async generators.
         audited = self._audited(method, authenticate)
         audited_failure = self._audited_failure(method, authenticate)
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             allowed = False
             release = _no_release
@@ -463,7 +469,7 @@ def _measured_unary(
 ) -> Callable[..., Awaitable[Any]]:
     """Count the RPC and its code, and time it (grpc_server_* metrics)."""
 
-    async def measured(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         metrics, started = RpcMetrics.start(grpc_type, method)
         code = "UNKNOWN"
         try:
@@ -485,7 +491,7 @@ def _measured_unary(
 def _measured_stream(
     behavior: Callable[..., AsyncIterator[Any]], grpc_type: str, method: str
 ) -> Callable[..., AsyncIterator[Any]]:
-    async def measured(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         metrics, started = RpcMetrics.start(grpc_type, method)
         code = "UNKNOWN"
         try:
@@ -505,7 +511,7 @@ def _measured_stream(
     return measured
 
 
-def _code_of(context: grpc.aio.ServicerContext) -> str:
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The status the call was aborted with (UNKNOWN if none was set)."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -515,7 +521,7 @@ def _code_of(context: grpc.aio.ServicerContext) -> str:
     return "UNKNOWN"
 
 
-def _client_address(context: grpc.aio.ServicerContext) -> str:
+def _client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The client's IP address, without its port (`ipv4:1.2.3.4:5678` -> `1.2.3.4`)."""
     peer = context.peer() or ""
     kind, _, rest = peer.partition(":")
@@ -524,13 +530,13 @@ def _client_address(context: grpc.aio.ServicerContext) -> str:
     return peer
 
 
-def _clients_of(context: grpc.aio.ServicerContext) -> tuple[str, ...]:
+def _clients_of(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, ...]:
     """Whom failed authentications are counted against: the address and, where one was presented,
     the client certificate. Services (verified by their certificate) are not throttled."""
     if peer_identity(context) in SERVICE_IDENTITIES:
         return ()
     clients = [f"address:{_client_address(context)}"]
-    certificate = (context.auth_context() or {}).get("x509_pem_cert")
+    certificate = list((context.auth_context() or {}).get("x509_pem_cert", ()))
     if certificate:
         pem = certificate[0] if isinstance(certificate[0], bytes) else str(certificate[0]).encode()
         clients.append("certificate:" + hashlib.sha256(pem).hexdigest())

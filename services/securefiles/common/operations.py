@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 log = logging.getLogger("securefiles.operations")
 
-ReadinessCheck = Callable[[], Awaitable[None]]  # raises when its dependency is not ready
+ReadinessCheck = Callable[[], Awaitable[object]]  # raises when its dependency is not ready
 MetricsRenderer = Callable[[], tuple[bytes, str]]  # (body, content type); may block: run in a thread
 
 _MAX_REQUEST_HEAD = 8192
@@ -101,8 +101,8 @@ class OperationsEndpoint:
             body = json.dumps({"status": "ok" if ready else "not ready", "checks": checks}, sort_keys=True)
             return (200 if ready else 503), "application/json", body.encode() + b"\n"
         if path == "/metrics" and self._metrics is not None:
-            body, content_type = await asyncio.to_thread(self._metrics)  # collectors may query the database
-            return 200, content_type, body
+            rendered, content_type = await asyncio.to_thread(self._metrics)  # collectors may query the database
+            return 200, content_type, rendered
         return 404, "text/plain; charset=utf-8", b"not found\n"
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+from securefiles.common.job_token import JobToken
 
 USER_PRINCIPAL = re.compile(r"^user:[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 GROUP_PRINCIPAL = re.compile(r"^group:[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -51,6 +54,15 @@ class Principal:
         """`group:…` principals a person's sign-in carried."""
         groups = self.claims.get("groups", ())
         return tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list | tuple) else ()
+
+    @cached_property
+    def job(self) -> JobToken | None:
+        """A job's identity, typed (None for anyone else)."""
+        return JobToken.from_claims(self.claims) if self.is_job else None
+
+    def is_job_of(self, project: str, run_id: int | None = None) -> bool:
+        """A job of `project` (and of run `run_id`, if given)."""
+        return self.job is not None and self.job.is_of(project, run_id)
 
     def is_service_named(self, service: str) -> bool:
         return self.kind == "service" and self.name == f"service:{service}"

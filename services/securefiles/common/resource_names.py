@@ -1,4 +1,5 @@
-"""Parsing and formatting of AIP resource names."""
+"""Parsing and formatting of AIP resource names: every name the services and their clients
+spell is spelled here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ REGION_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _NUMBER = re.compile(r"[0-9]{1,10}")
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in every database
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# authz decides on at most this many resources per call (CheckAccess, FilterUsableResources).
+MAX_RESOURCES_PER_DECISION = 1000
+ANY_PIPELINE = "-"  # a run named without its pipeline: `projects/{p}/pipelines/-/runs/{run}`
 
 
 def parse_id(text: str, what: str = "id") -> int:
@@ -89,5 +93,44 @@ def parse_key_version(name: str) -> tuple[str, int]:
     return parse_region("/".join(parts[:2])), int(parts[3])
 
 
-def file_name(project: str, secure_file_id: str) -> str:
-    return f"projects/{project}/secureFiles/{secure_file_id}"
+# -- formatting ----------------------------------------------------------------------
+
+
+def project_name(project: str) -> str:
+    return f"projects/{project}"
+
+
+def file_name(project: str, secure_file: str) -> str:
+    """`projects/{project}/secureFiles/{secure_file}`: storage's id, or (where a method accepts
+    one) a display name."""
+    return f"{project_name(project)}/secureFiles/{secure_file}"
+
+
+def library_name(project: str) -> str:
+    return f"{project_name(project)}/library"
+
+
+def pipeline_name(project: str, pipeline: int | str) -> str:
+    return f"{project_name(project)}/pipelines/{pipeline}"
+
+
+def run_name(project: str, pipeline: int | str, run: int | str) -> str:
+    """A run; `pipeline` may be ANY_PIPELINE where a run is named by its number alone."""
+    return f"{pipeline_name(project, pipeline)}/runs/{run}"
+
+
+def approval_name(project: str, approval: int | str) -> str:
+    return f"{project_name(project)}/approvals/{approval}"
+
+
+def trust_name(project: str, trust: int | str) -> str:
+    return f"{project_name(project)}/trusts/{trust}"
+
+
+def region_name(region: str) -> str:
+    """A region's key ring."""
+    return f"regions/{region}"
+
+
+def key_version_name(region: str, version: int | str) -> str:
+    return f"{region_name(region)}/keyVersions/{version}"

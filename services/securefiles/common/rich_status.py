@@ -30,7 +30,7 @@ def to_rpc_status(error: SecureFilesError, domain: str) -> status_pb2.Status:
 def error_info_of(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo carried by a failed call, if any."""
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
     except (ValueError, AttributeError):
         return None
     if status is None:
@@ -45,9 +45,9 @@ def error_info_of(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
 
 def from_rpc_error(error: grpc.RpcError, default_domain: str = "") -> SecureFilesError:
     """Turn a failed outbound call into a domain error, keeping reason and metadata."""
-    code = error.code()  # type: ignore[attr-defined]
+    code = error.code()
     code_name = code.name if code is not None else "UNKNOWN"
-    message = error.details() or code_name  # type: ignore[attr-defined]
+    message = error.details() or code_name
     info = error_info_of(error)
     if info is None:
         return error_for_code(code_name, message, reason=code_name, domain=default_domain or None)

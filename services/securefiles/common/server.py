@@ -18,13 +18,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import _async as reflection_aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.common.audit import AuditLog
-from securefiles.common.audit_api import WITNESS_METHODS, AuditLogServicer, ReaderCheck
 from securefiles.common.config import ServerSettings
-from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.files import write_private_file
 from securefiles.common.interceptors import Authenticator, ServiceInterceptor
 from securefiles.common.limits import CallerLimits, LimitSettings
@@ -34,6 +32,7 @@ from securefiles.common.tls import MAX_MESSAGE_BYTES, TlsFiles, public_server_cr
 from securefiles.common.tracing import server_interceptors, shutdown_tracing
 
 log = logging.getLogger("securefiles.server")
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any]
 
@@ -62,22 +61,19 @@ def create_server(
     reflection_enabled: bool = False,
     max_concurrent_streams: int = 1024,
     audit: AuditLog | None = None,
-    audit_reader: ReaderCheck | None = None,
     unaudited_methods: frozenset[str] = frozenset(),
     limits: LimitSettings | None = None,
     audit_before_writes: frozenset[str] | None = None,
     public_methods: frozenset[str] = frozenset(),
     readiness: Mapping[str, ReadinessCheck] | None = None,
-    database: DatabaseThreads | None = None,
 ) -> RunningServer:
-    """Build a TLS server with health, optional reflection, the audit log service and our
-    interceptor; bind its public (server TLS) and internal (mutual TLS) ports. `readiness`: the
+    """Build a TLS server with health, optional reflection and our interceptor (auditing into
+    `audit`); bind its public (server TLS) and internal (mutual TLS) ports. `readiness`: the
     checks behind `/readyz` on the operations port (bound when the server starts)."""
     server = grpc.aio.server(
-        # Tracing (when on) outermost: its span covers ours. Witnessing chain heads is bookkeeping
-        # between services: an entry for each would change the head it witnesses, round after round.
+        # Tracing (when on) outermost: its span covers ours.
         interceptors=[*server_interceptors(),
-                      ServiceInterceptor(service, authenticator, audit, unaudited_methods | WITNESS_METHODS,
+                      ServiceInterceptor(service, authenticator, audit, unaudited_methods,
                                          CallerLimits(limits) if limits is not None else None,
                                          audit_before_writes, public_methods)],
         options=[
@@ -92,17 +88,10 @@ def create_server(
     for add, servicer in registrations:
         add(servicer, server)
     names = tuple(service_names)
-    if audit is not None and audit_reader is not None:
-        audit_pb2_grpc.add_AuditLogServiceServicer_to_server(
-            AuditLogServicer(audit, audit_reader, database or DatabaseThreads(2, "audit-reads")), server)
-        names += (audit_pb2.DESCRIPTOR.services_by_name["AuditLogService"].full_name,)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if reflection_enabled:
-        reflection.enable_server_reflection(
-            (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection((*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = server.add_secure_port(address, public_server_credentials(tls))
     if port == 0:
         raise OSError(f"could not bind {address}")
@@ -112,6 +101,19 @@ def create_server(
     if audit is not None:
         register_database_pool(audit.engine)
     return RunningServer(server, port, health, names, internal_port, OperationsEndpoint(readiness or {}, render))
+
+
+def enable_reflection(service_names: Sequence[str], server: grpc.aio.Server) -> None:
+    """Server reflection, v1 and v1alpha. grpcio-reflection ships only v1alpha; v1 has the same
+    messages under another package name, so the same servicer answers both."""
+    servicer = reflection_aio.ReflectionServicer((*service_names, REFLECTION_V1, reflection.SERVICE_NAME))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+    }),))
 
 
 async def mark_serving(running: RunningServer) -> None:
@@ -135,7 +137,7 @@ async def run_until_signalled(
     await mark_serving(running)
     running.operations.serving = True
     # Everything built at start lives as long as the process: out of the collector's sight,
-    # each collection has less to walk (4 KB download p50/p99 about 8 % lower in the bench).
+    # each collection has less to walk (figures: tests/bench/RESULTS.md).
     gc.collect()
     gc.freeze()
     # The public port last: whoever waits for its file finds the others.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -85,7 +86,7 @@ def channel_options(target: str, server_name: str = "") -> list[tuple[str, objec
     return options
 
 
-def peer_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> str | None:
+def peer_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The SPIFFE service name of the peer's verified certificate (`storage`, …), if any."""
     auth = context.auth_context()
     for value in auth.get("peer_spiffe_id", []):

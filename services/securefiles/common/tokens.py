@@ -14,7 +14,7 @@ import hashlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from securefiles.common.errors import Unauthenticated
+from securefiles.common.job_token import JobToken
 from securefiles.common.principal import USER_PRINCIPAL, Principal, is_service_account
 
 AUDIENCE = "securefiles"
 ISSUER = "securefiles-authz"
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 30
+BOOTSTRAP_ISSUER = "bootstrap"  # who issued the administrator token that `up` or `init-secrets` wrote
 
 Clock = Callable[[], float]
 
@@ -81,6 +83,12 @@ class PublishedKeys:
 
     keys: dict[str, Ed25519PublicKey]
     revoked: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_raw(cls, public_keys: Mapping[str, bytes], revoked: Iterable[str] = ()) -> PublishedKeys:
+        """From raw Ed25519 public keys by `kid`, as GetSigningKeys carries them."""
+        return cls({kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in public_keys.items()},
+                   frozenset(revoked))
 
 
 KeyFetcher = Callable[[], Awaitable[PublishedKeys]]
@@ -189,6 +197,6 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
         return Principal("user", subject, claims, token)
     if kind == "account" and isinstance(subject, str) and is_service_account(subject):
         return Principal("account", subject, claims, token)
-    if kind == "job" and all(isinstance(claims.get(k), str) for k in ("project", "pipeline", "run")):
+    if kind == "job" and JobToken.from_claims(claims) is not None:
         return Principal("job", subject, claims, token)
     raise Unauthenticated("token kind not recognised", reason="INVALID_TOKEN")

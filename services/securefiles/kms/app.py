@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securefiles import __version__
+from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
+from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_optional, env_str
 from securefiles.common.db import make_engine, ping
@@ -19,9 +21,9 @@ from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
-from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
 from securefiles.common.tracing import configure_tracing
+from securefiles.kms.adapters.authz_client import AuthzClient
 from securefiles.kms.adapters.metrics import register_key_version_gauges
 from securefiles.kms.adapters.pkcs11_root_key import Pkcs11ConfigError, Pkcs11RootKey, Pkcs11Settings
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
@@ -103,8 +105,9 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient, list[Job]]
     running = create_server(
         service="kms",
         registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server,
-                        KeyManagementServicer(ring, authz, database))],
-        service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name],
+                        KeyManagementServicer(ring, authz, database)),
+                       audit_registration(audit, authz.require_operator, database)],
+        service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
         authenticator=Authenticator(
             TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
@@ -113,18 +116,16 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient, list[Job]]
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
-        audit_reader=authz.require_operator,
         readiness={
             "database": lambda: ping(engine),
             "primary_key": lambda: asyncio.to_thread(ring.require_usable_primary),
             "authz": authz.ready,
         },
-        unaudited_methods=frozenset({"ListKeyVersions"}),
+        unaudited_methods=frozenset({"ListKeyVersions"}) | WITNESS_METHODS,
         # No entry, no change: each change's entry is written before its first write. Not for a
         # rotation, whose entry names the version the database numbered (it takes nothing away).
         audit_before_writes=frozenset(m.name for m in kms_pb2.DESCRIPTOR.services_by_name[
             "KeyManagementService"].methods) - {"RotateKey"},
-        database=database,
     )
     return running, authz, [archive_audit(audit, database, settings.server.audit_retention_days)]
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
+from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.clock import utcnow
 from securefiles.common.config import (
     ConfigError,
     ServerSettings,
@@ -27,9 +29,9 @@ from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
-from securefiles.common.service_clients import AuthzClient
 from securefiles.common.tokens import TokenVerifier
 from securefiles.common.tracing import configure_tracing
+from securefiles.storage.adapters.authz_client import AuthzClient
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.expiry_webhook import LogOnlyNotifier, WebhookNotifier
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
@@ -232,19 +234,19 @@ async def build(settings: StorageSettings) -> StorageApp:
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
     events = PrometheusEvents(keys.regions)
     parser = ParserPool(settings.parser, events)
-    parser.start()
     files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
                         note_resource=audit_note, before_change=audit_now, parser=parser)
     rewrapper = DataKeyRewrapper(repository, keys, events)
     register_data_key_gauges(repository.count_data_keys_blocking)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
-    versioning = Versioning(files, repository, authz, lambda: dt.datetime.now(dt.UTC))
+    versioning = Versioning(files, repository, authz, utcnow)
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,
                                   settings.stream_idle_seconds)
     running = create_server(
         service="storage",
-        registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer)],
-        service_names=[storage_pb2.DESCRIPTOR.services_by_name["SecureFileService"].full_name],
+        registrations=[(storage_pb2_grpc.add_SecureFileServiceServicer_to_server, servicer),
+                       audit_registration(audit, authz.require_operator, database)],
+        service_names=[storage_pb2.DESCRIPTOR.services_by_name["SecureFileService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
         authenticator=Authenticator(
             TokenVerifier(authz.signing_keys, max_key_age=settings.server.signing_keys_max_age)),
@@ -253,15 +255,13 @@ async def build(settings: StorageSettings) -> StorageApp:
         reflection_enabled=settings.server.reflection,
         limits=settings.server.limits,
         audit=audit,
-        audit_reader=authz.require_operator,
         readiness={"database": lambda: ping(engine), "authz": authz.ready,
                    **{f"kms-{region}": keys.client(region).ready for region in keys.regions}},
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
-                                     "GetLibrary"}),
+                                     "GetLibrary"}) | WITNESS_METHODS,
         # File changes call `audit_now` themselves (an upload writes blob segments before it is
         # accepted); these two have their entry written right before their first write.
         audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
-        database=database,
     )
     expiry = settings.expiry
     notifier = (WebhookNotifier(expiry.webhook_url, expiry.webhook_secret, settings.server.outbound_timeout,
@@ -269,11 +269,13 @@ async def build(settings: StorageSettings) -> StorageApp:
 
     def audit_alert(alert: ExpiryAlert) -> None:
         audit.record("service:storage", "ExpiryAlert", alert.resource, ALLOW, details={
-            "id": alert.id, "threshold_days": alert.threshold_days, "expires_at": alert.expires_at.isoformat(),
+            "id": alert.id, "threshold_days": str(alert.threshold_days), "expires_at": alert.expires_at.isoformat(),
             "delivered_to": "webhook" if expiry.webhook_url else "log"})
 
-    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, lambda: dt.datetime.now(dt.UTC),
+    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, utcnow,
                           expiry.thresholds, events)
+    # Last: a failure above leaves no parser process behind (nor a task that outlives the loop).
+    parser.start()
     return StorageApp(running, files, authz, keys, rewrapper, audit, parser, database, settings.rewrap_interval,
                       settings.purge_retry_interval, settings.audit_witness_interval,
                       audit_retention_days=settings.server.audit_retention_days,

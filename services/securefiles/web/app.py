@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -33,10 +34,10 @@ STATIC = Path(__file__).with_name("static")
 
 
 def routes(console: Console, flow: SignInFlow) -> list[BaseRoute]:
-    def get(path: str, handler: Callable) -> Route:
+    def get(path: str, handler: Callable[..., Any]) -> Route:
         return Route(path, page(console, handler), methods=["GET"])
 
-    def post(path: str, handler: Callable) -> Route:
+    def post(path: str, handler: Callable[..., Any]) -> Route:
         return Route(path, action(console, handler), methods=["POST"])
 
     async def home(request: Request) -> Response:
@@ -92,7 +93,7 @@ def routes(console: Console, flow: SignInFlow) -> list[BaseRoute]:
     ]
 
 
-def build_app(settings: WebSettings, lifespan: Callable | None = None) -> Starlette:
+def build_app(settings: WebSettings, lifespan: Callable[..., Any] | None = None) -> Starlette:
     """The console as an ASGI app (`settings.public_url` must be set)."""
     console = Console(settings, Services(settings.services), refresh=lambda person: flow.refresh(person))
     flow = SignInFlow(console)

@@ -8,7 +8,7 @@ hidden field of every form; a POST from another origin is refused before its bod
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.datastructures import FormData, Headers
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
@@ -72,7 +72,7 @@ class _InMemoryMultiPartParser(MultiPartParser):
     spool_max_size = 1 << 62
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
     received = 0
     async for chunk in request.stream():
         received += len(chunk)

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.authz.adapters.sql_repository import lock_project_numbering, metadata
+from securefiles.authz.domain.check_kinds import CheckKind, stored_check_kind
 from securefiles.authz.domain.checks import (
     Approval,
     ApprovalDecision,
@@ -118,18 +119,19 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 def _check_dict(c: Check) -> dict[str, Any]:
     return {"project": c.project, "check_id": c.check_id, "resource": c.resource, "type": c.type.value,
-            "settings": c.settings, "timeout_seconds": c.timeout_seconds, "created_at": c.created_at.isoformat(),
+            "settings": c.kind.settings(), "timeout_seconds": c.timeout_seconds, "created_at": c.created_at.isoformat(),
             "created_by": c.created_by}
 
 
 def _check_from_dict(d: dict[str, Any]) -> Check:
-    return Check(d["project"], d["check_id"], d["resource"], CheckType(d["type"]), d["settings"],
+    return Check(d["project"], d["check_id"], d["resource"], stored_check_kind(CheckType(d["type"]), d["settings"]),
                  d["timeout_seconds"], dt.datetime.fromisoformat(d["created_at"]), d["created_by"])
 
 
 def _check(m: Any) -> Check:
-    return Check(m["project"], m["check_id"], m["resource"], CheckType(m["type"]), json.loads(m["settings"]),
-                 m["timeout_seconds"], _aware(m["created_at"]), m["created_by"])
+    return Check(m["project"], m["check_id"], m["resource"],
+                 stored_check_kind(CheckType(m["type"]), json.loads(m["settings"])), m["timeout_seconds"],
+                 _aware(m["created_at"]), m["created_by"])
 
 
 def _suite(m: Any) -> CheckSuite:
@@ -157,19 +159,17 @@ class SqlChecksRepository:
     # -- checks -----------------------------------------------------------------------
 
     def create_check(
-        self, project: str, resource: str, check_type: CheckType, settings: dict[str, Any], timeout_seconds: int,
-        now: dt.datetime, created_by: str,
+        self, project: str, resource: str, kind: CheckKind, timeout_seconds: int, now: dt.datetime, created_by: str,
     ) -> Check:
         for _attempt in range(5):
             try:
                 with write_transaction(self._engine) as conn:
                     latest = conn.execute(
                         select(func.max(checks.c.check_id)).where(checks.c.project == project)).scalar()
-                    check = Check(project, (latest or 0) + 1, resource, check_type, settings, timeout_seconds, now,
-                                  created_by)
+                    check = Check(project, (latest or 0) + 1, resource, kind, timeout_seconds, now, created_by)
                     conn.execute(checks.insert().values(
-                        project=project, check_id=check.check_id, resource=resource, type=check_type.value,
-                        settings=json.dumps(settings), timeout_seconds=timeout_seconds, created_at=now,
+                        project=project, check_id=check.check_id, resource=resource, type=kind.type.value,
+                        settings=json.dumps(kind.settings()), timeout_seconds=timeout_seconds, created_at=now,
                         created_by=created_by))
                     return check
             except IntegrityError:

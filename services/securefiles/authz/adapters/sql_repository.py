@@ -39,7 +39,7 @@ from securefiles.authz.domain.model import (
 )
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.errors import AlreadyExists, NotFound
-from securefiles.common.resource_names import is_id
+from securefiles.common.resource_names import is_id, project_name
 
 metadata = MetaData()
 
@@ -353,7 +353,7 @@ class SqlAuthzRepository:
                 return [_run(r._mapping) for r in running]
             conn.execute(delete(pipeline_permissions).where(
                 pipeline_permissions.c.pipeline_id == pipeline_id,
-                pipeline_permissions.c.resource.startswith(f"projects/{project}/", autoescape=True)))
+                pipeline_permissions.c.resource.startswith(project_name(project) + "/", autoescape=True)))
             conn.execute(delete(pipelines).where(
                 pipelines.c.project == project, pipelines.c.pipeline_id == pipeline_id))
             conn.execute(deleted_pipelines.insert().values(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
@@ -12,11 +14,12 @@ from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
+from securefiles.common.resource_names import project_name
 
 
 def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
     return authz_pb2.AccessRequest(
-        name=r.name, project=f"projects/{r.project}", requester=r.requester, reason=r.reason,
+        name=r.name, project=project_name(r.project), requester=r.requester, reason=r.reason,
         ttl=Duration(seconds=r.ttl_seconds), state=authz_pb2.AccessRequest.State.Value(r.state.value),
         approver=r.approver, create_time=to_timestamp(r.created_at), grant_time=to_timestamp(r.granted_at),
         expire_time=to_timestamp(r.expire_at), revoked_by=r.revoked_by,
@@ -33,7 +36,7 @@ class BreakGlassServicerMixin:
             raise FailedPrecondition("break-glass access is not configured", reason="BREAK_GLASS_DISABLED")
         return self._authz.break_glass
 
-    async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext
+    async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.AccessRequest:
         created = await self._db.run(self._break_glass.request, current_principal(), request.project, request.reason,
                                      duration_seconds(request.ttl, 0))
@@ -47,14 +50,14 @@ class BreakGlassServicerMixin:
         if found is not None:
             audit_note(found.name, project=found.project, requester=found.requester, state=found.state.value)
 
-    async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext
+    async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.AccessRequest:
         await self._note_before_change(request.name)
         granted = await self._db.run(self._break_glass.approve, current_principal(), request.name)
         audit_note(granted.name, project=granted.project, requester=granted.requester, break_glass="granted")
         return access_request_message(granted)
 
-    async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext
+    async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                            ) -> authz_pb2.AccessRequest:
         await self._note_before_change(request.name)
         revoked = await self._db.run(self._break_glass.revoke, current_principal(), request.name)
@@ -62,13 +65,13 @@ class BreakGlassServicerMixin:
         return access_request_message(revoked)
 
     async def ListAccessRequests(self, request: authz_pb2.ListAccessRequestsRequest,
-                                 context: grpc.aio.ServicerContext) -> authz_pb2.ListAccessRequestsResponse:
+                                 context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.ListAccessRequestsResponse:
         return authz_pb2.ListAccessRequestsResponse(
             access_requests=[access_request_message(r)
                              for r in await self._db.run(self._break_glass.list, current_principal())])
 
     async def AuthorizeBreakGlass(self, request: authz_pb2.AuthorizeBreakGlassRequest,
-                                  context: grpc.aio.ServicerContext) -> authz_pb2.AccessRequest:
+                                  context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.AccessRequest:
         self._authz.require_storage(current_principal())
         grant = await self._db.run(self._break_glass.authorize, request.principal, request.resource)
         audit_note(request.resource, principal=request.principal, access_request=grant.name, break_glass="used")

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.duration_pb2 import Duration
 
+from securefiles.authz.domain.check_kinds import ApprovalCheck, BranchControl, BusinessHours
 from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckType, State
 from securefiles.authz.domain.model import Run
 from securefiles.authz.domain.service import Authorization
@@ -16,7 +17,7 @@ from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
-from securefiles.common.resource_names import parse_project
+from securefiles.common.resource_names import ANY_PIPELINE, parse_project, run_name
 
 _SETTINGS_FIELD = {
     CheckType.BRANCH_CONTROL: "branch_control", CheckType.APPROVAL: "approval",
@@ -34,16 +35,16 @@ def check_message(c: Check) -> authz_pb2.Check:
         name=c.name, check_id=c.check_id, resource=c.resource, type=c.type.value,
         timeout=Duration(seconds=c.timeout_seconds), create_time=to_timestamp(c.created_at), created_by=c.created_by,
     )
-    s = c.settings
-    if c.type is CheckType.BRANCH_CONTROL:
-        message.branch_control.allowed_refs.extend(s["allowed_refs"])
-    elif c.type is CheckType.APPROVAL:
+    kind = c.kind
+    if isinstance(kind, BranchControl):
+        message.branch_control.allowed_refs.extend(kind.allowed_refs)
+    elif isinstance(kind, ApprovalCheck):
         message.approval.CopyFrom(authz_pb2.ApprovalSettings(
-            approvers=s["approvers"], min_approvals=s["min_approvals"], allow_requester=s["allow_requester"],
-            instructions=s["instructions"]))
-    elif c.type is CheckType.BUSINESS_HOURS:
+            approvers=kind.approvers, min_approvals=kind.min_approvals, allow_requester=kind.allow_requester,
+            instructions=kind.instructions))
+    elif isinstance(kind, BusinessHours):
         message.business_hours.CopyFrom(authz_pb2.BusinessHours(
-            time_zone=s["time_zone"], days=s["days"], start_time=s["start_time"], end_time=s["end_time"]))
+            time_zone=kind.time_zone, days=kind.days, start_time=kind.start_time, end_time=kind.end_time))
     else:
         message.exclusive_lock.SetInParent()
     return message
@@ -69,7 +70,7 @@ def _settings_of(check: authz_pb2.Check) -> tuple[CheckType, dict[str, Any]]:
 
 
 def suite_message(s: CheckSuite, pipeline_id: int | None = None) -> authz_pb2.CheckSuite:
-    run = f"projects/{s.project}/pipelines/{pipeline_id if pipeline_id else '-'}/runs/{s.run_id}"
+    run = run_name(s.project, pipeline_id or ANY_PIPELINE, s.run_id)
     return authz_pb2.CheckSuite(
         run=run, resource=s.resource, state=_state(s.state), create_time=to_timestamp(s.created_at),  # type: ignore[arg-type]
         results=[authz_pb2.CheckResult(check_id=r.check_id, type=r.type.value, state=_state(r.state),  # type: ignore[arg-type]
@@ -78,9 +79,9 @@ def suite_message(s: CheckSuite, pipeline_id: int | None = None) -> authz_pb2.Ch
 
 
 def approval_message(a: Approval, run: Run | None = None) -> authz_pb2.Approval:
-    pipeline = run.pipeline_id if run is not None else "-"
+    pipeline = run.pipeline_id if run is not None else ANY_PIPELINE
     return authz_pb2.Approval(
-        name=a.name, approval_id=a.approval_id, run=f"projects/{a.project}/pipelines/{pipeline}/runs/{a.run_id}",
+        name=a.name, approval_id=a.approval_id, run=run_name(a.project, pipeline, a.run_id),
         branch=run.branch if run is not None else "",
         resource=a.resource, check_id=a.check_id, approvers=list(a.approvers), min_approvals=a.min_approvals,
         allow_requester=a.allow_requester, instructions=a.instructions, requested_by=a.requested_by,
@@ -94,7 +95,7 @@ class ChecksServicerMixin:
     _authz: Authorization
     _db: DatabaseThreads
 
-    async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext
+    async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Check:
         check_type, settings = _settings_of(request.check)
         created = await self._db.run(self._authz.checks.create_check,
@@ -103,50 +104,50 @@ class ChecksServicerMixin:
         audit_note(created.name, type=created.type.value)
         return check_message(created)
 
-    async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext
+    async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListChecksResponse:
         checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.resource)
         return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in checks])
 
-    async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext
+    async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
         await self._db.run(self._authz.checks.delete_check, current_principal(), request.name)
         return empty_pb2.Empty()
 
-    async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext
+    async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.EvaluateChecksResponse:
         suites = await self._db.run(self._authz.request_checks, current_principal(), request.run,
                                     list(request.resources))
         return authz_pb2.EvaluateChecksResponse(suites=[suite_message(s) for s in suites])
 
-    async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
+    async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.ListApprovalsResponse:
         approvals = await self._db.run(self._authz.checks.list_approvals,
             current_principal(), parse_project(request.parent), request.pending_only)
         return authz_pb2.ListApprovalsResponse(
-            approvals=[approval_message(a, self._authz.get_run(a.project, a.run_id)) for a in approvals])
+            approvals=[approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in approvals])
 
-    async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext
+    async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]
                       ) -> authz_pb2.Approval:
         decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, True,
                                      request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
-        return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
+        return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
-    async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext
+    async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> authz_pb2.Approval:
         decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, False,
                                      request.comment)
         audit_note(decided.name, state=decided.state.value, file=decided.resource)
-        return approval_message(decided, self._authz.get_run(decided.project, decided.run_id))
+        return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
-    async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext
+    async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListGroupsResponse:
         groups = await self._db.run(self._authz.checks.list_groups, current_principal())
         return authz_pb2.ListGroupsResponse(
             groups=[authz_pb2.Group(name=name, members=members) for name, members in groups.items()])
 
-    async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext
+    async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.Group:
         members = await self._db.run(self._authz.checks.set_group_member,
             current_principal(), request.group, request.principal, request.member)

@@ -3,6 +3,8 @@ exchange for jobs, sign-in for people."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -18,16 +20,16 @@ from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal, principal_var
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
-from securefiles.common.resource_names import parse_project
+from securefiles.common.resource_names import parse_project, pipeline_name, trust_name
 
 
 def run_message(r: Run) -> authz_pb2.Run:
     return authz_pb2.Run(
-        name=r.name, run_id=r.run_id, pipeline=f"projects/{r.project}/pipelines/{r.pipeline_id}", branch=r.branch,
+        name=r.name, run_id=r.run_id, pipeline=pipeline_name(r.project, r.pipeline_id), branch=r.branch,
         requested_by=r.requested_by, state=authz_pb2.Run.State.Value(r.state.value),
         create_time=to_timestamp(r.created_at), expire_time=to_timestamp(r.expire_at),
         complete_time=to_timestamp(r.completed_at),
-        trust=f"projects/{r.project}/trusts/{r.trust_id}" if r.trust_id else "", asserted_by=r.asserted_by,
+        trust=trust_name(r.project, r.trust_id) if r.trust_id else "", asserted_by=r.asserted_by,
         claims=dict(r.claims),
     )
 
@@ -35,7 +37,7 @@ def run_message(r: Run) -> authz_pb2.Run:
 def trust_message(t: Trust) -> authz_pb2.Trust:
     return authz_pb2.Trust(
         name=t.name, trust_id=t.trust_id, display_name=t.display_name,
-        pipeline=f"projects/{t.project}/pipelines/{t.pipeline_id}", issuer=t.issuer, audience=t.audience,
+        pipeline=pipeline_name(t.project, t.pipeline_id), issuer=t.issuer, audience=t.audience,
         bound_claims=dict(t.bound_claims), branch_claim=t.branch_claim, ref_type_claim=t.ref_type_claim,
         run_claims=list(t.run_claims), requester_claim=t.requester_claim,
         max_ttl=Duration(seconds=t.max_ttl_seconds), jwks=t.static_jwks, ca_certificates=t.ca_pem,
@@ -70,7 +72,7 @@ class IdentityServicerMixin:
             raise FailedPrecondition("sign-in is not configured", reason="SIGN_IN_NOT_CONFIGURED")
         return self._authz.sign_in
 
-    async def ExchangeToken(self, request: authz_pb2.ExchangeTokenRequest, context: grpc.aio.ServicerContext
+    async def ExchangeToken(self, request: authz_pb2.ExchangeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.ExchangeTokenResponse:
         exchanged = await self._jobs.exchange(request.subject_token, request.subject_token_type, request.project,
                                               duration_seconds(request.ttl, 0))
@@ -86,7 +88,7 @@ class IdentityServicerMixin:
         response.expire_time.FromSeconds(exchanged.expire_at)
         return response
 
-    async def CreateTrust(self, request: authz_pb2.CreateTrustRequest, context: grpc.aio.ServicerContext
+    async def CreateTrust(self, request: authz_pb2.CreateTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Trust:
         created = await self._db.run(self._jobs.create_trust, current_principal(), request.parent,
                                      _trust_from(request.trust), request.trust.pipeline)
@@ -94,32 +96,32 @@ class IdentityServicerMixin:
                    bound_claims=",".join(f"{c}={g}" for c, g in created.bound_claims))
         return trust_message(created)
 
-    async def GetTrust(self, request: authz_pb2.GetTrustRequest, context: grpc.aio.ServicerContext
+    async def GetTrust(self, request: authz_pb2.GetTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                        ) -> authz_pb2.Trust:
         return trust_message(await self._db.run(self._jobs.get_trust, current_principal(), request.name))
 
-    async def ListTrusts(self, request: authz_pb2.ListTrustsRequest, context: grpc.aio.ServicerContext
+    async def ListTrusts(self, request: authz_pb2.ListTrustsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListTrustsResponse:
         parse_project(request.parent)
         return authz_pb2.ListTrustsResponse(
             trusts=[trust_message(t)
                     for t in await self._db.run(self._jobs.list_trusts, current_principal(), request.parent)])
 
-    async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext
+    async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
         deleted = await self._db.run(self._jobs.delete_trust, current_principal(), request.name)
         audit_note(deleted.name, issuer=deleted.issuer)
         return empty_pb2.Empty()
 
-    async def GetSignInConfig(self, request: authz_pb2.GetSignInConfigRequest, context: grpc.aio.ServicerContext
-                              ) -> authz_pb2.SignInConfig:
+    async def GetSignInConfig(self, request: authz_pb2.GetSignInConfigRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.SignInConfig:
         settings = self._authz.identity.sign_in
         if settings is None:
             return authz_pb2.SignInConfig(enabled=False)
         return authz_pb2.SignInConfig(enabled=True, issuer=settings.source.issuer, client_id=settings.client_id,
                                       scopes=list(settings.scopes))
 
-    async def SignIn(self, request: authz_pb2.SignInRequest, context: grpc.aio.ServicerContext
+    async def SignIn(self, request: authz_pb2.SignInRequest, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> authz_pb2.SignInResponse:
         session = await self._sign_in.sign_in(request.id_token)  # verifies; writes nothing
         principal_var.set(Principal("user", session.principal))  # the entry names who signed in

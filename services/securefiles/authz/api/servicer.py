@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives import serialization
@@ -77,7 +78,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self._db = database  # every use case reads or writes the database: off the event loop
 
     async def IssueToken(
-        self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.IssueTokenResponse:
         audit_note(subject=request.principal, requested_ttl_seconds=duration_seconds(request.ttl, 0))
         token, exp, issued_by = await self._db.run(self._authz.issue_token, current_principal(), request.principal,
@@ -88,7 +89,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         return response
 
     async def GetSigningKeys(
-        self, request: authz_pb2.GetSigningKeysRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.GetSigningKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.GetSigningKeysResponse:
         current_principal()
         raw = self._issuer.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -98,14 +99,14 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         )
 
     async def ListTokens(
-        self, request: authz_pb2.ListTokensRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.ListTokensRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListTokensResponse:
         tokens = await self._db.run(self._token_registry.list, current_principal(), request.subject,
                                     request.include_ended)
         return authz_pb2.ListTokensResponse(tokens=[_issued_token(t) for t in tokens])
 
     async def RevokeToken(
-        self, request: authz_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.IssuedToken:
         revoked = await self._db.run(self._token_registry.revoke, current_principal(), request.name)
         audit_note(revoked.name, subject=revoked.subject, issued_by=revoked.issued_by)
@@ -119,102 +120,103 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         return self._authz.tokens
 
     async def CreateProject(
-        self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Project:
-        return _project(await self._db.run(self._authz.create_project, current_principal(), request.project_id,
+        return _project(await self._db.run(self._authz.library.create_project, current_principal(), request.project_id,
                                            request.region))
 
     async def GetProject(
-        self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Project:
-        return _project(await self._db.run(self._authz.get_project, current_principal(), request.name))
+        return _project(await self._db.run(self._authz.library.get_project, current_principal(), request.name))
 
     async def ListProjects(
-        self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListProjectsResponse:
         return authz_pb2.ListProjectsResponse(
-            projects=[_project(p) for p in await self._db.run(self._authz.list_projects, current_principal())]
+            projects=[_project(p) for p in await self._db.run(self._authz.library.list_projects, current_principal())]
         )
 
     async def SetRoleAssignment(
-        self, request: authz_pb2.SetRoleAssignmentRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.SetRoleAssignmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.RoleAssignment:
         a = request.role_assignment
         assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
-        return _assignment(await self._db.run(self._authz.set_role, current_principal(), assignment))
+        return _assignment(await self._db.run(self._authz.library.set_role, current_principal(), assignment))
 
     async def ListRoleAssignments(
-        self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListRoleAssignmentsResponse:
-        assignments, inherit = await self._db.run(self._authz.list_roles, current_principal(), request.scope)
+        assignments, inherit = await self._db.run(self._authz.library.list_roles, current_principal(), request.scope)
         return authz_pb2.ListRoleAssignmentsResponse(
             role_assignments=[_assignment(a) for a in assignments], inherit_from_library=inherit
         )
 
     async def DeleteRoleAssignment(
-        self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> empty_pb2.Empty:
-        await self._db.run(self._authz.delete_role, current_principal(), request.scope, request.principal)
+        await self._db.run(self._authz.library.delete_role, current_principal(), request.scope, request.principal)
         return empty_pb2.Empty()
 
     async def SetRoleInheritance(
-        self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.RoleInheritance:
-        inherit = await self._db.run(self._authz.set_inheritance, current_principal(), request.scope,
+        inherit = await self._db.run(self._authz.library.set_inheritance, current_principal(), request.scope,
                                      request.inherit_from_library)
         return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
 
     async def CheckAccess(
-        self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.CheckAccessResponse:
-        allowed = await self._db.run(self._authz.check_access,
+        allowed = await self._db.run(self._authz.library.check_access,
             current_principal(), request.principal, _permission(request.permission), list(request.resources)
         )
         return authz_pb2.CheckAccessResponse(allowed=allowed)
 
     async def CreatePipeline(
-        self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Pipeline:
         return _pipeline(
-            await self._db.run(self._authz.create_pipeline, current_principal(), request.parent,
+            await self._db.run(self._authz.pipelines.create_pipeline, current_principal(), request.parent,
                                request.pipeline.display_name)
         )
 
     async def ListPipelines(
-        self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListPipelinesResponse:
-        pipelines = await self._db.run(self._authz.list_pipelines, current_principal(), request.parent)
+        pipelines = await self._db.run(self._authz.pipelines.list_pipelines, current_principal(), request.parent)
         return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in pipelines])
 
     async def SetPipelinePermission(
-        self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = await self._db.run(self._authz.set_pipeline_permission,
+        perms, pipelines = await self._db.run(self._authz.pipelines.set_pipeline_permission,
             current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
         )
         return _permissions(perms, pipelines)
 
     async def GetPipelinePermissions(
-        self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = await self._db.run(self._authz.pipeline_permissions, current_principal(), request.resource)
+        perms, pipelines = await self._db.run(self._authz.pipelines.pipeline_permissions, current_principal(),
+                                              request.resource)
         return _permissions(perms, pipelines)
 
     async def DeletePipeline(
-        self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> empty_pb2.Empty:
-        await self._db.run(self._authz.delete_pipeline, current_principal(), request.name)
+        await self._db.run(self._authz.pipelines.delete_pipeline, current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def ListRuns(
-        self, request: authz_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListRunsResponse:
-        runs, next_token = await self._db.run(self._authz.list_runs, current_principal(), request.parent,
+        runs, next_token = await self._db.run(self._authz.pipelines.list_runs, current_principal(), request.parent,
                                               request.page_size, request.page_token, request.running_only)
         return authz_pb2.ListRunsResponse(runs=[run_message(r) for r in runs], next_page_token=next_token)
 
     async def StartRun(
-        self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.StartRunResponse:
         # The entry goes in before the run is created: it names what was asked for.
         audit_note(request.pipeline, branch=request.branch,
@@ -222,21 +224,21 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
                    requested_ttl_seconds=duration_seconds(request.ttl, 0))
         # A ttl given as zero is a mistake to refuse, not a request for the default.
         ttl = duration_seconds(request.ttl, 0) if request.HasField("ttl") else None
-        run, token = await self._db.run(self._authz.start_run, current_principal(), request.pipeline,
+        run, token = await self._db.run(self._authz.pipelines.start_run, current_principal(), request.pipeline,
                                         request.branch, request.requested_by, ttl)
         return authz_pb2.StartRunResponse(run=run_message(run), job_token=token)
 
     async def CompleteRun(
-        self, request: authz_pb2.CompleteRunRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.CompleteRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Run:
         caller = current_principal()
         if caller.is_job:
             # A revoked or completed job token must not complete anything again.
             await self._db.run(self._authz.active_run_of, caller)
-        return run_message(await self._db.run(self._authz.complete_run, caller, request.name))
+        return run_message(await self._db.run(self._authz.pipelines.complete_run, caller, request.name))
 
     async def AuthorizeUse(
-        self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.AuthorizeUseResponse:
         caller = current_principal()
         self._authz.require_storage(caller)
@@ -246,7 +248,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         return authz_pb2.AuthorizeUseResponse(run=run.name)
 
     async def BatchAuthorizeUse(
-        self, request: authz_pb2.BatchAuthorizeUseRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.BatchAuthorizeUseRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.BatchAuthorizeUseResponse:
         caller = current_principal()
         self._authz.require_storage(caller)
@@ -258,7 +260,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         return authz_pb2.BatchAuthorizeUseResponse(run=run.name)
 
     async def PurgeResourcePolicies(
-        self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PurgeResourcePoliciesResponse:
         # Its audit entry goes in before the first row is removed (`audit_before_writes`).
         removed = await self._db.run(self._authz.purge_resource, current_principal(), request.resource)
@@ -267,7 +269,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         return authz_pb2.PurgeResourcePoliciesResponse(removed=removed)
 
     async def FilterUsableResources(
-        self, request: authz_pb2.FilterUsableResourcesRequest, context: grpc.aio.ServicerContext
+        self, request: authz_pb2.FilterUsableResourcesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.FilterUsableResourcesResponse:
         caller = current_principal()
         self._authz.require_storage(caller)

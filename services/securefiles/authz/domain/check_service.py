@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from securefiles.authz.domain.access import AccessPolicy, parse_file_scope
+from securefiles.authz.domain.check_kinds import ApprovalCheck, CheckTrial, Outcome, check_kind
 from securefiles.authz.domain.checks import (
     DEFAULT_TIMEOUT_SECONDS,
     MAX_TIMEOUT_SECONDS,
@@ -19,9 +20,6 @@ from securefiles.authz.domain.checks import (
     CheckType,
     State,
     approval_state,
-    branch_allowed,
-    validate_settings,
-    within_business_hours,
 )
 from securefiles.authz.domain.model import Permission, Run, RunState, Scope
 from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
@@ -63,18 +61,17 @@ class Checks:
 
     # -- configuration ----------------------------------------------------------------
 
-    def create_check(
-        self, caller: Principal, resource: str, check_type: CheckType, settings: dict[str, Any], timeout_seconds: int
-    ) -> Check:
+    def create_check(self, caller: Principal, resource: str, check_type: CheckType, settings: Mapping[str, Any],
+                     timeout_seconds: int) -> Check:
+        """A check of `check_type` with settings as a person gave them (validated: INVALID_CHECK)."""
         scope = self._policy.require_file(caller, Permission.ADMINISTER, resource)
         timeout = timeout_seconds or DEFAULT_TIMEOUT_SECONDS
         if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise InvalidArgument("timeout must be between 1s and 365d", reason="INVALID_TIMEOUT")
-        normalised = validate_settings(check_type, settings)
+        kind = check_kind(check_type, settings)
         if len(self._repo.list_checks(scope.name)) >= MAX_CHECKS_PER_FILE:
             raise FailedPrecondition(f"a file has at most {MAX_CHECKS_PER_FILE} checks", reason="TOO_MANY_CHECKS")
-        return self._repo.create_check(scope.project, scope.name, check_type, normalised, timeout, self._clock(),
-                                       caller.name)
+        return self._repo.create_check(scope.project, scope.name, kind, timeout, self._clock(), caller.name)
 
     def list_checks(self, caller: Principal, resource: str) -> list[Check]:
         scope = self._policy.require_file(caller, Permission.VIEW, resource)
@@ -146,23 +143,13 @@ class Checks:
     def _evaluate_check(
         self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
     ) -> CheckResult:
-        settings = check.settings
-        if check.type is CheckType.BRANCH_CONTROL:
-            if branch_allowed(run.branch, settings["allowed_refs"]):
-                return replace(result, state=State.APPROVED, reason=f"{run.branch} is allowed")
-            return replace(result, state=State.REJECTED,
-                           reason=f"{run.branch} is not among {', '.join(settings['allowed_refs'])}")
-        if check.type is CheckType.APPROVAL:
-            return self._evaluate_approval(check, result, suite, run, now)
-        if check.type is CheckType.BUSINESS_HOURS:
-            if within_business_hours(settings, now):
-                return replace(result, state=State.APPROVED, reason="within business hours")
-            if self._timed_out(check, suite, now):
-                return replace(result, state=State.REJECTED, reason="business hours did not come before the timeout")
-            return replace(result, state=State.PENDING, reason=(
-                f"outside business hours ({','.join(settings['days'])} {settings['start_time']}-"
-                f"{settings['end_time']} {settings['time_zone']})"))
-        return self._evaluate_lock(check, result, suite, run, now)
+        trial = CheckTrial(
+            branch=run.branch, now=now, timed_out=self._timed_out(check, suite, now),
+            approval=lambda rule: self._evaluate_approval(rule, check, result, suite, run, now),
+            exclusive_lock=lambda: self._evaluate_lock(check, suite, run, now))
+        outcome = check.kind.evaluate(trial)
+        return replace(result, state=outcome.state, reason=outcome.reason,
+                       approval_id=outcome.approval_id or result.approval_id)
 
     def _eligible(self, approval: Approval) -> set[str]:
         users = {a for a in approval.approvers if a.startswith("user:")}
@@ -173,20 +160,20 @@ class Checks:
         return eligible
 
     def _evaluate_approval(
-        self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
-    ) -> CheckResult:
+        self, rule: ApprovalCheck, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
+    ) -> Outcome:
+        """The run's approval for this check, asked for on first evaluation."""
         approval = self._repo.get_approval(run.project, result.approval_id) if result.approval_id else None
         if approval is None:
-            s = check.settings
             approval = self._repo.create_approval(Approval(
                 project=run.project, approval_id=0, run_id=run.run_id, resource=suite.resource,
-                check_id=check.check_id, approvers=tuple(s["approvers"]), min_approvals=s["min_approvals"],
-                allow_requester=s["allow_requester"], instructions=s["instructions"], requested_by=run.requested_by,
+                check_id=check.check_id, approvers=rule.approvers, min_approvals=rule.min_approvals,
+                allow_requester=rule.allow_requester, instructions=rule.instructions, requested_by=run.requested_by,
                 state=State.PENDING, created_at=now,
                 expire_at=_started(check, suite) + dt.timedelta(seconds=check.timeout_seconds),
             ))
         state, reason = self._refresh_approval(approval, now)
-        return replace(result, state=state, reason=reason, approval_id=approval.approval_id)
+        return Outcome(state, reason, approval.approval_id)
 
     def _refresh_approval(self, approval: Approval, now: dt.datetime) -> tuple[State, str]:
         state, reason = approval_state(approval, self._eligible(approval), now)
@@ -194,26 +181,23 @@ class Checks:
             self._repo.set_approval_state(approval.project, approval.approval_id, state)
         return state, reason
 
-    def _evaluate_lock(
-        self, check: Check, result: CheckResult, suite: CheckSuite, run: Run, now: dt.datetime
-    ) -> CheckResult:
+    def _evaluate_lock(self, check: Check, suite: CheckSuite, run: Run, now: dt.datetime) -> Outcome:
         holder = self._repo.lock_holder(suite.resource)
         if holder == (run.project, run.run_id):
-            return replace(result, state=State.APPROVED, reason="holds the exclusive lock")
+            return Outcome(State.APPROVED, "holds the exclusive lock")
         if holder is not None and not self._still_running(*holder, now):
             self._repo.release_lock(suite.resource, *holder)
             holder = None
         if holder is None:
             newer = [s.run_id for s in self._lock_waiters(suite.resource) if s.run_id > run.run_id]
             if newer:
-                return replace(result, state=State.REJECTED, reason=f"superseded by run {max(newer)}")
+                return Outcome(State.REJECTED, f"superseded by run {max(newer)}")
             if self._repo.try_acquire_lock(suite.resource, run.project, run.run_id, now):
-                return replace(result, state=State.APPROVED, reason="holds the exclusive lock")
+                return Outcome(State.APPROVED, "holds the exclusive lock")
             holder = self._repo.lock_holder(suite.resource)
         if self._timed_out(check, suite, now):
-            return replace(result, state=State.REJECTED, reason="the exclusive lock was not free before the timeout")
-        return replace(result, state=State.PENDING,
-                       reason=f"waiting for run {holder[1] if holder else '?'} to release the exclusive lock")
+            return Outcome(State.REJECTED, "the exclusive lock was not free before the timeout")
+        return Outcome(State.PENDING, f"waiting for run {holder[1] if holder else '?'} to release the exclusive lock")
 
     def _still_running(self, project: str, run_id: int, now: dt.datetime) -> bool:
         holder_run = self._runs.get_run(project, run_id)

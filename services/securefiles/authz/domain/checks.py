@@ -9,40 +9,15 @@ that only a run that passed everything else ever holds it.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
-import re
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from securefiles.authz.domain.refs import ref_problem
-from securefiles.common.errors import InvalidArgument
-from securefiles.common.principal import GROUP_PRINCIPAL, USER_PRINCIPAL
-from securefiles.common.weekdays import DAYS
+from securefiles.authz.domain.check_kinds import CheckKind
+from securefiles.authz.domain.check_kinds import CheckType as CheckType  # re-exported: the records speak these
+from securefiles.authz.domain.check_kinds import State as State
+from securefiles.common.resource_names import approval_name
 
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600
-_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
-MAX_PATTERNS = 64
-MAX_APPROVERS = 64
-
-
-class CheckType(StrEnum):
-    BRANCH_CONTROL = "branch-control"
-    APPROVAL = "approval"
-    BUSINESS_HOURS = "business-hours"
-    EXCLUSIVE_LOCK = "exclusive-lock"
-
-    @property
-    def order(self) -> int:
-        return list(CheckType).index(self)
-
-
-class State(StrEnum):
-    PENDING = "PENDING"
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
 
 
 @dataclass(frozen=True)
@@ -52,11 +27,14 @@ class Check:
     project: str
     check_id: int
     resource: str
-    type: CheckType
-    settings: dict[str, Any]
+    kind: CheckKind
     timeout_seconds: int
     created_at: dt.datetime
     created_by: str
+
+    @property
+    def type(self) -> CheckType:
+        return self.kind.type
 
     @property
     def name(self) -> str:
@@ -121,73 +99,10 @@ class Approval:
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/approvals/{self.approval_id}"
-
-
-# -- settings validation -------------------------------------------------------------
-
-
-def _invalid(message: str) -> InvalidArgument:
-    return InvalidArgument(message, reason="INVALID_CHECK")
-
-
-def validate_settings(check_type: CheckType, settings: dict[str, Any]) -> dict[str, Any]:
-    """Normalise one check's settings; raise INVALID_CHECK on anything malformed."""
-    if check_type is CheckType.BRANCH_CONTROL:
-        patterns = [p.strip() for p in settings.get("allowed_refs", []) if p.strip()]
-        if not patterns or len(patterns) > MAX_PATTERNS:
-            raise _invalid(f"branch control needs 1-{MAX_PATTERNS} allowed ref patterns")
-        for pattern in patterns:
-            problem = ref_problem(pattern, pattern=True)
-            if problem:
-                raise _invalid(f"allowed ref {pattern[:80]!r} is not a valid git ref pattern: {problem}")
-        return {"allowed_refs": patterns}
-    if check_type is CheckType.APPROVAL:
-        approvers = list(dict.fromkeys(a.strip() for a in settings.get("approvers", []) if a.strip()))
-        if not approvers or len(approvers) > MAX_APPROVERS:
-            raise _invalid(f"an approval check needs 1-{MAX_APPROVERS} approvers")
-        for approver in approvers:
-            if not (USER_PRINCIPAL.fullmatch(approver) or GROUP_PRINCIPAL.fullmatch(approver)):
-                raise _invalid(f"approver {approver!r} must look like user:<name> or group:<name>")
-        minimum = int(settings.get("min_approvals") or 1)
-        if minimum < 1 or minimum > 100:
-            raise _invalid("min_approvals must be between 1 and 100")
-        instructions = str(settings.get("instructions", ""))
-        if len(instructions) > 2048:
-            raise _invalid("instructions are limited to 2048 characters")
-        return {"approvers": approvers, "min_approvals": minimum,
-                "allow_requester": bool(settings.get("allow_requester", False)), "instructions": instructions}
-    if check_type is CheckType.BUSINESS_HOURS:
-        zone = str(settings.get("time_zone", ""))
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _invalid(f"unknown IANA time zone {zone!r}") from None
-        days = [d.lower()[:3] for d in settings.get("days", [])]
-        if not days or any(d not in DAYS for d in days):
-            raise _invalid("days must be among mon tue wed thu fri sat sun")
-        start, end = str(settings.get("start_time", "")), str(settings.get("end_time", ""))
-        if not (_TIME.fullmatch(start) and _TIME.fullmatch(end)) or start >= end:
-            raise _invalid("start and end must be HH:MM with start before end")
-        return {"time_zone": zone, "days": sorted(set(days), key=DAYS.index), "start_time": start, "end_time": end}
-    return {}
+        return approval_name(self.project, self.approval_id)
 
 
 # -- pure decisions ------------------------------------------------------------------
-
-
-def branch_allowed(branch: str, patterns: list[str]) -> bool:
-    """A valid ref name matching a pattern (`*` matches any characters, `/` included)."""
-    if ref_problem(branch):
-        return False  # a run started before refs were validated
-    return any(fnmatch.fnmatchcase(branch, pattern) for pattern in patterns)
-
-
-def within_business_hours(settings: dict[str, Any], now: dt.datetime) -> bool:
-    local = now.astimezone(ZoneInfo(settings["time_zone"]))
-    if DAYS[local.weekday()] not in settings["days"]:
-        return False
-    return settings["start_time"] <= local.strftime("%H:%M") < settings["end_time"]
 
 
 def approval_state(approval: Approval, eligible: set[str], now: dt.datetime) -> tuple[State, str]:

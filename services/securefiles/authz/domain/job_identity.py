@@ -22,6 +22,7 @@ from securefiles.authz.domain.trusts import JobClaims, Trust, job_claims, valida
 from securefiles.common.db_threads import Blocking, run_inline
 from securefiles.common.errors import InvalidArgument, NotFound, PermissionDenied
 from securefiles.common.glob import glob_match
+from securefiles.common.job_token import JobToken
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import parse_child, parse_project
 from securefiles.common.tokens import TokenIssuer
@@ -44,11 +45,10 @@ def issue_job_token(issuer: TokenIssuer, run: Run, pipeline: Pipeline, ttl_secon
                     trust: str = "") -> tuple[str, int]:
     """A job token of `run`: valid while the run runs and until it expires (its `rtk` ties it
     to the run; `issued_by` says who vouched for the job)."""
-    return issuer.issue(
-        f"job:{run.name}", ttl_seconds, kind="job", project=run.project, pipeline=str(run.pipeline_id),
-        pipeline_name=pipeline.display_name, run=str(run.run_id), rtk=run.token_id, branch=run.branch,
-        requested_by=run.requested_by, issued_by=issued_by, trust=trust,
-    )
+    job = JobToken(project=run.project, pipeline=str(run.pipeline_id), run=str(run.run_id), branch=run.branch,
+                   pipeline_name=pipeline.display_name, requested_by=run.requested_by, trust=trust,
+                   issued_by=issued_by, run_token_id=run.token_id)
+    return issuer.issue(f"job:{run.name}", ttl_seconds, kind="job", **job.claims())
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import Enum, IntEnum, StrEnum
 
+from securefiles.common.resource_names import file_name, pipeline_name, project_name, run_name
+
 ORGANIZATION = "organization"
 
 
@@ -52,8 +54,8 @@ class Scope:
         if self.kind == "organization":
             return ORGANIZATION
         if self.kind == "library":
-            return f"projects/{self.project}"
-        return f"projects/{self.project}/secureFiles/{self.file_id}"
+            return project_name(self.project)
+        return file_name(self.project, self.file_id)
 
     @property
     def library(self) -> Scope:
@@ -83,7 +85,7 @@ class Pipeline:
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/pipelines/{self.pipeline_id}"
+        return pipeline_name(self.project, self.pipeline_id)
 
 
 class RunState(StrEnum):
@@ -109,7 +111,7 @@ class Run:
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/pipelines/{self.pipeline_id}/runs/{self.run_id}"
+        return run_name(self.project, self.pipeline_id, self.run_id)
 
 
 @dataclass(frozen=True)

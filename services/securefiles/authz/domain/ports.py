@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Protocol
 
-from securefiles.authz.domain.checks import Approval, ApprovalDecision, Check, CheckSuite, CheckType, State
+from securefiles.authz.domain.check_kinds import CheckKind
+from securefiles.authz.domain.checks import Approval, ApprovalDecision, Check, CheckSuite, State
 from securefiles.authz.domain.model import Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run
 
 
@@ -57,8 +58,7 @@ class AuthzRepository(Protocol):
 class ChecksRepository(Protocol):
     # checks
     def create_check(
-        self, project: str, resource: str, check_type: CheckType, settings: dict[str, Any], timeout_seconds: int,
-        now: dt.datetime, created_by: str,
+        self, project: str, resource: str, kind: CheckKind, timeout_seconds: int, now: dt.datetime, created_by: str,
     ) -> Check: ...
     def list_checks(self, resource: str) -> list[Check]: ...
     def delete_check(self, resource: str, check_id: int) -> bool: ...

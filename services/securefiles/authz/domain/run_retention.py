@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Protocol
 
-from securefiles.authz.domain.service import JOB_TOKEN_MAX_TTL
+from securefiles.authz.domain.pipelines import JOB_TOKEN_MAX_TTL
 
 MIN_KEEP = dt.timedelta(seconds=JOB_TOKEN_MAX_TTL) + dt.timedelta(days=1)
 DEFAULT_KEEP_DAYS = 90

@@ -21,6 +21,7 @@ from securefiles.authz.domain.oidc import ALLOWED_ALGORITHMS, IssuerSource, show
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 from securefiles.common.glob import glob_match
 from securefiles.common.principal import USER_PRINCIPAL
+from securefiles.common.resource_names import trust_name
 
 DEFAULT_MAX_TTL = 3600
 # A run may wait for approvals or business hours; its token never outlives this.
@@ -57,7 +58,7 @@ class Trust:
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/trusts/{self.trust_id}"
+        return trust_name(self.project, self.trust_id)
 
     @property
     def issuer_source(self) -> IssuerSource:

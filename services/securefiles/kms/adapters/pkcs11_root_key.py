@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
@@ -71,7 +72,8 @@ class Pkcs11RootKey:
             raise Pkcs11ConfigError(f"root key {settings.key_label!r} must be sensitive and not extractable")
         self._lock = threading.Lock()
 
-    def _find_or_generate(self, settings: Pkcs11Settings) -> pkcs11.SecretKey:
+    def _find_or_generate(self, settings: Pkcs11Settings) -> Any:
+        # Any: python-pkcs11 declares no encrypt/decrypt on SecretKey (they come from a mixin).
         try:
             return self._session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES,
                                          label=settings.key_label)

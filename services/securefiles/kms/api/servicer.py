@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
@@ -13,7 +14,7 @@ from securefiles.common.errors import InvalidArgument, PermissionDenied, SecureF
 from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
-from securefiles.common.service_clients import AuthzClient
+from securefiles.kms.adapters.authz_client import AuthzClient
 from securefiles.kms.domain.key_ring import KeyRing, KeyVersionRecord
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
@@ -76,7 +77,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     # -- data keys --------------------------------------------------------------------
 
     async def GenerateDataKey(
-        self, request: kms_pb2.GenerateDataKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.GenerateDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.GenerateDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
@@ -87,7 +88,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return kms_pb2.GenerateDataKeyResponse(plaintext=plaintext, wrapped_key=wrapped, key_version=record.name)
 
     async def DecryptDataKey(
-        self, request: kms_pb2.DecryptDataKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.DecryptDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.DecryptDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
@@ -98,7 +99,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
 
     async def ReEncryptDataKey(
-        self, request: kms_pb2.ReEncryptDataKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.ReEncryptDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.ReEncryptDataKeyResponse:
         self._require_storage()
         self._check_ring(request.key_ring)
@@ -119,7 +120,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return [(k.wrapped_key, self._context(k.encryption_context)) for k in request.keys]
 
     async def BatchDecryptDataKeys(
-        self, request: kms_pb2.BatchDecryptDataKeysRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.BatchDecryptDataKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.BatchDecryptDataKeysResponse:
         keys = self._batch(request, MAX_DECRYPT_BATCH)
         unwrapped = await self._db.run(self._ring.decrypt_data_keys, keys)
@@ -131,7 +132,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
             for plaintext, record in unwrapped])
 
     async def BatchReEncryptDataKeys(
-        self, request: kms_pb2.BatchReEncryptDataKeysRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.BatchReEncryptDataKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.BatchReEncryptDataKeysResponse:
         keys = self._batch(request, MAX_REENCRYPT_BATCH)
         outcomes = await self._db.run(self._ring.reencrypt_data_keys, keys)
@@ -156,7 +157,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     # -- key versions -----------------------------------------------------------------
 
     async def RotateKey(
-        self, request: kms_pb2.RotateKeyRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.RotateKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         operator = await self._require_operator()
         self._check_ring(request.key_ring)
@@ -168,7 +169,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         return key_version_message(record)
 
     async def ListKeyVersions(
-        self, request: kms_pb2.ListKeyVersionsRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.ListKeyVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.ListKeyVersionsResponse:
         await self._require_operator(allow_storage=True)
         self._check_ring(request.key_ring)
@@ -177,19 +178,19 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         )
 
     async def DisableKeyVersion(
-        self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
         return key_version_message(await self._db.run(self._ring.disable, self._version_of(request.name)))
 
     async def EnableKeyVersion(
-        self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
         return key_version_message(await self._db.run(self._ring.enable, self._version_of(request.name)))
 
     async def DestroyKeyVersion(
-        self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext
+        self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
         return key_version_message(await self._db.run(self._ring.destroy, self._version_of(request.name)))

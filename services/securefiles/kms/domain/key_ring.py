@@ -20,6 +20,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.errors import (
     DataLoss,
     FailedPrecondition,
@@ -28,6 +29,7 @@ from securefiles.common.errors import (
     SecureFilesError,
     Unavailable,
 )
+from securefiles.common.resource_names import key_version_name
 from securefiles.kms.domain.root_key import ROOT_KEY_BYTES, FileRootKey, RootKey, RootKeyMismatch, RootKeyUnavailable
 from securefiles.kms.domain.wrapped_key import (
     DATA_KEY_BYTES,
@@ -71,7 +73,7 @@ class KeyVersionRecord:
 
     @property
     def name(self) -> str:
-        return f"regions/{self.region}/keyVersions/{self.version}"
+        return key_version_name(self.region, self.version)
 
 
 Sealer = Callable[[int], bytes]
@@ -114,10 +116,6 @@ def load_root_key(raw: bytes) -> bytes:
     return key
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class KeyRing:
     """Envelope encryption for one region."""
 
@@ -126,7 +124,7 @@ class KeyRing:
         region: str,
         root_key: RootKey | bytes,
         store: KeyVersionStore,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.region = region
         self._root: RootKey = FileRootKey(root_key) if isinstance(root_key, bytes) else root_key

@@ -48,8 +48,8 @@ class DirectoryBlobWriter:
                 view = view[written:]
         except OSError as error:
             raise _disk_error(error) from None
-        # Writeback starts while the rest of the upload streams in: the fdatasync in
-        # `commit` then waits ~0.5 ms instead of ~10 ms for 10 MB on this machine.
+        # Writeback starts while the rest of the upload streams in, so the fdatasync in
+        # `commit` finds little left to write (figures: tests/bench/RESULTS.md).
         start_writeback(self._fd, self._written, len(data))
         self._written += len(data)
 

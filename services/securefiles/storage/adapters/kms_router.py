@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from securefiles.audit.peer import AuditPeer
 from securefiles.common.errors import FailedPrecondition
-from securefiles.common.service_clients import AuditPeer, KmsClient
 from securefiles.common.tls import TlsFiles
 from securefiles.kms.v1 import kms_pb2
+from securefiles.storage.adapters.kms_client import KmsClient
 
 
 class RegionalDataKeys:

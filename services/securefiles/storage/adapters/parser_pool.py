@@ -18,7 +18,9 @@ import json
 import logging
 import struct
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from securefiles.storage.domain.content import PARSER_BUSY, TIMED_OUT
 from securefiles.storage.domain.file_metadata import FileMetadata
@@ -117,8 +119,8 @@ class ParserPool:
         for _ in range(max(1, self._settings.workers)):
             self._in_background(self._add_worker())
 
-    def _in_background(self, coroutine: object) -> None:
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

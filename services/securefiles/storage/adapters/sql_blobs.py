@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -97,6 +97,7 @@ class SqlBlobReader:
     def _rows(self, first: int, last: int) -> bytes:
         low, high = self._seqs[first], self._seqs[last]
         with read_transaction(self._engine) as conn:
+            parts: Sequence[bytes]
             if conn.dialect.name == "postgresql":
                 parts = _postgres_segments(conn, self._key, low, high)
             else:
@@ -128,7 +129,9 @@ def _psycopg_cursor(conn: Connection, binary: bool = False) -> Iterator[Any]:
     import psycopg
 
     try:
-        with conn.connection.driver_connection.cursor(binary=binary) as cursor:
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a connection inside a transaction
+        with driver.cursor(binary=binary) as cursor:
             yield cursor
     except psycopg.OperationalError as error:
         raise OperationalError(None, None, error) from error
@@ -138,7 +141,7 @@ def _psycopg_cursor(conn: Connection, binary: bool = False) -> Iterator[Any]:
 
 def _postgres_segments(conn: Connection, key: str, low: int, high: int) -> list[bytes]:
     """Segments `low..high` of a blob, fetched in binary format: in the text format psycopg
-    receives `bytea` hex-encoded, which made each 1 MiB segment ~3x slower (9.6 vs 3.3 ms)."""
+    receives `bytea` hex-encoded, several times slower (figures: tests/bench/RESULTS.md)."""
     with _psycopg_cursor(conn, binary=True) as cursor:
         cursor.execute("SELECT data FROM blob_segments WHERE blob_key = %s AND seq >= %s AND seq <= %s "
                        "ORDER BY seq", (key, low, high))

@@ -118,7 +118,7 @@ def _metadata(raw: str) -> tuple[dict[str, Any], int]:
     return capped, json_size(capped)
 
 
-def _version(m: Mapping[str, Any]) -> FileVersion:
+def _version(m: Mapping[Any, Any]) -> FileVersion:
     expires = m["expires_at"]
     metadata, metadata_bytes = _metadata(m["metadata"] or "{}")
     return FileVersion(
@@ -147,7 +147,7 @@ def _version_values(file_id: str, v: FileVersion) -> dict[str, Any]:
     }
 
 
-def _file(m: Mapping[str, Any]) -> SecureFile:
+def _file(m: Mapping[Any, Any]) -> SecureFile:
     return SecureFile(
         file_id=m["file_id"], project=m["project"], display_name=m["display_name"],
         properties=json.loads(m["properties"]), created_by=m["created_by"], created_at=_aware(m["created_at"]),

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from securefiles.common.resource_names import file_name, key_version_name
+
 
 @dataclass(frozen=True)
 class FileVersion:
@@ -26,7 +28,7 @@ class FileVersion:
 
     @property
     def key_version_name(self) -> str:
-        return f"regions/{self.key_region}/keyVersions/{self.key_version}"
+        return key_version_name(self.key_region, self.key_version)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class SecureFile:
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/secureFiles/{self.file_id}"
+        return file_name(self.project, self.file_id)
 
 
 @dataclass(frozen=True)
@@ -73,4 +75,4 @@ def encryption_context(project: str, file_id: str, version: int) -> dict[str, st
 
 def content_aad(project: str, file_id: str, version: int) -> bytes:
     """What the segment cipher binds ciphertext to."""
-    return f"projects/{project}/secureFiles/{file_id}#v{version}".encode()
+    return f"{file_name(project, file_id)}#v{version}".encode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Protocol
 
 from securefiles.storage.domain.file_metadata import FileMetadata
@@ -108,10 +109,19 @@ class DataKeys(Protocol):
     def regions(self) -> list[str]: ...
 
 
+class Access(Enum):
+    """What a person may do with a file or a library (authz's adapter translates)."""
+
+    VIEW = "view"
+    USE = "use"
+    CREATE = "create"
+    ADMINISTER = "administer"
+
+
 class AccessDecisions(Protocol):
     """authz."""
 
-    async def check_access(self, principal: str, permission: int, resources: Sequence[str]) -> list[bool]: ...
+    async def check_access(self, principal: str, permission: Access, resources: Sequence[str]) -> list[bool]: ...
     async def authorize_use(self, job_token: str, resource: str, metadata_only: bool = False) -> str: ...
     async def authorize_uses(self, job_token: str, resources: Sequence[str]) -> str:
         """Every file for the job at once; refused as `authorize_use` refuses the first it may not use."""

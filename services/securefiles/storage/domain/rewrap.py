@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from securefiles.common.resource_names import key_version_name
 from securefiles.storage.domain.model import encryption_context
 from securefiles.storage.domain.ports import DataKeys, FileRepository, NoEvents, OperationalEvents
 
@@ -30,7 +31,7 @@ class RewrapReport:
 async def version_counts(files: FileRepository, region: str | None) -> dict[str, int]:
     """{`regions/{r}/keyVersions/{n}`: data keys}."""
     return {
-        f"regions/{r}/keyVersions/{v}": count
+        key_version_name(r, v): count
         for (r, v), count in sorted((await files.count_data_keys(region)).items())
     }
 

@@ -83,12 +83,12 @@ class SegmentEncryptor:
         self._index = 0
         self._finished = False
 
-    def _seal(self, plaintext: bytes | memoryview, last: bool) -> bytes:
+    def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> bytes:
         sealed = self._aead.encrypt(_nonce(self.header.nonce_prefix, self._index, last), plaintext, None)
         self._index += 1
         return sealed
 
-    def _take(self, size: int) -> bytes | memoryview:
+    def _take(self, size: int) -> bytes | bytearray | memoryview:
         """The next `size` held bytes: the first chunk itself when it is exactly one segment."""
         first = self._held[0]
         if len(first) >= size:

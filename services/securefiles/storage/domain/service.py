@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import datetime as dt
 import functools
 import json
@@ -12,9 +13,9 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, TypeVar
 
+from securefiles.common.clock import Clock, utcnow
 from securefiles.common.errors import (
     AlreadyExists,
     DataLoss,
@@ -25,7 +26,13 @@ from securefiles.common.errors import (
 )
 from securefiles.common.glob import compile_glob, literal_prefix
 from securefiles.common.principal import Principal
-from securefiles.common.resource_names import parse_child, parse_project
+from securefiles.common.resource_names import (
+    MAX_RESOURCES_PER_DECISION,
+    file_name,
+    parse_child,
+    parse_project,
+    project_name,
+)
 from securefiles.storage.domain.content import ContentStore
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, encryption_context
@@ -37,6 +44,7 @@ from securefiles.storage.domain.names import (
 )
 from securefiles.storage.domain.plaintext import open_plaintext, plaintext_chunks
 from securefiles.storage.domain.ports import (
+    Access,
     AccessDecisions,
     BlobStore,
     DataKeys,
@@ -50,8 +58,6 @@ CHUNK_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-# authz decides on at most this many resources per call (CheckAccess, FilterUsable).
-MAX_DECISIONS_PER_CALL = 1000
 # An upload still unfinished after this long has surely ended (idle uploads are cut off sooner).
 UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
 # One call examines at most this many files; a sparse match returns a short page and a token to go on.
@@ -61,15 +67,6 @@ _NO_FILE = "-"
 # Files one multi-file download may ask for (authz decides at most as many at once).
 MAX_FILES_PER_DOWNLOAD = 100
 T = TypeVar("T")
-
-
-class Access(IntEnum):
-    """Permissions as authz numbers them."""
-
-    VIEW = 1
-    USE = 2
-    CREATE = 3
-    ADMINISTER = 4
 
 
 @dataclass(frozen=True)
@@ -104,10 +101,6 @@ async def _write_nothing(_resource: str, **_details: object) -> None:
     return None
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class SecureFiles:
     """The storage service's behaviour, independent of gRPC, SQL and the file system."""
 
@@ -118,7 +111,7 @@ class SecureFiles:
         keys: DataKeys,
         access: AccessDecisions,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Clock = utcnow,
         note_resource: Callable[[str], None] = _ignore,
         before_change: Callable[..., Awaitable[None]] = _write_nothing,
         parser: MetadataParser | None = None,
@@ -156,14 +149,14 @@ class SecureFiles:
         found = await self._files.resolve(project, normalize_name(ref))
         if found is not None:
             self.note_resource(found.name)
-            asks = {p: self._access.check_access(caller.name, int(p), [found.name]) for p in {Access.VIEW, permission}}
+            asks = {p: self._access.check_access(caller.name, p, [found.name]) for p in {Access.VIEW, permission}}
             decided = dict(zip(asks, await asyncio.gather(*asks.values()), strict=True))
             if decided[Access.VIEW][0]:
                 if not decided[permission][0]:
                     raise PermissionDenied(f"{caller.name} may not {permission.name.lower()} {name}")
                 return found
         # Missing, or not the caller's to see: one answer for both, naming only what the caller gave.
-        (member,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
+        (member,) = await self._access.check_access(caller.name, Access.VIEW, [project_name(project)])
         if member:
             raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
         raise PermissionDenied(f"{caller.name} may not access {name}")
@@ -182,7 +175,7 @@ class SecureFiles:
         # two); the key of a refused upload never leaves this process and is dropped.
         key = asyncio.create_task(self._new_key(project, file_id))
         try:
-            (allowed,) = await self._access.check_access(caller.name, Access.CREATE, [f"projects/{project}"])
+            (allowed,) = await self._access.check_access(caller.name, Access.CREATE, [project_name(project)])
             if not allowed:
                 raise PermissionDenied(f"{caller.name} may not create secure files in project {project}")
             name = validate_display_name(request.display_name)
@@ -196,7 +189,7 @@ class SecureFiles:
             await asyncio.gather(key, return_exceptions=True)
             raise
         now = self._clock()
-        resource = f"projects/{project}/secureFiles/{file_id}"
+        resource = file_name(project, file_id)
         # Should this upload end without its commit (even by a crash), authz forgets the file: owed
         # now, due once the upload has surely ended, cleared by the commit.
         await self._files.owe_purge(resource, now + UPLOAD_PURGE_GRACE)
@@ -269,12 +262,12 @@ class SecureFiles:
     async def _resolve_for_job(self, caller: Principal, name: str) -> SecureFile:
         """The file a job names, in the job's own project; a missing one only after the token is checked."""
         project, ref = parse_child(name, "secureFiles")
-        if project != caller.claims.get("project"):
+        if not caller.is_job_of(project):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
         found = await self._files.resolve(project, normalize_name(ref))
         if found is None:
             try:
-                await self._access.authorize_use(caller.token, f"projects/{project}/secureFiles/{_NO_FILE}", True)
+                await self._access.authorize_use(caller.token, file_name(project, _NO_FILE), True)
             except PermissionDenied:
                 pass
             raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
@@ -288,8 +281,8 @@ class SecureFiles:
         visible: list[SecureFile] = []
         # A full page is fetched one file beyond the page size, so batches can exceed what
         # authz decides on in one call.
-        for start in range(0, len(files), MAX_DECISIONS_PER_CALL):
-            batch = files[start:start + MAX_DECISIONS_PER_CALL]
+        for start in range(0, len(files), MAX_RESOURCES_PER_DECISION):
+            batch = files[start:start + MAX_RESOURCES_PER_DECISION]
             if caller.is_job:
                 usable = set(await self._access.filter_usable(caller.token, [f.name for f in batch]))
                 visible += [f for f in batch if f.name in usable]
@@ -305,7 +298,7 @@ class SecureFiles:
         """A page of the files the caller may view (a job: may use), by display name (keyset pagination)."""
         project = parse_project(parent)
         if caller.is_job:
-            if project != caller.claims.get("project"):
+            if not caller.is_job_of(project):
                 raise PermissionDenied("the job belongs to another project", reason="WRONG_PROJECT")
             # The job's run must still be running, whatever the listing would contain.
             await self._access.filter_usable(caller.token, [])
@@ -434,7 +427,7 @@ class SecureFiles:
 
     async def _break_glass_download(self, caller: Principal, name: str) -> Download:
         project, ref = parse_child(name, "secureFiles")
-        resource = f"projects/{project}/secureFiles/{_NO_FILE}"
+        resource = file_name(project, _NO_FILE)
         found = await self._files.resolve(project, normalize_name(ref))
         # The grant is checked first; only its holder learns whether a name exists.
         if found is not None:
@@ -453,7 +446,7 @@ class SecureFiles:
         opened = await open_plaintext(self._blobs, found, await unwrap)  # a missing blob fails before the header
         return Download(found, plaintext_chunks(functools.partial(_done, opened), found), break_glass)
 
-    async def download_many(self, caller: Principal, names: Sequence[str]) -> list[Download]:
+    async def download_many(self, caller: Principal, names: Sequence[str]) -> builtins.list[Download]:
         """Several files for one job, decided by one authz call and unwrapped by one kms call per
         region: all of them, or (if the job may not use one) none."""
         if not caller.is_job:
@@ -473,14 +466,14 @@ class SecureFiles:
         return [Download(f, plaintext_chunks(functools.partial(open_plaintext, self._blobs, f, key), f))
                 for f, key in zip(files, await unwrap, strict=True)]
 
-    async def _unwrap_many(self, files: list[SecureFile]) -> list[bytes]:
+    async def _unwrap_many(self, files: builtins.list[SecureFile]) -> builtins.list[bytes]:
         """Every file's data key, one kms call per region."""
         by_region: dict[str, list[int]] = {}
         for index, secure_file in enumerate(files):
             by_region.setdefault(secure_file.current.key_region, []).append(index)
         keys = [b""] * len(files)
 
-        async def unwrap_region(region: str, indexes: list[int]) -> None:
+        async def unwrap_region(region: str, indexes: builtins.list[int]) -> None:
             asked = [(files[i].current.wrapped_key, encryption_context(files[i].project, files[i].file_id,
                                                                        files[i].current.version)) for i in indexes]
             try:

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Callable
 
 from securefiles.common.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
 from securefiles.common.principal import Principal
+from securefiles.common.resource_names import project_name
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
-from securefiles.storage.domain.ports import AccessDecisions, FileRepository
-from securefiles.storage.domain.service import Access, SecureFiles
+from securefiles.storage.domain.ports import Access, AccessDecisions, FileRepository
+from securefiles.storage.domain.service import SecureFiles
 
 log = logging.getLogger("securefiles.storage")
 
@@ -49,7 +50,7 @@ class Versioning:
 
     async def get_library(self, caller: Principal, name: str) -> LibrarySettings:
         project = self._library_project(name)
-        (allowed,) = await self._access.check_access(caller.name, Access.VIEW, [f"projects/{project}"])
+        (allowed,) = await self._access.check_access(caller.name, Access.VIEW, [project_name(project)])
         if not (caller.is_user and allowed):
             raise PermissionDenied(f"{caller.name} may not view {name}")
         return await self._repo.get_library(project)
@@ -58,7 +59,7 @@ class Versioning:
         self, caller: Principal, name: str, allow_replace: bool | None, keep_versions: int | None
     ) -> LibrarySettings:
         project = self._library_project(name)
-        (allowed,) = await self._access.check_access(caller.name, Access.ADMINISTER, [f"projects/{project}"])
+        (allowed,) = await self._access.check_access(caller.name, Access.ADMINISTER, [project_name(project)])
         if not (caller.is_user and allowed):
             raise PermissionDenied(f"{caller.name} may not administer {name}")
         current = await self._repo.get_library(project)

@@ -4,6 +4,7 @@ approve or reject with a comment, and the history. authz decides who may decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -25,7 +26,7 @@ class ApprovalView:
     mine: bool  # I am one of its approvers (directly or by a group) and have not decided yet
 
 
-def _describe(approvals: list, files: dict[str, str], pipelines: dict[str, str], me: str,
+def _describe(approvals: list[Any], files: dict[str, str], pipelines: dict[str, str], me: str,
               groups: tuple[str, ...]) -> list[ApprovalView]:
     views = []
     for a in approvals:
@@ -41,7 +42,7 @@ def _describe(approvals: list, files: dict[str, str], pipelines: dict[str, str],
 
 
 async def approvals(ctx: Ctx) -> Response:
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         found = c.list_approvals()
         files = {f.name: f.display_name for f in c.list_files()}
         pipelines = {str(p.pipeline_id): p.display_name for p in c.list_pipelines()}

@@ -3,6 +3,8 @@ the approvals and checks every run must pass. authz decides each change as for t
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -19,7 +21,7 @@ FILE_ROLES = ("reader", "user", "administrator")
 async def pipelines(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.get_pipeline_permissions(file_id), c.list_pipelines()
 
     secure_file, permissions, all_pipelines = await ctx.call(load)
@@ -46,7 +48,7 @@ async def set_pipeline(ctx: Ctx, form: FormData) -> str:
 async def security(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.list_role_assignments(file_id)
 
     secure_file, roles = await ctx.call(load)
@@ -79,7 +81,7 @@ async def set_inheritance(ctx: Ctx, form: FormData) -> str:
 async def checks(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.list_checks(file_id)
 
     secure_file, file_checks = await ctx.call(load)
@@ -112,7 +114,7 @@ async def add_check(ctx: Ctx, form: FormData) -> str:
 async def edit_check(ctx: Ctx) -> Response:
     file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.list_checks(file_id)
 
     secure_file, file_checks = await ctx.call(load)

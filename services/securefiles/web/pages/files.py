@@ -4,6 +4,7 @@ versions and deletion. Contents never come back: storage has no such call for pe
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
@@ -57,7 +58,7 @@ async def files_list(ctx: Ctx) -> Response:
     now = dt.datetime.now(dt.UTC)
     before = {"soon": now + dt.timedelta(days=WARN_DAYS), "expired": now}.get(expiry)
 
-    def load(c: SecureFilesClient) -> tuple[list, object]:
+    def load(c: SecureFilesClient) -> tuple[list[Any], object]:
         return list(c.list_files(name_glob(name), expires_before=before)), c.get_library()
 
     files, library = await ctx.call(load)
@@ -117,7 +118,7 @@ async def delete(ctx: Ctx, form: FormData) -> str:
 async def versions(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.get_library(), c.list_versions(file_id)
 
     secure_file, library, kept = await ctx.call(load)

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from securefiles.client.api import SecureFilesClient
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument, SecureFilesError
+from securefiles.common.resource_names import key_version_name
 from securefiles.kms.v1 import kms_pb2
 from securefiles.web.console import Ctx
 from securefiles.web.pages.files import text
@@ -22,7 +25,7 @@ def _confirmed(form: FormData) -> None:
 
 
 async def keys(ctx: Ctx) -> Response:
-    def load(c: SecureFilesClient) -> list[dict]:
+    def load(c: SecureFilesClient) -> list[dict[str, Any]]:
         regions = []
         for region in c.config.regions:
             _, versions = c.list_key_versions(region)
@@ -57,7 +60,7 @@ async def key_state(ctx: Ctx, form: FormData) -> str:
     region, version, what = text(form, "region"), text(form, "version"), text(form, "action")
     if what not in KEY_ACTIONS:
         raise InvalidArgument(f"one of {', '.join(KEY_ACTIONS)}", reason="INVALID_ARGUMENT")
-    name = f"regions/{region}/keyVersions/{version}"
+    name = key_version_name(region, version)
     if text(form, "confirm_name") != name:
         raise InvalidArgument(f"type {name} to {what} it; nothing was changed", reason="NOT_CONFIRMED")
     if what == "destroy":
@@ -76,7 +79,7 @@ async def audit(ctx: Ctx) -> Response:
                "principal": query.get("principal", "")}
     page_token = query.get("page_token", "")
 
-    def load(c: SecureFilesClient) -> tuple:
+    def load(c: SecureFilesClient) -> tuple[Any, ...]:
         services = list(c.audit_targets())
         if filters["service"] not in services:
             raise InvalidArgument(f"choose a service: {', '.join(services)}", reason="INVALID_ARGUMENT")
@@ -92,8 +95,8 @@ async def verify(ctx: Ctx) -> Response:
     form = await ctx.form()
     await form.close()
 
-    def run(c: SecureFilesClient) -> tuple:
-        results = []
+    def run(c: SecureFilesClient) -> tuple[Any, ...]:
+        results: list[tuple[str, Any, int, str]] = []
         for service in c.audit_targets():
             try:
                 witnessed = c.latest_witnessed_head(service)

@@ -57,7 +57,3 @@ def clean_text(value: str, limit: int = MAX_TEXT_CHARS) -> str:
 def hex_pairs(data: bytes) -> str:
     """`AB:CD:…`, as certificate fingerprints are usually shown."""
     return ":".join(f"{byte:02X}" for byte in data)
-
-
-def earliest(moments: list[datetime]) -> datetime | None:
-    return min(moments) if moments else None

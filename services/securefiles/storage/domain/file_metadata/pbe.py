@@ -161,8 +161,8 @@ def pkcs12_kdf(digest: str, password: bytes, salt: bytes, purpose: int, iteratio
                budget: WorkBudget) -> bytes:
     """RFC 7292 appendix B.2; `password` already in BMPString form. Purpose 1 key, 2 IV, 3 MAC."""
     new = getattr(hashlib, digest)
-    u = new().digest_size
-    v = new().block_size
+    u: int = new().digest_size
+    v: int = new().block_size
     blocks = -(-size // u)
     budget.spend(iterations, blocks)
 

@@ -330,7 +330,8 @@ def _decrypt_all(plain: _Bags, encrypted: list[_Encrypted], tries: list[bytes | 
 
 def _public_key_der(key: object) -> bytes | None:
     try:
-        return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
+        public = key.public_key()  # type: ignore[attr-defined]  # any private key type, or none
+        return bytes(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
     except Exception:
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -15,16 +16,27 @@ from securefiles.common.interceptors import current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import is_id
+from securefiles.common.server import Registration
 
 ReaderCheck = Callable[[Principal], Awaitable[None]]
 MAX_PAGE = 1000
+# Witnessing chain heads is bookkeeping between services: an entry for each would change the
+# head it witnesses, round after round. Every service leaves these out of its own audit.
 WITNESS_METHODS = frozenset({"GetAuditHead", "WitnessAuditHead", "GetWitnessedHead"})
+SERVICE_NAME = audit_pb2.DESCRIPTOR.services_by_name["AuditLogService"].full_name
+
+
+def audit_registration(log: AuditLog, require_reader: ReaderCheck, database: DatabaseThreads) -> Registration:
+    """The AuditLogService over `log` (read on `database`'s threads), for `create_server`'s
+    registrations (with SERVICE_NAME)."""
+    return audit_pb2_grpc.add_AuditLogServiceServicer_to_server, AuditLogServicer(log, require_reader, database)
 
 
 def head_message(head: Head) -> audit_pb2.AuditHead:
     message = audit_pb2.AuditHead(service=head.service, sequence=head.sequence, hash=head.hash)
-    if head.witnessed_at is not None:
-        message.witness_time.CopyFrom(to_timestamp(head.witnessed_at))
+    witnessed = to_timestamp(head.witnessed_at)
+    if witnessed is not None:
+        message.witness_time.CopyFrom(witnessed)
     return message
 
 
@@ -50,7 +62,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         self._db = database
 
     async def ListAuditEvents(
-        self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.ListAuditEventsResponse:
         await self._require_reader(current_principal())
         if request.page_token and not is_id(request.page_token):
@@ -70,7 +82,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         )
 
     async def VerifyAuditLog(
-        self, request: audit_pb2.VerifyAuditLogRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.VerifyAuditLogRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.VerifyAuditLogResponse:
         await self._require_reader(current_principal())
         witnessed = Head(self._log.service, request.witnessed_sequence, request.witnessed_hash) if (
@@ -83,13 +95,13 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         )
 
     async def GetAuditHead(
-        self, request: audit_pb2.GetAuditHeadRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetAuditHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.AuditHead:
         _require_service()
         return head_message(await self._db.run(self._log.head))
 
     async def WitnessAuditHead(
-        self, request: audit_pb2.WitnessAuditHeadRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.WitnessAuditHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.AuditHead:
         _require_service()
         head = request.head
@@ -99,7 +111,7 @@ class AuditLogServicer(audit_pb2_grpc.AuditLogServiceServicer):
         return head_message(await self._db.run(self._log.head))
 
     async def GetWitnessedHead(
-        self, request: audit_pb2.GetWitnessedHeadRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.GetWitnessedHeadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.AuditHead:
         await self._require_reader(current_principal())
         witnessed = await self._db.run(self._log.latest_witness, request.service)

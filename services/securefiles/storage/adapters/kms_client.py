@@ -1,0 +1,77 @@
+"""Storage's data-key calls to one region's kms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from securefiles.audit.peer import AuditPeer
+from securefiles.common.peer_calls import DEFAULT_TIMEOUT, call_peer, require_serving, secure_channel
+from securefiles.common.resource_names import region_name
+from securefiles.common.tls import TlsFiles, kms_server_name
+from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
+
+
+class KmsClient:
+    """Data-key calls to one region's kms."""
+
+    def __init__(self, region: str, target: str, tls: TlsFiles, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.region = region
+        self._timeout = timeout
+        self._channel = secure_channel(target, tls, kms_server_name(region))  # only this region's kms
+        self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._channel)
+        self._key_ring = region_name(region)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    def audit_peer(self) -> AuditPeer:
+        return AuditPeer(f"kms-{self.region}", self._channel, self._timeout)
+
+    async def ready(self) -> None:
+        await require_serving(self._channel, f"kms-{self.region}")
+
+    async def generate_data_key(self, context: Mapping[str, str]) -> kms_pb2.GenerateDataKeyResponse:
+        request = kms_pb2.GenerateDataKeyRequest(key_ring=self._key_ring, encryption_context=dict(context))
+        response = await call_peer(self._stub.GenerateDataKey, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.GenerateDataKeyResponse)
+        return response
+
+    async def decrypt_data_key(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        request = kms_pb2.DecryptDataKeyRequest(
+            key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
+        )
+        response = await call_peer(self._stub.DecryptDataKey, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.DecryptDataKeyResponse)
+        return response.plaintext
+
+    async def decrypt_data_keys(self, keys: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[bytes]:
+        request = kms_pb2.BatchDecryptDataKeysRequest(key_ring=self._key_ring, keys=[
+            kms_pb2.WrappedDataKey(wrapped_key=wrapped, encryption_context=dict(context)) for wrapped, context in keys])
+        response = await call_peer(self._stub.BatchDecryptDataKeys, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.BatchDecryptDataKeysResponse)
+        return [key.plaintext for key in response.keys]
+
+    async def reencrypt_data_keys(
+        self, keys: Sequence[tuple[bytes, Mapping[str, str]]]
+    ) -> list[kms_pb2.ReEncryptDataKeyResult]:
+        request = kms_pb2.BatchReEncryptDataKeysRequest(key_ring=self._key_ring, keys=[
+            kms_pb2.WrappedDataKey(wrapped_key=wrapped, encryption_context=dict(context)) for wrapped, context in keys])
+        response = await call_peer(self._stub.BatchReEncryptDataKeys, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.BatchReEncryptDataKeysResponse)
+        return list(response.results)
+
+    async def list_key_versions(self) -> list[kms_pb2.KeyVersion]:
+        request = kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring)
+        response = await call_peer(self._stub.ListKeyVersions, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.ListKeyVersionsResponse)
+        return list(response.key_versions)
+
+    async def reencrypt_data_key(
+        self, wrapped: bytes, context: Mapping[str, str]
+    ) -> kms_pb2.ReEncryptDataKeyResponse:
+        request = kms_pb2.ReEncryptDataKeyRequest(
+            key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
+        )
+        response = await call_peer(self._stub.ReEncryptDataKey, request, "kms", self._timeout)
+        assert isinstance(response, kms_pb2.ReEncryptDataKeyResponse)
+        return response
