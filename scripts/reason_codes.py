@@ -35,6 +35,8 @@ DYNAMIC = {
 CLIENT_ONLY = {"UNAVAILABLE": errors.Unavailable, "DEADLINE_EXCEEDED": errors.Unavailable}
 WHERE = {"storage": "storage", "authz": "authz", "kms": "kms", "common": "any service", "audit": "any service",
          "cli": "CLI", "client": "CLI"}
+# Modules one service publishes for the others, whose errors those others raise.
+CALLERS = {"authz/peer.py": ("kms", "storage")}
 
 
 def _callee(node: ast.Call) -> str:
@@ -48,7 +50,8 @@ def collect(source: Path = SOURCE) -> dict[str, dict[str, set[str]]]:
     for path in sorted(source.rglob("*.py")):
         if "_pb2" in path.name or "migrations" in path.parts:
             continue
-        where = WHERE.get(path.relative_to(source).parts[0], path.relative_to(source).parts[0])
+        relative = path.relative_to(source)
+        wheres = CALLERS.get(relative.as_posix(), (WHERE.get(relative.parts[0], relative.parts[0]),))
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not isinstance(node, ast.Call):
                 continue
@@ -67,7 +70,7 @@ def collect(source: Path = SOURCE) -> dict[str, dict[str, set[str]]]:
                                      "add what it can become to DYNAMIC in scripts/reason_codes.py")
                 reasons = DYNAMIC[written]
             for value in reasons:
-                found[value][cls.code].add(where)
+                found[value][cls.code].update(wheres)
     for reason, cls in CLIENT_ONLY.items():
         found[reason][cls.code].add("CLI")
     return found

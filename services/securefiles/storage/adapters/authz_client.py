@@ -6,13 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from securefiles.audit.peer import AuditPeer
-from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.common.errors import PermissionDenied
-from securefiles.common.peer_calls import DEFAULT_TIMEOUT, call_peer, require_serving, secure_channel
-from securefiles.common.principal import Principal
+from securefiles.authz.peer import AuthzPeer
+from securefiles.authz.v1 import authz_pb2
+from securefiles.common.peer_calls import call_peer
 from securefiles.common.resource_names import project_name
-from securefiles.common.tls import TlsFiles
-from securefiles.common.tokens import PublishedKeys
 from securefiles.storage.domain.ports import Access
 
 # The domain's words for what a caller may do, in authz's numbers.
@@ -24,46 +21,14 @@ PERMISSIONS: dict[Access, authz_pb2.Permission.ValueType] = {
 }
 
 
-class AuthzClient:
+class AuthzClient(AuthzPeer):
     """What storage asks authz."""
-
-    def __init__(self, target: str, tls: TlsFiles, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._channel = secure_channel(target, tls)
-        self._stub = authz_pb2_grpc.AuthorizationServiceStub(self._channel)
-        self._timeout = timeout
-
-    async def close(self) -> None:
-        await self._channel.close()
 
     def audit_peer(self) -> AuditPeer:
         return AuditPeer("authz", self._channel, self._timeout)
 
-    async def ready(self) -> None:
-        await require_serving(self._channel, "authz")
-
-    async def signing_keys(self) -> PublishedKeys:
-        response = await call_peer(self._stub.GetSigningKeys, authz_pb2.GetSigningKeysRequest(), "authz",
-                                   self._timeout)
-        assert isinstance(response, authz_pb2.GetSigningKeysResponse)
-        return PublishedKeys.from_raw({k.kid: k.public_key for k in response.keys}, response.revoked_token_ids)
-
     async def check_access(self, principal: str, permission: Access, resources: Sequence[str]) -> list[bool]:
         return await self._check_access(principal, PERMISSIONS[permission], resources)
-
-    async def _check_access(self, principal: str, permission: authz_pb2.Permission.ValueType,
-                            resources: Sequence[str]) -> list[bool]:
-        request = authz_pb2.CheckAccessRequest(principal=principal, permission=permission, resources=list(resources))
-        response = await call_peer(self._stub.CheckAccess, request, "authz", self._timeout)
-        assert isinstance(response, authz_pb2.CheckAccessResponse)
-        return list(response.allowed)
-
-    async def require_operator(self, principal: Principal) -> None:
-        """Audit reads and break-glass bookkeeping: a person holding the organization `operator` role."""
-        if principal.is_user:
-            (allowed,) = await self._check_access(principal.name, authz_pb2.OPERATE, ["organization"])
-            if allowed:
-                return
-        raise PermissionDenied("this needs the operator role", reason="OPERATOR_REQUIRED")
 
     async def authorize_use(self, job_token: str, resource: str, metadata_only: bool = False) -> str:
         request = authz_pb2.AuthorizeUseRequest(job_token=job_token, resource=resource, metadata_only=metadata_only)
