@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from securefiles.cli.up import ensure_postgres_database
 from securefiles.common.db import make_engine
+from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.migrations import upgrade
 from securefiles.storage.adapters.expiry_webhook import WebhookNotifier
 from securefiles.storage.adapters.sql_expiry_alerts import SqlExpiryAlerts
@@ -216,9 +217,11 @@ def test_replicas_on_one_postgresql_database_take_turns() -> None:
         upgrade("storage", url)
         engines = [make_engine(url), make_engine(url)]
         file_id = str(uuid.uuid4())
-        files = SqlFileRepository(engines[0])
-        files.insert(SecureFile(file_id, "default", "cert.pem", {}, "user:a", START, START, FileVersion(
-            1, 10, "0" * 64, f"{file_id}/v1", b"k", "eu", 1, START, "user:a", {}, START + dt.timedelta(days=3))))
+        threads = DatabaseThreads(1, "test-files")
+        files = SqlFileRepository(engines[0], threads)
+        asyncio.run(files.insert(SecureFile(file_id, "default", "cert.pem", {}, "user:a", START, START, FileVersion(
+            1, 10, "0" * 64, f"{file_id}/v1", b"k", "eu", 1, START, "user:a", {}, START + dt.timedelta(days=3)))))
+        threads.close()
         first, second = SqlExpiryAlerts(engines[0]), SqlExpiryAlerts(engines[1])
         notified: list[str] = []
 

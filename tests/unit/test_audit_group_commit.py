@@ -37,7 +37,9 @@ def test_appends_that_queue_up_share_one_commit_and_each_waits_for_its_own(datab
     conn.close()
     entries = [first.result(timeout=30), *(f.result(timeout=30) for f in queued)]
     assert sorted(e.sequence for e in entries) == list(range(1, 51))
-    assert log.transactions == 2  # the first alone, then the 49 that queued meanwhile in one
+    # The first alone, then the 49 that queued meanwhile in one (or all 50 together, when the
+    # writer had not yet taken the first before the others queued): never one per entry.
+    assert log.transactions <= 2
     assert log.verify().intact
 
 
