@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-default-config", action="store_true", help="do not point the default client config here")
     p.add_argument("--database-url", help="PostgreSQL server (postgresql+psycopg://user:pw@host/); default SQLite")
     p.add_argument("--database-prefix", default="securefiles_", help="per-service database names start with this")
-    p.add_argument("--blob-store", choices=("directory", "db"), default="directory")
+    p.add_argument("--blob-store", choices=("directory", "db", "s3"), default="directory",
+                   help="s3: the bucket and endpoint from SECUREFILES_S3_* (README, Settings)")
     p.set_defaults(handler=up)
 
     p = sub.add_parser("serve", help="run one service (configured by SECUREFILES_* variables)")

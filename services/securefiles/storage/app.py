@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
 from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
@@ -37,6 +39,7 @@ from securefiles.storage.adapters.expiry_webhook import LogOnlyNotifier, Webhook
 from securefiles.storage.adapters.kms_router import RegionalDataKeys
 from securefiles.storage.adapters.metrics import PrometheusEvents, register_data_key_gauges
 from securefiles.storage.adapters.parser_pool import ParserPool, ParserSettings
+from securefiles.storage.adapters.s3_blobs import S3BlobStore, S3Settings
 from securefiles.storage.adapters.sql_blobs import SqlBlobStore
 from securefiles.storage.adapters.sql_expiry_alerts import SqlExpiryAlerts
 from securefiles.storage.adapters.sql_files import SqlFileRepository
@@ -65,14 +68,17 @@ class StorageSettings:
     parser: ParserSettings
     audit_witness_interval: int = 60
     expiry: ExpirySettings = field(default_factory=lambda: ExpirySettings())
+    s3: S3Settings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
         env = os.environ if env is None else env
+        blob_store = _blob_store(env_str(env, "BLOB_STORE", "directory"))
+        s3 = _s3_settings(env) if blob_store == "s3" else None
         return cls(
             server=ServerSettings.from_env("storage", env),
             blob_dir=Path(env_str(env, "BLOB_DIR", "blobs")),
-            blob_store=_blob_store(env_str(env, "BLOB_STORE", "directory")),
+            blob_store=blob_store,
             kms_endpoints=parse_endpoints(env_str(env, "KMS_ENDPOINTS")),
             authz_endpoint=env_str(env, "AUTHZ_ENDPOINT"),
             max_file_bytes=env_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
@@ -86,6 +92,7 @@ class StorageSettings:
             ),
             audit_witness_interval=env_int(env, "AUDIT_WITNESS_SECONDS", 60),
             expiry=ExpirySettings.from_env(env),
+            s3=s3,
         )
 
 
@@ -121,9 +128,31 @@ class ExpirySettings:
 
 
 def _blob_store(kind: str) -> str:
-    if kind not in ("directory", "db"):
-        raise ConfigError("SECUREFILES_BLOB_STORE must be 'directory' or 'db'")
+    if kind not in ("directory", "db", "s3"):
+        raise ConfigError("SECUREFILES_BLOB_STORE must be 'directory', 'db' or 's3'")
     return kind
+
+
+def _s3_settings(env: Mapping[str, str]) -> S3Settings:
+    """The bucket (required), an endpoint for S3-compatible servers, a region and a key prefix;
+    credentials are boto3's standard chain (AWS_* variables, shared config, an instance role)."""
+    bucket = env_optional(env, "S3_BUCKET")
+    if bucket is None:
+        raise ConfigError("SECUREFILES_S3_BUCKET is required when SECUREFILES_BLOB_STORE is 's3'")
+    endpoint = env_optional(env, "S3_ENDPOINT_URL")
+    if endpoint is not None and not endpoint.startswith(("https://", "http://")):
+        raise ConfigError("SECUREFILES_S3_ENDPOINT_URL must be an http(s) URL")
+    return S3Settings(bucket=bucket, endpoint_url=endpoint, region=env_optional(env, "S3_REGION"),
+                      prefix=env_optional(env, "S3_PREFIX") or "")
+
+
+def _blobs(settings: StorageSettings, engine: Engine, database: DatabaseThreads) -> BlobStore:
+    if settings.blob_store == "db":
+        return SqlBlobStore(engine, database)
+    if settings.blob_store == "s3":
+        assert settings.s3 is not None  # from_env reads them for s3
+        return S3BlobStore(settings.s3)
+    return DirectoryBlobStore(settings.blob_dir)
 
 
 @dataclass
@@ -225,8 +254,7 @@ async def build(settings: StorageSettings) -> StorageApp:
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     database = DatabaseThreads(settings.server.database_threads, "storage-db")
     repository = SqlFileRepository(engine, database)
-    blobs: BlobStore = (SqlBlobStore(engine, database) if settings.blob_store == "db"
-                        else DirectoryBlobStore(settings.blob_dir))
+    blobs = _blobs(settings, engine, database)
     removed = await database.run(blobs.sweep, await repository.all_blob_keys())
     if removed:
         log.warning("removed partial or orphaned blobs", extra={"count": removed})

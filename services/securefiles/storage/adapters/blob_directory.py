@@ -20,8 +20,12 @@ from securefiles.common.writeback import start_writeback
 _KEY = re.compile(r"^[0-9a-f-]{36}/v[0-9]{1,10}(-[0-9a-f]{12})?$")
 
 
-def _check_key(key: str) -> str:
-    if not _KEY.fullmatch(key):
+def is_blob_key(key: str) -> bool:
+    return _KEY.fullmatch(key) is not None
+
+
+def check_blob_key(key: str) -> str:
+    if not is_blob_key(key):
         raise InvalidArgument("invalid blob key", reason="INVALID_BLOB_KEY")
     return key
 
@@ -106,7 +110,7 @@ class DirectoryBlobStore:
             os.chmod(directory, 0o700)
 
     def _path(self, key: str) -> Path:
-        file_id, version = _check_key(key).split("/")
+        file_id, version = check_blob_key(key).split("/")
         return self._blobs / file_id[:2] / file_id / version
 
     def begin(self, key: str) -> DirectoryBlobWriter:
