@@ -1,5 +1,5 @@
-"""The ErrorReason enum in the protos is the catalogue a foreign client reads: it lists exactly the
-reasons the code produces, and its numbers never move."""
+"""What a foreign client reads in the protos holds: the ErrorReason enum lists exactly the reasons
+the code produces and its numbers never move; the upload protocol states the server's limits."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from securefiles.errors.v1 import reasons_pb2
+from securefiles.storage.domain.service import CHUNK_BYTES, DEFAULT_MAX_FILE_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "reason_codes.py"
@@ -79,3 +80,25 @@ def test_a_reason_no_longer_produced_keeps_its_number_marked_deprecated() -> Non
     # Produced again later: the same number, no longer deprecated.
     found["STREAM_IDLE"] = {"DEADLINE_EXCEEDED": {"storage"}}
     assert f"  ERROR_REASON_STREAM_IDLE = {number};" in script.proto(found, said, retired)
+
+
+def _upload_protocol() -> str:
+    """The comment above UploadSecureFileRequest in storage.proto: the protocol a foreign client follows."""
+    proto = (REPO / "protos" / "securefiles" / "storage" / "v1" / "storage.proto").read_text()
+    comment = re.search(r"((?:^//.*\n)+)message UploadSecureFileRequest \{", proto, re.M)
+    assert comment
+    return comment.group(1)
+
+
+def test_the_upload_protocol_states_the_limits_the_server_enforces() -> None:
+    documented = _upload_protocol()
+    assert f"at most 1 MiB ({CHUNK_BYTES:,} bytes" in documented
+    assert f"at most 10 MiB ({DEFAULT_MAX_FILE_BYTES:,} bytes)" in documented
+
+
+def test_every_refusal_the_upload_protocol_names_is_in_the_catalogue() -> None:
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", _upload_protocol()))
+    assert {"MISSING_METADATA", "CHUNK_TOO_LARGE", "FILE_TOO_LARGE", "INCOMPLETE_UPLOAD", "STREAM_IDLE"} <= named
+    storage_reasons = {reason for reason, codes in _script().collect().items()
+                       if "storage" in set().union(*codes.values())}
+    assert named <= storage_reasons, named - storage_reasons
