@@ -161,7 +161,9 @@ class UploadMetadata(_message.Message):
     not containing `##vso[` or `##[` (CI log commands) and not starting with `::` or `.securefiles-`.
     """
     expected_size_bytes: _builtins.int
-    """Expected size in bytes, if known; a mismatch aborts the upload. 0 = unknown."""
+    """Expected size in bytes, if known; over the limit (10 MiB by default) is `FILE_TOO_LARGE`
+    at once, a mismatch with the content `SIZE_MISMATCH`. 0 = unknown.
+    """
     parse_password: _builtins.bytes
     """Password used only to read metadata (PKCS#12, keystores); never stored."""
     @_builtins.property
@@ -215,7 +217,26 @@ Global___UploadCommit: _TypeAlias = UploadCommit  # noqa: Y015
 
 @_typing.final
 class UploadSecureFileRequest(_message.Message):
-    """One message of an upload stream."""
+    """One message of an upload stream. The protocol (ReplaceSecureFileContent is the same, with
+    ReplaceMetadata first). Every refusal below is INVALID_ARGUMENT with the ErrorInfo reason
+    named (the catalogue: ErrorReason in securefiles/errors/v1/reasons.proto) and stores nothing.
+
+    1. `metadata`, exactly once, first: otherwise `MISSING_METADATA`, or `DUPLICATE_METADATA`
+       when it comes again. An `expected_size_bytes` over the limit is refused before any
+       content (`FILE_TOO_LARGE`).
+    2. `chunk`s, in order, each at most 1 MiB (1,048,576 bytes; `CHUNK_TOO_LARGE`), any size
+       up to that, empty included; a message with no payload set is `MISSING_CHUNK`. The whole
+       file is at most 10 MiB (10,485,760 bytes) unless the deployment sets another limit
+       (SECUREFILES_MAX_FILE_BYTES): `FILE_TOO_LARGE`, with the limit in ErrorInfo metadata
+       `max_bytes`. A declared `expected_size_bytes` the content does not match is `SIZE_MISMATCH`.
+    3. `commit`, last, with the number of bytes sent (else `SIZE_MISMATCH`) and their hex SHA-256
+       (else `CHECKSUM_MISMATCH`; empty: not checked). Anything after it is `DATA_AFTER_COMMIT`.
+       Only a committed stream stores a file: one that ends without its commit (a crash, a
+       cancel) is `INCOMPLETE_UPLOAD` and leaves nothing behind.
+
+    After the metadata, a stream with no message for 30 s (SECUREFILES_STREAM_IDLE_SECONDS) is
+    ended with DEADLINE_EXCEEDED `STREAM_IDLE`, storing nothing.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -646,7 +667,9 @@ Global___ReplaceMetadata: _TypeAlias = ReplaceMetadata  # noqa: Y015
 
 @_typing.final
 class ReplaceSecureFileContentRequest(_message.Message):
-    """One message of a replacement stream."""
+    """One message of a replacement stream: the protocol, limits and refusals of
+    UploadSecureFileRequest, with ReplaceMetadata first.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -121,7 +121,8 @@ class SecureFileServiceServicer:
     """
 
     def UploadSecureFile(self, request_iterator, context):
-        """Uploads a new file: the first message carries metadata, the rest chunks (<= 1 MiB).
+        """Uploads a new file (at most 10 MiB): metadata first, then chunks (<= 1 MiB), then the
+        commit with size and SHA-256; see UploadSecureFileRequest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,7 +40,9 @@ class SecureFileServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SecureFileServiceAsyncStub: ...
     UploadSecureFile: _grpc.StreamUnaryMultiCallable[_storage_pb2.UploadSecureFileRequest, _storage_pb2.SecureFile]
-    """Uploads a new file: the first message carries metadata, the rest chunks (<= 1 MiB)."""
+    """Uploads a new file (at most 10 MiB): metadata first, then chunks (<= 1 MiB), then the
+    commit with size and SHA-256; see UploadSecureFileRequest.
+    """
     GetSecureFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetSecureFileRequest, _storage_pb2.SecureFile]
     """Returns a file's metadata."""
     ListSecureFiles: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFilesRequest, _storage_pb2.ListSecureFilesResponse]
@@ -84,7 +86,9 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UploadSecureFile: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadSecureFileRequest, _storage_pb2.SecureFile]  # type: ignore[assignment]
-    """Uploads a new file: the first message carries metadata, the rest chunks (<= 1 MiB)."""
+    """Uploads a new file (at most 10 MiB): metadata first, then chunks (<= 1 MiB), then the
+    commit with size and SHA-256; see UploadSecureFileRequest.
+    """
     GetSecureFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetSecureFileRequest, _storage_pb2.SecureFile]  # type: ignore[assignment]
     """Returns a file's metadata."""
     ListSecureFiles: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFilesRequest, _storage_pb2.ListSecureFilesResponse]  # type: ignore[assignment]
@@ -131,7 +135,9 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_storage_pb2.UploadSecureFileRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.SecureFile, _abc.Awaitable[_storage_pb2.SecureFile]]:
-        """Uploads a new file: the first message carries metadata, the rest chunks (<= 1 MiB)."""
+        """Uploads a new file (at most 10 MiB): metadata first, then chunks (<= 1 MiB), then the
+        commit with size and SHA-256; see UploadSecureFileRequest.
+        """
 
     @_abc_1.abstractmethod
     def GetSecureFile(
