@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ import zlib
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -72,12 +72,12 @@ def seal_complete_blocks(conn: Connection, key: bytes | None, before: int, after
                                     "seal": seal_of(key, first, last, block)})
 
 
-def _measure(started: float, written: Future[AuditEntry]) -> None:
-    if written.cancelled() or written.exception() is not None:
-        return
-    entry = written.result()
-    AUDIT_APPEND.observe(time.perf_counter() - started)
-    DECISIONS.labels(entry.action, entry.decision, entry.reason).inc()
+def _measure(batch: list[_Fields], entries: list[AuditEntry]) -> None:
+    """Count and time entries just made durable (before their callers are answered)."""
+    durable = time.perf_counter()
+    for fields, entry in zip(batch, entries, strict=True):
+        AUDIT_APPEND.observe(durable - fields.queued_at)
+        DECISIONS.labels(entry.action, entry.decision, entry.reason).inc()
 
 
 class _HeadTaken(Exception):
@@ -95,6 +95,11 @@ class _Fields:
     reason: str
     request_id: str
     details: dict[str, str]
+    queued_at: float = 0.0  # time.perf_counter() when submitted (not part of the entry)
+
+    def said(self) -> dict[str, Any]:
+        """The entry's fields the caller gave."""
+        return {k: v for k, v in self.__dict__.items() if k != "queued_at"}
 
 
 class AuditLog:
@@ -119,13 +124,10 @@ class AuditLog:
     ) -> Future[AuditEntry]:
         """Queue one entry; the future resolves once it is durable, or fails with why it is not.
         Every entry written is counted (`securefiles_decisions_total`) and timed from here until it
-        is durable (`securefiles_audit_append_seconds`), however its writer waits for it."""
-        started = time.perf_counter()
-        written = self._commits.submit(_Fields(
+        is durable (`securefiles_audit_append_seconds`) before its caller hears, however it waits."""
+        return self._commits.submit(_Fields(
             principal[:512], action[:128], resource[:1024], decision, reason[:256], request_id[:64],
-            {k: str(v)[:512] for k, v in (details or {}).items()}))
-        written.add_done_callback(functools.partial(_measure, started))
-        return written
+            {k: str(v)[:512] for k, v in (details or {}).items()}, time.perf_counter()))
 
     @property
     def engine(self) -> Engine:
@@ -155,9 +157,11 @@ class AuditLog:
     def _append_batch(self, batch: list[_Fields]) -> list[AuditEntry]:
         for _attempt in range(5):
             try:
-                return self._append_once(batch)
+                entries = self._append_once(batch)
             except _HeadTaken:
                 continue  # another replica created the head row first; take the lock and retry
+            _measure(batch, entries)
+            return entries
         raise RuntimeError("audit chain is contended; entry not written")
 
     def _append_once(self, batch: list[_Fields]) -> list[AuditEntry]:
@@ -168,7 +172,7 @@ class AuditLog:
             entries = []
             for fields in batch:
                 entry = AuditEntry(sequence=sequence + 1, time=self._clock(), service=self.service,
-                                   previous_hash=previous, **fields.__dict__)
+                                   previous_hash=previous, **fields.said())
                 entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
                 entries.append(entry)
                 sequence, previous = entry.sequence, entry.hash
