@@ -23,6 +23,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+import marked_block
+
 REPO = Path(__file__).resolve().parents[1]
 ROOT = PurePosixPath("services/securefiles")
 SERVICES = ("storage", "kms", "authz")
@@ -151,12 +153,7 @@ def mermaid(edges: set[tuple[str, str]]) -> str:
 
 
 def replaced(document: str, generated: str, rev: str | None = None) -> str:
-    begin_marker, end_marker = _markers(rev)
-    before, begin, rest = document.partition(begin_marker)
-    _old, end, after = rest.partition(end_marker)
-    if not begin or not end:
-        raise SystemExit(f"the document has no {begin_marker} ... {end_marker} block")
-    return f"{before}{begin_marker}\n{generated}\n{end_marker}{after}"
+    return marked_block.replaced(document, generated, *_markers(rev))
 
 
 def main() -> int:

@@ -21,6 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
+import marked_block
+
 from securefiles.cli.main import exit_code_for
 from securefiles.common import errors
 
@@ -176,11 +178,7 @@ def proto(found: dict[str, dict[str, set[str]]], said: dict[str, str], existing:
 
 
 def replaced(document: str, generated: str) -> str:
-    before, begin, rest = document.partition(BEGIN)
-    _old, end, after = rest.partition(END)
-    if not begin or not end:
-        raise SystemExit(f"the document has no {BEGIN} ... {END} block")
-    return f"{before}{BEGIN}\n{generated}\n{END}{after}"
+    return marked_block.replaced(document, generated, BEGIN, END)
 
 
 def main() -> int:
