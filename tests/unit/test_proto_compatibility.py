@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not BUF.exists(), reason="buf (the buf-bin packa
 
 
 def breaking(workdir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BUF), "breaking", "--against", str(BASELINE)], cwd=workdir, capture_output=True,
+    return subprocess.run([str(BUF), "breaking", "protos", "--against", str(BASELINE)], cwd=workdir, capture_output=True,
                           text=True, timeout=120, check=False)
 
 
@@ -29,6 +29,7 @@ def test_the_protos_are_compatible_with_the_released_v1() -> None:
 
 def test_a_renumbered_field_is_refused(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    shutil.copytree(ROOT / "third_party", tmp_path / "third_party")
     shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
     proto = tmp_path / "protos" / "securefiles" / "storage" / "v1" / "storage.proto"
     head, found, tail = proto.read_text().partition("message GetSecureFileRequest {")
