@@ -84,6 +84,7 @@ def test_a_provisioning_profile_has_typed_metadata(system: LocalSystem) -> None:
         assert message.WhichOneof("file_metadata") == "provisioning_profile"
         profile = message.provisioning_profile
         assert profile.uuid == "8f1c6a52-3a4b-4c2d-9e8f-0123456789ab" and profile.team_name == "Example Corp"
+        assert profile.profile_name == "Example App Store Profile"
         assert list(profile.team_identifier) == ["ABCDE12345"] and list(profile.platform) == ["iOS", "xrOS"]
         assert profile.provisioned_devices == 2
         assert profile.HasField("is_xcode_managed") and profile.is_xcode_managed is False

@@ -1,9 +1,9 @@
 """The parsers' metadata (a JSON dict, stored with each version) as the typed proto messages.
 
 The oneof field set is the one named after the dict's `type`; each field takes the dict value of
-the same name when its kind fits (strings, integers, booleans, RFC 3339 times as Timestamps,
-lists and nested dicts). Anything else is left out rather than failing a read, since rows stored
-by older versions may lack or differ in a field.
+the same name (`profile_name` takes `name`) when its kind fits (strings, integers, booleans,
+RFC 3339 times as Timestamps, lists and nested dicts). Anything else is left out rather than
+failing a read, since rows stored by older versions may lack or differ in a field.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ Field = Any  # a FieldDescriptor (python or upb: the stubs name two classes)
 
 _ONEOF = "file_metadata"
 _TIMESTAMP = "google.protobuf.Timestamp"
+_RENAMED = {"profile_name": "name"}  # proto field -> parser key, where `name` would read as a resource name
 _INTEGERS = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
@@ -42,7 +43,7 @@ def set_typed_metadata(message: Message, metadata: dict[str, Any]) -> None:
 
 def _fill(message: Message, values: dict[str, Any]) -> None:
     for field in message.DESCRIPTOR.fields:
-        value = values.get(field.name)
+        value = values.get(_RENAMED.get(field.name, field.name))
         if value is None:
             continue
         if field.is_repeated:

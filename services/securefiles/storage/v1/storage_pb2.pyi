@@ -1425,7 +1425,7 @@ class ProvisioningProfileMetadata(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     UUID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
+    PROFILE_NAME_FIELD_NUMBER: _builtins.int
     APP_ID_NAME_FIELD_NUMBER: _builtins.int
     TEAM_IDENTIFIER_FIELD_NUMBER: _builtins.int
     TEAM_NAME_FIELD_NUMBER: _builtins.int
@@ -1441,8 +1441,8 @@ class ProvisioningProfileMetadata(_message.Message):
     TRUNCATED_FIELD_NUMBER: _builtins.int
     uuid: _builtins.str
     """The profile's UUID."""
-    name: _builtins.str
-    """The profile's name."""
+    profile_name: _builtins.str
+    """The profile's name (`Name` in the profile; `name` in the Struct)."""
     app_id_name: _builtins.str
     """The app id's name."""
     team_name: _builtins.str
@@ -1485,7 +1485,7 @@ class ProvisioningProfileMetadata(_message.Message):
         self,
         *,
         uuid: _builtins.str = ...,
-        name: _builtins.str = ...,
+        profile_name: _builtins.str = ...,
         app_id_name: _builtins.str = ...,
         team_identifier: _abc.Iterable[_builtins.str] | None = ...,
         team_name: _builtins.str = ...,
@@ -1502,7 +1502,7 @@ class ProvisioningProfileMetadata(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed", "creation_date", b"creation_date", "expiration_date", b"expiration_date", "is_xcode_managed", b"is_xcode_managed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed", "app_id_name", b"app_id_name", "application_identifier", b"application_identifier", "creation_date", b"creation_date", "developer_certificates", b"developer_certificates", "expiration_date", b"expiration_date", "is_xcode_managed", b"is_xcode_managed", "name", b"name", "parse_error", b"parse_error", "platform", b"platform", "provisioned_devices", b"provisioned_devices", "provisions_all_devices", b"provisions_all_devices", "team_identifier", b"team_identifier", "team_name", b"team_name", "truncated", b"truncated", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed", "app_id_name", b"app_id_name", "application_identifier", b"application_identifier", "creation_date", b"creation_date", "developer_certificates", b"developer_certificates", "expiration_date", b"expiration_date", "is_xcode_managed", b"is_xcode_managed", "parse_error", b"parse_error", "platform", b"platform", "profile_name", b"profile_name", "provisioned_devices", b"provisioned_devices", "provisions_all_devices", b"provisions_all_devices", "team_identifier", b"team_identifier", "team_name", b"team_name", "truncated", b"truncated", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__is_xcode_managed: _TypeAlias = _typing.Literal["is_xcode_managed"]  # noqa: Y015
     _WhichOneofArgType__is_xcode_managed: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed"]  # noqa: Y015
