@@ -22,38 +22,104 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n securefiles/audit/v1/audit.proto\x12\x14securefiles.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n\tAuditHead\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x30\n\x0cwitness_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13GetAuditHeadRequest\"H\n\x17WitnessAuditHeadRequest\x12-\n\x04head\x18\x01 \x01(\x0b\x32\x1f.securefiles.audit.v1.AuditHead\"*\n\x17GetWitnessedHeadRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xd9\x02\n\nAuditEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12>\n\x07\x64\x65tails\x18\n \x03(\x0b\x32-.securefiles.audit.v1.AuditEvent.DetailsEntry\x12\x15\n\rprevious_hash\x18\x0b \x01(\t\x12\x0c\n\x04hash\x18\x0c \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x16ListAuditEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0fresource_prefix\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x05 \x01(\x03\"d\n\x17ListAuditEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .securefiles.audit.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"K\n\x15VerifyAuditLogRequest\x12\x1a\n\x12witnessed_sequence\x18\x01 \x01(\x03\x12\x16\n\x0ewitnessed_hash\x18\x02 \x01(\t\"\x8a\x01\n\x16VerifyAuditLogResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x16\n\x0e\x65vents_checked\x18\x02 \x01(\x03\x12\x1a\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x12\x0f\n\x07problem\x18\x04 \x01(\t\x12\x1b\n\x13unaccounted_entries\x18\x05 \x01(\x03\x32\x92\x04\n\x0f\x41uditLogService\x12n\n\x0fListAuditEvents\x12,.securefiles.audit.v1.ListAuditEventsRequest\x1a-.securefiles.audit.v1.ListAuditEventsResponse\x12k\n\x0eVerifyAuditLog\x12+.securefiles.audit.v1.VerifyAuditLogRequest\x1a,.securefiles.audit.v1.VerifyAuditLogResponse\x12Z\n\x0cGetAuditHead\x12).securefiles.audit.v1.GetAuditHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHead\x12\x62\n\x10WitnessAuditHead\x12-.securefiles.audit.v1.WitnessAuditHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHead\x12\x62\n\x10GetWitnessedHead\x12-.securefiles.audit.v1.GetWitnessedHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHeadb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n securefiles/audit/v1/audit.proto\x12\x14securefiles.audit.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\tAuditHead\x12\x14\n\x07service\x18\x01 \x01(\tB\x03\xe0\x41\x02\x12\x15\n\x08sequence\x18\x02 \x01(\x03\x42\x03\xe0\x41\x01\x12\x11\n\x04hash\x18\x03 \x01(\tB\x03\xe0\x41\x01\x12\x35\n\x0cwitness_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x03\xe0\x41\x03\"\x15\n\x13GetAuditHeadRequest\"M\n\x17WitnessAuditHeadRequest\x12\x32\n\x04head\x18\x01 \x01(\x0b\x32\x1f.securefiles.audit.v1.AuditHeadB\x03\xe0\x41\x02\"/\n\x17GetWitnessedHeadRequest\x12\x14\n\x07service\x18\x01 \x01(\tB\x03\xe0\x41\x02\"\x9b\x03\n\nAuditEvent\x12\x15\n\x08sequence\x18\x01 \x01(\x03\x42\x03\xe0\x41\x03\x12-\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x03\xe0\x41\x03\x12\x14\n\x07service\x18\x03 \x01(\tB\x03\xe0\x41\x03\x12\x16\n\tprincipal\x18\x04 \x01(\tB\x03\xe0\x41\x03\x12\x13\n\x06\x61\x63tion\x18\x05 \x01(\tB\x03\xe0\x41\x03\x12\x1b\n\x08resource\x18\x06 \x01(\tB\t\xe0\x41\x03\xfa\x41\x03\n\x01*\x12\x15\n\x08\x64\x65\x63ision\x18\x07 \x01(\tB\x03\xe0\x41\x03\x12\x13\n\x06reason\x18\x08 \x01(\tB\x03\xe0\x41\x03\x12\x17\n\nrequest_id\x18\t \x01(\tB\x03\xe0\x41\x03\x12\x43\n\x07\x64\x65tails\x18\n \x03(\x0b\x32-.securefiles.audit.v1.AuditEvent.DetailsEntryB\x03\xe0\x41\x03\x12\x1a\n\rprevious_hash\x18\x0b \x01(\tB\x03\xe0\x41\x03\x12\x11\n\x04hash\x18\x0c \x01(\tB\x03\xe0\x41\x03\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\x16ListAuditEventsRequest\x12\x16\n\tpage_size\x18\x01 \x01(\x05\x42\x03\xe0\x41\x01\x12\x17\n\npage_token\x18\x02 \x01(\tB\x03\xe0\x41\x01\x12\x1c\n\x0fresource_prefix\x18\x03 \x01(\tB\x03\xe0\x41\x01\x12\x16\n\tprincipal\x18\x04 \x01(\tB\x03\xe0\x41\x01\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x05 \x01(\x03\x42\x03\xe0\x41\x01\"n\n\x17ListAuditEventsResponse\x12\x35\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .securefiles.audit.v1.AuditEventB\x03\xe0\x41\x03\x12\x1c\n\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0\x41\x03\"U\n\x15VerifyAuditLogRequest\x12\x1f\n\x12witnessed_sequence\x18\x01 \x01(\x03\x42\x03\xe0\x41\x01\x12\x1b\n\x0ewitnessed_hash\x18\x02 \x01(\tB\x03\xe0\x41\x01\"\xa3\x01\n\x16VerifyAuditLogResponse\x12\x13\n\x06intact\x18\x01 \x01(\x08\x42\x03\xe0\x41\x03\x12\x1b\n\x0e\x65vents_checked\x18\x02 \x01(\x03\x42\x03\xe0\x41\x03\x12\x1f\n\x12\x66irst_bad_sequence\x18\x03 \x01(\x03\x42\x03\xe0\x41\x03\x12\x14\n\x07problem\x18\x04 \x01(\tB\x03\xe0\x41\x03\x12 \n\x13unaccounted_entries\x18\x05 \x01(\x03\x42\x03\xe0\x41\x03\x32\x92\x04\n\x0f\x41uditLogService\x12n\n\x0fListAuditEvents\x12,.securefiles.audit.v1.ListAuditEventsRequest\x1a-.securefiles.audit.v1.ListAuditEventsResponse\x12k\n\x0eVerifyAuditLog\x12+.securefiles.audit.v1.VerifyAuditLogRequest\x1a,.securefiles.audit.v1.VerifyAuditLogResponse\x12Z\n\x0cGetAuditHead\x12).securefiles.audit.v1.GetAuditHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHead\x12\x62\n\x10WitnessAuditHead\x12-.securefiles.audit.v1.WitnessAuditHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHead\x12\x62\n\x10GetWitnessedHead\x12-.securefiles.audit.v1.GetWitnessedHeadRequest\x1a\x1f.securefiles.audit.v1.AuditHeadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'securefiles.audit.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_AUDITHEAD'].fields_by_name['service']._loaded_options = None
+  _globals['_AUDITHEAD'].fields_by_name['service']._serialized_options = b'\340A\002'
+  _globals['_AUDITHEAD'].fields_by_name['sequence']._loaded_options = None
+  _globals['_AUDITHEAD'].fields_by_name['sequence']._serialized_options = b'\340A\001'
+  _globals['_AUDITHEAD'].fields_by_name['hash']._loaded_options = None
+  _globals['_AUDITHEAD'].fields_by_name['hash']._serialized_options = b'\340A\001'
+  _globals['_AUDITHEAD'].fields_by_name['witness_time']._loaded_options = None
+  _globals['_AUDITHEAD'].fields_by_name['witness_time']._serialized_options = b'\340A\003'
+  _globals['_WITNESSAUDITHEADREQUEST'].fields_by_name['head']._loaded_options = None
+  _globals['_WITNESSAUDITHEADREQUEST'].fields_by_name['head']._serialized_options = b'\340A\002'
+  _globals['_GETWITNESSEDHEADREQUEST'].fields_by_name['service']._loaded_options = None
+  _globals['_GETWITNESSEDHEADREQUEST'].fields_by_name['service']._serialized_options = b'\340A\002'
   _globals['_AUDITEVENT_DETAILSENTRY']._loaded_options = None
   _globals['_AUDITEVENT_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_AUDITHEAD']._serialized_start=91
-  _globals['_AUDITHEAD']._serialized_end=201
-  _globals['_GETAUDITHEADREQUEST']._serialized_start=203
-  _globals['_GETAUDITHEADREQUEST']._serialized_end=224
-  _globals['_WITNESSAUDITHEADREQUEST']._serialized_start=226
-  _globals['_WITNESSAUDITHEADREQUEST']._serialized_end=298
-  _globals['_GETWITNESSEDHEADREQUEST']._serialized_start=300
-  _globals['_GETWITNESSEDHEADREQUEST']._serialized_end=342
-  _globals['_AUDITEVENT']._serialized_start=345
-  _globals['_AUDITEVENT']._serialized_end=690
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=644
-  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=690
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=693
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=824
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=826
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=926
-  _globals['_VERIFYAUDITLOGREQUEST']._serialized_start=928
-  _globals['_VERIFYAUDITLOGREQUEST']._serialized_end=1003
-  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_start=1006
-  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_end=1144
-  _globals['_AUDITLOGSERVICE']._serialized_start=1147
-  _globals['_AUDITLOGSERVICE']._serialized_end=1677
+  _globals['_AUDITEVENT'].fields_by_name['sequence']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['sequence']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['time']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['time']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['service']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['service']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['principal']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['principal']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['action']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['action']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['resource']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['resource']._serialized_options = b'\340A\003\372A\003\n\001*'
+  _globals['_AUDITEVENT'].fields_by_name['decision']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['decision']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['reason']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['reason']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['request_id']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['request_id']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['details']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['details']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['previous_hash']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['previous_hash']._serialized_options = b'\340A\003'
+  _globals['_AUDITEVENT'].fields_by_name['hash']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['hash']._serialized_options = b'\340A\003'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\340A\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\340A\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['resource_prefix']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['resource_prefix']._serialized_options = b'\340A\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['principal']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['principal']._serialized_options = b'\340A\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['after_sequence']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\340A\001'
+  _globals['_LISTAUDITEVENTSRESPONSE'].fields_by_name['events']._loaded_options = None
+  _globals['_LISTAUDITEVENTSRESPONSE'].fields_by_name['events']._serialized_options = b'\340A\003'
+  _globals['_LISTAUDITEVENTSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTAUDITEVENTSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\340A\003'
+  _globals['_VERIFYAUDITLOGREQUEST'].fields_by_name['witnessed_sequence']._loaded_options = None
+  _globals['_VERIFYAUDITLOGREQUEST'].fields_by_name['witnessed_sequence']._serialized_options = b'\340A\001'
+  _globals['_VERIFYAUDITLOGREQUEST'].fields_by_name['witnessed_hash']._loaded_options = None
+  _globals['_VERIFYAUDITLOGREQUEST'].fields_by_name['witnessed_hash']._serialized_options = b'\340A\001'
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['intact']._loaded_options = None
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['intact']._serialized_options = b'\340A\003'
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['events_checked']._loaded_options = None
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['events_checked']._serialized_options = b'\340A\003'
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['first_bad_sequence']._loaded_options = None
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['first_bad_sequence']._serialized_options = b'\340A\003'
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['problem']._loaded_options = None
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['problem']._serialized_options = b'\340A\003'
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['unaccounted_entries']._loaded_options = None
+  _globals['_VERIFYAUDITLOGRESPONSE'].fields_by_name['unaccounted_entries']._serialized_options = b'\340A\003'
+  _globals['_AUDITHEAD']._serialized_start=152
+  _globals['_AUDITHEAD']._serialized_end=282
+  _globals['_GETAUDITHEADREQUEST']._serialized_start=284
+  _globals['_GETAUDITHEADREQUEST']._serialized_end=305
+  _globals['_WITNESSAUDITHEADREQUEST']._serialized_start=307
+  _globals['_WITNESSAUDITHEADREQUEST']._serialized_end=384
+  _globals['_GETWITNESSEDHEADREQUEST']._serialized_start=386
+  _globals['_GETWITNESSEDHEADREQUEST']._serialized_end=433
+  _globals['_AUDITEVENT']._serialized_start=436
+  _globals['_AUDITEVENT']._serialized_end=847
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_start=801
+  _globals['_AUDITEVENT_DETAILSENTRY']._serialized_end=847
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=850
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1006
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1008
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1118
+  _globals['_VERIFYAUDITLOGREQUEST']._serialized_start=1120
+  _globals['_VERIFYAUDITLOGREQUEST']._serialized_end=1205
+  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_start=1208
+  _globals['_VERIFYAUDITLOGRESPONSE']._serialized_end=1371
+  _globals['_AUDITLOGSERVICE']._serialized_start=1374
+  _globals['_AUDITLOGSERVICE']._serialized_end=1904
 # @@protoc_insertion_point(module_scope)

@@ -15,6 +15,7 @@ from securefiles.common.interceptors import audit_items, audit_note, current_pri
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
+from securefiles.storage.api.typed_metadata import set_typed_metadata
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import FileRepository
 from securefiles.storage.domain.rewrap import DataKeyRewrapper, version_counts
@@ -32,21 +33,25 @@ def _struct(metadata: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
-    return storage_pb2.SecureFile(
+    message = storage_pb2.SecureFile(
         name=f.name, secure_file_id=f.file_id, display_name=f.display_name, size_bytes=f.current.size,
         sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
         update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
         key_version=f.current.key_version_name, metadata=_struct(f.current.metadata),
         expire_time=to_timestamp(f.current.expires_at),
     )
+    set_typed_metadata(message, f.current.metadata)
+    return message
 
 
 def version_message(v: FileVersion, current: int) -> storage_pb2.SecureFileVersion:
-    return storage_pb2.SecureFileVersion(
+    message = storage_pb2.SecureFileVersion(
         version=v.version, size_bytes=v.size, sha256=v.sha256, create_time=to_timestamp(v.created_at),
         created_by=v.created_by, key_version=v.key_version_name, current=v.version == current,
         metadata=_struct(v.metadata), expire_time=to_timestamp(v.expires_at),
     )
+    set_typed_metadata(message, v.metadata)
+    return message
 
 
 async def _first_metadata(requests: AsyncIterator[Any], kind: str) -> tuple[Any, AsyncIterator[Any]]:

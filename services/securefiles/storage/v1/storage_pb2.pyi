@@ -60,6 +60,13 @@ class SecureFile(_message.Message):
     KEY_VERSION_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    X509_FIELD_NUMBER: _builtins.int
+    PKCS12_FIELD_NUMBER: _builtins.int
+    PROVISIONING_PROFILE_FIELD_NUMBER: _builtins.int
+    ANDROID_KEYSTORE_FIELD_NUMBER: _builtins.int
+    SSH_PRIVATE_KEY_FIELD_NUMBER: _builtins.int
+    SSH_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/secureFiles/{secure_file_id}`."""
     secure_file_id: _builtins.str
@@ -90,13 +97,44 @@ class SecureFile(_message.Message):
 
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
-        """Non-secret facts parsed from the content at upload: always has `type`
-        (`x509`, `pkcs12`, `provisioning_profile`, `android_keystore`, `ssh_private_key`, `unknown`).
+        """Deprecated: read the typed `file_metadata` instead; this untyped copy (whose numbers arrive
+        as doubles) is still filled and goes away with the next breaking release.
+        Non-secret facts parsed from the content at upload: always has `type`
+        (`x509`, `pkcs12`, `provisioning_profile`, `android_keystore`, `ssh_private_key`,
+        `ssh_public_key`, `unknown`).
         """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the certificate/profile/keystore inside expires, if known."""
+
+    @_builtins.property
+    def x509(self) -> Global___X509Metadata:
+        """A certificate or a PEM bundle of certificates (`.cer`, `.crt`, `.pem`, `.der`)."""
+
+    @_builtins.property
+    def pkcs12(self) -> Global___Pkcs12Metadata:
+        """A PKCS#12 file (`.p12`, `.pfx`)."""
+
+    @_builtins.property
+    def provisioning_profile(self) -> Global___ProvisioningProfileMetadata:
+        """An Apple provisioning profile (`.mobileprovision`, `.provisionprofile`)."""
+
+    @_builtins.property
+    def android_keystore(self) -> Global___KeystoreMetadata:
+        """A Java keystore: JKS, JCEKS or PKCS12 (`.jks`, `.keystore`, `.jceks`)."""
+
+    @_builtins.property
+    def ssh_private_key(self) -> Global___SshPrivateKeyMetadata:
+        """An SSH or PEM private key (`id_ed25519`, `.key`)."""
+
+    @_builtins.property
+    def ssh_public_key(self) -> Global___SshPublicKeyMetadata:
+        """SSH public keys (`.pub`, `authorized_keys`)."""
+
+    @_builtins.property
+    def unknown(self) -> Global___UnknownFileMetadata:
+        """Content of no known type, or not parsed."""
 
     def __init__(
         self,
@@ -114,12 +152,21 @@ class SecureFile(_message.Message):
         key_version: _builtins.str = ...,
         metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        x509: Global___X509Metadata | None = ...,
+        pkcs12: Global___Pkcs12Metadata | None = ...,
+        provisioning_profile: Global___ProvisioningProfileMetadata | None = ...,
+        android_keystore: Global___KeystoreMetadata | None = ...,
+        ssh_private_key: Global___SshPrivateKeyMetadata | None = ...,
+        ssh_public_key: Global___SshPublicKeyMetadata | None = ...,
+        unknown: Global___UnknownFileMetadata | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "expire_time", b"expire_time", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "properties", b"properties", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
+    _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_file_metadata) -> _WhichOneofReturnType_file_metadata | None: ...
 
 Global___SecureFile: _TypeAlias = SecureFile  # noqa: Y015
 
@@ -718,6 +765,13 @@ class SecureFileVersion(_message.Message):
     CURRENT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    X509_FIELD_NUMBER: _builtins.int
+    PKCS12_FIELD_NUMBER: _builtins.int
+    PROVISIONING_PROFILE_FIELD_NUMBER: _builtins.int
+    ANDROID_KEYSTORE_FIELD_NUMBER: _builtins.int
+    SSH_PRIVATE_KEY_FIELD_NUMBER: _builtins.int
+    SSH_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Version number."""
     size_bytes: _builtins.int
@@ -736,11 +790,41 @@ class SecureFileVersion(_message.Message):
 
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
-        """Parsed metadata."""
+        """Deprecated: read the typed `file_metadata` instead (goes away with the next breaking release).
+        Parsed metadata.
+        """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """Expiry, if known."""
+
+    @_builtins.property
+    def x509(self) -> Global___X509Metadata:
+        """See SecureFile.x509."""
+
+    @_builtins.property
+    def pkcs12(self) -> Global___Pkcs12Metadata:
+        """See SecureFile.pkcs12."""
+
+    @_builtins.property
+    def provisioning_profile(self) -> Global___ProvisioningProfileMetadata:
+        """See SecureFile.provisioning_profile."""
+
+    @_builtins.property
+    def android_keystore(self) -> Global___KeystoreMetadata:
+        """See SecureFile.android_keystore."""
+
+    @_builtins.property
+    def ssh_private_key(self) -> Global___SshPrivateKeyMetadata:
+        """See SecureFile.ssh_private_key."""
+
+    @_builtins.property
+    def ssh_public_key(self) -> Global___SshPublicKeyMetadata:
+        """See SecureFile.ssh_public_key."""
+
+    @_builtins.property
+    def unknown(self) -> Global___UnknownFileMetadata:
+        """See SecureFile.unknown."""
 
     def __init__(
         self,
@@ -754,12 +838,21 @@ class SecureFileVersion(_message.Message):
         current: _builtins.bool = ...,
         metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        x509: Global___X509Metadata | None = ...,
+        pkcs12: Global___Pkcs12Metadata | None = ...,
+        provisioning_profile: Global___ProvisioningProfileMetadata | None = ...,
+        android_keystore: Global___KeystoreMetadata | None = ...,
+        ssh_private_key: Global___SshPrivateKeyMetadata | None = ...,
+        ssh_public_key: Global___SshPublicKeyMetadata | None = ...,
+        unknown: Global___UnknownFileMetadata | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "key_version", b"key_version", "metadata", b"metadata", "sha256", b"sha256", "size_bytes", b"size_bytes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
+    _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_file_metadata) -> _WhichOneofReturnType_file_metadata | None: ...
 
 Global___SecureFileVersion: _TypeAlias = SecureFileVersion  # noqa: Y015
 
@@ -946,3 +1039,655 @@ class DownloadSecureFilesRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadSecureFilesRequest: _TypeAlias = DownloadSecureFilesRequest  # noqa: Y015
+
+@_typing.final
+class CertificateInfo(_message.Message):
+    """The public facts of one certificate, as `openssl x509 -nameopt RFC2253` shows them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    SHA256_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_TYPE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_SIZE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_CURVE_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    CHAIN_INDEX_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """Subject, RFC 4514 with OpenSSL's attribute names."""
+    issuer: _builtins.str
+    """Issuer, RFC 4514 with OpenSSL's attribute names."""
+    serial: _builtins.str
+    """Serial number, hex (pairs of digits)."""
+    sha256_fingerprint: _builtins.str
+    """SHA-256 of the DER, `AB:CD:…`."""
+    public_key_type: _builtins.str
+    """`RSA`, `EC`, `Ed25519`, `Ed448`, `DSA`, `X25519`, `X448`, an OID, or `unknown`."""
+    public_key_size: _builtins.int
+    """Key size in bits."""
+    public_key_curve: _builtins.str
+    """Named curve of an EC key, e.g. `secp256r1`."""
+    alias: _builtins.str
+    """In a keystore: the alias of the entry it belongs to."""
+    chain_index: _builtins.int
+    """In a keystore: its place in the entry's chain (0: the entry's own certificate); unset for a
+    trusted-certificate entry.
+    """
+    parse_error: _builtins.str
+    """Why this certificate could not be read (its other fields are then empty)."""
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Start of validity."""
+
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp:
+        """End of validity."""
+
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+        sha256_fingerprint: _builtins.str = ...,
+        public_key_type: _builtins.str = ...,
+        public_key_size: _builtins.int = ...,
+        public_key_curve: _builtins.str = ...,
+        alias: _builtins.str = ...,
+        chain_index: _builtins.int | None = ...,
+        parse_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chain_index", b"_chain_index", "chain_index", b"chain_index", "not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chain_index", b"_chain_index", "alias", b"alias", "chain_index", b"chain_index", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "parse_error", b"parse_error", "public_key_curve", b"public_key_curve", "public_key_size", b"public_key_size", "public_key_type", b"public_key_type", "serial", b"serial", "sha256_fingerprint", b"sha256_fingerprint", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__chain_index: _TypeAlias = _typing.Literal["chain_index"]  # noqa: Y015
+    _WhichOneofArgType__chain_index: _TypeAlias = _typing.Literal["_chain_index", b"_chain_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__chain_index) -> _WhichOneofReturnType__chain_index | None: ...
+
+Global___CertificateInfo: _TypeAlias = CertificateInfo  # noqa: Y015
+
+@_typing.final
+class KeystoreEntry(_message.Message):
+    """One entry of a keystore or PKCS#12 file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALIAS_FIELD_NUMBER: _builtins.int
+    ENTRY_TYPE_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_CHAIN_LENGTH_FIELD_NUMBER: _builtins.int
+    alias: _builtins.str
+    """The entry's alias (friendly name)."""
+    entry_type: _builtins.str
+    """`private_key`, `secret_key` or `trusted_certificate`."""
+    certificate_chain_length: _builtins.int
+    """Certificates in a private key's chain."""
+    @_builtins.property
+    def created(self) -> _timestamp_pb2.Timestamp:
+        """When the entry was stored (JKS/JCEKS)."""
+
+    def __init__(
+        self,
+        *,
+        alias: _builtins.str = ...,
+        entry_type: _builtins.str = ...,
+        created: _timestamp_pb2.Timestamp | None = ...,
+        certificate_chain_length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "certificate_chain_length", b"certificate_chain_length", "created", b"created", "entry_type", b"entry_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeystoreEntry: _TypeAlias = KeystoreEntry  # noqa: Y015
+
+@_typing.final
+class X509Metadata(_message.Message):
+    """A certificate, or a bundle of them. With one certificate, its fields; with several, the fields
+    of the one that expires first, and every certificate under `certificates`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    SHA256_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_TYPE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_SIZE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_CURVE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    CERTIFICATES_FIELD_NUMBER: _builtins.int
+    CONTAINS_PRIVATE_KEY_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """Subject of the (first-expiring) certificate."""
+    issuer: _builtins.str
+    """Its issuer."""
+    serial: _builtins.str
+    """Its serial number, hex."""
+    sha256_fingerprint: _builtins.str
+    """Its SHA-256 fingerprint, `AB:CD:…`."""
+    public_key_type: _builtins.str
+    """Its key's type."""
+    public_key_size: _builtins.int
+    """Its key's size in bits."""
+    public_key_curve: _builtins.str
+    """Its key's curve (EC)."""
+    count: _builtins.int
+    """How many certificates the file holds, when more than one."""
+    contains_private_key: _builtins.bool
+    """The PEM file also holds a private key."""
+    parse_error: _builtins.str
+    """What could not be read, if anything."""
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Its start of validity."""
+
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp:
+        """Its end of validity."""
+
+    @_builtins.property
+    def certificates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CertificateInfo]:
+        """Every certificate, when more than one."""
+
+    @_builtins.property
+    def truncated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lists cut to the size limits (see README, "Metadata"), by field name."""
+
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+        sha256_fingerprint: _builtins.str = ...,
+        public_key_type: _builtins.str = ...,
+        public_key_size: _builtins.int = ...,
+        public_key_curve: _builtins.str = ...,
+        count: _builtins.int = ...,
+        certificates: _abc.Iterable[Global___CertificateInfo] | None = ...,
+        contains_private_key: _builtins.bool = ...,
+        parse_error: _builtins.str = ...,
+        truncated: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificates", b"certificates", "contains_private_key", b"contains_private_key", "count", b"count", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "parse_error", b"parse_error", "public_key_curve", b"public_key_curve", "public_key_size", b"public_key_size", "public_key_type", b"public_key_type", "serial", b"serial", "sha256_fingerprint", b"sha256_fingerprint", "subject", b"subject", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___X509Metadata: _TypeAlias = X509Metadata  # noqa: Y015
+
+@_typing.final
+class Pkcs12Metadata(_message.Message):
+    """A PKCS#12 file. Without the password only what is stored unencrypted can be shown."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENCRYPTED_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_SIZE_FIELD_NUMBER: _builtins.int
+    KEY_CURVE_FIELD_NUMBER: _builtins.int
+    KEY_COUNT_FIELD_NUMBER: _builtins.int
+    SECRET_KEYS_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    SHA256_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_TYPE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_SIZE_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_CURVE_FIELD_NUMBER: _builtins.int
+    FRIENDLY_NAME_FIELD_NUMBER: _builtins.int
+    ADDITIONAL_CERTIFICATES_FIELD_NUMBER: _builtins.int
+    ADDITIONAL_CERTIFICATE_DETAILS_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    encrypted: _builtins.bool
+    """Whether the file is password-protected."""
+    key_type: _builtins.str
+    """The private key's type, e.g. `RSA`, `EC` (needs the password)."""
+    key_size: _builtins.int
+    """The private key's size in bits."""
+    key_curve: _builtins.str
+    """The private key's curve (EC)."""
+    key_count: _builtins.int
+    """Private keys, when more than one."""
+    secret_keys: _builtins.int
+    """Secret keys stored, if any."""
+    subject: _builtins.str
+    """Subject of the key's certificate."""
+    issuer: _builtins.str
+    """Its issuer."""
+    serial: _builtins.str
+    """Its serial number, hex."""
+    sha256_fingerprint: _builtins.str
+    """Its SHA-256 fingerprint."""
+    public_key_type: _builtins.str
+    """Its public key's type."""
+    public_key_size: _builtins.int
+    """Its public key's size in bits."""
+    public_key_curve: _builtins.str
+    """Its public key's curve (EC)."""
+    friendly_name: _builtins.str
+    """The key certificate's friendly name."""
+    additional_certificates: _builtins.int
+    """Certificates other than the key's (CA chain)."""
+    parse_error: _builtins.str
+    """What could not be read, e.g. `wrong password`."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Aliases of the entries."""
+
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeystoreEntry]:
+        """The entries."""
+
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Its start of validity."""
+
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp:
+        """Its end of validity."""
+
+    @_builtins.property
+    def additional_certificate_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___CertificateInfo]:
+        """Those certificates."""
+
+    @_builtins.property
+    def truncated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lists cut to the size limits, by field name."""
+
+    def __init__(
+        self,
+        *,
+        encrypted: _builtins.bool = ...,
+        key_type: _builtins.str = ...,
+        key_size: _builtins.int = ...,
+        key_curve: _builtins.str = ...,
+        key_count: _builtins.int = ...,
+        secret_keys: _builtins.int = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        entries: _abc.Iterable[Global___KeystoreEntry] | None = ...,
+        subject: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+        sha256_fingerprint: _builtins.str = ...,
+        public_key_type: _builtins.str = ...,
+        public_key_size: _builtins.int = ...,
+        public_key_curve: _builtins.str = ...,
+        friendly_name: _builtins.str = ...,
+        additional_certificates: _builtins.int = ...,
+        additional_certificate_details: _abc.Iterable[Global___CertificateInfo] | None = ...,
+        parse_error: _builtins.str = ...,
+        truncated: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["additional_certificate_details", b"additional_certificate_details", "additional_certificates", b"additional_certificates", "aliases", b"aliases", "encrypted", b"encrypted", "entries", b"entries", "friendly_name", b"friendly_name", "issuer", b"issuer", "key_count", b"key_count", "key_curve", b"key_curve", "key_size", b"key_size", "key_type", b"key_type", "not_after", b"not_after", "not_before", b"not_before", "parse_error", b"parse_error", "public_key_curve", b"public_key_curve", "public_key_size", b"public_key_size", "public_key_type", b"public_key_type", "secret_keys", b"secret_keys", "serial", b"serial", "sha256_fingerprint", b"sha256_fingerprint", "subject", b"subject", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pkcs12Metadata: _TypeAlias = Pkcs12Metadata  # noqa: Y015
+
+@_typing.final
+class KeystoreMetadata(_message.Message):
+    """A Java keystore. Its expiry (SecureFile.expire_time) is the earliest `not_after` among the
+    entries' own certificates.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    CERTIFICATES_FIELD_NUMBER: _builtins.int
+    PKCS12_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """`JKS`, `JCEKS` or `PKCS12`."""
+    version: _builtins.int
+    """JKS/JCEKS format version."""
+    entry_count: _builtins.int
+    """Entries in the file (a count that is never truncated)."""
+    parse_error: _builtins.str
+    """What could not be read, if anything."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Aliases of the entries."""
+
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeystoreEntry]:
+        """The entries."""
+
+    @_builtins.property
+    def certificates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CertificateInfo]:
+        """The certificates of every entry, with `alias` and `chain_index` (JKS/JCEKS)."""
+
+    @_builtins.property
+    def pkcs12(self) -> Global___Pkcs12Metadata:
+        """For the `PKCS12` format: the facts a `.p12` file shows."""
+
+    @_builtins.property
+    def truncated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lists cut to the size limits, by field name."""
+
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        version: _builtins.int = ...,
+        entry_count: _builtins.int = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        entries: _abc.Iterable[Global___KeystoreEntry] | None = ...,
+        certificates: _abc.Iterable[Global___CertificateInfo] | None = ...,
+        pkcs12: Global___Pkcs12Metadata | None = ...,
+        parse_error: _builtins.str = ...,
+        truncated: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pkcs12", b"pkcs12"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "certificates", b"certificates", "entries", b"entries", "entry_count", b"entry_count", "format", b"format", "parse_error", b"parse_error", "pkcs12", b"pkcs12", "truncated", b"truncated", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeystoreMetadata: _TypeAlias = KeystoreMetadata  # noqa: Y015
+
+@_typing.final
+class ProvisioningProfileMetadata(_message.Message):
+    """An Apple provisioning profile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    PROFILE_NAME_FIELD_NUMBER: _builtins.int
+    APP_ID_NAME_FIELD_NUMBER: _builtins.int
+    TEAM_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    TEAM_NAME_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    CREATION_DATE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_DATE_FIELD_NUMBER: _builtins.int
+    IS_XCODE_MANAGED_FIELD_NUMBER: _builtins.int
+    PROVISIONED_DEVICES_FIELD_NUMBER: _builtins.int
+    PROVISIONS_ALL_DEVICES_FIELD_NUMBER: _builtins.int
+    APPLICATION_IDENTIFIER_FIELD_NUMBER: _builtins.int
+    DEVELOPER_CERTIFICATES_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    """The profile's UUID."""
+    profile_name: _builtins.str
+    """The profile's name (`Name` in the profile; `name` in the Struct)."""
+    app_id_name: _builtins.str
+    """The app id's name."""
+    team_name: _builtins.str
+    """The team's name."""
+    is_xcode_managed: _builtins.bool
+    """Whether Xcode manages it (unset: not stated)."""
+    provisioned_devices: _builtins.int
+    """Devices listed."""
+    provisions_all_devices: _builtins.bool
+    """An enterprise profile for every device."""
+    application_identifier: _builtins.str
+    """`TEAMID.bundle.id`."""
+    parse_error: _builtins.str
+    """What could not be read, if anything."""
+    @_builtins.property
+    def team_identifier(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Team identifiers."""
+
+    @_builtins.property
+    def platform(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Platforms, e.g. `iOS`."""
+
+    @_builtins.property
+    def creation_date(self) -> _timestamp_pb2.Timestamp:
+        """When the profile was made."""
+
+    @_builtins.property
+    def expiration_date(self) -> _timestamp_pb2.Timestamp:
+        """When it expires."""
+
+    @_builtins.property
+    def developer_certificates(self) -> _containers.RepeatedCompositeFieldContainer[Global___CertificateInfo]:
+        """The developer certificates (subject, serial, not_after)."""
+
+    @_builtins.property
+    def truncated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lists cut to the size limits, by field name."""
+
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+        profile_name: _builtins.str = ...,
+        app_id_name: _builtins.str = ...,
+        team_identifier: _abc.Iterable[_builtins.str] | None = ...,
+        team_name: _builtins.str = ...,
+        platform: _abc.Iterable[_builtins.str] | None = ...,
+        creation_date: _timestamp_pb2.Timestamp | None = ...,
+        expiration_date: _timestamp_pb2.Timestamp | None = ...,
+        is_xcode_managed: _builtins.bool | None = ...,
+        provisioned_devices: _builtins.int = ...,
+        provisions_all_devices: _builtins.bool = ...,
+        application_identifier: _builtins.str = ...,
+        developer_certificates: _abc.Iterable[Global___CertificateInfo] | None = ...,
+        parse_error: _builtins.str = ...,
+        truncated: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed", "creation_date", b"creation_date", "expiration_date", b"expiration_date", "is_xcode_managed", b"is_xcode_managed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed", "app_id_name", b"app_id_name", "application_identifier", b"application_identifier", "creation_date", b"creation_date", "developer_certificates", b"developer_certificates", "expiration_date", b"expiration_date", "is_xcode_managed", b"is_xcode_managed", "parse_error", b"parse_error", "platform", b"platform", "profile_name", b"profile_name", "provisioned_devices", b"provisioned_devices", "provisions_all_devices", b"provisions_all_devices", "team_identifier", b"team_identifier", "team_name", b"team_name", "truncated", b"truncated", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__is_xcode_managed: _TypeAlias = _typing.Literal["is_xcode_managed"]  # noqa: Y015
+    _WhichOneofArgType__is_xcode_managed: _TypeAlias = _typing.Literal["_is_xcode_managed", b"_is_xcode_managed"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_xcode_managed) -> _WhichOneofReturnType__is_xcode_managed | None: ...
+
+Global___ProvisioningProfileMetadata: _TypeAlias = ProvisioningProfileMetadata  # noqa: Y015
+
+@_typing.final
+class SshPrivateKeyMetadata(_message.Message):
+    """An SSH or PEM private key. Never the key itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_FIELD_NUMBER: _builtins.int
+    CIPHER_FIELD_NUMBER: _builtins.int
+    KDF_FIELD_NUMBER: _builtins.int
+    KDF_ROUNDS_FIELD_NUMBER: _builtins.int
+    KEY_COUNT_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_SIZE_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """`OpenSSH`, `PKCS#8`, `PKCS#1`, `SEC1`, ..."""
+    encrypted: _builtins.bool
+    """Whether a passphrase protects it."""
+    cipher: _builtins.str
+    """The cipher protecting it."""
+    kdf: _builtins.str
+    """The key derivation, e.g. `bcrypt`."""
+    kdf_rounds: _builtins.int
+    """The key derivation's rounds."""
+    key_count: _builtins.int
+    """Keys in an OpenSSH container, when more than one."""
+    key_type: _builtins.str
+    """e.g. `ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`."""
+    key_size: _builtins.int
+    """Key size in bits."""
+    fingerprint: _builtins.str
+    """`SHA256:…`, as `ssh-keygen -l` prints it."""
+    comment: _builtins.str
+    """The key's comment."""
+    parse_error: _builtins.str
+    """What could not be read, e.g. `wrong password`."""
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        encrypted: _builtins.bool = ...,
+        cipher: _builtins.str = ...,
+        kdf: _builtins.str = ...,
+        kdf_rounds: _builtins.int = ...,
+        key_count: _builtins.int = ...,
+        key_type: _builtins.str = ...,
+        key_size: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        parse_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cipher", b"cipher", "comment", b"comment", "encrypted", b"encrypted", "fingerprint", b"fingerprint", "format", b"format", "kdf", b"kdf", "kdf_rounds", b"kdf_rounds", "key_count", b"key_count", "key_size", b"key_size", "key_type", b"key_type", "parse_error", b"parse_error"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SshPrivateKeyMetadata: _TypeAlias = SshPrivateKeyMetadata  # noqa: Y015
+
+@_typing.final
+class SshPublicKey(_message.Message):
+    """One SSH public key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_SIZE_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    key_type: _builtins.str
+    """e.g. `ssh-ed25519`."""
+    key_size: _builtins.int
+    """Key size in bits."""
+    fingerprint: _builtins.str
+    """`SHA256:…`, as `ssh-keygen -l` prints it."""
+    comment: _builtins.str
+    """The key's comment."""
+    def __init__(
+        self,
+        *,
+        key_type: _builtins.str = ...,
+        key_size: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "fingerprint", b"fingerprint", "key_size", b"key_size", "key_type", b"key_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SshPublicKey: _TypeAlias = SshPublicKey  # noqa: Y015
+
+@_typing.final
+class SshPublicKeyMetadata(_message.Message):
+    """SSH public keys (one key, or an `authorized_keys` file): the first key's facts, and every key
+    when there are several.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    KEY_TYPE_FIELD_NUMBER: _builtins.int
+    KEY_SIZE_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    KEY_COUNT_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """`OpenSSH`."""
+    key_type: _builtins.str
+    """The first key's type."""
+    key_size: _builtins.int
+    """Its size in bits."""
+    fingerprint: _builtins.str
+    """Its fingerprint."""
+    comment: _builtins.str
+    """Its comment."""
+    key_count: _builtins.int
+    """Keys in the file, when more than one."""
+    parse_error: _builtins.str
+    """What could not be read, if anything."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___SshPublicKey]:
+        """Every key, when more than one."""
+
+    @_builtins.property
+    def truncated(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lists cut to the size limits, by field name."""
+
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        key_type: _builtins.str = ...,
+        key_size: _builtins.int = ...,
+        fingerprint: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        key_count: _builtins.int = ...,
+        keys: _abc.Iterable[Global___SshPublicKey] | None = ...,
+        parse_error: _builtins.str = ...,
+        truncated: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "fingerprint", b"fingerprint", "format", b"format", "key_count", b"key_count", "key_size", b"key_size", "key_type", b"key_type", "keys", b"keys", "parse_error", b"parse_error", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SshPublicKeyMetadata: _TypeAlias = SshPublicKeyMetadata  # noqa: Y015
+
+@_typing.final
+class UnknownFileMetadata(_message.Message):
+    """A file of no known type, or one that was not parsed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARSE_ERROR_FIELD_NUMBER: _builtins.int
+    PARSE_SKIPPED_FIELD_NUMBER: _builtins.int
+    parse_error: _builtins.str
+    """What could not be read, if anything."""
+    parse_skipped: _builtins.str
+    """Why it was not parsed (too large, the parsers were busy)."""
+    def __init__(
+        self,
+        *,
+        parse_error: _builtins.str = ...,
+        parse_skipped: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parse_error", b"parse_error", "parse_skipped", b"parse_skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnknownFileMetadata: _TypeAlias = UnknownFileMetadata  # noqa: Y015

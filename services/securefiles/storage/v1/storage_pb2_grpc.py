@@ -165,7 +165,13 @@ class SecureFileServiceServicer:
 
     def RewrapDataKeys(self, request, context):
         """Re-wraps every data key still under an older key version to the primary (operators).
-        Ciphertext is neither read nor rewritten.
+        Ciphertext is neither read nor rewritten. Not a long-running operation: the call does the
+        whole pass before it returns, and its response counts the data keys per key version before
+        and after. Storage also runs the same pass as a background job (every
+        SECUREFILES_REWRAP_INTERVAL_SECONDS, default 300 s, so after each rotation on deploy or by
+        RotateKey); it has no job id: follow it with CountDataKeys, which shows it done when only
+        the region's primary version still wraps data keys (each background pass that moved a key
+        is also an audit event, action `RewrapDataKeys`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

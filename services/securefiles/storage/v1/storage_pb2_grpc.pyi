@@ -55,7 +55,13 @@ class SecureFileServiceStub:
     """Streams a file's plaintext to an authorized pipeline job: a header, then chunks."""
     RewrapDataKeys: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RewrapDataKeysRequest, _storage_pb2.RewrapDataKeysResponse]
     """Re-wraps every data key still under an older key version to the primary (operators).
-    Ciphertext is neither read nor rewritten.
+    Ciphertext is neither read nor rewritten. Not a long-running operation: the call does the
+    whole pass before it returns, and its response counts the data keys per key version before
+    and after. Storage also runs the same pass as a background job (every
+    SECUREFILES_REWRAP_INTERVAL_SECONDS, default 300 s, so after each rotation on deploy or by
+    RotateKey); it has no job id: follow it with CountDataKeys, which shows it done when only
+    the region's primary version still wraps data keys (each background pass that moved a key
+    is also an audit event, action `RewrapDataKeys`).
     """
     CountDataKeys: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CountDataKeysRequest, _storage_pb2.CountDataKeysResponse]
     """Counts stored data keys per key version (operators)."""
@@ -101,7 +107,13 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Streams a file's plaintext to an authorized pipeline job: a header, then chunks."""
     RewrapDataKeys: _aio.UnaryUnaryMultiCallable[_storage_pb2.RewrapDataKeysRequest, _storage_pb2.RewrapDataKeysResponse]  # type: ignore[assignment]
     """Re-wraps every data key still under an older key version to the primary (operators).
-    Ciphertext is neither read nor rewritten.
+    Ciphertext is neither read nor rewritten. Not a long-running operation: the call does the
+    whole pass before it returns, and its response counts the data keys per key version before
+    and after. Storage also runs the same pass as a background job (every
+    SECUREFILES_REWRAP_INTERVAL_SECONDS, default 300 s, so after each rotation on deploy or by
+    RotateKey); it has no job id: follow it with CountDataKeys, which shows it done when only
+    the region's primary version still wraps data keys (each background pass that moved a key
+    is also an audit event, action `RewrapDataKeys`).
     """
     CountDataKeys: _aio.UnaryUnaryMultiCallable[_storage_pb2.CountDataKeysRequest, _storage_pb2.CountDataKeysResponse]  # type: ignore[assignment]
     """Counts stored data keys per key version (operators)."""
@@ -186,7 +198,13 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.RewrapDataKeysResponse, _abc.Awaitable[_storage_pb2.RewrapDataKeysResponse]]:
         """Re-wraps every data key still under an older key version to the primary (operators).
-        Ciphertext is neither read nor rewritten.
+        Ciphertext is neither read nor rewritten. Not a long-running operation: the call does the
+        whole pass before it returns, and its response counts the data keys per key version before
+        and after. Storage also runs the same pass as a background job (every
+        SECUREFILES_REWRAP_INTERVAL_SECONDS, default 300 s, so after each rotation on deploy or by
+        RotateKey); it has no job id: follow it with CountDataKeys, which shows it done when only
+        the region's primary version still wraps data keys (each background pass that moved a key
+        is also an audit event, action `RewrapDataKeys`).
         """
 
     @_abc_1.abstractmethod
