@@ -289,8 +289,15 @@ def stored_blob_keys(system: LocalSystem) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    """One system for the whole session; tests isolate themselves with unique names."""
+def system(up_system: LocalSystem) -> LocalSystem:
+    """One system for the whole session; tests isolate themselves with unique names. (In
+    tests/integration, its services run in the test process: see its conftest.)"""
+    return up_system
+
+
+@pytest.fixture(scope="session")
+def up_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
+    """The session's system as `securefiles up` runs it: a process per service."""
     base = tmp_path_factory.mktemp("system")
     running = LocalSystem(state_dir=base / "state", home=base / "home")
     running.start()

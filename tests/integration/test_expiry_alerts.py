@@ -34,6 +34,9 @@ from securefiles.storage.domain.model import FileVersion, SecureFile
 from tests.conftest import LocalSystem, unique
 from tests.webhook_receiver import Received, webhook_receiver
 
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
+
 SECRET = b"s" * 40
 START = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
 

@@ -21,6 +21,9 @@ from tests.conftest import LocalSystem, job_token_for, unique
 from tests.hsm import USER_PIN, init_token, softhsm_config, softhsm_module
 from tests.unit.test_key_ring import CONTEXT, InMemoryKeyVersionStore
 
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture(scope="module")
 def token_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:

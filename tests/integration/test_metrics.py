@@ -20,6 +20,9 @@ from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.client import PermissionDenied
 from tests.conftest import LocalSystem, bearer, job_token_for, unique, user_token
 
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
+
 STORAGE = "securefiles.storage.v1.SecureFileService"
 
 

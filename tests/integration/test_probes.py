@@ -13,6 +13,9 @@ import pytest
 
 from tests.conftest import LocalSystem
 
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
+
 SERVICES = ("storage", "authz", "kms-eu")
 
 

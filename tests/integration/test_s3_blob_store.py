@@ -21,6 +21,9 @@ from securefiles.storage.adapters.sql_blobs import SWEEP_GRACE
 from securefiles.storage.app import StorageSettings
 from tests.conftest import LocalSystem, job_token_for, unique
 
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
 REGION = "us-east-1"
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from securefiles.client import Unauthenticated
 from securefiles.common.files import write_private_file
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
 from tests.conftest import LocalSystem
+
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
 
 
 def test_rotated_out_signing_key_is_refused(fresh_system: LocalSystem) -> None:

@@ -18,6 +18,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.conftest import LocalSystem, job_token_for, unique
 
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
+
 DOWNLOAD = "/securefiles.storage.v1.SecureFileService/DownloadSecureFile"
 AUTHORIZE = "/securefiles.authz.v1.AuthorizationService/AuthorizeUse"
 UNWRAP = "/securefiles.kms.v1.KeyManagementService/DecryptDataKey"

@@ -6,9 +6,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import LocalSystem
+
+# Looks at what only `securefiles up`'s processes have (see tests/integration/conftest.py).
+pytestmark = pytest.mark.processes
 
 
 def test_status_reports_every_service(system: LocalSystem) -> None:

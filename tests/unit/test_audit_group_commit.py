@@ -4,6 +4,7 @@ caller is answered only once its own entry is durable."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -68,3 +69,22 @@ def test_a_commit_of_one_is_what_max_batch_one_gives(database: Path) -> None:
     conn.close()
     assert [f.result(timeout=30).sequence for f in futures] == list(range(1, 11))
     assert log.transactions == 10
+
+
+def test_closing_writes_what_is_queued_then_stops_the_writer_and_refuses_more(database: Path) -> None:
+    before = set(threading.enumerate())  # other tests' logs keep their writers
+    log = _log(database)
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")  # the writer waits; these queue behind it
+    queued = [log.submit("user:a", "Upload", f"projects/p/secureFiles/{i}", ALLOW) for i in range(5)]
+    writers = [t for t in threading.enumerate() if t.name == "audit-storage" and t not in before]
+    log.close()
+    conn.execute("ROLLBACK")
+    conn.close()
+    assert sorted(f.result(timeout=30).sequence for f in queued) == [1, 2, 3, 4, 5]
+    for writer in writers:
+        writer.join(timeout=30)
+    assert writers and not any(w.is_alive() for w in writers)
+    with pytest.raises(RuntimeError, match="closed"):
+        log.submit("user:a", "Upload", "projects/p/secureFiles/late", ALLOW).result(timeout=30)
+    assert log.verify().intact and log.verify().checked == 5

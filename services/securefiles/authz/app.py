@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,8 +151,9 @@ def build_authorization(settings: AuthzSettings, database: DatabaseThreads | Non
     return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
 
 
-def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
-    """Wire the authz service (call inside the event loop): the server and its housekeeping."""
+def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job], Callable[[], None]]:
+    """Wire the authz service (call inside the event loop): the server, its housekeeping, and
+    what releases its database threads and connections once the server has stopped."""
     database = DatabaseThreads(settings.server.database_threads, "authz-db")
     authorization, issuer, audit, engine = build_authorization(settings, database)
     retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), utcnow)
@@ -208,14 +209,21 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
         ) - {"AuthorizeUse", "BatchAuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
         public_methods=PUBLIC,
     )
-    return running, [archive_audit(audit, database, settings.server.audit_retention_days), forget_completed_runs]
+    def close() -> None:
+        audit.close()
+        database.close()
+        engine.dispose()
+
+    return running, [archive_audit(audit, database, settings.server.audit_retention_days),
+                     forget_completed_runs], close
 
 
-async def serve(settings: AuthzSettings) -> None:
-    running, housekeeping = build(settings)
+async def serve(settings: AuthzSettings, stop: asyncio.Event | None = None) -> None:
+    """Serve until signalled, or until `stop` is set (a server sharing its process)."""
+    running, housekeeping, close = build(settings)
     background = asyncio.create_task(keep_house(housekeeping, settings.server.retention_interval))
     try:
-        await run_until_signalled(running, settings.server)
+        await run_until_signalled(running, settings.server, on_stop=close, stop=stop)
     finally:
         background.cancel()
 

@@ -133,6 +133,10 @@ class AuditLog:
     def engine(self) -> Engine:
         return self._engine
 
+    def close(self) -> None:
+        """Stop the writer thread once queued entries are written (the service is stopping)."""
+        self._commits.close()
+
     def record(
         self, principal: str, action: str, resource: str, decision: str, reason: str = "", request_id: str = "",
         details: Mapping[str, str] | None = None,

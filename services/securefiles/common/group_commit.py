@@ -45,36 +45,55 @@ class GroupCommit(Generic[Item, Result]):
         self._write = write
         self._name = name
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Item, Future[Result]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Item, Future[Result]] | None] = queue.SimpleQueue()  # None: stop
         self._lock = threading.Lock()
         self._owner = 0  # pid whose writer thread is running (a forked child starts its own)
         self.batches = 0  # how many transactions were written (for tests and the bench)
+        self._closed = False
 
     def submit(self, item: Item) -> Future[Result]:
         """Queue `item`; the future resolves once it is written (or fails with why it was not)."""
         future: Future[Result] = Future()
         if self._owner != os.getpid():
             self._start()
-        self._queue.put((item, future))
+        with self._lock:  # nothing is queued behind the stop (it would wait forever)
+            if self._closed:
+                future.set_exception(RuntimeError(f"{self._name} is closed"))
+            else:
+                self._queue.put((item, future))
         return future
 
     def _start(self) -> None:
         with self._lock:
-            if self._owner == os.getpid():
+            if self._owner == os.getpid() or self._closed:
                 return
             if self._owner:  # forked: the queue's waiters belong to the parent
                 self._queue = queue.SimpleQueue()
             threading.Thread(target=self._run, name=self._name, daemon=True).start()
             self._owner = os.getpid()
 
+    def close(self) -> None:
+        """Stop the writer thread once what is queued is written (a service stopping in a process
+        that goes on, such as in-process tests); a later `submit` fails (one writer per chain)."""
+        with self._lock:
+            self._closed = True
+            if self._owner == os.getpid():
+                self._queue.put(None)
+
     def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
+        stopping = False
+        while not stopping:
+            batch: list[tuple[Item, Future[Result]]] = []
+            queued = self._queue.get()
+            while queued is not None:
+                batch.append(queued)
+                if len(batch) >= self._max_batch:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    queued = self._queue.get_nowait()
                 except queue.Empty:
                     break
+            stopping = queued is None
             # A caller that gave up (its task was cancelled) before its turn needs nothing written.
             self._commit([(item, future) for item, future in batch if future.set_running_or_notify_cancel()])
 

@@ -89,6 +89,13 @@ def register_scrape_time(key: str, read: Callable[[], Iterable[GaugeMetricFamily
     REGISTRY.register(collector)
 
 
+def clear_scrape_time() -> None:
+    """Forget every scrape-time collector (the services of one process stopped, the process goes on:
+    in-process tests); the counters stay, as a process's do."""
+    while _scrape_time:
+        REGISTRY.unregister(_scrape_time.popitem()[1])
+
+
 def register_database_pool(engine: Engine) -> None:
     """Connections of the service's database pool: checked out (in use) and idle."""
     pool: Any = engine.pool

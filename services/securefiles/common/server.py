@@ -128,18 +128,22 @@ async def run_until_signalled(
     settings: ServerSettings,
     grace_seconds: float = 5.0,
     on_stop: Callable[[], Any] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Start, mark SERVING, write the bound ports if asked, and stop cleanly on SIGINT/SIGTERM
-    (or when the launching `securefiles up`, `settings.parent_pid`, is gone)."""
+    (or when the launching `securefiles up`, `settings.parent_pid`, is gone). With `stop`, the
+    server shares its process (in-process tests): it stops when that event is set, and leaves
+    signals and the garbage collector to the process's owner."""
     port_file, internal_port_file, parent_pid = settings.port_file, settings.internal_port_file, settings.parent_pid
     http_port = await running.operations.start(settings.http_listen)
     await running.server.start()
     await mark_serving(running)
     running.operations.serving = True
-    # Everything built at start lives as long as the process: out of the collector's sight,
-    # each collection has less to walk (figures: tests/bench/RESULTS.md).
-    gc.collect()
-    gc.freeze()
+    if stop is None:
+        # Everything built at start lives as long as the process: out of the collector's sight,
+        # each collection has less to walk (figures: tests/bench/RESULTS.md).
+        gc.collect()
+        gc.freeze()
     # The public port last: whoever waits for its file finds the others.
     if settings.http_port_file is not None:
         write_private_file(settings.http_port_file, str(http_port).encode())
@@ -149,11 +153,13 @@ async def run_until_signalled(
         write_private_file(port_file, str(running.port).encode())
     log.info("serving", extra={"port": running.port, "internal_port": running.internal_port, "http_port": http_port,
                                "pid": os.getpid()})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    watchdog = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
+    watchdog = None
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        watchdog = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
     await stop.wait()
     if watchdog is not None:
         watchdog.cancel()

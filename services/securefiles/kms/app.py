@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +86,10 @@ def load_root(settings: KmsSettings) -> RootKey:
     return FileRootKey(load_root_key(settings.root_key_file.read_bytes()))
 
 
-def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient, list[Job]]:
+def build(settings: KmsSettings) -> tuple[RunningServer, Callable[[], Awaitable[None]], list[Job]]:
     """Wire the kms service (call inside the event loop); rotate on deploy if needed. Returns the
-    server, its client of authz, and its housekeeping."""
+    server, what closes its client of authz, database threads and connections once the server
+    has stopped, and its housekeeping."""
     upgrade("kms", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     audit = AuditLog(engine, f"kms-{settings.region}", key=settings.server.audit_key)
@@ -127,14 +128,21 @@ def build(settings: KmsSettings) -> tuple[RunningServer, AuthzClient, list[Job]]
         audit_before_writes=frozenset(m.name for m in kms_pb2.DESCRIPTOR.services_by_name[
             "KeyManagementService"].methods) - {"RotateKey"},
     )
-    return running, authz, [archive_audit(audit, database, settings.server.audit_retention_days)]
+    async def close() -> None:
+        await authz.close()
+        audit.close()
+        database.close()
+        engine.dispose()
+
+    return running, close, [archive_audit(audit, database, settings.server.audit_retention_days)]
 
 
-async def serve(settings: KmsSettings) -> None:
-    running, authz, housekeeping = build(settings)
+async def serve(settings: KmsSettings, stop: asyncio.Event | None = None) -> None:
+    """Serve until signalled, or until `stop` is set (a server sharing its process)."""
+    running, close, housekeeping = build(settings)
     background = asyncio.create_task(keep_house(housekeeping, settings.server.retention_interval))
     try:
-        await run_until_signalled(running, settings.server, on_stop=authz.close)
+        await run_until_signalled(running, settings.server, on_stop=close, stop=stop)
     finally:
         background.cancel()
 

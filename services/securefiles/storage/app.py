@@ -245,7 +245,9 @@ class StorageApp:
         await self.parser.close()
         if self.notifier is not None:
             await self.notifier.close()
+        self.audit.close()
         self.database.close()
+        self.audit.engine.dispose()
 
 
 async def build(settings: StorageSettings) -> StorageApp:
@@ -311,12 +313,11 @@ async def build(settings: StorageSettings) -> StorageApp:
                       expiry_interval=expiry.interval, notifier=notifier)
 
 
-async def serve(settings: StorageSettings) -> None:
+async def serve(settings: StorageSettings, stop: asyncio.Event | None = None) -> None:
+    """Serve until signalled, or until `stop` is set (a server sharing its process)."""
     app = await build(settings)
     app.start_background_work()
-    await run_until_signalled(
-        app.running, settings.server, on_stop=app.close
-    )
+    await run_until_signalled(app.running, settings.server, on_stop=app.close, stop=stop)
 
 
 def main() -> None:

@@ -37,6 +37,18 @@ class AuthorizationServiceStub:
     through a trust of the project), people sign in at the organization's OIDC provider
     (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
     `securefiles up` only, for people).
+
+    A job's way to a file: a person creates the project (CreateProject) and a pipeline
+    (CreatePipeline), uploads the file (SecureFileService.UploadSecureFile), authorizes the
+    pipeline on it (SetPipelinePermission) and adds a trust naming the pipeline (CreateTrust);
+    the job then exchanges its CI provider's OIDC token (ExchangeToken) and downloads with the
+    job token (SecureFileService.DownloadSecureFile).
+
+    Every call carries the metadata `authorization: Bearer <token>`, except those said to be
+    callable without a token (the request carries the credential). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def __init__(self, channel):
@@ -283,6 +295,18 @@ class AuthorizationServiceServicer:
     through a trust of the project), people sign in at the organization's OIDC provider
     (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
     `securefiles up` only, for people).
+
+    A job's way to a file: a person creates the project (CreateProject) and a pipeline
+    (CreatePipeline), uploads the file (SecureFileService.UploadSecureFile), authorizes the
+    pipeline on it (SetPipelinePermission) and adds a trust naming the pipeline (CreateTrust);
+    the job then exchanges its CI provider's OIDC token (ExchangeToken) and downloads with the
+    job token (SecureFileService.DownloadSecureFile).
+
+    Every call carries the metadata `authorization: Bearer <token>`, except those said to be
+    callable without a token (the request carries the credential). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def IssueToken(self, request, context):
@@ -859,6 +883,18 @@ class AuthorizationService:
     through a trust of the project), people sign in at the organization's OIDC provider
     (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
     `securefiles up` only, for people).
+
+    A job's way to a file: a person creates the project (CreateProject) and a pipeline
+    (CreatePipeline), uploads the file (SecureFileService.UploadSecureFile), authorizes the
+    pipeline on it (SetPipelinePermission) and adds a trust naming the pipeline (CreateTrust);
+    the job then exchanges its CI provider's OIDC token (ExchangeToken) and downloads with the
+    job token (SecureFileService.DownloadSecureFile).
+
+    Every call carries the metadata `authorization: Bearer <token>`, except those said to be
+    callable without a token (the request carries the credential). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @staticmethod

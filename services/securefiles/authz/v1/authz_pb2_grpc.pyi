@@ -38,6 +38,18 @@ class AuthorizationServiceStub:
     through a trust of the project), people sign in at the organization's OIDC provider
     (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
     `securefiles up` only, for people).
+
+    A job's way to a file: a person creates the project (CreateProject) and a pipeline
+    (CreatePipeline), uploads the file (SecureFileService.UploadSecureFile), authorizes the
+    pipeline on it (SetPipelinePermission) and adds a trust naming the pipeline (CreateTrust);
+    the job then exchanges its CI provider's OIDC token (ExchangeToken) and downloads with the
+    job token (SecureFileService.DownloadSecureFile).
+
+    Every call carries the metadata `authorization: Bearer <token>`, except those said to be
+    callable without a token (the request carries the credential). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @_typing.overload
@@ -168,6 +180,18 @@ class AuthorizationServiceAsyncStub(AuthorizationServiceStub):
     through a trust of the project), people sign in at the organization's OIDC provider
     (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
     `securefiles up` only, for people).
+
+    A job's way to a file: a person creates the project (CreateProject) and a pipeline
+    (CreatePipeline), uploads the file (SecureFileService.UploadSecureFile), authorizes the
+    pipeline on it (SetPipelinePermission) and adds a trust naming the pipeline (CreateTrust);
+    the job then exchanges its CI provider's OIDC token (ExchangeToken) and downloads with the
+    job token (SecureFileService.DownloadSecureFile).
+
+    Every call carries the metadata `authorization: Bearer <token>`, except those said to be
+    callable without a token (the request carries the credential). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -294,6 +318,18 @@ class AuthorizationServiceServicer(metaclass=_abc_1.ABCMeta):
     through a trust of the project), people sign in at the organization's OIDC provider
     (SignIn). IssueToken makes tokens for `service:` accounts (and, in the development mode of
     `securefiles up` only, for people).
+
+    A job's way to a file: a person creates the project (CreateProject) and a pipeline
+    (CreatePipeline), uploads the file (SecureFileService.UploadSecureFile), authorizes the
+    pipeline on it (SetPipelinePermission) and adds a trust naming the pipeline (CreateTrust);
+    the job then exchanges its CI provider's OIDC token (ExchangeToken) and downloads with the
+    job token (SecureFileService.DownloadSecureFile).
+
+    Every call carries the metadata `authorization: Bearer <token>`, except those said to be
+    callable without a token (the request carries the credential). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @_abc_1.abstractmethod

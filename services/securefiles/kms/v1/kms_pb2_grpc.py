@@ -29,6 +29,12 @@ class KeyManagementServiceStub:
     """Envelope encryption for one region (scale unit). Key material never leaves the
     service except as wrapped data keys. Data-key RPCs accept only the storage
     service's mTLS identity; key-version management needs the `operator` role.
+
+    Every call carries the metadata `authorization: Bearer <token>` (services: their mutual TLS
+    certificate on the internal port instead). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def __init__(self, channel):
@@ -93,6 +99,12 @@ class KeyManagementServiceServicer:
     """Envelope encryption for one region (scale unit). Key material never leaves the
     service except as wrapped data keys. Data-key RPCs accept only the storage
     service's mTLS identity; key-version management needs the `operator` role.
+
+    Every call carries the metadata `authorization: Bearer <token>` (services: their mutual TLS
+    certificate on the internal port instead). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def GenerateDataKey(self, request, context):
@@ -233,6 +245,12 @@ class KeyManagementService:
     """Envelope encryption for one region (scale unit). Key material never leaves the
     service except as wrapped data keys. Data-key RPCs accept only the storage
     service's mTLS identity; key-version management needs the `operator` role.
+
+    Every call carries the metadata `authorization: Bearer <token>` (services: their mutual TLS
+    certificate on the internal port instead). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @staticmethod

@@ -30,6 +30,12 @@ class KeyManagementServiceStub:
     """Envelope encryption for one region (scale unit). Key material never leaves the
     service except as wrapped data keys. Data-key RPCs accept only the storage
     service's mTLS identity; key-version management needs the `operator` role.
+
+    Every call carries the metadata `authorization: Bearer <token>` (services: their mutual TLS
+    certificate on the internal port instead). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @_typing.overload
@@ -67,6 +73,12 @@ class KeyManagementServiceAsyncStub(KeyManagementServiceStub):
     """Envelope encryption for one region (scale unit). Key material never leaves the
     service except as wrapped data keys. Data-key RPCs accept only the storage
     service's mTLS identity; key-version management needs the `operator` role.
+
+    Every call carries the metadata `authorization: Bearer <token>` (services: their mutual TLS
+    certificate on the internal port instead). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -100,6 +112,12 @@ class KeyManagementServiceServicer(metaclass=_abc_1.ABCMeta):
     """Envelope encryption for one region (scale unit). Key material never leaves the
     service except as wrapped data keys. Data-key RPCs accept only the storage
     service's mTLS identity; key-version management needs the `operator` role.
+
+    Every call carries the metadata `authorization: Bearer <token>` (services: their mutual TLS
+    certificate on the internal port instead). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @_abc_1.abstractmethod

@@ -32,6 +32,12 @@ class SecureFileServiceStub:
 
     In every `name` the last segment may be the file's id or its display name:
     `projects/{project}/secureFiles/{secure_file}`.
+
+    Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
+    account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def __init__(self, channel):
@@ -118,6 +124,12 @@ class SecureFileServiceServicer:
 
     In every `name` the last segment may be the file's id or its display name:
     `projects/{project}/secureFiles/{secure_file}`.
+
+    Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
+    account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def UploadSecureFile(self, request_iterator, context):
@@ -315,6 +327,12 @@ class SecureFileService:
 
     In every `name` the last segment may be the file's id or its display name:
     `projects/{project}/secureFiles/{secure_file}`.
+
+    Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
+    account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @staticmethod

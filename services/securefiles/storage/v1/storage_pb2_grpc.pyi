@@ -33,6 +33,12 @@ class SecureFileServiceStub:
 
     In every `name` the last segment may be the file's id or its display name:
     `projects/{project}/secureFiles/{secure_file}`.
+
+    Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
+    account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @_typing.overload
@@ -88,6 +94,12 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
 
     In every `name` the last segment may be the file's id or its display name:
     `projects/{project}/secureFiles/{secure_file}`.
+
+    Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
+    account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -139,6 +151,12 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
 
     In every `name` the last segment may be the file's id or its display name:
     `projects/{project}/secureFiles/{secure_file}`.
+
+    Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
+    account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
+    call's details are a `google.rpc.Status` in the trailing metadata `grpc-status-details-bin`
+    with one `google.rpc.ErrorInfo`; its `reason` is listed in securefiles/errors/v1/reasons.proto.
+    Messages are at most 4 MiB each way.
     """
 
     @_abc_1.abstractmethod
