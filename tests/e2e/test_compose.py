@@ -49,7 +49,7 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     uploaded = stack.cli("files", "upload", str(source), "--name", name, "--property", "team=ios", "--output", "json")
     assert uploaded.code == 0, uploaded.stderr
     info = uploaded.json()
-    assert info["sha256"] == hashlib.sha256(content).hexdigest() and info["size"] == len(content)
+    assert info["sha256"] == hashlib.sha256(content).hexdigest() and info["sizeBytes"] == len(content)
 
     assert stack.cli("pipelines", "create", pipeline).code == 0
     authorized = stack.cli("pipelines", "authorize", name, pipeline)
@@ -138,7 +138,7 @@ def test_two_regions_are_isolated(stack: Stack, tmp_path: Path) -> None:
         assert uploaded.code == 0, uploaded.stderr
         shown = stack.cli("--project", project, "files", "show", f"{region}.p12", "--output", "json")
         assert shown.code == 0, shown.stderr
-        key_versions[region] = shown.json()["key_version"]
+        key_versions[region] = shown.json()["keyVersion"]
         assert key_versions[region].startswith(f"regions/{region}/"), key_versions[region]
     after = {region: _data_keys(stack, region) for region in ("eu", "us")}
 

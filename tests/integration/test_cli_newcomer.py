@@ -39,7 +39,7 @@ def test_project_and_output_work_after_the_command_on_every_kind_of_command(syst
     name, pipeline = _file_and_pipeline(system, project)
     listed = system.cli("files", "list", "--project", project, "--output", "json")
     assert listed.code == 0, listed.stderr
-    assert [f["name"] for f in listed.json()] == [name]
+    assert [f["displayName"] for f in listed.json()] == [name]
     assert system.cli("--project", project, "files", "list", "-o", "json").json() == listed.json()
 
     started = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "--project", project, "-o", "json")

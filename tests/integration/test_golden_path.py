@@ -19,9 +19,9 @@ def test_upload_authorize_run_download_complete(system: LocalSystem, tmp_path) -
     uploaded = system.cli("files", "upload", str(source), "--name", name, "--output", "json")
     assert uploaded.code == 0, uploaded.stderr
     info = uploaded.json()
-    assert info["name"] == name and info["size"] == len(content)
+    assert info["displayName"] == name and info["sizeBytes"] == len(content)
     assert info["sha256"] == hashlib.sha256(content).hexdigest()
-    assert info["id"]
+    assert info["secureFileId"] and info["name"] == f"projects/default/secureFiles/{info['secureFileId']}"
 
     created = system.cli("pipelines", "create", pipeline, "--output", "json")
     assert created.code == 0, created.stderr

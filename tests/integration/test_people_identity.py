@@ -78,7 +78,7 @@ def test_a_person_signs_in_with_the_device_flow_and_uploads_as_themselves(
     uploaded = production.cli("files", "upload", str(source), "--name", unique("carol") + ".bin",
                               "--output", "json")
     assert uploaded.code == 0, uploaded.stderr
-    assert uploaded.json()["created_by"] == "user:carol"
+    assert uploaded.json()["createdBy"] == "user:carol"
 
     assert production.cli("logout").code == 0
     assert not json.loads(credentials_path(production.env()).read_text())

@@ -1,4 +1,8 @@
-"""`SecureFilesClient`: the typed Python API the CLI is built on.
+"""`SecureFilesClient`: the one entry point of the Python client.
+
+Its typed clients (`client.files`, …) return the client's own types (`client.types`); its flat
+methods below return the generated messages and are what those clients call (the web console and
+older tests still use them directly).
 
 Errors are the exceptions of `securefiles.common.errors` (re-exported by
 `securefiles.client`), each carrying the server's `ErrorInfo.reason`.
@@ -33,6 +37,7 @@ from securefiles.client.download import (
     prepare_destination,
     with_retries,
 )
+from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
 from securefiles.client.sign_in import Provider
@@ -127,6 +132,12 @@ class SecureFilesClient(IdentityCalls):
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    # -- the typed clients (they return `client.types`, not generated messages) -------
+
+    @property
+    def files(self) -> FilesClient:
+        return FilesClient(self)
 
     # -- stubs ------------------------------------------------------------------------
 
