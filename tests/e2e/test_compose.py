@@ -57,7 +57,7 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     started = stack.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "--output", "json")
     assert started.code == 0, started.stderr
     run = started.json()
-    job = {"SECUREFILES_JOB_TOKEN": run["job_token"]}
+    job = {"SECUREFILES_JOB_TOKEN": run["jobToken"]}
 
     # Uploaded through storage-1, downloaded through storage-2: the replicas share the database.
     dest = tmp_path / "job-temp"
@@ -65,7 +65,7 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert downloaded.code == 0, downloaded.stderr
     assert (dest / name).read_bytes() == content
 
-    assert stack.cli("runs", "complete", str(run["run"])).code == 0
+    assert stack.cli("runs", "complete", run["run"]["name"]).code == 0
     denied = stack.cli("agent", "download", name, "--dest", str(tmp_path / "after"), env=job)
     assert denied.code == 3, denied.stderr
 
@@ -157,7 +157,7 @@ def test_two_regions_are_isolated(stack: Stack, tmp_path: Path) -> None:
         run = stack.cli("--project", project, "runs", "start", pipeline, "--branch", "refs/heads/main",
                         "--output", "json")
         assert run.code == 0, run.stderr
-        job = {"SECUREFILES_JOB_TOKEN": run.json()["job_token"]}
+        job = {"SECUREFILES_JOB_TOKEN": run.json()["jobToken"]}
         dest = tmp_path / f"job-{region}"
         got = stack.cli("--project", project, "agent", "download", f"{region}.p12", "--dest", str(dest), env=job)
         assert got.code == 0, got.stderr

@@ -44,7 +44,7 @@ def test_project_and_output_work_after_the_command_on_every_kind_of_command(syst
 
     started = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "--project", project, "-o", "json")
     assert started.code == 0, started.stderr
-    job = {"SECUREFILES_JOB_TOKEN": started.json()["job_token"]}
+    job = {"SECUREFILES_JOB_TOKEN": started.json()["jobToken"]}
     dest = tmp_path / "job"
     downloaded = system.cli("agent", "download", name, "--dest", str(dest), "--project", project, "--output", "json",
                             env=job)
@@ -87,11 +87,11 @@ def test_a_zero_ttl_and_an_empty_name_are_refused_and_change_nothing(system: Loc
 def test_completing_a_run_twice_says_it_was_already_complete(system: LocalSystem) -> None:
     _name, pipeline = _file_and_pipeline(system)
     run = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "-o", "json").json()
-    first = system.cli("runs", "complete", str(run["run_id"]), "-o", "json")
+    first = system.cli("runs", "complete", str(run["run"]["runId"]), "-o", "json")
     assert first.code == 0 and first.json()["state"] == "COMPLETED", first.stderr
-    again = system.cli("runs", "complete", str(run["run_id"]))
+    again = system.cli("runs", "complete", str(run["run"]["runId"]))
     assert again.code == 1
-    assert f"run {run['run_id']} was already completed at " in again.stderr
+    assert f"run {run['run']['runId']} was already completed at " in again.stderr
     assert "RUN_ALREADY_COMPLETED" in again.stderr
 
 
@@ -192,10 +192,11 @@ def test_pipelines_delete_waits_for_running_runs_and_never_reuses_the_id(system:
     run = system.cli("--project", project, "runs", "start", pipeline, "--branch", "refs/heads/main", "-o",
                      "json").json()
     busy = system.cli("--project", project, "pipelines", "delete", pipeline)
-    assert busy.code == 1 and "PIPELINE_HAS_RUNNING_RUNS" in busy.stderr and f"id {run['run_id']}" in busy.stderr
-    assert pipeline in [p["name"] for p in system.cli("--project", project, "pipelines", "list", "-o", "json").json()]
+    assert busy.code == 1 and "PIPELINE_HAS_RUNNING_RUNS" in busy.stderr and f"id {run['run']['runId']}" in busy.stderr
+    listed = system.cli("--project", project, "pipelines", "list", "-o", "json").json()
+    assert pipeline in [p["displayName"] for p in listed]
 
-    assert system.cli("--project", project, "runs", "complete", str(run["run_id"])).code == 0
+    assert system.cli("--project", project, "runs", "complete", str(run["run"]["runId"])).code == 0
     deleted = system.cli("--project", project, "pipelines", "delete", pipeline)
     assert deleted.code == 0, deleted.stderr
     assert system.cli("--project", project, "pipelines", "list", "-o", "json").json() == []
@@ -205,11 +206,11 @@ def test_pipelines_delete_waits_for_running_runs_and_never_reuses_the_id(system:
 
     # The name can be used again, for a pipeline with a new id and none of the old one's permissions.
     recreated = system.cli("--project", project, "pipelines", "create", pipeline, "-o", "json").json()
-    assert recreated["id"] != int(run["pipeline"].rsplit("/", 1)[1])
+    assert recreated["pipelineId"] != int(run["run"]["pipeline"].rsplit("/", 1)[1])
     fresh = system.cli("--project", project, "runs", "start", pipeline, "--branch", "refs/heads/main", "-o",
                        "json").json()
     denied = system.cli("--project", project, "agent", "download", name, "--dest", str(tmp_path),
-                        env={"SECUREFILES_JOB_TOKEN": fresh["job_token"]})
+                        env={"SECUREFILES_JOB_TOKEN": fresh["jobToken"]})
     assert denied.code == 3 and "PIPELINE_NOT_AUTHORIZED" in denied.stderr
     assert f"secure file '{name}'" in denied.stderr  # the denial names the file
 
@@ -220,21 +221,23 @@ def test_runs_list_newest_first_by_pipeline_and_running(system: LocalSystem) -> 
     _other, second = _file_and_pipeline(system, project)
     started = [system.cli("--project", project, "runs", "start", p, "--branch", "refs/heads/main", "-o",
                           "json").json() for p in (first, second, first)]
-    assert system.cli("--project", project, "runs", "complete", str(started[0]["run_id"])).code == 0
+    assert system.cli("--project", project, "runs", "complete", str(started[0]["run"]["runId"])).code == 0
 
     listed = system.cli("--project", project, "runs", "list", "-o", "json").json()
-    assert [r["run_id"] for r in listed] == [r["run_id"] for r in reversed(started)]
-    assert [r["pipeline"] for r in listed] == [first, second, first]
+    assert [r["runId"] for r in listed] == [r["run"]["runId"] for r in reversed(started)]
+    pipelines = system.cli("--project", project, "pipelines", "list", "-o", "json").json()
+    names = {p["name"]: p["displayName"] for p in pipelines}
+    assert [names[r["pipeline"]] for r in listed] == [first, second, first]
     assert [r["state"] for r in listed] == ["RUNNING", "RUNNING", "COMPLETED"]
     of_first = system.cli("--project", project, "runs", "list", "--pipeline", first, "-o", "json").json()
-    assert [r["run_id"] for r in of_first] == [started[2]["run_id"], started[0]["run_id"]]
+    assert [r["runId"] for r in of_first] == [started[2]["run"]["runId"], started[0]["run"]["runId"]]
     running = system.cli("--project", project, "runs", "list", "--running", "-o", "json").json()
-    assert [r["run_id"] for r in running] == [started[2]["run_id"], started[1]["run_id"]]
+    assert [r["runId"] for r in running] == [started[2]["run"]["runId"], started[1]["run"]["runId"]]
     table = system.cli("--project", project, "runs", "list")
     assert table.code == 0 and first in table.stdout and "COMPLETED" in table.stdout
 
     with system.client(project=project) as admin:  # pages follow each other without gaps
-        assert [r.run_id for r in admin.list_runs(page_size=1)] == [r["run_id"] for r in listed]
+        assert [r.run_id for r in admin.list_runs(page_size=1)] == [r["runId"] for r in listed]
 
 
 def test_groups_list(system: LocalSystem) -> None:

@@ -169,8 +169,8 @@ def test_runs_start_needs_the_orchestrator_role_and_records_who_asserted_it(prod
                              "user:grace", "--output", "json", env={"SECUREFILES_TOKEN": bot_token})
     assert started.code == 0, started.stderr
     run = started.json()
-    assert (run["asserted_by"], run["requested_by"]) == ("service:jenkins", "user:grace")
-    claims = jwt.decode(run["job_token"], options={"verify_signature": False})
+    assert (run["run"]["assertedBy"], run["run"]["requestedBy"]) == ("service:jenkins", "user:grace")
+    claims = jwt.decode(run["jobToken"], options={"verify_signature": False})
     assert claims["issued_by"] == "service:jenkins"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from securefiles.authz.v1 import authz_pb2
 from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339, role_object
+from securefiles.cli.output import json_object, print_json, print_table, rfc3339, role_object, when
 from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
@@ -83,16 +83,15 @@ def roles_delete(args: argparse.Namespace) -> int:
 
 def pipelines_create(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        p = client.create_pipeline(args.name)
-    return _emit(args, {"id": p.pipeline_id, "name": p.display_name, "resource": p.name},
-                 f"created pipeline {p.display_name} (id {p.pipeline_id})")
+        p = client.pipelines.create(args.name)
+    return _emit(args, json_object(p), f"created pipeline {p.display_name} (id {p.pipeline_id})")
 
 
 def pipelines_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        pipelines = client.list_pipelines()
+        pipelines = client.pipelines.list()
     if wants_json(args):
-        print_json([{"id": p.pipeline_id, "name": p.display_name} for p in pipelines])
+        print_json(json_object(pipelines))
     else:
         print_table(("ID", "NAME"), [(p.pipeline_id, p.display_name) for p in pipelines])
     return 0
@@ -102,16 +101,14 @@ def _set_permission(args: argparse.Namespace, authorized: bool) -> int:
     if bool(args.pipeline) == bool(args.all):
         raise InvalidArgument("give a PIPELINE or --all", reason="INVALID_ARGUMENT")
     with client_for(args) as client:
-        perms = client.set_pipeline_permission(args.file, None if args.all else args.pipeline, authorized)
-    obj = {"file": args.file, "all_pipelines": perms.all_pipelines,
-           "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines]}
+        perms = client.pipelines.set_permission(args.file, None if args.all else args.pipeline, authorized)
     names = "all pipelines" if perms.all_pipelines else (", ".join(p.display_name for p in perms.pipelines) or "none")
-    return _emit(args, obj, f"{args.file}: authorized for {names}")
+    return _emit(args, json_object(perms), f"{args.file}: authorized for {names}")
 
 
 def pipelines_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        client.delete_pipeline(args.pipeline)
+        client.pipelines.delete(args.pipeline)
     return _emit(args, {"deleted": args.pipeline}, f"deleted pipeline {args.pipeline} (and its permissions on files)")
 
 
@@ -125,15 +122,12 @@ def pipelines_revoke(args: argparse.Namespace) -> int:
 
 def runs_start(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        started = client.start_run(args.pipeline, args.branch, args.requested_by or "", _seconds(args.ttl))
-    run = started.run
-    obj = {"run": run.name, "run_id": run.run_id, "pipeline": run.pipeline, "branch": run.branch,
-           "requested_by": run.requested_by, "asserted_by": run.asserted_by, "job_token": started.job_token,
-           "expire_time": rfc3339(run.expire_time)}
+        started = client.pipelines.start_run(args.pipeline, args.branch, args.requested_by or "",
+                                             _seconds(args.ttl))
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(started))
     else:
-        print(f"started {run.name}\nexport SECUREFILES_JOB_TOKEN={started.job_token}")
+        print(f"started {started.run.name}\nexport SECUREFILES_JOB_TOKEN={started.job_token}")
     return 0
 
 
@@ -141,28 +135,20 @@ def runs_complete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         # A bare run id is enough: runs are numbered per project ("-" = any pipeline).
         name = run_name(client.project, ANY_PIPELINE, args.run) if args.run.isdigit() else args.run
-        run = client.complete_run(name)
-    return _emit(args, {"run": run.name, "run_id": run.run_id, "state": authz_pb2.Run.State.Name(run.state)},
-                 f"completed {run.name}")
-
-
-def run_object(r: authz_pb2.Run, pipeline_names: dict[str, str]) -> dict[str, Any]:
-    return {"run": r.name, "run_id": r.run_id, "pipeline": pipeline_names.get(r.pipeline, r.pipeline),
-            "branch": r.branch, "requested_by": r.requested_by, "state": authz_pb2.Run.State.Name(r.state),
-            "create_time": rfc3339(r.create_time), "expire_time": rfc3339(r.expire_time),
-            "complete_time": rfc3339(r.complete_time)}
+        run = client.pipelines.complete_run(name)
+    return _emit(args, json_object(run), f"completed {run.name}")
 
 
 def runs_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        names = {p.name: p.display_name for p in client.list_pipelines()}
-        objects = [run_object(r, names) for r in client.list_runs(args.pipeline, args.running)]
+        runs = list(client.pipelines.runs(args.pipeline, args.running))
+        names = {p.name: p.display_name for p in client.pipelines.list()} if not wants_json(args) else {}
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(runs))
     else:
         print_table(("ID", "PIPELINE", "BRANCH", "REQUESTED BY", "STATE", "STARTED", "EXPIRES"),
-                    [(o["run_id"], o["pipeline"], o["branch"], o["requested_by"], o["state"], o["create_time"],
-                      o["expire_time"]) for o in objects])
+                    [(r.run_id, names.get(r.pipeline, r.pipeline), r.branch, r.requested_by, r.state,
+                      when(r.create_time), when(r.expire_time)) for r in runs])
     return 0
 
 

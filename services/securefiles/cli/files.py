@@ -67,7 +67,7 @@ def upload(args: argparse.Namespace) -> int:
         created = client.files.upload(path, name=args.name, properties=parse_properties(args.property),
                                       parse_password=_password(args.parse_password_file))
         if args.authorize_all_pipelines:
-            client.set_pipeline_permission(created.secure_file_id, None, True)
+            client.pipelines.set_permission(created.secure_file_id, None, True)
     _show(args, created)
     return 0
 
@@ -172,7 +172,7 @@ def delete(args: argparse.Namespace) -> int:
 def permissions(args: argparse.Namespace) -> int:
     """Who may manage or use a file, and which pipelines may use it."""
     with client_for(args) as client:
-        perms = client.pipeline_permissions(args.file)
+        perms = client.pipelines.permissions(args.file)
         listed = client.list_role_assignments(args.file)
         library = None
         if listed.inherit_from_library:

@@ -40,6 +40,7 @@ from securefiles.client.download import (
 from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
+from securefiles.client.pipelines import PipelinesClient
 from securefiles.client.sign_in import Provider
 from securefiles.client.sign_in import refresh as refresh_tokens
 from securefiles.client.transport import Transport
@@ -138,6 +139,10 @@ class SecureFilesClient(IdentityCalls):
     @property
     def files(self) -> FilesClient:
         return FilesClient(self)
+
+    @property
+    def pipelines(self) -> PipelinesClient:
+        return PipelinesClient(self)
 
     # -- stubs ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
+from securefiles.authz.v1 import authz_pb2
 from securefiles.client import types
 from securefiles.storage.v1 import storage_pb2
 
@@ -64,3 +65,24 @@ def secure_file_version(v: storage_pb2.SecureFileVersion) -> types.SecureFileVer
 
 def library(lib: storage_pb2.Library) -> types.Library:
     return types.Library(name=lib.name, allow_replace=lib.allow_replace, keep_versions=lib.keep_versions)
+
+
+def pipeline(p: authz_pb2.Pipeline) -> types.Pipeline:
+    return types.Pipeline(name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name,
+                          create_time=time(p, "create_time"))
+
+
+def pipeline_permissions(p: authz_pb2.PipelinePermissions) -> types.PipelinePermissions:
+    return types.PipelinePermissions(resource=p.resource, all_pipelines=p.all_pipelines,
+                                     pipelines=tuple(map(pipeline, p.pipelines)))
+
+
+def run(r: authz_pb2.Run) -> types.Run:
+    return types.Run(
+        name=r.name, run_id=r.run_id, pipeline=r.pipeline, branch=r.branch, requested_by=r.requested_by,
+        state=enum_name(r, "state"), create_time=time(r, "create_time"), expire_time=time(r, "expire_time"),
+        complete_time=time(r, "complete_time"), trust=r.trust, asserted_by=r.asserted_by, claims=dict(r.claims))
+
+
+def started_run(started: authz_pb2.StartRunResponse) -> types.StartedRun:
+    return types.StartedRun(run=run(started.run), job_token=started.job_token)

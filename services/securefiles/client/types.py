@@ -54,3 +54,48 @@ class Library:
     name: str
     allow_replace: bool
     keep_versions: int
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline of a project; its runs may use the files it is authorized on."""
+
+    name: str
+    pipeline_id: int
+    display_name: str
+    create_time: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class PipelinePermissions:
+    """Which pipelines may use a file (`all_pipelines`: open access)."""
+
+    resource: str
+    all_pipelines: bool
+    pipelines: tuple[Pipeline, ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A pipeline run; its job token works while it runs."""
+
+    name: str
+    run_id: int
+    pipeline: str
+    branch: str
+    requested_by: str
+    state: str
+    create_time: dt.datetime | None
+    expire_time: dt.datetime | None
+    complete_time: dt.datetime | None
+    trust: str
+    asserted_by: str
+    claims: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A run started by hand, and its job token."""
+
+    run: Run
+    job_token: str
