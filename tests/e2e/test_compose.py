@@ -110,7 +110,7 @@ def test_probes_and_metrics_on_the_published_operations_ports(stack: Stack) -> N
 def _data_keys(stack: Stack, region: str) -> dict[str, int]:
     listed = stack.cli("keys", "list", "--region", region, "--output", "json")
     assert listed.code == 0, listed.stderr
-    return {version["name"]: version["data_keys"] for version in listed.json()}
+    return {version["name"]: version["dataKeys"] for version in listed.json()}
 
 
 def test_the_web_console_answers_over_https_with_its_own_ca(stack: Stack) -> None:

@@ -142,22 +142,26 @@ def test_roles_list_and_delete(system: LocalSystem) -> None:
     assert system.cli("roles", "assign", "--principal", reader, "--role", "reader", "--file", name).code == 0
     listed = system.cli("roles", "list", "--file", name, "-o", "json")
     assert listed.code == 0, listed.stderr
-    assert {"principal": reader, "role": "reader"} in listed.json()["roles"]
-    assert listed.json()["inherit_from_library"] is True
+    assert (reader, "reader") in _roles(listed.json()["roleAssignments"])
+    assert listed.json()["inheritFromLibrary"] is True
     reader_env = {"SECUREFILES_TOKEN": user_token(system, reader)}
     assert system.cli("files", "show", name, env=reader_env).code == 0
 
     deleted = system.cli("roles", "delete", "--principal", reader, "--file", name)
     assert deleted.code == 0, deleted.stderr
-    assert {"principal": reader, "role": "reader"} not in system.cli(
-        "roles", "list", "--file", name, "-o", "json").json()["roles"]
+    assert (reader, "reader") not in _roles(system.cli(
+        "roles", "list", "--file", name, "-o", "json").json()["roleAssignments"])
     assert system.cli("files", "show", name, env=reader_env).code == 3
     again = system.cli("roles", "delete", "--principal", reader, "--file", name)
     assert again.code == 5 and "ROLE_ASSIGNMENT_NOT_FOUND" in again.stderr
 
     library_user = f"user:{unique('dev')}"
     assert system.cli("roles", "assign", "--principal", library_user, "--role", "user").code == 0
-    assert {"principal": library_user, "role": "user"} in system.cli("roles", "list", "-o", "json").json()["roles"]
+    assert (library_user, "user") in _roles(system.cli("roles", "list", "-o", "json").json()["roleAssignments"])
+
+
+def _roles(assignments: list[dict]) -> set[tuple[str, str]]:
+    return {(a["principal"], a["role"]) for a in assignments}
 
 
 def test_files_permissions_and_inheritance(system: LocalSystem) -> None:
@@ -167,20 +171,20 @@ def test_files_permissions_and_inheritance(system: LocalSystem) -> None:
     shown = system.cli("files", "permissions", name, "-o", "json")
     assert shown.code == 0, shown.stderr
     permissions = shown.json()
-    assert permissions["all_pipelines"] is False
-    assert [p["name"] for p in permissions["pipelines"]] == [pipeline]
-    assert {"principal": "user:admin", "role": "administrator"} in permissions["roles"]  # the uploader
-    assert {"principal": library_reader, "role": "reader"} in permissions["library_roles"]
+    assert permissions["allPipelines"] is False
+    assert [p["displayName"] for p in permissions["pipelines"]] == [pipeline]
+    assert ("user:admin", "administrator") in _roles(permissions["roleAssignments"])  # the uploader
+    assert (library_reader, "reader") in _roles(permissions["libraryRoleAssignments"])
     table = system.cli("files", "permissions", name)
     assert pipeline in table.stdout and library_reader in table.stdout
 
     reader_env = {"SECUREFILES_TOKEN": user_token(system, library_reader)}
     assert system.cli("files", "show", name, env=reader_env).code == 0
     off = system.cli("files", "inheritance", name, "off", "-o", "json")
-    assert off.code == 0 and off.json() == {"file": name, "inherit_from_library": False}, off.stderr
+    assert off.code == 0 and off.json()["inheritFromLibrary"] is False, off.stderr
     # A member of the library who may not see the file is told what a missing file gets (no oracle).
     assert system.cli("files", "show", name, env=reader_env).code == 5
-    assert system.cli("files", "permissions", name, "-o", "json").json()["library_roles"] is None
+    assert system.cli("files", "permissions", name, "-o", "json").json()["libraryRoleAssignments"] is None
     assert system.cli("files", "inheritance", name, "on").code == 0
     assert system.cli("files", "show", name, env=reader_env).code == 0
     assert system.cli("files", "inheritance", name, "maybe").code == 2
@@ -201,7 +205,7 @@ def test_pipelines_delete_waits_for_running_runs_and_never_reuses_the_id(system:
     assert deleted.code == 0, deleted.stderr
     assert system.cli("--project", project, "pipelines", "list", "-o", "json").json() == []
     permissions = system.cli("--project", project, "files", "permissions", name, "-o", "json").json()
-    assert permissions["pipelines"] == [] and permissions["all_pipelines"] is False
+    assert permissions["pipelines"] == [] and permissions["allPipelines"] is False
     assert system.cli("--project", project, "pipelines", "delete", pipeline).code == 5
 
     # The name can be used again, for a pipeline with a new id and none of the old one's permissions.
@@ -245,9 +249,9 @@ def test_groups_list(system: LocalSystem) -> None:
     assert system.cli("groups", "add-member", group, member).code == 0
     listed = system.cli("groups", "list", "-o", "json")
     assert listed.code == 0, listed.stderr
-    assert {"group": group, "members": [member]} in listed.json()
+    assert {"name": group, "members": [member]} in listed.json()
     assert system.cli("groups", "remove-member", group, member).code == 0
-    assert group not in [g["group"] for g in system.cli("groups", "list", "-o", "json").json()]
+    assert group not in [g["name"] for g in system.cli("groups", "list", "-o", "json").json()]
 
 
 def test_services_down_hint_at_starting_them(system: LocalSystem, tmp_path: Path) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import json_object, print_json, print_table, rfc3339, role_object, when
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
@@ -34,15 +33,15 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], line: str) -> int:
 
 def projects_create(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        p = client.create_project(args.name, args.region or "")
-    return _emit(args, {"name": p.name.split("/", 1)[1], "region": p.region}, f"created {p.name} in {p.region}")
+        p = client.projects.create(args.name, args.region or "")
+    return _emit(args, json_object(p), f"created {p.name} in {p.region}")
 
 
 def projects_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        projects = client.list_projects()
+        projects = client.projects.list()
     if wants_json(args):
-        print_json([{"name": p.name.split("/", 1)[1], "region": p.region} for p in projects])
+        print_json(json_object(projects))
     else:
         print_table(("PROJECT", "REGION"), [(p.name.split("/", 1)[1], p.region) for p in projects])
     return 0
@@ -50,24 +49,17 @@ def projects_list(args: argparse.Namespace) -> int:
 
 def roles_assign(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        a = client.assign_role(args.principal, args.role, args.file, args.organization)
-    role = authz_pb2.Role.Name(a.role).lower()
-    return _emit(args, {"scope": a.scope, "principal": a.principal, "role": role},
-                 f"{a.principal} is {role} on {a.scope}")
+        a = client.roles.assign(args.principal, args.role, args.file, args.organization)
+    return _emit(args, json_object(a), f"{a.principal} is {a.role} on {a.scope}")
 
 
 def roles_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        listed = client.list_role_assignments(args.file, args.organization)
-    roles = [role_object(a) for a in listed.role_assignments]
-    scope = "organization" if args.organization else (args.file or f"the library of {client.project}")
-    obj: dict[str, Any] = {"scope": scope, "roles": roles}
-    if args.file:
-        obj["inherit_from_library"] = listed.inherit_from_library
+        listed = client.roles.list(args.file, args.organization)
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(listed))
         return 0
-    print_table(("PRINCIPAL", "ROLE"), [(r["principal"], r["role"]) for r in roles])
+    print_table(("PRINCIPAL", "ROLE"), [(r.principal, r.role) for r in listed.role_assignments])
     if args.file:
         print(f"library roles {'apply' if listed.inherit_from_library else 'do not apply'} to {args.file}")
     return 0
@@ -75,7 +67,7 @@ def roles_list(args: argparse.Namespace) -> int:
 
 def roles_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        scope = client.delete_role_assignment(args.principal, args.file, args.organization)
+        scope = client.roles.delete(args.principal, args.file, args.organization)
     shown = "the organization" if args.organization else (args.file or f"the library of {client.project}")
     return _emit(args, {"scope": scope, "principal": args.principal, "deleted": True},
                  f"{args.principal} has no role on {shown} any more")
@@ -154,34 +146,26 @@ def runs_list(args: argparse.Namespace) -> int:
 
 def tokens_issue(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        issued = client.issue_token(args.principal, _seconds(args.ttl))
-    return _emit(args, {"token": issued.token, "expire_time": rfc3339(issued.expire_time),
-                        "issued_by": issued.issued_by}, issued.token)
-
-
-def _token_object(t: authz_pb2.IssuedToken) -> dict[str, Any]:
-    return {"id": t.token_id, "subject": t.subject, "kind": t.kind, "issued_by": t.issued_by,
-            "create_time": rfc3339(t.create_time), "expire_time": rfc3339(t.expire_time),
-            "revoke_time": rfc3339(t.revoke_time), "revoked_by": t.revoked_by or None}
+        issued = client.tokens.issue(args.principal, _seconds(args.ttl))
+    return _emit(args, json_object(issued), issued.token)
 
 
 def tokens_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        tokens = client.list_tokens(args.subject or "", args.all)
-    objects = [_token_object(t) for t in tokens]
+        tokens = client.tokens.list(args.subject or "", args.all)
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(tokens))
     else:
         print_table(("ID", "SUBJECT", "ISSUED BY", "EXPIRES", "REVOKED"),
-                    [(o["id"], o["subject"], o["issued_by"], o["expire_time"], o["revoke_time"] or "")
-                     for o in objects])
+                    [(t.token_id, t.subject, t.issued_by, when(t.expire_time), when(t.revoke_time) or "")
+                     for t in tokens])
     return 0
 
 
 def tokens_revoke(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        revoked = client.revoke_token(args.id)
-    return _emit(args, _token_object(revoked),
+        revoked = client.tokens.revoke(args.id)
+    return _emit(args, json_object(revoked),
                  f"revoked token {revoked.token_id} of {revoked.subject} (refused everywhere within minutes)")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from securefiles.cli.confirm import confirm_typed, require_yes_or_terminal
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import file_object, human_size, json_object, print_json, print_table, role_object, when
+from securefiles.cli.output import file_object, human_size, json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
 from securefiles.client.types import SecureFile
 from securefiles.common.durations import parse_duration
@@ -173,29 +173,25 @@ def permissions(args: argparse.Namespace) -> int:
     """Who may manage or use a file, and which pipelines may use it."""
     with client_for(args) as client:
         perms = client.pipelines.permissions(args.file)
-        listed = client.list_role_assignments(args.file)
+        listed = client.roles.list(args.file)
         library = None
         if listed.inherit_from_library:
             try:
-                library = client.list_role_assignments()
+                library = client.roles.list()
             except PermissionDenied:
                 library = None  # a file-only role may not see the library's
-    obj = {
-        "file": args.file, "all_pipelines": perms.all_pipelines,
-        "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines],
-        "roles": [role_object(a) for a in listed.role_assignments],
-        "inherit_from_library": listed.inherit_from_library,
-        "library_roles": [role_object(a) for a in library.role_assignments] if library is not None else None,
-    }
     if wants_json(args):
-        print_json(obj)
+        # PipelinePermissions' fields, then ListRoleAssignmentsResponse's for the file, then the library's
+        # role assignments (null when they do not apply or may not be listed).
+        print_json({**json_object(perms), **json_object(listed), "libraryRoleAssignments":
+                    json_object(library.role_assignments) if library is not None else None})
         return 0
     pipelines = "all pipelines of the project" if perms.all_pipelines else (
-        ", ".join(f"{p['name']} (id {p['id']})" for p in obj["pipelines"]) or "none")
+        ", ".join(f"{p.display_name} (id {p.pipeline_id})" for p in perms.pipelines) or "none")
     print(f"pipelines that may use {args.file}: {pipelines}")
-    rows = [(r["principal"], r["role"], "this file") for r in obj["roles"]]
-    if obj["library_roles"] is not None:
-        rows += [(r["principal"], r["role"], "library") for r in obj["library_roles"]]
+    rows = [(r.principal, r.role, "this file") for r in listed.role_assignments]
+    if library is not None:
+        rows += [(r.principal, r.role, "library") for r in library.role_assignments]
     print_table(("PRINCIPAL", "ROLE", "GIVEN ON"), rows)
     if not listed.inherit_from_library:
         print(f"library roles do not apply to {args.file} (securefiles files inheritance {args.file} on)")
@@ -206,10 +202,10 @@ def permissions(args: argparse.Namespace) -> int:
 
 def inheritance(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        changed = client.set_role_inheritance(args.file, _bool(args.state))
+        changed = client.roles.set_inheritance(args.file, _bool(args.state))
     inherit = changed.inherit_from_library
     if wants_json(args):
-        print_json({"file": args.file, "inherit_from_library": inherit})
+        print_json(json_object(changed))
     else:
         print(f"{args.file}: library roles {'apply' if inherit else 'no longer apply'}")
     return 0

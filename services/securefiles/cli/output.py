@@ -10,32 +10,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from securefiles.authz.v1 import authz_pb2
 from securefiles.client.types import SecureFile
-
-
-def rfc3339(ts: Timestamp) -> str | None:
-    if not ts.seconds and not ts.nanos:
-        return None
-    return ts.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def metadata_object(metadata: struct_pb2.Struct) -> dict[str, Any]:
-    """Parsed metadata as JSON (whole numbers stay integers)."""
-    return _whole_numbers(json_format.MessageToDict(metadata)) if metadata.fields else {"type": "unknown"}
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
 
 
 def json_name(field: str) -> str:
@@ -51,6 +26,9 @@ def json_object(value: Any) -> Any:
         return {json_name(f.name): json_object(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dt.datetime):
         return when(value)
+    if isinstance(value, dt.timedelta):  # a Duration as the JSON mapping writes it: "3600s", "0.5s"
+        seconds = value.total_seconds()
+        return f"{int(seconds)}s" if seconds.is_integer() else f"{seconds}s"
     if isinstance(value, Mapping):
         return {key: json_object(inner) for key, inner in value.items()}
     if isinstance(value, list | tuple):
@@ -76,10 +54,6 @@ def terminal_safe(text: str) -> str:
     return "".join(
         ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode("ascii")
         for ch in text)
-
-
-def role_object(a: authz_pb2.RoleAssignment) -> dict[str, str]:
-    return {"principal": a.principal, "role": authz_pb2.Role.Name(a.role).lower()}
 
 
 def print_json(value: Any) -> None:
