@@ -49,7 +49,7 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     uploaded = stack.cli("files", "upload", str(source), "--name", name, "--property", "team=ios", "--output", "json")
     assert uploaded.code == 0, uploaded.stderr
     info = uploaded.json()
-    assert info["sha256"] == hashlib.sha256(content).hexdigest() and info["size"] == len(content)
+    assert info["sha256"] == hashlib.sha256(content).hexdigest() and info["sizeBytes"] == len(content)
 
     assert stack.cli("pipelines", "create", pipeline).code == 0
     authorized = stack.cli("pipelines", "authorize", name, pipeline)
@@ -57,7 +57,7 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     started = stack.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "--output", "json")
     assert started.code == 0, started.stderr
     run = started.json()
-    job = {"SECUREFILES_JOB_TOKEN": run["job_token"]}
+    job = {"SECUREFILES_JOB_TOKEN": run["jobToken"]}
 
     # Uploaded through storage-1, downloaded through storage-2: the replicas share the database.
     dest = tmp_path / "job-temp"
@@ -65,7 +65,7 @@ def test_golden_path_through_the_cli(stack: Stack, tmp_path: Path) -> None:
     assert downloaded.code == 0, downloaded.stderr
     assert (dest / name).read_bytes() == content
 
-    assert stack.cli("runs", "complete", str(run["run"])).code == 0
+    assert stack.cli("runs", "complete", run["run"]["name"]).code == 0
     denied = stack.cli("agent", "download", name, "--dest", str(tmp_path / "after"), env=job)
     assert denied.code == 3, denied.stderr
 
@@ -110,7 +110,7 @@ def test_probes_and_metrics_on_the_published_operations_ports(stack: Stack) -> N
 def _data_keys(stack: Stack, region: str) -> dict[str, int]:
     listed = stack.cli("keys", "list", "--region", region, "--output", "json")
     assert listed.code == 0, listed.stderr
-    return {version["name"]: version["data_keys"] for version in listed.json()}
+    return {version["name"]: version["dataKeys"] for version in listed.json()}
 
 
 def test_the_web_console_answers_over_https_with_its_own_ca(stack: Stack) -> None:
@@ -138,7 +138,7 @@ def test_two_regions_are_isolated(stack: Stack, tmp_path: Path) -> None:
         assert uploaded.code == 0, uploaded.stderr
         shown = stack.cli("--project", project, "files", "show", f"{region}.p12", "--output", "json")
         assert shown.code == 0, shown.stderr
-        key_versions[region] = shown.json()["key_version"]
+        key_versions[region] = shown.json()["keyVersion"]
         assert key_versions[region].startswith(f"regions/{region}/"), key_versions[region]
     after = {region: _data_keys(stack, region) for region in ("eu", "us")}
 
@@ -157,7 +157,7 @@ def test_two_regions_are_isolated(stack: Stack, tmp_path: Path) -> None:
         run = stack.cli("--project", project, "runs", "start", pipeline, "--branch", "refs/heads/main",
                         "--output", "json")
         assert run.code == 0, run.stderr
-        job = {"SECUREFILES_JOB_TOKEN": run.json()["job_token"]}
+        job = {"SECUREFILES_JOB_TOKEN": run.json()["jobToken"]}
         dest = tmp_path / f"job-{region}"
         got = stack.cli("--project", project, "agent", "download", f"{region}.p12", "--dest", str(dest), env=job)
         assert got.code == 0, got.stderr

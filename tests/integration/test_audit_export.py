@@ -41,7 +41,7 @@ def test_export_resumes_where_it_stopped_without_gaps_or_repeats(system: LocalSy
     new = everything[len(exported):]
     assert {e["details"].get("display_name") for e in new if e["action"] == "UploadSecureFile"} == set(names)
     # Each line carries its chain hashes: the SIEM can check the links too.
-    assert all(later["previous_hash"] == earlier["hash"] for earlier, later in itertools.pairwise(everything))
+    assert all(later["previousHash"] == earlier["hash"] for earlier, later in itertools.pairwise(everything))
     # A hostile name stays inside its JSON string: one entry, one line.
     assert len(out.read_text().splitlines()) == len(everything)
 

@@ -66,7 +66,7 @@ def test_restore_drill(fresh_system: LocalSystem, tmp_path: Path) -> None:
     assert verified.code == 0, verified.stdout + verified.stderr
     report = verified.json()
     assert set(report) == {"storage", "authz", "kms-eu"}
-    assert all(chain["intact"] and chain["unaccounted_entries"] == 0 for chain in report.values()), report
+    assert all(chain["intact"] and chain["unaccountedEntries"] == 0 for chain in report.values()), report
 
 
 def test_a_tampered_backup_or_a_used_state_is_refused_and_nothing_changes(system: LocalSystem, tmp_path: Path) -> None:

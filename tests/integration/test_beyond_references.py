@@ -43,18 +43,19 @@ def test_certificate_metadata_and_expiry_filters(system: LocalSystem, tmp_path) 
     shown = system.cli("files", "show", soon, "--output", "json").json()
     assert shown["metadata"]["type"] == "x509"
     assert shown["metadata"]["subject"] == f"CN=CN for {soon}"
-    assert shown["expires_at"] == (now + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert shown["expireTime"] == (now + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    expiring = {f["name"] for f in system.cli("files", "list", "--expiring-within", "30d", "--output", "json").json()}
+    expiring = {f["displayName"]
+                for f in system.cli("files", "list", "--expiring-within", "30d", "--output", "json").json()}
     assert soon in expiring and expired in expiring and later not in expiring
-    gone = {f["name"] for f in system.cli("files", "list", "--expired", "--output", "json").json()}
+    gone = {f["displayName"] for f in system.cli("files", "list", "--expired", "--output", "json").json()}
     assert expired in gone and soon not in gone and later not in gone
 
     opaque = unique("opaque")
     with system.client() as admin:
         assert admin.upload_file(os.urandom(100), name=opaque).metadata["type"] == "unknown"
     listed = system.cli("files", "list", "--name-pattern", opaque, "--output", "json").json()
-    assert listed[0]["metadata"] == {"type": "unknown"} and listed[0]["expires_at"] is None
+    assert listed[0]["metadata"] == {"type": "unknown"} and listed[0]["expireTime"] is None
 
 
 def test_agent_warns_about_expiring_files(system: LocalSystem, tmp_path) -> None:
@@ -114,7 +115,7 @@ def test_replace_keeps_identity_permissions_and_checks_then_rollback(system: Loc
                           "certificate renewed", "--output", "json")
     assert replaced.code == 0, replaced.stderr
     info = replaced.json()
-    assert info["id"] == original.secure_file_id and info["version"] == 2
+    assert info["secureFileId"] == original.secure_file_id and info["version"] == 2
     assert info["sha256"] == hashlib.sha256(b"version two").hexdigest()
 
     with system.client(project=project) as admin:

@@ -36,14 +36,14 @@ def test_grant_lets_the_operator_download_with_every_download_audited(system, op
                            "--output", "json", env=first)
     assert requested.code == 0, requested.stderr
     request = requested.json()
-    assert request["state"] == "PENDING" and request["project"] == "default"
+    assert request["state"] == "PENDING" and request["project"] == "projects/default"
 
-    own = system.cli("access", "approve", str(request["id"]), env=first)
+    own = system.cli("access", "approve", request["name"].rsplit("/", 1)[1], env=first)
     assert own.code == 3 and "SECOND_OPERATOR_REQUIRED" in own.stderr
-    outsider = system.cli("access", "approve", str(request["id"]),
+    outsider = system.cli("access", "approve", request["name"].rsplit("/", 1)[1],
                           env={"SECUREFILES_TOKEN": user_token(system, f"user:{unique('dev')}")})
     assert outsider.code == 3 and "OPERATOR_REQUIRED" in outsider.stderr
-    granted = system.cli("access", "approve", str(request["id"]), "--output", "json", env=second)
+    granted = system.cli("access", "approve", request["name"].rsplit("/", 1)[1], "--output", "json", env=second)
     assert granted.code == 0 and granted.json()["state"] == "GRANTED"
 
     downloaded = _download(system, first, name, tmp_path / "granted")
@@ -57,11 +57,11 @@ def test_grant_lets_the_operator_download_with_every_download_audited(system, op
                  and e["details"].get("display_name") == name and e["decision"] == "ALLOW"]
     assert len(downloads) == 1
     assert downloads[0]["details"]["break_glass"] == "true"
-    assert downloads[0]["details"]["access_request"] == f"accessRequests/{request['id']}"
+    assert downloads[0]["details"]["access_request"] == request["name"]
     assert any(e["service"] == "authz" and e["action"] == "ApproveAccess" and e["decision"] == "ALLOW"
                for e in events)
 
-    revoked = system.cli("access", "revoke", str(request["id"]), "--output", "json", env=second)
+    revoked = system.cli("access", "revoke", request["name"].rsplit("/", 1)[1], "--output", "json", env=second)
     assert revoked.json()["state"] == "REVOKED"
     assert _download(system, first, name, tmp_path / "after-revoke").code == 3
 
@@ -76,10 +76,10 @@ def test_grant_covers_one_project(system, operators, tmp_path) -> None:
         admin.upload_file(b"other project", name="elsewhere.pem")
     request = system.cli("access", "request", "--reason", "a look", "--ttl", "1h", "--output", "json",
                          env=first).json()
-    assert system.cli("access", "approve", str(request["id"]), env=second).code == 0
+    assert system.cli("access", "approve", request["name"].rsplit("/", 1)[1], env=second).code == 0
     assert _download(system, first, here, tmp_path / "covered").code == 0
     assert _download(system, first, "elsewhere.pem", tmp_path / "other", project=other).code == 3
-    assert system.cli("access", "revoke", str(request["id"]), env=second).code == 0
+    assert system.cli("access", "revoke", request["name"].rsplit("/", 1)[1], env=second).code == 0
 
 
 def test_grant_expires_by_itself(system, operators, tmp_path) -> None:
@@ -90,13 +90,13 @@ def test_grant_expires_by_itself(system, operators, tmp_path) -> None:
         admin.upload_file(b"short look", name=(name := unique("expiring") + ".pem"))
     request = system.cli("access", "request", "--reason", "short look", "--ttl", "1s", "--output", "json",
                          env=first).json()
-    assert system.cli("access", "approve", str(request["id"]), env=second).code == 0
+    assert system.cli("access", "approve", request["name"].rsplit("/", 1)[1], env=second).code == 0
     deadline = time.monotonic() + 30
     while True:
-        listed = {r["id"]: r for r in system.cli("access", "list", "--output", "json", env=second).json()}
-        if listed[request["id"]]["state"] == "EXPIRED":
+        listed = {r["name"]: r for r in system.cli("access", "list", "--output", "json", env=second).json()}
+        if listed[request["name"]]["state"] == "EXPIRED":
             break
-        assert listed[request["id"]]["state"] == "GRANTED"
+        assert listed[request["name"]]["state"] == "GRANTED"
         assert time.monotonic() < deadline, "a 1-second grant is still granted after 30 s"
         time.sleep(0.2)
     late = _download(system, first, name, tmp_path / "late")
@@ -120,7 +120,7 @@ def test_an_operator_who_loses_the_role_loses_the_grant(system, operators, tmp_p
         admin.assign_role(former, "operator")
         admin.upload_file(b"still guarded", name=(name := unique("demoted") + ".pem"))
     request = system.cli("access", "request", "--reason", "INC-7", "--output", "json", env=former_env).json()
-    assert system.cli("access", "approve", str(request["id"]), env=second).code == 0
+    assert system.cli("access", "approve", request["name"].rsplit("/", 1)[1], env=second).code == 0
     assert _download(system, former_env, name, tmp_path / "while-operator").code == 0
 
     with system.channel("authz") as channel:

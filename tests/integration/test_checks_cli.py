@@ -46,12 +46,13 @@ def test_checks_list_shows_every_check(system: LocalSystem) -> None:
                      ["exclusive-lock", "--timeout", "1h"])
     listed = system.cli("checks", "list", name, "--output", "json").json()
     assert [c["type"] for c in listed] == ["branch-control", "approval", "business-hours", "exclusive-lock"]
-    assert listed[0]["allowed_refs"] == ["refs/heads/main", "refs/heads/release/*"]
-    assert listed[1]["approvers"] == ["user:bob", "user:carol"] and listed[1]["min_approvals"] == 2
-    assert listed[1]["timeout_seconds"] == 2 * 86400
-    assert listed[2]["days"] == ["mon", "tue", "wed", "thu", "fri"]
-    assert listed[3]["timeout_seconds"] == 3600
-    deleted = system.cli("checks", "delete", name, str(listed[3]["id"]))
+    assert listed[0]["branchControl"] == {"allowedRefs": ["refs/heads/main", "refs/heads/release/*"]}
+    assert listed[1]["approval"]["approvers"] == ["user:bob", "user:carol"]
+    assert listed[1]["approval"]["minApprovals"] == 2 and listed[1]["branchControl"] is None
+    assert listed[1]["timeout"] == f"{2 * 86400}s"
+    assert listed[2]["businessHours"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
+    assert listed[3]["timeout"] == "3600s" and listed[3]["exclusiveLock"] == {}
+    deleted = system.cli("checks", "delete", name, str(listed[3]["checkId"]))
     assert deleted.code == 0
     assert len(system.cli("checks", "list", name, "--output", "json").json()) == 3
 
@@ -59,19 +60,19 @@ def test_checks_list_shows_every_check(system: LocalSystem) -> None:
 def test_pending_download_exits_4_then_approval_lets_it_through(system: LocalSystem, tmp_path) -> None:
     name, pipeline = _setup(system, ["approval", "--approver", "user:bob"])
     run = _start(system, pipeline)
-    job = {"SECUREFILES_JOB_TOKEN": run["job_token"]}
+    job = {"SECUREFILES_JOB_TOKEN": run["jobToken"]}
     pending = system.cli("agent", "download", name, "--dest", str(tmp_path), env=job)
     assert pending.code == 4
     assert "CHECKS_PENDING" in pending.stderr and "approval" in pending.stderr
     assert list(tmp_path.iterdir()) == []
 
     approvals = system.cli("approvals", "list", "--pending", "--output", "json", env=_as(system, "user:bob")).json()
-    mine = [a for a in approvals if a["run"].endswith(f"/runs/{run['run_id']}")]
+    mine = [a for a in approvals if a["run"].endswith(f"/runs/{run['run']['runId']}")]
     assert len(mine) == 1 and mine[0]["state"] == "PENDING" and mine[0]["approvers"] == ["user:bob"]
 
-    outsider = system.cli("approvals", "approve", str(mine[0]["id"]), env=_as(system, "user:carol"))
+    outsider = system.cli("approvals", "approve", str(mine[0]["approvalId"]), env=_as(system, "user:carol"))
     assert outsider.code == 3 and "NOT_AN_APPROVER" in outsider.stderr
-    approved = system.cli("approvals", "approve", str(mine[0]["id"]), "--comment", "ship it",
+    approved = system.cli("approvals", "approve", str(mine[0]["approvalId"]), "--comment", "ship it",
                           env=_as(system, "user:bob"))
     assert approved.code == 0, approved.stderr
     downloaded = system.cli("agent", "download", name, "--dest", str(tmp_path), env=job)
@@ -89,7 +90,7 @@ def test_rejected_check_exits_3_naming_the_check(system: LocalSystem, tmp_path) 
     name, pipeline = _setup(system, ["branch-control", "--allowed", "refs/heads/main"])
     run = _start(system, pipeline, branch="refs/heads/experiment")
     result = system.cli("agent", "download", name, "--dest", str(tmp_path),
-                        env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+                        env={"SECUREFILES_JOB_TOKEN": run["jobToken"]})
     assert result.code == 3
     assert "CHECK_REJECTED" in result.stderr and "branch-control" in result.stderr
 
@@ -97,14 +98,14 @@ def test_rejected_check_exits_3_naming_the_check(system: LocalSystem, tmp_path) 
 def test_rejection_by_an_approver(system: LocalSystem, tmp_path) -> None:
     name, pipeline = _setup(system, ["approval", "--approver", "user:bob"])
     run = _start(system, pipeline)
-    requested = system.cli("runs", "request", name, "--output", "json", env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    requested = system.cli("runs", "request", name, "--output", "json", env={"SECUREFILES_JOB_TOKEN": run["jobToken"]})
     assert requested.code == 0, requested.stderr
-    approval_id = requested.json()[0]["checks"][0]["approval_id"]
+    approval_id = requested.json()[0]["results"][0]["approvalId"]
     assert approval_id > 0
     assert system.cli("approvals", "reject", str(approval_id), "--comment", "not today",
                       env=_as(system, "user:bob")).code == 0
     result = system.cli("agent", "download", name, "--dest", str(tmp_path),
-                        env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+                        env={"SECUREFILES_JOB_TOKEN": run["jobToken"]})
     assert result.code == 3 and "rejected by user:bob" in result.stderr
 
 
@@ -157,10 +158,10 @@ def test_wait_for_checks_downloads_once_the_last_approval_lands(system: LocalSys
     name, pipeline = _setup(system, ["approval", "--approver", "user:bob", "--approver", "user:carol",
                                      "--min-approvals", "2"])
     run = _start(system, pipeline)
-    agent = WaitingAgent(system, run["job_token"], name, "--dest", str(tmp_path), "--wait-for-checks", "2min")
+    agent = WaitingAgent(system, run["jobToken"], name, "--dest", str(tmp_path), "--wait-for-checks", "2min")
     try:
-        requested = system.cli("runs", "request", name, "--run", run["run"], "--output", "json")
-        approval_id = str(requested.json()[0]["checks"][0]["approval_id"])
+        requested = system.cli("runs", "request", name, "--run", run["run"]["name"], "--output", "json")
+        approval_id = str(requested.json()[0]["results"][0]["approvalId"])
         agent.wait_for_line("waiting for 2 more approval(s)")  # it asked, and it waits
         assert agent.process.poll() is None
         assert system.cli("approvals", "approve", approval_id, env=_as(system, "user:bob")).code == 0
@@ -180,7 +181,7 @@ def test_wait_for_checks_gives_up_with_exit_4(system: LocalSystem, tmp_path) -> 
     name, pipeline = _setup(system, ["approval", "--approver", "user:bob"])
     run = _start(system, pipeline)
     result = system.cli("agent", "download", name, "--dest", str(tmp_path), "--wait-for-checks", "2s",
-                        env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+                        env={"SECUREFILES_JOB_TOKEN": run["jobToken"]})
     assert result.code == 4
 
 
@@ -188,15 +189,15 @@ def test_exclusive_lock_released_by_completing_the_run(system: LocalSystem, tmp_
     name, pipeline = _setup(system, ["exclusive-lock"])
     first, second = _start(system, pipeline), _start(system, pipeline)
     assert system.cli("agent", "download", name, "--dest", str(tmp_path / "a"),
-                      env={"SECUREFILES_JOB_TOKEN": first["job_token"]}).code == 0
+                      env={"SECUREFILES_JOB_TOKEN": first["jobToken"]}).code == 0
     waiting = system.cli("agent", "download", name, "--dest", str(tmp_path / "b"),
-                         env={"SECUREFILES_JOB_TOKEN": second["job_token"]})
+                         env={"SECUREFILES_JOB_TOKEN": second["jobToken"]})
     assert waiting.code == 4 and "exclusive-lock" in waiting.stderr
-    agent = WaitingAgent(system, second["job_token"], name, "--dest", str(tmp_path / "b"), "--wait-for-checks", "1min")
+    agent = WaitingAgent(system, second["jobToken"], name, "--dest", str(tmp_path / "b"), "--wait-for-checks", "1min")
     try:
         agent.wait_for_line("exclusive-lock")  # it waits for the lock
         assert agent.process.poll() is None
-        assert system.cli("runs", "complete", first["run"]).code == 0
+        assert system.cli("runs", "complete", first["run"]["name"]).code == 0
         code, out, err = agent.finish()
     finally:
         agent.kill()
@@ -209,13 +210,13 @@ def test_deleting_a_file_withdraws_its_approvals_and_policies(system: LocalSyste
     """A deleted file's pending approvals no longer ask anyone, and authz keeps nothing of it."""
     name, pipeline = _setup(system, ["approval", "--approver", "user:bob"], ["exclusive-lock"])
     run = _start(system, pipeline)
-    requested = system.cli("runs", "request", name, "--output", "json", env={"SECUREFILES_JOB_TOKEN": run["job_token"]})
+    requested = system.cli("runs", "request", name, "--output", "json", env={"SECUREFILES_JOB_TOKEN": run["jobToken"]})
     assert requested.code == 0, requested.stderr
-    approval_id = requested.json()[0]["checks"][0]["approval_id"]
+    approval_id = requested.json()[0]["results"][0]["approvalId"]
 
     def pending_ids() -> list[int]:
         listed = system.cli("approvals", "list", "--pending", "--output", "json", env=_as(system, "user:bob"))
-        return [a["id"] for a in listed.json()]
+        return [a["approvalId"] for a in listed.json()]
 
     assert approval_id in pending_ids()
     with system.client() as admin:

@@ -39,12 +39,12 @@ def test_project_and_output_work_after_the_command_on_every_kind_of_command(syst
     name, pipeline = _file_and_pipeline(system, project)
     listed = system.cli("files", "list", "--project", project, "--output", "json")
     assert listed.code == 0, listed.stderr
-    assert [f["name"] for f in listed.json()] == [name]
+    assert [f["displayName"] for f in listed.json()] == [name]
     assert system.cli("--project", project, "files", "list", "-o", "json").json() == listed.json()
 
     started = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "--project", project, "-o", "json")
     assert started.code == 0, started.stderr
-    job = {"SECUREFILES_JOB_TOKEN": started.json()["job_token"]}
+    job = {"SECUREFILES_JOB_TOKEN": started.json()["jobToken"]}
     dest = tmp_path / "job"
     downloaded = system.cli("agent", "download", name, "--dest", str(dest), "--project", project, "--output", "json",
                             env=job)
@@ -87,11 +87,11 @@ def test_a_zero_ttl_and_an_empty_name_are_refused_and_change_nothing(system: Loc
 def test_completing_a_run_twice_says_it_was_already_complete(system: LocalSystem) -> None:
     _name, pipeline = _file_and_pipeline(system)
     run = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "-o", "json").json()
-    first = system.cli("runs", "complete", str(run["run_id"]), "-o", "json")
+    first = system.cli("runs", "complete", str(run["run"]["runId"]), "-o", "json")
     assert first.code == 0 and first.json()["state"] == "COMPLETED", first.stderr
-    again = system.cli("runs", "complete", str(run["run_id"]))
+    again = system.cli("runs", "complete", str(run["run"]["runId"]))
     assert again.code == 1
-    assert f"run {run['run_id']} was already completed at " in again.stderr
+    assert f"run {run['run']['runId']} was already completed at " in again.stderr
     assert "RUN_ALREADY_COMPLETED" in again.stderr
 
 
@@ -142,22 +142,26 @@ def test_roles_list_and_delete(system: LocalSystem) -> None:
     assert system.cli("roles", "assign", "--principal", reader, "--role", "reader", "--file", name).code == 0
     listed = system.cli("roles", "list", "--file", name, "-o", "json")
     assert listed.code == 0, listed.stderr
-    assert {"principal": reader, "role": "reader"} in listed.json()["roles"]
-    assert listed.json()["inherit_from_library"] is True
+    assert (reader, "reader") in _roles(listed.json()["roleAssignments"])
+    assert listed.json()["inheritFromLibrary"] is True
     reader_env = {"SECUREFILES_TOKEN": user_token(system, reader)}
     assert system.cli("files", "show", name, env=reader_env).code == 0
 
     deleted = system.cli("roles", "delete", "--principal", reader, "--file", name)
     assert deleted.code == 0, deleted.stderr
-    assert {"principal": reader, "role": "reader"} not in system.cli(
-        "roles", "list", "--file", name, "-o", "json").json()["roles"]
+    assert (reader, "reader") not in _roles(system.cli(
+        "roles", "list", "--file", name, "-o", "json").json()["roleAssignments"])
     assert system.cli("files", "show", name, env=reader_env).code == 3
     again = system.cli("roles", "delete", "--principal", reader, "--file", name)
     assert again.code == 5 and "ROLE_ASSIGNMENT_NOT_FOUND" in again.stderr
 
     library_user = f"user:{unique('dev')}"
     assert system.cli("roles", "assign", "--principal", library_user, "--role", "user").code == 0
-    assert {"principal": library_user, "role": "user"} in system.cli("roles", "list", "-o", "json").json()["roles"]
+    assert (library_user, "user") in _roles(system.cli("roles", "list", "-o", "json").json()["roleAssignments"])
+
+
+def _roles(assignments: list[dict]) -> set[tuple[str, str]]:
+    return {(a["principal"], a["role"]) for a in assignments}
 
 
 def test_files_permissions_and_inheritance(system: LocalSystem) -> None:
@@ -167,20 +171,20 @@ def test_files_permissions_and_inheritance(system: LocalSystem) -> None:
     shown = system.cli("files", "permissions", name, "-o", "json")
     assert shown.code == 0, shown.stderr
     permissions = shown.json()
-    assert permissions["all_pipelines"] is False
-    assert [p["name"] for p in permissions["pipelines"]] == [pipeline]
-    assert {"principal": "user:admin", "role": "administrator"} in permissions["roles"]  # the uploader
-    assert {"principal": library_reader, "role": "reader"} in permissions["library_roles"]
+    assert permissions["allPipelines"] is False
+    assert [p["displayName"] for p in permissions["pipelines"]] == [pipeline]
+    assert ("user:admin", "administrator") in _roles(permissions["roleAssignments"])  # the uploader
+    assert (library_reader, "reader") in _roles(permissions["libraryRoleAssignments"])
     table = system.cli("files", "permissions", name)
     assert pipeline in table.stdout and library_reader in table.stdout
 
     reader_env = {"SECUREFILES_TOKEN": user_token(system, library_reader)}
     assert system.cli("files", "show", name, env=reader_env).code == 0
     off = system.cli("files", "inheritance", name, "off", "-o", "json")
-    assert off.code == 0 and off.json() == {"file": name, "inherit_from_library": False}, off.stderr
+    assert off.code == 0 and off.json()["inheritFromLibrary"] is False, off.stderr
     # A member of the library who may not see the file is told what a missing file gets (no oracle).
     assert system.cli("files", "show", name, env=reader_env).code == 5
-    assert system.cli("files", "permissions", name, "-o", "json").json()["library_roles"] is None
+    assert system.cli("files", "permissions", name, "-o", "json").json()["libraryRoleAssignments"] is None
     assert system.cli("files", "inheritance", name, "on").code == 0
     assert system.cli("files", "show", name, env=reader_env).code == 0
     assert system.cli("files", "inheritance", name, "maybe").code == 2
@@ -192,24 +196,25 @@ def test_pipelines_delete_waits_for_running_runs_and_never_reuses_the_id(system:
     run = system.cli("--project", project, "runs", "start", pipeline, "--branch", "refs/heads/main", "-o",
                      "json").json()
     busy = system.cli("--project", project, "pipelines", "delete", pipeline)
-    assert busy.code == 1 and "PIPELINE_HAS_RUNNING_RUNS" in busy.stderr and f"id {run['run_id']}" in busy.stderr
-    assert pipeline in [p["name"] for p in system.cli("--project", project, "pipelines", "list", "-o", "json").json()]
+    assert busy.code == 1 and "PIPELINE_HAS_RUNNING_RUNS" in busy.stderr and f"id {run['run']['runId']}" in busy.stderr
+    listed = system.cli("--project", project, "pipelines", "list", "-o", "json").json()
+    assert pipeline in [p["displayName"] for p in listed]
 
-    assert system.cli("--project", project, "runs", "complete", str(run["run_id"])).code == 0
+    assert system.cli("--project", project, "runs", "complete", str(run["run"]["runId"])).code == 0
     deleted = system.cli("--project", project, "pipelines", "delete", pipeline)
     assert deleted.code == 0, deleted.stderr
     assert system.cli("--project", project, "pipelines", "list", "-o", "json").json() == []
     permissions = system.cli("--project", project, "files", "permissions", name, "-o", "json").json()
-    assert permissions["pipelines"] == [] and permissions["all_pipelines"] is False
+    assert permissions["pipelines"] == [] and permissions["allPipelines"] is False
     assert system.cli("--project", project, "pipelines", "delete", pipeline).code == 5
 
     # The name can be used again, for a pipeline with a new id and none of the old one's permissions.
     recreated = system.cli("--project", project, "pipelines", "create", pipeline, "-o", "json").json()
-    assert recreated["id"] != int(run["pipeline"].rsplit("/", 1)[1])
+    assert recreated["pipelineId"] != int(run["run"]["pipeline"].rsplit("/", 1)[1])
     fresh = system.cli("--project", project, "runs", "start", pipeline, "--branch", "refs/heads/main", "-o",
                        "json").json()
     denied = system.cli("--project", project, "agent", "download", name, "--dest", str(tmp_path),
-                        env={"SECUREFILES_JOB_TOKEN": fresh["job_token"]})
+                        env={"SECUREFILES_JOB_TOKEN": fresh["jobToken"]})
     assert denied.code == 3 and "PIPELINE_NOT_AUTHORIZED" in denied.stderr
     assert f"secure file '{name}'" in denied.stderr  # the denial names the file
 
@@ -220,21 +225,23 @@ def test_runs_list_newest_first_by_pipeline_and_running(system: LocalSystem) -> 
     _other, second = _file_and_pipeline(system, project)
     started = [system.cli("--project", project, "runs", "start", p, "--branch", "refs/heads/main", "-o",
                           "json").json() for p in (first, second, first)]
-    assert system.cli("--project", project, "runs", "complete", str(started[0]["run_id"])).code == 0
+    assert system.cli("--project", project, "runs", "complete", str(started[0]["run"]["runId"])).code == 0
 
     listed = system.cli("--project", project, "runs", "list", "-o", "json").json()
-    assert [r["run_id"] for r in listed] == [r["run_id"] for r in reversed(started)]
-    assert [r["pipeline"] for r in listed] == [first, second, first]
+    assert [r["runId"] for r in listed] == [r["run"]["runId"] for r in reversed(started)]
+    pipelines = system.cli("--project", project, "pipelines", "list", "-o", "json").json()
+    names = {p["name"]: p["displayName"] for p in pipelines}
+    assert [names[r["pipeline"]] for r in listed] == [first, second, first]
     assert [r["state"] for r in listed] == ["RUNNING", "RUNNING", "COMPLETED"]
     of_first = system.cli("--project", project, "runs", "list", "--pipeline", first, "-o", "json").json()
-    assert [r["run_id"] for r in of_first] == [started[2]["run_id"], started[0]["run_id"]]
+    assert [r["runId"] for r in of_first] == [started[2]["run"]["runId"], started[0]["run"]["runId"]]
     running = system.cli("--project", project, "runs", "list", "--running", "-o", "json").json()
-    assert [r["run_id"] for r in running] == [started[2]["run_id"], started[1]["run_id"]]
+    assert [r["runId"] for r in running] == [started[2]["run"]["runId"], started[1]["run"]["runId"]]
     table = system.cli("--project", project, "runs", "list")
     assert table.code == 0 and first in table.stdout and "COMPLETED" in table.stdout
 
     with system.client(project=project) as admin:  # pages follow each other without gaps
-        assert [r.run_id for r in admin.list_runs(page_size=1)] == [r["run_id"] for r in listed]
+        assert [r.run_id for r in admin.list_runs(page_size=1)] == [r["runId"] for r in listed]
 
 
 def test_groups_list(system: LocalSystem) -> None:
@@ -242,9 +249,9 @@ def test_groups_list(system: LocalSystem) -> None:
     assert system.cli("groups", "add-member", group, member).code == 0
     listed = system.cli("groups", "list", "-o", "json")
     assert listed.code == 0, listed.stderr
-    assert {"group": group, "members": [member]} in listed.json()
+    assert {"name": group, "members": [member]} in listed.json()
     assert system.cli("groups", "remove-member", group, member).code == 0
-    assert group not in [g["group"] for g in system.cli("groups", "list", "-o", "json").json()]
+    assert group not in [g["name"] for g in system.cli("groups", "list", "-o", "json").json()]
 
 
 def test_services_down_hint_at_starting_them(system: LocalSystem, tmp_path: Path) -> None:

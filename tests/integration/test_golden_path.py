@@ -19,19 +19,19 @@ def test_upload_authorize_run_download_complete(system: LocalSystem, tmp_path) -
     uploaded = system.cli("files", "upload", str(source), "--name", name, "--output", "json")
     assert uploaded.code == 0, uploaded.stderr
     info = uploaded.json()
-    assert info["name"] == name and info["size"] == len(content)
+    assert info["displayName"] == name and info["sizeBytes"] == len(content)
     assert info["sha256"] == hashlib.sha256(content).hexdigest()
-    assert info["id"]
+    assert info["secureFileId"] and info["name"] == f"projects/default/secureFiles/{info['secureFileId']}"
 
     created = system.cli("pipelines", "create", pipeline, "--output", "json")
     assert created.code == 0, created.stderr
-    assert created.json()["name"] == pipeline
+    assert created.json()["displayName"] == pipeline
     assert system.cli("pipelines", "authorize", name, pipeline).code == 0
 
     started = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "--output", "json")
     assert started.code == 0, started.stderr
     run = started.json()
-    job = {"SECUREFILES_JOB_TOKEN": run["job_token"]}
+    job = {"SECUREFILES_JOB_TOKEN": run["jobToken"]}
 
     dest = tmp_path / "agent-temp"
     downloaded = system.cli("agent", "download", name, "--dest", str(dest), env=job)
@@ -42,7 +42,7 @@ def test_upload_authorize_run_download_complete(system: LocalSystem, tmp_path) -
     assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
-    assert system.cli("runs", "complete", run["run"]).code == 0
+    assert system.cli("runs", "complete", run["run"]["name"]).code == 0
     again_dest = tmp_path / "after-complete"
     again = system.cli("agent", "download", name, "--dest", str(again_dest), env=job)
     assert again.code == 3

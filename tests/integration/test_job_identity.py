@@ -280,7 +280,7 @@ def test_managing_trusts_needs_a_project_administrator(system: LocalSystem, oidc
                        "--github", "org/app", env=env)
     assert added.code == 3 and "PERMISSION_DENIED" in added.stderr
     shown = system.cli("--project", trusted["project"], "trusts", "show", trusted["trust"], "--output", "json")
-    assert shown.json()["bound_claims"] == {"environment": "prod", "ref": "refs/heads/release/*",
+    assert shown.json()["boundClaims"] == {"environment": "prod", "ref": "refs/heads/release/*",
                                             "repository": "org/app"}
     assert system.cli("--project", trusted["project"], "trusts", "delete", trusted["trust"]).code == 0
     _kind, reason, _ = _refused(system, oidc.mint(GOOD))

@@ -32,7 +32,7 @@ def _keys(system: LocalSystem, *args: str) -> object:
 
 
 def _counts(system: LocalSystem) -> dict[int, int]:
-    return {v["version"]: v["data_keys"] for v in _keys(system, "list")}
+    return {v["version"]: v["dataKeys"] for v in _keys(system, "list")}
 
 
 def _upload_many(system: LocalSystem, count: int, project: str = "default") -> dict[str, bytes]:
@@ -118,8 +118,8 @@ def test_rotate_rewrap_disable_destroy_keeps_every_file(fresh_system: LocalSyste
     assert rotated["version"] == 2
 
     report = _keys(fresh_system, "rewrap")
-    assert report["before"] == {"regions/eu/keyVersions/1": 12}
-    assert report["after"] == {"regions/eu/keyVersions/2": 12}
+    assert report["before"] == [{"keyVersion": "regions/eu/keyVersions/1", "dataKeys": 12}]
+    assert report["after"] == [{"keyVersion": "regions/eu/keyVersions/2", "dataKeys": 12}]
     assert report["rewrapped"] == 12 and report["failed"] == 0
     assert _counts(fresh_system) == {2: 12, 1: 0}
 

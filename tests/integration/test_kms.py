@@ -76,14 +76,14 @@ def _versions(system: LocalSystem) -> list[dict]:
     """Key versions without their data key counts (those change as files come and go)."""
     result = system.cli("keys", "list", "--output", "json")
     assert result.code == 0, result.stderr
-    return [{k: v for k, v in version.items() if k != "data_keys"} for version in result.json()]
+    return [{k: v for k, v in version.items() if k != "dataKeys"} for version in result.json()]
 
 
 def test_rotation_on_deploy_happens_once_per_deployment_id(fresh_system: LocalSystem, tmp_path) -> None:
     fresh_system.extra_env["SECUREFILES_DEPLOYMENT_ID"] = "deploy-1"
     fresh_system.start()
     first = _versions(fresh_system)
-    assert [(v["version"], v["created_by"]) for v in first] == [(1, "deployment:deploy-1")]
+    assert [(v["version"], v["createdBy"]) for v in first] == [(1, "deployment:deploy-1")]
     with fresh_system.client() as admin:
         admin.upload_file(b"survives restarts", name="kept.pem")
     fresh_system.stop()
@@ -95,7 +95,7 @@ def test_rotation_on_deploy_happens_once_per_deployment_id(fresh_system: LocalSy
     fresh_system.extra_env["SECUREFILES_DEPLOYMENT_ID"] = "deploy-2"
     fresh_system.start()  # new deployment: exactly one new primary
     second = _versions(fresh_system)
-    assert [(v["version"], v["state"], v["created_by"]) for v in second] == [
+    assert [(v["version"], v["state"], v["createdBy"]) for v in second] == [
         (2, "PRIMARY", "deployment:deploy-2"), (1, "ENABLED", "deployment:deploy-1")]
     fresh_system.stop()
     fresh_system.start()

@@ -43,7 +43,7 @@ def test_keystores_with_thousands_of_long_aliases_still_show_and_list(system: Lo
     assert shown.json()["metadata"]["entry_count"] == 10_000
     listed = system.cli("--project", project, "files", "list", "--output", "json")
     assert listed.code == 0, listed.stderr
-    assert sorted(f["name"] for f in listed.json()) == sorted(names)
+    assert sorted(f["displayName"] for f in listed.json()) == sorted(names)
 
     other = unique("unrelated") + ".pem"
     with system.client(project=project) as admin:
@@ -74,7 +74,7 @@ def test_metadata_stored_before_the_caps_is_capped_when_read(system: LocalSystem
     assert metadata["entry_count"] == 20_000 and metadata["truncated"] == ["aliases"]
     assert metadata["aliases"] == huge["aliases"][: len(metadata["aliases"])]
     assert listed.code == 0, listed.stderr
-    assert [f["name"] for f in listed.json()] == ["legacy.jks"]
+    assert [f["displayName"] for f in listed.json()] == ["legacy.jks"]
 
 
 def test_a_page_is_bounded_in_bytes(system: LocalSystem) -> None:

@@ -78,7 +78,7 @@ def test_a_person_signs_in_with_the_device_flow_and_uploads_as_themselves(
     uploaded = production.cli("files", "upload", str(source), "--name", unique("carol") + ".bin",
                               "--output", "json")
     assert uploaded.code == 0, uploaded.stderr
-    assert uploaded.json()["created_by"] == "user:carol"
+    assert uploaded.json()["createdBy"] == "user:carol"
 
     assert production.cli("logout").code == 0
     assert not json.loads(credentials_path(production.env()).read_text())
@@ -169,8 +169,8 @@ def test_runs_start_needs_the_orchestrator_role_and_records_who_asserted_it(prod
                              "user:grace", "--output", "json", env={"SECUREFILES_TOKEN": bot_token})
     assert started.code == 0, started.stderr
     run = started.json()
-    assert (run["asserted_by"], run["requested_by"]) == ("service:jenkins", "user:grace")
-    claims = jwt.decode(run["job_token"], options={"verify_signature": False})
+    assert (run["run"]["assertedBy"], run["run"]["requestedBy"]) == ("service:jenkins", "user:grace")
+    claims = jwt.decode(run["jobToken"], options={"verify_signature": False})
     assert claims["issued_by"] == "service:jenkins"
 
 
@@ -213,12 +213,12 @@ def test_dev_mode_two_person_rules_refuse_a_token_the_requester_issued(system: L
     request = system.cli("access", "request", "--reason", "INC-7", "--output", "json", env=requester_env)
     assert request.code == 0, request.stderr
     minted = system.cli("tokens", "issue", second, "--output", "json", env=requester_env)
-    assert minted.code == 0 and minted.json()["issued_by"] == requester
-    approved = system.cli("access", "approve", str(request.json()["id"]),
+    assert minted.code == 0 and minted.json()["issuedBy"] == requester
+    approved = system.cli("access", "approve", request.json()["name"].rsplit("/", 1)[1],
                           env={"SECUREFILES_TOKEN": minted.json()["token"]})
     assert approved.code == 3 and "APPROVER_TOKEN_FROM_REQUESTER" in approved.stderr
     # The same person with a token somebody else issued is a second person.
-    genuine = system.cli("access", "approve", str(request.json()["id"]),
+    genuine = system.cli("access", "approve", request.json()["name"].rsplit("/", 1)[1],
                          env={"SECUREFILES_TOKEN": user_token(system, second)})
     assert genuine.code == 0, genuine.stderr
 
@@ -271,7 +271,7 @@ def test_tokens_are_listed_and_a_revoked_one_is_refused_everywhere(fresh_system:
     token_id = jwt.decode(issued.token, options={"verify_signature": False})["jti"]
     listed = system.cli("tokens", "list", "--subject", account, "--output", "json")
     assert listed.code == 0, listed.stderr
-    assert [(t["id"], t["issued_by"]) for t in listed.json()] == [(token_id, "user:admin")]
+    assert [(t["tokenId"], t["issuedBy"]) for t in listed.json()] == [(token_id, "user:admin")]
     assert system.cli("files", "list", env=bot).code == 0
     # A stranger may neither see nor revoke it: the same answer as for a token that is not there.
     stranger = {"SECUREFILES_TOKEN": user_token(system, f"user:{unique('x')}")}
@@ -280,7 +280,7 @@ def test_tokens_are_listed_and_a_revoked_one_is_refused_everywhere(fresh_system:
     assert refused.code == 5 and "TOKEN_NOT_FOUND" in refused.stderr
 
     revoked = system.cli("tokens", "revoke", token_id, "--output", "json")
-    assert revoked.code == 0 and revoked.json()["revoked_by"] == "user:admin", revoked.stderr
+    assert revoked.code == 0 and revoked.json()["revokedBy"] == "user:admin", revoked.stderr
     at_authz = system.cli("trusts", "list", env=bot)  # authz refuses it at once
     assert at_authz.code == 3 and "TOKEN_REVOKED" in at_authz.stderr
     deadline = time.monotonic() + 60  # storage learns of it at its next refresh of authz's keys

@@ -39,7 +39,7 @@ def test_chains_are_witnessed_elsewhere_and_a_cut_tail_is_reported(own_system: L
     _wait_witnessed(own_system, "storage", "kms-eu")
     verified = own_system.cli("audit", "verify", "--output", "json")
     assert verified.code == 0, verified.stdout + verified.stderr
-    assert all(v["unaccounted_entries"] == 0 for v in verified.json().values())
+    assert all(v["unaccountedEntries"] == 0 for v in verified.json().values())
 
     # (one test: once cut, a chain stays behind the head witnessed elsewhere, as it should)
     with own_system.client() as admin:
@@ -56,6 +56,6 @@ def test_chains_are_witnessed_elsewhere_and_a_cut_tail_is_reported(own_system: L
     assert verified.code == 1, verified.stdout + verified.stderr
     report = verified.json()
     assert report["storage"]["intact"] is False
-    assert report["storage"]["unaccounted_entries"] == 5, report["storage"]
+    assert report["storage"]["unaccountedEntries"] == 5, report["storage"]
     assert "unaccounted" in report["storage"]["problem"]
     assert report["authz"]["intact"] and report["kms-eu"]["intact"], report

@@ -117,7 +117,7 @@ def _rechain(system: LocalSystem, service: str) -> None:
 def _assert_only_broken(report: dict, service: str, first_bad: int, problems: tuple[str, ...]) -> None:
     broken = report[service]
     assert broken["intact"] is False, report
-    assert broken["first_bad_sequence"] == first_bad, report
+    assert broken["firstBadSequence"] == first_bad, report
     assert broken["problem"] in problems, report
     assert all(report[s]["intact"] for s in SERVICES if s != service), report
 

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
+from securefiles.client.types import AccessRequest
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
 
 
-def access_object(r: authz_pb2.AccessRequest) -> dict[str, Any]:
-    return {"id": int(r.name.rsplit("/", 1)[1]), "project": r.project.split("/", 1)[1], "requester": r.requester,
-            "reason": r.reason, "ttl_seconds": r.ttl.seconds, "state": authz_pb2.AccessRequest.State.Name(r.state),
-            "approver": r.approver, "create_time": rfc3339(r.create_time), "expire_time": rfc3339(r.expire_time),
-            "revoked_by": r.revoked_by}
+def _id(r: AccessRequest) -> str:
+    return r.name.rsplit("/", 1)[1]
 
 
-def _show(args: argparse.Namespace, request: authz_pb2.AccessRequest) -> int:
-    obj = access_object(request)
+def _project(r: AccessRequest) -> str:
+    return r.project.split("/", 1)[1]
+
+
+def _show(args: argparse.Namespace, request: AccessRequest) -> int:
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(request))
     else:
-        until = f" until {obj['expire_time']}" if obj["state"] == "GRANTED" else ""
-        print(f"access request {obj['id']} for {obj['project']} by {obj['requester']}: {obj['state']}{until}")
+        until = f" until {when(request.expire_time)}" if request.state == "GRANTED" else ""
+        print(f"access request {_id(request)} for {_project(request)} by {request.requester}: {request.state}{until}")
     return 0
 
 
@@ -36,28 +35,28 @@ def access_request(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
     with client_for(args) as client:
-        return _show(args, client.request_access(args.project or client.project, args.reason, ttl))
+        return _show(args, client.access.request(args.project or client.project, args.reason, ttl))
 
 
 def access_approve(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        return _show(args, client.approve_access(args.id))
+        return _show(args, client.access.approve(args.id))
 
 
 def access_revoke(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        return _show(args, client.revoke_access(args.id))
+        return _show(args, client.access.revoke(args.id))
 
 
 def access_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        objects = [access_object(r) for r in client.list_access_requests()]
+        requests = client.access.list()
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(requests))
     else:
         print_table(("ID", "PROJECT", "REQUESTER", "STATE", "APPROVER", "EXPIRES", "REASON"),
-                    [(o["id"], o["project"], o["requester"], o["state"], o["approver"], o["expire_time"], o["reason"])
-                     for o in objects])
+                    [(_id(r), _project(r), r.requester, r.state, r.approver, when(r.expire_time), r.reason)
+                     for r in requests])
     return 0
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339, role_object
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
@@ -34,15 +33,15 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], line: str) -> int:
 
 def projects_create(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        p = client.create_project(args.name, args.region or "")
-    return _emit(args, {"name": p.name.split("/", 1)[1], "region": p.region}, f"created {p.name} in {p.region}")
+        p = client.projects.create(args.name, args.region or "")
+    return _emit(args, json_object(p), f"created {p.name} in {p.region}")
 
 
 def projects_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        projects = client.list_projects()
+        projects = client.projects.list()
     if wants_json(args):
-        print_json([{"name": p.name.split("/", 1)[1], "region": p.region} for p in projects])
+        print_json(json_object(projects))
     else:
         print_table(("PROJECT", "REGION"), [(p.name.split("/", 1)[1], p.region) for p in projects])
     return 0
@@ -50,24 +49,17 @@ def projects_list(args: argparse.Namespace) -> int:
 
 def roles_assign(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        a = client.assign_role(args.principal, args.role, args.file, args.organization)
-    role = authz_pb2.Role.Name(a.role).lower()
-    return _emit(args, {"scope": a.scope, "principal": a.principal, "role": role},
-                 f"{a.principal} is {role} on {a.scope}")
+        a = client.roles.assign(args.principal, args.role, args.file, args.organization)
+    return _emit(args, json_object(a), f"{a.principal} is {a.role} on {a.scope}")
 
 
 def roles_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        listed = client.list_role_assignments(args.file, args.organization)
-    roles = [role_object(a) for a in listed.role_assignments]
-    scope = "organization" if args.organization else (args.file or f"the library of {client.project}")
-    obj: dict[str, Any] = {"scope": scope, "roles": roles}
-    if args.file:
-        obj["inherit_from_library"] = listed.inherit_from_library
+        listed = client.roles.list(args.file, args.organization)
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(listed))
         return 0
-    print_table(("PRINCIPAL", "ROLE"), [(r["principal"], r["role"]) for r in roles])
+    print_table(("PRINCIPAL", "ROLE"), [(r.principal, r.role) for r in listed.role_assignments])
     if args.file:
         print(f"library roles {'apply' if listed.inherit_from_library else 'do not apply'} to {args.file}")
     return 0
@@ -75,7 +67,7 @@ def roles_list(args: argparse.Namespace) -> int:
 
 def roles_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        scope = client.delete_role_assignment(args.principal, args.file, args.organization)
+        scope = client.roles.delete(args.principal, args.file, args.organization)
     shown = "the organization" if args.organization else (args.file or f"the library of {client.project}")
     return _emit(args, {"scope": scope, "principal": args.principal, "deleted": True},
                  f"{args.principal} has no role on {shown} any more")
@@ -83,16 +75,15 @@ def roles_delete(args: argparse.Namespace) -> int:
 
 def pipelines_create(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        p = client.create_pipeline(args.name)
-    return _emit(args, {"id": p.pipeline_id, "name": p.display_name, "resource": p.name},
-                 f"created pipeline {p.display_name} (id {p.pipeline_id})")
+        p = client.pipelines.create(args.name)
+    return _emit(args, json_object(p), f"created pipeline {p.display_name} (id {p.pipeline_id})")
 
 
 def pipelines_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        pipelines = client.list_pipelines()
+        pipelines = client.pipelines.list()
     if wants_json(args):
-        print_json([{"id": p.pipeline_id, "name": p.display_name} for p in pipelines])
+        print_json(json_object(pipelines))
     else:
         print_table(("ID", "NAME"), [(p.pipeline_id, p.display_name) for p in pipelines])
     return 0
@@ -102,16 +93,14 @@ def _set_permission(args: argparse.Namespace, authorized: bool) -> int:
     if bool(args.pipeline) == bool(args.all):
         raise InvalidArgument("give a PIPELINE or --all", reason="INVALID_ARGUMENT")
     with client_for(args) as client:
-        perms = client.set_pipeline_permission(args.file, None if args.all else args.pipeline, authorized)
-    obj = {"file": args.file, "all_pipelines": perms.all_pipelines,
-           "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines]}
+        perms = client.pipelines.set_permission(args.file, None if args.all else args.pipeline, authorized)
     names = "all pipelines" if perms.all_pipelines else (", ".join(p.display_name for p in perms.pipelines) or "none")
-    return _emit(args, obj, f"{args.file}: authorized for {names}")
+    return _emit(args, json_object(perms), f"{args.file}: authorized for {names}")
 
 
 def pipelines_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        client.delete_pipeline(args.pipeline)
+        client.pipelines.delete(args.pipeline)
     return _emit(args, {"deleted": args.pipeline}, f"deleted pipeline {args.pipeline} (and its permissions on files)")
 
 
@@ -125,15 +114,12 @@ def pipelines_revoke(args: argparse.Namespace) -> int:
 
 def runs_start(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        started = client.start_run(args.pipeline, args.branch, args.requested_by or "", _seconds(args.ttl))
-    run = started.run
-    obj = {"run": run.name, "run_id": run.run_id, "pipeline": run.pipeline, "branch": run.branch,
-           "requested_by": run.requested_by, "asserted_by": run.asserted_by, "job_token": started.job_token,
-           "expire_time": rfc3339(run.expire_time)}
+        started = client.pipelines.start_run(args.pipeline, args.branch, args.requested_by or "",
+                                             _seconds(args.ttl))
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(started))
     else:
-        print(f"started {run.name}\nexport SECUREFILES_JOB_TOKEN={started.job_token}")
+        print(f"started {started.run.name}\nexport SECUREFILES_JOB_TOKEN={started.job_token}")
     return 0
 
 
@@ -141,61 +127,45 @@ def runs_complete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         # A bare run id is enough: runs are numbered per project ("-" = any pipeline).
         name = run_name(client.project, ANY_PIPELINE, args.run) if args.run.isdigit() else args.run
-        run = client.complete_run(name)
-    return _emit(args, {"run": run.name, "run_id": run.run_id, "state": authz_pb2.Run.State.Name(run.state)},
-                 f"completed {run.name}")
-
-
-def run_object(r: authz_pb2.Run, pipeline_names: dict[str, str]) -> dict[str, Any]:
-    return {"run": r.name, "run_id": r.run_id, "pipeline": pipeline_names.get(r.pipeline, r.pipeline),
-            "branch": r.branch, "requested_by": r.requested_by, "state": authz_pb2.Run.State.Name(r.state),
-            "create_time": rfc3339(r.create_time), "expire_time": rfc3339(r.expire_time),
-            "complete_time": rfc3339(r.complete_time)}
+        run = client.pipelines.complete_run(name)
+    return _emit(args, json_object(run), f"completed {run.name}")
 
 
 def runs_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        names = {p.name: p.display_name for p in client.list_pipelines()}
-        objects = [run_object(r, names) for r in client.list_runs(args.pipeline, args.running)]
+        runs = list(client.pipelines.runs(args.pipeline, args.running))
+        names = {p.name: p.display_name for p in client.pipelines.list()} if not wants_json(args) else {}
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(runs))
     else:
         print_table(("ID", "PIPELINE", "BRANCH", "REQUESTED BY", "STATE", "STARTED", "EXPIRES"),
-                    [(o["run_id"], o["pipeline"], o["branch"], o["requested_by"], o["state"], o["create_time"],
-                      o["expire_time"]) for o in objects])
+                    [(r.run_id, names.get(r.pipeline, r.pipeline), r.branch, r.requested_by, r.state,
+                      when(r.create_time), when(r.expire_time)) for r in runs])
     return 0
 
 
 def tokens_issue(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        issued = client.issue_token(args.principal, _seconds(args.ttl))
-    return _emit(args, {"token": issued.token, "expire_time": rfc3339(issued.expire_time),
-                        "issued_by": issued.issued_by}, issued.token)
-
-
-def _token_object(t: authz_pb2.IssuedToken) -> dict[str, Any]:
-    return {"id": t.token_id, "subject": t.subject, "kind": t.kind, "issued_by": t.issued_by,
-            "create_time": rfc3339(t.create_time), "expire_time": rfc3339(t.expire_time),
-            "revoke_time": rfc3339(t.revoke_time), "revoked_by": t.revoked_by or None}
+        issued = client.tokens.issue(args.principal, _seconds(args.ttl))
+    return _emit(args, json_object(issued), issued.token)
 
 
 def tokens_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        tokens = client.list_tokens(args.subject or "", args.all)
-    objects = [_token_object(t) for t in tokens]
+        tokens = client.tokens.list(args.subject or "", args.all)
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(tokens))
     else:
         print_table(("ID", "SUBJECT", "ISSUED BY", "EXPIRES", "REVOKED"),
-                    [(o["id"], o["subject"], o["issued_by"], o["expire_time"], o["revoke_time"] or "")
-                     for o in objects])
+                    [(t.token_id, t.subject, t.issued_by, when(t.expire_time), when(t.revoke_time) or "")
+                     for t in tokens])
     return 0
 
 
 def tokens_revoke(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        revoked = client.revoke_token(args.id)
-    return _emit(args, _token_object(revoked),
+        revoked = client.tokens.revoke(args.id)
+    return _emit(args, json_object(revoked),
                  f"revoked token {revoked.token_id} of {revoked.subject} (refused everywhere within minutes)")
 
 

@@ -3,53 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from securefiles.cli import audit_export
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
+
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 
 
 def audit_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        services = [args.service] if args.service else list(client.audit_targets())
-        events = [e for s in services for e in client.list_audit_events(s, args.resource or "")]
-    events.sort(key=lambda e: (e.time.seconds, e.time.nanos, e.service, e.sequence))
-    objects = [{
-        "service": e.service, "sequence": e.sequence, "time": rfc3339(e.time), "principal": e.principal,
-        "action": e.action, "resource": e.resource, "decision": e.decision, "reason": e.reason,
-        "request_id": e.request_id, "details": dict(e.details),
-    } for e in events]
+        services = [args.service] if args.service else list(client.audit.targets())
+        events = [e for s in services for e in client.audit.events(s, args.resource or "")]
+    events.sort(key=lambda e: (e.time or _EPOCH, e.service, e.sequence))
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(events))
     else:
         print_table(("TIME", "SERVICE", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "REASON"),
-                    [(o["time"], o["service"], o["principal"], o["action"], o["resource"], o["decision"],
-                      o["reason"]) for o in objects])
+                    [(when(e.time), e.service, e.principal, e.action, e.resource, e.decision, e.reason)
+                     for e in events])
     return 0
 
 
 def audit_verify(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        services = [args.service] if args.service else list(client.audit_targets())
+        services = [args.service] if args.service else list(client.audit.targets())
         # A chain cannot prove its own tail: each is checked against its newest head another
         # service witnessed.
-        witnessed = {s: client.latest_witnessed_head(s) for s in services}
-        results = {s: client.verify_audit_log(s, witnessed[s]) for s in services}
-    objects = {s: {"intact": r.intact, "events_checked": r.events_checked,
-                   "first_bad_sequence": r.first_bad_sequence, "problem": r.problem,
-                   "unaccounted_entries": r.unaccounted_entries,
-                   "witnessed_sequence": head.sequence if (head := witnessed[s]) else 0}
-               for s, r in results.items()}
+        witnessed = {s: client.audit.latest_witnessed_head(s) for s in services}
+        results = {s: client.audit.verify(s, witnessed[s]) for s in services}
+    sequences = {s: head.sequence if (head := witnessed[s]) else 0 for s in services}
     if wants_json(args):
-        print_json(objects)
+        # The witnessed head's sequence under its name in VerifyAuditLogRequest.
+        print_json({s: {**json_object(r), "witnessedSequence": sequences[s]} for s, r in results.items()})
     else:
         print_table(("SERVICE", "INTACT", "EVENTS", "WITNESSED", "UNACCOUNTED", "PROBLEM"),
-                    [(s, "yes" if o["intact"] else "NO", o["events_checked"], o["witnessed_sequence"],
-                      o["unaccounted_entries"],
-                      f"{o['problem']} at #{o['first_bad_sequence']}" if not o["intact"] else "")
-                     for s, o in objects.items()])
-    return 0 if all(o["intact"] for o in objects.values()) else 1
+                    [(s, "yes" if r.intact else "NO", r.events_checked, sequences[s], r.unaccounted_entries,
+                      f"{r.problem} at #{r.first_bad_sequence}" if not r.intact else "")
+                     for s, r in results.items()])
+    return 0 if all(r.intact for r in results.values()) else 1
 
 
 def register(subparsers: Subcommands) -> None:

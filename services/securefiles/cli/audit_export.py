@@ -20,24 +20,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from securefiles.audit.v1 import audit_pb2
 from securefiles.cli.context import client_for
-from securefiles.cli.output import rfc3339
+from securefiles.cli.output import json_object
 from securefiles.cli.parser import Subcommands
+from securefiles.client.types import AuditEvent
 from securefiles.common.errors import InvalidArgument
 
 _FACILITIES = {"auth": logging.handlers.SysLogHandler.LOG_AUTH, "authpriv": logging.handlers.SysLogHandler.LOG_AUTHPRIV,
                "local0": logging.handlers.SysLogHandler.LOG_LOCAL0, "user": logging.handlers.SysLogHandler.LOG_USER}
 
 
-def event_line(event: audit_pb2.AuditEvent) -> str:
-    """One JSON object on one line (names from strangers stay escaped inside it)."""
-    return json.dumps({
-        "service": event.service, "sequence": event.sequence, "time": rfc3339(event.time),
-        "principal": event.principal, "action": event.action, "resource": event.resource,
-        "decision": event.decision, "reason": event.reason, "request_id": event.request_id,
-        "details": dict(event.details), "previous_hash": event.previous_hash, "hash": event.hash,
-    }, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def event_line(event: AuditEvent) -> str:
+    """One JSON object on one line, the proto's JSON names for keys (names from strangers stay
+    escaped inside it)."""
+    return json.dumps(json_object(event), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 class ExportState:
@@ -109,13 +105,13 @@ def audit_export(args: argparse.Namespace) -> int:
     sinks = Sinks(args.to, args.syslog, args.syslog_facility)
     try:
         with client_for(args) as client:
-            services = args.service or list(client.audit_targets())
+            services = args.service or list(client.audit.targets())
             while True:
                 for service in services:
                     start = args.after if args.after is not None and service not in state.positions else (
                         state.positions.get(service, 0))
-                    batch: list[audit_pb2.AuditEvent] = []
-                    for event in client.list_audit_events(service, after_sequence=start):
+                    batch: list[AuditEvent] = []
+                    for event in client.audit.events(service, after_sequence=start):
                         batch.append(event)
                         if len(batch) >= 1000:
                             _flush(sinks, state, service, batch)
@@ -127,7 +123,7 @@ def audit_export(args: argparse.Namespace) -> int:
         sinks.close()
 
 
-def _flush(sinks: Sinks, state: ExportState, service: str, batch: list[audit_pb2.AuditEvent]) -> None:
+def _flush(sinks: Sinks, state: ExportState, service: str, batch: list[AuditEvent]) -> None:
     if not batch:
         return
     sinks.write(event_line(e) for e in batch)

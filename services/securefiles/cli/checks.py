@@ -3,73 +3,57 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.output import json_object, print_json, print_table
 from securefiles.cli.parser import Subcommands
 from securefiles.client.api import SecureFilesClient
-from securefiles.client.check_spec import build_check
 from securefiles.client.job_identity import job_claims
+from securefiles.client.types import Check
 from securefiles.common.resource_names import ANY_PIPELINE, run_name
 
 
-def check_object(c: authz_pb2.Check) -> dict[str, Any]:
-    obj: dict[str, Any] = {"id": c.check_id, "type": c.type, "timeout_seconds": c.timeout.seconds,
-                 "created_by": c.created_by, "create_time": rfc3339(c.create_time)}
-    kind = c.WhichOneof("settings")
-    if kind == "branch_control":
-        obj["allowed_refs"] = list(c.branch_control.allowed_refs)
-    elif kind == "approval":
-        obj.update(approvers=list(c.approval.approvers), min_approvals=c.approval.min_approvals,
-                   allow_requester=c.approval.allow_requester, instructions=c.approval.instructions)
-    elif kind == "business_hours":
+def _summary(c: Check) -> str:
+    if c.branch_control is not None:
+        return ", ".join(c.branch_control.allowed_refs)
+    if c.approval is not None:
+        return f"{c.approval.min_approvals} of {', '.join(c.approval.approvers)}" + (
+            " (requester may approve)" if c.approval.allow_requester else "")
+    if c.business_hours is not None:
         b = c.business_hours
-        obj.update(time_zone=b.time_zone, days=list(b.days), start_time=b.start_time, end_time=b.end_time)
-    return obj
-
-
-def _summary(obj: dict[str, Any]) -> str:
-    if obj["type"] == "branch-control":
-        return ", ".join(obj["allowed_refs"])
-    if obj["type"] == "approval":
-        return f"{obj['min_approvals']} of {', '.join(obj['approvers'])}" + (
-            " (requester may approve)" if obj["allow_requester"] else "")
-    if obj["type"] == "business-hours":
-        return f"{','.join(obj['days'])} {obj['start_time']}-{obj['end_time']} {obj['time_zone']}"
+        return f"{','.join(b.days)} {b.start_time}-{b.end_time} {b.time_zone}"
     return "one run at a time"
 
 
 def checks_add(args: argparse.Namespace) -> int:
-    check = build_check(args.type, allowed=args.allowed or "", approvers=args.approver or [],
-                        min_approvals=args.min_approvals, allow_requester=args.allow_requester,
-                        instructions=args.instructions or "", timezone=args.timezone or "", days=args.days or "",
-                        start=args.start or "", end=args.end or "", timeout=args.timeout or "")
     with client_for(args) as client:
-        created = client.add_check(args.file, check)
-    obj = check_object(created)
+        created = client.checks.add(
+            args.file, args.type, allowed=args.allowed or "", approvers=args.approver or [],
+            min_approvals=args.min_approvals, allow_requester=args.allow_requester,
+            instructions=args.instructions or "", timezone=args.timezone or "", days=args.days or "",
+            start=args.start or "", end=args.end or "", timeout=args.timeout or "")
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(created))
     else:
-        print(f"added {obj['type']} check {obj['id']} to {args.file}: {_summary(obj)}")
+        print(f"added {created.type} check {created.check_id} to {args.file}: {_summary(created)}")
     return 0
 
 
 def checks_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        objects = [check_object(c) for c in client.list_checks(args.file)]
+        listed = client.checks.list(args.file)
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(listed))
     else:
         print_table(("ID", "TYPE", "SETTINGS", "TIMEOUT"),
-                    [(o["id"], o["type"], _summary(o), f"{o['timeout_seconds']}s") for o in objects])
+                    [(c.check_id, c.type, _summary(c), f"{int(c.timeout.total_seconds()) if c.timeout else 0}s")
+                     for c in listed])
     return 0
 
 
 def checks_delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        client.delete_check(args.file, args.check_id)
+        client.checks.delete(args.file, args.check_id)
     print(f"deleted check {args.check_id} from {args.file}")
     return 0
 
@@ -85,48 +69,35 @@ def runs_request(args: argparse.Namespace) -> int:
         claims = job_claims(client.token)
         run = run_name(claims.project, claims.pipeline, claims.run)
     with client:
-        suites = client.request_checks(run, args.files)
-    objects = [{"file": f, "state": authz_pb2.CheckState.Name(s.state),
-                "checks": [{"type": r.type, "state": authz_pb2.CheckState.Name(r.state), "reason": r.reason,
-                            "approval_id": r.approval_id} for r in s.results]} for f, s in zip(args.files, suites,
-                                                                                                strict=True)]
+        suites = client.checks.request(run, args.files)
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(suites))
     else:
-        for obj in objects:
-            waits = "; ".join(f"{c['type']} {c['state'].lower()}: {c['reason']}" for c in obj["checks"]) or "no checks"
-            print(f"{obj['file']}: {obj['state']} ({waits})")
+        for file, suite in zip(args.files, suites, strict=True):
+            waits = "; ".join(f"{r.type} {r.state.lower()}: {r.reason}" for r in suite.results) or "no checks"
+            print(f"{file}: {suite.state} ({waits})")
     return 0
-
-
-def approval_object(a: authz_pb2.Approval) -> dict[str, Any]:
-    return {"id": a.approval_id, "run": a.run, "file": a.resource, "state": authz_pb2.CheckState.Name(a.state),
-            "approvers": list(a.approvers), "min_approvals": a.min_approvals, "requested_by": a.requested_by,
-            "instructions": a.instructions, "expire_time": rfc3339(a.expire_time),
-            "decisions": [{"approver": d.approver, "approved": d.approved, "comment": d.comment,
-                           "time": rfc3339(d.decide_time)} for d in a.decisions]}
 
 
 def approvals_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        objects = [approval_object(a) for a in client.list_approvals(args.pending)]
+        approvals = client.checks.approvals(args.pending)
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(approvals))
     else:
         print_table(("ID", "STATE", "RUN", "FILE", "APPROVERS", "REQUESTED BY"),
-                    [(o["id"], o["state"], o["run"], o["file"], ", ".join(o["approvers"]), o["requested_by"])
-                     for o in objects])
+                    [(a.approval_id, a.state, a.run, a.resource, ", ".join(a.approvers), a.requested_by)
+                     for a in approvals])
     return 0
 
 
 def _decide(args: argparse.Namespace, approve: bool) -> int:
     with client_for(args) as client:
-        decided = client.decide_approval(args.id, approve, args.comment or "")
-    obj = approval_object(decided)
+        decided = client.checks.decide(args.id, approve, args.comment or "")
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(decided))
     else:
-        print(f"approval {obj['id']} is {obj['state'].lower()}")
+        print(f"approval {decided.approval_id} is {decided.state.lower()}")
     return 0
 
 
@@ -140,9 +111,9 @@ def approvals_reject(args: argparse.Namespace) -> int:
 
 def groups_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        groups = client.list_groups()
+        groups = client.checks.groups()
     if wants_json(args):
-        print_json([{"group": g.name, "members": list(g.members)} for g in groups])
+        print_json(json_object(groups))
     else:
         print_table(("GROUP", "MEMBERS"), [(g.name, ", ".join(g.members)) for g in groups])
     return 0
@@ -150,9 +121,9 @@ def groups_list(args: argparse.Namespace) -> int:
 
 def groups_member(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        group = client.set_group_member(args.group, args.principal, args.action == "add-member")
+        group = client.checks.set_group_member(args.group, args.principal, args.action == "add-member")
     if wants_json(args):
-        print_json({"group": group.name, "members": list(group.members)})
+        print_json(json_object(group))
     else:
         print(f"{group.name}: {', '.join(group.members) or 'no members'}")
     return 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 from securefiles.cli.confirm import confirm_typed, require_yes_or_terminal
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import file_object, human_size, print_json, print_table, rfc3339, role_object
+from securefiles.cli.output import file_object, human_size, json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
+from securefiles.client.types import SecureFile
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument, PermissionDenied
 
@@ -25,14 +25,16 @@ def parse_properties(items: list[str] | None) -> dict[str, str]:
     return properties
 
 
-def _show(args: argparse.Namespace, f: object) -> None:
-    obj = file_object(f)  # type: ignore[arg-type]
+def _show(args: argparse.Namespace, f: SecureFile) -> None:
+    obj = file_object(f)
     if wants_json(args):
         print_json(obj)
         return
-    for key in ("name", "id", "size", "sha256", "version", "key_version", "created_by", "create_time", "update_time",
-                "expires_at"):
-        print(f"{key + ':':<13} {obj[key] if obj[key] is not None else '-'}")
+    shown = {"name": f.display_name, "id": f.secure_file_id, "size": f.size_bytes, "sha256": f.sha256,
+             "version": f.version, "key_version": f.key_version, "created_by": f.created_by,
+             "create_time": when(f.create_time), "update_time": when(f.update_time), "expires_at": when(f.expire_time)}
+    for key, value in shown.items():
+        print(f"{key + ':':<13} {value if value is not None else '-'}")
     for key, value in sorted(obj["properties"].items()):
         print(f"{'property:':<13} {key}={value}")
     for key, value in obj["metadata"].items():
@@ -62,10 +64,10 @@ def _source(path_text: str) -> Path:
 def upload(args: argparse.Namespace) -> int:
     path = _source(args.path)
     with client_for(args) as client:
-        created = client.upload_file(path, name=args.name, properties=parse_properties(args.property),
-                                     parse_password=_password(args.parse_password_file))
+        created = client.files.upload(path, name=args.name, properties=parse_properties(args.property),
+                                      parse_password=_password(args.parse_password_file))
         if args.authorize_all_pipelines:
-            client.set_pipeline_permission(created.secure_file_id, None, True)
+            client.pipelines.set_permission(created.secure_file_id, None, True)
     _show(args, created)
     return 0
 
@@ -80,12 +82,12 @@ def list_files(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
     with client_for(args) as client:
-        files = list(client.list_files(args.name_pattern or "", expires_before=expires_before))
+        files = list(client.files.list(args.name_pattern or "", expires_before=expires_before))
     if wants_json(args):
         print_json([file_object(f) for f in files])
     else:
-        rows = [(o["name"], human_size(o["size"]), o["metadata"].get("type", ""), o["expires_at"] or "-",
-                 o["update_time"]) for o in map(file_object, files)]
+        rows = [(f.display_name, human_size(f.size_bytes), f.metadata.get("type", "unknown"),
+                 when(f.expire_time) or "-", when(f.update_time)) for f in files]
         print_table(("NAME", "SIZE", "TYPE", "EXPIRES", "UPDATED"), rows)
     return 0
 
@@ -93,29 +95,25 @@ def list_files(args: argparse.Namespace) -> int:
 def replace(args: argparse.Namespace) -> int:
     path = _source(args.path)
     with client_for(args) as client:
-        _show(args, client.replace_file(args.file, path, args.reason or "", _password(args.parse_password_file)))
+        _show(args, client.files.replace(args.file, path, args.reason or "", _password(args.parse_password_file)))
     return 0
 
 
 def versions(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        kept = client.list_versions(args.file)
-    objects: list[dict[str, Any]] = [
-        {"version": v.version, "size": v.size_bytes, "sha256": v.sha256, "current": v.current,
-         "created_by": v.created_by, "create_time": rfc3339(v.create_time), "key_version": v.key_version,
-         "expires_at": rfc3339(v.expire_time) if v.HasField("expire_time") else None} for v in kept]
+        kept = client.files.versions(args.file)
     if wants_json(args):
-        print_json(objects)
+        print_json(json_object(kept))
     else:
         print_table(("VERSION", "CURRENT", "SIZE", "SHA256", "CREATED", "BY"),
-                    [(o["version"], "*" if o["current"] else "", human_size(o["size"]), o["sha256"][:12],
-                      o["create_time"], o["created_by"]) for o in objects])
+                    [(v.version, "*" if v.current else "", human_size(v.size_bytes), v.sha256[:12],
+                      when(v.create_time), v.created_by) for v in kept])
     return 0
 
 
 def rollback(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        _show(args, client.rollback_file(args.file, args.to_version, args.reason or ""))
+        _show(args, client.files.rollback(args.file, args.to_version, args.reason or ""))
     return 0
 
 
@@ -130,30 +128,28 @@ def _bool(text: str) -> bool:
 def library(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         if args.action == "update":
-            settings = client.update_library(None if args.allow_replace is None else _bool(args.allow_replace),
-                                             args.keep_versions)
+            settings = client.files.update_library(
+                None if args.allow_replace is None else _bool(args.allow_replace), args.keep_versions)
         else:
-            settings = client.get_library()
-    obj = {"project": settings.name.split("/")[1], "allow_replace": settings.allow_replace,
-           "keep_versions": settings.keep_versions}
+            settings = client.files.library()
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(settings))
     else:
-        print(f"library of {obj['project']}: replace {'allowed' if obj['allow_replace'] else 'not allowed'}, "
-              f"keeps {obj['keep_versions']} version(s)")
+        print(f"library of {settings.name.split('/')[1]}: replace "
+              f"{'allowed' if settings.allow_replace else 'not allowed'}, keeps {settings.keep_versions} version(s)")
     return 0
 
 
 def show(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        _show(args, client.get_file(args.file))
+        _show(args, client.files.get(args.file))
     return 0
 
 
 def update(args: argparse.Namespace) -> int:
     properties = parse_properties(args.property) if args.property is not None else None
     with client_for(args) as client:
-        _show(args, client.update_file(args.file, rename=args.rename, properties=properties))
+        _show(args, client.files.update(args.file, rename=args.rename, properties=properties))
     return 0
 
 
@@ -161,11 +157,11 @@ def delete(args: argparse.Namespace) -> int:
     ask = require_yes_or_terminal(args.yes, f"deleting {args.file}")
     with client_for(args) as client:
         if ask:
-            found = client.get_file(args.file)  # a typo is told NOT_FOUND before anyone types anything
+            found = client.files.get(args.file)  # a typo is told NOT_FOUND before anyone types anything
             confirm_typed(args.file, f"Deleting {found.display_name} ({human_size(found.size_bytes)}, "
                                      f"{found.version} version(s)) crypto-shreds it: its content cannot be "
                                      "recovered, and its roles, pipeline permissions and checks go with it.")
-        client.delete_file(args.file)
+        client.files.delete(args.file)
     if wants_json(args):
         print_json({"deleted": args.file})
     else:
@@ -176,30 +172,26 @@ def delete(args: argparse.Namespace) -> int:
 def permissions(args: argparse.Namespace) -> int:
     """Who may manage or use a file, and which pipelines may use it."""
     with client_for(args) as client:
-        perms = client.pipeline_permissions(args.file)
-        listed = client.list_role_assignments(args.file)
+        perms = client.pipelines.permissions(args.file)
+        listed = client.roles.list(args.file)
         library = None
         if listed.inherit_from_library:
             try:
-                library = client.list_role_assignments()
+                library = client.roles.list()
             except PermissionDenied:
                 library = None  # a file-only role may not see the library's
-    obj = {
-        "file": args.file, "all_pipelines": perms.all_pipelines,
-        "pipelines": [{"id": p.pipeline_id, "name": p.display_name} for p in perms.pipelines],
-        "roles": [role_object(a) for a in listed.role_assignments],
-        "inherit_from_library": listed.inherit_from_library,
-        "library_roles": [role_object(a) for a in library.role_assignments] if library is not None else None,
-    }
     if wants_json(args):
-        print_json(obj)
+        # PipelinePermissions' fields, then ListRoleAssignmentsResponse's for the file, then the library's
+        # role assignments (null when they do not apply or may not be listed).
+        print_json({**json_object(perms), **json_object(listed), "libraryRoleAssignments":
+                    json_object(library.role_assignments) if library is not None else None})
         return 0
     pipelines = "all pipelines of the project" if perms.all_pipelines else (
-        ", ".join(f"{p['name']} (id {p['id']})" for p in obj["pipelines"]) or "none")
+        ", ".join(f"{p.display_name} (id {p.pipeline_id})" for p in perms.pipelines) or "none")
     print(f"pipelines that may use {args.file}: {pipelines}")
-    rows = [(r["principal"], r["role"], "this file") for r in obj["roles"]]
-    if obj["library_roles"] is not None:
-        rows += [(r["principal"], r["role"], "library") for r in obj["library_roles"]]
+    rows = [(r.principal, r.role, "this file") for r in listed.role_assignments]
+    if library is not None:
+        rows += [(r.principal, r.role, "library") for r in library.role_assignments]
     print_table(("PRINCIPAL", "ROLE", "GIVEN ON"), rows)
     if not listed.inherit_from_library:
         print(f"library roles do not apply to {args.file} (securefiles files inheritance {args.file} on)")
@@ -210,10 +202,10 @@ def permissions(args: argparse.Namespace) -> int:
 
 def inheritance(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        changed = client.set_role_inheritance(args.file, _bool(args.state))
+        changed = client.roles.set_inheritance(args.file, _bool(args.state))
     inherit = changed.inherit_from_library
     if wants_json(args):
-        print_json({"file": args.file, "inherit_from_library": inherit})
+        print_json(json_object(changed))
     else:
         print(f"{args.file}: library roles {'apply' if inherit else 'no longer apply'}")
     return 0

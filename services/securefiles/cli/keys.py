@@ -7,41 +7,38 @@ from typing import Any
 
 from securefiles.cli.confirm import confirm_typed
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
+from securefiles.client.types import KeyVersion
 from securefiles.common.errors import FailedPrecondition
-from securefiles.kms.v1 import kms_pb2
 
 
-def _version_object(v: kms_pb2.KeyVersion, counts: dict[str, int] | None = None) -> dict[str, Any]:
-    obj = {"version": v.version, "name": v.name, "state": kms_pb2.KeyVersion.State.Name(v.state),
-           "created_at": rfc3339(v.create_time), "created_by": v.created_by, "reason": v.reason}
-    if counts is not None:
-        obj["data_keys"] = counts.get(v.name, 0)
+def _version_object(v: KeyVersion, data_keys: int) -> dict[str, Any]:
+    """A key version and, under KeyVersionCount's JSON name `dataKeys`, the data keys it wraps."""
+    obj: dict[str, Any] = json_object(v)
+    obj["dataKeys"] = data_keys
     return obj
 
 
 def keys_list(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        region, versions = client.list_key_versions(args.region)
-        counts = client.count_data_keys(region)
-    objects = [_version_object(v, counts) for v in versions]
+        region, versions = client.keys.versions(args.region)
+        counts = client.keys.data_keys(region)
     if wants_json(args):
-        print_json(objects)
+        print_json([_version_object(v, counts.get(v.name, 0)) for v in versions])
     else:
         print(f"region {region}")
         print_table(("VERSION", "STATE", "DATA KEYS", "CREATED", "CREATED BY", "REASON"),
-                    [(o["version"], o["state"], o["data_keys"], o["created_at"], o["created_by"], o["reason"])
-                     for o in objects])
+                    [(v.version, v.state, counts.get(v.name, 0), when(v.create_time), v.created_by, v.reason)
+                     for v in versions])
     return 0
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        v = client.rotate_key(args.region, args.reason or "")
-    obj = _version_object(v)
+        v = client.keys.rotate(args.region, args.reason or "")
     if wants_json(args):
-        print_json(obj)
+        print_json(json_object(v))
     else:
         print(f"{v.name} is now primary; run `securefiles keys rewrap` to move data keys to it")
     return 0
@@ -49,11 +46,11 @@ def keys_rotate(args: argparse.Namespace) -> int:
 
 def keys_rewrap(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        report = client.rewrap_data_keys(args.region)
+        report = client.keys.rewrap(args.region)
     before = {c.key_version: c.data_keys for c in report.before}
     after = {c.key_version: c.data_keys for c in report.after}
     if wants_json(args):
-        print_json({"before": before, "after": after, "rewrapped": report.rewrapped, "failed": report.failed})
+        print_json(json_object(report))
     else:
         print(f"rewrapped {report.rewrapped} data key(s), {report.failed} failed")
         print_table(("KEY VERSION", "BEFORE", "AFTER"),
@@ -63,11 +60,11 @@ def keys_rewrap(args: argparse.Namespace) -> int:
 
 def _change_state(args: argparse.Namespace, action: str) -> int:
     with client_for(args) as client:
-        v = client.set_key_version_state(args.version, action, args.region)
+        v = client.keys.set_state(args.version, action, args.region)
     if wants_json(args):
-        print_json(_version_object(v))
+        print_json(json_object(v))
     else:
-        print(f"{v.name} is {kms_pb2.KeyVersion.State.Name(v.state)}")
+        print(f"{v.name} is {v.state}")
     return 0
 
 
@@ -82,9 +79,9 @@ def keys_enable(args: argparse.Namespace) -> int:
 def keys_destroy(args: argparse.Namespace) -> int:
     """Refuse while data keys still use the version; with --force, make the operator type its name."""
     with client_for(args) as client:
-        region, _ = client.list_key_versions(args.region)
-        name = client._key_version_name(region, args.version)
-        in_use = client.count_data_keys(region).get(name, 0)
+        region, _ = client.keys.versions(args.region)
+        name = client.keys.version_name(region, args.version)
+        in_use = client.keys.data_keys(region).get(name, 0)
     if in_use and not args.force:
         raise FailedPrecondition(
             f"{in_use} data key(s) still use {name}; run `securefiles keys rewrap` first, or pass --force to make "

@@ -2,49 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from securefiles.authz.v1 import authz_pb2
-from securefiles.storage.v1 import storage_pb2
+from securefiles.client.types import SecureFile
 
 
-def rfc3339(ts: Timestamp) -> str | None:
-    if not ts.seconds and not ts.nanos:
-        return None
-    return ts.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+def json_name(field: str) -> str:
+    """A proto field's JSON name as protoc derives it: `display_name` -> `displayName`."""
+    head, *rest = field.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def metadata_object(metadata: struct_pb2.Struct) -> dict[str, Any]:
-    """Parsed metadata as JSON (whole numbers stay integers)."""
-    return _whole_numbers(json_format.MessageToDict(metadata)) if metadata.fields else {"type": "unknown"}
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
+def json_object(value: Any) -> Any:
+    """One of the client's types as `--output json` prints it: the proto's JSON names for keys
+    (map keys and parsed metadata are data and stay as they are), times in RFC 3339, null when unset."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {json_name(f.name): json_object(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime):
+        return when(value)
+    if isinstance(value, dt.timedelta):  # a Duration as the JSON mapping writes it: "3600s", "0.5s"
+        seconds = value.total_seconds()
+        return f"{int(seconds)}s" if seconds.is_integer() else f"{seconds}s"
+    if isinstance(value, Mapping):
+        return {key: json_object(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_object(inner) for inner in value]
     return value
 
 
-def file_object(f: storage_pb2.SecureFile) -> dict[str, Any]:
-    """The JSON shape of a secure file that scripts rely on."""
-    return {
-        "name": f.display_name, "id": f.secure_file_id, "size": f.size_bytes, "sha256": f.sha256,
-        "resource": f.name, "version": f.version, "properties": dict(f.properties),
-        "created_by": f.created_by, "create_time": rfc3339(f.create_time), "update_time": rfc3339(f.update_time),
-        "key_version": f.key_version, "metadata": metadata_object(f.metadata),
-        "expires_at": rfc3339(f.expire_time) if f.HasField("expire_time") else None,
-    }
+def when(value: dt.datetime | None) -> str | None:
+    """RFC 3339 in UTC to the second, the form every JSON time of the CLI takes."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def file_object(f: SecureFile) -> dict[str, Any]:
+    """The JSON shape of a secure file (metadata the server could not read says so)."""
+    obj: dict[str, Any] = json_object(f)
+    obj["metadata"] = obj["metadata"] or {"type": "unknown"}
+    return obj
 
 
 def terminal_safe(text: str) -> str:
@@ -53,10 +54,6 @@ def terminal_safe(text: str) -> str:
     return "".join(
         ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode("ascii")
         for ch in text)
-
-
-def role_object(a: authz_pb2.RoleAssignment) -> dict[str, str]:
-    return {"principal": a.principal, "role": authz_pb2.Role.Name(a.role).lower()}
 
 
 def print_json(value: Any) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import print_json, print_table, rfc3339
+from securefiles.cli.output import json_object, print_json, print_table
 from securefiles.cli.parser import Subcommands
 from securefiles.client.identity_api import TrustSpec
+from securefiles.client.types import Trust
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
 
@@ -78,26 +78,16 @@ def _seconds(text: str) -> int:
         raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
 
 
-def trust_object(t: authz_pb2.Trust) -> dict[str, object]:
-    return {
-        "name": t.display_name, "resource": t.name, "pipeline": t.pipeline, "issuer": t.issuer,
-        "audience": t.audience, "bound_claims": dict(sorted(t.bound_claims.items())), "branch_claim": t.branch_claim,
-        "ref_type_claim": t.ref_type_claim, "run_claims": list(t.run_claims), "requester_claim": t.requester_claim,
-        "max_ttl_seconds": t.max_ttl.seconds, "static_jwks": bool(t.jwks), "ca_certificates": bool(t.ca_certificates),
-        "created_by": t.created_by, "create_time": rfc3339(t.create_time),
-    }
-
-
-def _bound(t: authz_pb2.Trust) -> str:
+def _bound(t: Trust) -> str:
     return ", ".join(f"{c}={g}" for c, g in sorted(t.bound_claims.items()))
 
 
 def add(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     with client_for(args) as client:
-        created = client.create_trust(args.name, args.pipeline, spec)
+        created = client.trusts.create(args.name, args.pipeline, spec)
     if wants_json(args):
-        print_json(trust_object(created))
+        print_json(json_object(created))
     else:
         print(f"trust {created.display_name}: tokens of {created.issuer} with {_bound(created)} run as "
               f"{created.pipeline}")
@@ -106,9 +96,9 @@ def add(args: argparse.Namespace) -> int:
 
 def list_(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        trusts = client.list_trusts()
+        trusts = client.trusts.list()
     if wants_json(args):
-        print_json([trust_object(t) for t in trusts])
+        print_json(json_object(trusts))
     else:
         print_table(("NAME", "PIPELINE", "ISSUER", "BOUND CLAIMS"),
                     [(t.display_name, t.pipeline.rsplit("/", 1)[-1], t.issuer, _bound(t)) for t in trusts])
@@ -117,18 +107,20 @@ def list_(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        trust = client.get_trust(args.name)
-    obj = trust_object(trust)
+        trust = client.trusts.get(args.name)
+    obj = json_object(trust)
     if wants_json(args):
         print_json(obj)
     else:
+        # Static keys and CAs are long: the table says whether there are any.
+        obj.update(jwks="static" if trust.jwks else "", caCertificates="static" if trust.ca_certificates else "")
         print_table(("FIELD", "VALUE"), [(k, v if not isinstance(v, dict | list) else str(v)) for k, v in obj.items()])
     return 0
 
 
 def delete(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        client.delete_trust(args.name)
+        client.trusts.delete(args.name)
     print(f"deleted trust {args.name}")
     return 0
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from securefiles.cli.default_config import point_default_config
 from securefiles.client.config import ClientConfig
+from securefiles.client.health import is_serving
 from securefiles.common.dev_pki import ensure_ca, ensure_identity
 from securefiles.common.files import write_private_file
 from securefiles.common.tls import TlsFiles, channel_options, client_channel_credentials, kms_server_name
@@ -241,11 +241,7 @@ class LocalSystem:
         target = f"127.0.0.1:{port}"
         credentials = client_channel_credentials(self.state / "pki" / "ca.pem")
         with grpc.secure_channel(target, credentials, channel_options(target)) as ch:
-            try:
-                response = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            except grpc.RpcError:
-                return False
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+            return is_serving(ch, timeout=1)
 
     def _web_serving(self, port: int) -> bool:
         context = ssl.create_default_context(cafile=str(self.state / "pki" / "web" / "ca.pem"))

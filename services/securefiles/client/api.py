@@ -1,4 +1,8 @@
-"""`SecureFilesClient`: the typed Python API the CLI is built on.
+"""`SecureFilesClient`: the one entry point of the Python client.
+
+Its typed clients (`client.files`, …) return the client's own types (`client.types`); its flat
+methods below return the generated messages and are what those clients call (the web console and
+older tests still use them directly).
 
 Errors are the exceptions of `securefiles.common.errors` (re-exported by
 `securefiles.client`), each carrying the server's `ErrorInfo.reason`.
@@ -23,6 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.client.audit import AuditClient
+from securefiles.client.checks import ChecksClient
 from securefiles.client.config import ClientConfig, load_config
 from securefiles.client.credentials import Session, load_session, save_session
 from securefiles.client.download import (
@@ -33,8 +39,18 @@ from securefiles.client.download import (
     prepare_destination,
     with_retries,
 )
+from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
+from securefiles.client.keys import KeysClient
+from securefiles.client.organization import (
+    BreakGlassClient,
+    ProjectsClient,
+    RolesClient,
+    TokensClient,
+    TrustsClient,
+)
+from securefiles.client.pipelines import PipelinesClient
 from securefiles.client.sign_in import Provider
 from securefiles.client.sign_in import refresh as refresh_tokens
 from securefiles.client.transport import Transport
@@ -127,6 +143,48 @@ class SecureFilesClient(IdentityCalls):
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    # -- the typed clients (they return `client.types`, not generated messages) -------
+
+    @property
+    def files(self) -> FilesClient:
+        return FilesClient(self)
+
+    @property
+    def pipelines(self) -> PipelinesClient:
+        return PipelinesClient(self)
+
+    @property
+    def keys(self) -> KeysClient:
+        return KeysClient(self)
+
+    @property
+    def audit(self) -> AuditClient:
+        return AuditClient(self)
+
+    @property
+    def projects(self) -> ProjectsClient:
+        return ProjectsClient(self)
+
+    @property
+    def roles(self) -> RolesClient:
+        return RolesClient(self)
+
+    @property
+    def tokens(self) -> TokensClient:
+        return TokensClient(self)
+
+    @property
+    def access(self) -> BreakGlassClient:
+        return BreakGlassClient(self)
+
+    @property
+    def checks(self) -> ChecksClient:
+        return ChecksClient(self)
+
+    @property
+    def trusts(self) -> TrustsClient:
+        return TrustsClient(self)
 
     # -- stubs ------------------------------------------------------------------------
 

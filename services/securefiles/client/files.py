@@ -1,0 +1,56 @@
+"""`client.files`: secure files and library settings, as the client's own types."""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from securefiles.client import convert
+from securefiles.client.types import Library, SecureFile, SecureFileVersion
+
+if TYPE_CHECKING:
+    from securefiles.client.api import SecureFilesClient
+
+
+class FilesClient:
+    """Upload, list, inspect, change, version and delete files (downloads: `SecureFilesClient`, as a job)."""
+
+    def __init__(self, api: SecureFilesClient) -> None:
+        self._api = api
+
+    def upload(self, source: Path | BinaryIO | bytes, name: str | None = None,
+               properties: Mapping[str, str] | None = None, parse_password: bytes | None = None) -> SecureFile:
+        return convert.secure_file(self._api.upload_file(source, name, properties, parse_password))
+
+    def replace(self, name: str, source: Path | BinaryIO | bytes, reason: str = "",
+                parse_password: bytes | None = None) -> SecureFile:
+        return convert.secure_file(self._api.replace_file(name, source, reason, parse_password))
+
+    def get(self, name: str) -> SecureFile:
+        return convert.secure_file(self._api.get_file(name))
+
+    def list(self, name_pattern: str = "", expires_before: dt.datetime | None = None) -> Iterator[SecureFile]:
+        """Every file the caller may view (a job: may use), following pages."""
+        return map(convert.secure_file, self._api.list_files(name_pattern, expires_before=expires_before))
+
+    def update(self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None
+               ) -> SecureFile:
+        return convert.secure_file(self._api.update_file(name, rename, properties))
+
+    def delete(self, name: str) -> None:
+        self._api.delete_file(name)
+
+    def versions(self, name: str) -> builtins.list[SecureFileVersion]:
+        return [convert.secure_file_version(v) for v in self._api.list_versions(name)]
+
+    def rollback(self, name: str, version: int, reason: str = "") -> SecureFile:
+        return convert.secure_file(self._api.rollback_file(name, version, reason))
+
+    def library(self) -> Library:
+        return convert.library(self._api.get_library())
+
+    def update_library(self, allow_replace: bool | None = None, keep_versions: int | None = None) -> Library:
+        return convert.library(self._api.update_library(allow_replace, keep_versions))
