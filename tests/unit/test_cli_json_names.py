@@ -174,3 +174,12 @@ def test_role_json_uses_the_protos_json_names_and_the_role_words(message: Messag
     assignments = [shown] if "role" in shown else shown["roleAssignments"]
     assert {a["role"] for a in assignments} <= {"reader", "administrator"}
     assert set(assignments[0]) == {f.json_name for f in authz_pb2.RoleAssignment.DESCRIPTOR.fields}
+
+
+def test_typed_metadata_prints_its_one_member_under_the_protos_json_names() -> None:
+    message = storage_pb2.SecureFile(display_name="app.pem", x509=storage_pb2.X509Metadata(
+        subject="CN=app", public_key_size=2048, count=1))
+    message.x509.not_after.FromJsonString(TIME)
+    shown = file_object(convert.secure_file(message))
+    assert shown["x509"] == {"subject": "CN=app", "publicKeySize": 2048, "count": 1, "notAfter": TIME}
+    assert shown["pkcs12"] is None and shown["sshPublicKey"] is None

@@ -63,14 +63,20 @@ def secure_file(f: storage_pb2.SecureFile) -> types.SecureFile:
         name=f.name, secure_file_id=f.secure_file_id, display_name=f.display_name, size_bytes=f.size_bytes,
         sha256=f.sha256, properties=dict(f.properties), create_time=time(f, "create_time"),
         update_time=time(f, "update_time"), created_by=f.created_by, version=f.version, key_version=f.key_version,
-        metadata=struct(f.metadata), expire_time=time(f, "expire_time"))
+        metadata=struct(f.metadata), expire_time=time(f, "expire_time"), **typed_metadata(f))
 
 
 def secure_file_version(v: storage_pb2.SecureFileVersion) -> types.SecureFileVersion:
     return types.SecureFileVersion(
         version=v.version, size_bytes=v.size_bytes, sha256=v.sha256, create_time=time(v, "create_time"),
         created_by=v.created_by, key_version=v.key_version, current=v.current, metadata=struct(v.metadata),
-        expire_time=time(v, "expire_time"))
+        expire_time=time(v, "expire_time"), **typed_metadata(v))
+
+
+def typed_metadata(f: storage_pb2.SecureFile | storage_pb2.SecureFileVersion) -> dict[str, dict[str, Any]]:
+    """The member of the `file_metadata` oneof that is set, in its JSON form, by its field name."""
+    member = f.WhichOneof("file_metadata")
+    return {} if member is None else {member: json_format.MessageToDict(getattr(f, member))}
 
 
 def library(lib: storage_pb2.Library) -> types.Library:

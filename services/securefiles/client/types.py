@@ -30,6 +30,15 @@ class SecureFile:
     key_version: str
     metadata: Mapping[str, Any]
     expire_time: dt.datetime | None
+    # The typed metadata (issue #18 item 6): the one member of the file_metadata oneof that is set,
+    # in its JSON form (the proto's JSON names); the others are None.
+    x509: Mapping[str, Any] | None = None
+    pkcs12: Mapping[str, Any] | None = None
+    provisioning_profile: Mapping[str, Any] | None = None
+    android_keystore: Mapping[str, Any] | None = None
+    ssh_private_key: Mapping[str, Any] | None = None
+    ssh_public_key: Mapping[str, Any] | None = None
+    unknown: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,15 @@ class SecureFileVersion:
     current: bool
     metadata: Mapping[str, Any]
     expire_time: dt.datetime | None
+    # The typed metadata (issue #18 item 6): the one member of the file_metadata oneof that is set,
+    # in its JSON form (the proto's JSON names); the others are None.
+    x509: Mapping[str, Any] | None = None
+    pkcs12: Mapping[str, Any] | None = None
+    provisioning_profile: Mapping[str, Any] | None = None
+    android_keystore: Mapping[str, Any] | None = None
+    ssh_private_key: Mapping[str, Any] | None = None
+    ssh_public_key: Mapping[str, Any] | None = None
+    unknown: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
