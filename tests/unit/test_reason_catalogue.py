@@ -19,6 +19,8 @@ PROTO = REPO / "protos" / "securefiles" / "errors" / "v1" / "reasons.proto"
 
 
 def _script() -> ModuleType:
+    if str(SCRIPT.parent) not in sys.path:  # as when it runs: its own directory first (its sibling modules)
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("reason_codes", SCRIPT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
