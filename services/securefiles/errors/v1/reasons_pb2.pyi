@@ -249,11 +249,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "cannot read SECUREFILES_OIDC_TOKEN_FILE …: …"
     """
     ERROR_REASON_INVALID_PAGE_SIZE: _ErrorReason.ValueType  # 58
-    """`INVALID_PAGE_SIZE`: INVALID_ARGUMENT; exit 2; from authz, storage.
+    """`INVALID_PAGE_SIZE`: INVALID_ARGUMENT; exit 2; from any service.
     "page_size must not be negative"
     """
     ERROR_REASON_INVALID_PAGE_TOKEN: _ErrorReason.ValueType  # 59
-    """`INVALID_PAGE_TOKEN`: INVALID_ARGUMENT; exit 2; from any service, authz, storage.
+    """`INVALID_PAGE_TOKEN`: INVALID_ARGUMENT; exit 2; from CLI, any service, authz.
     "page_token is not valid"
     """
     ERROR_REASON_INVALID_PERMISSION: _ErrorReason.ValueType  # 60
@@ -941,11 +941,11 @@ ERROR_REASON_INVALID_OIDC_TOKEN_FILE: ErrorReason.ValueType  # 57
 "cannot read SECUREFILES_OIDC_TOKEN_FILE …: …"
 """
 ERROR_REASON_INVALID_PAGE_SIZE: ErrorReason.ValueType  # 58
-"""`INVALID_PAGE_SIZE`: INVALID_ARGUMENT; exit 2; from authz, storage.
+"""`INVALID_PAGE_SIZE`: INVALID_ARGUMENT; exit 2; from any service.
 "page_size must not be negative"
 """
 ERROR_REASON_INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 59
-"""`INVALID_PAGE_TOKEN`: INVALID_ARGUMENT; exit 2; from any service, authz, storage.
+"""`INVALID_PAGE_TOKEN`: INVALID_ARGUMENT; exit 2; from CLI, any service, authz.
 "page_token is not valid"
 """
 ERROR_REASON_INVALID_PERMISSION: ErrorReason.ValueType  # 60

@@ -12,6 +12,7 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
 from securefiles.common.interceptors import audit_items, audit_note, current_principal
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
@@ -273,8 +274,11 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.ListSecureFileVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ListSecureFileVersionsResponse:
         found, versions = await self._versioning.versions(current_principal(), request.name)
+        # Bound to the file's id, not to the name asked for: a rename does not break the next page.
+        page, token = keyset_page(versions, lambda v: sort_key(v.version), found.name, "", request.page_size,
+                                  request.page_token, descending=True)
         return storage_pb2.ListSecureFileVersionsResponse(
-            versions=[version_message(v, found.current.version) for v in versions])
+            versions=[version_message(v, found.current.version) for v in page], next_page_token=token)
 
     async def RollbackSecureFile(
         self, request: storage_pb2.RollbackSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import builtins
 import datetime as dt
 import functools
-import json
 import logging
 import re
 import uuid
@@ -25,6 +23,7 @@ from securefiles.common.errors import (
     SecureFilesError,
 )
 from securefiles.common.glob import compile_glob, literal_prefix
+from securefiles.common.paging import MAX_PAGE_SIZE, decode_page_token, encode_page_token, page_limit
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import (
     MAX_RESOURCES_PER_DECISION,
@@ -56,8 +55,6 @@ log = logging.getLogger("securefiles.storage")
 
 CHUNK_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 # An upload still unfinished after this long has surely ended (idle uploads are cut off sooner).
 UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
 # One call examines at most this many files; a sparse match returns a short page and a token to go on.
@@ -306,12 +303,10 @@ class SecureFiles:
             self._require_user(caller)
             # A typo in a project name is told PROJECT_NOT_FOUND, not shown as an empty library.
             await self.region_of(project)
-        if not 0 <= page_size:
-            raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
-        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        limit = page_limit(page_size)
         name_pattern = validate_name_pattern(name_pattern)
         query = f"{name_pattern}|{expires_before.isoformat() if expires_before else ''}"
-        cursor = _decode_page_token(page_token, project, query) if page_token else ""
+        cursor = decode_page_token(page_token, project, query) if page_token else ""
         prefix = literal_prefix(name_pattern)
         glob = compile_glob(name_pattern) if name_pattern else None
         fetch = limit + 1
@@ -344,7 +339,7 @@ class SecureFiles:
                 more, resume_after = True, cursor
                 break
         after = resume_after or (page[-1].display_name if page else "")
-        next_token = _encode_page_token(project, query, after) if more else ""
+        next_token = encode_page_token(project, query, after) if more else ""
         return page, next_token
 
     async def update(
@@ -500,23 +495,3 @@ async def _unless_refused(decision: Awaitable[object], unwrap: asyncio.Task[Any]
 
 def _matching(glob: re.Pattern[str], files: list[SecureFile]) -> list[SecureFile]:
     return [f for f in files if glob.fullmatch(f.display_name)]
-
-
-def _encode_page_token(project: str, pattern: str, after: str) -> str:
-    raw = json.dumps({"p": project, "q": pattern, "a": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, project: str, pattern: str) -> str:
-    invalid = InvalidArgument("page_token is not valid for this request", reason="INVALID_PAGE_TOKEN")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid from None
-    if not isinstance(data, dict) or data.get("p") != project or data.get("q") != pattern:
-        raise invalid
-    after = data.get("a")
-    if not isinstance(after, str):
-        raise invalid
-    return after
