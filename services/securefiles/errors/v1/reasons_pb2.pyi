@@ -217,8 +217,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "encryption context is too large"
     """
     ERROR_REASON_INVALID_FILTER: _ErrorReason.ValueType  # 50
-    """`INVALID_FILTER`: INVALID_ARGUMENT; exit 2; from any service.
-    "filters may not contain control characters"
+    """`INVALID_FILTER`: INVALID_ARGUMENT; exit 2; from any service, storage.
+    "invalid filter: …"
     """
     ERROR_REASON_INVALID_HEAD: _ErrorReason.ValueType  # 51
     """`INVALID_HEAD`: INVALID_ARGUMENT; exit 2; from any service.
@@ -909,8 +909,8 @@ ERROR_REASON_INVALID_ENCRYPTION_CONTEXT: ErrorReason.ValueType  # 49
 "encryption context is too large"
 """
 ERROR_REASON_INVALID_FILTER: ErrorReason.ValueType  # 50
-"""`INVALID_FILTER`: INVALID_ARGUMENT; exit 2; from any service.
-"filters may not contain control characters"
+"""`INVALID_FILTER`: INVALID_ARGUMENT; exit 2; from any service, storage.
+"invalid filter: …"
 """
 ERROR_REASON_INVALID_HEAD: ErrorReason.ValueType  # 51
 """`INVALID_HEAD`: INVALID_ARGUMENT; exit 2; from any service.

@@ -184,7 +184,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         expires_before = from_timestamp(request.expires_before) if request.HasField("expires_before") else None
         files, token = await self._files.list(
             current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern,
-            expires_before,
+            expires_before, request.filter,
         )
         return storage_pb2.ListSecureFilesResponse(
             secure_files=[secure_file_message(f) for f in files], next_page_token=token

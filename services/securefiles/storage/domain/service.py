@@ -7,7 +7,6 @@ import builtins
 import datetime as dt
 import functools
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from securefiles.common.errors import (
     PermissionDenied,
     SecureFilesError,
 )
-from securefiles.common.glob import compile_glob, literal_prefix
 from securefiles.common.paging import MAX_PAGE_SIZE, decode_page_token, encode_page_token, page_limit
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import (
@@ -33,12 +31,12 @@ from securefiles.common.resource_names import (
     project_name,
 )
 from securefiles.storage.domain.content import ContentStore
+from securefiles.storage.domain.file_filter import legacy_filter, parse_filter
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, encryption_context
 from securefiles.storage.domain.names import (
     normalize_name,
     validate_display_name,
-    validate_name_pattern,
     validate_properties,
 )
 from securefiles.storage.domain.plaintext import open_plaintext, plaintext_chunks
@@ -290,9 +288,10 @@ class SecureFiles:
 
     async def list(
         self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str,
-        expires_before: dt.datetime | None = None,
+        expires_before: dt.datetime | None = None, filter_text: str = "",
     ) -> tuple[list[SecureFile], str]:
-        """A page of the files the caller may view (a job: may use), by display name (keyset pagination)."""
+        """A page of the files the caller may view (a job: may use), by display name (keyset pagination),
+        kept by an AIP-160 `filter_text` or by the deprecated pattern and expiry bound."""
         project = parse_project(parent)
         if caller.is_job:
             if not caller.is_job_of(project):
@@ -304,11 +303,13 @@ class SecureFiles:
             # A typo in a project name is told PROJECT_NOT_FOUND, not shown as an empty library.
             await self.region_of(project)
         limit = page_limit(page_size)
-        name_pattern = validate_name_pattern(name_pattern)
-        query = f"{name_pattern}|{expires_before.isoformat() if expires_before else ''}"
-        cursor = decode_page_token(page_token, project, query) if page_token else ""
-        prefix = literal_prefix(name_pattern)
-        glob = compile_glob(name_pattern) if name_pattern else None
+        if filter_text and (name_pattern or expires_before is not None):
+            raise InvalidArgument("give filter or the deprecated name_pattern and expires_before, not both",
+                                  reason="INVALID_FILTER")
+        wanted = parse_filter(filter_text) if filter_text else legacy_filter(name_pattern, expires_before)
+        cursor = decode_page_token(page_token, project, wanted.query) if page_token else ""
+        prefix = wanted.prefix
+        matches = wanted.matcher()
         fetch = limit + 1
         page: list[SecureFile] = []
         more = False
@@ -316,13 +317,13 @@ class SecureFiles:
         scanned = page_bytes = 0
         full = False  # the page reached its size in bytes
         while True:
-            batch = await self._files.list_page(project, cursor, fetch, prefix, expires_before)
+            batch = await self._files.list_page(project, cursor, fetch, prefix, wanted.expires_before)
             if not batch:
                 break
             cursor = batch[-1].display_name
             scanned += len(batch)
             # Matching a batch is bounded (common/glob.py) but not free: off the event loop.
-            matching = await asyncio.to_thread(_matching, glob, batch) if glob is not None else batch
+            matching = await asyncio.to_thread(_matching, matches, batch) if matches is not None else batch
             visible = await self._visible(caller, matching)
             for index, secure_file in enumerate(visible):
                 size = listing_bytes(secure_file)
@@ -339,7 +340,7 @@ class SecureFiles:
                 more, resume_after = True, cursor
                 break
         after = resume_after or (page[-1].display_name if page else "")
-        next_token = encode_page_token(project, query, after) if more else ""
+        next_token = encode_page_token(project, wanted.query, after) if more else ""
         return page, next_token
 
     async def update(
@@ -493,5 +494,5 @@ async def _unless_refused(decision: Awaitable[object], unwrap: asyncio.Task[Any]
         raise
 
 
-def _matching(glob: re.Pattern[str], files: list[SecureFile]) -> list[SecureFile]:
-    return [f for f in files if glob.fullmatch(f.display_name)]
+def _matching(matches: Callable[[SecureFile], bool], files: list[SecureFile]) -> list[SecureFile]:
+    return [f for f in files if matches(f)]

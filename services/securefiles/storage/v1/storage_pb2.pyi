@@ -303,6 +303,7 @@ class ListSecureFilesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     NAME_PATTERN_FIELD_NUMBER: _builtins.int
     EXPIRES_BEFORE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
     page_size: _builtins.int
@@ -310,13 +311,28 @@ class ListSecureFilesRequest(_message.Message):
     page_token: _builtins.str
     """Opaque token from a previous response."""
     name_pattern: _builtins.str
-    """Glob over display names: `*` any run, `?` one character, anything else itself (no `[...]`
-    classes); at most 256 characters and 8 `*`; empty = all. A page may hold fewer files than
-    `page_size` (even none) while `next_page_token` is set: follow it.
+    """Deprecated: use `filter` (`display_name = "GLOB"`). Glob over display names: `*` any run,
+    `?` one character, anything else itself (no `[...]` classes); at most 256 characters and 8
+    `*`; empty = all. A page may hold fewer files than `page_size` (even none) while
+    `next_page_token` is set: follow it.
+    """
+    filter: _builtins.str
+    """AIP-160 filter: terms joined by AND (OR, NOT and parentheses are INVALID_ARGUMENT
+    INVALID_FILTER), at most 2048 characters and 16 terms. Fields:
+    `display_name = "NAME"` or a glob (`*` any run, `?` one character), at most once;
+    `expire_time` with `<`, `<=`, `>`, `>=` and an RFC 3339 time with offset
+    (`"2027-01-01T00:00:00Z"`; files without a known expiry never match);
+    `type = "pkcs12"` (the parsed metadata's type) and `properties.KEY = "value"`, each also
+    with `!=`. Example: `display_name = "ios-*" AND expire_time < "2027-01-01T00:00:00Z"`.
+    Not together with the deprecated `name_pattern`/`expires_before`. A page token continues
+    only a listing with the same filter. As with a pattern, a page may hold fewer files than
+    `page_size` (even none) while `next_page_token` is set.
     """
     @_builtins.property
     def expires_before(self) -> _timestamp_pb2.Timestamp:
-        """Only files whose content expires before this time."""
+        """Deprecated: use `filter` (`expire_time < "RFC 3339 time"`). Only files whose content expires
+        before this time.
+        """
 
     def __init__(
         self,
@@ -326,10 +342,11 @@ class ListSecureFilesRequest(_message.Message):
         page_token: _builtins.str = ...,
         name_pattern: _builtins.str = ...,
         expires_before: _timestamp_pb2.Timestamp | None = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "filter", b"filter", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
