@@ -16,6 +16,7 @@ from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
+from securefiles.common.update_mask import read_mask
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import FileRepository
 from securefiles.storage.domain.rewrap import DataKeyRewrapper, version_counts
@@ -38,7 +39,7 @@ def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
         sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
         update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
         key_version=f.current.key_version_name, metadata=_struct(f.current.metadata),
-        expire_time=to_timestamp(f.current.expires_at),
+        expire_time=to_timestamp(f.current.expires_at), etag=f.etag,
     )
 
 
@@ -194,18 +195,17 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.UpdateSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.SecureFile:
         wanted = request.secure_file
-        paths = set(request.update_mask.paths)
-        if not paths:
-            paths = {"display_name"} if wanted.display_name else set()
-            if wanted.properties:
-                paths.add("properties")
-        unknown = paths - {"display_name", "properties"}
-        if unknown:
-            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}", reason="INVALID_UPDATE_MASK")
+        paths = list(request.update_mask.paths)
+        if not paths:  # no mask: the fields that are set (AIP-134)
+            paths = [path for path, given in (("display_name", wanted.display_name),
+                                              ("properties", wanted.properties)) if given]
+        mask = read_mask(paths, ("display_name", "properties"), maps=("properties",))
+        changes = {key: wanted.properties.get(key) for key in mask.map_keys.get("properties", ())}
         updated = await self._files.update(
             current_principal(), wanted.name,
-            wanted.display_name if "display_name" in paths else None,
-            dict(wanted.properties) if "properties" in paths else None,
+            wanted.display_name if "display_name" in mask.fields else None,
+            dict(wanted.properties) if "properties" in mask.fields else None,
+            wanted.etag, changes or None,
         )
         return secure_file_message(updated)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from securefiles.common.errors import Aborted
 from securefiles.common.resource_names import file_name, key_version_name
 
 
@@ -46,6 +48,13 @@ class SecureFile:
     def name(self) -> str:
         return file_name(self.project, self.file_id)
 
+    @property
+    def etag(self) -> str:
+        """Changes whenever the file's metadata or content does (AIP-154): from its content version
+        and the time of its last change. Opaque to clients."""
+        seen = f"{self.file_id}|{self.current.version}|{self.updated_at.isoformat()}"
+        return hashlib.sha256(seen.encode()).hexdigest()[:32]
+
 
 @dataclass(frozen=True)
 class LibrarySettings:
@@ -76,3 +85,9 @@ def encryption_context(project: str, file_id: str, version: int) -> dict[str, st
 def content_aad(project: str, file_id: str, version: int) -> bytes:
     """What the segment cipher binds ciphertext to."""
     return f"{file_name(project, file_id)}#v{version}".encode()
+
+
+def stale_etag() -> Aborted:
+    """An update conditioned on an etag that is no longer current (AIP-154)."""
+    return Aborted("the secure file changed since this etag was read; get it again and retry",
+                   reason="ETAG_MISMATCH")

@@ -33,7 +33,7 @@ from securefiles.common.resource_names import (
 from securefiles.storage.domain.content import ContentStore
 from securefiles.storage.domain.file_filter import legacy_filter, parse_filter
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
-from securefiles.storage.domain.model import SecureFile, encryption_context
+from securefiles.storage.domain.model import SecureFile, encryption_context, stale_etag
 from securefiles.storage.domain.names import (
     normalize_name,
     validate_display_name,
@@ -344,17 +344,27 @@ class SecureFiles:
         return page, next_token
 
     async def update(
-        self, caller: Principal, name: str, display_name: str | None, properties: Mapping[str, str] | None
+        self, caller: Principal, name: str, display_name: str | None, properties: Mapping[str, str] | None,
+        etag: str = "", property_changes: Mapping[str, str | None] | None = None,
     ) -> SecureFile:
+        """Rename and/or replace the properties, or set (str) and remove (None) single properties.
+        With `etag`, only if the file still has it (ABORTED ETAG_MISMATCH, nothing changed)."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
+        if etag and etag != found.etag:
+            raise stale_etag()
         new_name = validate_display_name(display_name) if display_name is not None else None
         new_properties = validate_properties(properties) if properties is not None else None
         if new_name is not None and new_name != found.display_name:
             existing = await self._files.resolve(found.project, new_name)
             if existing is not None and existing.file_id != found.file_id:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
+        if property_changes:
+            _changed(new_properties or found.properties, property_changes)  # refused before anything is written
         await self.before_change(found.name)
-        return await self._files.update(found.file_id, new_name, new_properties)
+        # Single keys are merged into what is stored when the change is written (inside its
+        # transaction), so concurrent changes of other keys are kept rather than lost.
+        merge = functools.partial(_changed, changes=property_changes) if property_changes else None
+        return await self._files.update(found.file_id, new_name, new_properties, etag, merge)
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
@@ -492,6 +502,17 @@ async def _unless_refused(decision: Awaitable[object], unwrap: asyncio.Task[Any]
         unwrap.cancel()
         await asyncio.gather(unwrap, return_exceptions=True)
         raise
+
+
+def _changed(properties: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """`properties` with keys set (str) or removed (None), within the limits of properties."""
+    changed = dict(properties)
+    for key, value in changes.items():
+        if value is None:
+            changed.pop(key, None)
+        else:
+            changed[key] = value
+    return validate_properties(changed)
 
 
 def _matching(matches: Callable[[SecureFile], bool], files: list[SecureFile]) -> list[SecureFile]:

@@ -60,6 +60,7 @@ class SecureFile(_message.Message):
     KEY_VERSION_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/secureFiles/{secure_file_id}`."""
     secure_file_id: _builtins.str
@@ -76,6 +77,11 @@ class SecureFile(_message.Message):
     """Content version, from 1."""
     key_version: _builtins.str
     """Key version wrapping this version's data key, `regions/{region}/keyVersions/{n}`."""
+    etag: _builtins.str
+    """Changes whenever the file's metadata or content does (AIP-154). Returned by every method that
+    returns the file; send it back in UpdateSecureFile to change the file only if nobody changed it
+    meanwhile (ABORTED `ETAG_MISMATCH` otherwise); empty: unconditional.
+    """
     @_builtins.property
     def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """User-defined properties."""
@@ -114,10 +120,11 @@ class SecureFile(_message.Message):
         key_version: _builtins.str = ...,
         metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "expire_time", b"expire_time", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "properties", b"properties", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "etag", b"etag", "expire_time", b"expire_time", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "properties", b"properties", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,7 +401,11 @@ class UpdateSecureFileRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: `display_name`, `properties`."""
+        """Fields to change: `display_name`, `properties` (the whole map), `properties.KEY` (sets
+        KEY to the value in `secure_file.properties`, or removes it when absent; a key that is not an
+        identifier is written in backticks, properties.`a.b`), or `*` alone (AIP-134: replace
+        display_name and properties). Empty: the fields that are set.
+        """
 
     def __init__(
         self,
