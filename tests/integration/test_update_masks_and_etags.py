@@ -9,6 +9,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from securefiles.authz.v1 import authz_pb2
 from securefiles.common.rich_status import error_info_of
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import LocalSystem, bearer, unique
@@ -119,3 +120,44 @@ def test_concurrent_single_key_changes_are_all_kept(system: LocalSystem, uploade
     with ThreadPoolExecutor(len(keys)) as pool:
         list(pool.map(set_key, keys))
     assert dict(_get(system, uploaded.name).properties) == {"k1": "a", "k2": "b", **{k: "set" for k in keys}}
+
+
+def _update_library(system: LocalSystem, library: storage_pb2.Library, *paths: str) -> storage_pb2.Library:
+    with system.channel("storage") as channel:
+        return _stub(channel).UpdateLibrary(storage_pb2.UpdateLibraryRequest(
+            library=library, update_mask=field_mask_pb2.FieldMask(paths=list(paths))),
+            metadata=bearer(system.admin_token), timeout=30)
+
+
+def test_library_updates_take_star_and_refuse_a_stale_etag(system: LocalSystem) -> None:
+    project = unique("library-etag")
+    with system.client() as admin:
+        admin.create_project(project)
+    with system.client(project=project) as admin:
+        read = admin.get_library()
+    assert read.etag and (read.allow_replace, read.keep_versions) == (False, 5)
+    starred = _update_library(system, storage_pb2.Library(name=read.name, allow_replace=True, keep_versions=7,
+                                                          etag=read.etag), "*")
+    assert (starred.allow_replace, starred.keep_versions) == (True, 7) and starred.etag != read.etag
+    stale = storage_pb2.Library(name=read.name, keep_versions=2, etag=read.etag)
+    assert _refused(lambda: _update_library(system, stale, "keep_versions")) == (grpc.StatusCode.ABORTED,
+                                                                                  "ETAG_MISMATCH")
+    assert _refused(lambda: _update_library(system, stale, "*", "keep_versions")) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_UPDATE_MASK")
+    with system.client(project=project) as admin:
+        after = admin.get_library()
+    assert (after.keep_versions, after.etag) == (7, starred.etag)
+
+
+def test_pipelines_and_checks_carry_their_etag(system: LocalSystem, uploaded: storage_pb2.SecureFile) -> None:
+    with system.client() as admin:
+        pipeline = admin.create_pipeline(unique("etagged"))
+        check = admin.add_check(uploaded.display_name, authz_pb2.Check(
+            branch_control=authz_pb2.BranchControl(allowed_refs=["refs/heads/main"])))
+        other = admin.add_check(uploaded.display_name, authz_pb2.Check(
+            branch_control=authz_pb2.BranchControl(allowed_refs=["refs/heads/release"])))
+        (listed_pipeline,) = [p for p in admin.list_pipelines() if p.name == pipeline.name]
+        listed_checks = {c.name: c.etag for c in admin.list_checks(uploaded.display_name)}
+    assert pipeline.etag and listed_pipeline.etag == pipeline.etag
+    assert check.etag and listed_checks == {check.name: check.etag, other.name: other.etag}
+    assert check.etag != other.etag

@@ -93,7 +93,10 @@ class InMemoryFileRepository:
     async def get_library(self, project: str) -> LibrarySettings:
         return self.libraries.get(project, LibrarySettings(project))
 
-    async def set_library(self, settings: LibrarySettings) -> LibrarySettings:
+    async def set_library(self, settings: LibrarySettings, expected_etag: str = "") -> LibrarySettings:
+        stored = self.libraries.get(settings.project, LibrarySettings(settings.project))
+        if expected_etag and stored.etag != expected_etag:
+            raise stale_etag("library")
         self.libraries[settings.project] = settings
         return settings
 

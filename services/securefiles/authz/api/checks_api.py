@@ -35,6 +35,7 @@ def check_message(c: Check) -> authz_pb2.Check:
     message = authz_pb2.Check(
         name=c.name, check_id=c.check_id, resource=c.resource, type=c.type.value,
         timeout=Duration(seconds=c.timeout_seconds), create_time=to_timestamp(c.created_at), created_by=c.created_by,
+        etag=c.etag,
     )
     kind = c.kind
     if isinstance(kind, BranchControl):

@@ -33,7 +33,8 @@ def _project(p: Project) -> authz_pb2.Project:
 
 def _pipeline(p: Pipeline) -> authz_pb2.Pipeline:
     return authz_pb2.Pipeline(
-        name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name, create_time=to_timestamp(p.created_at)
+        name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name, create_time=to_timestamp(p.created_at),
+        etag=p.etag,
     )
 
 

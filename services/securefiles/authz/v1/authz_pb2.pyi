@@ -664,12 +664,15 @@ class Pipeline(_message.Message):
     PIPELINE_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/pipelines/{pipeline_id}`."""
     pipeline_id: _builtins.int
     """Numeric id, unique in the project."""
     display_name: _builtins.str
     """Unique display name in the project."""
+    etag: _builtins.str
+    """AIP-154 etag of the pipeline's state (a pipeline is not changed after it is made)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """Creation time."""
@@ -681,10 +684,11 @@ class Pipeline(_message.Message):
         pipeline_id: _builtins.int = ...,
         display_name: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "name", b"name", "pipeline_id", b"pipeline_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "name", b"name", "pipeline_id", b"pipeline_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1251,6 +1255,7 @@ class Check(_message.Message):
     APPROVAL_FIELD_NUMBER: _builtins.int
     BUSINESS_HOURS_FIELD_NUMBER: _builtins.int
     EXCLUSIVE_LOCK_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name."""
     check_id: _builtins.int
@@ -1261,6 +1266,8 @@ class Check(_message.Message):
     """`branch-control`, `approval`, `business-hours` or `exclusive-lock`."""
     created_by: _builtins.str
     """Who added it."""
+    etag: _builtins.str
+    """AIP-154 etag of the check's settings (a check is not changed after it is made)."""
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """A pending check is rejected after this long."""
@@ -1299,10 +1306,11 @@ class Check(_message.Message):
         approval: Global___ApprovalSettings | None = ...,
         business_hours: Global___BusinessHours | None = ...,
         exclusive_lock: Global___ExclusiveLock | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "branch_control", b"branch_control", "business_hours", b"business_hours", "create_time", b"create_time", "exclusive_lock", b"exclusive_lock", "settings", b"settings", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "branch_control", b"branch_control", "business_hours", b"business_hours", "check_id", b"check_id", "create_time", b"create_time", "created_by", b"created_by", "exclusive_lock", b"exclusive_lock", "name", b"name", "resource", b"resource", "settings", b"settings", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "branch_control", b"branch_control", "business_hours", b"business_hours", "check_id", b"check_id", "create_time", b"create_time", "created_by", b"created_by", "etag", b"etag", "exclusive_lock", b"exclusive_lock", "name", b"name", "resource", b"resource", "settings", b"settings", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["branch_control", "approval", "business_hours", "exclusive_lock"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015

@@ -333,7 +333,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "ttl must be between 1s and 24h"
     """
     ERROR_REASON_INVALID_UPDATE_MASK: _ErrorReason.ValueType  # 79
-    """`INVALID_UPDATE_MASK`: INVALID_ARGUMENT; exit 2; from CLI, any service, storage.
+    """`INVALID_UPDATE_MASK`: INVALID_ARGUMENT; exit 2; from CLI, any service.
     "nothing to update"
     """
     ERROR_REASON_INVALID_USER_CLAIM: _ErrorReason.ValueType  # 80
@@ -701,7 +701,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_ETAG_MISMATCH: _ErrorReason.ValueType  # 171
     """`ETAG_MISMATCH`: ABORTED; exit 1; from storage.
-    "the secure file changed since this etag was read; get it again and retry"
+    "the … changed since this etag was read; get it again and retry"
     """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -1029,7 +1029,7 @@ ERROR_REASON_INVALID_TTL: ErrorReason.ValueType  # 78
 "ttl must be between 1s and 24h"
 """
 ERROR_REASON_INVALID_UPDATE_MASK: ErrorReason.ValueType  # 79
-"""`INVALID_UPDATE_MASK`: INVALID_ARGUMENT; exit 2; from CLI, any service, storage.
+"""`INVALID_UPDATE_MASK`: INVALID_ARGUMENT; exit 2; from CLI, any service.
 "nothing to update"
 """
 ERROR_REASON_INVALID_USER_CLAIM: ErrorReason.ValueType  # 80
@@ -1397,6 +1397,6 @@ ERROR_REASON_BLOB_STORE_UNAVAILABLE: ErrorReason.ValueType  # 170
 """
 ERROR_REASON_ETAG_MISMATCH: ErrorReason.ValueType  # 171
 """`ETAG_MISMATCH`: ABORTED; exit 1; from storage.
-"the secure file changed since this etag was read; get it again and retry"
+"the … changed since this etag was read; get it again and retry"
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -338,8 +338,15 @@ class SqlFileRepository:
         return LibrarySettings(project, bool(row.allow_replace), int(row.keep_versions))
 
     @in_database_thread
-    def set_library(self, settings: LibrarySettings) -> LibrarySettings:
+    def set_library(self, settings: LibrarySettings, expected_etag: str = "") -> LibrarySettings:
         with write_transaction(self._engine) as conn:
+            if expected_etag:
+                row = conn.execute(select(library_settings).where(library_settings.c.project == settings.project)
+                                   .with_for_update()).first()
+                stored = (LibrarySettings(settings.project, bool(row.allow_replace), int(row.keep_versions))
+                          if row is not None else LibrarySettings(settings.project))
+                if stored.etag != expected_etag:
+                    raise stale_etag("library")
             conn.execute(delete(library_settings).where(library_settings.c.project == settings.project))
             conn.execute(library_settings.insert().values(
                 project=settings.project, allow_replace=settings.allow_replace, keep_versions=settings.keep_versions))

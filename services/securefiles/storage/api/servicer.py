@@ -293,22 +293,22 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
 
     async def UpdateLibrary(self, request: storage_pb2.UpdateLibraryRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> storage_pb2.Library:
-        paths = set(request.update_mask.paths) or {"allow_replace", "keep_versions"}
-        if paths - {"allow_replace", "keep_versions"}:
-            raise InvalidArgument("only allow_replace and keep_versions can be updated", reason="INVALID_UPDATE_MASK")
+        updatable = ("allow_replace", "keep_versions")
+        paths = read_mask(request.update_mask.paths or updatable, updatable).fields
         library = request.library
         audit_note(library.name, **{path: getattr(library, path) for path in sorted(paths)})
         updated = await self._versioning.update_library(
             current_principal(), library.name,
             library.allow_replace if "allow_replace" in paths else None,
             library.keep_versions if "keep_versions" in paths else None,
+            library.etag,
         )
         return _library(updated)
 
 
 def _library(settings: LibrarySettings) -> storage_pb2.Library:
     return storage_pb2.Library(name=f"projects/{settings.project}/library", allow_replace=settings.allow_replace,
-                               keep_versions=settings.keep_versions)
+                               keep_versions=settings.keep_versions, etag=settings.etag)
 
 
 def _run_of(principal: Principal) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from securefiles.common.errors import Aborted
+from securefiles.common.etags import etag
 from securefiles.common.resource_names import file_name, key_version_name
 
 
@@ -52,8 +52,7 @@ class SecureFile:
     def etag(self) -> str:
         """Changes whenever the file's metadata or content does (AIP-154): from its content version
         and the time of its last change. Opaque to clients."""
-        seen = f"{self.file_id}|{self.current.version}|{self.updated_at.isoformat()}"
-        return hashlib.sha256(seen.encode()).hexdigest()[:32]
+        return etag(self.file_id, self.current.version, self.updated_at.isoformat())
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,11 @@ class LibrarySettings:
     project: str
     allow_replace: bool = False
     keep_versions: int = 5
+
+    @property
+    def etag(self) -> str:
+        """Changes whenever a setting does (AIP-154); the settings are the library's whole state."""
+        return etag(self.project, self.allow_replace, self.keep_versions)
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def content_aad(project: str, file_id: str, version: int) -> bytes:
     return f"{file_name(project, file_id)}#v{version}".encode()
 
 
-def stale_etag() -> Aborted:
+def stale_etag(what: str = "secure file") -> Aborted:
     """An update conditioned on an etag that is no longer current (AIP-154)."""
-    return Aborted("the secure file changed since this etag was read; get it again and retry",
+    return Aborted(f"the {what} changed since this etag was read; get it again and retry",
                    reason="ETAG_MISMATCH")

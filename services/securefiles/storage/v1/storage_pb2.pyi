@@ -888,22 +888,28 @@ class Library(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ALLOW_REPLACE_FIELD_NUMBER: _builtins.int
     KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name."""
     allow_replace: _builtins.bool
     """Whether content may be replaced (versioned). Default false, as in Azure DevOps."""
     keep_versions: _builtins.int
     """How many versions to keep (default 5); older ones are crypto-shredded."""
+    etag: _builtins.str
+    """Changes whenever a setting does (AIP-154); send it back in UpdateLibrary to change the
+    settings only if nobody changed them meanwhile (ABORTED `ETAG_MISMATCH`); empty: unconditional.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         allow_replace: _builtins.bool = ...,
         keep_versions: _builtins.int = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_replace", b"allow_replace", "keep_versions", b"keep_versions", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_replace", b"allow_replace", "etag", b"etag", "keep_versions", b"keep_versions", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -945,7 +951,7 @@ class UpdateLibraryRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """`allow_replace`, `keep_versions`."""
+        """`allow_replace`, `keep_versions`, or `*` (AIP-134: both). Empty: both."""
 
     def __init__(
         self,
