@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,7 +20,7 @@ from securefiles.common.errors import AlreadyExists, InvalidArgument, NotFound, 
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import key_version_name, parse_child, project_name
 from securefiles.storage.domain.file_metadata import FileMetadata
-from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
+from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey, stale_etag
 from securefiles.storage.domain.ports import Access
 from securefiles.storage.domain.versioning import concurrent_replace
 
@@ -93,21 +93,30 @@ class InMemoryFileRepository:
     async def get_library(self, project: str) -> LibrarySettings:
         return self.libraries.get(project, LibrarySettings(project))
 
-    async def set_library(self, settings: LibrarySettings) -> LibrarySettings:
+    async def set_library(self, settings: LibrarySettings, expected_etag: str = "") -> LibrarySettings:
+        stored = self.libraries.get(settings.project, LibrarySettings(settings.project))
+        if expected_etag and stored.etag != expected_etag:
+            raise stale_etag("library")
         self.libraries[settings.project] = settings
         return settings
 
     async def update(
-        self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None
+        self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None, expected_etag: str = "",
+        merge_properties: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
     ) -> SecureFile:
         found = self.files[file_id]
+        if expected_etag and found.etag != expected_etag:
+            raise stale_etag()
+        if merge_properties is not None:
+            properties = merge_properties(found.properties)
         if display_name is not None:
             other = self._named(found.project, display_name)
             if other is not None and other.file_id != file_id:
                 raise AlreadyExists(f"a secure file named {display_name!r} already exists", reason="FILE_EXISTS")
         updated = dataclasses.replace(
             found, display_name=found.display_name if display_name is None else display_name,
-            properties=found.properties if properties is None else dict(properties))
+            properties=found.properties if properties is None else dict(properties),
+            updated_at=found.updated_at + dt.timedelta(microseconds=1))
         self.files[file_id] = updated
         return updated
 

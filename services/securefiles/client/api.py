@@ -50,6 +50,7 @@ from securefiles.client.organization import (
     TokensClient,
     TrustsClient,
 )
+from securefiles.client.paging import all_pages, pages
 from securefiles.client.pipelines import PipelinesClient
 from securefiles.client.sign_in import Provider
 from securefiles.client.sign_in import refresh as refresh_tokens
@@ -243,9 +244,9 @@ class SecureFilesClient(IdentityCalls):
             return self._transport.call(self._storage.ReplaceSecureFileContent, messages, timeout=300)
 
     def list_versions(self, name: str) -> list[storage_pb2.SecureFileVersion]:
-        return list(self._transport.call(self._storage.ListSecureFileVersions,
-                                         storage_pb2.ListSecureFileVersionsRequest(name=self.file_resource(name))
-                                         ).versions)
+        return list(all_pages(lambda r: self._transport.call(self._storage.ListSecureFileVersions, r),
+                              storage_pb2.ListSecureFileVersionsRequest(name=self.file_resource(name)), "versions"
+                              ).versions)
 
     def rollback_file(self, name: str, version: int, reason: str = "") -> storage_pb2.SecureFile:
         return self._transport.call(self._storage.RollbackSecureFile, storage_pb2.RollbackSecureFileRequest(
@@ -273,17 +274,12 @@ class SecureFilesClient(IdentityCalls):
         self, name_pattern: str = "", page_size: int = 0, expires_before: dt.datetime | None = None
     ) -> Iterator[storage_pb2.SecureFile]:
         """Every file the caller may view (a job: may use), following pages."""
-        token = ""
-        while True:
-            request = storage_pb2.ListSecureFilesRequest(
-                parent=project_name(self.project), page_size=page_size, page_token=token, name_pattern=name_pattern)
-            if expires_before is not None:
-                request.expires_before.FromDatetime(expires_before)
-            response = self._transport.call(self._storage.ListSecureFiles, request)
+        request = storage_pb2.ListSecureFilesRequest(
+            parent=project_name(self.project), page_size=page_size, name_pattern=name_pattern)
+        if expires_before is not None:
+            request.expires_before.FromDatetime(expires_before)
+        for response in pages(lambda r: self._transport.call(self._storage.ListSecureFiles, r), request):
             yield from response.secure_files
-            token = response.next_page_token
-            if not token:
-                return
 
     def list_authorized_files(self, name_pattern: str = "") -> list[storage_pb2.SecureFile]:
         """As a pipeline job: the files its pipeline is authorized to use."""
@@ -361,7 +357,8 @@ class SecureFilesClient(IdentityCalls):
                                     authz_pb2.CreateProjectRequest(project_id=project_id, region=region))
 
     def list_projects(self) -> list[authz_pb2.Project]:
-        return list(self._transport.call(self._authz.ListProjects, authz_pb2.ListProjectsRequest()).projects)
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListProjects, r),
+                              authz_pb2.ListProjectsRequest(), "projects").projects)
 
     def _file_id_resource(self, file: str) -> str:
         return self.get_file(file).name
@@ -391,8 +388,9 @@ class SecureFilesClient(IdentityCalls):
     def list_role_assignments(self, file: str | None = None, organization: bool = False
                               ) -> authz_pb2.ListRoleAssignmentsResponse:
         """Roles given on the library (or a file, or the organization) and, for a file, inheritance."""
-        return self._transport.call(self._authz.ListRoleAssignments, authz_pb2.ListRoleAssignmentsRequest(
-            scope=self._scope(file, organization)))
+        request = authz_pb2.ListRoleAssignmentsRequest(scope=self._scope(file, organization))
+        return all_pages(lambda r: self._transport.call(self._authz.ListRoleAssignments, r), request,
+                         "role_assignments")
 
     def delete_role_assignment(self, principal: str, file: str | None = None, organization: bool = False) -> str:
         """Take away every role `principal` has on the scope; returns the scope."""
@@ -410,8 +408,8 @@ class SecureFilesClient(IdentityCalls):
             parent=project_name(self.project), pipeline=authz_pb2.Pipeline(display_name=display_name)))
 
     def list_pipelines(self) -> list[authz_pb2.Pipeline]:
-        return list(self._transport.call(self._authz.ListPipelines, authz_pb2.ListPipelinesRequest(
-            parent=project_name(self.project))).pipelines)
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListPipelines, r),
+                              authz_pb2.ListPipelinesRequest(parent=project_name(self.project)), "pipelines").pipelines)
 
     def delete_pipeline(self, pipeline: str) -> None:
         """Delete a pipeline (name or id) and its permissions; refused while one of its runs runs."""
@@ -456,14 +454,9 @@ class SecureFilesClient(IdentityCalls):
                   ) -> Iterator[authz_pb2.Run]:
         """Runs of the project (or of one pipeline), newest first, following pages."""
         parent = pipeline_name(self.project, pipeline or ANY_PIPELINE)
-        token = ""
-        while True:
-            response = self._transport.call(self._authz.ListRuns, authz_pb2.ListRunsRequest(
-                parent=parent, page_size=page_size, page_token=token, running_only=running_only))
+        request = authz_pb2.ListRunsRequest(parent=parent, page_size=page_size, running_only=running_only)
+        for response in pages(lambda r: self._transport.call(self._authz.ListRuns, r), request):
             yield from response.runs
-            token = response.next_page_token
-            if not token:
-                return
 
     def issue_token(self, principal: str, ttl_seconds: int | None = None) -> authz_pb2.IssueTokenResponse:
         return self._transport.call(self._authz.IssueToken, authz_pb2.IssueTokenRequest(
@@ -476,8 +469,8 @@ class SecureFilesClient(IdentityCalls):
         return self._transport.call(self._authz.CreateCheck, authz_pb2.CreateCheckRequest(check=check))
 
     def list_checks(self, file: str) -> list[authz_pb2.Check]:
-        return list(self._transport.call(self._authz.ListChecks, authz_pb2.ListChecksRequest(
-            resource=self._file_id_resource(file))).checks)
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListChecks, r),
+                              authz_pb2.ListChecksRequest(resource=self._file_id_resource(file)), "checks").checks)
 
     def delete_check(self, file: str, check_id: int) -> None:
         name = f"{self._file_id_resource(file)}/checks/{check_id}"
@@ -490,8 +483,9 @@ class SecureFilesClient(IdentityCalls):
             run=run, resources=resources)).suites)
 
     def list_approvals(self, pending_only: bool = False) -> list[authz_pb2.Approval]:
-        return list(self._transport.call(self._authz.ListApprovals, authz_pb2.ListApprovalsRequest(
-            parent=project_name(self.project), pending_only=pending_only)).approvals)
+        request = authz_pb2.ListApprovalsRequest(parent=project_name(self.project), pending_only=pending_only)
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListApprovals, r), request,
+                              "approvals").approvals)
 
     def decide_approval(self, approval_id: int, approve: bool, comment: str = "") -> authz_pb2.Approval:
         name = approval_name(self.project, approval_id)
@@ -500,7 +494,8 @@ class SecureFilesClient(IdentityCalls):
         return self._transport.call(self._authz.Reject, authz_pb2.RejectRequest(name=name, comment=comment))
 
     def list_groups(self) -> list[authz_pb2.Group]:
-        return list(self._transport.call(self._authz.ListGroups, authz_pb2.ListGroupsRequest()).groups)
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListGroups, r),
+                              authz_pb2.ListGroupsRequest(), "groups").groups)
 
     def set_group_member(self, group: str, principal: str, member: bool = True) -> authz_pb2.Group:
         return self._transport.call(self._authz.SetGroupMember, authz_pb2.SetGroupMemberRequest(
@@ -521,15 +516,15 @@ class SecureFilesClient(IdentityCalls):
             name=f"accessRequests/{request_id}"))
 
     def list_access_requests(self) -> list[authz_pb2.AccessRequest]:
-        return list(self._transport.call(self._authz.ListAccessRequests,
-                                         authz_pb2.ListAccessRequestsRequest()).access_requests)
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListAccessRequests, r),
+                              authz_pb2.ListAccessRequestsRequest(), "access_requests").access_requests)
 
     # -- keys -------------------------------------------------------------------------
 
     def list_key_versions(self, region: str | None = None) -> tuple[str, list[kms_pb2.KeyVersion]]:
         stub, region = self._kms(region)
-        response = self._transport.call(stub.ListKeyVersions, kms_pb2.ListKeyVersionsRequest(
-            key_ring=region_name(region)))
+        response = all_pages(lambda r: self._transport.call(stub.ListKeyVersions, r),
+                             kms_pb2.ListKeyVersionsRequest(key_ring=region_name(region)), "key_versions")
         return region, list(response.key_versions)
 
     def rotate_key(self, region: str | None = None, reason: str = "") -> kms_pb2.KeyVersion:

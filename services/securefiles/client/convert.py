@@ -63,7 +63,8 @@ def secure_file(f: storage_pb2.SecureFile) -> types.SecureFile:
         name=f.name, secure_file_id=f.secure_file_id, display_name=f.display_name, size_bytes=f.size_bytes,
         sha256=f.sha256, properties=dict(f.properties), create_time=time(f, "create_time"),
         update_time=time(f, "update_time"), created_by=f.created_by, version=f.version, key_version=f.key_version,
-        metadata=struct(f.metadata), expire_time=time(f, "expire_time"), **typed_metadata(f))
+        metadata=struct(f.metadata), expire_time=time(f, "expire_time"), etag=f.etag,
+        **typed_metadata(f))
 
 
 def secure_file_version(v: storage_pb2.SecureFileVersion) -> types.SecureFileVersion:
@@ -80,12 +81,13 @@ def typed_metadata(f: storage_pb2.SecureFile | storage_pb2.SecureFileVersion) ->
 
 
 def library(lib: storage_pb2.Library) -> types.Library:
-    return types.Library(name=lib.name, allow_replace=lib.allow_replace, keep_versions=lib.keep_versions)
+    return types.Library(name=lib.name, allow_replace=lib.allow_replace, keep_versions=lib.keep_versions,
+                         etag=lib.etag)
 
 
 def pipeline(p: authz_pb2.Pipeline) -> types.Pipeline:
     return types.Pipeline(name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name,
-                          create_time=time(p, "create_time"))
+                          create_time=time(p, "create_time"), etag=p.etag)
 
 
 def pipeline_permissions(p: authz_pb2.PipelinePermissions) -> types.PipelinePermissions:
@@ -189,7 +191,7 @@ def check(c: authz_pb2.Check) -> types.Check:
         if kind == "approval" else None,
         business_hours=types.BusinessHours(h.time_zone, tuple(h.days), h.start_time, h.end_time)
         if kind == "business_hours" else None,
-        exclusive_lock=types.ExclusiveLock() if kind == "exclusive_lock" else None)
+        exclusive_lock=types.ExclusiveLock() if kind == "exclusive_lock" else None, etag=c.etag)
 
 
 def check_suite(s: authz_pb2.CheckSuite) -> types.CheckSuite:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from google.protobuf.duration_pb2 import Duration
 
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.client.paging import all_pages
 from securefiles.client.transport import Transport
 from securefiles.common.resource_names import project_name, trust_name
 
@@ -51,9 +52,8 @@ class IdentityCalls:
             parent=project_name(self.project), trust=trust))
 
     def list_trusts(self) -> list[authz_pb2.Trust]:
-        response = self._transport.call(self._authz.ListTrusts,
-                                        authz_pb2.ListTrustsRequest(parent=project_name(self.project)))
-        return list(response.trusts)
+        request = authz_pb2.ListTrustsRequest(parent=project_name(self.project))
+        return list(all_pages(lambda r: self._transport.call(self._authz.ListTrusts, r), request, "trusts").trusts)
 
     def get_trust(self, trust: str) -> authz_pb2.Trust:
         return self._transport.call(self._authz.GetTrust, authz_pb2.GetTrustRequest(name=self._trust_name(trust)))

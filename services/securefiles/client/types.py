@@ -30,6 +30,7 @@ class SecureFile:
     key_version: str
     metadata: Mapping[str, Any]
     expire_time: dt.datetime | None
+    etag: str = ""  # AIP-154: changes with the resource; send it back to update only an unchanged one
     # The typed metadata (issue #18 item 6): the one member of the file_metadata oneof that is set,
     # in its JSON form (the proto's JSON names); the others are None.
     x509: Mapping[str, Any] | None = None
@@ -72,6 +73,7 @@ class Library:
     name: str
     allow_replace: bool
     keep_versions: int
+    etag: str = ""  # AIP-154: changes with the resource; send it back to update only an unchanged one
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Pipeline:
     pipeline_id: int
     display_name: str
     create_time: dt.datetime | None
+    etag: str = ""  # AIP-154: changes with the resource; send it back to update only an unchanged one
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ class Check:
     approval: ApprovalSettings | None
     business_hours: BusinessHours | None
     exclusive_lock: ExclusiveLock | None
+    etag: str = ""  # AIP-154: changes with the resource; send it back to update only an unchanged one
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import project_name
 
@@ -66,9 +67,11 @@ class BreakGlassServicerMixin:
 
     async def ListAccessRequests(self, request: authz_pb2.ListAccessRequestsRequest,
                                  context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.ListAccessRequestsResponse:
-        return authz_pb2.ListAccessRequestsResponse(
-            access_requests=[access_request_message(r)
-                             for r in await self._db.run(self._break_glass.list, current_principal())])
+        requests = await self._db.run(self._break_glass.list, current_principal())
+        page, token = keyset_page(requests, lambda r: sort_key(r.request_id), "accessRequests", "",
+                                  request.page_size, request.page_token)
+        return authz_pb2.ListAccessRequestsResponse(access_requests=[access_request_message(r) for r in page],
+                                                    next_page_token=token)
 
     async def AuthorizeBreakGlass(self, request: authz_pb2.AuthorizeBreakGlassRequest,
                                   context: grpc.aio.ServicerContext[Any, Any]) -> authz_pb2.AccessRequest:

@@ -16,6 +16,7 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.interceptors import audit_note, current_principal
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import ANY_PIPELINE, parse_project, run_name
 
@@ -34,6 +35,7 @@ def check_message(c: Check) -> authz_pb2.Check:
     message = authz_pb2.Check(
         name=c.name, check_id=c.check_id, resource=c.resource, type=c.type.value,
         timeout=Duration(seconds=c.timeout_seconds), create_time=to_timestamp(c.created_at), created_by=c.created_by,
+        etag=c.etag,
     )
     kind = c.kind
     if isinstance(kind, BranchControl):
@@ -107,7 +109,9 @@ class ChecksServicerMixin:
     async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListChecksResponse:
         checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.resource)
-        return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in checks])
+        page, token = keyset_page(checks, lambda c: sort_key(c.check_id), request.resource, "", request.page_size,
+                                  request.page_token)
+        return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in page], next_page_token=token)
 
     async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
@@ -124,8 +128,11 @@ class ChecksServicerMixin:
                             ) -> authz_pb2.ListApprovalsResponse:
         approvals = await self._db.run(self._authz.checks.list_approvals,
             current_principal(), parse_project(request.parent), request.pending_only)
+        page, token = keyset_page(approvals, lambda a: sort_key(a.approval_id), request.parent,
+                                  f"pending={int(request.pending_only)}", request.page_size, request.page_token)
         return authz_pb2.ListApprovalsResponse(
-            approvals=[approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in approvals])
+            approvals=[approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in page],
+            next_page_token=token)
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]
                       ) -> authz_pb2.Approval:
@@ -144,8 +151,10 @@ class ChecksServicerMixin:
     async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListGroupsResponse:
         groups = await self._db.run(self._authz.checks.list_groups, current_principal())
+        page, token = keyset_page(list(groups.items()), lambda g: g[0], "groups", "", request.page_size,
+                                  request.page_token)
         return authz_pb2.ListGroupsResponse(
-            groups=[authz_pb2.Group(name=name, members=members) for name, members in groups.items()])
+            groups=[authz_pb2.Group(name=name, members=members) for name, members in page], next_page_token=token)
 
     async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.Group:

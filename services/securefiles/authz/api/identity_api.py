@@ -18,6 +18,7 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
 from securefiles.common.interceptors import audit_note, current_principal, principal_var
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import parse_project, pipeline_name, trust_name
@@ -103,9 +104,10 @@ class IdentityServicerMixin:
     async def ListTrusts(self, request: authz_pb2.ListTrustsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListTrustsResponse:
         parse_project(request.parent)
-        return authz_pb2.ListTrustsResponse(
-            trusts=[trust_message(t)
-                    for t in await self._db.run(self._jobs.list_trusts, current_principal(), request.parent)])
+        trusts = await self._db.run(self._jobs.list_trusts, current_principal(), request.parent)
+        page, token = keyset_page(trusts, lambda t: sort_key(t.trust_id), request.parent, "", request.page_size,
+                                  request.page_token)
+        return authz_pb2.ListTrustsResponse(trusts=[trust_message(t) for t in page], next_page_token=token)
 
     async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:

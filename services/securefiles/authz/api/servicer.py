@@ -20,6 +20,7 @@ from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition, InvalidArgument
 from securefiles.common.interceptors import audit_items, audit_note, current_principal
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 
@@ -32,7 +33,8 @@ def _project(p: Project) -> authz_pb2.Project:
 
 def _pipeline(p: Pipeline) -> authz_pb2.Pipeline:
     return authz_pb2.Pipeline(
-        name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name, create_time=to_timestamp(p.created_at)
+        name=p.name, pipeline_id=p.pipeline_id, display_name=p.display_name, create_time=to_timestamp(p.created_at),
+        etag=p.etag,
     )
 
 
@@ -133,9 +135,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def ListProjects(
         self, request: authz_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListProjectsResponse:
-        return authz_pb2.ListProjectsResponse(
-            projects=[_project(p) for p in await self._db.run(self._authz.library.list_projects, current_principal())]
-        )
+        projects = await self._db.run(self._authz.library.list_projects, current_principal())
+        page, token = keyset_page(projects, lambda p: p.project_id, "projects", "", request.page_size,
+                                  request.page_token)
+        return authz_pb2.ListProjectsResponse(projects=[_project(p) for p in page], next_page_token=token)
 
     async def SetRoleAssignment(
         self, request: authz_pb2.SetRoleAssignmentRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -148,8 +151,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListRoleAssignmentsResponse:
         assignments, inherit = await self._db.run(self._authz.library.list_roles, current_principal(), request.scope)
+        page, token = keyset_page(assignments, lambda a: f"{a.principal}\0{a.role.name}", request.scope, "",
+                                  request.page_size, request.page_token)
         return authz_pb2.ListRoleAssignmentsResponse(
-            role_assignments=[_assignment(a) for a in assignments], inherit_from_library=inherit
+            role_assignments=[_assignment(a) for a in page], inherit_from_library=inherit, next_page_token=token
         )
 
     async def DeleteRoleAssignment(
@@ -185,7 +190,9 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.ListPipelinesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListPipelinesResponse:
         pipelines = await self._db.run(self._authz.pipelines.list_pipelines, current_principal(), request.parent)
-        return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in pipelines])
+        page, token = keyset_page(pipelines, lambda p: sort_key(p.pipeline_id), request.parent, "",
+                                  request.page_size, request.page_token)
+        return authz_pb2.ListPipelinesResponse(pipelines=[_pipeline(p) for p in page], next_page_token=token)
 
     async def SetPipelinePermission(
         self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from securefiles.authz.domain.check_kinds import CheckKind
 from securefiles.authz.domain.check_kinds import CheckType as CheckType  # re-exported: the records speak these
 from securefiles.authz.domain.check_kinds import State as State
+from securefiles.common.etags import etag
 from securefiles.common.resource_names import approval_name
 
 DEFAULT_TIMEOUT_SECONDS = 30 * 24 * 3600
@@ -39,6 +40,11 @@ class Check:
     @property
     def name(self) -> str:
         return f"{self.resource}/checks/{self.check_id}"
+
+    @property
+    def etag(self) -> str:
+        """AIP-154: from the check's settings (a check is not changed after it is made)."""
+        return etag(self.name, self.kind, self.timeout_seconds)
 
 
 @dataclass(frozen=True)

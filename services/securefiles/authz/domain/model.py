@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import Enum, IntEnum, StrEnum
 
+from securefiles.common.etags import etag
 from securefiles.common.resource_names import file_name, pipeline_name, project_name, run_name
 
 ORGANIZATION = "organization"
@@ -86,6 +87,11 @@ class Pipeline:
     @property
     def name(self) -> str:
         return pipeline_name(self.project, self.pipeline_id)
+
+    @property
+    def etag(self) -> str:
+        """AIP-154; a pipeline is not changed after it is made, so this stays until it is deleted."""
+        return etag(self.name, self.display_name)
 
 
 class RunState(StrEnum):

@@ -3,7 +3,6 @@ job_identity.py)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 import uuid
@@ -17,6 +16,7 @@ from securefiles.authz.domain.ports import AuthzRepository
 from securefiles.authz.domain.refs import validate_ref
 from securefiles.common.clock import Clock
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from securefiles.common.paging import decode_page_token, encode_page_token, page_limit
 from securefiles.common.principal import USER_PRINCIPAL, Principal
 from securefiles.common.resource_names import ANY_PIPELINE, is_id, parse_child, parse_project, parse_run
 from securefiles.common.tokens import TokenIssuer
@@ -24,7 +24,6 @@ from securefiles.common.tokens import TokenIssuer
 JOB_TOKEN_DEFAULT_TTL = 6 * 3600
 # Long enough for a run that waits for approvals or business hours over a weekend or longer.
 JOB_TOKEN_MAX_TTL = 31 * 24 * 3600
-RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX = 100, 1000
 _DISPLAY_NAME = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,128}$")
 
 
@@ -175,30 +174,18 @@ class Pipelines:
         """A page of runs, newest first, of one pipeline or (`pipelines/-`) of the whole project."""
         project, ref = parse_child(parent, "pipelines")
         self._require(caller, Permission.VIEW, Scope("library", project))
-        if not 0 <= page_size:
-            raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
-        limit = min(page_size or RUNS_PAGE_DEFAULT, RUNS_PAGE_MAX)
+        limit = page_limit(page_size)
         pipeline_id = None if ref == ANY_PIPELINE else self.pipeline(project, ref).pipeline_id
-        query = f"{project}/{ref}/{int(running_only)}"
-        before = _decode_runs_token(page_token, query) if page_token else None
+        query = f"{ref}/{int(running_only)}"
+        before = _run_id(decode_page_token(page_token, project, query)) if page_token else None
         found = self._repo.list_runs(project, pipeline_id, self._clock() if running_only else None, before,
                                      limit + 1)
         page = found[:limit]
         more = len(found) > limit
-        return page, _encode_runs_token(query, page[-1].run_id) if more else ""
+        return page, encode_page_token(project, query, str(page[-1].run_id)) if more else ""
 
 
-def _encode_runs_token(query: str, before: int) -> str:
-    return base64.urlsafe_b64encode(f"{query}|{before}".encode()).decode()
-
-
-def _decode_runs_token(token: str, query: str) -> int:
-    """The run id to continue below; the token must come from the same query."""
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeError):
-        text = ""
-    issued_for, _, before = text.rpartition("|")
-    if issued_for != query or not is_id(before):
-        raise InvalidArgument("page_token does not belong to this listing", reason="INVALID_PAGE_TOKEN")
-    return int(before)
+def _run_id(after: str) -> int:
+    if not is_id(after):
+        raise InvalidArgument("page_token is not valid for this request", reason="INVALID_PAGE_TOKEN")
+    return int(after)

@@ -12,6 +12,7 @@ import grpc
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument, PermissionDenied, SecureFilesError
 from securefiles.common.interceptors import audit_items, audit_note, current_principal
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
 from securefiles.kms.adapters.authz_client import AuthzClient
@@ -173,9 +174,11 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     ) -> kms_pb2.ListKeyVersionsResponse:
         await self._require_operator(allow_storage=True)
         self._check_ring(request.key_ring)
-        return kms_pb2.ListKeyVersionsResponse(
-            key_versions=[key_version_message(r) for r in await self._db.run(self._ring.list_versions)]
-        )
+        versions = await self._db.run(self._ring.list_versions)
+        page, token = keyset_page(versions, lambda r: sort_key(r.version), request.key_ring, "", request.page_size,
+                                  request.page_token, descending=True)
+        return kms_pb2.ListKeyVersionsResponse(key_versions=[key_version_message(r) for r in page],
+                                               next_page_token=token)
 
     async def DisableKeyVersion(
         self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -370,16 +370,24 @@ class ListKeyVersionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_RING_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     key_ring: _builtins.str
     """Key ring, `regions/{region}`."""
+    page_size: _builtins.int
+    """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """Opaque token from a previous response's `next_page_token`; it continues only that listing."""
     def __init__(
         self,
         *,
         key_ring: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -392,6 +400,9 @@ class ListKeyVersionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_VERSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
     @_builtins.property
     def key_versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyVersion]:
         """Versions, newest first."""
@@ -400,10 +411,11 @@ class ListKeyVersionsResponse(_message.Message):
         self,
         *,
         key_versions: _abc.Iterable[Global___KeyVersion] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_versions", b"key_versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_versions", b"key_versions", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,10 +61,15 @@ class KmsClient:
         return list(response.results)
 
     async def list_key_versions(self) -> list[kms_pb2.KeyVersion]:
-        request = kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring)
-        response = await call_peer(self._stub.ListKeyVersions, request, "kms", self._timeout)
-        assert isinstance(response, kms_pb2.ListKeyVersionsResponse)
-        return list(response.key_versions)
+        versions: list[kms_pb2.KeyVersion] = []
+        request = kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring, page_size=1000)
+        while True:  # every page: a ring rotated on each deploy outgrows one
+            response = await call_peer(self._stub.ListKeyVersions, request, "kms", self._timeout)
+            assert isinstance(response, kms_pb2.ListKeyVersionsResponse)
+            versions += response.key_versions
+            if not response.next_page_token or response.next_page_token == request.page_token:
+                return versions
+            request.page_token = response.next_page_token
 
     async def reencrypt_data_key(
         self, wrapped: bytes, context: Mapping[str, str]

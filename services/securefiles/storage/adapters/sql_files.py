@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -35,7 +35,7 @@ from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.db_threads import DatabaseThreads, in_database_thread
 from securefiles.common.errors import AlreadyExists, NotFound
 from securefiles.storage.domain.metadata_caps import MAX_METADATA_BYTES, cap_metadata, json_size
-from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
+from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey, stale_etag
 from securefiles.storage.domain.versioning import concurrent_replace
 
 metadata = MetaData()
@@ -228,7 +228,9 @@ class SqlFileRepository:
             return [_file(r._mapping) for r in conn.execute(query)]
 
     @in_database_thread
-    def update(self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None) -> SecureFile:
+    def update(self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None,
+               expected_etag: str = "", merge_properties: Callable[[Mapping[str, str]], dict[str, str]] | None = None
+               ) -> SecureFile:
         values: dict[str, Any] = {"updated_at": dt.datetime.now(dt.UTC)}
         if display_name is not None:
             values["display_name"] = display_name
@@ -236,6 +238,18 @@ class SqlFileRepository:
             values["properties"] = json.dumps(dict(properties), sort_keys=True)
         try:
             with write_transaction(self._engine) as conn:
+                if expected_etag or merge_properties is not None:
+                    # Locked until the update commits: two updates with one etag cannot both pass,
+                    # and a merge starts from what no one else is changing.
+                    stored = conn.execute(_current_join().where(secure_files.c.file_id == file_id)
+                                          .with_for_update(of=secure_files)).first()
+                    if stored is None:
+                        raise NotFound("secure file not found", reason="FILE_NOT_FOUND")
+                    current = _file(stored._mapping)
+                    if expected_etag and current.etag != expected_etag:
+                        raise stale_etag()
+                    if merge_properties is not None:
+                        values["properties"] = json.dumps(merge_properties(current.properties), sort_keys=True)
                 conn.execute(update(secure_files).where(secure_files.c.file_id == file_id).values(**values))
                 row = conn.execute(_current_join().where(secure_files.c.file_id == file_id)).first()
         except IntegrityError:
@@ -324,8 +338,15 @@ class SqlFileRepository:
         return LibrarySettings(project, bool(row.allow_replace), int(row.keep_versions))
 
     @in_database_thread
-    def set_library(self, settings: LibrarySettings) -> LibrarySettings:
+    def set_library(self, settings: LibrarySettings, expected_etag: str = "") -> LibrarySettings:
         with write_transaction(self._engine) as conn:
+            if expected_etag:
+                row = conn.execute(select(library_settings).where(library_settings.c.project == settings.project)
+                                   .with_for_update()).first()
+                stored = (LibrarySettings(settings.project, bool(row.allow_replace), int(row.keep_versions))
+                          if row is not None else LibrarySettings(settings.project))
+                if stored.etag != expected_etag:
+                    raise stale_etag("library")
             conn.execute(delete(library_settings).where(library_settings.c.project == settings.project))
             conn.execute(library_settings.insert().values(
                 project=settings.project, allow_replace=settings.allow_replace, keep_versions=settings.keep_versions))

@@ -12,9 +12,11 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
 from securefiles.common.interceptors import audit_items, audit_note, current_principal
+from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
+from securefiles.common.update_mask import read_mask
 from securefiles.storage.api.typed_metadata import set_typed_metadata
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import FileRepository
@@ -38,7 +40,7 @@ def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
         sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
         update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
         key_version=f.current.key_version_name, metadata=_struct(f.current.metadata),
-        expire_time=to_timestamp(f.current.expires_at),
+        expire_time=to_timestamp(f.current.expires_at), etag=f.etag,
     )
     set_typed_metadata(message, f.current.metadata)
     return message
@@ -188,7 +190,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         expires_before = from_timestamp(request.expires_before) if request.HasField("expires_before") else None
         files, token = await self._files.list(
             current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern,
-            expires_before,
+            expires_before, request.filter,
         )
         return storage_pb2.ListSecureFilesResponse(
             secure_files=[secure_file_message(f) for f in files], next_page_token=token
@@ -198,18 +200,17 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.UpdateSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.SecureFile:
         wanted = request.secure_file
-        paths = set(request.update_mask.paths)
-        if not paths:
-            paths = {"display_name"} if wanted.display_name else set()
-            if wanted.properties:
-                paths.add("properties")
-        unknown = paths - {"display_name", "properties"}
-        if unknown:
-            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}", reason="INVALID_UPDATE_MASK")
+        paths = list(request.update_mask.paths)
+        if not paths:  # no mask: the fields that are set (AIP-134)
+            paths = [path for path, given in (("display_name", wanted.display_name),
+                                              ("properties", wanted.properties)) if given]
+        mask = read_mask(paths, ("display_name", "properties"), maps=("properties",))
+        changes = {key: wanted.properties.get(key) for key in mask.map_keys.get("properties", ())}
         updated = await self._files.update(
             current_principal(), wanted.name,
-            wanted.display_name if "display_name" in paths else None,
-            dict(wanted.properties) if "properties" in paths else None,
+            wanted.display_name if "display_name" in mask.fields else None,
+            dict(wanted.properties) if "properties" in mask.fields else None,
+            wanted.etag, changes or None,
         )
         return secure_file_message(updated)
 
@@ -278,8 +279,11 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.ListSecureFileVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ListSecureFileVersionsResponse:
         found, versions = await self._versioning.versions(current_principal(), request.name)
+        # Bound to the file's id, not to the name asked for: a rename does not break the next page.
+        page, token = keyset_page(versions, lambda v: sort_key(v.version), found.name, "", request.page_size,
+                                  request.page_token, descending=True)
         return storage_pb2.ListSecureFileVersionsResponse(
-            versions=[version_message(v, found.current.version) for v in versions])
+            versions=[version_message(v, found.current.version) for v in page], next_page_token=token)
 
     async def RollbackSecureFile(
         self, request: storage_pb2.RollbackSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -294,22 +298,22 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
 
     async def UpdateLibrary(self, request: storage_pb2.UpdateLibraryRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> storage_pb2.Library:
-        paths = set(request.update_mask.paths) or {"allow_replace", "keep_versions"}
-        if paths - {"allow_replace", "keep_versions"}:
-            raise InvalidArgument("only allow_replace and keep_versions can be updated", reason="INVALID_UPDATE_MASK")
+        updatable = ("allow_replace", "keep_versions")
+        paths = read_mask(request.update_mask.paths or updatable, updatable).fields
         library = request.library
         audit_note(library.name, **{path: getattr(library, path) for path in sorted(paths)})
         updated = await self._versioning.update_library(
             current_principal(), library.name,
             library.allow_replace if "allow_replace" in paths else None,
             library.keep_versions if "keep_versions" in paths else None,
+            library.etag,
         )
         return _library(updated)
 
 
 def _library(settings: LibrarySettings) -> storage_pb2.Library:
     return storage_pb2.Library(name=f"projects/{settings.project}/library", allow_replace=settings.allow_replace,
-                               keep_versions=settings.keep_versions)
+                               keep_versions=settings.keep_versions, etag=settings.etag)
 
 
 def _run_of(principal: Principal) -> str:

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from securefiles.common.errors import Aborted
+from securefiles.common.etags import etag
 from securefiles.common.resource_names import file_name, key_version_name
 
 
@@ -46,6 +48,12 @@ class SecureFile:
     def name(self) -> str:
         return file_name(self.project, self.file_id)
 
+    @property
+    def etag(self) -> str:
+        """Changes whenever the file's metadata or content does (AIP-154): from its content version
+        and the time of its last change. Opaque to clients."""
+        return etag(self.file_id, self.current.version, self.updated_at.isoformat())
+
 
 @dataclass(frozen=True)
 class LibrarySettings:
@@ -54,6 +62,11 @@ class LibrarySettings:
     project: str
     allow_replace: bool = False
     keep_versions: int = 5
+
+    @property
+    def etag(self) -> str:
+        """Changes whenever a setting does (AIP-154); the settings are the library's whole state."""
+        return etag(self.project, self.allow_replace, self.keep_versions)
 
 
 @dataclass(frozen=True)
@@ -76,3 +89,9 @@ def encryption_context(project: str, file_id: str, version: int) -> dict[str, st
 def content_aad(project: str, file_id: str, version: int) -> bytes:
     """What the segment cipher binds ciphertext to."""
     return f"{file_name(project, file_id)}#v{version}".encode()
+
+
+def stale_etag(what: str = "secure file") -> Aborted:
+    """An update conditioned on an etag that is no longer current (AIP-154)."""
+    return Aborted(f"the {what} changed since this etag was read; get it again and retry",
+                   reason="ETAG_MISMATCH")

@@ -7,7 +7,7 @@ in the adapter, so one slow statement or one lock wait never stalls the other ca
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Protocol
 
@@ -57,10 +57,18 @@ class FileRepository(Protocol):
         ...
     async def set_current(self, file_id: str, version: int, now: dt.datetime) -> SecureFile: ...
     async def get_library(self, project: str) -> LibrarySettings: ...
-    async def set_library(self, settings: LibrarySettings) -> LibrarySettings: ...
+    async def set_library(self, settings: LibrarySettings, expected_etag: str = "") -> LibrarySettings:
+        """Store the settings; with `expected_etag`, only if the stored ones still have it (ABORTED
+        ETAG_MISMATCH), decided inside the writing transaction."""
+        ...
     async def update(
-        self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None
-    ) -> SecureFile: ...
+        self, file_id: str, display_name: str | None, properties: Mapping[str, str] | None, expected_etag: str = "",
+        merge_properties: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
+    ) -> SecureFile:
+        """Change the file; with `expected_etag`, only if the stored file still has it (ABORTED
+        ETAG_MISMATCH otherwise); `merge_properties` makes the new properties from the stored
+        ones. Both inside the writing transaction."""
+        ...
     async def delete(self, file_id: str, resource: str, now: dt.datetime) -> list[FileVersion]:
         """Remove the file and its wrapped keys, and record that authz still has to forget
         `resource`'s policies, in one transaction; return its versions."""

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import builtins
 import datetime as dt
 import functools
-import json
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +21,7 @@ from securefiles.common.errors import (
     PermissionDenied,
     SecureFilesError,
 )
-from securefiles.common.glob import compile_glob, literal_prefix
+from securefiles.common.paging import MAX_PAGE_SIZE, decode_page_token, encode_page_token, page_limit
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import (
     MAX_RESOURCES_PER_DECISION,
@@ -34,12 +31,12 @@ from securefiles.common.resource_names import (
     project_name,
 )
 from securefiles.storage.domain.content import ContentStore
+from securefiles.storage.domain.file_filter import legacy_filter, parse_filter
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
-from securefiles.storage.domain.model import SecureFile, encryption_context
+from securefiles.storage.domain.model import SecureFile, encryption_context, stale_etag
 from securefiles.storage.domain.names import (
     normalize_name,
     validate_display_name,
-    validate_name_pattern,
     validate_properties,
 )
 from securefiles.storage.domain.plaintext import open_plaintext, plaintext_chunks
@@ -56,8 +53,6 @@ log = logging.getLogger("securefiles.storage")
 
 CHUNK_BYTES = 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 # An upload still unfinished after this long has surely ended (idle uploads are cut off sooner).
 UPLOAD_PURGE_GRACE = dt.timedelta(hours=1)
 # One call examines at most this many files; a sparse match returns a short page and a token to go on.
@@ -293,9 +288,10 @@ class SecureFiles:
 
     async def list(
         self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str,
-        expires_before: dt.datetime | None = None,
+        expires_before: dt.datetime | None = None, filter_text: str = "",
     ) -> tuple[list[SecureFile], str]:
-        """A page of the files the caller may view (a job: may use), by display name (keyset pagination)."""
+        """A page of the files the caller may view (a job: may use), by display name (keyset pagination),
+        kept by an AIP-160 `filter_text` or by the deprecated pattern and expiry bound."""
         project = parse_project(parent)
         if caller.is_job:
             if not caller.is_job_of(project):
@@ -306,14 +302,14 @@ class SecureFiles:
             self._require_user(caller)
             # A typo in a project name is told PROJECT_NOT_FOUND, not shown as an empty library.
             await self.region_of(project)
-        if not 0 <= page_size:
-            raise InvalidArgument("page_size must not be negative", reason="INVALID_PAGE_SIZE")
-        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        name_pattern = validate_name_pattern(name_pattern)
-        query = f"{name_pattern}|{expires_before.isoformat() if expires_before else ''}"
-        cursor = _decode_page_token(page_token, project, query) if page_token else ""
-        prefix = literal_prefix(name_pattern)
-        glob = compile_glob(name_pattern) if name_pattern else None
+        limit = page_limit(page_size)
+        if filter_text and (name_pattern or expires_before is not None):
+            raise InvalidArgument("give filter or the deprecated name_pattern and expires_before, not both",
+                                  reason="INVALID_FILTER")
+        wanted = parse_filter(filter_text) if filter_text else legacy_filter(name_pattern, expires_before)
+        cursor = decode_page_token(page_token, project, wanted.query) if page_token else ""
+        prefix = wanted.prefix
+        matches = wanted.matcher()
         fetch = limit + 1
         page: list[SecureFile] = []
         more = False
@@ -321,13 +317,13 @@ class SecureFiles:
         scanned = page_bytes = 0
         full = False  # the page reached its size in bytes
         while True:
-            batch = await self._files.list_page(project, cursor, fetch, prefix, expires_before)
+            batch = await self._files.list_page(project, cursor, fetch, prefix, wanted.expires_before)
             if not batch:
                 break
             cursor = batch[-1].display_name
             scanned += len(batch)
             # Matching a batch is bounded (common/glob.py) but not free: off the event loop.
-            matching = await asyncio.to_thread(_matching, glob, batch) if glob is not None else batch
+            matching = await asyncio.to_thread(_matching, matches, batch) if matches is not None else batch
             visible = await self._visible(caller, matching)
             for index, secure_file in enumerate(visible):
                 size = listing_bytes(secure_file)
@@ -344,21 +340,31 @@ class SecureFiles:
                 more, resume_after = True, cursor
                 break
         after = resume_after or (page[-1].display_name if page else "")
-        next_token = _encode_page_token(project, query, after) if more else ""
+        next_token = encode_page_token(project, wanted.query, after) if more else ""
         return page, next_token
 
     async def update(
-        self, caller: Principal, name: str, display_name: str | None, properties: Mapping[str, str] | None
+        self, caller: Principal, name: str, display_name: str | None, properties: Mapping[str, str] | None,
+        etag: str = "", property_changes: Mapping[str, str | None] | None = None,
     ) -> SecureFile:
+        """Rename and/or replace the properties, or set (str) and remove (None) single properties.
+        With `etag`, only if the file still has it (ABORTED ETAG_MISMATCH, nothing changed)."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
+        if etag and etag != found.etag:
+            raise stale_etag()
         new_name = validate_display_name(display_name) if display_name is not None else None
         new_properties = validate_properties(properties) if properties is not None else None
         if new_name is not None and new_name != found.display_name:
             existing = await self._files.resolve(found.project, new_name)
             if existing is not None and existing.file_id != found.file_id:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
+        if property_changes:
+            _changed(new_properties or found.properties, property_changes)  # refused before anything is written
         await self.before_change(found.name)
-        return await self._files.update(found.file_id, new_name, new_properties)
+        # Single keys are merged into what is stored when the change is written (inside its
+        # transaction), so concurrent changes of other keys are kept rather than lost.
+        merge = functools.partial(_changed, changes=property_changes) if property_changes else None
+        return await self._files.update(found.file_id, new_name, new_properties, etag, merge)
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
@@ -498,25 +504,16 @@ async def _unless_refused(decision: Awaitable[object], unwrap: asyncio.Task[Any]
         raise
 
 
-def _matching(glob: re.Pattern[str], files: list[SecureFile]) -> list[SecureFile]:
-    return [f for f in files if glob.fullmatch(f.display_name)]
+def _changed(properties: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """`properties` with keys set (str) or removed (None), within the limits of properties."""
+    changed = dict(properties)
+    for key, value in changes.items():
+        if value is None:
+            changed.pop(key, None)
+        else:
+            changed[key] = value
+    return validate_properties(changed)
 
 
-def _encode_page_token(project: str, pattern: str, after: str) -> str:
-    raw = json.dumps({"p": project, "q": pattern, "a": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, project: str, pattern: str) -> str:
-    invalid = InvalidArgument("page_token is not valid for this request", reason="INVALID_PAGE_TOKEN")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid from None
-    if not isinstance(data, dict) or data.get("p") != project or data.get("q") != pattern:
-        raise invalid
-    after = data.get("a")
-    if not isinstance(after, str):
-        raise invalid
-    return after
+def _matching(matches: Callable[[SecureFile], bool], files: list[SecureFile]) -> list[SecureFile]:
+    return [f for f in files if matches(f)]

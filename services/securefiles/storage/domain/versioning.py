@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from securefiles.common.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import project_name
-from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
+from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, stale_etag
 from securefiles.storage.domain.ports import Access, AccessDecisions, FileRepository
 from securefiles.storage.domain.service import SecureFiles
 
@@ -56,13 +56,16 @@ class Versioning:
         return await self._repo.get_library(project)
 
     async def update_library(
-        self, caller: Principal, name: str, allow_replace: bool | None, keep_versions: int | None
+        self, caller: Principal, name: str, allow_replace: bool | None, keep_versions: int | None, etag: str = ""
     ) -> LibrarySettings:
+        """Change the settings given (None: keep); with `etag`, only if nobody changed them meanwhile."""
         project = self._library_project(name)
         (allowed,) = await self._access.check_access(caller.name, Access.ADMINISTER, [project_name(project)])
         if not (caller.is_user and allowed):
             raise PermissionDenied(f"{caller.name} may not administer {name}")
         current = await self._repo.get_library(project)
+        if etag and etag != current.etag:
+            raise stale_etag("library")
         if keep_versions is not None and not 1 <= keep_versions <= MAX_KEEP_VERSIONS:
             raise InvalidArgument(f"keep_versions must be between 1 and {MAX_KEEP_VERSIONS}",
                                   reason="INVALID_KEEP_VERSIONS")
@@ -70,7 +73,7 @@ class Versioning:
             project,
             current.allow_replace if allow_replace is None else allow_replace,
             current.keep_versions if keep_versions is None else keep_versions,
-        ))
+        ), etag)
 
     # -- versions ---------------------------------------------------------------------
 

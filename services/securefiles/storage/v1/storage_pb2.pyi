@@ -67,6 +67,7 @@ class SecureFile(_message.Message):
     SSH_PRIVATE_KEY_FIELD_NUMBER: _builtins.int
     SSH_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     UNKNOWN_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/secureFiles/{secure_file_id}`."""
     secure_file_id: _builtins.str
@@ -83,6 +84,11 @@ class SecureFile(_message.Message):
     """Content version, from 1."""
     key_version: _builtins.str
     """Key version wrapping this version's data key, `regions/{region}/keyVersions/{n}`."""
+    etag: _builtins.str
+    """Changes whenever the file's metadata or content does (AIP-154). Returned by every method that
+    returns the file; send it back in UpdateSecureFile to change the file only if nobody changed it
+    meanwhile (ABORTED `ETAG_MISMATCH` otherwise); empty: unconditional.
+    """
     @_builtins.property
     def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """User-defined properties."""
@@ -159,10 +165,11 @@ class SecureFile(_message.Message):
         ssh_private_key: Global___SshPrivateKeyMetadata | None = ...,
         ssh_public_key: Global___SshPublicKeyMetadata | None = ...,
         unknown: Global___UnknownFileMetadata | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "etag", b"etag", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
     _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
@@ -350,6 +357,7 @@ class ListSecureFilesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     NAME_PATTERN_FIELD_NUMBER: _builtins.int
     EXPIRES_BEFORE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
     page_size: _builtins.int
@@ -357,13 +365,28 @@ class ListSecureFilesRequest(_message.Message):
     page_token: _builtins.str
     """Opaque token from a previous response."""
     name_pattern: _builtins.str
-    """Glob over display names: `*` any run, `?` one character, anything else itself (no `[...]`
-    classes); at most 256 characters and 8 `*`; empty = all. A page may hold fewer files than
-    `page_size` (even none) while `next_page_token` is set: follow it.
+    """Deprecated: use `filter` (`display_name = "GLOB"`). Glob over display names: `*` any run,
+    `?` one character, anything else itself (no `[...]` classes); at most 256 characters and 8
+    `*`; empty = all. A page may hold fewer files than `page_size` (even none) while
+    `next_page_token` is set: follow it.
+    """
+    filter: _builtins.str
+    """AIP-160 filter: terms joined by AND (OR, NOT and parentheses are INVALID_ARGUMENT
+    INVALID_FILTER), at most 2048 characters and 16 terms. Fields:
+    `display_name = "NAME"` or a glob (`*` any run, `?` one character), at most once;
+    `expire_time` with `<`, `<=`, `>`, `>=` and an RFC 3339 time with offset
+    (`"2027-01-01T00:00:00Z"`; files without a known expiry never match);
+    `type = "pkcs12"` (the parsed metadata's type) and `properties.KEY = "value"`, each also
+    with `!=`. Example: `display_name = "ios-*" AND expire_time < "2027-01-01T00:00:00Z"`.
+    Not together with the deprecated `name_pattern`/`expires_before`. A page token continues
+    only a listing with the same filter. As with a pattern, a page may hold fewer files than
+    `page_size` (even none) while `next_page_token` is set.
     """
     @_builtins.property
     def expires_before(self) -> _timestamp_pb2.Timestamp:
-        """Only files whose content expires before this time."""
+        """Deprecated: use `filter` (`expire_time < "RFC 3339 time"`). Only files whose content expires
+        before this time.
+        """
 
     def __init__(
         self,
@@ -373,10 +396,11 @@ class ListSecureFilesRequest(_message.Message):
         page_token: _builtins.str = ...,
         name_pattern: _builtins.str = ...,
         expires_before: _timestamp_pb2.Timestamp | None = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "filter", b"filter", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -424,7 +448,11 @@ class UpdateSecureFileRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: `display_name`, `properties`."""
+        """Fields to change: `display_name`, `properties` (the whole map), `properties.KEY` (sets
+        KEY to the value in `secure_file.properties`, or removes it when absent; a key that is not an
+        identifier is written in backticks, properties.`a.b`), or `*` alone (AIP-134: replace
+        display_name and properties). Empty: the fields that are set.
+        """
 
     def __init__(
         self,
@@ -863,16 +891,24 @@ class ListSecureFileVersionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """`projects/{project}/secureFiles/{secure_file}`."""
+    page_size: _builtins.int
+    """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """Opaque token from a previous response's `next_page_token`; it continues only that listing."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -885,6 +921,9 @@ class ListSecureFileVersionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
     @_builtins.property
     def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SecureFileVersion]:
         """Newest first."""
@@ -893,10 +932,11 @@ class ListSecureFileVersionsResponse(_message.Message):
         self,
         *,
         versions: _abc.Iterable[Global___SecureFileVersion] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -941,22 +981,28 @@ class Library(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ALLOW_REPLACE_FIELD_NUMBER: _builtins.int
     KEEP_VERSIONS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name."""
     allow_replace: _builtins.bool
     """Whether content may be replaced (versioned). Default false, as in Azure DevOps."""
     keep_versions: _builtins.int
     """How many versions to keep (default 5); older ones are crypto-shredded."""
+    etag: _builtins.str
+    """Changes whenever a setting does (AIP-154); send it back in UpdateLibrary to change the
+    settings only if nobody changed them meanwhile (ABORTED `ETAG_MISMATCH`); empty: unconditional.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         allow_replace: _builtins.bool = ...,
         keep_versions: _builtins.int = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_replace", b"allow_replace", "keep_versions", b"keep_versions", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_replace", b"allow_replace", "etag", b"etag", "keep_versions", b"keep_versions", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -998,7 +1044,7 @@ class UpdateLibraryRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """`allow_replace`, `keep_versions`."""
+        """`allow_replace`, `keep_versions`, or `*` (AIP-134: both). Empty: both."""
 
     def __init__(
         self,
