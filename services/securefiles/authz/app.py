@@ -42,6 +42,7 @@ from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import PublishedKeys, TokenIssuer, TokenVerifier, load_signing_key
 from securefiles.common.tracing import configure_tracing
+from securefiles.common.unit_of_work import UnitsOfWork
 
 log = logging.getLogger("securefiles.authz")
 
@@ -140,6 +141,7 @@ def build_authorization(settings: AuthzSettings, database: DatabaseThreads | Non
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
+    audit = AuditLog(engine, "authz", key=settings.server.audit_key)
     keys = IssuerKeys(refresh_after=settings.oidc_keys.refresh_after, max_age=settings.oidc_keys.max_age,
                       min_refetch=settings.oidc_keys.min_refetch)
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
@@ -148,7 +150,7 @@ def build_authorization(settings: AuthzSettings, database: DatabaseThreads | Non
                                   issued_tokens=SqlTokenRegistry(engine),
                                   blocking=database.run if database is not None else run_inline)
     authorization.bootstrap(settings.bootstrap_admin)
-    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
+    return authorization, issuer, audit, engine
 
 
 def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
@@ -184,7 +186,7 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
         service="authz",
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
-            AuthorizationServicer(authorization, issuer, verifier, database),
+            AuthorizationServicer(authorization, issuer, verifier, database, UnitsOfWork(engine, audit, database)),
         ), audit_registration(audit, require_operator, database)],
         service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
@@ -196,16 +198,6 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job]]:
         audit=audit,
         readiness={"database": lambda: ping(engine)},
         unaudited_methods=UNAUDITED | WITNESS_METHODS,
-        # No entry, no change: each change's entry is written before its first write. Not for
-        # AuthorizeUse and BatchAuthorizeUse, whose entries are the decision (their check-suite
-        # bookkeeping comes first), nor
-        # for the two creations whose entry names what the database numbered (they grant nothing),
-        # nor for ExchangeToken and IssueToken, whose entries name the run or the expiry of what
-        # they made: the token goes out only once that entry is written (a token recorded but
-        # never handed out opens nothing).
-        audit_before_writes=frozenset(
-            m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
-        ) - {"AuthorizeUse", "BatchAuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
         public_methods=PUBLIC,
     )
     return running, [archive_audit(audit, database, settings.server.audit_retention_days), forget_completed_runs]

@@ -9,22 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 
 _IMMEDIATE = "securefiles_immediate"
-_before_first_write: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
-    "securefiles_before_first_write", default=None)
+# The transaction of the unit of work under way in this context (`common/unit_of_work.py`), which
+# the repositories' transactions on the same engine join: one commit for all, or none.
+_unit: contextvars.ContextVar[tuple[Engine, Connection] | None] = contextvars.ContextVar(
+    "securefiles_unit_of_work", default=None)
 
 
-def call_before_first_write(hook: Callable[[], None] | None) -> None:
-    """Have the current task call `hook` once, right before its first write transaction begins.
-    The interceptor passes the audit's "record now": no entry, no change (a hook that raises
-    leaves the write undone)."""
-    _before_first_write.set(hook)
+def open_unit(engine: Engine) -> Connection:
+    """Begin a unit of work's transaction (taking the write lock up front on SQLite)."""
+    conn = engine.connect().execution_options(**{_IMMEDIATE: True})
+    try:
+        conn.begin()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def joining(engine: Engine, conn: Connection | None) -> contextvars.Token[tuple[Engine, Connection] | None]:
+    """Have this context's transactions on `engine` join `conn` (None: their own again)."""
+    return _unit.set((engine, conn) if conn is not None else None)
+
+
+def leave(token: contextvars.Token[tuple[Engine, Connection] | None]) -> None:
+    _unit.reset(token)
+
+
+def in_unit(engine: Engine) -> bool:
+    """Whether a unit of work on `engine` is under way in this context."""
+    return _joined(engine) is not None
+
+
+def _joined(engine: Engine) -> Connection | None:
+    unit = _unit.get()
+    return unit[1] if unit is not None and unit[0] is engine else None
 
 
 def make_engine(url: str, *metadatas: MetaData, busy_timeout: float = 15.0) -> Engine:
@@ -68,25 +93,25 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 
 
 @contextmanager
-def write_transaction(engine: Engine, *, is_audit_entry: bool = False) -> Iterator[Connection]:
-    """A transaction that takes the write lock up front (SQLite) and commits on success.
-    `is_audit_entry`: the audit log's own append, which is never a change that needs an entry
-    first (else a DENY entry would set off the ALLOW hook, and the ALLOW entry itself twice)."""
-    hook = None if is_audit_entry else _before_first_write.get()
-    if hook is not None:
-        _before_first_write.set(None)  # once; and not for the audit entry's own transaction
-        try:
-            hook()
-        except BaseException:
-            _before_first_write.set(hook)  # not written: a later write must not go ahead without it
-            raise
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock up front (SQLite) and commits on success; inside a
+    unit of work on the same engine, that unit's transaction (which commits once the unit does)."""
+    joined = _joined(engine)
+    if joined is not None:
+        with joined.begin_nested():  # one that fails (and is caught) undoes only its own writes
+            yield joined
+        return
     with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
         yield conn
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A consistent read snapshot."""
+    """A consistent read snapshot (inside a unit of work: its transaction, which sees its writes)."""
+    joined = _joined(engine)
+    if joined is not None:
+        yield joined
+        return
     with engine.connect() as conn, conn.begin():
         yield conn
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -24,7 +24,14 @@ from opentelemetry import trace
 from sqlalchemy.exc import DataError, OperationalError
 
 from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
-from securefiles.common.db import call_before_first_write
+from securefiles.common.call_context import (
+    AllowOnce,
+    audit_note,
+    begin_call,
+    entries_of_call,
+    owe_allow,
+    principal_var,
+)
 from securefiles.common.errors import InvalidArgument, SecureFilesError, Unauthenticated, Unavailable
 from securefiles.common.limits import CallerLimits
 from securefiles.common.logging import request_id_var
@@ -37,77 +44,12 @@ from securefiles.common.tokens import TokenVerifier
 
 log = logging.getLogger("securefiles.rpc")
 
-principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
-audit_note_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("audit_note", default=None)
-_allow_var: contextvars.ContextVar[_AllowOnce | None] = contextvars.ContextVar("allow_once", default=None)
-_items_var: contextvars.ContextVar[list[tuple[str, dict[str, str]]] | None] = contextvars.ContextVar(
-    "audit_items", default=None)
 
 # Reachable with a verified client certificate alone (the TLS handshake authenticated it).
 UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _MAX_REQUEST_ID = 64
-
-
-def current_principal() -> Principal:
-    """The authenticated caller of the RPC being served."""
-    principal = principal_var.get()
-    if principal is None:
-        raise Unauthenticated("no authenticated caller", reason="MISSING_CREDENTIALS")
-    return principal
-
-
-def audit_note(resource: str | None = None, **details: object) -> None:
-    """Tell the audit entry of the current RPC which resource it concerns and extra facts."""
-    note = audit_note_var.get()
-    if note is None:
-        return
-    if resource is not None:
-        note["resource"] = resource
-    note.update({k: str(v) for k, v in details.items()})
-
-
-def audit_items(items: Sequence[tuple[str, Mapping[str, object]]]) -> None:
-    """The current RPC acts on several things (a batch): its ALLOW is one entry per item (resource,
-    facts), all written before its result goes out. A refusal stays one entry."""
-    _items_var.set([(resource, {k: str(v) for k, v in details.items()}) for resource, details in items])
-
-
-async def audit_now(resource: str | None = None, **details: object) -> None:
-    """Write the current RPC's ALLOW entry now, before an irreversible change (Vault's rule: no
-    entry, no change). Raises UNAVAILABLE if it cannot be written."""
-    audit_note(resource, **details)
-    allow = _allow_var.get()
-    if allow is not None:
-        await allow.wait()
-
-
-class _AllowOnce:
-    """The ALLOW entry of one call: written once, by whoever asks first (the call's end, `audit_now`
-    on the loop, or the before-first-write hook in a database thread); the others wait for the same
-    entry. One that could not be written is tried again by the next who asks."""
-
-    def __init__(self, write: Callable[[], Future[object]]) -> None:
-        self._write = write
-        self._lock = threading.Lock()
-        self._entry: Future[object] | None = None
-
-    def _started(self) -> Future[object]:
-        with self._lock:
-            entry = self._entry
-            if entry is None or (entry.done() and (entry.cancelled() or entry.exception() is not None)):
-                entry = self._entry = self._write()
-            return entry
-
-    def blocking(self) -> None:
-        """In a database thread, right before the call's first write."""
-        _unavailable_unless_written(self._started())
-
-    async def wait(self) -> None:
-        entry = self._started()
-        await asyncio.wait([asyncio.wrap_future(entry)])
-        _unavailable_unless_written(entry)
 
 
 def _all_written(entries: Sequence[Future[Any]]) -> Future[Any]:
@@ -136,14 +78,6 @@ def _all_written(entries: Sequence[Future[Any]]) -> Future[Any]:
     for entry in entries:
         entry.add_done_callback(one_done)
     return combined
-
-
-def _unavailable_unless_written(entry: Future[object]) -> None:
-    try:
-        entry.result()
-    except Exception:
-        log.error("audit entry could not be written", exc_info=True)
-        raise Unavailable("the audit log cannot be written; operation refused", reason="AUDIT_UNAVAILABLE") from None
 
 
 _RESOURCE_FIELDS = ("name", "resource", "parent", "key_ring", "scope", "pipeline")
@@ -216,16 +150,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         audit: AuditLog | None = None,
         unaudited_methods: frozenset[str] = frozenset(),
         limits: CallerLimits | None = None,
-        audit_before_writes: frozenset[str] | None = None,
         public_methods: frozenset[str] = frozenset(),
     ) -> None:
-        """`audit_before_writes`: audited methods whose ALLOW entry is written right before their
-        first database write (the others: when they call `audit_now`, else once they return).
-        `public_methods`: callable without credentials (the request carries its own, e.g. an
-        OIDC token to exchange); audited, and limited per client address."""
+        """A call's ALLOW entry goes into the transaction of its change (`common/unit_of_work.py`),
+        else it is written as the call succeeds. `public_methods`: callable without credentials
+        (the request carries its own, e.g. an OIDC token to exchange); audited, and limited per
+        client address."""
         self._public = public_methods
         self._limits = limits
-        self._audit_before_writes = audit_before_writes or frozenset()
         self._service = service
         self._domain = f"{service}.securefiles"
         self._authenticator = authenticator
@@ -268,9 +200,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     async def _begin(self, context: grpc.aio.ServicerContext[Any, Any], authenticate: bool, request: Any, method: str
                      ) -> None:
-        principal_var.set(None)
-        audit_note_var.set({"resource": _resource_of(request)})
-        _items_var.set(None)
+        begin_call(method.rsplit("/", 1)[-1], _resource_of(request))
         request_id = ""
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id":
@@ -324,15 +254,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         """Queue the audit entry of this RPC, or of each of its items (its future resolves once
         the entries are durable)."""
         assert self._audit is not None
-        principal = principal_var.get()
-        note = dict(audit_note_var.get() or {})
-        resource = note.pop("resource", "")
-        items = (_items_var.get() if decision == ALLOW else None) or [(resource, {})]
-        who = principal.name if principal else "anonymous"
-        action, request_id = method.rsplit("/", 1)[-1], request_id_var.get()
         return _all_written([
-            self._audit.submit(who, action, item, decision, reason, request_id, {**note, **details})
-            for item, details in items])
+            self._audit.submit(e.principal, e.action, e.resource, decision, reason, e.request_id, e.details)
+            for e in entries_of_call(decision == ALLOW)])
 
     async def _record_outcome(self, method: str, error: BaseException,
                               context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -392,22 +316,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             release = _no_release
-            allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
+            allow = AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
 
             try:
                 await self._begin(context, authenticate, request, method)
-                _allow_var.set(allow)
-                if allow is not None and method.rsplit("/", 1)[-1] in self._audit_before_writes:
-                    call_before_first_write(allow.blocking)
+                owe_allow(allow)
                 release = self._admit(not _is_message(request), context, method)
                 response = await behavior(request, context)
-                call_before_first_write(None)
                 if allow is not None:
                     await allow.wait()
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as raised:
-                call_before_first_write(None)  # a refused call has one entry, and it is not ALLOW
                 error = _translate(raised, method)
                 if audited_failure and not _is_audit_failure(error):
                     await self._record_outcome(method, error, context)
@@ -432,10 +352,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             allowed = False
             release = _no_release
-            allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
+            allow = AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
             try:
                 await self._begin(context, authenticate, request, method)
-                _allow_var.set(allow)
+                owe_allow(allow)
                 release = self._admit(True, context, method)
                 # The message lives in a slot it leaves as it is yielded: while gRPC sends it,
                 # this frame keeps no second reference to a (1 MiB) chunk alive.

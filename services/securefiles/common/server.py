@@ -63,7 +63,6 @@ def create_server(
     audit: AuditLog | None = None,
     unaudited_methods: frozenset[str] = frozenset(),
     limits: LimitSettings | None = None,
-    audit_before_writes: frozenset[str] | None = None,
     public_methods: frozenset[str] = frozenset(),
     readiness: Mapping[str, ReadinessCheck] | None = None,
 ) -> RunningServer:
@@ -75,7 +74,7 @@ def create_server(
         interceptors=[*server_interceptors(),
                       ServiceInterceptor(service, authenticator, audit, unaudited_methods,
                                          CallerLimits(limits) if limits is not None else None,
-                                         audit_before_writes, public_methods)],
+                                         public_methods)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
