@@ -148,7 +148,8 @@ def build_authorization(settings: AuthzSettings, database: DatabaseThreads | Non
                                   access_requests=SqlAccessRequestRepository(engine),
                                   trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity,
                                   issued_tokens=SqlTokenRegistry(engine),
-                                  blocking=database.run if database is not None else run_inline)
+                                  blocking=database.run if database is not None else run_inline,
+                                  unit_of_work=UnitsOfWork(engine, audit))
     authorization.bootstrap(settings.bootstrap_admin)
     return authorization, issuer, audit, engine
 
