@@ -29,13 +29,13 @@ from securefiles.authz.domain.sign_in import SignInSettings
 from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.clock import utcnow
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads, run_inline
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.housekeeping import Job, archive_audit, keep_house
-from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.principal import Principal

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DataError, OperationalError
+
+from securefiles.common.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger("securefiles.db")
 
 _IMMEDIATE = "securefiles_immediate"
 # The transaction of the unit of work under way in this context (`common/unit_of_work.py`), which
@@ -22,14 +28,31 @@ _unit: contextvars.ContextVar[tuple[Engine, Connection] | None] = contextvars.Co
     "securefiles_unit_of_work", default=None)
 
 
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Database errors that are about the request or the moment, not a bug, in domain words."""
+    try:
+        yield
+    except DataError as error:
+        # The database refused a value (out of range, NUL in text) that validation let through.
+        log.warning("database rejected a value", extra={"error": type(error.orig).__name__})
+        raise InvalidArgument("a value in the request is out of range or malformed", reason="INVALID_VALUE") from None
+    except OperationalError as error:
+        # A lock held past the busy timeout, or a lost connection: transient; the transaction
+        # rolled back, nothing is half-written. Callers may retry.
+        log.warning("database unavailable", extra={"error": type(error.orig).__name__})
+        raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
+
+
 def open_unit(engine: Engine) -> Connection:
     """Begin a unit of work's transaction (taking the write lock up front on SQLite)."""
-    conn = engine.connect().execution_options(**{_IMMEDIATE: True})
-    try:
-        conn.begin()
-    except BaseException:
-        conn.close()
-        raise
+    with database_errors():
+        conn = engine.connect().execution_options(**{_IMMEDIATE: True})
+        try:
+            conn.begin()
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
@@ -98,10 +121,10 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     unit of work on the same engine, that unit's transaction (which commits once the unit does)."""
     joined = _joined(engine)
     if joined is not None:
-        with joined.begin_nested():  # one that fails (and is caught) undoes only its own writes
+        with database_errors(), joined.begin_nested():  # one that fails (and is caught) undoes only its own
             yield joined
         return
-    with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
+    with database_errors(), engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
         yield conn
 
 
@@ -110,9 +133,10 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent read snapshot (inside a unit of work: its transaction, which sees its writes)."""
     joined = _joined(engine)
     if joined is not None:
-        yield joined
+        with database_errors():
+            yield joined
         return
-    with engine.connect() as conn, conn.begin():
+    with database_errors(), engine.connect() as conn, conn.begin():
         yield conn
 
 

@@ -22,9 +22,10 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from securefiles.common.audit import AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.config import ServerSettings
 from securefiles.common.files import write_private_file
-from securefiles.common.interceptors import Authenticator, ServiceInterceptor
+from securefiles.common.interceptors import ServiceInterceptor
 from securefiles.common.limits import CallerLimits, LimitSettings
 from securefiles.common.metrics import register_database_pool, render
 from securefiles.common.operations import OperationsEndpoint, ReadinessCheck

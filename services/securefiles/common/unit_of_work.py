@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 
 from securefiles.common.audit import AuditLog
 from securefiles.common.call_context import AllowOnce, audit_note, audit_unavailable, entries_of_call, owed_allow
-from securefiles.common.db import in_unit, joining, leave, open_unit
+from securefiles.common.db import database_errors, in_unit, joining, leave, open_unit
 from securefiles.common.db_threads import DatabaseThreads
 
 P = ParamSpec("P")
@@ -41,7 +41,8 @@ class _Transaction:
         """Chain the call's owed ALLOW entry into this transaction, then commit both."""
         try:
             allow, counted = self._write_entry()
-            self.conn.commit()
+            with database_errors():
+                self.conn.commit()
         finally:
             self.conn.close()
         if allow is not None:

@@ -13,11 +13,11 @@ from securefiles import __version__
 from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
 from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_optional, env_str
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.housekeeping import Job, archive_audit, keep_house
-from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
 from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.call_context import audit_note
 from securefiles.common.clock import utcnow
 from securefiles.common.config import (
@@ -28,7 +29,6 @@ from securefiles.common.config import (
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.housekeeping import archive_audit, keep_house
-from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
