@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
@@ -24,8 +26,17 @@ log = logging.getLogger("securefiles.db")
 _IMMEDIATE = "securefiles_immediate"
 # The transaction of the unit of work under way in this context (`common/unit_of_work.py`), which
 # the repositories' transactions on the same engine join: one commit for all, or none.
-_unit: contextvars.ContextVar[tuple[Engine, Connection] | None] = contextvars.ContextVar(
-    "securefiles_unit_of_work", default=None)
+_unit: contextvars.ContextVar[OpenUnit | None] = contextvars.ContextVar("securefiles_unit_of_work", default=None)
+
+
+@dataclass(frozen=True)
+class OpenUnit:
+    """A unit of work's transaction. Its connection is used by one thread at a time (`lock`): a
+    call cancelled while a database thread still works in the unit rolls back after that work."""
+
+    engine: Engine
+    conn: Connection
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 @contextmanager
@@ -44,7 +55,7 @@ def database_errors() -> Iterator[None]:
         raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
 
 
-def open_unit(engine: Engine) -> Connection:
+def open_unit(engine: Engine) -> OpenUnit:
     """Begin a unit of work's transaction (taking the write lock up front on SQLite)."""
     with database_errors():
         conn = engine.connect().execution_options(**{_IMMEDIATE: True})
@@ -53,15 +64,15 @@ def open_unit(engine: Engine) -> Connection:
         except BaseException:
             conn.close()
             raise
-    return conn
+    return OpenUnit(engine, conn)
 
 
-def joining(engine: Engine, conn: Connection | None) -> contextvars.Token[tuple[Engine, Connection] | None]:
-    """Have this context's transactions on `engine` join `conn` (None: their own again)."""
-    return _unit.set((engine, conn) if conn is not None else None)
+def joining(unit: OpenUnit) -> contextvars.Token[OpenUnit | None]:
+    """Have this context's transactions on the unit's engine join it."""
+    return _unit.set(unit)
 
 
-def leave(token: contextvars.Token[tuple[Engine, Connection] | None]) -> None:
+def leave(token: contextvars.Token[OpenUnit | None]) -> None:
     _unit.reset(token)
 
 
@@ -70,9 +81,9 @@ def in_unit(engine: Engine) -> bool:
     return _joined(engine) is not None
 
 
-def _joined(engine: Engine) -> Connection | None:
+def _joined(engine: Engine) -> OpenUnit | None:
     unit = _unit.get()
-    return unit[1] if unit is not None and unit[0] is engine else None
+    return unit if unit is not None and unit.engine is engine else None
 
 
 def make_engine(url: str, *metadatas: MetaData, busy_timeout: float = 15.0) -> Engine:
@@ -121,8 +132,9 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     unit of work on the same engine, that unit's transaction (which commits once the unit does)."""
     joined = _joined(engine)
     if joined is not None:
-        with database_errors(), joined.begin_nested():  # one that fails (and is caught) undoes only its own
-            yield joined
+        # A savepoint: one that fails (and is caught) undoes only its own writes.
+        with joined.lock, database_errors(), joined.conn.begin_nested():
+            yield joined.conn
         return
     with database_errors(), engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
         yield conn
@@ -133,8 +145,8 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent read snapshot (inside a unit of work: its transaction, which sees its writes)."""
     joined = _joined(engine)
     if joined is not None:
-        with database_errors():
-            yield joined
+        with joined.lock, database_errors():
+            yield joined.conn
         return
     with database_errors(), engine.connect() as conn, conn.begin():
         yield conn

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 
 from securefiles.common.audit import AuditLog
 from securefiles.common.call_context import AllowOnce, audit_note, audit_unavailable, entries_of_call, owed_allow
-from securefiles.common.db import database_errors, in_unit, joining, leave, open_unit
+from securefiles.common.db import OpenUnit, database_errors, in_unit, joining, leave, open_unit
 from securefiles.common.db_threads import DatabaseThreads
 
 P = ParamSpec("P")
@@ -34,17 +34,19 @@ class _Transaction:
     """The transaction of one unit, and how it ends: with the call's entry, or rolled back."""
 
     def __init__(self, engine: Engine, audit: AuditLog | None) -> None:
-        self.conn: Connection = open_unit(engine)
+        self.unit: OpenUnit = open_unit(engine)
+        self.conn: Connection = self.unit.conn
         self._audit = audit
 
     def commit(self) -> None:
         """Chain the call's owed ALLOW entry into this transaction, then commit both."""
-        try:
-            allow, counted = self._write_entry()
-            with database_errors():
-                self.conn.commit()
-        finally:
-            self.conn.close()
+        with self.unit.lock:
+            try:
+                allow, counted = self._write_entry()
+                with database_errors():
+                    self.conn.commit()
+            finally:
+                self.conn.close()
         if allow is not None:
             allow.written_with_change()
             counted()
@@ -61,10 +63,11 @@ class _Transaction:
         return allow, counted
 
     def rollback(self) -> None:
-        try:
-            self.conn.rollback()
-        finally:
-            self.conn.close()
+        with self.unit.lock:
+            try:
+                self.conn.rollback()
+            finally:
+                self.conn.close()
 
 
 class UnitOfWork:
@@ -84,7 +87,7 @@ class UnitOfWork:
         if in_unit(self._engine):
             return self
         self._tx = _Transaction(self._engine, self._audit)
-        self._token = joining(self._engine, self._tx.conn)
+        self._token = joining(self._tx.unit)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, _error: BaseException | None,
@@ -114,7 +117,7 @@ class AsyncUnitOfWork:
 
     async def __aenter__(self) -> AsyncUnitOfWork:
         self._tx = await self._threads.run(_Transaction, self._engine, self._audit)
-        self._token = joining(self._engine, self._tx.conn)
+        self._token = joining(self._tx.unit)
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, _error: BaseException | None,
