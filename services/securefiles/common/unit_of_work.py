@@ -55,9 +55,8 @@ class _Transaction:
         allow = owed_allow() if self._audit is not None else None
         if allow is None or self._audit is None:
             return None, _nothing
-        try:
-            with self.conn.begin_nested():  # the change is not written without it, nor it without the change
-                counted = self._audit.append_in(self.conn, entries_of_call(allowed=True))
+        try:  # refused: the whole transaction rolls back (no entry, no change)
+            counted = self._audit.append_in(self.conn, entries_of_call(allowed=True))
         except Exception:
             raise audit_unavailable() from None
         return allow, counted
