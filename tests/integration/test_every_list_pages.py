@@ -249,4 +249,4 @@ def test_the_cli_lists_every_pipeline_past_one_page(system: LocalSystem) -> None
         made = [admin.create_pipeline(f"p{i:03d}").display_name for i in range(105)]
     listed = system.cli("--project", project, "pipelines", "list", "--output", "json")
     assert listed.code == 0, listed.stderr
-    assert [p["name"] for p in listed.json()] == made
+    assert [p["displayName"] for p in listed.json()] == made

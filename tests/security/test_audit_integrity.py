@@ -19,6 +19,7 @@ import grpc
 import pytest
 from sqlalchemy import select, update
 
+from securefiles.client.check_spec import build_check
 from securefiles.common.audit import AuditEntry, AuditLog, audit_events, audit_head
 from securefiles.common.errors import PermissionDenied, Unavailable
 from securefiles.common.rich_status import error_info_of
@@ -469,3 +470,95 @@ def test_rewrap_refused_for_lack_of_audit_rewraps_nothing(own_system: LocalSyste
             admin.rewrap_data_keys("eu")
         assert error.value.reason == "AUDIT_UNAVAILABLE"
         assert admin.count_data_keys("eu") == before
+
+
+# -- a change and its entry commit together (issue #18 item 8) ------------------------------
+
+
+@contextmanager
+def _refuses_inserts(system: LocalSystem, service: str, table: str) -> Iterator[None]:
+    """Make a data table refuse every insert: the change fails at its own write."""
+    if system.database_url:
+        system.execute(service, "CREATE FUNCTION sf_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                                "$$ BEGIN RAISE EXCEPTION 'write refused'; END $$")
+        system.execute(service, f"CREATE TRIGGER sf_test_refuse BEFORE INSERT ON {table} "
+                                "FOR EACH ROW EXECUTE FUNCTION sf_test_refuse()")
+    else:
+        system.execute(service, f"CREATE TRIGGER sf_test_refuse BEFORE INSERT ON {table} "
+                                "BEGIN SELECT RAISE(ABORT, 'write refused'); END")
+    try:
+        yield
+    finally:
+        if system.database_url:
+            system.execute(service, f"DROP TRIGGER IF EXISTS sf_test_refuse ON {table}")
+            system.execute(service, "DROP FUNCTION IF EXISTS sf_test_refuse()")
+        else:
+            system.execute(service, "DROP TRIGGER IF EXISTS sf_test_refuse")
+
+
+def _entries_after(system: LocalSystem, service: str, sequence: int, action: str) -> list[tuple[str, str]]:
+    return [(r["decision"], r["resource"]) for r in _rows(system, service)
+            if r["sequence"] > sequence and r["action"] == action]
+
+
+def _last_sequence(system: LocalSystem, service: str) -> int:
+    return max((r["sequence"] for r in _rows(system, service)), default=0)
+
+
+@pytest.mark.parametrize(("service", "table", "action"), [
+    ("storage", "secure_files", "UploadSecureFile"),
+    ("authz", "pipelines", "CreatePipeline"),
+    ("kms-eu", "key_versions", "RotateKey"),
+])
+def test_a_change_that_fails_at_its_write_leaves_no_allow_entry(own_system: LocalSystem, service: str, table: str,
+                                                                action: str) -> None:
+    """The entry is in the change's transaction: a change that fails rolls its ALLOW back with it
+    (the call's one entry is its FAIL)."""
+    before = _last_sequence(own_system, service)
+    with _refuses_inserts(own_system, service, table), own_system.client() as admin:
+        with pytest.raises(Exception):  # noqa: B017 (whatever the database's refusal maps to)
+            {"UploadSecureFile": lambda: admin.upload_file(b"never stored", name=unique("failed-upload")),
+             "CreatePipeline": lambda: admin.create_pipeline(unique("failed-pipeline")),
+             "RotateKey": lambda: admin.rotate_key("eu", reason="fails at its insert")}[action]()
+    assert [decision for decision, _ in _entries_after(own_system, service, before, action)] == ["FAIL"]
+    _assert_intact(own_system)
+
+
+def test_a_check_is_created_with_its_entry_naming_it_or_not_at_all(own_system: LocalSystem) -> None:
+    """A creation's entry names what the database numbered and commits with the row: no longer
+    written just after the change (where a failed entry left a check nobody had recorded)."""
+    name = unique("checked")
+    with own_system.client() as admin:
+        admin.upload_file(b"guarded", name=name)
+        with _audit_refuses_inserts(own_system, "authz"), pytest.raises(Unavailable) as error:
+            admin.add_check(name, build_check("branch-control", allowed="refs/heads/main"))
+        assert error.value.reason == "AUDIT_UNAVAILABLE"
+        assert admin.list_checks(name) == []
+        before = _last_sequence(own_system, "authz")
+        created = admin.add_check(name, build_check("branch-control", allowed="refs/heads/main"))
+        assert [c.name for c in admin.list_checks(name)] == [created.name]
+    assert _entries_after(own_system, "authz", before, "CreateCheck") == [("ALLOW", created.name)]
+
+
+def test_a_rotation_and_a_break_glass_request_are_recorded_with_what_they_made_or_not_made(
+        own_system: LocalSystem) -> None:
+    with own_system.client() as admin:
+        _region, versions = admin.list_key_versions("eu")
+        with _audit_refuses_inserts(own_system, "kms-eu"), pytest.raises(Unavailable) as error:
+            admin.rotate_key("eu", reason="not without its entry")
+        assert error.value.reason == "AUDIT_UNAVAILABLE"
+        assert admin.list_key_versions("eu")[1] == versions
+        before = _last_sequence(own_system, "kms-eu")
+        rotated = admin.rotate_key("eu", reason="with its entry")
+        operator = f"user:{unique('op')}"
+        admin.assign_role(operator, "operator")
+    assert _entries_after(own_system, "kms-eu", before, "RotateKey") == [("ALLOW", rotated.name)]
+    with own_system.client(token=user_token(own_system, operator)) as requester:
+        requests = requester.list_access_requests()
+        with _audit_refuses_inserts(own_system, "authz"), pytest.raises(Unavailable) as error:
+            requester.request_access("default", "INC-18: not without its entry", 600)
+        assert error.value.reason == "AUDIT_UNAVAILABLE"
+        assert requester.list_access_requests() == requests
+        before = _last_sequence(own_system, "authz")
+        requested = requester.request_access("default", "INC-18: with its entry", 600)
+    assert _entries_after(own_system, "authz", before, "RequestAccess") == [("ALLOW", requested.name)]

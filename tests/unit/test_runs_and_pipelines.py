@@ -16,6 +16,7 @@ from securefiles.common.db import make_engine
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from securefiles.common.principal import Principal
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
+from securefiles.common.unit_of_work import UnitsOfWork
 from tests.unit.test_checks import Clock
 
 ADMIN = Principal("user", "user:admin")
@@ -115,3 +116,27 @@ def test_a_run_cannot_start_for_a_pipeline_deleted_meanwhile(authz: Authorizatio
                             requested_by="user:admin", state=RunState.RUNNING, created_at=now, expire_at=now,
                             completed_at=None, token_id="t"))
     assert gone.value.reason == "PIPELINE_NOT_FOUND"
+
+
+def test_completing_a_run_and_releasing_its_locks_are_one_unit_of_work(engine, clock) -> None:
+    """Issue #18 item 11: a failure between the run's completion and the release of its exclusive
+    locks leaves neither (the run stays running, its token keeps working, and it can be completed
+    again); before, the completion had already committed."""
+    issuer = TokenIssuer(load_signing_key(generate_signing_key_pem()))
+    authz = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, ["eu"], clock,
+                          unit_of_work=UnitsOfWork(engine, audit=None))
+    authz.bootstrap("user:admin")
+    authz.library.set_role(ADMIN, RoleAssignment("organization", "user:admin", Role.ORCHESTRATOR))
+    authz.pipelines.create_pipeline(ADMIN, "projects/default", "release")
+    run_id = _start(authz, "release")
+    name = f"projects/default/pipelines/1/runs/{run_id}"
+
+    def release_fails(_run: Run) -> None:
+        raise RuntimeError("the database went away between the two writes")
+
+    authz.pipelines._checks.release_run = release_fails  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        authz.pipelines.complete_run(ADMIN, name)
+    assert authz.pipelines.get_run("default", run_id).state is RunState.RUNNING
+    del authz.pipelines._checks.release_run
+    assert authz.pipelines.complete_run(ADMIN, name).state is RunState.COMPLETED

@@ -58,6 +58,33 @@ def run(coroutine: Awaitable[T]) -> T:
 
 
 @dataclass
+class RecordedChanges:
+    """Units of work whose entries are a list: a unit's entry counts once it commits; `down`:
+    the audit log refuses, and the unit (like the real one) changes nothing."""
+
+    audited: list[str] = field(default_factory=list)
+    down: bool = False
+    _pending: list[str] = field(default_factory=list)
+
+    def begin(self) -> RecordedChanges:
+        return self
+
+    def audit(self, resource: str | None = None, **_details: object) -> None:
+        if self.down:
+            raise DataLoss("the audit log cannot be written", reason="AUDIT_UNAVAILABLE")
+        self._pending.append(resource or "")
+
+    async def __aenter__(self) -> RecordedChanges:
+        self._pending.clear()
+        return self
+
+    async def __aexit__(self, kind: object, *_rest: object) -> None:
+        if kind is None:
+            self.audited.extend(self._pending)
+        self._pending.clear()
+
+
+@dataclass
 class Storage:
     files: InMemoryFileRepository = field(default_factory=InMemoryFileRepository)
     blobs: InMemoryBlobStore = field(default_factory=InMemoryBlobStore)
@@ -65,7 +92,7 @@ class Storage:
     access: FakeAccessDecisions = field(default_factory=lambda: FakeAccessDecisions({"demo": "eu", "other": "us"}))
     parser: FakeMetadataParser = field(default_factory=FakeMetadataParser)
     now: dt.datetime = NOW
-    audited: list[str] = field(default_factory=list)
+    changes: RecordedChanges = field(default_factory=RecordedChanges)
     service: SecureFiles = field(init=False)
     versioning: Versioning = field(init=False)
 
@@ -73,11 +100,8 @@ class Storage:
         self.access.grant(ALICE.name, "administrator", DEMO)
         self.access.grant(BOB.name, "reader", DEMO)
 
-        async def before_change(resource: str, **_details: object) -> None:
-            self.audited.append(resource)
-
         self.service = SecureFiles(self.files, self.blobs, self.keys, self.access, clock=lambda: self.now,
-                                   before_change=before_change, parser=self.parser)
+                                   changes=self.changes, parser=self.parser)
         self.versioning = Versioning(self.service, self.files, self.access, lambda: self.now)
 
     async def upload(self, name: str, content: bytes, caller: Principal = ALICE, parent: str = DEMO) -> SecureFile:
@@ -129,7 +153,7 @@ def test_upload_then_download_returns_the_bytes_and_stores_only_ciphertext(stora
 def test_a_refused_upload_stores_nothing(storage: Storage) -> None:
     error = refused(PermissionDenied, storage.upload("a.pem", b"secret", caller=BOB))
     assert error.reason == "PERMISSION_DENIED"
-    assert storage.blobs.blobs == {} and storage.files.files == {} and storage.audited == []
+    assert storage.blobs.blobs == {} and storage.files.files == {} and storage.changes.audited == []
 
 
 def test_an_upload_that_ends_short_leaves_nothing_and_no_owed_purge(storage: Storage) -> None:
@@ -297,7 +321,7 @@ def test_a_reader_may_see_but_not_delete(storage: Storage) -> None:
     uploaded = run(storage.upload("a.pem", b"s"))
     assert refused(PermissionDenied, storage.service.delete(BOB, uploaded.name)).reason == "PERMISSION_DENIED"
     assert run(storage.service.get(BOB, uploaded.name)).file_id == uploaded.file_id
-    assert len(storage.blobs.blobs) == 1 and storage.audited == [uploaded.name]  # the upload's entry only
+    assert len(storage.blobs.blobs) == 1 and storage.changes.audited == [uploaded.name]  # the upload's entry only
 
 
 def test_a_job_lists_only_what_its_pipeline_may_use(storage: Storage) -> None:
@@ -426,7 +450,7 @@ def test_replacing_is_refused_unless_the_library_allows_it(storage: Storage) -> 
 def test_of_two_replaces_racing_one_wins_and_the_other_is_aborted_unaudited(storage: Storage) -> None:
     uploaded = run(storage.upload("a.pem", b"one"))
     _allow_replace(storage)
-    storage.audited.clear()
+    storage.changes.audited.clear()
 
     async def race() -> list[SecureFile | BaseException]:
         started = [asyncio.Event(), asyncio.Event()]
@@ -438,7 +462,7 @@ def test_of_two_replaces_racing_one_wins_and_the_other_is_aborted_unaudited(stor
     (winner,) = [o for o in outcomes if isinstance(o, SecureFile)]
     (loser,) = [o for o in outcomes if isinstance(o, BaseException)]
     assert isinstance(loser, Aborted) and loser.reason == "CONCURRENT_REPLACE"
-    assert storage.audited == [uploaded.name]  # one entry: the replace that changed something
+    assert storage.changes.audited == [uploaded.name]  # one entry: the replace that changed something
     assert winner.current.version == 2 and len(storage.blobs.blobs) == 2  # the loser's blob is gone
     job = storage.access.add_job("tok-1", "demo", uploaded.name)
     assert run(read(run(storage.service.download(job, uploaded.name)))) in (b"two", b"TWO")
@@ -477,10 +501,7 @@ def test_a_delete_shreds_at_once_and_owes_authz_a_purge_until_it_is_reachable(st
 def test_a_delete_that_cannot_be_audited_changes_nothing(storage: Storage) -> None:
     uploaded = run(storage.upload("a.pem", b"secret"))
 
-    async def audit_down(_resource: str, **_details: object) -> None:
-        raise DataLoss("the audit log cannot be written", reason="AUDIT_UNAVAILABLE")
-
-    storage.service.before_change = audit_down
+    storage.changes.down = True
     assert refused(DataLoss, storage.service.delete(ALICE, uploaded.name)).reason == "AUDIT_UNAVAILABLE"
     assert run(storage.service.get(ALICE, uploaded.name)).file_id == uploaded.file_id
     assert len(storage.blobs.blobs) == 1 and storage.files.owed == {}

@@ -10,9 +10,9 @@ import grpc
 
 from securefiles.audit.v1 import audit_pb2, audit_pb2_grpc
 from securefiles.common.audit import AuditEntry, AuditLog, Head
+from securefiles.common.call_context import current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument, PermissionDenied
-from securefiles.common.interceptors import current_principal
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import is_id

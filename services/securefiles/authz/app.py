@@ -29,19 +29,20 @@ from securefiles.authz.domain.sign_in import SignInSettings
 from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.clock import utcnow
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads, run_inline
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.housekeeping import Job, archive_audit, keep_house
-from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.principal import Principal
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import PublishedKeys, TokenIssuer, TokenVerifier, load_signing_key
 from securefiles.common.tracing import configure_tracing
+from securefiles.common.unit_of_work import UnitsOfWork
 
 log = logging.getLogger("securefiles.authz")
 
@@ -140,15 +141,17 @@ def build_authorization(settings: AuthzSettings, database: DatabaseThreads | Non
     upgrade("authz", settings.server.database_url)
     engine = make_engine(settings.server.database_url, busy_timeout=settings.server.database_busy_timeout)
     issuer = TokenIssuer(load_signing_key(settings.signing_key_file.read_bytes()))
+    audit = AuditLog(engine, "authz", key=settings.server.audit_key)
     keys = IssuerKeys(refresh_after=settings.oidc_keys.refresh_after, max_age=settings.oidc_keys.max_age,
                       min_refetch=settings.oidc_keys.min_refetch)
     authorization = Authorization(SqlAuthzRepository(engine), SqlChecksRepository(engine), issuer, settings.regions,
                                   access_requests=SqlAccessRequestRepository(engine),
                                   trusts=SqlTrustRepository(engine), oidc_keys=keys, identity=settings.identity,
                                   issued_tokens=SqlTokenRegistry(engine),
-                                  blocking=database.run if database is not None else run_inline)
+                                  blocking=database.run if database is not None else run_inline,
+                                  unit_of_work=UnitsOfWork(engine, audit))
     authorization.bootstrap(settings.bootstrap_admin)
-    return authorization, issuer, AuditLog(engine, "authz", key=settings.server.audit_key), engine
+    return authorization, issuer, audit, engine
 
 
 def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job], Callable[[], None]]:
@@ -185,7 +188,7 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job], Callable[[
         service="authz",
         registrations=[(
             authz_pb2_grpc.add_AuthorizationServiceServicer_to_server,
-            AuthorizationServicer(authorization, issuer, verifier, database),
+            AuthorizationServicer(authorization, issuer, verifier, database, UnitsOfWork(engine, audit, database)),
         ), audit_registration(audit, require_operator, database)],
         service_names=[authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
@@ -197,16 +200,6 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job], Callable[[
         audit=audit,
         readiness={"database": lambda: ping(engine)},
         unaudited_methods=UNAUDITED | WITNESS_METHODS,
-        # No entry, no change: each change's entry is written before its first write. Not for
-        # AuthorizeUse and BatchAuthorizeUse, whose entries are the decision (their check-suite
-        # bookkeeping comes first), nor
-        # for the two creations whose entry names what the database numbered (they grant nothing),
-        # nor for ExchangeToken and IssueToken, whose entries name the run or the expiry of what
-        # they made: the token goes out only once that entry is written (a token recorded but
-        # never handed out opens nothing).
-        audit_before_writes=frozenset(
-            m.name for m in authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].methods
-        ) - {"AuthorizeUse", "BatchAuthorizeUse", "RequestAccess", "CreateCheck", "ExchangeToken", "IssueToken"},
         public_methods=PUBLIC,
     )
     def close() -> None:

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +42,7 @@ from securefiles.common.audit_records import (
     seal_of,
 )
 from securefiles.common.audit_verify import verify_chain
+from securefiles.common.call_context import EntryFields
 from securefiles.common.clock import Clock, utcnow
 from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.group_commit import DEFAULT_MAX_BATCH, GroupCommit
@@ -80,8 +81,18 @@ def _measure(batch: list[_Fields], entries: list[AuditEntry]) -> None:
         DECISIONS.labels(entry.action, entry.decision, entry.reason).inc()
 
 
-class _HeadTaken(Exception):
-    """The chain's first entry was written by another replica meanwhile."""
+def _locked_head(conn: Connection) -> tuple[int, str]:
+    """The chain's head (sequence, hash), locked until the transaction ends; made if missing."""
+    head = conn.execute(_LOCK_HEAD).first()
+    if head is None:
+        try:
+            with conn.begin_nested():  # two replicas may both be making the first entry
+                conn.execute(_INSERT_HEAD, {"id": 1, "sequence": 0, "hash": ""})
+        except IntegrityError:
+            pass  # the other one did: its row is locked below once it has committed
+        head = conn.execute(_LOCK_HEAD).first()
+        assert head is not None
+    return int(head.sequence), str(head.hash)
 
 
 @dataclass(frozen=True)
@@ -158,40 +169,36 @@ class AuditLog:
         """How many transactions have written entries so far (entries per transaction = group commit)."""
         return self._commits.batches
 
-    def _append_batch(self, batch: list[_Fields]) -> list[AuditEntry]:
-        for _attempt in range(5):
-            try:
-                entries = self._append_once(batch)
-            except _HeadTaken:
-                continue  # another replica created the head row first; take the lock and retry
-            _measure(batch, entries)
-            return entries
-        raise RuntimeError("audit chain is contended; entry not written")
+    def append_in(self, conn: Connection, calls: Sequence[EntryFields], decision: str = ALLOW
+                  ) -> Callable[[], None]:
+        """Chain entries in the caller's own transaction (a change and its entry commit together);
+        returns what to call once that transaction has committed (counts and times them)."""
+        batch = [_Fields(e.principal[:512], e.action[:128], e.resource[:1024], decision, "", e.request_id[:64],
+                         {k: str(v)[:512] for k, v in e.details.items()}, time.perf_counter()) for e in calls]
+        entries = self._chain(conn, batch)
+        return lambda: _measure(batch, entries)
 
-    def _append_once(self, batch: list[_Fields]) -> list[AuditEntry]:
-        """The entries of `batch`, chained in order after the head, in one transaction."""
-        with write_transaction(self._engine, is_audit_entry=True) as conn:
-            head = conn.execute(_LOCK_HEAD).first()
-            sequence, previous = (head.sequence, head.hash) if head else (0, "")
-            entries = []
-            for fields in batch:
-                entry = AuditEntry(sequence=sequence + 1, time=self._clock(), service=self.service,
-                                   previous_hash=previous, **fields.said())
-                entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
-                entries.append(entry)
-                sequence, previous = entry.sequence, entry.hash
-            rows = [{**e.__dict__, "details": json.dumps(e.details, sort_keys=True)} for e in entries]
-            if head is None:
-                # No head row to lock yet: two replicas may both be writing the first entry.
-                try:
-                    conn.execute(_INSERT_EVENT, rows)
-                    conn.execute(_INSERT_HEAD, {"id": 1, "sequence": sequence, "hash": previous})
-                except IntegrityError:
-                    raise _HeadTaken from None
-            else:
-                conn.execute(_INSERT_EVENT, rows)
-                conn.execute(_UPDATE_HEAD, {"new_sequence": sequence, "new_hash": previous})
-            seal_complete_blocks(conn, self._key, entries[0].sequence - 1, sequence)
+    def _append_batch(self, batch: list[_Fields]) -> list[AuditEntry]:
+        with write_transaction(self._engine) as conn:
+            entries = self._chain(conn, batch)
+        _measure(batch, entries)
+        return entries
+
+    def _chain(self, conn: Connection, batch: list[_Fields]) -> list[AuditEntry]:
+        """The entries of `batch`, chained in order after the head, which this transaction locks
+        until it commits: group commits and changes' own transactions (any replica) take turns."""
+        sequence, previous = _locked_head(conn)
+        entries = []
+        for fields in batch:
+            entry = AuditEntry(sequence=sequence + 1, time=self._clock(), service=self.service,
+                               previous_hash=previous, **fields.said())
+            entry = AuditEntry(**{**entry.__dict__, "hash": entry.computed_hash(self._key)})
+            entries.append(entry)
+            sequence, previous = entry.sequence, entry.hash
+        rows = [{**e.__dict__, "details": json.dumps(e.details, sort_keys=True)} for e in entries]
+        conn.execute(_INSERT_EVENT, rows)
+        conn.execute(_UPDATE_HEAD, {"new_sequence": sequence, "new_hash": previous})
+        seal_complete_blocks(conn, self._key, entries[0].sequence - 1, sequence)
         return entries
 
     def list(self, after: int, limit: int, resource_prefix: str = "", principal: str = "") -> list[AuditEntry]:
@@ -217,7 +224,7 @@ class AuditLog:
         if latest is not None and latest.sequence >= head.sequence:
             return
         try:
-            with write_transaction(self._engine, is_audit_entry=True) as conn:
+            with write_transaction(self._engine) as conn:
                 conn.execute(audit_witnesses.insert().values(
                     service=head.service[:64], sequence=head.sequence, hash=head.hash[:64], witnessed_at=self._clock()))
         except IntegrityError:
@@ -240,7 +247,7 @@ class AuditLog:
         archived = 0
         for _ in range(max_blocks):
             try:
-                with write_transaction(self._engine, is_audit_entry=True) as conn:
+                with write_transaction(self._engine) as conn:
                     moved = self._archive_oldest_block(conn, before)
             except IntegrityError:
                 continue  # another replica archived this block meanwhile

@@ -9,22 +9,81 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Iterator
+import logging
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DataError, OperationalError
+
+from securefiles.common.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger("securefiles.db")
 
 _IMMEDIATE = "securefiles_immediate"
-_before_first_write: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
-    "securefiles_before_first_write", default=None)
+# The transaction of the unit of work under way in this context (`common/unit_of_work.py`), which
+# the repositories' transactions on the same engine join: one commit for all, or none.
+_unit: contextvars.ContextVar[OpenUnit | None] = contextvars.ContextVar("securefiles_unit_of_work", default=None)
 
 
-def call_before_first_write(hook: Callable[[], None] | None) -> None:
-    """Have the current task call `hook` once, right before its first write transaction begins.
-    The interceptor passes the audit's "record now": no entry, no change (a hook that raises
-    leaves the write undone)."""
-    _before_first_write.set(hook)
+@dataclass(frozen=True)
+class OpenUnit:
+    """A unit of work's transaction. Its connection is used by one thread at a time (`lock`): a
+    call cancelled while a database thread still works in the unit rolls back after that work."""
+
+    engine: Engine
+    conn: Connection
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Database errors that are about the request or the moment, not a bug, in domain words."""
+    try:
+        yield
+    except DataError as error:
+        # The database refused a value (out of range, NUL in text) that validation let through.
+        log.warning("database rejected a value", extra={"error": type(error.orig).__name__})
+        raise InvalidArgument("a value in the request is out of range or malformed", reason="INVALID_VALUE") from None
+    except OperationalError as error:
+        # A lock held past the busy timeout, or a lost connection: transient; the transaction
+        # rolled back, nothing is half-written. Callers may retry.
+        log.warning("database unavailable", extra={"error": type(error.orig).__name__})
+        raise Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE") from None
+
+
+def open_unit(engine: Engine) -> OpenUnit:
+    """Begin a unit of work's transaction (taking the write lock up front on SQLite)."""
+    with database_errors():
+        conn = engine.connect().execution_options(**{_IMMEDIATE: True})
+        try:
+            conn.begin()
+        except BaseException:
+            conn.close()
+            raise
+    return OpenUnit(engine, conn)
+
+
+def joining(unit: OpenUnit) -> contextvars.Token[OpenUnit | None]:
+    """Have this context's transactions on the unit's engine join it."""
+    return _unit.set(unit)
+
+
+def leave(token: contextvars.Token[OpenUnit | None]) -> None:
+    _unit.reset(token)
+
+
+def in_unit(engine: Engine) -> bool:
+    """Whether a unit of work on `engine` is under way in this context."""
+    return _joined(engine) is not None
+
+
+def _joined(engine: Engine) -> OpenUnit | None:
+    unit = _unit.get()
+    return unit if unit is not None and unit.engine is engine else None
 
 
 def make_engine(url: str, *metadatas: MetaData, busy_timeout: float = 15.0) -> Engine:
@@ -68,26 +127,28 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 
 
 @contextmanager
-def write_transaction(engine: Engine, *, is_audit_entry: bool = False) -> Iterator[Connection]:
-    """A transaction that takes the write lock up front (SQLite) and commits on success.
-    `is_audit_entry`: the audit log's own append, which is never a change that needs an entry
-    first (else a DENY entry would set off the ALLOW hook, and the ALLOW entry itself twice)."""
-    hook = None if is_audit_entry else _before_first_write.get()
-    if hook is not None:
-        _before_first_write.set(None)  # once; and not for the audit entry's own transaction
-        try:
-            hook()
-        except BaseException:
-            _before_first_write.set(hook)  # not written: a later write must not go ahead without it
-            raise
-    with engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock up front (SQLite) and commits on success; inside a
+    unit of work on the same engine, that unit's transaction (which commits once the unit does)."""
+    joined = _joined(engine)
+    if joined is not None:
+        # A savepoint: one that fails (and is caught) undoes only its own writes.
+        with joined.lock, database_errors(), joined.conn.begin_nested():
+            yield joined.conn
+        return
+    with database_errors(), engine.connect().execution_options(**{_IMMEDIATE: True}) as conn, conn.begin():
         yield conn
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A consistent read snapshot."""
-    with engine.connect() as conn, conn.begin():
+    """A consistent read snapshot (inside a unit of work: its transaction, which sees its writes)."""
+    joined = _joined(engine)
+    if joined is not None:
+        with joined.lock, database_errors():
+            yield joined.conn
+        return
+    with database_errors(), engine.connect() as conn, conn.begin():
         yield conn
 
 

@@ -8,12 +8,12 @@ never the loop.
 
 Why threads and not SQLAlchemy's async engine: SQLite has no asynchronous driver (aiosqlite
 runs each connection in a thread of its own, i.e. the same thing with more machinery); every
-adapter, the write hook that puts the audit entry before a change, psycopg's binary blob path,
+adapter, the units of work that commit a change with its audit entry, psycopg's binary blob path,
 Alembic and the tools and benchmarks that seed the databases use the synchronous engine; and a
 fixed pool bounds how much database work (and how many connections) a service has in flight.
 
-The caller's context (request id, principal, the audit's "record before the first write"
-hook) is copied into the thread with the work. Changes the work makes to context variables
+The caller's context (request id, principal, the call's audit entry, the unit of work under
+way) is copied into the thread with the work. Changes the work makes to context variables
 stay in the thread.
 """
 

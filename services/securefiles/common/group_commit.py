@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import OperationalError
+from securefiles.common.errors import Unavailable
 
 log = logging.getLogger("securefiles.group_commit")
 
@@ -34,7 +34,7 @@ DEFAULT_MAX_BATCH = 256
 
 def _of_the_moment(error: BaseException) -> bool:
     """Failures that every item of a batch would meet alone too."""
-    return isinstance(error, OperationalError)
+    return isinstance(error, Unavailable) and error.reason == "DATABASE_UNAVAILABLE"  # see db.database_errors
 
 
 class GroupCommit(Generic[Item, Result]):

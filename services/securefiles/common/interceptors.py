@@ -1,155 +1,44 @@
-"""One server interceptor for every cross-cutting concern of an RPC.
+"""The server interceptor: every cross-cutting concern of a call, composed from small policies.
 
-It authenticates the caller (bearer token or service certificate), binds the request id
-and deadline for outbound calls, maps domain errors to a rich status with one ErrorInfo,
-turns anything unexpected into a generic INTERNAL, and writes one access-log line.
+In order: the call's context (`call_context.begin_call`, `request_ids`, `deadlines`), admission
+and authentication (`admission`, `authentication`), the handler, then its ALLOW entry unless a
+unit of work wrote it with the change (`call_audit`); a failure is audited, mapped to a status
+with one ErrorInfo (`error_status`) and logged (`access_log`). Metrics and the serializer that
+lets streams send ready-encoded messages: `rpc_measure`. Database errors are translated where
+they happen (`common/db.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import hashlib
-import logging
-import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
-from grpc_status import rpc_status
-from opentelemetry import trace
-from sqlalchemy.exc import DataError, OperationalError
 
-from securefiles.common.audit import ALLOW, DENY, FAIL, AuditLog
-from securefiles.common.db import call_before_first_write
-from securefiles.common.errors import InvalidArgument, SecureFilesError, Unauthenticated, Unavailable
+from securefiles.common.access_log import log_call
+from securefiles.common.admission import Admission
+from securefiles.common.audit import AuditLog
+from securefiles.common.authentication import UNAUTHENTICATED_METHOD_PREFIXES, Authenticator
+from securefiles.common.call_audit import CallAudit
+from securefiles.common.call_context import AllowOnce, begin_call, owe_allow, principal_var
+from securefiles.common.client_address import client_address
+from securefiles.common.deadlines import bind_deadline
+from securefiles.common.error_status import abort_with
+from securefiles.common.errors import Unauthenticated
 from securefiles.common.limits import CallerLimits
-from securefiles.common.logging import request_id_var
-from securefiles.common.metrics import RpcMetrics
-from securefiles.common.principal import Principal
-from securefiles.common.repeated_failures import RepeatedFailures
-from securefiles.common.rich_status import to_rpc_status
-from securefiles.common.tls import SERVICE_IDENTITIES, peer_identity
-from securefiles.common.tokens import TokenVerifier
+from securefiles.common.request_ids import bind_request_id
+from securefiles.common.rpc_measure import encoded_or, measured_stream, measured_unary
 
-log = logging.getLogger("securefiles.rpc")
-
-principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
-deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
-audit_note_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("audit_note", default=None)
-_allow_var: contextvars.ContextVar[_AllowOnce | None] = contextvars.ContextVar("allow_once", default=None)
-_items_var: contextvars.ContextVar[list[tuple[str, dict[str, str]]] | None] = contextvars.ContextVar(
-    "audit_items", default=None)
-
-# Reachable with a verified client certificate alone (the TLS handshake authenticated it).
-UNAUTHENTICATED_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-_MAX_REQUEST_ID = 64
-
-
-def current_principal() -> Principal:
-    """The authenticated caller of the RPC being served."""
-    principal = principal_var.get()
-    if principal is None:
-        raise Unauthenticated("no authenticated caller", reason="MISSING_CREDENTIALS")
-    return principal
-
-
-def audit_note(resource: str | None = None, **details: object) -> None:
-    """Tell the audit entry of the current RPC which resource it concerns and extra facts."""
-    note = audit_note_var.get()
-    if note is None:
-        return
-    if resource is not None:
-        note["resource"] = resource
-    note.update({k: str(v) for k, v in details.items()})
-
-
-def audit_items(items: Sequence[tuple[str, Mapping[str, object]]]) -> None:
-    """The current RPC acts on several things (a batch): its ALLOW is one entry per item (resource,
-    facts), all written before its result goes out. A refusal stays one entry."""
-    _items_var.set([(resource, {k: str(v) for k, v in details.items()}) for resource, details in items])
-
-
-async def audit_now(resource: str | None = None, **details: object) -> None:
-    """Write the current RPC's ALLOW entry now, before an irreversible change (Vault's rule: no
-    entry, no change). Raises UNAVAILABLE if it cannot be written."""
-    audit_note(resource, **details)
-    allow = _allow_var.get()
-    if allow is not None:
-        await allow.wait()
-
-
-class _AllowOnce:
-    """The ALLOW entry of one call: written once, by whoever asks first (the call's end, `audit_now`
-    on the loop, or the before-first-write hook in a database thread); the others wait for the same
-    entry. One that could not be written is tried again by the next who asks."""
-
-    def __init__(self, write: Callable[[], Future[object]]) -> None:
-        self._write = write
-        self._lock = threading.Lock()
-        self._entry: Future[object] | None = None
-
-    def _started(self) -> Future[object]:
-        with self._lock:
-            entry = self._entry
-            if entry is None or (entry.done() and (entry.cancelled() or entry.exception() is not None)):
-                entry = self._entry = self._write()
-            return entry
-
-    def blocking(self) -> None:
-        """In a database thread, right before the call's first write."""
-        _unavailable_unless_written(self._started())
-
-    async def wait(self) -> None:
-        entry = self._started()
-        await asyncio.wait([asyncio.wrap_future(entry)])
-        _unavailable_unless_written(entry)
-
-
-def _all_written(entries: Sequence[Future[Any]]) -> Future[Any]:
-    """One future for several entries: done once all are, failed if any failed."""
-    if len(entries) == 1:
-        return entries[0]
-    combined: Future[Any] = Future()
-    remaining = [len(entries)]
-    lock = threading.Lock()
-
-    def one_done(_entry: Future[Any]) -> None:
-        with lock:
-            remaining[0] -= 1
-            if remaining[0]:
-                return
-        failed = [e for e in entries if e.cancelled() or e.exception() is not None]
-        if not failed:
-            combined.set_result(None)
-        elif failed[0].cancelled():
-            combined.cancel()
-        else:
-            error = failed[0].exception()
-            assert error is not None
-            combined.set_exception(error)
-
-    for entry in entries:
-        entry.add_done_callback(one_done)
-    return combined
-
-
-def _unavailable_unless_written(entry: Future[object]) -> None:
-    try:
-        entry.result()
-    except Exception:
-        log.error("audit entry could not be written", exc_info=True)
-        raise Unavailable("the audit log cannot be written; operation refused", reason="AUDIT_UNAVAILABLE") from None
-
+__all__ = ["ServiceInterceptor"]
 
 _RESOURCE_FIELDS = ("name", "resource", "parent", "key_ring", "scope", "pipeline")
 
 
 def _resource_of(request: Any) -> str:
+    """What a call is about, for its audit entry, until the handler says more precisely."""
     for field in _RESOURCE_FIELDS:
         value = getattr(request, field, None)
         if isinstance(value, str) and value:
@@ -162,52 +51,8 @@ def _resource_of(request: Any) -> str:
     return ""
 
 
-# Of the time our caller gave us, this share (within bounds) is kept back from calls to other
-# services: when one of them stalls, we still answer with its name (e.g. KMS_UNAVAILABLE)
-# before our caller's own deadline cuts the call off without saying why.
-RESERVE_SHARE, MIN_RESERVE, MAX_RESERVE = 0.1, 0.05, 1.0
-
-
-def outbound_timeout(default: float) -> float:
-    """Deadline for a call made while serving: a little before our caller's."""
-    deadline = deadline_var.get()
-    if deadline is None:
-        return default
-    remaining = deadline - time.monotonic()
-    reserve = min(MAX_RESERVE, max(MIN_RESERVE, remaining * RESERVE_SHARE))
-    return max(0.001, min(default, remaining - reserve))
-
-
-def outbound_metadata() -> tuple[tuple[str, str], ...]:
-    """Metadata that carries the request id to the next service."""
-    request_id = request_id_var.get()
-    return (("x-request-id", request_id),) if request_id else ()
-
-
-class Authenticator:
-    """Decides who is calling: a bearer token wins, else a service certificate."""
-
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self._verifier = verifier
-
-    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        token = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                scheme, _, credential = str(value).partition(" ")
-                if scheme.lower() != "bearer" or not credential:
-                    raise Unauthenticated("authorization must be a bearer token", reason="INVALID_TOKEN")
-                token = credential.strip()
-        if token is not None:
-            return await self._verifier.verify(token)
-        identity = peer_identity(context)
-        if identity in SERVICE_IDENTITIES:
-            return Principal("service", f"service:{identity}")
-        raise Unauthenticated("a bearer token is required", reason="MISSING_CREDENTIALS")
-
-
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Authentication, error mapping, request ids and access logs for one service."""
+    """Authentication, limits, audit, error mapping, request ids and access logs for one service."""
 
     def __init__(
         self,
@@ -216,22 +61,16 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         audit: AuditLog | None = None,
         unaudited_methods: frozenset[str] = frozenset(),
         limits: CallerLimits | None = None,
-        audit_before_writes: frozenset[str] | None = None,
         public_methods: frozenset[str] = frozenset(),
     ) -> None:
-        """`audit_before_writes`: audited methods whose ALLOW entry is written right before their
-        first database write (the others: when they call `audit_now`, else once they return).
-        `public_methods`: callable without credentials (the request carries its own, e.g. an
-        OIDC token to exchange); audited, and limited per client address."""
-        self._public = public_methods
-        self._limits = limits
-        self._audit_before_writes = audit_before_writes or frozenset()
-        self._service = service
+        """A call's ALLOW entry goes into the transaction of its change (`common/unit_of_work.py`),
+        else it is written as the call succeeds. `public_methods`: callable without credentials
+        (the request carries its own, e.g. an OIDC token to exchange); audited, and limited per
+        client address."""
         self._domain = f"{service}.securefiles"
         self._authenticator = authenticator
-        self._audit = audit
-        self._unaudited = unaudited_methods
-        self._repeated = RepeatedFailures()
+        self._admission = Admission(limits, public_methods)
+        self._audit = CallAudit(audit, unaudited_methods)
 
     async def intercept_service(
         self,
@@ -242,181 +81,80 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        authenticate = not method.startswith(UNAUTHENTICATED_METHOD_PREFIXES) and not self._is_public(method)
+        authenticate = not method.startswith(UNAUTHENTICATED_METHOD_PREFIXES) and not self._admission.is_public(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _measured_unary(self._wrap_unary(handler.unary_unary, method, authenticate), "unary", method),
+                measured_unary(self._wrap_unary(handler.unary_unary, method, authenticate), "unary", method),
                 handler.request_deserializer, handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _measured_unary(self._wrap_unary(handler.stream_unary, method, authenticate), "client_stream",
-                                method),
+                measured_unary(self._wrap_unary(handler.stream_unary, method, authenticate), "client_stream", method),
                 handler.request_deserializer, handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _measured_stream(self._wrap_stream(handler.unary_stream, method, authenticate), "server_stream",
-                                 method),
-                handler.request_deserializer, _encoded_or(handler.response_serializer),
+                measured_stream(self._wrap_stream(handler.unary_stream, method, authenticate), "server_stream",
+                                method),
+                handler.request_deserializer, encoded_or(handler.response_serializer),
             )
         assert handler.stream_stream is not None  # the fourth kind
         return grpc.stream_stream_rpc_method_handler(
-            _measured_stream(self._wrap_stream(handler.stream_stream, method, authenticate), "bidi_stream", method),
+            measured_stream(self._wrap_stream(handler.stream_stream, method, authenticate), "bidi_stream", method),
             handler.request_deserializer, handler.response_serializer,
         )
 
-    async def _begin(self, context: grpc.aio.ServicerContext[Any, Any], authenticate: bool, request: Any, method: str
-                     ) -> None:
-        principal_var.set(None)
-        audit_note_var.set({"resource": _resource_of(request)})
-        _items_var.set(None)
-        request_id = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-request-id":
-                request_id = str(value)[:_MAX_REQUEST_ID]
-        request_id_var.set(request_id or uuid.uuid4().hex)
-        trace.get_current_span().set_attribute("securefiles.request_id", request_id_var.get())  # no-op untraced
-        remaining = context.time_remaining()
-        deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
-        if not authenticate and self._is_public(method) and self._limits is not None:
+    @asynccontextmanager
+    async def _serving(self, request: Any, context: grpc.aio.ServicerContext[Any, Any], method: str,
+                       authenticate: bool, request_streaming: bool) -> AsyncIterator[AllowOnce | None]:
+        """One call, unary or streaming: set up, admit, yield the ALLOW entry it owes; a failure is
+        audited, mapped and aborts the call; an access-log line either way."""
+        started = time.perf_counter()
+        accountable = authenticate or self._admission.is_public(method)
+        release = _no_release
+        try:
+            await self._begin(context, authenticate, request, method)
+            allow = self._audit.owed(method, accountable)
+            owe_allow(allow)
+            release = self._admission.admit(request_streaming, context, method)
+            yield allow
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            if self._audit.records_failure(accountable, error):
+                self._admission.public_call_failed(method, error, context)
+                await self._audit.record_failure(method, error, client_address(context))
+            await abort_with(context, error, method, self._domain)
+            raise  # unreachable: abort raises
+        finally:
+            release()
+        if accountable:
+            log_call(method, "OK", started=started)
+
+    async def _begin(self, context: grpc.aio.ServicerContext[Any, Any], authenticate: bool, request: Any,
+                     method: str) -> None:
+        begin_call(method.rsplit("/", 1)[-1], _resource_of(request))
+        bind_request_id(context)
+        bind_deadline(context)
+        if authenticate or self._admission.is_public(method):
             # A public method's request carries its own credential (an OIDC token): its failures
             # count against the same budget as failed authentications.
-            self._limits.before_authentication(_clients_of(context))
+            self._admission.before_authentication(context)
         if authenticate:
-            clients = _clients_of(context)
-            if self._limits is not None:
-                self._limits.before_authentication(clients)  # before any token is looked at
             try:
                 principal_var.set(await self._authenticator.authenticate(context))
             except Unauthenticated:
-                if self._limits is not None:
-                    self._limits.authentication_failed(clients)
+                self._admission.authentication_failed(context)
                 raise
-
-    def _is_public(self, method: str) -> bool:
-        return method.rsplit("/", 1)[-1] in self._public
-
-    def _admit(self, request_streaming: bool, context: grpc.aio.ServicerContext[Any, Any],
-               method: str) -> Callable[[], None]:
-        """Per-caller limits, after authentication (we know who) and before any work; a public
-        method's anonymous callers are limited per client address."""
-        if self._limits is None:
-            return _no_release
-        principal = principal_var.get()
-        if principal is None and self._is_public(method):
-            principal = Principal("anonymous", f"address:{_client_address(context)}")
-        return self._limits.admit(principal, request_streaming)
-
-    def _accountable(self, method: str, authenticate: bool) -> bool:
-        """Calls that are audited and logged: authenticated ones, and public methods."""
-        return self._audit is not None and (authenticate or self._is_public(method))
-
-    def _audited(self, method: str, authenticate: bool) -> bool:
-        """Whether a successful call is audited (reads are not: too many, and they change nothing)."""
-        return self._accountable(method, authenticate) and method.rsplit("/", 1)[-1] not in self._unaudited
-
-    def _audited_failure(self, method: str, authenticate: bool) -> bool:
-        """Denials and failures are audited for every method, reads included."""
-        return self._accountable(method, authenticate)
-
-    def _submit(self, method: str, decision: str, reason: str = "") -> Future[object]:
-        """Queue the audit entry of this RPC, or of each of its items (its future resolves once
-        the entries are durable)."""
-        assert self._audit is not None
-        principal = principal_var.get()
-        note = dict(audit_note_var.get() or {})
-        resource = note.pop("resource", "")
-        items = (_items_var.get() if decision == ALLOW else None) or [(resource, {})]
-        who = principal.name if principal else "anonymous"
-        action, request_id = method.rsplit("/", 1)[-1], request_id_var.get()
-        return _all_written([
-            self._audit.submit(who, action, item, decision, reason, request_id, {**note, **details})
-            for item, details in items])
-
-    async def _record_outcome(self, method: str, error: BaseException,
-                              context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """Audit a failed RPC; a failure to do so is logged, the original error still goes out."""
-        if isinstance(error, SecureFilesError) and error.reason in ("RATE_LIMITED", "TOO_MANY_STREAMS"):
-            return  # a flood must not flood the audit log too; the access log has it
-        repeated = 1
-        if isinstance(error, SecureFilesError) and (
-                error.code == "UNAUTHENTICATED" or error.reason == "AUTHENTICATION_THROTTLED"
-                or principal_var.get() is None):
-            # Nobody is known yet: identical failures from one client are one entry per interval.
-            if self._is_public(method) and self._limits is not None and error.code in (
-                    "UNAUTHENTICATED", "PERMISSION_DENIED"):
-                self._limits.authentication_failed(_clients_of(context))
-            repeated = self._repeated.count((method, error.reason, _client_address(context)))
-            if not repeated:
-                return
-            audit_note(client=_client_address(context), repeated=repeated)
-        if isinstance(error, SecureFilesError):
-            denied = error.code in ("UNAUTHENTICATED", "PERMISSION_DENIED")
-            decision, reason = (DENY if denied else FAIL), f"{error.code}/{error.reason}"
-        else:
-            decision, reason = FAIL, "INTERNAL"
-        try:
-            await asyncio.wrap_future(self._submit(method, decision, reason))
-        except Exception:
-            log.error("audit entry could not be written", exc_info=True, extra={"method": method})
-
-    async def _fail(self, context: grpc.aio.ServicerContext[Any, Any], error: BaseException, method: str) -> None:
-        if isinstance(error, SecureFilesError):
-            status = rpc_status.to_status(to_rpc_status(error, self._domain))
-            self._log(method, error.code, error.reason)
-        else:
-            log.error("unexpected error", exc_info=error, extra={"method": method})
-            internal = SecureFilesError("internal error", reason="INTERNAL")
-            status = rpc_status.to_status(to_rpc_status(internal, self._domain))
-            self._log(method, "INTERNAL", "INTERNAL")
-        await context.abort(status.code, status.details, status.trailing_metadata)
-
-    def _log(self, method: str, code: str, reason: str = "", started: float | None = None) -> None:
-        principal = principal_var.get()
-        extra: dict[str, Any] = {"method": method, "code": code}
-        if reason:
-            extra["reason"] = reason
-        if principal is not None:
-            extra["principal"] = principal.name
-        if started is not None:
-            extra["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        log.info("rpc", extra=extra)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str, authenticate: bool
     ) -> Callable[..., Awaitable[Any]]:
-        audited = self._audited(method, authenticate)
-        audited_failure = self._audited_failure(method, authenticate)
-
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = time.perf_counter()
-            release = _no_release
-            allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
-
-            try:
-                await self._begin(context, authenticate, request, method)
-                _allow_var.set(allow)
-                if allow is not None and method.rsplit("/", 1)[-1] in self._audit_before_writes:
-                    call_before_first_write(allow.blocking)
-                release = self._admit(not _is_message(request), context, method)
+            async with self._serving(request, context, method, authenticate, not _is_message(request)) as allow:
                 response = await behavior(request, context)
-                call_before_first_write(None)
                 if allow is not None:
                     await allow.wait()
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as raised:
-                call_before_first_write(None)  # a refused call has one entry, and it is not ALLOW
-                error = _translate(raised, method)
-                if audited_failure and not _is_audit_failure(error):
-                    await self._record_outcome(method, error, context)
-                await self._fail(context, error, method)
-                raise  # unreachable: abort raises
-            finally:
-                release()
-            if authenticate or self._is_public(method):
-                self._log(method, "OK", started=started)
             return response
 
         return wrapped
@@ -425,147 +163,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., Any], method: str, authenticate: bool
     ) -> Callable[..., AsyncIterator[Any]]:
         # Any: grpc's stubs declare handlers synchronous; ours (grpc.aio) are async generators.
-        audited = self._audited(method, authenticate)
-        audited_failure = self._audited_failure(method, authenticate)
-
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            allowed = False
-            release = _no_release
-            allow = _AllowOnce(lambda: self._submit(method, ALLOW)) if audited else None
-            try:
-                await self._begin(context, authenticate, request, method)
-                _allow_var.set(allow)
-                release = self._admit(True, context, method)
+            async with self._serving(request, context, method, authenticate, True) as allow:
                 # The message lives in a slot it leaves as it is yielded: while gRPC sends it,
                 # this frame keeps no second reference to a (1 MiB) chunk alive.
                 held: dict[str, Any] = {}
                 async for held["message"] in behavior(request, context):
-                    if allow is not None and not allowed:
+                    if allow is not None:
                         # Recorded before the first message leaves: no audit entry, no content.
                         await allow.wait()
-                        allowed = True
+                        allow = None
                     yield held.pop("message")
-                if allow is not None and not allowed:
+                if allow is not None:
                     await allow.wait()
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as raised:
-                error = _translate(raised, method)
-                if audited_failure and not _is_audit_failure(error):
-                    await self._record_outcome(method, error, context)
-                await self._fail(context, error, method)
-                raise
-            finally:
-                release()
-            if authenticate or self._is_public(method):
-                self._log(method, "OK", started=started)
 
         return wrapped
-
-
-def _measured_unary(
-    behavior: Callable[..., Awaitable[Any]], grpc_type: str, method: str
-) -> Callable[..., Awaitable[Any]]:
-    """Count the RPC and its code, and time it (grpc_server_* metrics)."""
-
-    async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        metrics, started = RpcMetrics.start(grpc_type, method)
-        code = "UNKNOWN"
-        try:
-            response = await behavior(request, context)
-            code = "OK"
-            return response
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except BaseException:
-            code = _code_of(context)
-            raise
-        finally:
-            metrics.handled(code, started)
-
-    return measured
-
-
-def _measured_stream(
-    behavior: Callable[..., AsyncIterator[Any]], grpc_type: str, method: str
-) -> Callable[..., AsyncIterator[Any]]:
-    async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        metrics, started = RpcMetrics.start(grpc_type, method)
-        code = "UNKNOWN"
-        try:
-            held: dict[str, Any] = {}  # no second reference to a chunk while gRPC sends it
-            async for held["message"] in behavior(request, context):
-                yield held.pop("message")
-            code = "OK"
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        except BaseException:
-            code = _code_of(context)
-            raise
-        finally:
-            metrics.handled(code, started)
-
-    return measured
-
-
-def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The status the call was aborted with (UNKNOWN if none was set)."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(code, int):
-        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
-    return "UNKNOWN"
-
-
-def _client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The client's IP address, without its port (`ipv4:1.2.3.4:5678` -> `1.2.3.4`)."""
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
-        return rest.rpartition(":")[0].strip("[]")
-    return peer
-
-
-def _clients_of(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, ...]:
-    """Whom failed authentications are counted against: the address and, where one was presented,
-    the client certificate. Services (verified by their certificate) are not throttled."""
-    if peer_identity(context) in SERVICE_IDENTITIES:
-        return ()
-    clients = [f"address:{_client_address(context)}"]
-    certificate = list((context.auth_context() or {}).get("x509_pem_cert", ()))
-    if certificate:
-        pem = certificate[0] if isinstance(certificate[0], bytes) else str(certificate[0]).encode()
-        clients.append("certificate:" + hashlib.sha256(pem).hexdigest())
-    return tuple(clients)
-
-
-def _encoded_or(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
-    """Server streams may yield messages already in wire form (bytes), sent as they are."""
-    if serializer is None:
-        return None
-
-    def serialize(message: Any) -> bytes:
-        return message if type(message) is bytes else serializer(message)
-
-    return serialize
-
-
-def _translate(error: Exception, method: str) -> Exception:
-    """Database errors that are about the request or the moment, not a bug."""
-    if isinstance(error, DataError):
-        # The database refused a value (out of range, NUL in text) that validation let through.
-        log.warning("database rejected a value", extra={"method": method, "error": type(error.orig).__name__})
-        return InvalidArgument("a value in the request is out of range or malformed", reason="INVALID_VALUE")
-    if isinstance(error, OperationalError):
-        # A lock held past the busy timeout, or a lost connection: transient; the transaction
-        # rolled back, nothing is half-written. Callers may retry.
-        log.warning("database unavailable", extra={"method": method, "error": type(error.orig).__name__})
-        return Unavailable("the database is busy or unreachable; retry", reason="DATABASE_UNAVAILABLE")
-    return error
 
 
 def _no_release() -> None:
@@ -574,7 +186,3 @@ def _no_release() -> None:
 
 def _is_message(request: Any) -> bool:
     return hasattr(request, "SerializeToString")
-
-
-def _is_audit_failure(error: BaseException) -> bool:
-    return isinstance(error, Unavailable) and error.reason == "AUDIT_UNAVAILABLE"

@@ -12,8 +12,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from securefiles.common.deadlines import outbound_timeout
 from securefiles.common.errors import Unavailable
-from securefiles.common.interceptors import outbound_metadata, outbound_timeout
+from securefiles.common.request_ids import outbound_metadata
 from securefiles.common.rich_status import error_info_of, from_rpc_error
 from securefiles.common.tls import TlsFiles, channel_credentials, channel_options
 from securefiles.common.tracing import client_interceptors

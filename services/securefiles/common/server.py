@@ -22,9 +22,10 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from securefiles.common.audit import AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.config import ServerSettings
 from securefiles.common.files import write_private_file
-from securefiles.common.interceptors import Authenticator, ServiceInterceptor
+from securefiles.common.interceptors import ServiceInterceptor
 from securefiles.common.limits import CallerLimits, LimitSettings
 from securefiles.common.metrics import register_database_pool, render
 from securefiles.common.operations import OperationsEndpoint, ReadinessCheck
@@ -63,7 +64,6 @@ def create_server(
     audit: AuditLog | None = None,
     unaudited_methods: frozenset[str] = frozenset(),
     limits: LimitSettings | None = None,
-    audit_before_writes: frozenset[str] | None = None,
     public_methods: frozenset[str] = frozenset(),
     readiness: Mapping[str, ReadinessCheck] | None = None,
 ) -> RunningServer:
@@ -75,7 +75,7 @@ def create_server(
         interceptors=[*server_interceptors(),
                       ServiceInterceptor(service, authenticator, audit, unaudited_methods,
                                          CallerLimits(limits) if limits is not None else None,
-                                         audit_before_writes, public_methods)],
+                                         public_methods)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

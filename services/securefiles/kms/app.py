@@ -13,16 +13,17 @@ from securefiles import __version__
 from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
 from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.authentication import Authenticator
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_optional, env_str
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.housekeeping import Job, archive_audit, keep_house
-from securefiles.common.interceptors import Authenticator
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import TokenVerifier
 from securefiles.common.tracing import configure_tracing
+from securefiles.common.unit_of_work import UnitsOfWork
 from securefiles.kms.adapters.authz_client import AuthzClient
 from securefiles.kms.adapters.metrics import register_key_version_gauges
 from securefiles.kms.adapters.pkcs11_root_key import Pkcs11ConfigError, Pkcs11RootKey, Pkcs11Settings
@@ -106,7 +107,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, Callable[[], Awaitable[
     running = create_server(
         service="kms",
         registrations=[(kms_pb2_grpc.add_KeyManagementServiceServicer_to_server,
-                        KeyManagementServicer(ring, authz, database)),
+                        KeyManagementServicer(ring, authz, database, UnitsOfWork(engine, audit, database))),
                        audit_registration(audit, authz.require_operator, database)],
         service_names=[kms_pb2.DESCRIPTOR.services_by_name["KeyManagementService"].full_name, AUDIT_SERVICE],
         tls=settings.server.tls,
@@ -123,10 +124,6 @@ def build(settings: KmsSettings) -> tuple[RunningServer, Callable[[], Awaitable[
             "authz": authz.ready,
         },
         unaudited_methods=frozenset({"ListKeyVersions"}) | WITNESS_METHODS,
-        # No entry, no change: each change's entry is written before its first write. Not for a
-        # rotation, whose entry names the version the database numbered (it takes nothing away).
-        audit_before_writes=frozenset(m.name for m in kms_pb2.DESCRIPTOR.services_by_name[
-            "KeyManagementService"].methods) - {"RotateKey"},
     )
     async def close() -> None:
         await authz.close()

@@ -14,6 +14,8 @@ from sqlalchemy import Engine
 from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
 from securefiles.audit.api import WITNESS_METHODS, audit_registration
 from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.authentication import Authenticator
+from securefiles.common.call_context import audit_note
 from securefiles.common.clock import utcnow
 from securefiles.common.config import (
     ConfigError,
@@ -27,12 +29,12 @@ from securefiles.common.config import (
 from securefiles.common.db import make_engine, ping
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.housekeeping import archive_audit, keep_house
-from securefiles.common.interceptors import Authenticator, audit_note, audit_now
 from securefiles.common.logging import configure_logging
 from securefiles.common.migrations import upgrade
 from securefiles.common.server import RunningServer, create_server, run_until_signalled
 from securefiles.common.tokens import TokenVerifier
 from securefiles.common.tracing import configure_tracing
+from securefiles.common.unit_of_work import UnitsOfWork
 from securefiles.storage.adapters.authz_client import AuthzClient
 from securefiles.storage.adapters.blob_directory import DirectoryBlobStore
 from securefiles.storage.adapters.expiry_webhook import LogOnlyNotifier, WebhookNotifier
@@ -264,11 +266,12 @@ async def build(settings: StorageSettings) -> StorageApp:
     keys = RegionalDataKeys(settings.kms_endpoints, settings.server.tls, settings.server.outbound_timeout)
     events = PrometheusEvents(keys.regions)
     parser = ParserPool(settings.parser, events)
-    files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
-                        note_resource=audit_note, before_change=audit_now, parser=parser)
-    rewrapper = DataKeyRewrapper(repository, keys, events)
-    register_data_key_gauges(repository.count_data_keys_blocking)
     audit = AuditLog(engine, "storage", key=settings.server.audit_key)
+    changes = UnitsOfWork(engine, audit, database)
+    files = SecureFiles(repository, blobs, keys, authz, max_file_bytes=settings.max_file_bytes,
+                        note_resource=audit_note, changes=changes, parser=parser)
+    rewrapper = DataKeyRewrapper(repository, keys, events, changes)
+    register_data_key_gauges(repository.count_data_keys_blocking)
     versioning = Versioning(files, repository, authz, utcnow)
     servicer = SecureFileServicer(files, versioning, rewrapper, repository, authz.require_operator,
                                   settings.stream_idle_seconds)
@@ -289,9 +292,6 @@ async def build(settings: StorageSettings) -> StorageApp:
                    **{f"kms-{region}": keys.client(region).ready for region in keys.regions}},
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
                                      "GetLibrary"}) | WITNESS_METHODS,
-        # File changes call `audit_now` themselves (an upload writes blob segments before it is
-        # accepted); these two have their entry written right before their first write.
-        audit_before_writes=frozenset({"UpdateLibrary", "RewrapDataKeys"}),
     )
     expiry = settings.expiry
     notifier = (WebhookNotifier(expiry.webhook_url, expiry.webhook_secret, settings.server.outbound_timeout,

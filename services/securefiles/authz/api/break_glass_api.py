@@ -10,12 +10,13 @@ from google.protobuf.duration_pb2 import Duration
 from securefiles.authz.domain.break_glass import AccessRequest, BreakGlass
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.call_context import audit_note, current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
-from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import project_name
+from securefiles.common.unit_of_work import UnitsOfWork
 
 
 def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
@@ -30,6 +31,7 @@ def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
 class BreakGlassServicerMixin:
     _authz: Authorization
     _db: DatabaseThreads
+    _changes: UnitsOfWork
 
     @property
     def _break_glass(self) -> BreakGlass:
@@ -39,30 +41,32 @@ class BreakGlassServicerMixin:
 
     async def RequestAccess(self, request: authz_pb2.RequestAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.AccessRequest:
-        created = await self._db.run(self._break_glass.request, current_principal(), request.project, request.reason,
-                                     duration_seconds(request.ttl, 0))
-        audit_note(created.name, project=created.project, reason=created.reason, break_glass="requested")
+        created = await self._changes.run_noted(
+            lambda r: audit_note(r.name, project=r.project, reason=r.reason, break_glass="requested"),
+            self._break_glass.request, current_principal(), request.project, request.reason,
+            duration_seconds(request.ttl, 0))
         return access_request_message(created)
 
-    async def _note_before_change(self, name: str) -> None:
-        """The entry is written before the change (or is the refusal): it names the request's
-        project and requester up front."""
+    async def _note_request(self, name: str) -> None:
+        """The entry (the change's, or the refusal) names the request's project and requester."""
         found = await self._db.run(self._break_glass.find, name)
         if found is not None:
             audit_note(found.name, project=found.project, requester=found.requester, state=found.state.value)
 
     async def ApproveAccess(self, request: authz_pb2.ApproveAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.AccessRequest:
-        await self._note_before_change(request.name)
-        granted = await self._db.run(self._break_glass.approve, current_principal(), request.name)
-        audit_note(granted.name, project=granted.project, requester=granted.requester, break_glass="granted")
+        await self._note_request(request.name)
+        granted = await self._changes.run_noted(
+            lambda r: audit_note(r.name, project=r.project, requester=r.requester, break_glass="granted"),
+            self._break_glass.approve, current_principal(), request.name)
         return access_request_message(granted)
 
     async def RevokeAccess(self, request: authz_pb2.RevokeAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
                            ) -> authz_pb2.AccessRequest:
-        await self._note_before_change(request.name)
-        revoked = await self._db.run(self._break_glass.revoke, current_principal(), request.name)
-        audit_note(revoked.name, project=revoked.project, break_glass="revoked")
+        await self._note_request(request.name)
+        revoked = await self._changes.run_noted(
+            lambda r: audit_note(r.name, project=r.project, break_glass="revoked"),
+            self._break_glass.revoke, current_principal(), request.name)
         return access_request_message(revoked)
 
     async def ListAccessRequests(self, request: authz_pb2.ListAccessRequestsRequest,

@@ -13,12 +13,13 @@ from securefiles.authz.domain.checks import Approval, Check, CheckSuite, CheckTy
 from securefiles.authz.domain.model import Run
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.call_context import audit_note, current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.interceptors import audit_note, current_principal
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import ANY_PIPELINE, parse_project, run_name
+from securefiles.common.unit_of_work import UnitsOfWork
 
 _SETTINGS_FIELD = {
     CheckType.BRANCH_CONTROL: "branch_control", CheckType.APPROVAL: "approval",
@@ -93,17 +94,22 @@ def approval_message(a: Approval, run: Run | None = None) -> authz_pb2.Approval:
     )
 
 
+def _note_decided(decided: Approval) -> None:
+    audit_note(decided.name, state=decided.state.value, file=decided.resource)
+
+
 class ChecksServicerMixin:
     _authz: Authorization
     _db: DatabaseThreads
+    _changes: UnitsOfWork
 
     async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Check:
         check_type, settings = _settings_of(request.check)
-        created = await self._db.run(self._authz.checks.create_check,
+        created = await self._changes.run_noted(
+            lambda c: audit_note(c.name, type=c.type.value), self._authz.checks.create_check,
             current_principal(), request.check.resource, check_type, settings,
             duration_seconds(request.check.timeout, 0))
-        audit_note(created.name, type=created.type.value)
         return check_message(created)
 
     async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -115,12 +121,12 @@ class ChecksServicerMixin:
 
     async def DeleteCheck(self, request: authz_pb2.DeleteCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
-        await self._db.run(self._authz.checks.delete_check, current_principal(), request.name)
+        await self._changes.run(self._authz.checks.delete_check, current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def EvaluateChecks(self, request: authz_pb2.EvaluateChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.EvaluateChecksResponse:
-        suites = await self._db.run(self._authz.request_checks, current_principal(), request.run,
+        suites = await self._changes.run(self._authz.request_checks, current_principal(), request.run,
                                     list(request.resources))
         return authz_pb2.EvaluateChecksResponse(suites=[suite_message(s) for s in suites])
 
@@ -136,16 +142,16 @@ class ChecksServicerMixin:
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]
                       ) -> authz_pb2.Approval:
-        decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, True,
-                                     request.comment)
-        audit_note(decided.name, state=decided.state.value, file=decided.resource)
+        decided = await self._changes.run_noted(_note_decided, self._authz.checks.decide, current_principal(),
+                                                request.name, True,
+                                                request.comment)
         return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
     async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> authz_pb2.Approval:
-        decided = await self._db.run(self._authz.checks.decide, current_principal(), request.name, False,
-                                     request.comment)
-        audit_note(decided.name, state=decided.state.value, file=decided.resource)
+        decided = await self._changes.run_noted(_note_decided, self._authz.checks.decide, current_principal(),
+                                                request.name, False,
+                                                request.comment)
         return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
 
     async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -158,6 +164,6 @@ class ChecksServicerMixin:
 
     async def SetGroupMember(self, request: authz_pb2.SetGroupMemberRequest, context: grpc.aio.ServicerContext[Any, Any]
                              ) -> authz_pb2.Group:
-        members = await self._db.run(self._authz.checks.set_group_member,
+        members = await self._changes.run(self._authz.checks.set_group_member,
             current_principal(), request.group, request.principal, request.member)
         return authz_pb2.Group(name=request.group, members=members)

@@ -15,13 +15,14 @@ from securefiles.authz.domain.service import Authorization
 from securefiles.authz.domain.sign_in import SignIn
 from securefiles.authz.domain.trusts import Trust
 from securefiles.authz.v1 import authz_pb2
+from securefiles.common.call_context import audit_note, current_principal, principal_var
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition
-from securefiles.common.interceptors import audit_note, current_principal, principal_var
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import parse_project, pipeline_name, trust_name
+from securefiles.common.unit_of_work import UnitsOfWork
 
 
 def run_message(r: Run) -> authz_pb2.Run:
@@ -60,6 +61,7 @@ def _trust_from(message: authz_pb2.Trust) -> Trust:
 class IdentityServicerMixin:
     _authz: Authorization
     _db: DatabaseThreads
+    _changes: UnitsOfWork
 
     @property
     def _jobs(self) -> JobIdentity:
@@ -91,10 +93,11 @@ class IdentityServicerMixin:
 
     async def CreateTrust(self, request: authz_pb2.CreateTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Trust:
-        created = await self._db.run(self._jobs.create_trust, current_principal(), request.parent,
-                                     _trust_from(request.trust), request.trust.pipeline)
-        audit_note(created.name, issuer=created.issuer, audience=created.audience, pipeline=str(created.pipeline_id),
-                   bound_claims=",".join(f"{c}={g}" for c, g in created.bound_claims))
+        created = await self._changes.run_noted(
+            lambda t: audit_note(t.name, issuer=t.issuer, audience=t.audience, pipeline=str(t.pipeline_id),
+                                 bound_claims=",".join(f"{c}={g}" for c, g in t.bound_claims)),
+            self._jobs.create_trust, current_principal(), request.parent, _trust_from(request.trust),
+            request.trust.pipeline)
         return trust_message(created)
 
     async def GetTrust(self, request: authz_pb2.GetTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -111,8 +114,8 @@ class IdentityServicerMixin:
 
     async def DeleteTrust(self, request: authz_pb2.DeleteTrustRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> empty_pb2.Empty:
-        deleted = await self._db.run(self._jobs.delete_trust, current_principal(), request.name)
-        audit_note(deleted.name, issuer=deleted.issuer)
+        await self._changes.run_noted(lambda t: audit_note(t.name, issuer=t.issuer), self._jobs.delete_trust,
+                                      current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def GetSignInConfig(self, request: authz_pb2.GetSignInConfigRequest,
@@ -128,7 +131,7 @@ class IdentityServicerMixin:
         session = await self._sign_in.sign_in(request.id_token)  # verifies; writes nothing
         principal_var.set(Principal("user", session.principal))  # the entry names who signed in
         audit_note(session.principal, groups=",".join(session.groups) or "-", token_id=session.token_id)
-        await self._db.run(self._authz.remember_session, session)  # its first write comes after that entry
+        await self._changes.run(self._authz.remember_session, session)  # the session and its entry commit together
         response = authz_pb2.SignInResponse(token=session.token, principal=session.principal,
                                             groups=list(session.groups))
         response.expire_time.FromSeconds(session.expire_at)

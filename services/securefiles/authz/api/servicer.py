@@ -17,12 +17,13 @@ from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermiss
 from securefiles.authz.domain.service import Authorization
 from securefiles.authz.domain.token_registry import IssuedToken, TokenRegistry
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
+from securefiles.common.call_context import audit_items, audit_note, current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition, InvalidArgument
-from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
+from securefiles.common.unit_of_work import UnitsOfWork
 
 log = logging.getLogger("securefiles.authz")
 
@@ -73,8 +74,9 @@ def _permission(value: int) -> Permission:
 class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, IdentityServicerMixin,
                             authz_pb2_grpc.AuthorizationServiceServicer):
     def __init__(self, authorization: Authorization, issuer: TokenIssuer, verifier: TokenVerifier,
-                 database: DatabaseThreads) -> None:
+                 database: DatabaseThreads, changes: UnitsOfWork) -> None:
         self._authz = authorization
+        self._changes = changes  # a change and its audit entry: one transaction
         self._issuer = issuer
         self._verifier = verifier
         self._db = database  # every use case reads or writes the database: off the event loop
@@ -83,9 +85,10 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.IssueTokenResponse:
         audit_note(subject=request.principal, requested_ttl_seconds=duration_seconds(request.ttl, 0))
-        token, exp, issued_by = await self._db.run(self._authz.issue_token, current_principal(), request.principal,
-                                                   duration_seconds(request.ttl, 0))
-        audit_note(issued_by=issued_by, expire_time=dt.datetime.fromtimestamp(exp, dt.UTC).isoformat())
+        token, exp, issued_by = await self._changes.run_noted(
+            lambda issued: audit_note(issued_by=issued[2],
+                                      expire_time=dt.datetime.fromtimestamp(issued[1], dt.UTC).isoformat()),
+            self._authz.issue_token, current_principal(), request.principal, duration_seconds(request.ttl, 0))
         response = authz_pb2.IssueTokenResponse(token=token, issued_by=issued_by)
         response.expire_time.FromSeconds(exp)
         return response
@@ -110,8 +113,9 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def RevokeToken(
         self, request: authz_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.IssuedToken:
-        revoked = await self._db.run(self._token_registry.revoke, current_principal(), request.name)
-        audit_note(revoked.name, subject=revoked.subject, issued_by=revoked.issued_by)
+        revoked = await self._changes.run_noted(
+            lambda t: audit_note(t.name, subject=t.subject, issued_by=t.issued_by),
+            self._token_registry.revoke, current_principal(), request.name)
         self._verifier.revoke(revoked.token_id)  # at once here; everywhere else at their next refresh
         return _issued_token(revoked)
 
@@ -124,8 +128,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def CreateProject(
         self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Project:
-        return _project(await self._db.run(self._authz.library.create_project, current_principal(), request.project_id,
-                                           request.region))
+        return _project(await self._changes.run(self._authz.library.create_project, current_principal(),
+                                                request.project_id, request.region))
 
     async def GetProject(
         self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -145,7 +149,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     ) -> authz_pb2.RoleAssignment:
         a = request.role_assignment
         assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
-        return _assignment(await self._db.run(self._authz.library.set_role, current_principal(), assignment))
+        return _assignment(await self._changes.run(self._authz.library.set_role, current_principal(), assignment))
 
     async def ListRoleAssignments(
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -160,14 +164,14 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def DeleteRoleAssignment(
         self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> empty_pb2.Empty:
-        await self._db.run(self._authz.library.delete_role, current_principal(), request.scope, request.principal)
+        await self._changes.run(self._authz.library.delete_role, current_principal(), request.scope, request.principal)
         return empty_pb2.Empty()
 
     async def SetRoleInheritance(
         self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.RoleInheritance:
-        inherit = await self._db.run(self._authz.library.set_inheritance, current_principal(), request.scope,
-                                     request.inherit_from_library)
+        inherit = await self._changes.run(self._authz.library.set_inheritance, current_principal(), request.scope,
+                                          request.inherit_from_library)
         return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
 
     async def CheckAccess(
@@ -182,8 +186,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.CreatePipelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Pipeline:
         return _pipeline(
-            await self._db.run(self._authz.pipelines.create_pipeline, current_principal(), request.parent,
-                               request.pipeline.display_name)
+            await self._changes.run(self._authz.pipelines.create_pipeline, current_principal(), request.parent,
+                                    request.pipeline.display_name)
         )
 
     async def ListPipelines(
@@ -197,7 +201,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def SetPipelinePermission(
         self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PipelinePermissions:
-        perms, pipelines = await self._db.run(self._authz.pipelines.set_pipeline_permission,
+        perms, pipelines = await self._changes.run(self._authz.pipelines.set_pipeline_permission,
             current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
         )
         return _permissions(perms, pipelines)
@@ -212,7 +216,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def DeletePipeline(
         self, request: authz_pb2.DeletePipelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> empty_pb2.Empty:
-        await self._db.run(self._authz.pipelines.delete_pipeline, current_principal(), request.name)
+        await self._changes.run(self._authz.pipelines.delete_pipeline, current_principal(), request.name)
         return empty_pb2.Empty()
 
     async def ListRuns(
@@ -225,14 +229,14 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def StartRun(
         self, request: authz_pb2.StartRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.StartRunResponse:
-        # The entry goes in before the run is created: it names what was asked for.
+        # The entry goes in with the run: it names what was asked for.
         audit_note(request.pipeline, branch=request.branch,
                    requested_by=request.requested_by or current_principal().name,
                    requested_ttl_seconds=duration_seconds(request.ttl, 0))
         # A ttl given as zero is a mistake to refuse, not a request for the default.
         ttl = duration_seconds(request.ttl, 0) if request.HasField("ttl") else None
-        run, token = await self._db.run(self._authz.pipelines.start_run, current_principal(), request.pipeline,
-                                        request.branch, request.requested_by, ttl)
+        run, token = await self._changes.run(self._authz.pipelines.start_run, current_principal(), request.pipeline,
+                                             request.branch, request.requested_by, ttl)
         return authz_pb2.StartRunResponse(run=run_message(run), job_token=token)
 
     async def CompleteRun(
@@ -242,7 +246,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         if caller.is_job:
             # A revoked or completed job token must not complete anything again.
             await self._db.run(self._authz.active_run_of, caller)
-        return run_message(await self._db.run(self._authz.pipelines.complete_run, caller, request.name))
+        # Completing the run and releasing its exclusive locks: one unit of work, with its entry.
+        return run_message(await self._changes.run(self._authz.pipelines.complete_run, caller, request.name))
 
     async def AuthorizeUse(
         self, request: authz_pb2.AuthorizeUseRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -269,8 +274,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def PurgeResourcePolicies(
         self, request: authz_pb2.PurgeResourcePoliciesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PurgeResourcePoliciesResponse:
-        # Its audit entry goes in before the first row is removed (`audit_before_writes`).
-        removed = await self._db.run(self._authz.purge_resource, current_principal(), request.resource)
+        # Its audit entry commits with the removal.
+        removed = await self._changes.run(self._authz.purge_resource, current_principal(), request.resource)
         log.info("policies of a deleted file purged",
                  extra={"resource": request.resource, **{kind: str(n) for kind, n in removed.items() if n}})
         return authz_pb2.PurgeResourcePoliciesResponse(removed=removed)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from contextlib import nullcontext
 
 from securefiles.authz.domain.access import AccessPolicy
 from securefiles.authz.domain.check_service import Checks
 from securefiles.authz.domain.job_identity import JobIdentity, issue_job_token
 from securefiles.authz.domain.library import Library
 from securefiles.authz.domain.model import Permission, Pipeline, PipelinePermissions, Run, RunState, Scope
-from securefiles.authz.domain.ports import AuthzRepository
+from securefiles.authz.domain.ports import AuthzRepository, UnitOfWork
 from securefiles.authz.domain.refs import validate_ref
 from securefiles.common.clock import Clock
 from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -35,8 +36,10 @@ class Pipelines:
     """Pipelines, their permissions on files, and runs."""
 
     def __init__(self, repo: AuthzRepository, policy: AccessPolicy, issuer: TokenIssuer, library: Library,
-                 checks: Checks, jobs: JobIdentity | None, clock: Clock) -> None:
+                 checks: Checks, jobs: JobIdentity | None, clock: Clock,
+                 unit_of_work: UnitOfWork = nullcontext) -> None:
         self._repo = repo
+        self._unit_of_work = unit_of_work
         self._policy = policy
         self._issuer = issuer
         self._library = library
@@ -165,8 +168,9 @@ class Pipelines:
             when = run.completed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if run.completed_at else "an earlier time"
             raise FailedPrecondition(f"run {run.run_id} was already completed at {when}; nothing changed",
                                      reason="RUN_ALREADY_COMPLETED")
-        completed = self._repo.complete_run(project, run_id, self._clock())
-        self._checks.release_run(completed)
+        with self._unit_of_work():  # a completed run holds no lock: both writes, or neither
+            completed = self._repo.complete_run(project, run_id, self._clock())
+            self._checks.release_run(completed)
         return completed
 
     def list_runs(self, caller: Principal, parent: str, page_size: int, page_token: str, running_only: bool

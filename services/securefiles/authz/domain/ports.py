@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from securefiles.authz.domain.check_kinds import CheckKind
 from securefiles.authz.domain.checks import Approval, ApprovalDecision, Check, CheckSuite, State
 from securefiles.authz.domain.model import Pipeline, PipelinePermissions, Project, Role, RoleAssignment, Run
+
+
+class UnitOfWork(Protocol):
+    """`with unit_of_work(): ...`: the repositories' writes inside commit together, or none does
+    (`common/unit_of_work.py` in the service; `contextlib.nullcontext` where nothing is shared)."""
+
+    def __call__(self) -> AbstractContextManager[object]: ...
 
 
 class AuthzRepository(Protocol):

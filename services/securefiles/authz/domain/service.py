@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from securefiles.authz.domain.access import (
@@ -26,7 +27,7 @@ from securefiles.authz.domain.model import (
 )
 from securefiles.authz.domain.oidc import KeySource
 from securefiles.authz.domain.pipelines import Pipelines
-from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository
+from securefiles.authz.domain.ports import AuthzRepository, ChecksRepository, UnitOfWork
 from securefiles.authz.domain.sign_in import Session, SignIn, SignInSettings
 from securefiles.authz.domain.token_exchange import OidcTokenVerifier
 from securefiles.authz.domain.token_registry import TokenRegistry, TokenRegistryRepository
@@ -83,8 +84,10 @@ class Authorization:
         identity: IdentitySettings | None = None,
         issued_tokens: TokenRegistryRepository | None = None,
         blocking: Blocking = run_inline,
+        unit_of_work: UnitOfWork = nullcontext,
     ) -> None:
-        """`blocking`: how the use cases that await (the token exchange) run their repository calls."""
+        """`blocking`: how the use cases that await (the token exchange) run their repository calls;
+        `unit_of_work`: one transaction for a use case that writes twice."""
         if not regions:
             raise ValueError("at least one region is required")
         self._repo = repo
@@ -101,7 +104,8 @@ class Authorization:
         self.sign_in = SignIn(self.identity.sign_in, oidc_keys, issuer, clock) if oidc_keys else None
         self.tokens = TokenRegistry(issued_tokens, self._policy, clock) if issued_tokens else None
         self.library = Library(repo, self._policy, self.regions, clock)
-        self.pipelines = Pipelines(repo, self._policy, issuer, self.library, self.checks, self.jobs, clock)
+        self.pipelines = Pipelines(repo, self._policy, issuer, self.library, self.checks, self.jobs, clock,
+                                   unit_of_work)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import grpc
 
+from securefiles.common.call_context import audit_items, audit_note, current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument, PermissionDenied, SecureFilesError
-from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
+from securefiles.common.unit_of_work import UnitsOfWork
 from securefiles.kms.adapters.authz_client import AuthzClient
 from securefiles.kms.domain.key_ring import KeyRing, KeyVersionRecord
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
@@ -41,10 +42,12 @@ def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
 class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     """One region's KMS."""
 
-    def __init__(self, key_ring: KeyRing, authz: AuthzClient, database: DatabaseThreads) -> None:
+    def __init__(self, key_ring: KeyRing, authz: AuthzClient, database: DatabaseThreads,
+                 changes: UnitsOfWork) -> None:
         self._ring = key_ring
         self._authz = authz
         self._db = database  # the key ring reads and writes its versions: off the event loop
+        self._changes = changes  # a key-state change and its audit entry: one transaction
 
     # -- authorization ----------------------------------------------------------------
 
@@ -164,8 +167,9 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self._check_ring(request.key_ring)
         if len(request.reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        record = await self._db.run(self._ring.rotate, operator, request.reason)
-        audit_note(record.name, reason=request.reason)
+        # The entry names the version the database numbered, and commits with it.
+        record = await self._changes.run_noted(lambda r: audit_note(r.name, reason=request.reason),
+                                               self._ring.rotate, operator, request.reason)
         log.info("key rotated", extra={"key_version": record.name, "operator": operator})
         return key_version_message(record)
 
@@ -184,16 +188,16 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self, request: kms_pb2.DisableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(await self._db.run(self._ring.disable, self._version_of(request.name)))
+        return key_version_message(await self._changes.run(self._ring.disable, self._version_of(request.name)))
 
     async def EnableKeyVersion(
         self, request: kms_pb2.EnableKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(await self._db.run(self._ring.enable, self._version_of(request.name)))
+        return key_version_message(await self._changes.run(self._ring.enable, self._version_of(request.name)))
 
     async def DestroyKeyVersion(
         self, request: kms_pb2.DestroyKeyVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         await self._require_operator()
-        return key_version_message(await self._db.run(self._ring.destroy, self._version_of(request.name)))
+        return key_version_message(await self._changes.run(self._ring.destroy, self._version_of(request.name)))

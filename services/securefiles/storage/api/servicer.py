@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
+from securefiles.common.call_context import audit_items, audit_note, current_principal
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
-from securefiles.common.interceptors import audit_items, audit_note, current_principal
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp

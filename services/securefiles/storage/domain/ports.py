@@ -8,11 +8,44 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from enum import Enum
+from types import TracebackType
 from typing import Protocol
 
 from securefiles.storage.domain.file_metadata import FileMetadata
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, StoredDataKey
+
+
+class Change(Protocol):
+    """A unit of work under way: its writes and the call's audit entry commit together."""
+
+    def audit(self, resource: str | None = None, **details: object) -> None:
+        """Name what the change's entry concerns (and facts about it)."""
+        ...
+
+
+class UnitsOfWork(Protocol):
+    """`async with units.begin() as change: change.audit(...); await repo.write(...)`: both or neither."""
+
+    def begin(self) -> AbstractAsyncContextManager[Change]: ...
+
+
+class Unaudited:
+    """Units of work for tools and tests: the repository's own transactions, no entry."""
+
+    def begin(self) -> Unaudited:
+        return self
+
+    def audit(self, resource: str | None = None, **details: object) -> None:
+        return None
+
+    async def __aenter__(self) -> Unaudited:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        return None
 
 
 class BlobWriter(Protocol):

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from securefiles.common.resource_names import key_version_name
 from securefiles.storage.domain.model import encryption_context
-from securefiles.storage.domain.ports import DataKeys, FileRepository, NoEvents, OperationalEvents
+from securefiles.storage.domain.ports import (
+    DataKeys,
+    FileRepository,
+    NoEvents,
+    OperationalEvents,
+    Unaudited,
+    UnitsOfWork,
+)
 
 log = logging.getLogger("securefiles.storage.rewrap")
 
@@ -37,8 +44,10 @@ async def version_counts(files: FileRepository, region: str | None) -> dict[str,
 
 
 class DataKeyRewrapper:
-    def __init__(self, files: FileRepository, keys: DataKeys, events: OperationalEvents | None = None) -> None:
+    def __init__(self, files: FileRepository, keys: DataKeys, events: OperationalEvents | None = None,
+                 changes: UnitsOfWork | None = None) -> None:
         self._files = files
+        self._changes: UnitsOfWork = changes or Unaudited()
         self._keys = keys
         self._events = events or NoEvents()
         self._lock = asyncio.Lock()
@@ -62,7 +71,8 @@ class DataKeyRewrapper:
                 else:
                     swaps.append((key, *result))
             # A concurrent delete or rewrap wins the compare-and-swap; that key needs nothing more.
-            await self._files.swap_wrapped_keys(swaps)
+            async with self._changes.begin():  # a call's entry commits with its first batch
+                await self._files.swap_wrapped_keys(swaps)
             rewrapped += len(swaps)
             failed += len(batch) - len(swaps)
             self._events.data_keys_rewrapped(region, len(swaps), len(batch) - len(swaps))  # progress per batch

@@ -47,6 +47,8 @@ from securefiles.storage.domain.ports import (
     DataKeys,
     FileRepository,
     MetadataParser,
+    Unaudited,
+    UnitsOfWork,
 )
 
 log = logging.getLogger("securefiles.storage")
@@ -92,10 +94,6 @@ def _ignore(_resource: str, **_details: object) -> None:
     return None
 
 
-async def _write_nothing(_resource: str, **_details: object) -> None:
-    return None
-
-
 class SecureFiles:
     """The storage service's behaviour, independent of gRPC, SQL and the file system."""
 
@@ -108,13 +106,13 @@ class SecureFiles:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         clock: Clock = utcnow,
         note_resource: Callable[[str], None] = _ignore,
-        before_change: Callable[..., Awaitable[None]] = _write_nothing,
+        changes: UnitsOfWork | None = None,
         parser: MetadataParser | None = None,
     ) -> None:
-        # Audit hooks: which file a request turned out to concern, and "write the audit entry
-        # now" right before an irreversible change (it raises if the entry cannot be written).
+        # Which file a request turned out to concern (for its audit entry); each change is a unit
+        # of work whose audit entry commits with it (no entry, no change).
         self.note_resource = note_resource
-        self.before_change = before_change
+        self.changes: UnitsOfWork = changes or Unaudited()
         self._files = files
         self._blobs = blobs
         self._keys = keys
@@ -209,9 +207,10 @@ class SecureFiles:
         )
         try:
             await grant
-            await self.before_change(secure_file.name, display_name=name, size=version.size,
-                                     key_version=version.key_version_name)
-            await self._files.insert(secure_file)
+            async with self.changes.begin() as change:
+                change.audit(secure_file.name, display_name=name, size=version.size,
+                             key_version=version.key_version_name)
+                await self._files.insert(secure_file)
         except BaseException:
             await self.content.discard(version)
             await self._forget_failed_upload(resource)
@@ -360,17 +359,20 @@ class SecureFiles:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
         if property_changes:
             _changed(new_properties or found.properties, property_changes)  # refused before anything is written
-        await self.before_change(found.name)
         # Single keys are merged into what is stored when the change is written (inside its
         # transaction), so concurrent changes of other keys are kept rather than lost.
         merge = functools.partial(_changed, changes=property_changes) if property_changes else None
-        return await self._files.update(found.file_id, new_name, new_properties, etag, merge)
+        async with self.changes.begin() as change:
+            change.audit(found.name)
+            return await self._files.update(found.file_id, new_name, new_properties, etag, merge)
 
     async def delete(self, caller: Principal, name: str) -> None:
         """Crypto-shred: metadata and wrapped keys go in one transaction, then the ciphertext."""
         found = await self.file_for(caller, name, Access.ADMINISTER)
-        await self.before_change(found.name, display_name=found.display_name)
-        for version in await self._files.delete(found.file_id, found.name, self._clock()):
+        async with self.changes.begin() as change:
+            change.audit(found.name, display_name=found.display_name)
+            deleted = await self._files.delete(found.file_id, found.name, self._clock())
+        for version in deleted:  # the ciphertext goes once its keys are gone for good
             await self._blobs.delete(version.blob_key)
         log.info("file deleted", extra={"file": found.name})
         await self.purge_policies(found.name)

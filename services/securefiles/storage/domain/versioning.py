@@ -69,11 +69,12 @@ class Versioning:
         if keep_versions is not None and not 1 <= keep_versions <= MAX_KEEP_VERSIONS:
             raise InvalidArgument(f"keep_versions must be between 1 and {MAX_KEEP_VERSIONS}",
                                   reason="INVALID_KEEP_VERSIONS")
-        return await self._repo.set_library(LibrarySettings(
-            project,
-            current.allow_replace if allow_replace is None else allow_replace,
-            current.keep_versions if keep_versions is None else keep_versions,
-        ), etag)
+        async with self._files.changes.begin():
+            return await self._repo.set_library(LibrarySettings(
+                project,
+                current.allow_replace if allow_replace is None else allow_replace,
+                current.keep_versions if keep_versions is None else keep_versions,
+            ), etag)
 
     # -- versions ---------------------------------------------------------------------
 
@@ -100,9 +101,9 @@ class Versioning:
         try:
             if await self._latest(found.file_id) >= version.version:
                 raise concurrent_replace()  # before the entry: this replace changes nothing
-            await self._files.before_change(found.name, reason=reason, version=version.version,
-                                            key_version=version.key_version_name)
-            updated, shredded = await self._repo.add_version(found.file_id, version, settings.keep_versions)
+            async with self._files.changes.begin() as change:
+                change.audit(found.name, reason=reason, version=version.version, key_version=version.key_version_name)
+                updated, shredded = await self._repo.add_version(found.file_id, version, settings.keep_versions)
         except BaseException:
             await self._files.content.discard(version)
             raise
@@ -124,6 +125,7 @@ class Versioning:
         found = await self._files.file_for(caller, name, Access.ADMINISTER)
         if len(reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
-        await self._files.before_change(found.name, reason=reason, version=version)
-        return await self._repo.set_current(found.file_id, version, self._clock())
+        async with self._files.changes.begin() as change:
+            change.audit(found.name, reason=reason, version=version)
+            return await self._repo.set_current(found.file_id, version, self._clock())
 
