@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 _IMMEDIATE = "securefiles_immediate"
 _before_first_write: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
@@ -63,8 +65,14 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE, False) else "BEGIN"
+        # Straight to the driver: every transaction of every call begins here, and SQLAlchemy's
+        # statement machinery costs more than the BEGIN. Its errors are still SQLAlchemy's (a lock
+        # held past the busy timeout is an OperationalError: DATABASE_UNAVAILABLE).
+        try:
+            conn.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(statement, None, error, sqlite3.Error) from None
 
 
 @contextmanager
