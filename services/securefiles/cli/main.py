@@ -56,6 +56,9 @@ def up(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from securefiles.common.allocator import keep_large_buffers
+
+    keep_large_buffers()  # before the service allocates its first content buffer
     if args.service == "storage":
         from securefiles.storage.app import main as service_main
     elif args.service == "kms":

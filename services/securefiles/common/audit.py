@@ -65,8 +65,11 @@ _INSERT_SEAL = audit_seals.insert()
 def seal_complete_blocks(conn: Connection, key: bytes | None, before: int, after: int) -> None:
     """Seal every block that the entries `before`+1..`after` (just written, in this transaction)
     completed."""
+    first_end = (before // SEAL_BLOCK + 1) * SEAL_BLOCK
+    if first_end > after:
+        return  # most appends complete no block: build no statement
     block_sql = text(block_rows_sql(conn.dialect.name))
-    for last in range((before // SEAL_BLOCK + 1) * SEAL_BLOCK, after + 1, SEAL_BLOCK):
+    for last in range(first_end, after + 1, SEAL_BLOCK):
         first = last - SEAL_BLOCK + 1
         block = conn.execute(block_sql, {"first": first, "last": last}).scalar() or ""
         conn.execute(_INSERT_SEAL, {"first_sequence": first, "last_sequence": last,
