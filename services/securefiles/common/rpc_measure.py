@@ -4,7 +4,8 @@ server streams send messages already in wire form."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -12,26 +13,31 @@ import grpc
 from securefiles.common.metrics import RpcMetrics
 
 
+@contextmanager
+def _measuring(grpc_type: str, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+    """One call's count and time, by the code it ends with (one rule for unary and streams)."""
+    metrics, started = RpcMetrics.start(grpc_type, method)
+    code = "UNKNOWN"
+    try:
+        yield
+        code = "OK"
+    except (asyncio.CancelledError, GeneratorExit):
+        code = "CANCELLED"
+        raise
+    except BaseException:
+        code = _code_of(context)
+        raise
+    finally:
+        metrics.handled(code, started)
+
+
 def measured_unary(
     behavior: Callable[..., Awaitable[Any]], grpc_type: str, method: str
 ) -> Callable[..., Awaitable[Any]]:
     """Count the RPC and its code, and time it (grpc_server_* metrics)."""
-
     async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        metrics, started = RpcMetrics.start(grpc_type, method)
-        code = "UNKNOWN"
-        try:
-            response = await behavior(request, context)
-            code = "OK"
-            return response
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except BaseException:
-            code = _code_of(context)
-            raise
-        finally:
-            metrics.handled(code, started)
+        with _measuring(grpc_type, method, context):
+            return await behavior(request, context)
 
     return measured
 
@@ -40,21 +46,10 @@ def measured_stream(
     behavior: Callable[..., AsyncIterator[Any]], grpc_type: str, method: str
 ) -> Callable[..., AsyncIterator[Any]]:
     async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        metrics, started = RpcMetrics.start(grpc_type, method)
-        code = "UNKNOWN"
-        try:
+        with _measuring(grpc_type, method, context):
             held: dict[str, Any] = {}  # no second reference to a chunk while gRPC sends it
             async for held["message"] in behavior(request, context):
                 yield held.pop("message")
-            code = "OK"
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        except BaseException:
-            code = _code_of(context)
-            raise
-        finally:
-            metrics.handled(code, started)
 
     return measured
 
