@@ -34,11 +34,14 @@ def oidc(tmp_path: Path) -> Iterator[OidcProvider]:
 
 
 def _compile_protos(out: Path) -> None:
-    """Every .proto under protos/securefiles, with protoc's well-known types and nothing else."""
+    """Every .proto under protos/securefiles, with protoc's well-known types and the googleapis
+    annotation protos the contracts import (as a foreign build gets them: the vendored copies in
+    third_party/googleapis; their generated modules come from googleapis-common-protos at run time)."""
     protos = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos" / "securefiles").rglob("*.proto"))
     out.mkdir()
     well_known = Path(grpc_tools.__file__).parent / "_proto"
-    code = protoc.main(["protoc", f"-I{ROOT / 'protos'}", f"-I{well_known}", f"--python_out={out}",
+    code = protoc.main(["protoc", f"-I{ROOT / 'protos'}", f"-I{ROOT / 'third_party' / 'googleapis'}",
+                        f"-I{well_known}", f"--python_out={out}",
                         f"--grpc_python_out={out}", *protos])
     assert code == 0, "protoc failed"
 
