@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -68,3 +69,12 @@ def test_a_port_in_use_is_named_before_anything_starts(tmp_path) -> None:
     assert f"port {port} is in use" in started.stderr and "--port-base" in started.stderr
     assert started.stderr.count("\n") == 1
     assert not list((tmp_path / "state" / "logs").iterdir())  # no service was started
+
+
+def test_no_service_can_write_a_core_file(system: LocalSystem) -> None:
+    """Storage holds file contents and kms unwrapped keys (and freed buffers stay in the heap): a
+    crash must not put them on disk, so every service runs with a hard core-file limit of 0."""
+    for service in ("storage", "authz", "kms-eu"):
+        limits = (Path("/proc") / str(system.pid(service)) / "limits").read_text().splitlines()
+        core = next(line for line in limits if line.startswith("Max core file size"))
+        assert core.split()[4:6] == ["0", "0"], (service, core)

@@ -57,7 +57,9 @@ def up(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from securefiles.common.allocator import keep_large_buffers
+    from securefiles.common.core_dumps import refuse_core_dumps
 
+    refuse_core_dumps()  # freed content buffers stay in the heap (below): never in a core file
     keep_large_buffers()  # before the service allocates its first content buffer
     if args.service == "storage":
         from securefiles.storage.app import main as service_main

@@ -16,11 +16,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import struct
 import sys
 from typing import BinaryIO
 
+from securefiles.common.core_dumps import refuse_core_dumps
 from securefiles.storage.domain.file_metadata import parse_file_metadata
 from securefiles.storage.domain.metadata_caps import cap_metadata
 
@@ -56,7 +56,7 @@ def answer(header: bytes, plaintext: bytes) -> bytes:
 
 def main() -> None:
     os.nice(NICENESS)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # plaintext must never land in a core file
+    refuse_core_dumps()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames on the protocol stream
     write_frame(stdout, b'{"ready": true}')
