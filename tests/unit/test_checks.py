@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -239,6 +241,37 @@ def test_two_approvals_need_two_distinct_approvers(authz):
     decide(authz, "user:bob", job)  # twice by one person counts once
     assert decision(authz, job) == "PENDING"
     decide(authz, "user:carol", job)
+    assert decision(authz, job) == "ALLOW"
+
+
+def test_two_evaluations_at_once_ask_for_one_approval(authz, monkeypatch):
+    """The agent polling and someone asking for approval read the run's suite at the same time:
+    both must name the same approval, or approvers are shown one that gates nothing."""
+    job = start(authz)
+    assert decision(authz, job) == "ALLOW"  # the run's suite exists: both evaluations read it
+    add(authz, CheckType.APPROVAL, approvers=["user:bob"])
+    run = authz.active_run_of(job)
+    repo = authz.checks._repo
+    both_read = threading.Barrier(2, timeout=30)
+    read_suite = repo.get_suite
+
+    waited = threading.local()
+
+    def get_suite(*args):
+        suite = read_suite(*args)
+        if not getattr(waited, "once", False):  # each evaluation's first read
+            waited.once = True
+            both_read.wait()  # neither goes on before the other has read the suite as it was
+        return suite
+
+    monkeypatch.setattr(repo, "get_suite", get_suite)
+    with ThreadPoolExecutor(2) as pool:
+        suites = list(pool.map(lambda _: authz.checks.evaluate(run, FILE), range(2)))
+    monkeypatch.undo()
+    ids = {r.approval_id for suite in suites for r in suite.results if r.type is CheckType.APPROVAL}
+    pending = authz.checks.list_approvals(ADMIN, "default", pending_only=True)
+    assert len(ids) == 1 and [a.approval_id for a in pending] == list(ids)
+    authz.checks.decide(Principal("user", "user:bob"), f"projects/default/approvals/{ids.pop()}", True, "")
     assert decision(authz, job) == "ALLOW"
 
 

@@ -80,6 +80,8 @@ approvals = Table(
 # The pending approvals of a project, in order: without approval_id in it SQLite walks the primary
 # key (for the order) through every approval the project ever had.
 Index("ix_approvals_project_state", approvals.c.project, approvals.c.state, approvals.c.approval_id)
+# A run's approval for one check of one file, found before another is created.
+Index("ix_approvals_run_check", approvals.c.project, approvals.c.run_id, approvals.c.resource, approvals.c.check_id)
 
 approval_decisions = Table(
     "approval_decisions", metadata,
@@ -248,6 +250,14 @@ class SqlChecksRepository:
             try:
                 with write_transaction(self._engine) as conn:
                     lock_project_numbering(conn, approval.project)
+                    # Two evaluations of one run at once (the agent polling, someone asking) both
+                    # find no approval in the suite they read: the second gets the first's, or
+                    # approvers would be asked for one that gates nothing.
+                    existing = self._approvals(
+                        conn, approvals.c.project == approval.project, approvals.c.run_id == approval.run_id,
+                        approvals.c.resource == approval.resource, approvals.c.check_id == approval.check_id)
+                    if existing:
+                        return existing[0]
                     latest = conn.execute(select(func.max(approvals.c.approval_id)).where(
                         approvals.c.project == approval.project)).scalar()
                     created = Approval(**{**approval.__dict__, "approval_id": (latest or 0) + 1})

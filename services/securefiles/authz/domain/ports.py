@@ -87,7 +87,8 @@ class ChecksRepository(Protocol):
 
     # approvals
     def create_approval(self, approval: Approval) -> Approval:
-        """Store with the next approval id of the project."""
+        """Store with the next approval id of the project; or, when the run already has an
+        approval for this check of this file, that one (created by an evaluation at the same time)."""
         ...
     def get_approval(self, project: str, approval_id: int) -> Approval | None: ...
     def list_approvals(self, project: str, pending_only: bool = False) -> list[Approval]:
