@@ -119,7 +119,7 @@ class Seeded:
 def _generate_requests(count: int) -> Iterator[tuple[str, kms_pb2.GenerateDataKeyRequest]]:
     for _ in range(count):
         file_id = str(uuid.uuid4())
-        yield file_id, kms_pb2.GenerateDataKeyRequest(key_ring=KEY_RING, encryption_context={
+        yield file_id, kms_pb2.GenerateDataKeyRequest(name=KEY_RING, encryption_context={
             "project": REWRAP_PROJECT, "secure_file_id": file_id, "version": "1"})
 
 

@@ -30,7 +30,7 @@ def _unwrap_as_storage(system: LocalSystem, file_id: str) -> bytes:
         "storage", "SELECT wrapped_key, key_region, version FROM file_versions WHERE file_id = :f", f=file_id)
     stub = kms_pb2_grpc.KeyManagementServiceStub(system.channel("kms", identity="storage", region=region))
     response = stub.DecryptDataKey(kms_pb2.DecryptDataKeyRequest(
-        key_ring=f"regions/{region}", wrapped_key=wrapped,
+        name=f"regions/{region}", wrapped_key=wrapped,
         encryption_context={"project": "default", "secure_file_id": file_id, "version": str(version)},
     ), timeout=10)
     return response.plaintext

@@ -129,7 +129,7 @@ def _key_versions(system: LocalSystem) -> Listing:
             admin.rotate_key("eu", reason="paging test")
         _, versions = admin.list_key_versions("eu")
     return Listing("kms", lambda c: kms_pb2_grpc.KeyManagementServiceStub(c).ListKeyVersions,
-                   lambda: kms_pb2.ListKeyVersionsRequest(key_ring="regions/eu"), "key_versions",
+                   lambda: kms_pb2.ListKeyVersionsRequest(parent="regions/eu"), "key_versions",
                    lambda v: v.name, [v.name for v in versions])
 
 

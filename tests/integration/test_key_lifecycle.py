@@ -72,7 +72,7 @@ def test_two_regions_never_share_keys(fresh_system: LocalSystem, tmp_path) -> No
     for key_ring in ("regions/us", "regions/eu"):
         with pytest.raises(grpc.RpcError) as error:
             us_kms.DecryptDataKey(kms_pb2.DecryptDataKeyRequest(
-                key_ring=key_ring, wrapped_key=eu_wrapped, encryption_context=context), timeout=10)
+                name=key_ring, wrapped_key=eu_wrapped, encryption_context=context), timeout=10)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error_info_of(error.value).reason == "WRONG_REGION"
 
@@ -123,10 +123,10 @@ def test_rotate_rewrap_disable_destroy_keeps_every_file(fresh_system: LocalSyste
     assert report["rewrapped"] == 12 and report["failed"] == 0
     assert _counts(fresh_system) == {2: 12, 1: 0}
 
-    assert _keys(fresh_system, "disable", "1")["state"] == "DISABLED"
+    assert _keys(fresh_system, "disable", "1")["state"] == "STATE_DISABLED"
     _download_all(fresh_system, files, tmp_path / "after-disable")
     destroyed = _keys(fresh_system, "destroy", "1")  # no data key left: no --force needed
-    assert destroyed["state"] == "DESTROYED"
+    assert destroyed["state"] == "STATE_DESTROYED"
     _download_all(fresh_system, files, tmp_path / "after-destroy")
     assert fresh_system.query("kms-eu", "SELECT sealed_material FROM key_versions WHERE version = 1") == [(None,)]
 
@@ -177,7 +177,7 @@ def test_destroy_in_use_needs_force_and_typed_confirmation(fresh_system: LocalSy
     assert refused.code == 1 and "KEY_VERSION_IN_USE" in refused.stderr
     wrong = fresh_system.cli("keys", "destroy", "1", "--force", input_text="yes\n")
     assert wrong.code == 2 and "NOT_CONFIRMED" in wrong.stderr
-    assert {v["version"]: v["state"] for v in _keys(fresh_system, "list")}[1] == "ENABLED"
+    assert {v["version"]: v["state"] for v in _keys(fresh_system, "list")}[1] == "STATE_ENABLED"
 
     forced = fresh_system.cli("keys", "destroy", "1", "--force", input_text="regions/eu/keyVersions/1\n")
     assert forced.code == 0, forced.stderr

@@ -20,7 +20,7 @@ def _stub(system: LocalSystem, identity: str) -> kms_pb2_grpc.KeyManagementServi
 @pytest.mark.parametrize("identity", ["client", "authz", "kms-eu"])
 def test_only_storage_identity_gets_data_keys(system: LocalSystem, identity: str) -> None:
     stub = _stub(system, identity)
-    request = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT)
+    request = kms_pb2.GenerateDataKeyRequest(name="regions/eu", encryption_context=CONTEXT)
     with pytest.raises(grpc.RpcError) as error:
         stub.GenerateDataKey(request, timeout=10)  # no token: a certificate alone is not storage
     assert error.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -33,14 +33,14 @@ def test_only_storage_identity_gets_data_keys(system: LocalSystem, identity: str
 def test_wrapped_key_only_unwraps_with_its_own_context(system: LocalSystem) -> None:
     stub = _stub(system, "storage")
     generated = stub.GenerateDataKey(
-        kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT), timeout=10)
+        kms_pb2.GenerateDataKeyRequest(name="regions/eu", encryption_context=CONTEXT), timeout=10)
     same = stub.DecryptDataKey(kms_pb2.DecryptDataKeyRequest(
-        key_ring="regions/eu", wrapped_key=generated.wrapped_key, encryption_context=CONTEXT), timeout=10)
+        name="regions/eu", wrapped_key=generated.wrapped_key, encryption_context=CONTEXT), timeout=10)
     assert same.plaintext == generated.plaintext and len(same.plaintext) == 32
     other_file = dict(CONTEXT, secure_file_id="b")
     with pytest.raises(grpc.RpcError) as error:
         stub.DecryptDataKey(kms_pb2.DecryptDataKeyRequest(
-            key_ring="regions/eu", wrapped_key=generated.wrapped_key, encryption_context=other_file), timeout=10)
+            name="regions/eu", wrapped_key=generated.wrapped_key, encryption_context=other_file), timeout=10)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info_of(error.value).reason == "INVALID_CIPHERTEXT"
 
@@ -52,12 +52,14 @@ def test_rotation_keeps_old_files_and_wraps_new_ones_under_the_new_version(syste
         rotated = system.cli("keys", "rotate", "--reason", "test rotation", "--output", "json")
         assert rotated.code == 0, rotated.stderr
         new_version = rotated.json()
-        assert new_version["state"] == "PRIMARY" and new_version["reason"] == "test rotation"
+        assert new_version["state"] == "STATE_PRIMARY" and new_version["reason"] == "test rotation"
         new = admin.upload_file(b"new secret", name=new_name)
     assert new.key_version == new_version["name"] != old.key_version
     listed = system.cli("keys", "list", "--output", "json").json()
     states = {v["name"]: v["state"] for v in listed}
-    assert states[new_version["name"]] == "PRIMARY" and states[old.key_version] == "ENABLED"
+    assert states[new_version["name"]] == "STATE_PRIMARY" and states[old.key_version] == "STATE_ENABLED"
+    table = system.cli("keys", "list").stdout  # people read the words; JSON carries the enum's names
+    assert "PRIMARY" in table and "ENABLED" in table and "STATE_" not in table
     with system.client(token=job_token_for(system, old_name, new_name)) as job:
         assert job.download_secure_file(old_name, tmp_path).path.read_bytes() == b"old secret"
         assert job.download_secure_file(new_name, tmp_path).path.read_bytes() == b"new secret"
@@ -96,7 +98,7 @@ def test_rotation_on_deploy_happens_once_per_deployment_id(fresh_system: LocalSy
     fresh_system.start()  # new deployment: exactly one new primary
     second = _versions(fresh_system)
     assert [(v["version"], v["state"], v["createdBy"]) for v in second] == [
-        (2, "PRIMARY", "deployment:deploy-2"), (1, "ENABLED", "deployment:deploy-1")]
+        (2, "STATE_PRIMARY", "deployment:deploy-2"), (1, "STATE_ENABLED", "deployment:deploy-1")]
     fresh_system.stop()
     fresh_system.start()
     assert _versions(fresh_system) == second

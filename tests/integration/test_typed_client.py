@@ -52,7 +52,7 @@ def test_keys_audit_and_roles_come_back_as_the_clients_own_types(system: LocalSy
     with system.client() as admin:
         region, versions = admin.keys.versions()
         assert region == "eu" and versions and all(type(v) is types.KeyVersion for v in versions)
-        assert [v.state for v in versions].count("PRIMARY") == 1
+        assert [v.state for v in versions].count("STATE_PRIMARY") == 1
         assignment = admin.roles.assign(reader, "reader")
         assert assignment == types.RoleAssignment(scope="projects/default", principal=reader, role="reader")
         assert assignment in admin.roles.list().role_assignments

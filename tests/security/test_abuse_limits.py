@@ -192,7 +192,7 @@ def test_services_calling_each_other_are_not_limited(own_system: LocalSystem) ->
         stub = authz_pb2_grpc.AuthorizationServiceStub(channel)
         as_storage = _hammer(lambda: stub.GetSigningKeys(keys, timeout=10), 100)
     assert as_storage == Counter({("OK", ""): 100})
-    generate = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context={
+    generate = kms_pb2.GenerateDataKeyRequest(name="regions/eu", encryption_context={
         "project": "default", "secure_file_id": "limits", "version": "1"})
     with system.channel("kms", identity="storage") as channel:
         stub = kms_pb2_grpc.KeyManagementServiceStub(channel)

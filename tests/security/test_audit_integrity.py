@@ -190,7 +190,7 @@ def activity(own_system: LocalSystem, tmp_path_factory: pytest.TempPathFactory) 
         rotated = admin.rotate_key(reason="audit test")
     with system.channel("kms", identity="storage") as channel:  # a data key, as storage would get one
         data_key = kms_pb2_grpc.KeyManagementServiceStub(channel).GenerateDataKey(kms_pb2.GenerateDataKeyRequest(
-            key_ring="regions/eu", encryption_context={"project": "default", "secure_file_id": "audit-test",
+            name="regions/eu", encryption_context={"project": "default", "secure_file_id": "audit-test",
                                                        "version": "1"}), timeout=10).plaintext
     return Activity(creator, creator_token, job_token, denied_job_token, downloaded, kept.name, deleted, gone.name,
                     rotated.name, (content, deleted_content, password), data_key)

@@ -66,7 +66,7 @@ def _authenticated_call(service: str) -> Callable[[grpc.Channel, str], object]:
         return lambda channel, token: authz_pb2_grpc.AuthorizationServiceStub(channel).ListProjects(
             authz_pb2.ListProjectsRequest(), metadata=bearer(token) if token else (), timeout=10)
     return lambda channel, token: kms_pb2_grpc.KeyManagementServiceStub(channel).ListKeyVersions(
-        kms_pb2.ListKeyVersionsRequest(key_ring="regions/eu"), metadata=bearer(token) if token else (), timeout=10)
+        kms_pb2.ListKeyVersionsRequest(parent="regions/eu"), metadata=bearer(token) if token else (), timeout=10)
 
 
 def _health(channel: grpc.Channel) -> int:
@@ -129,7 +129,7 @@ def test_internal_port_takes_a_non_service_certificate_for_nobody(
 def test_a_service_certificate_on_the_public_port_makes_nobody_a_service(system: LocalSystem) -> None:
     """The public port never asks for a certificate: storage's own, presented there, is not sent."""
     target = _target(system, "kms")
-    request = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT)
+    request = kms_pb2.GenerateDataKeyRequest(name="regions/eu", encryption_context=CONTEXT)
     with grpc.secure_channel(target, channel_credentials(system.tls("storage")),
                              options=channel_options(target, "kms-eu")) as channel:
         with pytest.raises(grpc.RpcError) as error:
@@ -166,7 +166,7 @@ def test_another_cas_storage_certificate_gets_no_data_key(system: LocalSystem, f
     """A certificate naming spiffe://securefiles/storage is worthless unless our CA issued it."""
     target = _target(system, "kms", "internal")
     credentials = channel_credentials(_foreign_tls(system, foreign_pki, "storage"))
-    request = kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT)
+    request = kms_pb2.GenerateDataKeyRequest(name="regions/eu", encryption_context=CONTEXT)
     with grpc.secure_channel(target, credentials, options=channel_options(target)) as channel:
         stub = kms_pb2_grpc.KeyManagementServiceStub(channel)
         _assert_refused_at_transport(lambda: stub.GenerateDataKey(request, timeout=10))
@@ -184,17 +184,17 @@ def test_another_cas_storage_certificate_gets_no_data_key(system: LocalSystem, f
 def wrapped_key(system: LocalSystem) -> kms_pb2.GenerateDataKeyResponse:
     with system.channel("kms", identity="storage") as channel:
         return kms_pb2_grpc.KeyManagementServiceStub(channel).GenerateDataKey(
-            kms_pb2.GenerateDataKeyRequest(key_ring="regions/eu", encryption_context=CONTEXT), timeout=10)
+            kms_pb2.GenerateDataKeyRequest(name="regions/eu", encryption_context=CONTEXT), timeout=10)
 
 
 def _data_key_calls(wrapped: bytes) -> dict[str, Callable[[kms_pb2_grpc.KeyManagementServiceStub, tuple], object]]:
     return {
         "generate": lambda stub, md: stub.GenerateDataKey(kms_pb2.GenerateDataKeyRequest(
-            key_ring="regions/eu", encryption_context=CONTEXT), metadata=md, timeout=10),
+            name="regions/eu", encryption_context=CONTEXT), metadata=md, timeout=10),
         "decrypt": lambda stub, md: stub.DecryptDataKey(kms_pb2.DecryptDataKeyRequest(
-            key_ring="regions/eu", wrapped_key=wrapped, encryption_context=CONTEXT), metadata=md, timeout=10),
+            name="regions/eu", wrapped_key=wrapped, encryption_context=CONTEXT), metadata=md, timeout=10),
         "re-encrypt": lambda stub, md: stub.ReEncryptDataKey(kms_pb2.ReEncryptDataKeyRequest(
-            key_ring="regions/eu", wrapped_key=wrapped, encryption_context=CONTEXT), metadata=md, timeout=10),
+            name="regions/eu", wrapped_key=wrapped, encryption_context=CONTEXT), metadata=md, timeout=10),
     }
 
 

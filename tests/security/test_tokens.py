@@ -53,7 +53,7 @@ def _authz_list(system: LocalSystem, metadata: tuple) -> object:
 def _kms_list(system: LocalSystem, metadata: tuple) -> object:
     with system.channel("kms") as channel:
         return kms_pb2_grpc.KeyManagementServiceStub(channel).ListKeyVersions(
-            kms_pb2.ListKeyVersionsRequest(key_ring="regions/eu"), metadata=metadata, timeout=10)
+            kms_pb2.ListKeyVersionsRequest(parent="regions/eu"), metadata=metadata, timeout=10)
 
 
 CALLS: dict[str, Call] = {"storage": _storage_list, "storage-download": _storage_download, "authz": _authz_list,

@@ -47,7 +47,7 @@ PRINTED: list[tuple[Message, Callable[[Message], Any]]] = [
     (authz_pb2.StartRunResponse(run=authz_pb2.Run(name="projects/p/pipelines/4/runs/7", run_id=7,
                                                   state=authz_pb2.Run.COMPLETED), job_token="eyJ.x.y"),
      lambda m: json_object(convert.started_run(m))),
-    (kms_pb2.KeyVersion(name="regions/eu/keyVersions/2", region="eu", version=2, state=kms_pb2.KeyVersion.PRIMARY,
+    (kms_pb2.KeyVersion(name="regions/eu/keyVersions/2", region="eu", version=2, state=kms_pb2.KeyVersion.STATE_PRIMARY,
                         created_by="deployment:d-1", reason="quarterly"),
      lambda m: json_object(convert.key_version(m))),
     (storage_pb2.RewrapDataKeysResponse(

@@ -154,6 +154,7 @@ def test_operators_keys_audit_and_break_glass(console: Console, page) -> None:
     page.get_by_role("button", name="Rotate").click()
     expect(page.locator(".flash")).to_contain_text("is the primary key version of eu")
     expect(page.locator("tbody tr")).to_have_count(before + 1)
+    expect(page.locator("tbody tr").first.locator(".badge")).to_have_text("primary")  # the word, not the enum
     # Disabling needs the version's name typed; a wrong one changes nothing.
     page.get_by_text("Disable, enable or destroy a version…").click()
     page.get_by_label("Action").select_option("disable")

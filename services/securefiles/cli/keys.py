@@ -29,7 +29,7 @@ def keys_list(args: argparse.Namespace) -> int:
     else:
         print(f"region {region}")
         print_table(("VERSION", "STATE", "DATA KEYS", "CREATED", "CREATED BY", "REASON"),
-                    [(v.version, v.state, counts.get(v.name, 0), when(v.create_time), v.created_by, v.reason)
+                    [(v.version, v.state_word, counts.get(v.name, 0), when(v.create_time), v.created_by, v.reason)
                      for v in versions])
     return 0
 
@@ -64,7 +64,7 @@ def _change_state(args: argparse.Namespace, action: str) -> int:
     if wants_json(args):
         print_json(json_object(v))
     else:
-        print(f"{v.name} is {v.state}")
+        print(f"{v.name} is {v.state_word}")
     return 0
 
 

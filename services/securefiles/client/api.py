@@ -524,13 +524,13 @@ class SecureFilesClient(IdentityCalls):
     def list_key_versions(self, region: str | None = None) -> tuple[str, list[kms_pb2.KeyVersion]]:
         stub, region = self._kms(region)
         response = all_pages(lambda r: self._transport.call(stub.ListKeyVersions, r),
-                             kms_pb2.ListKeyVersionsRequest(key_ring=region_name(region)), "key_versions")
+                             kms_pb2.ListKeyVersionsRequest(parent=region_name(region)), "key_versions")
         return region, list(response.key_versions)
 
     def rotate_key(self, region: str | None = None, reason: str = "") -> kms_pb2.KeyVersion:
         stub, region = self._kms(region)
         return self._transport.call(stub.RotateKey, kms_pb2.RotateKeyRequest(
-            key_ring=region_name(region), reason=reason))
+            parent=region_name(region), reason=reason))
 
     def _key_version_name(self, region: str, version: str) -> str:
         if version.isdigit():

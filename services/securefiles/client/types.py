@@ -124,7 +124,8 @@ class StartedRun:
 
 @dataclass(frozen=True)
 class KeyVersion:
-    """A version of a region's key; `state` is PRIMARY, ENABLED, DISABLED or DESTROYED."""
+    """A version of a region's key; `state` is the proto's STATE_PRIMARY, STATE_ENABLED, STATE_DISABLED or
+    STATE_DESTROYED (as `--output json` prints it)."""
 
     name: str
     region: str
@@ -133,6 +134,11 @@ class KeyVersion:
     create_time: dt.datetime | None
     created_by: str
     reason: str
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it: PRIMARY, ENABLED, DISABLED or DESTROYED."""
+        return self.state.removeprefix("STATE_")
 
 
 @dataclass(frozen=True)

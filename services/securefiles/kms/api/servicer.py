@@ -32,7 +32,7 @@ def key_version_message(record: KeyVersionRecord) -> kms_pb2.KeyVersion:
         name=record.name,
         region=record.region,
         version=record.version,
-        state=kms_pb2.KeyVersion.State.Value(record.state.value),
+        state=kms_pb2.KeyVersion.State.Value(f"STATE_{record.state.value}"),
         create_time=to_timestamp(record.created_at),
         created_by=record.created_by,
         reason=record.reason,
@@ -62,9 +62,9 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
             await self._authz.require_operator(principal)
         return principal.name
 
-    def _check_ring(self, key_ring: str) -> None:
-        if parse_region(key_ring) != self._ring.region:
-            raise InvalidArgument(f"this kms serves region {self._ring.region}, not {key_ring}", reason="WRONG_REGION")
+    def _check_ring(self, ring: str) -> None:
+        if parse_region(ring) != self._ring.region:
+            raise InvalidArgument(f"this kms serves region {self._ring.region}, not {ring}", reason="WRONG_REGION")
 
     def _version_of(self, name: str) -> int:
         region, version = parse_key_version(name)
@@ -84,8 +84,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self, request: kms_pb2.GenerateDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.GenerateDataKeyResponse:
         self._require_storage()
-        self._check_ring(request.key_ring)
-        audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
+        self._check_ring(request.name)
+        audit_note(request.name, **{f"context.{k}": v for k, v in request.encryption_context.items()})
         plaintext, wrapped, record = await self._db.run(self._ring.generate_data_key,
                                                         self._context(request.encryption_context))
         audit_note(key_version=record.name)
@@ -95,8 +95,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self, request: kms_pb2.DecryptDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.DecryptDataKeyResponse:
         self._require_storage()
-        self._check_ring(request.key_ring)
-        audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
+        self._check_ring(request.name)
+        audit_note(request.name, **{f"context.{k}": v for k, v in request.encryption_context.items()})
         plaintext, record = await self._db.run(self._ring.decrypt_data_key, request.wrapped_key,
                                                self._context(request.encryption_context))
         audit_note(key_version=record.name)
@@ -106,8 +106,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self, request: kms_pb2.ReEncryptDataKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.ReEncryptDataKeyResponse:
         self._require_storage()
-        self._check_ring(request.key_ring)
-        audit_note(request.key_ring, **{f"context.{k}": v for k, v in request.encryption_context.items()})
+        self._check_ring(request.name)
+        audit_note(request.name, **{f"context.{k}": v for k, v in request.encryption_context.items()})
         wrapped, primary, previous = await self._db.run(
             self._ring.reencrypt_data_key, request.wrapped_key, self._context(request.encryption_context))
         audit_note(key_version=primary.name, previous_key_version=previous.name)
@@ -118,7 +118,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     def _batch(self, request: kms_pb2.BatchDecryptDataKeysRequest | kms_pb2.BatchReEncryptDataKeysRequest,
                limit: int) -> list[tuple[bytes, Mapping[str, str]]]:
         self._require_storage()
-        self._check_ring(request.key_ring)
+        self._check_ring(request.name)
         if not 1 <= len(request.keys) <= limit:
             raise InvalidArgument(f"give 1 to {limit} keys", reason="INVALID_BATCH_SIZE")
         return [(k.wrapped_key, self._context(k.encryption_context)) for k in request.keys]
@@ -129,7 +129,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         keys = self._batch(request, MAX_DECRYPT_BATCH)
         unwrapped = await self._db.run(self._ring.decrypt_data_keys, keys)
         # One entry per key, as DecryptDataKey writes: which file's key, under which version.
-        audit_items([(request.key_ring, {**{f"context.{k}": v for k, v in ctx.items()}, "key_version": record.name})
+        audit_items([(request.name, {**{f"context.{k}": v for k, v in ctx.items()}, "key_version": record.name})
                      for (_, ctx), (_, record) in zip(keys, unwrapped, strict=True)])
         return kms_pb2.BatchDecryptDataKeysResponse(keys=[
             kms_pb2.DecryptDataKeyResponse(plaintext=plaintext, key_version=record.name)
@@ -154,7 +154,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
                 wrapped_key=outcome.wrapped, key_version=outcome.primary.name,
                 previous_key_version=outcome.previous.name))
         # One entry for the batch: how many keys moved from which version to the primary.
-        audit_note(request.key_ring, keys=len(keys), key_version=primary,
+        audit_note(request.name, keys=len(keys), key_version=primary,
                    **{f"from.{version}": n for version, n in sorted(moved.items())})
         return kms_pb2.BatchReEncryptDataKeysResponse(results=results)
 
@@ -164,7 +164,7 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self, request: kms_pb2.RotateKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.KeyVersion:
         operator = await self._require_operator()
-        self._check_ring(request.key_ring)
+        self._check_ring(request.parent)
         if len(request.reason) > MAX_REASON:
             raise InvalidArgument("reason is too long", reason="INVALID_REASON")
         # The entry names the version the database numbered, and commits with it.
@@ -177,9 +177,9 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
         self, request: kms_pb2.ListKeyVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> kms_pb2.ListKeyVersionsResponse:
         await self._require_operator(allow_storage=True)
-        self._check_ring(request.key_ring)
+        self._check_ring(request.parent)
         versions = await self._db.run(self._ring.list_versions)
-        page, token = keyset_page(versions, lambda r: sort_key(r.version), request.key_ring, "", request.page_size,
+        page, token = keyset_page(versions, lambda r: sort_key(r.version), request.parent, "", request.page_size,
                                   request.page_token, descending=True)
         return kms_pb2.ListKeyVersionsResponse(key_versions=[key_version_message(r) for r in page],
                                                next_page_token=token)

@@ -34,13 +34,13 @@ class KeyVersion(_message.Message):
         DESCRIPTOR: _descriptor.EnumDescriptor
         STATE_UNSPECIFIED: KeyVersion._State.ValueType  # 0
         """Not set."""
-        PRIMARY: KeyVersion._State.ValueType  # 1
+        STATE_PRIMARY: KeyVersion._State.ValueType  # 1
         """Encrypts new data keys and decrypts."""
-        ENABLED: KeyVersion._State.ValueType  # 2
+        STATE_ENABLED: KeyVersion._State.ValueType  # 2
         """Decrypts only."""
-        DISABLED: KeyVersion._State.ValueType  # 3
+        STATE_DISABLED: KeyVersion._State.ValueType  # 3
         """Neither encrypts nor decrypts; reversible."""
-        DESTROYED: KeyVersion._State.ValueType  # 4
+        STATE_DESTROYED: KeyVersion._State.ValueType  # 4
         """Material erased; irreversible."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
@@ -48,13 +48,13 @@ class KeyVersion(_message.Message):
 
     STATE_UNSPECIFIED: KeyVersion.State.ValueType  # 0
     """Not set."""
-    PRIMARY: KeyVersion.State.ValueType  # 1
+    STATE_PRIMARY: KeyVersion.State.ValueType  # 1
     """Encrypts new data keys and decrypts."""
-    ENABLED: KeyVersion.State.ValueType  # 2
+    STATE_ENABLED: KeyVersion.State.ValueType  # 2
     """Decrypts only."""
-    DISABLED: KeyVersion.State.ValueType  # 3
+    STATE_DISABLED: KeyVersion.State.ValueType  # 3
     """Neither encrypts nor decrypts; reversible."""
-    DESTROYED: KeyVersion.State.ValueType  # 4
+    STATE_DESTROYED: KeyVersion.State.ValueType  # 4
     """Material erased; irreversible."""
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -125,10 +125,10 @@ class GenerateDataKeyRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     ENCRYPTION_CONTEXT_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    name: _builtins.str
+    """The key ring, `regions/{region}`."""
     @_builtins.property
     def encryption_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Bound as additional authenticated data; must be repeated to unwrap."""
@@ -136,12 +136,12 @@ class GenerateDataKeyRequest(_message.Message):
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        name: _builtins.str = ...,
         encryption_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "key_ring", b"key_ring"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -203,11 +203,11 @@ class DecryptDataKeyRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     WRAPPED_KEY_FIELD_NUMBER: _builtins.int
     ENCRYPTION_CONTEXT_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    name: _builtins.str
+    """The key ring, `regions/{region}`."""
     wrapped_key: _builtins.bytes
     """As returned by GenerateDataKey or ReEncryptDataKey."""
     @_builtins.property
@@ -217,13 +217,13 @@ class DecryptDataKeyRequest(_message.Message):
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        name: _builtins.str = ...,
         wrapped_key: _builtins.bytes = ...,
         encryption_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "key_ring", b"key_ring", "wrapped_key", b"wrapped_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "name", b"name", "wrapped_key", b"wrapped_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,11 +281,11 @@ class ReEncryptDataKeyRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     WRAPPED_KEY_FIELD_NUMBER: _builtins.int
     ENCRYPTION_CONTEXT_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    name: _builtins.str
+    """The key ring, `regions/{region}`."""
     wrapped_key: _builtins.bytes
     """The wrapped key to re-wrap."""
     @_builtins.property
@@ -295,13 +295,13 @@ class ReEncryptDataKeyRequest(_message.Message):
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        name: _builtins.str = ...,
         wrapped_key: _builtins.bytes = ...,
         encryption_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "key_ring", b"key_ring", "wrapped_key", b"wrapped_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encryption_context", b"encryption_context", "name", b"name", "wrapped_key", b"wrapped_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,21 +343,21 @@ class RotateKeyRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    parent: _builtins.str
+    """The key ring that owns the versions, `regions/{region}`."""
     reason: _builtins.str
     """Free text recorded with the version and in the audit log."""
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        parent: _builtins.str = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -369,11 +369,11 @@ class ListKeyVersionsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    parent: _builtins.str
+    """The key ring that owns the versions, `regions/{region}`."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -381,13 +381,13 @@ class ListKeyVersionsRequest(_message.Message):
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -541,10 +541,10 @@ class BatchDecryptDataKeysRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     KEYS_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    name: _builtins.str
+    """The key ring, `regions/{region}`."""
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___WrappedDataKey]:
         """The keys to unwrap (1 to 100)."""
@@ -552,12 +552,12 @@ class BatchDecryptDataKeysRequest(_message.Message):
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        name: _builtins.str = ...,
         keys: _abc.Iterable[Global___WrappedDataKey] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -593,10 +593,10 @@ class BatchReEncryptDataKeysRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     KEYS_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """Key ring, `regions/{region}`."""
+    name: _builtins.str
+    """The key ring, `regions/{region}`."""
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___WrappedDataKey]:
         """The keys to re-wrap (1 to 1000)."""
@@ -604,12 +604,12 @@ class BatchReEncryptDataKeysRequest(_message.Message):
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        name: _builtins.str = ...,
         keys: _abc.Iterable[Global___WrappedDataKey] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring", "keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

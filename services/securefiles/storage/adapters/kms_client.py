@@ -19,7 +19,7 @@ class KmsClient:
         self._timeout = timeout
         self._channel = secure_channel(target, tls, kms_server_name(region))  # only this region's kms
         self._stub = kms_pb2_grpc.KeyManagementServiceStub(self._channel)
-        self._key_ring = region_name(region)
+        self._ring = region_name(region)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -31,21 +31,21 @@ class KmsClient:
         await require_serving(self._channel, f"kms-{self.region}")
 
     async def generate_data_key(self, context: Mapping[str, str]) -> kms_pb2.GenerateDataKeyResponse:
-        request = kms_pb2.GenerateDataKeyRequest(key_ring=self._key_ring, encryption_context=dict(context))
+        request = kms_pb2.GenerateDataKeyRequest(name=self._ring, encryption_context=dict(context))
         response = await call_peer(self._stub.GenerateDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.GenerateDataKeyResponse)
         return response
 
     async def decrypt_data_key(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         request = kms_pb2.DecryptDataKeyRequest(
-            key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
+            name=self._ring, wrapped_key=wrapped, encryption_context=dict(context)
         )
         response = await call_peer(self._stub.DecryptDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.DecryptDataKeyResponse)
         return response.plaintext
 
     async def decrypt_data_keys(self, keys: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[bytes]:
-        request = kms_pb2.BatchDecryptDataKeysRequest(key_ring=self._key_ring, keys=[
+        request = kms_pb2.BatchDecryptDataKeysRequest(name=self._ring, keys=[
             kms_pb2.WrappedDataKey(wrapped_key=wrapped, encryption_context=dict(context)) for wrapped, context in keys])
         response = await call_peer(self._stub.BatchDecryptDataKeys, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.BatchDecryptDataKeysResponse)
@@ -54,7 +54,7 @@ class KmsClient:
     async def reencrypt_data_keys(
         self, keys: Sequence[tuple[bytes, Mapping[str, str]]]
     ) -> list[kms_pb2.ReEncryptDataKeyResult]:
-        request = kms_pb2.BatchReEncryptDataKeysRequest(key_ring=self._key_ring, keys=[
+        request = kms_pb2.BatchReEncryptDataKeysRequest(name=self._ring, keys=[
             kms_pb2.WrappedDataKey(wrapped_key=wrapped, encryption_context=dict(context)) for wrapped, context in keys])
         response = await call_peer(self._stub.BatchReEncryptDataKeys, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.BatchReEncryptDataKeysResponse)
@@ -62,7 +62,7 @@ class KmsClient:
 
     async def list_key_versions(self) -> list[kms_pb2.KeyVersion]:
         versions: list[kms_pb2.KeyVersion] = []
-        request = kms_pb2.ListKeyVersionsRequest(key_ring=self._key_ring, page_size=1000)
+        request = kms_pb2.ListKeyVersionsRequest(parent=self._ring, page_size=1000)
         while True:  # every page: a ring rotated on each deploy outgrows one
             response = await call_peer(self._stub.ListKeyVersions, request, "kms", self._timeout)
             assert isinstance(response, kms_pb2.ListKeyVersionsResponse)
@@ -75,7 +75,7 @@ class KmsClient:
         self, wrapped: bytes, context: Mapping[str, str]
     ) -> kms_pb2.ReEncryptDataKeyResponse:
         request = kms_pb2.ReEncryptDataKeyRequest(
-            key_ring=self._key_ring, wrapped_key=wrapped, encryption_context=dict(context)
+            name=self._ring, wrapped_key=wrapped, encryption_context=dict(context)
         )
         response = await call_peer(self._stub.ReEncryptDataKey, request, "kms", self._timeout)
         assert isinstance(response, kms_pb2.ReEncryptDataKeyResponse)

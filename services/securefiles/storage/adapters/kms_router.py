@@ -53,7 +53,7 @@ class RegionalDataKeys:
 
     async def primary_version(self, region: str) -> int:
         for version in await self.client(region).list_key_versions():
-            if version.state == kms_pb2.KeyVersion.PRIMARY:
+            if version.state == kms_pb2.KeyVersion.STATE_PRIMARY:
                 return int(version.version)
         raise FailedPrecondition(f"region {region} has no primary key version", reason="NO_PRIMARY_KEY_VERSION")
 

@@ -24,6 +24,11 @@ def _confirmed(form: FormData) -> None:
         raise InvalidArgument("tick the box to confirm; nothing was done", reason="NOT_CONFIRMED")
 
 
+def _state_word(state: kms_pb2.KeyVersion.State.ValueType) -> str:
+    """PRIMARY, ENABLED…: the state without the enum's prefix, as the page shows it."""
+    return kms_pb2.KeyVersion.State.Name(state).removeprefix("STATE_")
+
+
 async def keys(ctx: Ctx) -> Response:
     def load(c: SecureFilesClient) -> list[dict[str, Any]]:
         regions = []
@@ -31,7 +36,7 @@ async def keys(ctx: Ctx) -> Response:
             _, versions = c.list_key_versions(region)
             counts = c.count_data_keys(region)
             regions.append({"region": region, "versions": [
-                {"version": v, "state": kms_pb2.KeyVersion.State.Name(v.state), "data_keys": counts.get(v.name, 0)}
+                {"version": v, "state": _state_word(v.state), "data_keys": counts.get(v.name, 0)}
                 for v in versions]})
         return regions
 
@@ -69,7 +74,7 @@ async def key_state(ctx: Ctx, form: FormData) -> str:
             raise InvalidArgument(f"{in_use} data key(s) still use {name}: rewrap first; nothing was destroyed",
                                   reason="KEY_VERSION_IN_USE")
     changed = await ctx.call(lambda c: c.set_key_version_state(version, what, region))
-    ctx.flash("notice", f"{changed.name} is {kms_pb2.KeyVersion.State.Name(changed.state).lower()}")
+    ctx.flash("notice", f"{changed.name} is {_state_word(changed.state).lower()}")
     return "/operators/keys"
 
 
