@@ -28,7 +28,7 @@ from securefiles.authz.domain.service import Authorization, IdentitySettings
 from securefiles.authz.domain.sign_in import SignInSettings
 from securefiles.authz.domain.trusts import validate_issuer
 from securefiles.authz.v1 import authz_pb2, authz_pb2_grpc
-from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.audit import AuditLog
 from securefiles.common.authentication import Authenticator
 from securefiles.common.clock import utcnow
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_int, env_optional, env_str
@@ -159,16 +159,12 @@ def build(settings: AuthzSettings) -> tuple[RunningServer, list[Job], Callable[[
     what releases its database threads and connections once the server has stopped."""
     database = DatabaseThreads(settings.server.database_threads, "authz-db")
     authorization, issuer, audit, engine = build_authorization(settings, database)
-    retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), utcnow)
+    retention = RunRetention(SqlCompletedRunStore(engine), dt.timedelta(days=settings.run_retention_days), utcnow,
+                             UnitsOfWork(engine, audit).for_job("service:authz", "ForgetCompletedRuns"))
 
     async def forget_completed_runs() -> None:
         cutoff = retention.cutoff()
-        # No entry, no change: the sweep is recorded before the first run goes.
-        def record_sweep() -> None:
-            audit.record("service:authz", "ForgetCompletedRuns", "runs", ALLOW,
-                         details={"completed_before": cutoff.isoformat()})
-
-        forgotten = await database.run(retention.forget_old_runs, cutoff, record_sweep)
+        forgotten = await database.run(retention.forget_old_runs, cutoff)
         if forgotten:
             log.info("completed runs forgotten", extra={"runs": forgotten, "completed_before": cutoff.isoformat()})
 

@@ -9,25 +9,50 @@
 When the unit commits, the current call's ALLOW entry (if it owes one and has not written it yet)
 is chained into the same transaction, which holds the chain's head row until it commits, so
 entries written here and those the group commit writes interleave in one chain. A call that
-makes several units writes its entry with the first. Outside a call (start-up, housekeeping)
-a unit is just a transaction. Denials, failures and reads stay the interceptor's.
+makes several units writes its entry with the first. Outside a call a unit is just a
+transaction, unless it is a background job's (`units.for_job(principal, action)`): then the
+entry its body names with `unit.audit(...)` commits with its change in the same way, and a body
+that names none writes none. Denials, failures and reads stay the interceptor's.
+
+    with units.for_job("service:authz", "ForgetCompletedRuns")() as unit:   # a database thread
+        removed = repo.forget(...)
+        if removed:
+            unit.audit("runs", runs=removed)
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
 
 from securefiles.common.audit import AuditLog
-from securefiles.common.call_context import AllowOnce, audit_note, audit_unavailable, entries_of_call, owed_allow
+from securefiles.common.call_context import (
+    AllowOnce,
+    EntryFields,
+    audit_note,
+    audit_unavailable,
+    entries_of_call,
+    owed_allow,
+)
 from securefiles.common.db import OpenUnit, database_errors, in_unit, joining, leave, open_unit
 from securefiles.common.db_threads import DatabaseThreads
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Job:
+    """Who and what a background job's entries name (no call does), and facts every one carries."""
+
+    principal: str
+    action: str
+    details: tuple[tuple[str, str], ...] = ()
 
 
 class _Transaction:
@@ -37,6 +62,7 @@ class _Transaction:
         self.unit: OpenUnit = open_unit(engine)
         self.conn: Connection = self.unit.conn
         self._audit = audit
+        self.job_entry: EntryFields | None = None  # a background job's entry, named by its body
 
     def commit(self) -> None:
         """Chain the call's owed ALLOW entry into this transaction, then commit both."""
@@ -51,12 +77,23 @@ class _Transaction:
             allow.written_with_change()
             counted()
 
+    def note_job(self, job: Job, resource: str | None, details: dict[str, object]) -> None:
+        """Name (or add to) the background job's entry, written when the unit commits."""
+        before = self.job_entry or EntryFields(job.principal, job.action, "", dict(job.details), "")
+        self.job_entry = EntryFields(job.principal, job.action, before.resource if resource is None else resource,
+                                     {**before.details, **{k: str(v) for k, v in details.items()}}, "")
+
     def _write_entry(self) -> tuple[AllowOnce | None, Callable[[], None]]:
-        allow = owed_allow() if self._audit is not None else None
-        if allow is None or self._audit is None:
+        if self._audit is None:
+            return None, _nothing
+        allow = owed_allow()
+        entries = entries_of_call(allowed=True) if allow is not None else []
+        if self.job_entry is not None:
+            entries.append(self.job_entry)
+        if not entries:
             return None, _nothing
         try:  # refused: the whole transaction rolls back (no entry, no change)
-            counted = self._audit.append_in(self.conn, entries_of_call(allowed=True))
+            counted = self._audit.append_in(self.conn, entries)
         except Exception:
             raise audit_unavailable() from None
         return allow, counted
@@ -73,14 +110,18 @@ class UnitOfWork:
     """`with unit: ...` in a database thread: the body's writes and the call's entry, one commit.
     Inside another unit on the same engine it is part of that one (which commits for both)."""
 
-    def __init__(self, engine: Engine, audit: AuditLog | None) -> None:
-        self._engine, self._audit = engine, audit
+    def __init__(self, engine: Engine, audit: AuditLog | None, job: Job | None = None) -> None:
+        self._engine, self._audit, self._job = engine, audit, job
         self._tx: _Transaction | None = None
         self._token: Any = None
 
     def audit(self, resource: str | None = None, **details: object) -> None:
         """Name what the change's entry concerns (and facts about it)."""
-        audit_note(resource, **details)
+        if self._job is None:
+            audit_note(resource, **details)
+            return
+        assert self._tx is not None, "a background job's unit is its own, not part of another"
+        self._tx.note_job(self._job, resource, details)
 
     def __enter__(self) -> UnitOfWork:
         if in_unit(self._engine):
@@ -135,6 +176,12 @@ class UnitsOfWork:
     def __call__(self) -> UnitOfWork:
         """A unit for code already on a database thread."""
         return UnitOfWork(self._engine, self._audit)
+
+    def for_job(self, principal: str, action: str, **details: object) -> Callable[[], UnitOfWork]:
+        """Units for a background job in a database thread: the entry each one's body names
+        (`unit.audit(resource, ...)`) is `principal` doing `action`, with `details` besides."""
+        job = Job(principal, action, tuple((k, str(v)) for k, v in details.items()))
+        return functools.partial(UnitOfWork, self._engine, self._audit, job)
 
     def begin(self) -> AsyncUnitOfWork:
         """A unit for the event loop."""

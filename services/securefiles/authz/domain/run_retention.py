@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from securefiles.authz.domain.pipelines import JOB_TOKEN_MAX_TTL
@@ -30,27 +31,43 @@ class CompletedRunStore(Protocol):
         ...
 
 
+class AuditedChange(Protocol):
+    def audit(self, resource: str | None = None, **details: object) -> None:
+        """Name what the change's entry concerns (and facts about it)."""
+        ...
+
+
+class AuditedUnits(Protocol):
+    """`with units() as change: ...; change.audit(...)`: the writes inside and the entry commit
+    together, or neither does (`common/unit_of_work.py`'s units for a job in the service)."""
+
+    def __call__(self) -> AbstractContextManager[AuditedChange]: ...
+
+
 class RunRetention:
-    def __init__(self, store: CompletedRunStore, keep: dt.timedelta, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, store: CompletedRunStore, keep: dt.timedelta, clock: Callable[[], dt.datetime],
+                 units: AuditedUnits) -> None:
         if keep < MIN_KEEP:
             raise ValueError(f"completed runs must be kept at least {MIN_KEEP.days} days (job tokens live 31)")
         self._store = store
         self.keep = keep
         self._clock = clock
+        self._units = units
 
     def cutoff(self) -> dt.datetime:
         return self._clock() - self.keep
 
-    def forget_old_runs(self, cutoff: dt.datetime, before_first: Callable[[], None], max_batches: int = 100) -> int:
-        """Forget runs completed before `cutoff`, a batch (one transaction) at a time; how many.
-        `before_first` (the audit entry) runs once, before anything is removed, and only if
-        something will be."""
-        if not self._store.has_completed_runs(cutoff):
+    def forget_old_runs(self, cutoff: dt.datetime, max_batches: int = 100) -> int:
+        """Forget runs completed before `cutoff`, a batch at a time; how many. Each batch that
+        removes runs commits with its audit entry (how many, completed before when), or not at all."""
+        if not self._store.has_completed_runs(cutoff):  # a read: no write lock taken for nothing
             return 0
-        before_first()
         forgotten = 0
         for _ in range(max_batches):
-            done = self._store.forget_completed_runs(cutoff, BATCH)
+            with self._units() as change:
+                done = self._store.forget_completed_runs(cutoff, BATCH)
+                if done:
+                    change.audit("runs", completed_before=cutoff.isoformat(), runs=done)
             forgotten += done
             if done < BATCH:
                 break
