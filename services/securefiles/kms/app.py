@@ -12,7 +12,7 @@ from pathlib import Path
 from securefiles import __version__
 from securefiles.audit.api import SERVICE_NAME as AUDIT_SERVICE
 from securefiles.audit.api import WITNESS_METHODS, audit_registration
-from securefiles.common.audit import ALLOW, AuditLog
+from securefiles.common.audit import AuditLog
 from securefiles.common.authentication import Authenticator
 from securefiles.common.config import ConfigError, ServerSettings, env_bool, env_optional, env_str
 from securefiles.common.db import make_engine, ping
@@ -29,7 +29,7 @@ from securefiles.kms.adapters.metrics import register_key_version_gauges
 from securefiles.kms.adapters.pkcs11_root_key import Pkcs11ConfigError, Pkcs11RootKey, Pkcs11Settings
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
 from securefiles.kms.api.servicer import KeyManagementServicer
-from securefiles.kms.domain.key_ring import KeyRing, load_root_key
+from securefiles.kms.domain.key_ring import KeyRing, KeyVersionRecord, deployment_principal, load_root_key
 from securefiles.kms.domain.root_key import FileRootKey, RootKey
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 
@@ -87,6 +87,16 @@ def load_root(settings: KmsSettings) -> RootKey:
     return FileRootKey(load_root_key(settings.root_key_file.read_bytes()))
 
 
+def rotate_on_deploy(ring: KeyRing, units: UnitsOfWork, deployment_id: str) -> tuple[KeyVersionRecord, bool]:
+    """One new primary per deployment id (idempotent); a new version commits with its
+    RotateKeyOnDeploy entry, or neither is made (AUDIT_UNAVAILABLE: the service does not start)."""
+    with units.for_job(deployment_principal(deployment_id), "RotateKeyOnDeploy")() as change:
+        record, created = ring.ensure_deployment_version(deployment_id)
+        if created:
+            change.audit(record.name, deployment_id=deployment_id)
+    return record, created
+
+
 def build(settings: KmsSettings) -> tuple[RunningServer, Callable[[], Awaitable[None]], list[Job]]:
     """Wire the kms service (call inside the event loop); rotate on deploy if needed. Returns the
     server, what closes its client of authz, database threads and connections once the server
@@ -97,10 +107,7 @@ def build(settings: KmsSettings) -> tuple[RunningServer, Callable[[], Awaitable[
     store = SqlKeyVersionStore(engine)
     ring = KeyRing(settings.region, load_root(settings), store)
     register_key_version_gauges(store, settings.region)
-    record, created = ring.ensure_deployment_version(settings.deployment_id)
-    if created:
-        audit.record(record.created_by, "RotateKeyOnDeploy", record.name, ALLOW,
-                     details={"deployment_id": settings.deployment_id})
+    record, created = rotate_on_deploy(ring, UnitsOfWork(engine, audit), settings.deployment_id)
     log.info("key ring ready", extra={"region": settings.region, "primary": record.name, "rotated": created})
     authz = AuthzClient(settings.authz_endpoint, settings.server.tls, settings.server.outbound_timeout)
     database = DatabaseThreads(settings.server.database_threads, "kms-db")

@@ -42,6 +42,11 @@ from securefiles.kms.domain.wrapped_key import (
 PRIMARY_TTL = 1.0
 
 
+def deployment_principal(deployment_id: str) -> str:
+    """Who made a version rotated on deploy."""
+    return f"deployment:{deployment_id}"
+
+
 class KeyState(StrEnum):
     PRIMARY = "PRIMARY"
     ENABLED = "ENABLED"
@@ -166,7 +171,7 @@ class KeyRing:
     def ensure_deployment_version(self, deployment_id: str) -> tuple[KeyVersionRecord, bool]:
         """Rotation on deploy: one new primary per deployment id, idempotent."""
         return self._store.add_primary(
-            self.region, self._seal_new_material, f"deployment:{deployment_id}",
+            self.region, self._seal_new_material, deployment_principal(deployment_id),
             "rotation on deploy", deployment_id, self._clock(),
         )
 
