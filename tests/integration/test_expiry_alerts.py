@@ -4,6 +4,7 @@ threshold, by a signed webhook and a log line, and audited."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -11,6 +12,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,12 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text
 
 from securefiles.cli.up import ensure_postgres_database
+from securefiles.common.audit import AuditLog, audit_events
 from securefiles.common.db import make_engine
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.migrations import upgrade
+from securefiles.common.unit_of_work import UnitsOfWork
 from securefiles.storage.adapters.expiry_webhook import WebhookNotifier
 from securefiles.storage.adapters.sql_expiry_alerts import SqlExpiryAlerts
 from securefiles.storage.adapters.sql_files import SqlFileRepository
@@ -80,18 +84,36 @@ class Files:
         pass
 
 
+class Entries:
+    """Units of work in memory: the entries their changes named, in order; with `refuse`, an entry
+    cannot be written (the unit fails before the change)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str | None, dict[str, object]]] = []
+        self.refuse = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[Entries]:
+        yield self
+
+    def audit(self, resource: str | None = None, **details: object) -> None:
+        if self.refuse:
+            raise RuntimeError("audit log unavailable")
+        self.entries.append((resource, details))
+
+
 def test_each_threshold_is_announced_once_by_a_signed_webhook_and_audited() -> None:
     now = [START]
     files = Files()
     files.put("f-1", 1, START + dt.timedelta(days=40), name='evil "name"\n##vso[task.setvariable]')
     files.put("f-2", 1, START + dt.timedelta(days=5))  # first seen inside 7 days: the 7-day alert only
     files.put("f-3", 1, None)  # no expiry: never announced
-    audited: list[ExpiryAlert] = []
+    audited = Entries()
 
     with webhook_receiver() as receiver:
         async def scenario() -> list[list[tuple[str, int]]]:
             notifier = WebhookNotifier(receiver.url, SECRET)
-            alerts = ExpiryAlerts(files, notifier, audited.append, lambda: now[0], page=1)  # page: keyset walk
+            alerts = ExpiryAlerts(files, notifier, audited, lambda: now[0], page=1)  # page: keyset walk
             runs = []
             for day in (0, 0, 11, 11.5, 34, 39.5, 39.9, 45):
                 now[0] = START + dt.timedelta(days=day)
@@ -110,7 +132,7 @@ def test_each_threshold_is_announced_once_by_a_signed_webhook_and_audited() -> N
     assert received[2]["display_name"] == 'evil "name"\n##vso[task.setvariable]'  # JSON carries it intact
     assert received[2]["event"] == "secure_file.expiring" and received[2]["id"] == "f-1/v1/30d"
     assert received[2]["days_left"] == 29.0 and received[2]["expired"] is False
-    assert [(a.resource, a.threshold_days) for a in audited] == [
+    assert [(resource, facts["threshold_days"]) for resource, facts in audited.entries] == [
         (r["secure_file"], r["threshold_days"]) for r in received]
 
     # A renewed version is announced afresh.
@@ -121,10 +143,10 @@ def test_each_threshold_is_announced_once_by_a_signed_webhook_and_audited() -> N
     assert [(a.resource, a.version, a.threshold_days) for a in sent] == [("projects/default/secureFiles/f-1", 2, 30)]
 
 
-async def _one_run(files: Files, url: str, audited: list, at: dt.datetime) -> list[ExpiryAlert]:
+async def _one_run(files: Files, url: str, audited: Entries, at: dt.datetime) -> list[ExpiryAlert]:
     notifier = WebhookNotifier(url, SECRET)
     try:
-        return await ExpiryAlerts(files, notifier, audited.append, lambda: at).run_once()
+        return await ExpiryAlerts(files, notifier, audited, lambda: at).run_once()
     finally:
         await notifier.close()
 
@@ -132,26 +154,17 @@ async def _one_run(files: Files, url: str, audited: list, at: dt.datetime) -> li
 def test_an_undelivered_or_unaudited_alert_is_not_recorded_and_is_sent_again() -> None:
     files = Files()
     files.put("f-1", 1, START + dt.timedelta(days=3))
-    audited: list[ExpiryAlert] = []
+    audited = Entries()
     with webhook_receiver() as receiver:
         receiver.status = 503
         assert asyncio.run(_one_run(files, receiver.url, audited, START)) == []
-        assert files.sent == set() and audited == []
-
-        def refuse(_alert: ExpiryAlert) -> None:
-            raise RuntimeError("audit log unavailable")
+        assert files.sent == set() and audited.entries == []
 
         receiver.status = 200
-
-        async def unaudited() -> list[ExpiryAlert]:
-            notifier = WebhookNotifier(receiver.url, SECRET)
-            try:
-                return await ExpiryAlerts(files, notifier, refuse, lambda: START).run_once()
-            finally:
-                await notifier.close()
-
-        assert asyncio.run(unaudited()) == []
+        audited.refuse = True
+        assert asyncio.run(_one_run(files, receiver.url, audited, START)) == []
         assert files.sent == set()  # no entry, no record: it goes out again
+        audited.refuse = False
         sent = asyncio.run(_one_run(files, receiver.url, audited, START))
         assert [a.id for a in sent] == ["f-1/v1/7d"] and files.sent == {("f-1", 1, 7)}
         ids = [_verified(r)["id"] for r in receiver.snapshot()]
@@ -233,7 +246,7 @@ def test_replicas_on_one_postgresql_database_take_turns() -> None:
                 notified.append(alert.id)
 
         def run(replica: SqlExpiryAlerts) -> list[ExpiryAlert]:
-            return asyncio.run(ExpiryAlerts(replica, Recording(), lambda _alert: None, lambda: START).run_once())
+            return asyncio.run(ExpiryAlerts(replica, Recording(), Entries(), lambda: START).run_once())
 
         assert first.try_lead()
         assert run(second) == [] and notified == []  # the other replica is in its pass: this one waits its turn
@@ -247,3 +260,56 @@ def test_replicas_on_one_postgresql_database_take_turns() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_an_alert_whose_entry_or_record_cannot_be_written_leaves_neither_and_goes_out_again(tmp_path: Path) -> None:
+    """The entry and the record that the alert was sent commit in one transaction (SQLite here;
+    the unit of work's own tests cover PostgreSQL)."""
+    url = f"sqlite:///{tmp_path / 'storage.db'}"
+    upgrade("storage", url)
+    engine = make_engine(url)
+    audit = AuditLog(engine, "storage", key=b"k" * 32)
+    try:
+        file_id = str(uuid.uuid4())
+        threads = DatabaseThreads(1, "test-files")
+        asyncio.run(SqlFileRepository(engine, threads).insert(SecureFile(
+            file_id, "default", "cert.pem", {}, "user:a", START, START, FileVersion(
+                1, 10, "0" * 64, f"{file_id}/v1", b"k", "eu", 1, START, "user:a", {}, START + dt.timedelta(days=3)))))
+        threads.close()
+        units = UnitsOfWork(engine, audit).for_job("service:storage", "ExpiryAlert", delivered_to="log")
+        notified: list[str] = []
+
+        class Recording:
+            async def notify(self, alert: ExpiryAlert, now: dt.datetime) -> None:
+                notified.append(alert.id)
+
+        def run() -> list[ExpiryAlert]:
+            return asyncio.run(ExpiryAlerts(SqlExpiryAlerts(engine), Recording(), units, lambda: START).run_once())
+
+        def recorded() -> tuple[int, list[tuple[str, str, str]]]:
+            with engine.connect() as conn:
+                sent = conn.execute(text("SELECT count(*) FROM expiry_alerts")).scalar()
+                entries = [(e.principal, e.action, e.resource) for e in conn.execute(
+                    select(audit_events).where(audit_events.c.action == "ExpiryAlert"))]
+            return sent, entries
+
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TRIGGER alert_audit_off BEFORE INSERT ON audit_events "
+                              "BEGIN SELECT RAISE(ABORT, 'audit disabled'); END"))
+        assert run() == [] and notified == [f"{file_id}/v1/7d"]
+        assert recorded() == (0, [])  # no entry, no record
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER alert_audit_off"))
+            # The record cannot be written (an error that is not "another replica recorded it").
+            conn.execute(text("CREATE TRIGGER alert_record_off BEFORE INSERT ON expiry_alerts "
+                              "BEGIN SELECT 1 FROM no_such_table; END"))
+        assert run() == [] and len(notified) == 2
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER alert_record_off"))
+        assert recorded() == (0, [])
+        assert [a.id for a in run()] == [f"{file_id}/v1/7d"] and len(notified) == 3  # sent again, same id
+        assert recorded() == (1, [("service:storage", "ExpiryAlert", f"projects/default/secureFiles/{file_id}")])
+        assert run() == [] and len(notified) == 3
+    finally:
+        audit.close()
+        engine.dispose()

@@ -46,7 +46,7 @@ from securefiles.storage.adapters.sql_blobs import SqlBlobStore
 from securefiles.storage.adapters.sql_expiry_alerts import SqlExpiryAlerts
 from securefiles.storage.adapters.sql_files import SqlFileRepository
 from securefiles.storage.api.servicer import SecureFileServicer
-from securefiles.storage.domain.expiry_alerts import THRESHOLDS_DAYS, ExpiryAlert, ExpiryAlerts
+from securefiles.storage.domain.expiry_alerts import THRESHOLDS_DAYS, ExpiryAlerts
 from securefiles.storage.domain.ports import BlobStore
 from securefiles.storage.domain.rewrap import DataKeyRewrapper
 from securefiles.storage.domain.service import DEFAULT_MAX_FILE_BYTES, SecureFiles
@@ -297,13 +297,9 @@ async def build(settings: StorageSettings) -> StorageApp:
     notifier = (WebhookNotifier(expiry.webhook_url, expiry.webhook_secret, settings.server.outbound_timeout,
                                 expiry.webhook_ca_file) if expiry.webhook_url else LogOnlyNotifier())
 
-    def audit_alert(alert: ExpiryAlert) -> None:
-        audit.record("service:storage", "ExpiryAlert", alert.resource, ALLOW, details={
-            "id": alert.id, "threshold_days": str(alert.threshold_days), "expires_at": alert.expires_at.isoformat(),
-            "delivered_to": "webhook" if expiry.webhook_url else "log"})
-
-    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, audit_alert, utcnow,
-                          expiry.thresholds, events)
+    alert_units = changes.for_job("service:storage", "ExpiryAlert",
+                                  delivered_to="webhook" if expiry.webhook_url else "log")
+    alerts = ExpiryAlerts(SqlExpiryAlerts(engine), notifier, alert_units, utcnow, expiry.thresholds, events)
     # Last: a failure above leaves no parser process behind (nor a task that outlives the loop).
     parser.start()
     return StorageApp(running, files, authz, keys, rewrapper, audit, parser, database, settings.rewrap_interval,

@@ -3,10 +3,10 @@ window are announced once per file version and threshold (30, 7, 1 days by defau
 
 Each run takes the files expiring within the widest threshold, picks for each the most urgent
 threshold it has crossed and not yet been announced at, notifies (a signed webhook, where
-configured), writes the audit entry of the delivered alert and only then records it as sent:
-a notification that fails is tried again on the next run, nothing is recorded without its
-entry, and an alert whose entry could not be written is sent again (receivers deduplicate by
-its `id`). A file
+configured), then writes the audit entry of the delivered alert and the record that it was sent
+in one transaction: a notification that fails is tried again on the next run, nothing is
+recorded without its entry nor audited without its record, and an alert whose entry could not
+be written is sent again (receivers deduplicate by its `id`). A file
 first seen at 5 days gets the 7-day alert only; a replaced version is announced afresh.
 """
 
@@ -16,10 +16,12 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from securefiles.storage.domain.model import SecureFile
+from securefiles.storage.domain.ports import Change
 
 log = logging.getLogger("securefiles.storage.expiry")
 
@@ -66,6 +68,13 @@ class ExpiryNotifier(Protocol):
         ...
 
 
+class AuditedUnits(Protocol):
+    """`with units() as change: change.audit(...); repository.mark_sent(...)`: both or neither
+    (`common/unit_of_work.py`'s units for a job in the service)."""
+
+    def __call__(self) -> AbstractContextManager[Change]: ...
+
+
 class Observer(Protocol):
     def expiry_run(self, alerts: int, failures: int) -> None: ...
 
@@ -84,15 +93,15 @@ def due_threshold(expires_at: dt.datetime, now: dt.datetime, thresholds: Sequenc
 
 class ExpiryAlerts:
     def __init__(self, repository: ExpiryAlertRepository, notifier: ExpiryNotifier,
-                 audit: Callable[[ExpiryAlert], None], clock: Callable[[], dt.datetime],
+                 units: AuditedUnits, clock: Callable[[], dt.datetime],
                  thresholds: Sequence[int] = THRESHOLDS_DAYS, observer: Observer | None = None,
                  page: int = 500) -> None:
-        """`audit` writes the alert's audit entry (raises if it cannot)."""
+        """`units`: where a sent alert's entry and its record commit together (raising if they cannot)."""
         if not thresholds or any(days <= 0 for days in thresholds):
             raise ValueError("expiry thresholds must be positive numbers of days")
         self._repository = repository
         self._notifier = notifier
-        self._audit = audit
+        self._units = units
         self._clock = clock
         self._thresholds = tuple(sorted(set(thresholds), reverse=True))
         self._observer = observer
@@ -152,11 +161,15 @@ class ExpiryAlerts:
             log.warning("expiry alert not delivered; will retry", extra={**facts, "error": type(error).__name__})
             return False
         try:
-            await asyncio.to_thread(self._audit, alert)
-            await asyncio.to_thread(self._repository.mark_sent, alert.resource.rsplit("/", 1)[1], alert.version,
-                                    alert.threshold_days, now)
+            await asyncio.to_thread(self._record_sent, alert, now)
         except Exception:
             log.error("expiry alert sent but not recorded; it will be sent again", exc_info=True, extra=facts)
             return False
         log.warning("secure file expires soon", extra=facts)
         return True
+
+    def _record_sent(self, alert: ExpiryAlert, now: dt.datetime) -> None:
+        with self._units() as change:
+            change.audit(alert.resource, id=alert.id, threshold_days=alert.threshold_days,
+                         expires_at=alert.expires_at.isoformat())
+            self._repository.mark_sent(alert.resource.rsplit("/", 1)[1], alert.version, alert.threshold_days, now)
