@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -172,6 +173,34 @@ def test_outside_a_call_a_unit_is_just_a_transaction(engine: Engine) -> None:
     with UnitsOfWork(engine, audit)(), write_transaction(engine) as conn:
         conn.execute(insert(rows).values(id=1, name="start-up"))
     assert _names(engine) == ["start-up"] and _actions(engine) == []
+
+
+def test_a_background_jobs_unit_commits_the_entry_its_body_names_with_the_change(engine: Engine) -> None:
+    audit = AuditLog(engine, "authz", key=b"k" * 32)
+    job = UnitsOfWork(engine, audit).for_job("service:authz", "ForgetCompletedRuns", kind="sweep")
+    with job() as unit, write_transaction(engine) as conn:
+        conn.execute(insert(rows).values(id=1, name="swept"))
+        unit.audit("runs", runs=1)
+    with job(), write_transaction(engine) as conn:  # names no entry: writes none
+        conn.execute(insert(rows).values(id=2, name="quiet"))
+    with read_transaction(engine) as conn:
+        entries = [(e.principal, e.action, e.resource, e.details) for e in conn.execute(select(audit_events))]
+    assert _names(engine) == ["swept", "quiet"]
+    assert [(p, a, r, json.loads(d)) for p, a, r, d in entries] == [
+        ("service:authz", "ForgetCompletedRuns", "runs", {"kind": "sweep", "runs": "1"})]
+    assert audit.verify().intact
+
+
+def test_a_background_jobs_change_whose_entry_cannot_be_written_changes_nothing(engine: Engine) -> None:
+    audit = AuditLog(engine, "authz", key=b"k" * 32)
+    _refuse_audit_inserts(engine)
+    with pytest.raises(Unavailable) as refused:
+        with UnitsOfWork(engine, audit).for_job("service:authz", "ForgetCompletedRuns")() as unit, \
+                write_transaction(engine) as conn:
+            conn.execute(insert(rows).values(id=1, name="swept"))
+            unit.audit("runs")
+    assert refused.value.reason == "AUDIT_UNAVAILABLE"
+    assert _names(engine) == [] and _actions(engine) == []
 
 
 def test_an_async_unit_joins_the_database_calls_awaited_inside_it(engine: Engine) -> None:
