@@ -43,6 +43,7 @@ from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
 from securefiles.client.keys import KeysClient
+from securefiles.client.login import LoginClient
 from securefiles.client.organization import (
     BreakGlassClient,
     ProjectsClient,
@@ -186,6 +187,10 @@ class SecureFilesClient(IdentityCalls):
     @property
     def trusts(self) -> TrustsClient:
         return TrustsClient(self)
+
+    @property
+    def login(self) -> LoginClient:
+        return LoginClient(self)
 
     # -- stubs ------------------------------------------------------------------------
 
