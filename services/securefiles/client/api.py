@@ -1,8 +1,8 @@
 """`SecureFilesClient`: the one entry point of the Python client.
 
 Its typed clients (`client.files`, …) return the client's own types (`client.types`); its flat
-methods below return the generated messages and are what those clients call (the web console and
-older tests still use them directly).
+methods below return the generated messages and are what those clients call (older tests still use
+them directly; the CLI and the web console never do).
 
 Errors are the exceptions of `securefiles.common.errors` (re-exported by
 `securefiles.client`), each carrying the server's `ErrorInfo.reason`.
