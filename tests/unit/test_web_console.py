@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import fnmatch
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from securefiles.client.config import ClientConfig
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.glob import compile_glob
 from securefiles.web.calls import Services
 from securefiles.web.console import Console, local_path
 from securefiles.web.formatting import expiry, facts, when
@@ -75,12 +75,15 @@ def test_a_local_path_with_its_query_is_kept() -> None:
     ("##vso[", "##vso[task.setvariable]x", True),
     ("vso[task", "a-vso[task-b", True),
     ("[a]", "a", False),
+    ("[a]", "x[a]y", True),
+    ("100%;]", "100%;]&amp;", True),
     ("ios-*", "ios-release.p12", True),
     ("ios-*", "android.jks", False),
     ("release", "ios-release.p12", True),
 ])
 def test_the_name_filter_is_a_literal_substring_unless_it_is_a_glob(typed: str, name: str, matches: bool) -> None:
-    assert fnmatch.fnmatchcase(name, name_glob(typed)) is matches
+    """Matched as storage matches it (common/glob.py), where `[` is itself: fnmatch's `[[]` is not."""
+    assert (compile_glob(name_glob(typed)).fullmatch(name) is not None) is matches
 
 
 def test_properties_are_key_value_lines() -> None:

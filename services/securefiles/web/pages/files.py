@@ -19,15 +19,14 @@ EXPIRY_FILTERS = {"all": "All files", "soon": f"Expiring within {WARN_DAYS} days
 
 
 def name_glob(text: str) -> str:
-    """What a person types in the name filter: a glob if it has `*` or `?`, else a substring
-    (taken literally: `[` and the like match themselves)."""
+    """What a person types in the name filter: a glob if it has `*` or `?`, else a substring. Either
+    way `[` and `]` match themselves, as in every name pattern of storage's (no `[...]` classes)."""
     text = text.strip()
     if not text:
         return ""
     if "*" in text or "?" in text:
         return text
-    literal = "".join(f"[{c}]" if c in "[]" else c for c in text)
-    return f"*{literal}*"
+    return f"*{text}*"
 
 
 def properties_from(text: str) -> dict[str, str]:
