@@ -8,6 +8,7 @@ what dev mode keeps and what it still refuses."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -20,7 +21,7 @@ import jwt
 import pytest
 
 from securefiles.authz.v1 import authz_pb2
-from securefiles.client import FailedPrecondition, PermissionDenied, Unauthenticated
+from securefiles.client import FailedPrecondition, PermissionDenied, Unauthenticated, types
 from securefiles.client.credentials import credentials_path
 from tests.conftest import LocalSystem, unique, user_token
 from tests.oidc_provider import OidcProvider
@@ -55,6 +56,19 @@ def _session(system: LocalSystem, oidc: OidcProvider, user: str, groups: list[st
     """What `securefiles login` ends with: the provider's ID token exchanged for a session token."""
     with system.client(token="") as anonymous:
         return anonymous.sign_in(oidc.id_token(user, {"groups": groups or []})).token
+
+
+def test_the_login_client_says_where_to_sign_in_and_signs_in_as_its_own_types(
+        production: LocalSystem, oidc: OidcProvider) -> None:
+    with production.client(token="") as anonymous:
+        config = anonymous.login.config()
+        assert type(config) is types.SignInConfig
+        assert (config.enabled, config.issuer, config.client_id) == (True, oidc.issuer, oidc.client_id)
+        before = dt.datetime.now(dt.UTC)
+        signed = anonymous.login.sign_in(oidc.id_token("dora", {"groups": ["release-managers"]}))
+    assert type(signed) is types.SignedIn and signed.token
+    assert (signed.principal, signed.groups) == ("user:dora", ("group:release-managers",))
+    assert signed.expire_time is not None and before < signed.expire_time <= before + dt.timedelta(seconds=61)
 
 
 def test_a_person_signs_in_with_the_device_flow_and_uploads_as_themselves(

@@ -59,3 +59,16 @@ def test_keys_audit_and_roles_come_back_as_the_clients_own_types(system: LocalSy
         events = [e for e in admin.audit.events("authz") if e.action == "SetRoleAssignment"]
         assert events and type(events[-1]) is types.AuditEvent and _aware(events[-1].time)
         assert admin.audit.verify("authz").intact
+
+
+def test_an_audit_log_comes_a_page_at_a_time_as_the_clients_own_types(system: LocalSystem) -> None:
+    with system.client() as admin:
+        for _ in range(3):
+            admin.roles.assign(f"user:{unique('paged')}", "reader")
+        first = admin.audit.page("authz", page_size=2)
+        assert type(first) is types.AuditPage and len(first.events) == 2 and first.next_page_token
+        assert all(type(e) is types.AuditEvent and _aware(e.time) for e in first.events)
+        second = admin.audit.page("authz", first.next_page_token, page_size=2)
+        assert second.events[0].sequence == first.events[-1].sequence + 1  # oldest first, nothing skipped
+        mine = admin.audit.page("authz", principal="user:nobody-at-all")
+        assert mine == types.AuditPage(events=(), next_page_token="")

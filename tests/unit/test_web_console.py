@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import fnmatch
 import time
 from pathlib import Path
 
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from securefiles.client.config import ClientConfig
 from securefiles.common.errors import InvalidArgument
+from securefiles.common.glob import compile_glob
 from securefiles.web.calls import Services
 from securefiles.web.console import Console, local_path
-from securefiles.web.formatting import expiry
+from securefiles.web.formatting import expiry, facts, when
 from securefiles.web.pages.files import name_glob, properties_from
 from securefiles.web.sessions import Person, SessionStore
 from securefiles.web.settings import WebSettings
@@ -76,12 +75,15 @@ def test_a_local_path_with_its_query_is_kept() -> None:
     ("##vso[", "##vso[task.setvariable]x", True),
     ("vso[task", "a-vso[task-b", True),
     ("[a]", "a", False),
+    ("[a]", "x[a]y", True),
+    ("100%;]", "100%;]&amp;", True),
     ("ios-*", "ios-release.p12", True),
     ("ios-*", "android.jks", False),
     ("release", "ios-release.p12", True),
 ])
 def test_the_name_filter_is_a_literal_substring_unless_it_is_a_glob(typed: str, name: str, matches: bool) -> None:
-    assert fnmatch.fnmatchcase(name, name_glob(typed)) is matches
+    """Matched as storage matches it (common/glob.py), where `[` is itself: fnmatch's `[[]` is not."""
+    assert (compile_glob(name_glob(typed)).fullmatch(name) is not None) is matches
 
 
 def test_properties_are_key_value_lines() -> None:
@@ -91,19 +93,29 @@ def test_properties_are_key_value_lines() -> None:
     assert refused.value.reason == "INVALID_PROPERTY"
 
 
-def _stamp(at: dt.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(at)
-    return stamp
-
-
 def test_expiry_warns_within_30_days_and_when_expired_in_words() -> None:
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    assert expiry(_stamp(now + dt.timedelta(days=90)), now)["kind"] == "ok"
-    soon = expiry(_stamp(now + dt.timedelta(days=12, hours=1)), now)
+    assert expiry(now + dt.timedelta(days=90), now)["kind"] == "ok"
+    soon = expiry(now + dt.timedelta(days=12, hours=1), now)
     assert soon == {"kind": "soon", "label": "expires 2026-01-13 (in 12 days)"}
-    assert expiry(_stamp(now - dt.timedelta(days=1)), now) == {"kind": "expired", "label": "expired 2025-12-31"}
-    assert expiry(Timestamp(), now)["kind"] == "none"
+    assert expiry(now - dt.timedelta(days=1), now) == {"kind": "expired", "label": "expired 2025-12-31"}
+    assert expiry(None, now) == {"kind": "none", "label": "—"}
+
+
+def test_times_are_shown_in_utc_whatever_zone_they_come_in() -> None:
+    berlin = dt.timezone(dt.timedelta(hours=2))
+    assert when(dt.datetime(2026, 5, 1, 16, 3, tzinfo=berlin)) == "2026-05-01 14:03 UTC"
+    assert when(None) == ""
+    # 23:30 UTC on the 12th is already the 13th in Berlin: the label is UTC's date
+    assert expiry(dt.datetime(2026, 1, 13, 1, 30, tzinfo=berlin), dt.datetime(2026, 1, 1, tzinfo=dt.UTC))["label"] \
+        == "expires 2026-01-12 (in 11 days)"
+
+
+def test_a_files_metadata_becomes_labelled_rows() -> None:
+    metadata = {"type": "pkcs12", "entry_count": 2, "certificates": [{"subject": "CN=a", "not_after": "2027"}],
+                "aliases": ["one", "two"]}
+    assert facts(metadata) == [("type", "pkcs12"), ("entry count", "2"), ("certificates 1 / subject", "CN=a"),
+                               ("certificates 1 / not after", "2027"), ("aliases", "one, two")]
 
 
 def _console(refresh: object) -> Console:
@@ -140,6 +152,6 @@ def test_the_console_has_no_way_to_ask_for_a_files_contents() -> None:
 
     package = Path(securefiles.web.__file__).parent
     sources = "\n".join(p.read_text() for p in package.rglob("*") if p.suffix in (".py", ".html", ".js"))
-    assert "upload_file" in sources and "decide_approval" in sources  # the pages were read
+    assert "files.upload" in sources and "checks.decide" in sources  # the pages were read
     for call in ("download_secure_file", "DownloadSecureFile", "download_with_retries", "_storage"):
         assert call not in sources

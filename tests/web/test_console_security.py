@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 import pytest
@@ -47,6 +48,8 @@ def test_hostile_names_and_properties_are_shown_as_text(console: Console, page) 
     page.goto(f"{console.url}/projects/default/files?name={suffix}")
     for name in names:
         expect(page.get_by_role("link", name=name, exact=True)).to_have_count(1)
+    page.goto(f"{console.url}/projects/default/files?name={quote(';]&amp;' + suffix, safe='')}")  # `]` is itself
+    expect(page.get_by_role("link", name=names[2], exact=True)).to_have_count(1)
     assert page.locator("img").count() == 0
     assert page.locator("script").count() == 1  # ours, from /static
     for file_id, name in zip(ids, names, strict=True):

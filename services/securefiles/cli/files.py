@@ -32,7 +32,8 @@ def _show(args: argparse.Namespace, f: SecureFile) -> None:
         return
     shown = {"name": f.display_name, "id": f.secure_file_id, "size": f.size_bytes, "sha256": f.sha256,
              "version": f.version, "key_version": f.key_version, "created_by": f.created_by,
-             "create_time": when(f.create_time), "update_time": when(f.update_time), "expires_at": when(f.expire_time)}
+             "create_time": when(f.create_time), "update_time": when(f.update_time), "expires_at": when(f.expire_time),
+             "etag": f.etag}
     for key, value in shown.items():
         print(f"{key + ':':<13} {value if value is not None else '-'}")
     for key, value in sorted(obj["properties"].items()):
@@ -82,7 +83,8 @@ def list_files(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
     with client_for(args) as client:
-        files = list(client.files.list(args.name_pattern or "", expires_before=expires_before))
+        files = list(client.files.list(args.name_pattern or "", expires_before=expires_before,
+                                       filter=args.filter or ""))
     if wants_json(args):
         print_json([file_object(f) for f in files])
     else:
@@ -149,7 +151,7 @@ def show(args: argparse.Namespace) -> int:
 def update(args: argparse.Namespace) -> int:
     properties = parse_properties(args.property) if args.property is not None else None
     with client_for(args) as client:
-        _show(args, client.files.update(args.file, rename=args.rename, properties=properties))
+        _show(args, client.files.update(args.file, rename=args.rename, properties=properties, etag=args.etag or ""))
     return 0
 
 
@@ -226,6 +228,10 @@ def register(subparsers: Subcommands) -> None:
     ls.add_argument("--name-pattern", help="glob over names, e.g. 'ios-*'")
     ls.add_argument("--expiring-within", metavar="DURATION", help="only files expiring within, e.g. 30d")
     ls.add_argument("--expired", action="store_true", help="only files already expired")
+    ls.add_argument("--filter", metavar="EXPR",
+                    help='AIP-160 filter, e.g. \'type = "pkcs12" AND properties.team = "ios"\' '
+                         "(display_name, expire_time, type, properties.KEY; terms joined by AND; "
+                         "the options above are added to it)")
     add_output(ls)
     ls.set_defaults(handler=list_files)
     sh = actions.add_parser("show", help="show one file's metadata")
@@ -236,6 +242,7 @@ def register(subparsers: Subcommands) -> None:
     upd.add_argument("file")
     upd.add_argument("--rename")
     upd.add_argument("--property", action="append", metavar="KEY=VALUE")
+    upd.add_argument("--etag", help="change it only if its etag is still this one (files show --output json)")
     add_output(upd)
     upd.set_defaults(handler=update)
     rm = actions.add_parser("delete", help="delete a file (crypto-shredded; asks you to type its name)")

@@ -1,8 +1,8 @@
 """`SecureFilesClient`: the one entry point of the Python client.
 
 Its typed clients (`client.files`, …) return the client's own types (`client.types`); its flat
-methods below return the generated messages and are what those clients call (the web console and
-older tests still use them directly).
+methods below return the generated messages and are what those clients call (older tests still use
+them directly; the CLI and the web console never do).
 
 Errors are the exceptions of `securefiles.common.errors` (re-exported by
 `securefiles.client`), each carrying the server's `ErrorInfo.reason`.
@@ -43,6 +43,7 @@ from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
 from securefiles.client.keys import KeysClient
+from securefiles.client.login import LoginClient
 from securefiles.client.organization import (
     BreakGlassClient,
     ProjectsClient,
@@ -187,6 +188,10 @@ class SecureFilesClient(IdentityCalls):
     def trusts(self) -> TrustsClient:
         return TrustsClient(self)
 
+    @property
+    def login(self) -> LoginClient:
+        return LoginClient(self)
+
     # -- stubs ------------------------------------------------------------------------
 
     @property
@@ -271,11 +276,13 @@ class SecureFilesClient(IdentityCalls):
                                     storage_pb2.GetSecureFileRequest(name=self.file_resource(name)))
 
     def list_files(
-        self, name_pattern: str = "", page_size: int = 0, expires_before: dt.datetime | None = None
+        self, name_pattern: str = "", page_size: int = 0, expires_before: dt.datetime | None = None,
+        filter: str = "",
     ) -> Iterator[storage_pb2.SecureFile]:
-        """Every file the caller may view (a job: may use), following pages."""
+        """Every file the caller may view (a job: may use), following pages; `filter` is ListSecureFiles'
+        AIP-160 filter (not together with `name_pattern` or `expires_before`)."""
         request = storage_pb2.ListSecureFilesRequest(
-            parent=project_name(self.project), page_size=page_size, name_pattern=name_pattern)
+            parent=project_name(self.project), page_size=page_size, name_pattern=name_pattern, filter=filter)
         if expires_before is not None:
             request.expires_before.FromDatetime(expires_before)
         for response in pages(lambda r: self._transport.call(self._storage.ListSecureFiles, r), request):
@@ -286,10 +293,11 @@ class SecureFilesClient(IdentityCalls):
         return list(self.list_files(name_pattern))
 
     def update_file(
-        self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None
+        self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None, etag: str = ""
     ) -> storage_pb2.SecureFile:
+        """`etag` (from a Get or List): change the file only if nobody changed it since (ABORTED ETAG_MISMATCH)."""
         paths = []
-        wanted = storage_pb2.SecureFile(name=self.file_resource(name))
+        wanted = storage_pb2.SecureFile(name=self.file_resource(name), etag=etag)
         if rename is not None:
             wanted.display_name = rename
             paths.append("display_name")

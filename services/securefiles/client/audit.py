@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from securefiles.audit.v1 import audit_pb2
 from securefiles.client import convert
-from securefiles.client.types import AuditEvent, AuditHead, AuditVerification
+from securefiles.client.types import AuditEvent, AuditHead, AuditPage, AuditVerification
 
 if TYPE_CHECKING:
     from securefiles.client.api import SecureFilesClient
@@ -26,6 +26,11 @@ class AuditClient:
     def events(self, service: str, resource_prefix: str = "", after_sequence: int = 0) -> Iterator[AuditEvent]:
         """`service`'s entries, oldest first, following pages."""
         return map(convert.audit_event, self._api.list_audit_events(service, resource_prefix, after_sequence))
+
+    def page(self, service: str, page_token: str = "", resource_prefix: str = "", principal: str = "",
+             page_size: int = 100) -> AuditPage:
+        """One page of `service`'s entries, oldest first (a console's screenful)."""
+        return convert.audit_page(self._api.audit_page(service, page_token, resource_prefix, principal, page_size))
 
     def latest_witnessed_head(self, service: str) -> AuditHead | None:
         """The newest head of `service`'s chain that any other service witnessed."""

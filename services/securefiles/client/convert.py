@@ -223,3 +223,16 @@ def trust(t: authz_pb2.Trust) -> types.Trust:
         ref_type_claim=t.ref_type_claim, run_claims=tuple(t.run_claims), requester_claim=t.requester_claim,
         max_ttl=duration(t, "max_ttl"), jwks=t.jwks, ca_certificates=t.ca_certificates, created_by=t.created_by,
         create_time=time(t, "create_time"))
+
+
+def sign_in_config(c: authz_pb2.SignInConfig) -> types.SignInConfig:
+    return types.SignInConfig(enabled=c.enabled, issuer=c.issuer, client_id=c.client_id, scopes=tuple(c.scopes))
+
+
+def signed_in(s: authz_pb2.SignInResponse) -> types.SignedIn:
+    return types.SignedIn(token=s.token, expire_time=time(s, "expire_time"), principal=s.principal,
+                          groups=tuple(s.groups))
+
+
+def audit_page(p: audit_pb2.ListAuditEventsResponse) -> types.AuditPage:
+    return types.AuditPage(events=tuple(map(audit_event, p.events)), next_page_token=p.next_page_token)

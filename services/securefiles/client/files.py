@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from securefiles.client import convert
+from securefiles.client.list_filter import combined_filter
 from securefiles.client.types import Library, SecureFile, SecureFileVersion
 
 if TYPE_CHECKING:
@@ -32,13 +33,20 @@ class FilesClient:
     def get(self, name: str) -> SecureFile:
         return convert.secure_file(self._api.get_file(name))
 
-    def list(self, name_pattern: str = "", expires_before: dt.datetime | None = None) -> Iterator[SecureFile]:
-        """Every file the caller may view (a job: may use), following pages."""
+    def list(self, name_pattern: str = "", expires_before: dt.datetime | None = None,
+             filter: str = "") -> Iterator[SecureFile]:
+        """Every file the caller may view (a job: may use), following pages. `filter`: an AIP-160
+        filter (`type = "pkcs12" AND properties.team = "ios"`), to which `name_pattern` and
+        `expires_before` are then added as terms."""
+        if filter:
+            combined = combined_filter(filter, name_pattern, expires_before)
+            return map(convert.secure_file, self._api.list_files(filter=combined))
         return map(convert.secure_file, self._api.list_files(name_pattern, expires_before=expires_before))
 
-    def update(self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None
-               ) -> SecureFile:
-        return convert.secure_file(self._api.update_file(name, rename, properties))
+    def update(self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None,
+               etag: str = "") -> SecureFile:
+        """`etag` (a SecureFile's): change it only if nobody changed it since (ABORTED ETAG_MISMATCH otherwise)."""
+        return convert.secure_file(self._api.update_file(name, rename, properties, etag=etag))
 
     def delete(self, name: str) -> None:
         self._api.delete_file(name)

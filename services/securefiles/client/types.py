@@ -394,3 +394,31 @@ class Trust:
     ca_certificates: str
     created_by: str
     create_time: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class SignInConfig:
+    """Where people sign in (`enabled` False: sign-in is not configured)."""
+
+    enabled: bool
+    issuer: str
+    client_id: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A person's session token, for the ID token their provider gave them."""
+
+    token: str
+    expire_time: dt.datetime | None
+    principal: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of a service's audit log, oldest first; `next_page_token` empty on the last."""
+
+    events: tuple[AuditEvent, ...]
+    next_page_token: str

@@ -4,12 +4,8 @@ templates escape it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct
-from google.protobuf.timestamp_pb2 import Timestamp
 
 WARN_DAYS = 30
 
@@ -18,18 +14,18 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def when(stamp: Timestamp | None) -> str:
+def when(at: dt.datetime | None) -> str:
     """`2026-05-01 14:03 UTC`, or an empty string for an unset time."""
-    if stamp is None or (stamp.seconds == 0 and stamp.nanos == 0):
+    if at is None:
         return ""
-    return stamp.ToDatetime(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def expiry(stamp: Timestamp | None, now: dt.datetime | None = None) -> dict[str, str]:
+def expiry(at: dt.datetime | None, now: dt.datetime | None = None) -> dict[str, str]:
     """{"kind": none|ok|soon|expired, "label": …}: soon within 30 days; said in words, not colour alone."""
-    if stamp is None or stamp.seconds == 0:
+    if at is None:
         return {"kind": "none", "label": "—"}
-    at = stamp.ToDatetime(dt.UTC)
+    at = at.astimezone(dt.UTC)
     left = at - (now or _now())
     if left.total_seconds() <= 0:
         return {"kind": "expired", "label": f"expired {at:%Y-%m-%d}"}
@@ -47,17 +43,17 @@ def size(n: int) -> str:
     return str(n)
 
 
-def facts(metadata: Struct) -> list[tuple[str, str]]:
+def facts(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
     """A file's parsed metadata as (label, value) rows, nested keys joined with ' / '."""
-    return [(label.replace("_", " "), value) for label, value in _flatten("", MessageToDict(metadata))]
+    return [(label.replace("_", " "), value) for label, value in _flatten("", dict(metadata))]
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         for key, inner in value.items():
             yield from _flatten(f"{prefix} / {key}" if prefix else str(key), inner)
     elif isinstance(value, list):
-        if all(not isinstance(v, dict | list) for v in value):
+        if all(not isinstance(v, Mapping | list) for v in value):
             yield prefix, ", ".join(str(v) for v in value)
         else:
             for index, inner in enumerate(value, 1):

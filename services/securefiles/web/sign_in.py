@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.sign_in import Provider, authorization_url, discover, exchange_code, pkce_pair, refresh
+from securefiles.client.types import SignedIn
 from securefiles.common.errors import SecureFilesError
 from securefiles.web.console import Console, error_page, local_path, redirect
 from securefiles.web.protection import FormRefused, read_form
@@ -35,11 +35,11 @@ class SignInFlow:
         cached = self._provider
         if cached is not None and time.monotonic() - cached[0] < PROVIDER_CACHE_SECONDS:
             return cached[1]
-        config = await self.console.services.anonymous(lambda c: c.sign_in_config())
+        config = await self.console.services.anonymous(lambda c: c.login.config())
         provider = None
         if config.enabled:
             ca_file = str(self.console.settings.provider_ca_file or "")
-            provider = await run_in_threadpool(discover, config.issuer, config.client_id, tuple(config.scopes), ca_file)
+            provider = await run_in_threadpool(discover, config.issuer, config.client_id, config.scopes, ca_file)
         self._provider = (time.monotonic(), provider)
         return provider
 
@@ -53,12 +53,11 @@ class SignInFlow:
             signed = self._sign_in_now(tokens.id_token)
         except SecureFilesError:
             return None
-        return Person(signed.principal, tuple(signed.groups), signed.token, float(signed.expire_time.seconds),
-                      tokens.refresh_token)
+        return _person(signed, tokens.refresh_token)
 
-    def _sign_in_now(self, id_token: str) -> authz_pb2.SignInResponse:
+    def _sign_in_now(self, id_token: str) -> SignedIn:
         with SecureFilesClient(self.console.services.config, token="") as client:
-            return client.sign_in(id_token)
+            return client.login.sign_in(id_token)
 
     # -- routes -------------------------------------------------------------------------
 
@@ -117,8 +116,7 @@ class SignInFlow:
             signed = await run_in_threadpool(self._sign_in_now, tokens.id_token)
         except SecureFilesError as error:
             return error_page(self.console, request, 403, "Sign-in refused", f"{error.message} [{error.reason}]")
-        person = Person(signed.principal, tuple(signed.groups), signed.token, float(signed.expire_time.seconds),
-                        tokens.refresh_token)
+        person = _person(signed, tokens.refresh_token)
         signed_in = self.console.sessions.sign_in(session, person)
         response = redirect(pending.next_path)
         self.console.set_cookie(response, signed_in)
@@ -135,3 +133,9 @@ class SignInFlow:
         response = redirect("/signin?signed_out=1")
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="lax")
         return response
+
+
+def _person(signed: SignedIn, refresh_token: str) -> Person:
+    """The session's person; a token without an end time is treated as already ended."""
+    expire_at = signed.expire_time.timestamp() if signed.expire_time is not None else 0.0
+    return Person(signed.principal, signed.groups, signed.token, expire_at, refresh_token)

@@ -4,13 +4,12 @@ approve or reject with a comment, and the history. authz decides who may decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from securefiles.authz.v1 import authz_pb2
 from securefiles.client.api import SecureFilesClient
+from securefiles.client.types import Approval
 from securefiles.common.errors import InvalidArgument
 from securefiles.web.console import Ctx
 from securefiles.web.pages.files import text
@@ -18,7 +17,7 @@ from securefiles.web.pages.files import text
 
 @dataclass(frozen=True)
 class ApprovalView:
-    approval: authz_pb2.Approval
+    approval: Approval
     state: str
     file_name: str
     pipeline: str
@@ -26,7 +25,7 @@ class ApprovalView:
     mine: bool  # I am one of its approvers (directly or by a group) and have not decided yet
 
 
-def _describe(approvals: list[Any], files: dict[str, str], pipelines: dict[str, str], me: str,
+def _describe(approvals: list[Approval], files: dict[str, str], pipelines: dict[str, str], me: str,
               groups: tuple[str, ...]) -> list[ApprovalView]:
     views = []
     for a in approvals:
@@ -34,7 +33,7 @@ def _describe(approvals: list[Any], files: dict[str, str], pipelines: dict[str, 
         pipeline_id, run_id = (parts[3], parts[5]) if len(parts) == 6 else ("", a.run)
         decided = any(d.approver == me for d in a.decisions)
         eligible = me in a.approvers or any(g in a.approvers for g in groups)
-        state = authz_pb2.CheckState.Name(a.state)
+        state = a.state
         views.append(ApprovalView(
             a, state, files.get(a.resource, a.resource), pipelines.get(pipeline_id, pipeline_id or "?"), run_id,
             mine=state == "PENDING" and eligible and not decided))
@@ -42,10 +41,10 @@ def _describe(approvals: list[Any], files: dict[str, str], pipelines: dict[str, 
 
 
 async def approvals(ctx: Ctx) -> Response:
-    def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        found = c.list_approvals()
-        files = {f.name: f.display_name for f in c.list_files()}
-        pipelines = {str(p.pipeline_id): p.display_name for p in c.list_pipelines()}
+    def load(c: SecureFilesClient) -> tuple[list[Approval], dict[str, str], dict[str, str]]:
+        found = c.checks.approvals()
+        files = {f.name: f.display_name for f in c.files.list()}
+        pipelines = {str(p.pipeline_id): p.display_name for p in c.pipelines.list()}
         return found, files, pipelines
 
     found, files, pipelines = await ctx.call(load)
@@ -61,7 +60,6 @@ async def decide(ctx: Ctx, form: FormData) -> str:
     decision = text(form, "decision")
     if decision not in ("approve", "reject"):
         raise InvalidArgument("approve or reject", reason="INVALID_ARGUMENT")
-    decided = await ctx.call(lambda c: c.decide_approval(approval_id, decision == "approve", text(form, "comment")))
-    ctx.flash("notice", f"approval {approval_id}: you {decision}d; it is now "
-                        f"{authz_pb2.CheckState.Name(decided.state).lower()}")
+    decided = await ctx.call(lambda c: c.checks.decide(approval_id, decision == "approve", text(form, "comment")))
+    ctx.flash("notice", f"approval {approval_id}: you {decision}d; it is now {decided.state.lower()}")
     return f"/projects/{ctx.project}/approvals"

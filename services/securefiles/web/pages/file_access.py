@@ -8,9 +8,8 @@ from typing import Any
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from securefiles.authz.v1 import authz_pb2
-from securefiles.client.api import ROLES, SecureFilesClient
-from securefiles.client.check_spec import CHECK_TYPES, build_check
+from securefiles.client.api import SecureFilesClient
+from securefiles.client.check_spec import CHECK_TYPES
 from securefiles.common.errors import InvalidArgument
 from securefiles.web.console import Ctx
 from securefiles.web.pages.files import file_base, text
@@ -22,7 +21,7 @@ async def pipelines(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        return c.get_file(file_id), c.get_pipeline_permissions(file_id), c.list_pipelines()
+        return c.files.get(file_id), c.pipelines.permissions(file_id), c.pipelines.list()
 
     secure_file, permissions, all_pipelines = await ctx.call(load)
     authorized = {p.pipeline_id for p in permissions.pipelines}
@@ -34,11 +33,11 @@ async def set_pipeline(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
     what, pipeline = text(form, "action"), text(form, "pipeline")
     if what in ("open", "close"):
-        await ctx.call(lambda c: c.set_pipeline_permission(file_id, None, what == "open"))
+        await ctx.call(lambda c: c.pipelines.set_permission(file_id, None, what == "open"))
         ctx.flash("notice", "every pipeline of the project may use this file" if what == "open"
                   else "open access is off: only authorized pipelines may use this file")
     elif what in ("authorize", "revoke") and pipeline:
-        await ctx.call(lambda c: c.set_pipeline_permission(file_id, pipeline, what == "authorize"))
+        await ctx.call(lambda c: c.pipelines.set_permission(file_id, pipeline, what == "authorize"))
         ctx.flash("notice", f"pipeline {'authorized' if what == 'authorize' else 'revoked'}")
     else:
         raise InvalidArgument("choose a pipeline", reason="INVALID_ARGUMENT")
@@ -49,23 +48,22 @@ async def security(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        return c.get_file(file_id), c.list_role_assignments(file_id)
+        return c.files.get(file_id), c.roles.list(file_id)
 
     secure_file, roles = await ctx.call(load)
-    return ctx.render("file_security.html", file=secure_file, tab="security", roles=roles, role_names=FILE_ROLES,
-                      role_label={v: k for k, v in ROLES.items()})
+    return ctx.render("file_security.html", file=secure_file, tab="security", roles=roles, role_names=FILE_ROLES)
 
 
 async def set_role(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
     principal, role, what = text(form, "principal"), text(form, "role"), text(form, "action")
     if what == "remove":
-        await ctx.call(lambda c: c.delete_role_assignment(principal, file_id))
+        await ctx.call(lambda c: c.roles.delete(principal, file_id))
         ctx.flash("notice", f"removed {principal}'s role")
     else:
         if role not in FILE_ROLES:
             raise InvalidArgument(f"choose a role: {', '.join(FILE_ROLES)}", reason="INVALID_ROLE")
-        await ctx.call(lambda c: c.assign_role(principal, role, file_id))
+        await ctx.call(lambda c: c.roles.assign(principal, role, file_id))
         ctx.flash("notice", f"{principal} is now {role} of this file")
     return file_base(ctx) + "/security"
 
@@ -73,7 +71,7 @@ async def set_role(ctx: Ctx, form: FormData) -> str:
 async def set_inheritance(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
     inherit = text(form, "inherit") == "on"
-    await ctx.call(lambda c: c.set_role_inheritance(file_id, inherit))
+    await ctx.call(lambda c: c.roles.set_inheritance(file_id, inherit))
     ctx.flash("notice", "library roles apply to this file" if inherit else "library roles no longer apply")
     return file_base(ctx) + "/security"
 
@@ -82,31 +80,31 @@ async def checks(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        return c.get_file(file_id), c.list_checks(file_id)
+        return c.files.get(file_id), c.checks.list(file_id)
 
     secure_file, file_checks = await ctx.call(load)
     return ctx.render("file_checks.html", file=secure_file, tab="checks", checks=file_checks,
                       check_types=CHECK_TYPES, editing=None)
 
 
-def check_from(form: FormData) -> authz_pb2.Check:
-    """The form's fields, through the same builder as `securefiles checks add`."""
+def check_from(form: FormData) -> dict[str, Any]:
+    """The form's fields as `client.checks.add` takes them (the same builder as `securefiles checks add`
+    reads them, and refuses what it refuses)."""
     min_approvals = text(form, "min_approvals")
     if min_approvals and not min_approvals.isdigit():
         raise InvalidArgument("minimum approvals must be a number", reason="INVALID_CHECK")
     approvers = [a.strip() for a in text(form, "approvers").replace("\n", ",").split(",") if a.strip()]
-    return build_check(
-        text(form, "type"), allowed=text(form, "allowed"), approvers=approvers,
-        min_approvals=int(min_approvals) if min_approvals else None,
-        allow_requester=text(form, "allow_requester") == "on", instructions=text(form, "instructions"),
-        timezone=text(form, "timezone"), days=text(form, "days"), start=text(form, "start"), end=text(form, "end"),
-        timeout=text(form, "timeout"))
+    return {"kind": text(form, "type"), "allowed": text(form, "allowed"), "approvers": approvers,
+            "min_approvals": int(min_approvals) if min_approvals else None,
+            "allow_requester": text(form, "allow_requester") == "on", "instructions": text(form, "instructions"),
+            "timezone": text(form, "timezone"), "days": text(form, "days"), "start": text(form, "start"),
+            "end": text(form, "end"), "timeout": text(form, "timeout")}
 
 
 async def add_check(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
     check = check_from(form)
-    created = await ctx.call(lambda c: c.add_check(file_id, check))
+    created = await ctx.call(lambda c: c.checks.add(file_id, **check))
     ctx.flash("notice", f"added {created.type} check {created.check_id}")
     return file_base(ctx) + "/checks"
 
@@ -115,7 +113,7 @@ async def edit_check(ctx: Ctx) -> Response:
     file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        return c.get_file(file_id), c.list_checks(file_id)
+        return c.files.get(file_id), c.checks.list(file_id)
 
     secure_file, file_checks = await ctx.call(load)
     editing = next((c for c in file_checks if c.check_id == check_id), None)
@@ -130,14 +128,14 @@ async def save_check(ctx: Ctx, form: FormData) -> str:
     neither (authz has no in-place update; runs under way re-evaluate against both)."""
     file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
     check = check_from(form)
-    created = await ctx.call(lambda c: c.add_check(file_id, check))
-    await ctx.call(lambda c: c.delete_check(file_id, check_id))
+    created = await ctx.call(lambda c: c.checks.add(file_id, **check))
+    await ctx.call(lambda c: c.checks.delete(file_id, check_id))
     ctx.flash("notice", f"check {check_id} replaced by check {created.check_id}")
     return file_base(ctx) + "/checks"
 
 
 async def delete_check(ctx: Ctx, form: FormData) -> str:
     file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
-    await ctx.call(lambda c: c.delete_check(file_id, check_id))
+    await ctx.call(lambda c: c.checks.delete(file_id, check_id))
     ctx.flash("notice", f"removed check {check_id}")
     return file_base(ctx) + "/checks"

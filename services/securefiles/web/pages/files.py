@@ -10,6 +10,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response
 
 from securefiles.client.api import SecureFilesClient
+from securefiles.client.types import Library, SecureFile
 from securefiles.common.errors import InvalidArgument
 from securefiles.web.console import Ctx
 from securefiles.web.formatting import WARN_DAYS
@@ -18,15 +19,14 @@ EXPIRY_FILTERS = {"all": "All files", "soon": f"Expiring within {WARN_DAYS} days
 
 
 def name_glob(text: str) -> str:
-    """What a person types in the name filter: a glob if it has `*` or `?`, else a substring
-    (taken literally: `[` and the like match themselves)."""
+    """What a person types in the name filter: a glob if it has `*` or `?`, else a substring. Either
+    way `[` and `]` match themselves, as in every name pattern of storage's (no `[...]` classes)."""
     text = text.strip()
     if not text:
         return ""
     if "*" in text or "?" in text:
         return text
-    literal = "".join(f"[{c}]" if c in "[]" else c for c in text)
-    return f"*{literal}*"
+    return f"*{text}*"
 
 
 def properties_from(text: str) -> dict[str, str]:
@@ -58,8 +58,8 @@ async def files_list(ctx: Ctx) -> Response:
     now = dt.datetime.now(dt.UTC)
     before = {"soon": now + dt.timedelta(days=WARN_DAYS), "expired": now}.get(expiry)
 
-    def load(c: SecureFilesClient) -> tuple[list[Any], object]:
-        return list(c.list_files(name_glob(name), expires_before=before)), c.get_library()
+    def load(c: SecureFilesClient) -> tuple[list[SecureFile], Library]:
+        return list(c.files.list(name_glob(name), expires_before=before)), c.files.library()
 
     files, library = await ctx.call(load)
     return ctx.render("files.html", files=files, library=library, name=name,
@@ -75,22 +75,22 @@ async def upload(ctx: Ctx, form: FormData) -> str:
     name = text(form, "name") or upload.filename
     properties = properties_from(text(form, "properties"))
     password = text(form, "parse_password").encode() or None
-    created = await ctx.call(lambda c: c.upload_file(content, name=name, properties=properties,
-                                                     parse_password=password))
+    created = await ctx.call(lambda c: c.files.upload(content, name=name, properties=properties,
+                                                      parse_password=password))
     ctx.flash("notice", f"uploaded {created.display_name}")
     return f"/projects/{ctx.project}/files/{created.secure_file_id}"
 
 
 async def file_overview(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
-    secure_file = await ctx.call(lambda c: c.get_file(file_id))
+    secure_file = await ctx.call(lambda c: c.files.get(file_id))
     properties = "\n".join(f"{k}={v}" for k, v in sorted(secure_file.properties.items()))
     return ctx.render("file_overview.html", file=secure_file, tab="overview", properties_text=properties)
 
 
 async def rename(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
-    renamed = await ctx.call(lambda c: c.update_file(file_id, rename=text(form, "display_name")))
+    renamed = await ctx.call(lambda c: c.files.update(file_id, rename=text(form, "display_name")))
     ctx.flash("notice", f"renamed to {renamed.display_name}")
     return file_base(ctx)
 
@@ -98,7 +98,7 @@ async def rename(ctx: Ctx, form: FormData) -> str:
 async def update_properties(ctx: Ctx, form: FormData) -> str:
     file_id = ctx.request.path_params["file"]
     properties = properties_from(text(form, "properties"))
-    await ctx.call(lambda c: c.update_file(file_id, properties=properties))
+    await ctx.call(lambda c: c.files.update(file_id, properties=properties))
     ctx.flash("notice", "properties saved")
     return file_base(ctx)
 
@@ -106,11 +106,11 @@ async def update_properties(ctx: Ctx, form: FormData) -> str:
 async def delete(ctx: Ctx, form: FormData) -> str:
     """Deleting crypto-shreds the file: the person types its name first."""
     file_id = ctx.request.path_params["file"]
-    secure_file = await ctx.call(lambda c: c.get_file(file_id))
+    secure_file = await ctx.call(lambda c: c.files.get(file_id))
     if text(form, "confirm_name") != secure_file.display_name:
         raise InvalidArgument("type the file's name exactly to delete it; nothing was deleted",
                               reason="NOT_CONFIRMED")
-    await ctx.call(lambda c: c.delete_file(file_id))
+    await ctx.call(lambda c: c.files.delete(file_id))
     ctx.flash("notice", f"deleted {secure_file.display_name}")
     return f"/projects/{ctx.project}/files"
 
@@ -119,7 +119,7 @@ async def versions(ctx: Ctx) -> Response:
     file_id = ctx.request.path_params["file"]
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        return c.get_file(file_id), c.get_library(), c.list_versions(file_id)
+        return c.files.get(file_id), c.files.library(), c.files.versions(file_id)
 
     secure_file, library, kept = await ctx.call(load)
     return ctx.render("file_versions.html", file=secure_file, tab="versions", library=library, versions=kept,
@@ -133,8 +133,8 @@ async def replace(ctx: Ctx, form: FormData) -> str:
         raise InvalidArgument("choose the new content", reason="INVALID_SOURCE")
     content = await upload.read()
     password = text(form, "parse_password").encode() or None
-    replaced = await ctx.call(lambda c: c.replace_file(file_id, content, reason=text(form, "reason"),
-                                                       parse_password=password))
+    replaced = await ctx.call(lambda c: c.files.replace(file_id, content, reason=text(form, "reason"),
+                                                        parse_password=password))
     ctx.flash("notice", f"stored version {replaced.version}")
     return file_base(ctx) + "/versions"
 
@@ -144,6 +144,6 @@ async def rollback(ctx: Ctx, form: FormData) -> str:
     version = text(form, "version")
     if not version.isdigit():
         raise InvalidArgument("choose a version", reason="INVALID_ARGUMENT")
-    rolled = await ctx.call(lambda c: c.rollback_file(file_id, int(version), reason=text(form, "reason")))
+    rolled = await ctx.call(lambda c: c.files.rollback(file_id, int(version), reason=text(form, "reason")))
     ctx.flash("notice", f"version {version} is served again (now version {rolled.version})")
     return file_base(ctx) + "/versions"

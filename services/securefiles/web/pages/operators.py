@@ -9,10 +9,10 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from securefiles.client.api import SecureFilesClient
+from securefiles.client.types import AuditVerification
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument, SecureFilesError
 from securefiles.common.resource_names import key_version_name
-from securefiles.kms.v1 import kms_pb2
 from securefiles.web.console import Ctx
 from securefiles.web.pages.files import text
 
@@ -24,20 +24,14 @@ def _confirmed(form: FormData) -> None:
         raise InvalidArgument("tick the box to confirm; nothing was done", reason="NOT_CONFIRMED")
 
 
-def _state_word(state: kms_pb2.KeyVersion.State.ValueType) -> str:
-    """PRIMARY, ENABLED…: the state without the enum's prefix, as the page shows it."""
-    return kms_pb2.KeyVersion.State.Name(state).removeprefix("STATE_")
-
-
 async def keys(ctx: Ctx) -> Response:
     def load(c: SecureFilesClient) -> list[dict[str, Any]]:
         regions = []
         for region in c.config.regions:
-            _, versions = c.list_key_versions(region)
-            counts = c.count_data_keys(region)
+            _, versions = c.keys.versions(region)
+            counts = c.keys.data_keys(region)
             regions.append({"region": region, "versions": [
-                {"version": v, "state": _state_word(v.state), "data_keys": counts.get(v.name, 0)}
-                for v in versions]})
+                {"version": v, "state": v.state_word, "data_keys": counts.get(v.name, 0)} for v in versions]})
         return regions
 
     return ctx.render("keys.html", tab="keys", regions=await ctx.call(load))
@@ -46,7 +40,7 @@ async def keys(ctx: Ctx) -> Response:
 async def rotate(ctx: Ctx, form: FormData) -> str:
     _confirmed(form)
     region = text(form, "region")
-    created = await ctx.call(lambda c: c.rotate_key(region, reason=text(form, "reason")))
+    created = await ctx.call(lambda c: c.keys.rotate(region, reason=text(form, "reason")))
     ctx.flash("notice", f"{created.name} is the primary key version of {region}; rewrap to move data keys to it")
     return "/operators/keys"
 
@@ -54,7 +48,7 @@ async def rotate(ctx: Ctx, form: FormData) -> str:
 async def rewrap(ctx: Ctx, form: FormData) -> str:
     _confirmed(form)
     region = text(form, "region")
-    done = await ctx.call(lambda c: c.rewrap_data_keys(region))
+    done = await ctx.call(lambda c: c.keys.rewrap(region))
     ctx.flash("notice", f"rewrapped {done.rewrapped} data key(s) in {region}" +
               (f"; {done.failed} failed" if done.failed else ""))
     return "/operators/keys"
@@ -69,12 +63,12 @@ async def key_state(ctx: Ctx, form: FormData) -> str:
     if text(form, "confirm_name") != name:
         raise InvalidArgument(f"type {name} to {what} it; nothing was changed", reason="NOT_CONFIRMED")
     if what == "destroy":
-        in_use = (await ctx.call(lambda c: c.count_data_keys(region))).get(name, 0)
+        in_use = (await ctx.call(lambda c: c.keys.data_keys(region))).get(name, 0)
         if in_use:
             raise InvalidArgument(f"{in_use} data key(s) still use {name}: rewrap first; nothing was destroyed",
                                   reason="KEY_VERSION_IN_USE")
-    changed = await ctx.call(lambda c: c.set_key_version_state(version, what, region))
-    ctx.flash("notice", f"{changed.name} is {_state_word(changed.state).lower()}")
+    changed = await ctx.call(lambda c: c.keys.set_state(version, what, region))
+    ctx.flash("notice", f"{changed.name} is {changed.state_word.lower()}")
     return "/operators/keys"
 
 
@@ -85,10 +79,10 @@ async def audit(ctx: Ctx) -> Response:
     page_token = query.get("page_token", "")
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
-        services = list(c.audit_targets())
+        services = list(c.audit.targets())
         if filters["service"] not in services:
             raise InvalidArgument(f"choose a service: {', '.join(services)}", reason="INVALID_ARGUMENT")
-        return services, c.audit_page(filters["service"], page_token, filters["resource"], filters["principal"])
+        return services, c.audit.page(filters["service"], page_token, filters["resource"], filters["principal"])
 
     services, page = await ctx.call(load)
     return ctx.render("audit.html", tab="audit", services=services, filters=filters, events=list(page.events),
@@ -100,16 +94,16 @@ async def verify(ctx: Ctx) -> Response:
     form = await ctx.form()
     await form.close()
 
-    def run(c: SecureFilesClient) -> tuple[Any, ...]:
-        results: list[tuple[str, Any, int, str]] = []
-        for service in c.audit_targets():
+    def run(c: SecureFilesClient) -> tuple[list[str], list[tuple[str, AuditVerification | None, int, str]]]:
+        results: list[tuple[str, AuditVerification | None, int, str]] = []
+        for service in c.audit.targets():
             try:
-                witnessed = c.latest_witnessed_head(service)
-                results.append((service, c.verify_audit_log(service, witnessed), witnessed.sequence if witnessed else 0,
+                witnessed = c.audit.latest_witnessed_head(service)
+                results.append((service, c.audit.verify(service, witnessed), witnessed.sequence if witnessed else 0,
                                 ""))
             except SecureFilesError as error:
                 results.append((service, None, 0, f"{error.message} [{error.reason}]"))
-        return list(c.audit_targets()), results
+        return list(c.audit.targets()), results
 
     services, results = await ctx.call(run)
     return ctx.render("audit.html", tab="audit", services=services,
@@ -118,7 +112,7 @@ async def verify(ctx: Ctx) -> Response:
 
 
 async def access(ctx: Ctx) -> Response:
-    requests = await ctx.call(lambda c: c.list_access_requests())
+    requests = await ctx.call(lambda c: c.access.list())
     return ctx.render("access.html", tab="access", requests=list(reversed(requests)))
 
 
@@ -129,7 +123,7 @@ async def request_access(ctx: Ctx, form: FormData) -> str:
     except ValueError as error:
         raise InvalidArgument(str(error), reason="INVALID_DURATION") from None
     project = text(form, "project")
-    created = await ctx.call(lambda c: c.request_access(project, text(form, "reason"), ttl))
+    created = await ctx.call(lambda c: c.access.request(project, text(form, "reason"), ttl))
     ctx.flash("notice", f"{created.name} asks for access to {project}; a second operator must approve it")
     return "/operators/access"
 
@@ -139,8 +133,8 @@ async def decide_access(ctx: Ctx, form: FormData) -> str:
     if what not in ("approve", "revoke"):
         raise InvalidArgument("approve or revoke", reason="INVALID_ARGUMENT")
     if what == "approve":
-        done = await ctx.call(lambda c: c.approve_access(request_id))
+        done = await ctx.call(lambda c: c.access.approve(request_id))
     else:
-        done = await ctx.call(lambda c: c.revoke_access(request_id))
+        done = await ctx.call(lambda c: c.access.revoke(request_id))
     ctx.flash("notice", f"{done.name}: {what}d")
     return "/operators/access"

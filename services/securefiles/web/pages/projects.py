@@ -8,5 +8,5 @@ from securefiles.web.console import Ctx
 
 
 async def projects(ctx: Ctx) -> Response:
-    found = await ctx.call(lambda c: c.list_projects())
+    found = await ctx.call(lambda c: c.projects.list())
     return ctx.render("projects.html", tab="projects", projects=found)
