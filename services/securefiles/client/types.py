@@ -2,7 +2,7 @@
 
 Field names are the proto's field names, so `securefiles … --output json` prints the proto's
 JSON names (`display_name` -> `displayName`). Times are aware UTC datetimes, None when unset;
-enum values are their names (`"RUNNING"`). Conversion from the messages: `client.convert`.
+enum values are their names (`"STATE_RUNNING"`). Conversion from the messages: `client.convert`.
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class PipelinePermissions:
-    """Which pipelines may use a file (`all_pipelines`: open access)."""
+    """Which pipelines may use a file (`all_pipelines`: open access); `name` is the file's
+    `…/pipelinePermissions`."""
 
+    name: str
     resource: str
     all_pipelines: bool
     pipelines: tuple[Pipeline, ...]
@@ -203,8 +205,10 @@ class Project:
 
 @dataclass(frozen=True)
 class RoleAssignment:
-    """A principal's role on a scope; `role` is the word `--role` takes (reader, user, creator, …)."""
+    """A principal's role on a scope; `role` is the word `--role` takes (reader, user, creator, …);
+    `name` is `{scope}/roleAssignments/{principal}`, the principal percent-encoded."""
 
+    name: str
     scope: str
     principal: str
     role: str
@@ -220,8 +224,9 @@ class RoleAssignments:
 
 @dataclass(frozen=True)
 class RoleInheritance:
-    """Whether the library's roles apply to a file."""
+    """Whether the library's roles apply to a file; `name` is the file's `…/roleInheritance`."""
 
+    name: str
     scope: str
     inherit_from_library: bool
 
@@ -252,7 +257,8 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class AccessRequest:
-    """A break-glass request for time-bound access to a project; `state` PENDING, GRANTED, REVOKED or EXPIRED."""
+    """A break-glass request for time-bound access to a project; `state` STATE_PENDING, STATE_GRANTED,
+    STATE_REVOKED or STATE_EXPIRED."""
 
     name: str
     project: str

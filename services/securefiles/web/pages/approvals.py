@@ -34,7 +34,7 @@ def _describe(approvals: list[Any], files: dict[str, str], pipelines: dict[str, 
         pipeline_id, run_id = (parts[3], parts[5]) if len(parts) == 6 else ("", a.run)
         decided = any(d.approver == me for d in a.decisions)
         eligible = me in a.approvers or any(g in a.approvers for g in groups)
-        state = authz_pb2.CheckState.Name(a.state)
+        state = authz_pb2.CheckState.Name(a.state).removeprefix("CHECK_STATE_")
         views.append(ApprovalView(
             a, state, files.get(a.resource, a.resource), pipelines.get(pipeline_id, pipeline_id or "?"), run_id,
             mine=state == "PENDING" and eligible and not decided))
@@ -63,5 +63,5 @@ async def decide(ctx: Ctx, form: FormData) -> str:
         raise InvalidArgument("approve or reject", reason="INVALID_ARGUMENT")
     decided = await ctx.call(lambda c: c.decide_approval(approval_id, decision == "approve", text(form, "comment")))
     ctx.flash("notice", f"approval {approval_id}: you {decision}d; it is now "
-                        f"{authz_pb2.CheckState.Name(decided.state).lower()}")
+                        f"{authz_pb2.CheckState.Name(decided.state).removeprefix('CHECK_STATE_').lower()}")
     return f"/projects/{ctx.project}/approvals"
