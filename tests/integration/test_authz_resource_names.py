@@ -31,7 +31,7 @@ def _file(system: LocalSystem) -> str:
 
 def _listed(stub: authz_pb2_grpc.AuthorizationServiceStub, scope: str, token: str) -> dict[str, str]:
     """{principal: name} of the assignments made on `scope`."""
-    listed = stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(scope=scope), metadata=bearer(token),
+    listed = stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(parent=scope), metadata=bearer(token),
                                       timeout=10)
     return {a.principal: a.name for a in listed.role_assignments}
 
@@ -68,7 +68,7 @@ def test_a_files_pipeline_permissions_and_inheritance_are_read_and_set_by_their_
     inheritance = stub.SetRoleInheritance(authz_pb2.SetRoleInheritanceRequest(
         name=f"{resource}/roleInheritance", inherit_from_library=False), metadata=md, timeout=10)
     assert (inheritance.name, inheritance.scope) == (f"{resource}/roleInheritance", resource)
-    assert not stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(scope=resource), metadata=md,
+    assert not stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(parent=resource), metadata=md,
                                         timeout=10).inherit_from_library
     for wrong in (resource, f"{resource}/roleInheritance", f"{resource}/pipelinePermissions/x"):
         refused = _refusal(functools.partial(stub.GetPipelinePermissions,
@@ -127,7 +127,7 @@ def test_a_request_naming_one_resource_twice_must_name_the_same_one(system: Loca
         parent=first, check=authz_pb2.Check(resource=second, exclusive_lock=lock)), metadata=md, timeout=10))
     assert mismatched == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RESOURCE_NAME")
     for resource in (first, second):
-        assert not stub.ListChecks(authz_pb2.ListChecksRequest(resource=resource), metadata=md, timeout=10).checks
+        assert not stub.ListChecks(authz_pb2.ListChecksRequest(parent=resource), metadata=md, timeout=10).checks
     created = stub.CreateCheck(authz_pb2.CreateCheckRequest(parent=first, check=authz_pb2.Check(exclusive_lock=lock)),
                                metadata=md, timeout=10)
     assert created.resource == first and created.name.startswith(f"{first}/checks/")

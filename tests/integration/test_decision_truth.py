@@ -114,14 +114,14 @@ def _file_policy_calls(stub: authz_pb2_grpc.AuthorizationServiceStub, resource: 
                                                      role=authz_pb2.ROLE_READER)),
             metadata=md, timeout=10),
         "ListRoleAssignments": lambda: stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(
-            scope=resource), metadata=md, timeout=10),
+            parent=resource), metadata=md, timeout=10),
         "SetRoleInheritance": lambda: stub.SetRoleInheritance(authz_pb2.SetRoleInheritanceRequest(
             name=f"{resource}/roleInheritance", inherit_from_library=False), metadata=md, timeout=10),
         "DeleteRoleAssignment": lambda: stub.DeleteRoleAssignment(authz_pb2.DeleteRoleAssignmentRequest(
             name=f"{resource}/roleAssignments/user:someone"), metadata=md, timeout=10),
         "CreateCheck": lambda: stub.CreateCheck(authz_pb2.CreateCheckRequest(parent=resource, check=authz_pb2.Check(
             exclusive_lock=authz_pb2.ExclusiveLock())), metadata=md, timeout=10),
-        "ListChecks": lambda: stub.ListChecks(authz_pb2.ListChecksRequest(resource=resource), metadata=md,
+        "ListChecks": lambda: stub.ListChecks(authz_pb2.ListChecksRequest(parent=resource), metadata=md,
                                               timeout=10),
     }
 

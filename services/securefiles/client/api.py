@@ -391,7 +391,7 @@ class SecureFilesClient(IdentityCalls):
     def list_role_assignments(self, file: str | None = None, organization: bool = False
                               ) -> authz_pb2.ListRoleAssignmentsResponse:
         """Roles given on the library (or a file, or the organization) and, for a file, inheritance."""
-        request = authz_pb2.ListRoleAssignmentsRequest(scope=self._scope(file, organization))
+        request = authz_pb2.ListRoleAssignmentsRequest(parent=self._scope(file, organization))
         return all_pages(lambda r: self._transport.call(self._authz.ListRoleAssignments, r), request,
                          "role_assignments")
 
@@ -473,7 +473,7 @@ class SecureFilesClient(IdentityCalls):
 
     def list_checks(self, file: str) -> list[authz_pb2.Check]:
         return list(all_pages(lambda r: self._transport.call(self._authz.ListChecks, r),
-                              authz_pb2.ListChecksRequest(resource=self._file_id_resource(file)), "checks").checks)
+                              authz_pb2.ListChecksRequest(parent=self._file_id_resource(file)), "checks").checks)
 
     def delete_check(self, file: str, check_id: int) -> None:
         name = f"{self._file_id_resource(file)}/checks/{check_id}"

@@ -115,8 +115,8 @@ class ChecksServicerMixin:
 
     async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListChecksResponse:
-        checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.resource)
-        page, token = keyset_page(checks, lambda c: sort_key(c.check_id), request.resource, "", request.page_size,
+        checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.parent)
+        page, token = keyset_page(checks, lambda c: sort_key(c.check_id), request.parent, "", request.page_size,
                                   request.page_token)
         return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in page], next_page_token=token)
 

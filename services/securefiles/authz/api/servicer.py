@@ -169,8 +169,8 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def ListRoleAssignments(
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListRoleAssignmentsResponse:
-        assignments, inherit = await self._db.run(self._authz.library.list_roles, current_principal(), request.scope)
-        page, token = keyset_page(assignments, lambda a: f"{a.principal}\0{a.role.name}", request.scope, "",
+        assignments, inherit = await self._db.run(self._authz.library.list_roles, current_principal(), request.parent)
+        page, token = keyset_page(assignments, lambda a: f"{a.principal}\0{a.role.name}", request.parent, "",
                                   request.page_size, request.page_token)
         return authz_pb2.ListRoleAssignmentsResponse(
             role_assignments=[_assignment(a) for a in page], inherit_from_library=inherit, next_page_token=token

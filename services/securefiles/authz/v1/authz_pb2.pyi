@@ -486,11 +486,11 @@ class ListRoleAssignmentsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SCOPE_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    scope: _builtins.str
-    """The scope."""
+    parent: _builtins.str
+    """The scope: `organization`, `projects/{project}` (the library) or a file's resource name."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -498,13 +498,13 @@ class ListRoleAssignmentsRequest(_message.Message):
     def __init__(
         self,
         *,
-        scope: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1382,10 +1382,10 @@ class ListChecksRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    RESOURCE_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    resource: _builtins.str
+    parent: _builtins.str
     """The file's resource name."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
@@ -1394,13 +1394,13 @@ class ListChecksRequest(_message.Message):
     def __init__(
         self,
         *,
-        resource: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
