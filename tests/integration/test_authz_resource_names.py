@@ -56,14 +56,16 @@ def test_a_role_assignment_is_deleted_by_the_name_its_listing_gives(system: Loca
 
 def test_a_files_pipeline_permissions_and_inheritance_are_read_and_set_by_their_names(system: LocalSystem) -> None:
     resource = _file(system)
+    with system.client() as admin:
+        pipeline = admin.create_pipeline(unique("named")).name  # not open access: other tests' jobs share `default`
     md = bearer(system.admin_token)
     stub = authz_pb2_grpc.AuthorizationServiceStub(system.channel("authz"))
-    opened = stub.SetPipelinePermission(authz_pb2.SetPipelinePermissionRequest(
-        name=f"{resource}/pipelinePermissions", all_pipelines=True, authorized=True), metadata=md, timeout=10)
-    assert (opened.name, opened.resource) == (f"{resource}/pipelinePermissions", resource)
-    read = stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(name=opened.name), metadata=md,
+    authorized = stub.SetPipelinePermission(authz_pb2.SetPipelinePermissionRequest(
+        name=f"{resource}/pipelinePermissions", pipeline=pipeline, authorized=True), metadata=md, timeout=10)
+    assert (authorized.name, authorized.resource) == (f"{resource}/pipelinePermissions", resource)
+    read = stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(name=authorized.name), metadata=md,
                                        timeout=10)
-    assert read.all_pipelines and read.name == opened.name
+    assert [p.name for p in read.pipelines] == [pipeline] and read.name == authorized.name
 
     inheritance = stub.SetRoleInheritance(authz_pb2.SetRoleInheritanceRequest(
         name=f"{resource}/roleInheritance", inherit_from_library=False), metadata=md, timeout=10)
