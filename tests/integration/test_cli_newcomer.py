@@ -239,6 +239,7 @@ def test_runs_list_newest_first_by_pipeline_and_running(system: LocalSystem) -> 
     assert [r["runId"] for r in running] == [started[2]["run"]["runId"], started[1]["run"]["runId"]]
     table = system.cli("--project", project, "runs", "list")
     assert table.code == 0 and first in table.stdout and "COMPLETED" in table.stdout
+    assert "STATE_" not in table.stdout  # the table shows the word; JSON the proto's name
 
     with system.client(project=project) as admin:  # pages follow each other without gaps
         assert [r.run_id for r in admin.list_runs(page_size=1)] == [r["runId"] for r in listed]

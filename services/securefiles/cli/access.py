@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import json_object, print_json, print_table, state_word, when
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
 from securefiles.client.types import AccessRequest
 from securefiles.common.durations import parse_duration
@@ -26,7 +26,7 @@ def _show(args: argparse.Namespace, request: AccessRequest) -> int:
     else:
         until = f" until {when(request.expire_time)}" if request.state == "STATE_GRANTED" else ""
         print(f"access request {_id(request)} for {_project(request)} by {request.requester}: "
-              f"{state_word(request.state)}{until}")
+              f"{request.state_word}{until}")
     return 0
 
 
@@ -56,7 +56,7 @@ def access_list(args: argparse.Namespace) -> int:
         print_json(json_object(requests))
     else:
         print_table(("ID", "PROJECT", "REQUESTER", "STATE", "APPROVER", "EXPIRES", "REASON"),
-                    [(_id(r), _project(r), r.requester, state_word(r.state), r.approver, when(r.expire_time), r.reason)
+                    [(_id(r), _project(r), r.requester, r.state_word, r.approver, when(r.expire_time), r.reason)
                      for r in requests])
     return 0
 

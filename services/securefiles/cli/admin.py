@@ -7,7 +7,7 @@ from typing import Any
 
 from securefiles.cli import checks
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import json_object, print_json, print_table, state_word, when
+from securefiles.cli.output import json_object, print_json, print_table, when
 from securefiles.cli.parser import Subcommands
 from securefiles.common.durations import parse_duration
 from securefiles.common.errors import InvalidArgument
@@ -139,7 +139,7 @@ def runs_list(args: argparse.Namespace) -> int:
         print_json(json_object(runs))
     else:
         print_table(("ID", "PIPELINE", "BRANCH", "REQUESTED BY", "STATE", "STARTED", "EXPIRES"),
-                    [(r.run_id, names.get(r.pipeline, r.pipeline), r.branch, r.requested_by, state_word(r.state),
+                    [(r.run_id, names.get(r.pipeline, r.pipeline), r.branch, r.requested_by, r.state_word,
                       when(r.create_time), when(r.expire_time)) for r in runs])
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import json_object, print_json, print_table, state_word
+from securefiles.cli.output import json_object, print_json, print_table
 from securefiles.cli.parser import Subcommands
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.job_identity import job_claims
@@ -74,9 +74,9 @@ def runs_request(args: argparse.Namespace) -> int:
         print_json(json_object(suites))
     else:
         for file, suite in zip(args.files, suites, strict=True):
-            waits = "; ".join(f"{r.type} {state_word(r.state).lower()}: {r.reason}"
+            waits = "; ".join(f"{r.type} {r.state_word.lower()}: {r.reason}"
                               for r in suite.results) or "no checks"
-            print(f"{file}: {state_word(suite.state)} ({waits})")
+            print(f"{file}: {suite.state_word} ({waits})")
     return 0
 
 
@@ -87,7 +87,7 @@ def approvals_list(args: argparse.Namespace) -> int:
         print_json(json_object(approvals))
     else:
         print_table(("ID", "STATE", "RUN", "FILE", "APPROVERS", "REQUESTED BY"),
-                    [(a.approval_id, state_word(a.state), a.run, a.resource, ", ".join(a.approvers), a.requested_by)
+                    [(a.approval_id, a.state_word, a.run, a.resource, ", ".join(a.approvers), a.requested_by)
                      for a in approvals])
     return 0
 
@@ -98,7 +98,7 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
     if wants_json(args):
         print_json(json_object(decided))
     else:
-        print(f"approval {decided.approval_id} is {state_word(decided.state).lower()}")
+        print(f"approval {decided.approval_id} is {decided.state_word.lower()}")
     return 0
 
 

@@ -56,12 +56,6 @@ def terminal_safe(text: str) -> str:
         for ch in text)
 
 
-def state_word(state: str) -> str:
-    """An enum state as a table or sentence shows it: `STATE_GRANTED` -> `GRANTED` (JSON keeps the
-    proto's name)."""
-    return state.removeprefix("CHECK_STATE_").removeprefix("STATE_")
-
-
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")

@@ -115,6 +115,11 @@ class Run:
     asserted_by: str
     claims: Mapping[str, str]
 
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `STATE_RUNNING` -> `RUNNING`."""
+        return self.state.removeprefix("STATE_")
+
 
 @dataclass(frozen=True)
 class StartedRun:
@@ -272,6 +277,11 @@ class AccessRequest:
     expire_time: dt.datetime | None
     revoked_by: str
 
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `STATE_GRANTED` -> `GRANTED`."""
+        return self.state.removeprefix("STATE_")
+
 
 @dataclass(frozen=True)
 class BranchControl:
@@ -327,6 +337,11 @@ class CheckResult:
     reason: str
     approval_id: int
 
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `CHECK_STATE_PENDING` -> `PENDING`."""
+        return self.state.removeprefix("CHECK_STATE_")
+
 
 @dataclass(frozen=True)
 class CheckSuite:
@@ -337,6 +352,11 @@ class CheckSuite:
     state: str
     results: tuple[CheckResult, ...]
     create_time: dt.datetime | None
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `CHECK_STATE_PENDING` -> `PENDING`."""
+        return self.state.removeprefix("CHECK_STATE_")
 
 
 @dataclass(frozen=True)
@@ -366,6 +386,11 @@ class Approval:
     create_time: dt.datetime | None
     expire_time: dt.datetime | None
     branch: str
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `CHECK_STATE_PENDING` -> `PENDING`."""
+        return self.state.removeprefix("CHECK_STATE_")
 
 
 @dataclass(frozen=True)
