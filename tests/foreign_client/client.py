@@ -53,7 +53,8 @@ def main() -> int:
             grpc.secure_channel(args.storage, credentials, options) as storage_channel:
         authz = authz_pb2_grpc.AuthorizationServiceStub(authz_channel)
         storage = storage_pb2_grpc.SecureFileServiceStub(storage_channel)
-        parent = authz.CreateProject(authz_pb2.CreateProjectRequest(project_id=args.project), metadata=admin).name
+        parent = authz.CreateProject(authz_pb2.CreateProjectRequest(
+            project_id=args.project, project=authz_pb2.Project()), metadata=admin).name
         pipeline = authz.CreatePipeline(authz_pb2.CreatePipelineRequest(
             parent=parent, pipeline=authz_pb2.Pipeline(display_name="release")), metadata=admin)
 
@@ -63,7 +64,7 @@ def main() -> int:
         report["uploaded"] = {"name": uploaded.name, "size_bytes": uploaded.size_bytes, "sha256": uploaded.sha256}
 
         authz.SetPipelinePermission(authz_pb2.SetPipelinePermissionRequest(
-            resource=uploaded.name, pipeline=pipeline.name, authorized=True), metadata=admin)
+            name=f"{uploaded.name}/pipelinePermissions", pipeline=pipeline.name, authorized=True), metadata=admin)
         trust = authz.CreateTrust(authz_pb2.CreateTrustRequest(parent=parent, trust=authz_pb2.Trust(
             display_name="ci", pipeline=pipeline.name, issuer=args.issuer, audience="securefiles",
             bound_claims={"repository": "org/app"}, branch_claim="ref", run_claims=["run_id"],

@@ -36,7 +36,7 @@ def test_grant_lets_the_operator_download_with_every_download_audited(system, op
                            "--output", "json", env=first)
     assert requested.code == 0, requested.stderr
     request = requested.json()
-    assert request["state"] == "PENDING" and request["project"] == "projects/default"
+    assert request["state"] == "STATE_PENDING" and request["project"] == "projects/default"
 
     own = system.cli("access", "approve", request["name"].rsplit("/", 1)[1], env=first)
     assert own.code == 3 and "SECOND_OPERATOR_REQUIRED" in own.stderr
@@ -44,7 +44,7 @@ def test_grant_lets_the_operator_download_with_every_download_audited(system, op
                           env={"SECUREFILES_TOKEN": user_token(system, f"user:{unique('dev')}")})
     assert outsider.code == 3 and "OPERATOR_REQUIRED" in outsider.stderr
     granted = system.cli("access", "approve", request["name"].rsplit("/", 1)[1], "--output", "json", env=second)
-    assert granted.code == 0 and granted.json()["state"] == "GRANTED"
+    assert granted.code == 0 and granted.json()["state"] == "STATE_GRANTED"
 
     downloaded = _download(system, first, name, tmp_path / "granted")
     assert downloaded.code == 0, downloaded.stderr
@@ -62,7 +62,7 @@ def test_grant_lets_the_operator_download_with_every_download_audited(system, op
                for e in events)
 
     revoked = system.cli("access", "revoke", request["name"].rsplit("/", 1)[1], "--output", "json", env=second)
-    assert revoked.json()["state"] == "REVOKED"
+    assert revoked.json()["state"] == "STATE_REVOKED"
     assert _download(system, first, name, tmp_path / "after-revoke").code == 3
 
 
@@ -94,9 +94,9 @@ def test_grant_expires_by_itself(system, operators, tmp_path) -> None:
     deadline = time.monotonic() + 30
     while True:
         listed = {r["name"]: r for r in system.cli("access", "list", "--output", "json", env=second).json()}
-        if listed[request["name"]]["state"] == "EXPIRED":
+        if listed[request["name"]]["state"] == "STATE_EXPIRED":
             break
-        assert listed[request["name"]]["state"] == "GRANTED"
+        assert listed[request["name"]]["state"] == "STATE_GRANTED"
         assert time.monotonic() < deadline, "a 1-second grant is still granted after 30 s"
         time.sleep(0.2)
     late = _download(system, first, name, tmp_path / "late")
@@ -125,7 +125,7 @@ def test_an_operator_who_loses_the_role_loses_the_grant(system, operators, tmp_p
 
     with system.channel("authz") as channel:
         authz_pb2_grpc.AuthorizationServiceStub(channel).DeleteRoleAssignment(
-            authz_pb2.DeleteRoleAssignmentRequest(scope="organization", principal=former),
+            authz_pb2.DeleteRoleAssignmentRequest(name=f"organization/roleAssignments/{former}"),
             metadata=bearer(system.admin_token), timeout=10)
     denied = _download(system, former_env, name, tmp_path / "after-demotion")
     assert denied.code == 3 and "OPERATOR_REQUIRED" in denied.stderr

@@ -68,7 +68,7 @@ def test_pending_download_exits_4_then_approval_lets_it_through(system: LocalSys
 
     approvals = system.cli("approvals", "list", "--pending", "--output", "json", env=_as(system, "user:bob")).json()
     mine = [a for a in approvals if a["run"].endswith(f"/runs/{run['run']['runId']}")]
-    assert len(mine) == 1 and mine[0]["state"] == "PENDING" and mine[0]["approvers"] == ["user:bob"]
+    assert len(mine) == 1 and mine[0]["state"] == "CHECK_STATE_PENDING" and mine[0]["approvers"] == ["user:bob"]
 
     outsider = system.cli("approvals", "approve", str(mine[0]["approvalId"]), env=_as(system, "user:carol"))
     assert outsider.code == 3 and "NOT_AN_APPROVER" in outsider.stderr

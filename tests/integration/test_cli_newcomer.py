@@ -88,7 +88,7 @@ def test_completing_a_run_twice_says_it_was_already_complete(system: LocalSystem
     _name, pipeline = _file_and_pipeline(system)
     run = system.cli("runs", "start", pipeline, "--branch", "refs/heads/main", "-o", "json").json()
     first = system.cli("runs", "complete", str(run["run"]["runId"]), "-o", "json")
-    assert first.code == 0 and first.json()["state"] == "COMPLETED", first.stderr
+    assert first.code == 0 and first.json()["state"] == "STATE_COMPLETED", first.stderr
     again = system.cli("runs", "complete", str(run["run"]["runId"]))
     assert again.code == 1
     assert f"run {run['run']['runId']} was already completed at " in again.stderr
@@ -232,13 +232,14 @@ def test_runs_list_newest_first_by_pipeline_and_running(system: LocalSystem) -> 
     pipelines = system.cli("--project", project, "pipelines", "list", "-o", "json").json()
     names = {p["name"]: p["displayName"] for p in pipelines}
     assert [names[r["pipeline"]] for r in listed] == [first, second, first]
-    assert [r["state"] for r in listed] == ["RUNNING", "RUNNING", "COMPLETED"]
+    assert [r["state"] for r in listed] == ["STATE_RUNNING", "STATE_RUNNING", "STATE_COMPLETED"]
     of_first = system.cli("--project", project, "runs", "list", "--pipeline", first, "-o", "json").json()
     assert [r["runId"] for r in of_first] == [started[2]["run"]["runId"], started[0]["run"]["runId"]]
     running = system.cli("--project", project, "runs", "list", "--running", "-o", "json").json()
     assert [r["runId"] for r in running] == [started[2]["run"]["runId"], started[1]["run"]["runId"]]
     table = system.cli("--project", project, "runs", "list")
     assert table.code == 0 and first in table.stdout and "COMPLETED" in table.stdout
+    assert "STATE_" not in table.stdout  # the table shows the word; JSON the proto's name
 
     with system.client(project=project) as admin:  # pages follow each other without gaps
         assert [r.run_id for r in admin.list_runs(page_size=1)] == [r["runId"] for r in listed]

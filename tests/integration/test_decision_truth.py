@@ -106,19 +106,22 @@ def _file_policy_calls(stub: authz_pb2_grpc.AuthorizationServiceStub, resource: 
     md = bearer(token)
     return {
         "SetPipelinePermission": lambda: stub.SetPipelinePermission(authz_pb2.SetPipelinePermissionRequest(
-            resource=resource, all_pipelines=True, authorized=True), metadata=md, timeout=10),
+            name=f"{resource}/pipelinePermissions", all_pipelines=True, authorized=True), metadata=md, timeout=10),
         "GetPipelinePermissions": lambda: stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(
-            resource=resource), metadata=md, timeout=10),
+            name=f"{resource}/pipelinePermissions"), metadata=md, timeout=10),
         "SetRoleAssignment": lambda: stub.SetRoleAssignment(authz_pb2.SetRoleAssignmentRequest(
-            role_assignment=authz_pb2.RoleAssignment(scope=resource, principal="user:someone", role=authz_pb2.READER)),
+            role_assignment=authz_pb2.RoleAssignment(scope=resource, principal="user:someone",
+                                                     role=authz_pb2.ROLE_READER)),
             metadata=md, timeout=10),
         "ListRoleAssignments": lambda: stub.ListRoleAssignments(authz_pb2.ListRoleAssignmentsRequest(
-            scope=resource), metadata=md, timeout=10),
+            parent=resource), metadata=md, timeout=10),
         "SetRoleInheritance": lambda: stub.SetRoleInheritance(authz_pb2.SetRoleInheritanceRequest(
-            scope=resource, inherit_from_library=False), metadata=md, timeout=10),
-        "CreateCheck": lambda: stub.CreateCheck(authz_pb2.CreateCheckRequest(check=authz_pb2.Check(
-            resource=resource, exclusive_lock=authz_pb2.ExclusiveLock())), metadata=md, timeout=10),
-        "ListChecks": lambda: stub.ListChecks(authz_pb2.ListChecksRequest(resource=resource), metadata=md,
+            name=f"{resource}/roleInheritance", inherit_from_library=False), metadata=md, timeout=10),
+        "DeleteRoleAssignment": lambda: stub.DeleteRoleAssignment(authz_pb2.DeleteRoleAssignmentRequest(
+            name=f"{resource}/roleAssignments/user:someone"), metadata=md, timeout=10),
+        "CreateCheck": lambda: stub.CreateCheck(authz_pb2.CreateCheckRequest(parent=resource, check=authz_pb2.Check(
+            exclusive_lock=authz_pb2.ExclusiveLock())), metadata=md, timeout=10),
+        "ListChecks": lambda: stub.ListChecks(authz_pb2.ListChecksRequest(parent=resource), metadata=md,
                                               timeout=10),
     }
 
@@ -147,9 +150,10 @@ def test_authz_takes_a_committed_files_id_name(system: LocalSystem) -> None:
     with system.client() as admin:
         resource = admin.get_file(name).name
     stub = authz_pb2_grpc.AuthorizationServiceStub(system.channel("authz"))
-    listed = stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(resource=resource),
-                                         metadata=bearer(system.admin_token), timeout=10)
+    listed = stub.GetPipelinePermissions(authz_pb2.GetPipelinePermissionsRequest(
+        name=f"{resource}/pipelinePermissions"), metadata=bearer(system.admin_token), timeout=10)
     assert len(listed.pipelines) == 1
+    assert listed.name == f"{resource}/pipelinePermissions" and listed.resource == resource
 
 
 # -- item 5: an upload that does not commit leaves nothing in authz ------------------------

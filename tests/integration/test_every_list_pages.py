@@ -62,7 +62,7 @@ def _role_assignments(system: LocalSystem) -> Listing:
         for user in users:
             admin.assign_role(user, "reader")
     return Listing("authz", lambda c: authz_pb2_grpc.AuthorizationServiceStub(c).ListRoleAssignments,
-                   lambda: authz_pb2.ListRoleAssignmentsRequest(scope=f"projects/{project}"), "role_assignments",
+                   lambda: authz_pb2.ListRoleAssignmentsRequest(parent=f"projects/{project}"), "role_assignments",
                    lambda a: a.principal, [u for u in users])
 
 
@@ -81,7 +81,7 @@ def _checks(system: LocalSystem) -> Listing:
             allowed_refs=[f"refs/heads/r{i}"]))).name for i in range(5)]
         resource = admin.get_file(name).name
     return Listing("authz", lambda c: authz_pb2_grpc.AuthorizationServiceStub(c).ListChecks,
-                   lambda: authz_pb2.ListChecksRequest(resource=resource), "checks", lambda c: c.name, made)
+                   lambda: authz_pb2.ListChecksRequest(parent=resource), "checks", lambda c: c.name, made)
 
 
 def _approvals(system: LocalSystem) -> Listing:

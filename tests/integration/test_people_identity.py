@@ -209,7 +209,7 @@ def test_approvals_need_people_who_signed_in_themselves(production: LocalSystem,
         pending_ones = approver.list_approvals(pending_only=True)
         (pending,) = [a for a in pending_ones if a.run.endswith(f"/runs/{run.run.run_id}")]
         decided = approver.decide_approval(pending.approval_id, True)
-    assert decided.state == authz_pb2.APPROVED
+    assert decided.state == authz_pb2.CHECK_STATE_APPROVED
     with production.client(token=run.job_token) as job:
         assert job.download_secure_file(name, production.home / "job").path.read_bytes() == b"approved"
 

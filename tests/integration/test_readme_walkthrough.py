@@ -31,4 +31,4 @@ def test_the_quickstart_runs_verbatim(system: LocalSystem, tmp_path: Path) -> No
     assert not (checkout / "job-temp" / "signing.p12").exists()
     with system.client(project=project) as admin:
         runs = list(admin.list_runs())
-    assert [r.state for r in runs] == [authz_pb2.Run.COMPLETED]  # the run it started, and completed
+    assert [r.state for r in runs] == [authz_pb2.Run.STATE_COMPLETED]  # the run it started, and completed

@@ -35,9 +35,9 @@ def test_files_pipelines_and_runs_come_back_as_the_clients_own_types(system: Loc
         permissions = admin.pipelines.set_permission(name, pipeline, True)
         assert type(permissions) is types.PipelinePermissions and permissions.pipelines == (created,)
         started = admin.pipelines.start_run(pipeline, "refs/heads/main")
-        assert type(started.run) is types.Run and started.run.state == "RUNNING" and started.job_token
+        assert type(started.run) is types.Run and started.run.state == "STATE_RUNNING" and started.job_token
         completed = admin.pipelines.complete_run(started.run.name)
-        assert completed.state == "COMPLETED" and _aware(completed.complete_time)
+        assert completed.state == "STATE_COMPLETED" and _aware(completed.complete_time)
 
         versions = admin.files.versions(name)
         assert [(type(v), v.version, v.current) for v in versions] == [(types.SecureFileVersion, 1, True)]
@@ -54,7 +54,8 @@ def test_keys_audit_and_roles_come_back_as_the_clients_own_types(system: LocalSy
         assert region == "eu" and versions and all(type(v) is types.KeyVersion for v in versions)
         assert [v.state for v in versions].count("STATE_PRIMARY") == 1
         assignment = admin.roles.assign(reader, "reader")
-        assert assignment == types.RoleAssignment(scope="projects/default", principal=reader, role="reader")
+        assert assignment == types.RoleAssignment(name=f"projects/default/roleAssignments/{reader}",
+                                                  scope="projects/default", principal=reader, role="reader")
         assert assignment in admin.roles.list().role_assignments
         events = [e for e in admin.audit.events("authz") if e.action == "SetRoleAssignment"]
         assert events and type(events[-1]) is types.AuditEvent and _aware(events[-1].time)

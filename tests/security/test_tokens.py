@@ -217,7 +217,7 @@ def test_job_token_replayed_after_runs_complete_is_revoked(system: LocalSystem, 
     calls = _job_calls(name, run)
     assert calls["download"](system, bearer(token)) == content  # while the run runs
     completed = system.cli("runs", "complete", str(run.run_id), "--output", "json")
-    assert completed.code == 0 and completed.json()["state"] == "COMPLETED", completed.stderr
+    assert completed.code == 0 and completed.json()["state"] == "STATE_COMPLETED", completed.stderr
 
     for operation in ("download", "get", "list", "complete-run"):
         with pytest.raises(grpc.RpcError) as error:

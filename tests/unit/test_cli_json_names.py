@@ -41,11 +41,11 @@ PRINTED: list[tuple[Message, Callable[[Message], Any]]] = [
         authz_pb2.Pipeline(name="projects/p/pipelines/4", pipeline_id=4, display_name="ios-release")]),
      lambda m: json_object(convert.pipeline_permissions(m))),
     (authz_pb2.Run(name="projects/p/pipelines/4/runs/7", run_id=7, pipeline="projects/p/pipelines/4",
-                   branch="refs/heads/main", requested_by="user:ann", state=authz_pb2.Run.RUNNING,
+                   branch="refs/heads/main", requested_by="user:ann", state=authz_pb2.Run.STATE_RUNNING,
                    trust="projects/p/trusts/gh", asserted_by="service:ci", claims={"repository": "org/app"}),
      lambda m: json_object(convert.run(m))),
     (authz_pb2.StartRunResponse(run=authz_pb2.Run(name="projects/p/pipelines/4/runs/7", run_id=7,
-                                                  state=authz_pb2.Run.COMPLETED), job_token="eyJ.x.y"),
+                                                  state=authz_pb2.Run.STATE_COMPLETED), job_token="eyJ.x.y"),
      lambda m: json_object(convert.started_run(m))),
     (kms_pb2.KeyVersion(name="regions/eu/keyVersions/2", region="eu", version=2, state=kms_pb2.KeyVersion.STATE_PRIMARY,
                         created_by="deployment:d-1", reason="quarterly"),
@@ -72,7 +72,7 @@ PRINTED: list[tuple[Message, Callable[[Message], Any]]] = [
                            issued_by="user:admin", revoked_by="user:ann"),
      lambda m: json_object(convert.issued_token(m))),
     (authz_pb2.AccessRequest(name="accessRequests/5", project="projects/p", requester="user:op1", reason="INC-7",
-                             ttl=duration_pb2.Duration(seconds=3600), state=authz_pb2.AccessRequest.GRANTED,
+                             ttl=duration_pb2.Duration(seconds=3600), state=authz_pb2.AccessRequest.STATE_GRANTED,
                              approver="user:op2"),
      lambda m: json_object(convert.access_request(m))),
     (authz_pb2.Check(name="projects/p/secureFiles/0b5c/checks/3", check_id=3, resource="projects/p/secureFiles/0b5c",
@@ -86,8 +86,7 @@ PRINTED: list[tuple[Message, Callable[[Message], Any]]] = [
     (authz_pb2.Check(check_id=5, type="exclusive-lock", exclusive_lock=authz_pb2.ExclusiveLock()),
      lambda m: json_object(convert.check(m))),
     (authz_pb2.CheckSuite(run="projects/p/pipelines/4/runs/7", resource="projects/p/secureFiles/0b5c",
-                          state=authz_pb2.CHECK_STATE_PENDING if hasattr(authz_pb2, "CHECK_STATE_PENDING")
-                          else authz_pb2.PENDING,
+                          state=authz_pb2.CHECK_STATE_PENDING,
                           results=[authz_pb2.CheckResult(check_id=3, type="approval", reason="waits",
                                                          approval_id=9)]),
      lambda m: json_object(convert.check_suite(m))),
@@ -107,10 +106,10 @@ PRINTED: list[tuple[Message, Callable[[Message], Any]]] = [
 
 # Keys only: a role's value is the word `--role` takes ("reader"), not the enum's name.
 ROLES: list[tuple[Message, Callable[[Message], Any]]] = [
-    (authz_pb2.RoleAssignment(scope="projects/p", principal="user:ann", role=authz_pb2.READER),
+    (authz_pb2.RoleAssignment(scope="projects/p", principal="user:ann", role=authz_pb2.ROLE_READER),
      lambda m: json_object(convert.role_assignment(m))),
     (authz_pb2.ListRoleAssignmentsResponse(role_assignments=[authz_pb2.RoleAssignment(
-        scope="projects/p", principal="user:ann", role=authz_pb2.ADMINISTRATOR)], inherit_from_library=True),
+        scope="projects/p", principal="user:ann", role=authz_pb2.ROLE_ADMINISTRATOR)], inherit_from_library=True),
      lambda m: json_object(convert.role_assignments(m))),
 ]
 

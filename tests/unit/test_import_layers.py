@@ -50,4 +50,4 @@ def test_a_domain_imports_no_grpc_no_sql_and_no_generated_code(service: str) -> 
 def test_storage_asks_authz_in_its_own_words_and_the_adapter_translates_each() -> None:
     assert set(PERMISSIONS) == set(Access)
     assert {access.name: authz_pb2.Permission.Name(number) for access, number in PERMISSIONS.items()} == {
-        access.name: access.name for access in Access}
+        access.name: f"PERMISSION_{access.name}" for access in Access}

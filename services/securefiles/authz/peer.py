@@ -44,7 +44,7 @@ class AuthzPeer:
         """Key operations, audit reads, break-glass bookkeeping: a person holding the
         organization `operator` role."""
         if principal.is_user:
-            (allowed,) = await self._check_access(principal.name, authz_pb2.OPERATE, ["organization"])
+            (allowed,) = await self._check_access(principal.name, authz_pb2.PERMISSION_OPERATE, ["organization"])
             if allowed:
                 return
         raise PermissionDenied("this needs the operator role", reason="OPERATOR_REQUIRED")

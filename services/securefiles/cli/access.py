@@ -24,8 +24,9 @@ def _show(args: argparse.Namespace, request: AccessRequest) -> int:
     if wants_json(args):
         print_json(json_object(request))
     else:
-        until = f" until {when(request.expire_time)}" if request.state == "GRANTED" else ""
-        print(f"access request {_id(request)} for {_project(request)} by {request.requester}: {request.state}{until}")
+        until = f" until {when(request.expire_time)}" if request.state == "STATE_GRANTED" else ""
+        print(f"access request {_id(request)} for {_project(request)} by {request.requester}: "
+              f"{request.state_word}{until}")
     return 0
 
 
@@ -55,7 +56,7 @@ def access_list(args: argparse.Namespace) -> int:
         print_json(json_object(requests))
     else:
         print_table(("ID", "PROJECT", "REQUESTER", "STATE", "APPROVER", "EXPIRES", "REASON"),
-                    [(_id(r), _project(r), r.requester, r.state, r.approver, when(r.expire_time), r.reason)
+                    [(_id(r), _project(r), r.requester, r.state_word, r.approver, when(r.expire_time), r.reason)
                      for r in requests])
     return 0
 

@@ -139,7 +139,7 @@ def runs_list(args: argparse.Namespace) -> int:
         print_json(json_object(runs))
     else:
         print_table(("ID", "PIPELINE", "BRANCH", "REQUESTED BY", "STATE", "STARTED", "EXPIRES"),
-                    [(r.run_id, names.get(r.pipeline, r.pipeline), r.branch, r.requested_by, r.state,
+                    [(r.run_id, names.get(r.pipeline, r.pipeline), r.branch, r.requested_by, r.state_word,
                       when(r.create_time), when(r.expire_time)) for r in runs])
     return 0
 

@@ -74,8 +74,9 @@ def runs_request(args: argparse.Namespace) -> int:
         print_json(json_object(suites))
     else:
         for file, suite in zip(args.files, suites, strict=True):
-            waits = "; ".join(f"{r.type} {r.state.lower()}: {r.reason}" for r in suite.results) or "no checks"
-            print(f"{file}: {suite.state} ({waits})")
+            waits = "; ".join(f"{r.type} {r.state_word.lower()}: {r.reason}"
+                              for r in suite.results) or "no checks"
+            print(f"{file}: {suite.state_word} ({waits})")
     return 0
 
 
@@ -86,7 +87,7 @@ def approvals_list(args: argparse.Namespace) -> int:
         print_json(json_object(approvals))
     else:
         print_table(("ID", "STATE", "RUN", "FILE", "APPROVERS", "REQUESTED BY"),
-                    [(a.approval_id, a.state, a.run, a.resource, ", ".join(a.approvers), a.requested_by)
+                    [(a.approval_id, a.state_word, a.run, a.resource, ", ".join(a.approvers), a.requested_by)
                      for a in approvals])
     return 0
 
@@ -97,7 +98,7 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
     if wants_json(args):
         print_json(json_object(decided))
     else:
-        print(f"approval {decided.approval_id} is {decided.state.lower()}")
+        print(f"approval {decided.approval_id} is {decided.state_word.lower()}")
     return 0
 
 

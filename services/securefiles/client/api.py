@@ -64,17 +64,20 @@ from securefiles.common.resource_names import (
     key_version_name,
     library_name,
     pipeline_name,
+    pipeline_permissions_name,
     project_name,
     region_name,
+    role_assignment_name,
+    role_inheritance_name,
 )
 from securefiles.common.tls import kms_server_name
 from securefiles.kms.v1 import kms_pb2, kms_pb2_grpc
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
-ROLES = {"reader": authz_pb2.READER, "user": authz_pb2.USER, "creator": authz_pb2.CREATOR,
-         "administrator": authz_pb2.ADMINISTRATOR, "operator": authz_pb2.OPERATOR,
-         "orchestrator": authz_pb2.ORCHESTRATOR}
+ROLES = {"reader": authz_pb2.ROLE_READER, "user": authz_pb2.ROLE_USER, "creator": authz_pb2.ROLE_CREATOR,
+         "administrator": authz_pb2.ROLE_ADMINISTRATOR, "operator": authz_pb2.ROLE_OPERATOR,
+         "orchestrator": authz_pb2.ROLE_ORCHESTRATOR}
 
 
 T = TypeVar("T")
@@ -361,8 +364,8 @@ class SecureFilesClient(IdentityCalls):
     # -- projects, roles, pipelines, runs, tokens -------------------------------------
 
     def create_project(self, project_id: str, region: str = "") -> authz_pb2.Project:
-        return self._transport.call(self._authz.CreateProject,
-                                    authz_pb2.CreateProjectRequest(project_id=project_id, region=region))
+        return self._transport.call(self._authz.CreateProject, authz_pb2.CreateProjectRequest(
+            project_id=project_id, project=authz_pb2.Project(region=region)))
 
     def list_projects(self) -> list[authz_pb2.Project]:
         return list(all_pages(lambda r: self._transport.call(self._authz.ListProjects, r),
@@ -378,7 +381,7 @@ class SecureFilesClient(IdentityCalls):
         role_value = ROLES.get(role.lower())
         if role_value is None:
             raise InvalidArgument(f"unknown role {role!r}; one of {', '.join(ROLES)}", reason="INVALID_ROLE")
-        if role_value == authz_pb2.OPERATOR or organization:
+        if role_value == authz_pb2.ROLE_OPERATOR or organization:
             scope = "organization"
         elif file:
             scope = self._file_id_resource(file)
@@ -396,7 +399,7 @@ class SecureFilesClient(IdentityCalls):
     def list_role_assignments(self, file: str | None = None, organization: bool = False
                               ) -> authz_pb2.ListRoleAssignmentsResponse:
         """Roles given on the library (or a file, or the organization) and, for a file, inheritance."""
-        request = authz_pb2.ListRoleAssignmentsRequest(scope=self._scope(file, organization))
+        request = authz_pb2.ListRoleAssignmentsRequest(parent=self._scope(file, organization))
         return all_pages(lambda r: self._transport.call(self._authz.ListRoleAssignments, r), request,
                          "role_assignments")
 
@@ -404,12 +407,12 @@ class SecureFilesClient(IdentityCalls):
         """Take away every role `principal` has on the scope; returns the scope."""
         scope = self._scope(file, organization)
         self._transport.call(self._authz.DeleteRoleAssignment, authz_pb2.DeleteRoleAssignmentRequest(
-            scope=scope, principal=principal))
+            name=role_assignment_name(scope, principal)))
         return scope
 
     def set_role_inheritance(self, file: str, inherit: bool) -> authz_pb2.RoleInheritance:
         return self._transport.call(self._authz.SetRoleInheritance, authz_pb2.SetRoleInheritanceRequest(
-            scope=self._file_id_resource(file), inherit_from_library=inherit))
+            name=role_inheritance_name(self._file_id_resource(file)), inherit_from_library=inherit))
 
     def create_pipeline(self, display_name: str) -> authz_pb2.Pipeline:
         return self._transport.call(self._authz.CreatePipeline, authz_pb2.CreatePipelineRequest(
@@ -427,14 +430,14 @@ class SecureFilesClient(IdentityCalls):
     def pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         """Which pipelines may use a file."""
         return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
-            resource=self._file_id_resource(file)))
+            name=pipeline_permissions_name(self._file_id_resource(file))))
 
     def set_pipeline_permission(
         self, file: str, pipeline: str | None, authorized: bool
     ) -> authz_pb2.PipelinePermissions:
         """Authorize (or revoke) one pipeline on a file, or all pipelines when `pipeline` is None."""
         request = authz_pb2.SetPipelinePermissionRequest(
-            resource=self._file_id_resource(file),
+            name=pipeline_permissions_name(self._file_id_resource(file)),
             pipeline=pipeline_name(self.project, pipeline) if pipeline else "",
             all_pipelines=pipeline is None, authorized=authorized,
         )
@@ -442,7 +445,7 @@ class SecureFilesClient(IdentityCalls):
 
     def get_pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
-            resource=self._file_id_resource(file)))
+            name=pipeline_permissions_name(self._file_id_resource(file))))
 
     def start_run(
         self, pipeline: str, branch: str, requested_by: str = "", ttl_seconds: int | None = None
@@ -473,12 +476,12 @@ class SecureFilesClient(IdentityCalls):
     # -- checks and approvals ---------------------------------------------------------
 
     def add_check(self, file: str, check: authz_pb2.Check) -> authz_pb2.Check:
-        check.resource = self._file_id_resource(file)
-        return self._transport.call(self._authz.CreateCheck, authz_pb2.CreateCheckRequest(check=check))
+        return self._transport.call(self._authz.CreateCheck, authz_pb2.CreateCheckRequest(
+            parent=self._file_id_resource(file), check=check))
 
     def list_checks(self, file: str) -> list[authz_pb2.Check]:
         return list(all_pages(lambda r: self._transport.call(self._authz.ListChecks, r),
-                              authz_pb2.ListChecksRequest(resource=self._file_id_resource(file)), "checks").checks)
+                              authz_pb2.ListChecksRequest(parent=self._file_id_resource(file)), "checks").checks)
 
     def delete_check(self, file: str, check_id: int) -> None:
         name = f"{self._file_id_resource(file)}/checks/{check_id}"

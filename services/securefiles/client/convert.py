@@ -51,7 +51,7 @@ def _whole_numbers(value: Any) -> Any:
 
 
 def enum_name(message: Message, field: str) -> str:
-    """An enum field's value by name (`"RUNNING"`)."""
+    """An enum field's value by name (`"STATE_RUNNING"`), as the proto JSON spells it."""
     descriptor = message.DESCRIPTOR.fields_by_name[field].enum_type
     number = getattr(message, field)
     value = descriptor.values_by_number.get(number) if descriptor is not None else None
@@ -91,7 +91,7 @@ def pipeline(p: authz_pb2.Pipeline) -> types.Pipeline:
 
 
 def pipeline_permissions(p: authz_pb2.PipelinePermissions) -> types.PipelinePermissions:
-    return types.PipelinePermissions(resource=p.resource, all_pipelines=p.all_pipelines,
+    return types.PipelinePermissions(name=p.name, resource=p.resource, all_pipelines=p.all_pipelines,
                                      pipelines=tuple(map(pipeline, p.pipelines)))
 
 
@@ -139,9 +139,9 @@ def audit_verification(r: audit_pb2.VerifyAuditLogResponse) -> types.AuditVerifi
 
 
 # The words `--role` takes, by authz's numbers (`SecureFilesClient.assign_role` reads them the other way).
-ROLE_WORDS = {authz_pb2.READER: "reader", authz_pb2.USER: "user", authz_pb2.CREATOR: "creator",
-              authz_pb2.ADMINISTRATOR: "administrator", authz_pb2.OPERATOR: "operator",
-              authz_pb2.ORCHESTRATOR: "orchestrator"}
+ROLE_WORDS = {authz_pb2.ROLE_READER: "reader", authz_pb2.ROLE_USER: "user", authz_pb2.ROLE_CREATOR: "creator",
+              authz_pb2.ROLE_ADMINISTRATOR: "administrator", authz_pb2.ROLE_OPERATOR: "operator",
+              authz_pb2.ROLE_ORCHESTRATOR: "orchestrator"}
 
 
 def project(p: authz_pb2.Project) -> types.Project:
@@ -149,7 +149,7 @@ def project(p: authz_pb2.Project) -> types.Project:
 
 
 def role_assignment(a: authz_pb2.RoleAssignment) -> types.RoleAssignment:
-    return types.RoleAssignment(scope=a.scope, principal=a.principal,
+    return types.RoleAssignment(name=a.name, scope=a.scope, principal=a.principal,
                                 role=ROLE_WORDS.get(a.role, enum_name(a, "role").lower()))
 
 
@@ -159,7 +159,7 @@ def role_assignments(r: authz_pb2.ListRoleAssignmentsResponse) -> types.RoleAssi
 
 
 def role_inheritance(r: authz_pb2.RoleInheritance) -> types.RoleInheritance:
-    return types.RoleInheritance(scope=r.scope, inherit_from_library=r.inherit_from_library)
+    return types.RoleInheritance(name=r.name, scope=r.scope, inherit_from_library=r.inherit_from_library)
 
 
 def new_token(t: authz_pb2.IssueTokenResponse) -> types.NewToken:

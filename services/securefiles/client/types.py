@@ -2,7 +2,7 @@
 
 Field names are the proto's field names, so `securefiles … --output json` prints the proto's
 JSON names (`display_name` -> `displayName`). Times are aware UTC datetimes, None when unset;
-enum values are their names (`"RUNNING"`). Conversion from the messages: `client.convert`.
+enum values are their names (`"STATE_RUNNING"`). Conversion from the messages: `client.convert`.
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class PipelinePermissions:
-    """Which pipelines may use a file (`all_pipelines`: open access)."""
+    """Which pipelines may use a file (`all_pipelines`: open access); `name` is the file's
+    `…/pipelinePermissions`."""
 
+    name: str
     resource: str
     all_pipelines: bool
     pipelines: tuple[Pipeline, ...]
@@ -112,6 +114,11 @@ class Run:
     trust: str
     asserted_by: str
     claims: Mapping[str, str]
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `STATE_RUNNING` -> `RUNNING`."""
+        return self.state.removeprefix("STATE_")
 
 
 @dataclass(frozen=True)
@@ -209,8 +216,10 @@ class Project:
 
 @dataclass(frozen=True)
 class RoleAssignment:
-    """A principal's role on a scope; `role` is the word `--role` takes (reader, user, creator, …)."""
+    """A principal's role on a scope; `role` is the word `--role` takes (reader, user, creator, …);
+    `name` is `{scope}/roleAssignments/{principal}`, the principal percent-encoded."""
 
+    name: str
     scope: str
     principal: str
     role: str
@@ -226,8 +235,9 @@ class RoleAssignments:
 
 @dataclass(frozen=True)
 class RoleInheritance:
-    """Whether the library's roles apply to a file."""
+    """Whether the library's roles apply to a file; `name` is the file's `…/roleInheritance`."""
 
+    name: str
     scope: str
     inherit_from_library: bool
 
@@ -258,7 +268,8 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class AccessRequest:
-    """A break-glass request for time-bound access to a project; `state` PENDING, GRANTED, REVOKED or EXPIRED."""
+    """A break-glass request for time-bound access to a project; `state` STATE_PENDING, STATE_GRANTED,
+    STATE_REVOKED or STATE_EXPIRED."""
 
     name: str
     project: str
@@ -271,6 +282,11 @@ class AccessRequest:
     grant_time: dt.datetime | None
     expire_time: dt.datetime | None
     revoked_by: str
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `STATE_GRANTED` -> `GRANTED`."""
+        return self.state.removeprefix("STATE_")
 
 
 @dataclass(frozen=True)
@@ -327,6 +343,11 @@ class CheckResult:
     reason: str
     approval_id: int
 
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `CHECK_STATE_PENDING` -> `PENDING`."""
+        return self.state.removeprefix("CHECK_STATE_")
+
 
 @dataclass(frozen=True)
 class CheckSuite:
@@ -337,6 +358,11 @@ class CheckSuite:
     state: str
     results: tuple[CheckResult, ...]
     create_time: dt.datetime | None
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `CHECK_STATE_PENDING` -> `PENDING`."""
+        return self.state.removeprefix("CHECK_STATE_")
 
 
 @dataclass(frozen=True)
@@ -366,6 +392,11 @@ class Approval:
     create_time: dt.datetime | None
     expire_time: dt.datetime | None
     branch: str
+
+    @property
+    def state_word(self) -> str:
+        """The state as people read it (tables, messages): `CHECK_STATE_PENDING` -> `PENDING`."""
+        return self.state.removeprefix("CHECK_STATE_")
 
 
 @dataclass(frozen=True)

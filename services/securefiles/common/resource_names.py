@@ -4,6 +4,7 @@ spell is spelled here."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 import uuid
 
 from securefiles.common.errors import InvalidArgument
@@ -134,3 +135,61 @@ def region_name(region: str) -> str:
 
 def key_version_name(region: str, version: int | str) -> str:
     return f"{region_name(region)}/keyVersions/{version}"
+
+
+# -- authz's named policies of a scope -------------------------------------------------
+# A principal is data from a stranger: in a role assignment's name it is percent-encoded (every
+# byte but letters, digits and `-._~:@+`), so a `/` in it can never add a segment, and a name is
+# accepted only in that one spelling, so every assignment has exactly one name.
+
+_PRINCIPAL_SAFE = ":@+"  # with quote()'s letters, digits and `-._~`: every valid principal reads as itself
+ROLE_ASSIGNMENTS = "/roleAssignments/"
+
+
+def role_assignment_name(scope: str, principal: str) -> str:
+    """`{scope}/roleAssignments/{principal}`, the principal percent-encoded."""
+    return f"{scope}{ROLE_ASSIGNMENTS}{urllib.parse.quote(principal, safe=_PRINCIPAL_SAFE)}"
+
+
+def parse_role_assignment(name: str) -> tuple[str, str]:
+    """`{scope}/roleAssignments/{principal}` -> (scope, principal); INVALID_ARGUMENT unless the
+    principal is encoded exactly as role_assignment_name encodes it."""
+    scope, sep, encoded = name.rpartition(ROLE_ASSIGNMENTS)
+    try:
+        principal = urllib.parse.unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        raise _invalid("role assignment", name) from None
+    if not sep or not scope or not principal or role_assignment_name(scope, principal) != name:
+        raise _invalid("role assignment", name)
+    return scope, principal
+
+
+PIPELINE_PERMISSIONS, ROLE_INHERITANCE = "pipelinePermissions", "roleInheritance"  # singletons of a file
+
+
+def pipeline_permissions_name(file: str) -> str:
+    """The singleton `projects/{p}/secureFiles/{id}/pipelinePermissions` of a file."""
+    return f"{file}/{PIPELINE_PERMISSIONS}"
+
+
+def role_inheritance_name(file: str) -> str:
+    """The singleton `projects/{p}/secureFiles/{id}/roleInheritance` of a file."""
+    return f"{file}/{ROLE_INHERITANCE}"
+
+
+def parse_file_singleton(name: str, singleton: str) -> str:
+    """`projects/{p}/secureFiles/{id}/{singleton}` -> the file's name `projects/{p}/secureFiles/{id}`."""
+    file, sep, rest = name.rpartition(f"/{singleton}")
+    if not sep or rest:
+        raise _invalid(singleton, name)
+    parse_child(file, "secureFiles")
+    return file
+
+
+def require_agreement(given: str, expected: str, field: str) -> None:
+    """A request that names one resource twice (a parent beside the resource's own field): the
+    field may be left empty, or must say the same (INVALID_ARGUMENT otherwise)."""
+    if given and given != expected:
+        shown = given if len(given) <= 80 else given[:77] + "..."
+        raise InvalidArgument(f"{field} {shown!r} names another resource than {expected[:200]!r}",
+                              reason="INVALID_RESOURCE_NAME")

@@ -22,7 +22,7 @@ from securefiles.common.unit_of_work import UnitsOfWork
 def access_request_message(r: AccessRequest) -> authz_pb2.AccessRequest:
     return authz_pb2.AccessRequest(
         name=r.name, project=project_name(r.project), requester=r.requester, reason=r.reason,
-        ttl=Duration(seconds=r.ttl_seconds), state=authz_pb2.AccessRequest.State.Value(r.state.value),
+        ttl=Duration(seconds=r.ttl_seconds), state=authz_pb2.AccessRequest.State.Value(f"STATE_{r.state.value}"),
         approver=r.approver, create_time=to_timestamp(r.created_at), grant_time=to_timestamp(r.granted_at),
         expire_time=to_timestamp(r.expire_at), revoked_by=r.revoked_by,
     )

@@ -18,7 +18,7 @@ from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
-from securefiles.common.resource_names import ANY_PIPELINE, parse_project, run_name
+from securefiles.common.resource_names import ANY_PIPELINE, parse_project, require_agreement, run_name
 from securefiles.common.unit_of_work import UnitsOfWork
 
 _SETTINGS_FIELD = {
@@ -29,7 +29,7 @@ _TYPE_OF_FIELD = {field: check_type for check_type, field in _SETTINGS_FIELD.ite
 
 
 def _state(state: State) -> int:
-    return authz_pb2.CheckState.Value(state.value)
+    return authz_pb2.CheckState.Value(f"CHECK_STATE_{state.value}")
 
 
 def check_message(c: Check) -> authz_pb2.Check:
@@ -105,17 +105,18 @@ class ChecksServicerMixin:
 
     async def CreateCheck(self, request: authz_pb2.CreateCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
                           ) -> authz_pb2.Check:
+        require_agreement(request.check.resource, request.parent, "check.resource")
         check_type, settings = _settings_of(request.check)
         created = await self._changes.run_noted(
             lambda c: audit_note(c.name, type=c.type.value), self._authz.checks.create_check,
-            current_principal(), request.check.resource, check_type, settings,
+            current_principal(), request.parent, check_type, settings,
             duration_seconds(request.check.timeout, 0))
         return check_message(created)
 
     async def ListChecks(self, request: authz_pb2.ListChecksRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListChecksResponse:
-        checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.resource)
-        page, token = keyset_page(checks, lambda c: sort_key(c.check_id), request.resource, "", request.page_size,
+        checks = await self._db.run(self._authz.checks.list_checks, current_principal(), request.parent)
+        page, token = keyset_page(checks, lambda c: sort_key(c.check_id), request.parent, "", request.page_size,
                                   request.page_token)
         return authz_pb2.ListChecksResponse(checks=[check_message(c) for c in page], next_page_token=token)
 

@@ -28,7 +28,7 @@ from securefiles.common.unit_of_work import UnitsOfWork
 def run_message(r: Run) -> authz_pb2.Run:
     return authz_pb2.Run(
         name=r.name, run_id=r.run_id, pipeline=pipeline_name(r.project, r.pipeline_id), branch=r.branch,
-        requested_by=r.requested_by, state=authz_pb2.Run.State.Value(r.state.value),
+        requested_by=r.requested_by, state=authz_pb2.Run.State.Value(f"STATE_{r.state.value}"),
         create_time=to_timestamp(r.created_at), expire_time=to_timestamp(r.expire_at),
         complete_time=to_timestamp(r.completed_at),
         trust=trust_name(r.project, r.trust_id) if r.trust_id else "", asserted_by=r.asserted_by,

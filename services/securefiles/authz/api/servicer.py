@@ -22,6 +22,17 @@ from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import FailedPrecondition, InvalidArgument
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.proto_time import duration_seconds, to_timestamp
+from securefiles.common.resource_names import (
+    PIPELINE_PERMISSIONS,
+    ROLE_INHERITANCE,
+    parse_file_singleton,
+    parse_role_assignment,
+    pipeline_permissions_name,
+    project_name,
+    require_agreement,
+    role_assignment_name,
+    role_inheritance_name,
+)
 from securefiles.common.tokens import ALGORITHM, TokenIssuer, TokenVerifier
 from securefiles.common.unit_of_work import UnitsOfWork
 
@@ -29,7 +40,7 @@ log = logging.getLogger("securefiles.authz")
 
 
 def _project(p: Project) -> authz_pb2.Project:
-    return authz_pb2.Project(name=f"projects/{p.project_id}", region=p.region, create_time=to_timestamp(p.created_at))
+    return authz_pb2.Project(name=project_name(p.project_id), region=p.region, create_time=to_timestamp(p.created_at))
 
 
 def _pipeline(p: Pipeline) -> authz_pb2.Pipeline:
@@ -40,12 +51,14 @@ def _pipeline(p: Pipeline) -> authz_pb2.Pipeline:
 
 
 def _assignment(a: RoleAssignment) -> authz_pb2.RoleAssignment:
-    return authz_pb2.RoleAssignment(scope=a.scope, principal=a.principal, role=int(a.role))  # type: ignore[arg-type]
+    return authz_pb2.RoleAssignment(name=role_assignment_name(a.scope, a.principal), scope=a.scope,
+                                    principal=a.principal, role=int(a.role))  # type: ignore[arg-type]
 
 
 def _permissions(perms: PipelinePermissions, pipelines: list[Pipeline]) -> authz_pb2.PipelinePermissions:
     return authz_pb2.PipelinePermissions(
-        resource=perms.resource, all_pipelines=perms.all_pipelines, pipelines=[_pipeline(p) for p in pipelines]
+        name=pipeline_permissions_name(perms.resource), resource=perms.resource, all_pipelines=perms.all_pipelines,
+        pipelines=[_pipeline(p) for p in pipelines],
     )
 
 
@@ -128,8 +141,9 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def CreateProject(
         self, request: authz_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.Project:
+        require_agreement(request.project.name, project_name(request.project_id), "project.name")
         return _project(await self._changes.run(self._authz.library.create_project, current_principal(),
-                                                request.project_id, request.region))
+                                                request.project_id, request.project.region))
 
     async def GetProject(
         self, request: authz_pb2.GetProjectRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -148,14 +162,15 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.SetRoleAssignmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.RoleAssignment:
         a = request.role_assignment
+        require_agreement(a.name, role_assignment_name(a.scope, a.principal), "role_assignment.name")
         assignment = RoleAssignment(a.scope, a.principal, _role(a.role))
         return _assignment(await self._changes.run(self._authz.library.set_role, current_principal(), assignment))
 
     async def ListRoleAssignments(
         self, request: authz_pb2.ListRoleAssignmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.ListRoleAssignmentsResponse:
-        assignments, inherit = await self._db.run(self._authz.library.list_roles, current_principal(), request.scope)
-        page, token = keyset_page(assignments, lambda a: f"{a.principal}\0{a.role.name}", request.scope, "",
+        assignments, inherit = await self._db.run(self._authz.library.list_roles, current_principal(), request.parent)
+        page, token = keyset_page(assignments, lambda a: f"{a.principal}\0{a.role.name}", request.parent, "",
                                   request.page_size, request.page_token)
         return authz_pb2.ListRoleAssignmentsResponse(
             role_assignments=[_assignment(a) for a in page], inherit_from_library=inherit, next_page_token=token
@@ -164,15 +179,17 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def DeleteRoleAssignment(
         self, request: authz_pb2.DeleteRoleAssignmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> empty_pb2.Empty:
-        await self._changes.run(self._authz.library.delete_role, current_principal(), request.scope, request.principal)
+        scope, principal = parse_role_assignment(request.name)
+        await self._changes.run(self._authz.library.delete_role, current_principal(), scope, principal)
         return empty_pb2.Empty()
 
     async def SetRoleInheritance(
         self, request: authz_pb2.SetRoleInheritanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.RoleInheritance:
-        inherit = await self._changes.run(self._authz.library.set_inheritance, current_principal(), request.scope,
+        file = parse_file_singleton(request.name, ROLE_INHERITANCE)
+        inherit = await self._changes.run(self._authz.library.set_inheritance, current_principal(), file,
                                           request.inherit_from_library)
-        return authz_pb2.RoleInheritance(scope=request.scope, inherit_from_library=inherit)
+        return authz_pb2.RoleInheritance(name=role_inheritance_name(file), scope=file, inherit_from_library=inherit)
 
     async def CheckAccess(
         self, request: authz_pb2.CheckAccessRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -201,8 +218,9 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
     async def SetPipelinePermission(
         self, request: authz_pb2.SetPipelinePermissionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PipelinePermissions:
+        file = parse_file_singleton(request.name, PIPELINE_PERMISSIONS)
         perms, pipelines = await self._changes.run(self._authz.pipelines.set_pipeline_permission,
-            current_principal(), request.resource, request.pipeline, request.all_pipelines, request.authorized
+            current_principal(), file, request.pipeline, request.all_pipelines, request.authorized
         )
         return _permissions(perms, pipelines)
 
@@ -210,7 +228,7 @@ class AuthorizationServicer(ChecksServicerMixin, BreakGlassServicerMixin, Identi
         self, request: authz_pb2.GetPipelinePermissionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> authz_pb2.PipelinePermissions:
         perms, pipelines = await self._db.run(self._authz.pipelines.pipeline_permissions, current_principal(),
-                                              request.resource)
+                                              parse_file_singleton(request.name, PIPELINE_PERMISSIONS))
         return _permissions(perms, pipelines)
 
     async def DeletePipeline(

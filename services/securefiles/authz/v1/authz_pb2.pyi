@@ -29,19 +29,19 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     DESCRIPTOR: _descriptor.EnumDescriptor
     ROLE_UNSPECIFIED: _Role.ValueType  # 0
     """Not set."""
-    READER: _Role.ValueType  # 1
+    ROLE_READER: _Role.ValueType  # 1
     """View files and their metadata."""
-    USER: _Role.ValueType  # 2
+    ROLE_USER: _Role.ValueType  # 2
     """Reader, and use files in pipelines (start runs)."""
-    CREATOR: _Role.ValueType  # 3
+    ROLE_CREATOR: _Role.ValueType  # 3
     """User, and create files (library scope)."""
-    ADMINISTRATOR: _Role.ValueType  # 4
+    ROLE_ADMINISTRATOR: _Role.ValueType  # 4
     """Everything: delete, roles, pipeline permissions, checks."""
-    OPERATOR: _Role.ValueType  # 5
+    ROLE_OPERATOR: _Role.ValueType  # 5
     """Organization role for key operations."""
-    ORCHESTRATOR: _Role.ValueType  # 6
+    ROLE_ORCHESTRATOR: _Role.ValueType  # 6
     """Starts runs by hand, asserting their branch and requester (a CI system without OIDC).
-    Organization or library scope; not implied by ADMINISTRATOR.
+    Organization or library scope; not implied by ROLE_ADMINISTRATOR.
     """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
@@ -49,19 +49,19 @@ class Role(_Role, metaclass=_RoleEnumTypeWrapper):
 
 ROLE_UNSPECIFIED: Role.ValueType  # 0
 """Not set."""
-READER: Role.ValueType  # 1
+ROLE_READER: Role.ValueType  # 1
 """View files and their metadata."""
-USER: Role.ValueType  # 2
+ROLE_USER: Role.ValueType  # 2
 """Reader, and use files in pipelines (start runs)."""
-CREATOR: Role.ValueType  # 3
+ROLE_CREATOR: Role.ValueType  # 3
 """User, and create files (library scope)."""
-ADMINISTRATOR: Role.ValueType  # 4
+ROLE_ADMINISTRATOR: Role.ValueType  # 4
 """Everything: delete, roles, pipeline permissions, checks."""
-OPERATOR: Role.ValueType  # 5
+ROLE_OPERATOR: Role.ValueType  # 5
 """Organization role for key operations."""
-ORCHESTRATOR: Role.ValueType  # 6
+ROLE_ORCHESTRATOR: Role.ValueType  # 6
 """Starts runs by hand, asserting their branch and requester (a CI system without OIDC).
-Organization or library scope; not implied by ADMINISTRATOR.
+Organization or library scope; not implied by ROLE_ADMINISTRATOR.
 """
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
@@ -73,17 +73,17 @@ class _PermissionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Permission
     DESCRIPTOR: _descriptor.EnumDescriptor
     PERMISSION_UNSPECIFIED: _Permission.ValueType  # 0
     """Not set."""
-    VIEW: _Permission.ValueType  # 1
+    PERMISSION_VIEW: _Permission.ValueType  # 1
     """See a file or the library."""
-    USE: _Permission.ValueType  # 2
+    PERMISSION_USE: _Permission.ValueType  # 2
     """Start runs that use files."""
-    CREATE: _Permission.ValueType  # 3
+    PERMISSION_CREATE: _Permission.ValueType  # 3
     """Create files in a library."""
-    ADMINISTER: _Permission.ValueType  # 4
+    PERMISSION_ADMINISTER: _Permission.ValueType  # 4
     """Change, delete, and manage access of a file or library."""
-    OPERATE: _Permission.ValueType  # 5
+    PERMISSION_OPERATE: _Permission.ValueType  # 5
     """Key operations (organization scope)."""
-    ORCHESTRATE: _Permission.ValueType  # 6
+    PERMISSION_ORCHESTRATE: _Permission.ValueType  # 6
     """Start runs by hand."""
 
 class Permission(_Permission, metaclass=_PermissionEnumTypeWrapper):
@@ -91,17 +91,17 @@ class Permission(_Permission, metaclass=_PermissionEnumTypeWrapper):
 
 PERMISSION_UNSPECIFIED: Permission.ValueType  # 0
 """Not set."""
-VIEW: Permission.ValueType  # 1
+PERMISSION_VIEW: Permission.ValueType  # 1
 """See a file or the library."""
-USE: Permission.ValueType  # 2
+PERMISSION_USE: Permission.ValueType  # 2
 """Start runs that use files."""
-CREATE: Permission.ValueType  # 3
+PERMISSION_CREATE: Permission.ValueType  # 3
 """Create files in a library."""
-ADMINISTER: Permission.ValueType  # 4
+PERMISSION_ADMINISTER: Permission.ValueType  # 4
 """Change, delete, and manage access of a file or library."""
-OPERATE: Permission.ValueType  # 5
+PERMISSION_OPERATE: Permission.ValueType  # 5
 """Key operations (organization scope)."""
-ORCHESTRATE: Permission.ValueType  # 6
+PERMISSION_ORCHESTRATE: Permission.ValueType  # 6
 """Start runs by hand."""
 Global___Permission: _TypeAlias = Permission  # noqa: Y015
 
@@ -113,11 +113,11 @@ class _CheckStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckState
     DESCRIPTOR: _descriptor.EnumDescriptor
     CHECK_STATE_UNSPECIFIED: _CheckState.ValueType  # 0
     """Not set."""
-    PENDING: _CheckState.ValueType  # 1
+    CHECK_STATE_PENDING: _CheckState.ValueType  # 1
     """Waiting."""
-    APPROVED: _CheckState.ValueType  # 2
+    CHECK_STATE_APPROVED: _CheckState.ValueType  # 2
     """Passed."""
-    REJECTED: _CheckState.ValueType  # 3
+    CHECK_STATE_REJECTED: _CheckState.ValueType  # 3
     """Failed, for good."""
 
 class CheckState(_CheckState, metaclass=_CheckStateEnumTypeWrapper):
@@ -125,11 +125,11 @@ class CheckState(_CheckState, metaclass=_CheckStateEnumTypeWrapper):
 
 CHECK_STATE_UNSPECIFIED: CheckState.ValueType  # 0
 """Not set."""
-PENDING: CheckState.ValueType  # 1
+CHECK_STATE_PENDING: CheckState.ValueType  # 1
 """Waiting."""
-APPROVED: CheckState.ValueType  # 2
+CHECK_STATE_APPROVED: CheckState.ValueType  # 2
 """Passed."""
-REJECTED: CheckState.ValueType  # 3
+CHECK_STATE_REJECTED: CheckState.ValueType  # 3
 """Failed, for good."""
 Global___CheckState: _TypeAlias = CheckState  # noqa: Y015
 
@@ -304,25 +304,31 @@ Global___Project: _TypeAlias = Project  # noqa: Y015
 
 @_typing.final
 class CreateProjectRequest(_message.Message):
-    """Request for CreateProject."""
+    """Request for CreateProject (AIP-133: the id beside the resource)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECT_ID_FIELD_NUMBER: _builtins.int
-    REGION_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
-    """Project id: lowercase letters, digits and `-`, 1-63 characters."""
-    region: _builtins.str
-    """Region; default the first configured region."""
+    """Project id: lowercase letters, digits and `-`, 1-63 characters; the project's name becomes
+    `projects/{project_id}`.
+    """
+    @_builtins.property
+    def project(self) -> Global___Project:
+        """The project: `region` (default the first configured region). `name` may be left empty;
+        if set it must be `projects/{project_id}` (else INVALID_ARGUMENT `INVALID_RESOURCE_NAME`).
+        """
+
     def __init__(
         self,
         *,
         project_id: _builtins.str = ...,
-        region: _builtins.str = ...,
+        project: Global___Project | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["project", b"project"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["project_id", b"project_id", "region", b"region"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "project_id", b"project_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -406,13 +412,28 @@ Global___ListProjectsResponse: _TypeAlias = ListProjectsResponse  # noqa: Y015
 
 @_typing.final
 class RoleAssignment(_message.Message):
-    """One principal's role on one scope."""
+    """One principal's role on one scope. Its name is `{scope}/roleAssignments/{principal}` with the
+    principal percent-encoded (RFC 3986: every byte of its UTF-8 but letters, digits and
+    `-._~:@+` becomes `%XX`, upper-case hex). A valid principal reads as itself
+    (`projects/p/roleAssignments/user:ann+ci@example.com`); a `/`, `%` or control character can
+    never make or change a path segment (`user:a/b` would be `user:a%2Fb`). A name whose principal
+    is spelled any other way (lower-case hex, an encoded letter, a raw `/`) is INVALID_ARGUMENT
+    `INVALID_RESOURCE_NAME`, so each assignment has one name. The name stands for the principal's
+    standing on the scope: where a principal holds a library role and a special one
+    (ROLE_ORCHESTRATOR, ROLE_OPERATOR) on one scope, both entries carry the same name, and
+    DeleteRoleAssignment by that name removes both.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     PRINCIPAL_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`{scope}/roleAssignments/{principal}` (see above). Optional in SetRoleAssignment; if set,
+    it must be the name `scope` and `principal` make (else INVALID_ARGUMENT `INVALID_RESOURCE_NAME`).
+    """
     scope: _builtins.str
     """`organization`, `projects/{project}` (the library) or a file's resource name."""
     principal: _builtins.str
@@ -422,13 +443,14 @@ class RoleAssignment(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         scope: _builtins.str = ...,
         principal: _builtins.str = ...,
         role: Global___Role.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal", "role", b"role", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "principal", b"principal", "role", b"role", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -464,11 +486,11 @@ class ListRoleAssignmentsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SCOPE_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    scope: _builtins.str
-    """The scope."""
+    parent: _builtins.str
+    """The scope: `organization`, `projects/{project}` (the library) or a file's resource name."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -476,13 +498,13 @@ class ListRoleAssignmentsRequest(_message.Message):
     def __init__(
         self,
         *,
-        scope: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -526,21 +548,19 @@ class DeleteRoleAssignmentRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SCOPE_FIELD_NUMBER: _builtins.int
-    PRINCIPAL_FIELD_NUMBER: _builtins.int
-    scope: _builtins.str
-    """The scope."""
-    principal: _builtins.str
-    """`user:{name}`."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`{scope}/roleAssignments/{principal}`, as ListRoleAssignments names it: every role of the
+    principal on the scope goes.
+    """
     def __init__(
         self,
         *,
-        scope: _builtins.str = ...,
-        principal: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["principal", b"principal", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,12 +568,15 @@ Global___DeleteRoleAssignmentRequest: _TypeAlias = DeleteRoleAssignmentRequest  
 
 @_typing.final
 class RoleInheritance(_message.Message):
-    """A file's inheritance setting."""
+    """A file's inheritance setting (a singleton of the file)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     INHERIT_FROM_LIBRARY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/roleInheritance`."""
     scope: _builtins.str
     """The file's resource name."""
     inherit_from_library: _builtins.bool
@@ -561,12 +584,13 @@ class RoleInheritance(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         scope: _builtins.str = ...,
         inherit_from_library: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inherit_from_library", b"inherit_from_library", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inherit_from_library", b"inherit_from_library", "name", b"name", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -578,21 +602,21 @@ class SetRoleInheritanceRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SCOPE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     INHERIT_FROM_LIBRARY_FIELD_NUMBER: _builtins.int
-    scope: _builtins.str
-    """The file's resource name."""
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/roleInheritance`."""
     inherit_from_library: _builtins.bool
     """Whether library roles apply to the file."""
     def __init__(
         self,
         *,
-        scope: _builtins.str = ...,
+        name: _builtins.str = ...,
         inherit_from_library: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inherit_from_library", b"inherit_from_library", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inherit_from_library", b"inherit_from_library", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -782,13 +806,16 @@ Global___ListPipelinesResponse: _TypeAlias = ListPipelinesResponse  # noqa: Y015
 
 @_typing.final
 class PipelinePermissions(_message.Message):
-    """Which pipelines may use a file."""
+    """Which pipelines may use a file (a singleton of the file)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
     ALL_PIPELINES_FIELD_NUMBER: _builtins.int
     PIPELINES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/pipelinePermissions`."""
     resource: _builtins.str
     """The file's resource name."""
     all_pipelines: _builtins.bool
@@ -800,13 +827,14 @@ class PipelinePermissions(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         resource: _builtins.str = ...,
         all_pipelines: _builtins.bool = ...,
         pipelines: _abc.Iterable[Global___Pipeline] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_pipelines", b"all_pipelines", "pipelines", b"pipelines", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_pipelines", b"all_pipelines", "name", b"name", "pipelines", b"pipelines", "resource", b"resource"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -818,12 +846,12 @@ class SetPipelinePermissionRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    RESOURCE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     PIPELINE_FIELD_NUMBER: _builtins.int
     ALL_PIPELINES_FIELD_NUMBER: _builtins.int
     AUTHORIZED_FIELD_NUMBER: _builtins.int
-    resource: _builtins.str
-    """The file's resource name."""
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/pipelinePermissions`."""
     pipeline: _builtins.str
     """The pipeline, or empty together with `all_pipelines`."""
     all_pipelines: _builtins.bool
@@ -833,14 +861,14 @@ class SetPipelinePermissionRequest(_message.Message):
     def __init__(
         self,
         *,
-        resource: _builtins.str = ...,
+        name: _builtins.str = ...,
         pipeline: _builtins.str = ...,
         all_pipelines: _builtins.bool = ...,
         authorized: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_pipelines", b"all_pipelines", "authorized", b"authorized", "pipeline", b"pipeline", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_pipelines", b"all_pipelines", "authorized", b"authorized", "name", b"name", "pipeline", b"pipeline"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -852,17 +880,17 @@ class GetPipelinePermissionsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    RESOURCE_FIELD_NUMBER: _builtins.int
-    resource: _builtins.str
-    """The file's resource name."""
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/pipelinePermissions`."""
     def __init__(
         self,
         *,
-        resource: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -882,9 +910,9 @@ class Run(_message.Message):
         DESCRIPTOR: _descriptor.EnumDescriptor
         STATE_UNSPECIFIED: Run._State.ValueType  # 0
         """Not set."""
-        RUNNING: Run._State.ValueType  # 1
+        STATE_RUNNING: Run._State.ValueType  # 1
         """Running: its job token works."""
-        COMPLETED: Run._State.ValueType  # 2
+        STATE_COMPLETED: Run._State.ValueType  # 2
         """Completed: its job token is revoked."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
@@ -892,9 +920,9 @@ class Run(_message.Message):
 
     STATE_UNSPECIFIED: Run.State.ValueType  # 0
     """Not set."""
-    RUNNING: Run.State.ValueType  # 1
+    STATE_RUNNING: Run.State.ValueType  # 1
     """Running: its job token works."""
-    COMPLETED: Run.State.ValueType  # 2
+    STATE_COMPLETED: Run.State.ValueType  # 2
     """Completed: its job token is revoked."""
 
     @_typing.final
@@ -1261,7 +1289,7 @@ class Check(_message.Message):
     check_id: _builtins.int
     """Numeric id, unique in the project."""
     resource: _builtins.str
-    """The file's resource name."""
+    """The file's resource name (on create: CreateCheckRequest.parent)."""
     type: _builtins.str
     """`branch-control`, `approval`, `business-hours` or `exclusive-lock`."""
     created_by: _builtins.str
@@ -1324,19 +1352,25 @@ class CreateCheckRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    PARENT_FIELD_NUMBER: _builtins.int
     CHECK_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The file: `projects/{project}/secureFiles/{secure_file_id}`."""
     @_builtins.property
     def check(self) -> Global___Check:
-        """The check with `resource` and one of the settings set."""
+        """The check with one of the settings set. `resource` may be left empty; if set it must be
+        `parent` (else INVALID_ARGUMENT `INVALID_RESOURCE_NAME`).
+        """
 
     def __init__(
         self,
         *,
+        parent: _builtins.str = ...,
         check: Global___Check | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1348,10 +1382,10 @@ class ListChecksRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    RESOURCE_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    resource: _builtins.str
+    parent: _builtins.str
     """The file's resource name."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
@@ -1360,13 +1394,13 @@ class ListChecksRequest(_message.Message):
     def __init__(
         self,
         *,
-        resource: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1476,7 +1510,9 @@ class CheckSuite(_message.Message):
     resource: _builtins.str
     """The file."""
     state: Global___CheckState.ValueType
-    """PENDING until every check passes (APPROVED) or one fails (REJECTED)."""
+    """CHECK_STATE_PENDING until every check passes (CHECK_STATE_APPROVED) or one fails
+    (CHECK_STATE_REJECTED).
+    """
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckResult]:
         """In evaluation order."""
@@ -1982,13 +2018,13 @@ class AccessRequest(_message.Message):
         DESCRIPTOR: _descriptor.EnumDescriptor
         STATE_UNSPECIFIED: AccessRequest._State.ValueType  # 0
         """Not set."""
-        PENDING: AccessRequest._State.ValueType  # 1
+        STATE_PENDING: AccessRequest._State.ValueType  # 1
         """Waiting for a second operator."""
-        GRANTED: AccessRequest._State.ValueType  # 2
+        STATE_GRANTED: AccessRequest._State.ValueType  # 2
         """Granted until `expire_time`."""
-        REVOKED: AccessRequest._State.ValueType  # 3
+        STATE_REVOKED: AccessRequest._State.ValueType  # 3
         """Revoked."""
-        EXPIRED: AccessRequest._State.ValueType  # 4
+        STATE_EXPIRED: AccessRequest._State.ValueType  # 4
         """Ran out."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
@@ -1996,13 +2032,13 @@ class AccessRequest(_message.Message):
 
     STATE_UNSPECIFIED: AccessRequest.State.ValueType  # 0
     """Not set."""
-    PENDING: AccessRequest.State.ValueType  # 1
+    STATE_PENDING: AccessRequest.State.ValueType  # 1
     """Waiting for a second operator."""
-    GRANTED: AccessRequest.State.ValueType  # 2
+    STATE_GRANTED: AccessRequest.State.ValueType  # 2
     """Granted until `expire_time`."""
-    REVOKED: AccessRequest.State.ValueType  # 3
+    STATE_REVOKED: AccessRequest.State.ValueType  # 3
     """Revoked."""
-    EXPIRED: AccessRequest.State.ValueType  # 4
+    STATE_EXPIRED: AccessRequest.State.ValueType  # 4
     """Ran out."""
 
     NAME_FIELD_NUMBER: _builtins.int

@@ -31,7 +31,11 @@ class AuthorizationServiceStub:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`,
+    `{scope}/roleAssignments/{principal}` (scope `organization`, `projects/{project}` or a file's
+    name; the principal percent-encoded, see RoleAssignment),
+    `projects/{project}/secureFiles/{secure_file}/pipelinePermissions` and
+    `projects/{project}/secureFiles/{secure_file}/roleInheritance` (singletons of a file).
 
     Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
     through a trust of the project), people sign in at the organization's OIDC provider
@@ -289,7 +293,11 @@ class AuthorizationServiceServicer:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`,
+    `{scope}/roleAssignments/{principal}` (scope `organization`, `projects/{project}` or a file's
+    name; the principal percent-encoded, see RoleAssignment),
+    `projects/{project}/secureFiles/{secure_file}/pipelinePermissions` and
+    `projects/{project}/secureFiles/{secure_file}/roleInheritance` (singletons of a file).
 
     Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
     through a trust of the project), people sign in at the organization's OIDC provider
@@ -877,7 +885,11 @@ class AuthorizationService:
     this file now?". Resource names:
     `projects/{project}`, `projects/{project}/secureFiles/{secure_file_id}`,
     `projects/{project}/pipelines/{pipeline}` (id or display name),
-    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`.
+    `projects/{project}/pipelines/{pipeline}/runs/{run}`, `projects/{project}/trusts/{trust}`,
+    `{scope}/roleAssignments/{principal}` (scope `organization`, `projects/{project}` or a file's
+    name; the principal percent-encoded, see RoleAssignment),
+    `projects/{project}/secureFiles/{secure_file}/pipelinePermissions` and
+    `projects/{project}/secureFiles/{secure_file}/roleInheritance` (singletons of a file).
 
     Identity comes from outside: jobs exchange their CI provider's OIDC token (ExchangeToken,
     through a trust of the project), people sign in at the organization's OIDC provider

@@ -14,10 +14,10 @@ from securefiles.storage.domain.ports import Access
 
 # The domain's words for what a caller may do, in authz's numbers.
 PERMISSIONS: dict[Access, authz_pb2.Permission.ValueType] = {
-    Access.VIEW: authz_pb2.VIEW,
-    Access.USE: authz_pb2.USE,
-    Access.CREATE: authz_pb2.CREATE,
-    Access.ADMINISTER: authz_pb2.ADMINISTER,
+    Access.VIEW: authz_pb2.PERMISSION_VIEW,
+    Access.USE: authz_pb2.PERMISSION_USE,
+    Access.CREATE: authz_pb2.PERMISSION_CREATE,
+    Access.ADMINISTER: authz_pb2.PERMISSION_ADMINISTER,
 }
 
 
@@ -68,6 +68,7 @@ class AuthzClient(AuthzPeer):
         return response.region
 
     async def grant_file_administrator(self, file_resource: str, principal: str) -> None:
-        assignment = authz_pb2.RoleAssignment(scope=file_resource, principal=principal, role=authz_pb2.ADMINISTRATOR)
+        assignment = authz_pb2.RoleAssignment(scope=file_resource, principal=principal,
+                                              role=authz_pb2.ROLE_ADMINISTRATOR)
         request = authz_pb2.SetRoleAssignmentRequest(role_assignment=assignment)
         await call_peer(self._stub.SetRoleAssignment, request, "authz", self._timeout)

@@ -33,7 +33,7 @@ def _describe(approvals: list[Approval], files: dict[str, str], pipelines: dict[
         pipeline_id, run_id = (parts[3], parts[5]) if len(parts) == 6 else ("", a.run)
         decided = any(d.approver == me for d in a.decisions)
         eligible = me in a.approvers or any(g in a.approvers for g in groups)
-        state = a.state
+        state = a.state_word
         views.append(ApprovalView(
             a, state, files.get(a.resource, a.resource), pipelines.get(pipeline_id, pipeline_id or "?"), run_id,
             mine=state == "PENDING" and eligible and not decided))
@@ -61,5 +61,5 @@ async def decide(ctx: Ctx, form: FormData) -> str:
     if decision not in ("approve", "reject"):
         raise InvalidArgument("approve or reject", reason="INVALID_ARGUMENT")
     decided = await ctx.call(lambda c: c.checks.decide(approval_id, decision == "approve", text(form, "comment")))
-    ctx.flash("notice", f"approval {approval_id}: you {decision}d; it is now {decided.state.lower()}")
+    ctx.flash("notice", f"approval {approval_id}: you {decision}d; it is now {decided.state_word.lower()}")
     return f"/projects/{ctx.project}/approvals"
