@@ -554,12 +554,12 @@ class SecureFilesClient(IdentityCalls):
     def count_data_keys(self, region: str | None = None) -> dict[str, int]:
         """{key version name: data keys it wraps} as storage sees it."""
         response = self._transport.call(self._storage.CountDataKeys, storage_pb2.CountDataKeysRequest(
-            key_ring=region_name(region) if region else ""))
+            parent=region_name(region) if region else ""))
         return {c.key_version: c.data_keys for c in response.counts}
 
     def rewrap_data_keys(self, region: str | None = None) -> storage_pb2.RewrapDataKeysResponse:
         return self._transport.call(self._storage.RewrapDataKeys, storage_pb2.RewrapDataKeysRequest(
-            key_ring=region_name(region) if region else ""), timeout=3600)
+            parent=region_name(region) if region else ""), timeout=3600)
 
     # -- audit ------------------------------------------------------------------------
 

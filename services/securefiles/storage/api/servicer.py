@@ -146,8 +146,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.RewrapDataKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.RewrapDataKeysResponse:
         await self._require_operator(current_principal())
-        report = await self._rewrapper.rewrap(self._region(request.key_ring))
-        log.info("data keys rewrapped", extra={"key_ring": request.key_ring or "regions/-",
+        report = await self._rewrapper.rewrap(self._region(request.parent))
+        log.info("data keys rewrapped", extra={"key_ring": request.parent or "regions/-",
                                                "rewrapped": report.rewrapped, "failed": report.failed})
         return storage_pb2.RewrapDataKeysResponse(
             before=_counts(report.before), after=_counts(report.after), rewrapped=report.rewrapped,
@@ -159,7 +159,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     ) -> storage_pb2.CountDataKeysResponse:
         await self._require_operator(current_principal())
         return storage_pb2.CountDataKeysResponse(
-            counts=_counts(await version_counts(self._repository, self._region(request.key_ring)))
+            counts=_counts(await version_counts(self._repository, self._region(request.parent)))
         )
 
     async def UploadSecureFile(

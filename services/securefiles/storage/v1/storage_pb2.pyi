@@ -606,17 +606,17 @@ class RewrapDataKeysRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """`regions/{region}`; empty means every region."""
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The key ring, `regions/{region}`; empty means every region."""
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,17 +666,17 @@ class CountDataKeysRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """`regions/{region}`; empty means every region."""
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The key ring, `regions/{region}`; empty means every region."""
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
