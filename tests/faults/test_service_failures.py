@@ -143,8 +143,8 @@ def test_storage_killed_mid_download_leaves_no_file(faulty: LocalSystem, tmp_pat
         admin.upload_file(content, name="big.p12")
     token = job_token_for(faulty, "big.p12")
     stub = storage_pb2_grpc.SecureFileServiceStub(faulty.channel("storage"))
-    stream = stub.DownloadSecureFile(storage_pb2.DownloadSecureFileRequest(name="projects/default/secureFiles/big.p12"),
-                                     metadata=bearer(token), timeout=60)
+    stream = stub.DownloadSecureFile(storage_pb2.DownloadSecureFileRequest(
+        parent="projects/default", display_name="big.p12"), metadata=bearer(token), timeout=60)
     assert next(stream).WhichOneof("payload") == "header"
     old_pid = faulty.signal_service("storage", signal.SIGKILL)
     with pytest.raises(grpc.RpcError):

@@ -185,14 +185,15 @@ def _job(system: LocalSystem, content: bytes, ttl_seconds: int | None = None) ->
 
 
 def _job_calls(name: str, run: authz_pb2.Run) -> dict[str, Call]:
-    resource = f"projects/default/secureFiles/{name}"
-
     def download(system: LocalSystem, metadata: tuple) -> object:
         with system.channel("storage") as channel:
             return b"".join(m.chunk for m in storage_pb2_grpc.SecureFileServiceStub(channel).DownloadSecureFile(
-                storage_pb2.DownloadSecureFileRequest(name=resource), metadata=metadata, timeout=10))
+                storage_pb2.DownloadSecureFileRequest(parent="projects/default", display_name=name),
+                metadata=metadata, timeout=10))
 
     def get(system: LocalSystem, metadata: tuple) -> object:
+        with system.client() as admin:
+            resource = admin.file_resource(name)
         with system.channel("storage") as channel:
             return storage_pb2_grpc.SecureFileServiceStub(channel).GetSecureFile(
                 storage_pb2.GetSecureFileRequest(name=resource), metadata=metadata, timeout=10)

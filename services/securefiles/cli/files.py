@@ -67,7 +67,7 @@ def upload(args: argparse.Namespace) -> int:
         created = client.files.upload(path, name=args.name, properties=parse_properties(args.property),
                                       parse_password=_password(args.parse_password_file))
         if args.authorize_all_pipelines:
-            client.pipelines.set_permission(created.secure_file_id, None, True)
+            client.pipelines.set_permission(created.name, None, True)
     _show(args, created)
     return 0
 

@@ -39,6 +39,7 @@ from securefiles.client.download import (
     prepare_destination,
     with_retries,
 )
+from securefiles.client.file_names import NO_FILE_ID, display_name, display_name_filter, full_name
 from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
@@ -55,7 +56,7 @@ from securefiles.client.pipelines import PipelinesClient
 from securefiles.client.sign_in import Provider
 from securefiles.client.sign_in import refresh as refresh_tokens
 from securefiles.client.transport import Transport
-from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
+from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound, SecureFilesError
 from securefiles.common.resource_names import (
     ANY_PIPELINE,
     approval_name,
@@ -210,10 +211,35 @@ class SecureFilesClient(IdentityCalls):
         return kms_pb2_grpc.KeyManagementServiceStub(self._transport.channel(target, kms_server_name(region))), region
 
     def file_resource(self, name: str) -> str:
-        """`projects/{project}/secureFiles/{name or id}`."""
-        if "/" in name:
-            raise InvalidArgument(f"invalid file name {name!r}", reason="INVALID_NAME")
-        return file_name(self.project, name)
+        """The id-based name of the file a user names: a full resource name as it is; anything else
+        is a display name, looked up through ListSecureFiles' filter (the one place a display name
+        becomes a name). Display names are unique in a project: at most one file matches."""
+        if (given := full_name(name)) is not None:
+            return given
+        wanted = display_name(name)
+        request = storage_pb2.ListSecureFilesRequest(parent=project_name(self.project),
+                                                     filter=display_name_filter(wanted))
+        for response in pages(lambda r: self._transport.call(self._storage.ListSecureFiles, r), request):
+            for found in response.secure_files:
+                if found.display_name == wanted:
+                    return found.name
+        # No file the caller may see has it: the server's own answer for a file that does not exist
+        # (FILE_NOT_FOUND to a member, PERMISSION_DENIED to an outsider, a refused read in the audit
+        # log), as a name that was looked up directly used to get.
+        try:
+            self._transport.call(self._storage.GetSecureFile, storage_pb2.GetSecureFileRequest(
+                name=file_name(self.project, NO_FILE_ID)))
+        except NotFound:
+            pass
+        raise NotFound(f"secure file {name!r} not found in project {self.project}", reason="FILE_NOT_FOUND")
+
+    def _download_request(self, name: str) -> storage_pb2.DownloadSecureFileRequest:
+        """A download by name, or by display name in the same call (no lookup first: the download
+        path is the one agents wait on)."""
+        if (given := full_name(name)) is not None:
+            return storage_pb2.DownloadSecureFileRequest(name=given)
+        return storage_pb2.DownloadSecureFileRequest(parent=project_name(self.project),
+                                                     display_name=display_name(name))
 
     # -- files ------------------------------------------------------------------------
 
@@ -314,7 +340,7 @@ class SecureFilesClient(IdentityCalls):
 
         With `wait_for_checks` (seconds), keep polling while the file's checks are pending."""
         return _while_pending(lambda: download_with_retries(
-            self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout, progress,
+            self._transport, self._download_request(name), prepare_destination(dest), retry_count, timeout, progress,
         ), wait_for_checks, on_pending)
 
     def download_secure_files(
@@ -324,11 +350,18 @@ class SecureFilesClient(IdentityCalls):
     ) -> list[DownloadedFile]:
         """As a pipeline job: download several files into `dest` in one call (decided and unwrapped
         together); all of them, or none. A storage that predates the call gets one call per file."""
-        resources = [self.file_resource(name) for name in dict.fromkeys(names)]
+        request = storage_pb2.DownloadSecureFilesRequest()
+        for name in dict.fromkeys(names):
+            one = self._download_request(name)
+            if one.name:
+                request.names.append(one.name)
+            else:
+                request.parent = one.parent
+                request.display_names.append(one.display_name)
 
         def attempt() -> list[DownloadedFile]:
             try:
-                return download_many_once(self._transport, resources, prepare_destination(dest), timeout, progress)
+                return download_many_once(self._transport, request, prepare_destination(dest), timeout, progress)
             except SecureFilesError as error:
                 if error.reason == "UNIMPLEMENTED":
                     raise _NoBatchDownload from None  # not retried: it will not be there the next time either
@@ -360,9 +393,6 @@ class SecureFilesClient(IdentityCalls):
         return list(all_pages(lambda r: self._transport.call(self._authz.ListProjects, r),
                               authz_pb2.ListProjectsRequest(), "projects").projects)
 
-    def _file_id_resource(self, file: str) -> str:
-        return self.get_file(file).name
-
     def assign_role(self, principal: str, role: str, file: str | None = None,
                     organization: bool = False) -> authz_pb2.RoleAssignment:
         """Library role (or organization `operator`), a role on one file, or (`organization`) a
@@ -373,7 +403,7 @@ class SecureFilesClient(IdentityCalls):
         if role_value == authz_pb2.OPERATOR or organization:
             scope = "organization"
         elif file:
-            scope = self._file_id_resource(file)
+            scope = self.file_resource(file)
         else:
             scope = project_name(self.project)
         assignment = authz_pb2.RoleAssignment(scope=scope, principal=principal, role=role_value)
@@ -383,7 +413,7 @@ class SecureFilesClient(IdentityCalls):
     def _scope(self, file: str | None, organization: bool = False) -> str:
         if organization:
             return "organization"
-        return self._file_id_resource(file) if file else project_name(self.project)
+        return self.file_resource(file) if file else project_name(self.project)
 
     def list_role_assignments(self, file: str | None = None, organization: bool = False
                               ) -> authz_pb2.ListRoleAssignmentsResponse:
@@ -401,7 +431,7 @@ class SecureFilesClient(IdentityCalls):
 
     def set_role_inheritance(self, file: str, inherit: bool) -> authz_pb2.RoleInheritance:
         return self._transport.call(self._authz.SetRoleInheritance, authz_pb2.SetRoleInheritanceRequest(
-            scope=self._file_id_resource(file), inherit_from_library=inherit))
+            scope=self.file_resource(file), inherit_from_library=inherit))
 
     def create_pipeline(self, display_name: str) -> authz_pb2.Pipeline:
         return self._transport.call(self._authz.CreatePipeline, authz_pb2.CreatePipelineRequest(
@@ -419,14 +449,14 @@ class SecureFilesClient(IdentityCalls):
     def pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         """Which pipelines may use a file."""
         return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
-            resource=self._file_id_resource(file)))
+            resource=self.file_resource(file)))
 
     def set_pipeline_permission(
         self, file: str, pipeline: str | None, authorized: bool
     ) -> authz_pb2.PipelinePermissions:
         """Authorize (or revoke) one pipeline on a file, or all pipelines when `pipeline` is None."""
         request = authz_pb2.SetPipelinePermissionRequest(
-            resource=self._file_id_resource(file),
+            resource=self.file_resource(file),
             pipeline=pipeline_name(self.project, pipeline) if pipeline else "",
             all_pipelines=pipeline is None, authorized=authorized,
         )
@@ -434,7 +464,7 @@ class SecureFilesClient(IdentityCalls):
 
     def get_pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
-            resource=self._file_id_resource(file)))
+            resource=self.file_resource(file)))
 
     def start_run(
         self, pipeline: str, branch: str, requested_by: str = "", ttl_seconds: int | None = None
@@ -465,20 +495,20 @@ class SecureFilesClient(IdentityCalls):
     # -- checks and approvals ---------------------------------------------------------
 
     def add_check(self, file: str, check: authz_pb2.Check) -> authz_pb2.Check:
-        check.resource = self._file_id_resource(file)
+        check.resource = self.file_resource(file)
         return self._transport.call(self._authz.CreateCheck, authz_pb2.CreateCheckRequest(check=check))
 
     def list_checks(self, file: str) -> list[authz_pb2.Check]:
         return list(all_pages(lambda r: self._transport.call(self._authz.ListChecks, r),
-                              authz_pb2.ListChecksRequest(resource=self._file_id_resource(file)), "checks").checks)
+                              authz_pb2.ListChecksRequest(resource=self.file_resource(file)), "checks").checks)
 
     def delete_check(self, file: str, check_id: int) -> None:
-        name = f"{self._file_id_resource(file)}/checks/{check_id}"
+        name = f"{self.file_resource(file)}/checks/{check_id}"
         self._transport.call(self._authz.DeleteCheck, authz_pb2.DeleteCheckRequest(name=name))
 
     def request_checks(self, run: str, files: list[str]) -> list[authz_pb2.CheckSuite]:
         """Create a run's check suites (and approval requests) ahead of use."""
-        resources = [self._file_id_resource(f) for f in files]
+        resources = [self.file_resource(f) for f in files]
         return list(self._transport.call(self._authz.EvaluateChecks, authz_pb2.EvaluateChecksRequest(
             run=run, resources=resources)).suites)
 

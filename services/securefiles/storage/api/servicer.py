@@ -18,6 +18,7 @@ from securefiles.common.proto_time import from_timestamp, to_timestamp
 from securefiles.common.resource_names import parse_region
 from securefiles.common.update_mask import read_mask
 from securefiles.storage.api.typed_metadata import set_typed_metadata
+from securefiles.storage.domain.file_refs import by_display_name, by_name, one_file
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import FileRepository
 from securefiles.storage.domain.rewrap import DataKeyRewrapper, version_counts
@@ -223,7 +224,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def DownloadSecureFile(
         self, request: storage_pb2.DownloadSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
-        download = await self._files.download(current_principal(), request.name)
+        ref = one_file(request.name, request.parent, request.display_name)
+        download = await self._files.download(current_principal(), ref)
         f = download.secure_file
         audit_note(f.name, display_name=f.display_name, version=f.current.version,
                    key_version=f.current.key_version_name, run=_run_of(current_principal()))
@@ -244,7 +246,11 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.DownloadSecureFilesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
         caller = current_principal()
-        downloads = await self._files.download_many(caller, list(request.names))
+        if request.display_names and not request.parent:
+            raise InvalidArgument("display_names are looked up in a parent: give it", reason="INVALID_RESOURCE_NAME")
+        refs = [by_name(name) for name in request.names]
+        refs += [by_display_name(request.parent, display_name) for display_name in request.display_names]
+        downloads = await self._files.download_many(caller, refs)
         run = _run_of(caller)
         # One entry per file, as DownloadSecureFile writes, all before the first byte goes out.
         audit_items([(d.secure_file.name, {"display_name": d.secure_file.display_name,

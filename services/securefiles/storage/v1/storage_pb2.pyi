@@ -332,7 +332,7 @@ class GetSecureFileRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     def __init__(
         self,
         *,
@@ -444,7 +444,7 @@ class UpdateSecureFileRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secure_file(self) -> Global___SecureFile:
-        """The file with `name` set and the fields to change."""
+        """The file with `name` (`projects/{project}/secureFiles/{secure_file_id}`) set and the fields to change."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
@@ -476,7 +476,7 @@ class DeleteSecureFileRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     def __init__(
         self,
         *,
@@ -492,21 +492,33 @@ Global___DeleteSecureFileRequest: _TypeAlias = DeleteSecureFileRequest  # noqa: 
 
 @_typing.final
 class DownloadSecureFileRequest(_message.Message):
-    """Request for DownloadSecureFile."""
+    """Request for DownloadSecureFile: the file by its `name`, or by `parent` + `display_name`
+    (DownloadSecureFile@1: an agent knows the display name), never both. Either way a job reaches only
+    files of its own project (PERMISSION_DENIED `WRONG_PROJECT`), and a missing file is NOT_FOUND
+    `FILE_NOT_FOUND` only after the job's token is checked.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`; empty when `display_name` is given."""
+    parent: _builtins.str
+    """`projects/{project}`: the project `display_name` is looked up in; only with `display_name`."""
+    display_name: _builtins.str
+    """The file's display name (exact, compared in Unicode NFC), instead of `name`."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        parent: _builtins.str = ...,
+        display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "name", b"name", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -717,7 +729,7 @@ class ReplaceMetadata(_message.Message):
     EXPECTED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     PARSE_PASSWORD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     reason: _builtins.str
     """Why (recorded in the audit log)."""
     expected_size_bytes: _builtins.int
@@ -894,7 +906,7 @@ class ListSecureFileVersionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -952,7 +964,7 @@ class RollbackSecureFileRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     version: _builtins.int
     """The kept version to serve again."""
     reason: _builtins.str
@@ -1062,25 +1074,36 @@ Global___UpdateLibraryRequest: _TypeAlias = UpdateLibraryRequest  # noqa: Y015
 
 @_typing.final
 class DownloadSecureFilesRequest(_message.Message):
-    """Request for DownloadSecureFiles."""
+    """Request for DownloadSecureFiles: 1 to 100 files in all, by `names` and/or by `parent` +
+    `display_names`, all in the job's project; a file asked for twice (by name and by display name
+    too) is sent once.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAMES_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAMES_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}`: where `display_names` are looked up; required with them."""
     @_builtins.property
     def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """`projects/{project}/secureFiles/{secure_file}` (name or id) of each file, 1 to 100, all in
-        the job's project; a name given twice is sent once.
-        """
+        """`projects/{project}/secureFiles/{secure_file_id}` of each file asked for by name."""
+
+    @_builtins.property
+    def display_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Display names (exact, compared in Unicode NFC) of the files asked for by display name."""
 
     def __init__(
         self,
         *,
         names: _abc.Iterable[_builtins.str] | None = ...,
+        parent: _builtins.str = ...,
+        display_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_names", b"display_names", "names", b"names", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,8 +30,11 @@ class SecureFileServiceStub:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -122,8 +125,11 @@ class SecureFileServiceServicer:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -325,8 +331,11 @@ class SecureFileService:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed

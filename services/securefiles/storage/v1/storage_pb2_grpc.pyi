@@ -31,8 +31,11 @@ class SecureFileServiceStub:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -92,8 +95,11 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -149,8 +155,11 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed

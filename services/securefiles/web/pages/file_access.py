@@ -19,7 +19,7 @@ FILE_ROLES = ("reader", "user", "administrator")
 
 
 async def pipelines(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.get_pipeline_permissions(file_id), c.list_pipelines()
@@ -31,7 +31,7 @@ async def pipelines(ctx: Ctx) -> Response:
 
 
 async def set_pipeline(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     what, pipeline = text(form, "action"), text(form, "pipeline")
     if what in ("open", "close"):
         await ctx.call(lambda c: c.set_pipeline_permission(file_id, None, what == "open"))
@@ -46,7 +46,7 @@ async def set_pipeline(ctx: Ctx, form: FormData) -> str:
 
 
 async def security(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.list_role_assignments(file_id)
@@ -57,7 +57,7 @@ async def security(ctx: Ctx) -> Response:
 
 
 async def set_role(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     principal, role, what = text(form, "principal"), text(form, "role"), text(form, "action")
     if what == "remove":
         await ctx.call(lambda c: c.delete_role_assignment(principal, file_id))
@@ -71,7 +71,7 @@ async def set_role(ctx: Ctx, form: FormData) -> str:
 
 
 async def set_inheritance(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     inherit = text(form, "inherit") == "on"
     await ctx.call(lambda c: c.set_role_inheritance(file_id, inherit))
     ctx.flash("notice", "library roles apply to this file" if inherit else "library roles no longer apply")
@@ -79,7 +79,7 @@ async def set_inheritance(ctx: Ctx, form: FormData) -> str:
 
 
 async def checks(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.list_checks(file_id)
@@ -104,7 +104,7 @@ def check_from(form: FormData) -> authz_pb2.Check:
 
 
 async def add_check(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     check = check_from(form)
     created = await ctx.call(lambda c: c.add_check(file_id, check))
     ctx.flash("notice", f"added {created.type} check {created.check_id}")
@@ -112,7 +112,7 @@ async def add_check(ctx: Ctx, form: FormData) -> str:
 
 
 async def edit_check(ctx: Ctx) -> Response:
-    file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
+    file_id, check_id = ctx.file, int(ctx.request.path_params["check"])
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.get_file(file_id), c.list_checks(file_id)
@@ -128,7 +128,7 @@ async def edit_check(ctx: Ctx) -> Response:
 async def save_check(ctx: Ctx, form: FormData) -> str:
     """Edit = the new settings are added, then the old check is removed: never a moment with
     neither (authz has no in-place update; runs under way re-evaluate against both)."""
-    file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
+    file_id, check_id = ctx.file, int(ctx.request.path_params["check"])
     check = check_from(form)
     created = await ctx.call(lambda c: c.add_check(file_id, check))
     await ctx.call(lambda c: c.delete_check(file_id, check_id))
@@ -137,7 +137,7 @@ async def save_check(ctx: Ctx, form: FormData) -> str:
 
 
 async def delete_check(ctx: Ctx, form: FormData) -> str:
-    file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
+    file_id, check_id = ctx.file, int(ctx.request.path_params["check"])
     await ctx.call(lambda c: c.delete_check(file_id, check_id))
     ctx.flash("notice", f"removed check {check_id}")
     return file_base(ctx) + "/checks"
