@@ -45,10 +45,15 @@ def one_file(name: str, parent: str, display_name: str) -> FileRef:
     return by_name(name) if name else by_display_name(parent, display_name)
 
 
+def well_formed(ref: FileRef) -> bool:
+    """A lookup by display name, or a name whose last segment is an id as storage assigns them."""
+    return bool(ref.display_name) or is_file_id(ref.file_id)
+
+
 def require_id(ref: FileRef) -> None:
     """A name's last segment is the id storage assigned; a display name there is refused (AIP-122:
     names stay stable across a rename)."""
-    if ref.display_name or is_file_id(ref.file_id):
+    if well_formed(ref):
         return
     shown = ref.file_id if len(ref.file_id) <= 80 else ref.file_id[:77] + "..."
     raise InvalidArgument(

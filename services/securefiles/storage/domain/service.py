@@ -31,7 +31,7 @@ from securefiles.common.resource_names import (
 )
 from securefiles.storage.domain.content import ContentStore
 from securefiles.storage.domain.file_filter import legacy_filter, parse_filter
-from securefiles.storage.domain.file_refs import FileRef, by_name, require_id
+from securefiles.storage.domain.file_refs import FileRef, by_name, require_id, well_formed
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, encryption_context, stale_etag
 from securefiles.storage.domain.names import (
@@ -444,11 +444,12 @@ class SecureFiles:
     async def _break_glass_download(self, caller: Principal, ref: FileRef) -> Download:
         project = ref.project
         resource = file_name(project, _NO_FILE)
-        found = await self.find(ref)
-        # The grant is checked first; only its holder learns whether a name exists.
+        found = await self.find(ref) if well_formed(ref) else None
+        # The grant is checked first; only its holder learns whether a name exists (or is malformed).
         if found is not None:
             self.note_resource(found.name)
         grant = await self._access.authorize_break_glass(caller.name, found.name if found else resource)
+        require_id(ref)
         if found is None:
             raise NotFound(f"secure file {ref.shown!r} not found in project {project}", reason="FILE_NOT_FOUND")
         log.warning("break-glass download", extra={"file": found.name, "principal": caller.name, "grant": grant})
