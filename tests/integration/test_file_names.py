@@ -56,7 +56,7 @@ def test_a_display_name_in_a_name_is_refused_and_changes_nothing(system: LocalSy
             secure_file=storage_pb2.SecureFile(name=by_display, display_name=unique("x"))), metadata=md, timeout=10),
         "Delete": lambda: stub.DeleteSecureFile(storage_pb2.DeleteSecureFileRequest(name=by_display), metadata=md,
                                                 timeout=10),
-        "Versions": lambda: stub.ListSecureFileVersions(storage_pb2.ListSecureFileVersionsRequest(name=by_display),
+        "Versions": lambda: stub.ListSecureFileVersions(storage_pb2.ListSecureFileVersionsRequest(parent=by_display),
                                                         metadata=md, timeout=10),
         "Rollback": lambda: stub.RollbackSecureFile(storage_pb2.RollbackSecureFileRequest(
             name=by_display, version=1), metadata=md, timeout=10),
@@ -106,3 +106,33 @@ def test_the_client_resolves_display_names_with_wildcards_exactly(system: LocalS
         with pytest.raises(NotFound) as missing:
             admin.get_file(f"{stem}?.pem")
     assert missing.value.reason == "FILE_NOT_FOUND"
+
+
+def test_versions_are_resources_whose_names_round_trip(system: LocalSystem) -> None:
+    project = unique("versions")
+    with system.client() as admin:
+        admin.create_project(project)
+    with system.client(project=project) as admin:
+        admin.update_library(allow_replace=True)
+        uploaded = admin.upload_file(b"one", name="kept.pem")
+        admin.replace_file("kept.pem", b"two", reason="renewed")
+        listed = admin.list_versions("kept.pem")
+        assert [v.name for v in listed] == [f"{uploaded.name}/versions/2", f"{uploaded.name}/versions/1"]
+        assert [admin.get_version(uploaded.name, v.version) for v in listed] == listed
+        assert [v.name for v in admin.files.versions("kept.pem")] == [v.name for v in listed]
+    stub = storage_pb2_grpc.SecureFileServiceStub(system.channel("storage"))
+    md = bearer(system.admin_token)
+    for version in listed:
+        got = stub.GetSecureFileVersion(storage_pb2.GetSecureFileVersionRequest(name=version.name), metadata=md,
+                                        timeout=10)
+        assert got == version
+    refusals = {
+        f"{uploaded.name}/versions/3": (grpc.StatusCode.NOT_FOUND, "VERSION_NOT_FOUND"),
+        f"projects/{project}/secureFiles/kept.pem/versions/1": (grpc.StatusCode.INVALID_ARGUMENT,
+                                                                  "INVALID_RESOURCE_NAME"),
+        f"{uploaded.name}/versions/one": (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RESOURCE_NAME"),
+        uploaded.name: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_RESOURCE_NAME"),
+    }
+    for name, expected in refusals.items():
+        assert _refusal(lambda n=name: stub.GetSecureFileVersion(
+            storage_pb2.GetSecureFileVersionRequest(name=n), metadata=md, timeout=10)) == expected, name

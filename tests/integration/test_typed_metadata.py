@@ -35,7 +35,7 @@ def _read_back(system: LocalSystem, uploaded: storage_pb2.SecureFile) -> list[st
     got = stub.GetSecureFile(storage_pb2.GetSecureFileRequest(name=uploaded.name), metadata=auth, timeout=10)
     listed = stub.ListSecureFiles(storage_pb2.ListSecureFilesRequest(
         parent="projects/default", name_pattern=uploaded.display_name), metadata=auth, timeout=10).secure_files
-    versions = stub.ListSecureFileVersions(storage_pb2.ListSecureFileVersionsRequest(name=uploaded.name),
+    versions = stub.ListSecureFileVersions(storage_pb2.ListSecureFileVersionsRequest(parent=uploaded.name),
                                            metadata=auth, timeout=10).versions
     assert [f.name for f in listed] == [uploaded.name] and len(versions) == 1
     return [uploaded, got, listed[0], versions[0]]  # type: ignore[list-item]  # a version has the same oneof

@@ -61,6 +61,7 @@ from securefiles.common.resource_names import (
     ANY_PIPELINE,
     approval_name,
     file_name,
+    file_version_name,
     key_version_name,
     library_name,
     pipeline_name,
@@ -271,8 +272,13 @@ class SecureFilesClient(IdentityCalls):
 
     def list_versions(self, name: str) -> list[storage_pb2.SecureFileVersion]:
         return list(all_pages(lambda r: self._transport.call(self._storage.ListSecureFileVersions, r),
-                              storage_pb2.ListSecureFileVersionsRequest(name=self.file_resource(name)), "versions"
+                              storage_pb2.ListSecureFileVersionsRequest(parent=self.file_resource(name)), "versions"
                               ).versions)
+
+    def get_version(self, name: str, version: int) -> storage_pb2.SecureFileVersion:
+        """One kept version of a file (a display name or a name), by its own name."""
+        return self._transport.call(self._storage.GetSecureFileVersion, storage_pb2.GetSecureFileVersionRequest(
+            name=file_version_name(self.file_resource(name), version)))
 
     def rollback_file(self, name: str, version: int, reason: str = "") -> storage_pb2.SecureFile:
         return self._transport.call(self._storage.RollbackSecureFile, storage_pb2.RollbackSecureFileRequest(

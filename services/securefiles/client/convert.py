@@ -69,7 +69,7 @@ def secure_file(f: storage_pb2.SecureFile) -> types.SecureFile:
 
 def secure_file_version(v: storage_pb2.SecureFileVersion) -> types.SecureFileVersion:
     return types.SecureFileVersion(
-        version=v.version, size_bytes=v.size_bytes, sha256=v.sha256, create_time=time(v, "create_time"),
+        name=v.name, version=v.version, size_bytes=v.size_bytes, sha256=v.sha256, create_time=time(v, "create_time"),
         created_by=v.created_by, key_version=v.key_version, current=v.current, metadata=struct(v.metadata),
         expire_time=time(v, "expire_time"), **typed_metadata(v))
 

@@ -46,6 +46,9 @@ class FilesClient:
     def versions(self, name: str) -> builtins.list[SecureFileVersion]:
         return [convert.secure_file_version(v) for v in self._api.list_versions(name)]
 
+    def version(self, name: str, version: int) -> SecureFileVersion:
+        return convert.secure_file_version(self._api.get_version(name, version))
+
     def rollback(self, name: str, version: int, reason: str = "") -> SecureFile:
         return convert.secure_file(self._api.rollback_file(name, version, reason))
 

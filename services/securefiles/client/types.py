@@ -55,6 +55,7 @@ class SecureFileVersion:
     current: bool
     metadata: Mapping[str, Any]
     expire_time: dt.datetime | None
+    name: str = ""  # projects/{project}/secureFiles/{id}/versions/{version}
     # The typed metadata (issue #18 item 6): the one member of the file_metadata oneof that is set,
     # in its JSON form (the proto's JSON names); the others are None.
     x509: Mapping[str, Any] | None = None

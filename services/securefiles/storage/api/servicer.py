@@ -15,7 +15,7 @@ from securefiles.common.errors import DeadlineExceeded, InvalidArgument
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
 from securefiles.common.proto_time import from_timestamp, to_timestamp
-from securefiles.common.resource_names import parse_region
+from securefiles.common.resource_names import file_version_name, parse_region
 from securefiles.common.update_mask import read_mask
 from securefiles.storage.api.typed_metadata import set_typed_metadata
 from securefiles.storage.domain.file_refs import by_display_name, by_name, one_file
@@ -47,10 +47,11 @@ def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
     return message
 
 
-def version_message(v: FileVersion, current: int) -> storage_pb2.SecureFileVersion:
+def version_message(v: FileVersion, of: SecureFile) -> storage_pb2.SecureFileVersion:
     message = storage_pb2.SecureFileVersion(
-        version=v.version, size_bytes=v.size, sha256=v.sha256, create_time=to_timestamp(v.created_at),
-        created_by=v.created_by, key_version=v.key_version_name, current=v.version == current,
+        name=file_version_name(of.name, v.version), version=v.version, size_bytes=v.size, sha256=v.sha256,
+        create_time=to_timestamp(v.created_at), created_by=v.created_by, key_version=v.key_version_name,
+        current=v.version == of.current.version,
         metadata=_struct(v.metadata), expire_time=to_timestamp(v.expires_at),
     )
     set_typed_metadata(message, v.metadata)
@@ -284,12 +285,18 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def ListSecureFileVersions(
         self, request: storage_pb2.ListSecureFileVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ListSecureFileVersionsResponse:
-        found, versions = await self._versioning.versions(current_principal(), request.name)
+        found, versions = await self._versioning.versions(current_principal(), request.parent)
         # Bound to the file's id, not to the name asked for: a rename does not break the next page.
         page, token = keyset_page(versions, lambda v: sort_key(v.version), found.name, "", request.page_size,
                                   request.page_token, descending=True)
         return storage_pb2.ListSecureFileVersionsResponse(
-            versions=[version_message(v, found.current.version) for v in page], next_page_token=token)
+            versions=[version_message(v, found) for v in page], next_page_token=token)
+
+    async def GetSecureFileVersion(
+        self, request: storage_pb2.GetSecureFileVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> storage_pb2.SecureFileVersion:
+        found, version = await self._versioning.version(current_principal(), request.name)
+        return version_message(version, found)
 
     async def RollbackSecureFile(
         self, request: storage_pb2.RollbackSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]

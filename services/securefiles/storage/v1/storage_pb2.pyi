@@ -796,6 +796,7 @@ class SecureFileVersion(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
@@ -812,6 +813,8 @@ class SecureFileVersion(_message.Message):
     SSH_PRIVATE_KEY_FIELD_NUMBER: _builtins.int
     SSH_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     UNKNOWN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/versions/{version}`."""
     version: _builtins.int
     """Version number."""
     size_bytes: _builtins.int
@@ -869,6 +872,7 @@ class SecureFileVersion(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         version: _builtins.int = ...,
         size_bytes: _builtins.int = ...,
         sha256: _builtins.str = ...,
@@ -888,7 +892,7 @@ class SecureFileVersion(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
     _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
@@ -902,11 +906,11 @@ class ListSecureFileVersionsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file_id}`."""
+    parent: _builtins.str
+    """The file, `projects/{project}/secureFiles/{secure_file_id}`."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -914,17 +918,39 @@ class ListSecureFileVersionsRequest(_message.Message):
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSecureFileVersionsRequest: _TypeAlias = ListSecureFileVersionsRequest  # noqa: Y015
+
+@_typing.final
+class GetSecureFileVersionRequest(_message.Message):
+    """Request for GetSecureFileVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/versions/{version}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSecureFileVersionRequest: _TypeAlias = GetSecureFileVersionRequest  # noqa: Y015
 
 @_typing.final
 class ListSecureFileVersionsResponse(_message.Message):

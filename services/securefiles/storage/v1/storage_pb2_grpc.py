@@ -99,6 +99,11 @@ class SecureFileServiceStub:
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.SerializeToString,
                 response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.FromString,
                 _registered_method=True)
+        self.GetSecureFileVersion = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/GetSecureFileVersion',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.GetSecureFileVersionRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFileVersion.FromString,
+                _registered_method=True)
         self.RollbackSecureFile = channel.unary_unary(
                 '/securefiles.storage.v1.SecureFileService/RollbackSecureFile',
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RollbackSecureFileRequest.SerializeToString,
@@ -216,6 +221,13 @@ class SecureFileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSecureFileVersion(self, request, context):
+        """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RollbackSecureFile(self, request, context):
         """Makes a kept version current again (Administrators).
         """
@@ -298,6 +310,11 @@ def add_SecureFileServiceServicer_to_server(servicer, server):
                     servicer.ListSecureFileVersions,
                     request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.FromString,
                     response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.SerializeToString,
+            ),
+            'GetSecureFileVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecureFileVersion,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.GetSecureFileVersionRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFileVersion.SerializeToString,
             ),
             'RollbackSecureFile': grpc.unary_unary_rpc_method_handler(
                     servicer.RollbackSecureFile,
@@ -604,6 +621,33 @@ class SecureFileService:
             '/securefiles.storage.v1.SecureFileService/ListSecureFileVersions',
             securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.SerializeToString,
             securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecureFileVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/GetSecureFileVersion',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.GetSecureFileVersionRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFileVersion.FromString,
             options,
             channel_credentials,
             insecure,

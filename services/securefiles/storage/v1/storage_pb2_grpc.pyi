@@ -78,6 +78,8 @@ class SecureFileServiceStub:
     """Stores new content as a new version (when the library allows replacing; Administrators)."""
     ListSecureFileVersions: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFileVersionsRequest, _storage_pb2.ListSecureFileVersionsResponse]
     """Lists the kept versions of a file's content."""
+    GetSecureFileVersion: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetSecureFileVersionRequest, _storage_pb2.SecureFileVersion]
+    """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept)."""
     RollbackSecureFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RollbackSecureFileRequest, _storage_pb2.SecureFile]
     """Makes a kept version current again (Administrators)."""
     GetLibrary: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetLibraryRequest, _storage_pb2.Library]
@@ -139,6 +141,8 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Stores new content as a new version (when the library allows replacing; Administrators)."""
     ListSecureFileVersions: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFileVersionsRequest, _storage_pb2.ListSecureFileVersionsResponse]  # type: ignore[assignment]
     """Lists the kept versions of a file's content."""
+    GetSecureFileVersion: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetSecureFileVersionRequest, _storage_pb2.SecureFileVersion]  # type: ignore[assignment]
+    """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept)."""
     RollbackSecureFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.RollbackSecureFileRequest, _storage_pb2.SecureFile]  # type: ignore[assignment]
     """Makes a kept version current again (Administrators)."""
     GetLibrary: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetLibraryRequest, _storage_pb2.Library]  # type: ignore[assignment]
@@ -257,6 +261,14 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ListSecureFileVersionsResponse, _abc.Awaitable[_storage_pb2.ListSecureFileVersionsResponse]]:
         """Lists the kept versions of a file's content."""
+
+    @_abc_1.abstractmethod
+    def GetSecureFileVersion(
+        self,
+        request: _storage_pb2.GetSecureFileVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.SecureFileVersion, _abc.Awaitable[_storage_pb2.SecureFileVersion]]:
+        """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept)."""
 
     @_abc_1.abstractmethod
     def RollbackSecureFile(
