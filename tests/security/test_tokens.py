@@ -201,7 +201,8 @@ def _job_calls(name: str, run: authz_pb2.Run) -> dict[str, Call]:
     def list_matching(system: LocalSystem, metadata: tuple) -> object:
         with system.channel("storage") as channel:
             return storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(
-                storage_pb2.ListSecureFilesRequest(parent="projects/default", name_pattern=name), metadata=metadata,
+                storage_pb2.ListSecureFilesRequest(parent="projects/default", filter=f'display_name = "{name}"'),
+                metadata=metadata,
                 timeout=10)
 
     def complete(system: LocalSystem, metadata: tuple) -> object:

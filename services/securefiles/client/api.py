@@ -39,7 +39,7 @@ from securefiles.client.download import (
     prepare_destination,
     with_retries,
 )
-from securefiles.client.file_names import NO_FILE_ID, display_name, display_name_filter, full_name
+from securefiles.client.file_names import NO_FILE_ID, display_name, display_name_filter, full_name, list_filter
 from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
@@ -307,9 +307,7 @@ class SecureFilesClient(IdentityCalls):
     ) -> Iterator[storage_pb2.SecureFile]:
         """Every file the caller may view (a job: may use), following pages."""
         request = storage_pb2.ListSecureFilesRequest(
-            parent=project_name(self.project), page_size=page_size, name_pattern=name_pattern)
-        if expires_before is not None:
-            request.expires_before.FromDatetime(expires_before)
+            parent=project_name(self.project), page_size=page_size, filter=list_filter(name_pattern, expires_before))
         for response in pages(lambda r: self._transport.call(self._storage.ListSecureFiles, r), request):
             yield from response.secure_files
 

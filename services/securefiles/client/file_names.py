@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 
 from securefiles.common.errors import InvalidArgument
@@ -26,12 +27,24 @@ def display_name(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def list_filter(name_pattern: str = "", expires_before: dt.datetime | None = None) -> str:
+    """ListSecureFiles' filter for a glob over display names and an expiry bound (either may be absent)."""
+    terms = []
+    if name_pattern:
+        terms.append(f"display_name = {_quoted(name_pattern)}")
+    if expires_before is not None:
+        terms.append(f"expire_time < {_quoted(expires_before.astimezone(dt.UTC).isoformat())}")
+    return " AND ".join(terms)
+
+
 def display_name_filter(name: str) -> str:
     """ListSecureFiles' filter keeping the file named `name` (and no more than a few others).
 
     The filter reads `*` and `?` as wildcards; each becomes `?` (one character), so every name
     matches as written and a name of many stars stays within the filter's limits. The caller keeps
     the exact match."""
-    pattern = name.replace("*", "?")
-    quoted = pattern.replace("\\", "\\\\").replace('"', '\\"')
-    return f'display_name = "{quoted}"'
+    return f"display_name = {_quoted(name.replace('*', '?'))}"

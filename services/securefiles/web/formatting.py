@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 WARN_DAYS = 30
@@ -47,9 +47,18 @@ def size(n: int) -> str:
     return str(n)
 
 
-def facts(metadata: Struct) -> list[tuple[str, str]]:
-    """A file's parsed metadata as (label, value) rows, nested keys joined with ' / '."""
-    return [(label.replace("_", " "), value) for label, value in _flatten("", MessageToDict(metadata))]
+def file_type(secure_file: Message) -> str:
+    """The parsed type of a file (`x509`, `pkcs12`, …): the member of `file_metadata` that is set."""
+    return secure_file.WhichOneof("file_metadata") or "unknown"
+
+
+def facts(secure_file: Message) -> list[tuple[str, str]]:
+    """A file's parsed metadata (its type, then the typed facts) as (label, value) rows, nested keys
+    joined with ' / '."""
+    kind = file_type(secure_file)
+    typed = MessageToDict(getattr(secure_file, kind), preserving_proto_field_name=True) \
+        if secure_file.HasField(kind) else {}
+    return [(label.replace("_", " "), value) for label, value in _flatten("", {"type": kind, **typed})]
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
@@ -74,5 +83,5 @@ def resource_id(name: str) -> str:
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
-    "when": when, "expiry": expiry, "size": size, "facts": facts, "resource_id": resource_id,
+    "when": when, "expiry": expiry, "size": size, "facts": facts, "file_type": file_type, "resource_id": resource_id,
 }

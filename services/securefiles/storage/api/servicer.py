@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import empty_pb2
 
 from securefiles.common.call_context import audit_items, audit_note, current_principal
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
-from securefiles.common.proto_time import from_timestamp, to_timestamp
+from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import file_version_name, parse_region
 from securefiles.common.update_mask import read_mask
 from securefiles.storage.api.typed_metadata import set_typed_metadata
@@ -29,19 +29,12 @@ from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 log = logging.getLogger("securefiles.storage")
 
 
-def _struct(metadata: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(metadata)
-    return message
-
-
 def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
     message = storage_pb2.SecureFile(
         name=f.name, secure_file_id=f.file_id, display_name=f.display_name, size_bytes=f.current.size,
         sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
         update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
-        key_version=f.current.key_version_name, metadata=_struct(f.current.metadata),
-        expire_time=to_timestamp(f.current.expires_at), etag=f.etag,
+        key_version=f.current.key_version_name, expire_time=to_timestamp(f.current.expires_at), etag=f.etag,
     )
     set_typed_metadata(message, f.current.metadata)
     return message
@@ -52,7 +45,7 @@ def version_message(v: FileVersion, of: SecureFile) -> storage_pb2.SecureFileVer
         name=file_version_name(of.name, v.version), version=v.version, size_bytes=v.size, sha256=v.sha256,
         create_time=to_timestamp(v.created_at), created_by=v.created_by, key_version=v.key_version_name,
         current=v.version == of.current.version,
-        metadata=_struct(v.metadata), expire_time=to_timestamp(v.expires_at),
+        expire_time=to_timestamp(v.expires_at),
     )
     set_typed_metadata(message, v.metadata)
     return message
@@ -189,11 +182,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def ListSecureFiles(
         self, request: storage_pb2.ListSecureFilesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ListSecureFilesResponse:
-        expires_before = from_timestamp(request.expires_before) if request.HasField("expires_before") else None
         files, token = await self._files.list(
-            current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern,
-            expires_before, request.filter,
-        )
+            current_principal(), request.parent, request.page_size, request.page_token, request.filter)
         return storage_pb2.ListSecureFilesResponse(
             secure_files=[secure_file_message(f) for f in files], next_page_token=token
         )

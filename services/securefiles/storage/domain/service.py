@@ -30,7 +30,7 @@ from securefiles.common.resource_names import (
     project_name,
 )
 from securefiles.storage.domain.content import ContentStore
-from securefiles.storage.domain.file_filter import legacy_filter, parse_filter
+from securefiles.storage.domain.file_filter import parse_filter
 from securefiles.storage.domain.file_refs import FileRef, by_name, require_id, well_formed
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, encryption_context, stale_etag
@@ -294,11 +294,10 @@ class SecureFiles:
         return visible
 
     async def list(
-        self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str,
-        expires_before: dt.datetime | None = None, filter_text: str = "",
+        self, caller: Principal, parent: str, page_size: int, page_token: str, filter_text: str = "",
     ) -> tuple[list[SecureFile], str]:
         """A page of the files the caller may view (a job: may use), by display name (keyset pagination),
-        kept by an AIP-160 `filter_text` or by the deprecated pattern and expiry bound."""
+        kept by an AIP-160 `filter_text`."""
         project = parse_project(parent)
         if caller.is_job:
             if not caller.is_job_of(project):
@@ -310,10 +309,7 @@ class SecureFiles:
             # A typo in a project name is told PROJECT_NOT_FOUND, not shown as an empty library.
             await self.region_of(project)
         limit = page_limit(page_size)
-        if filter_text and (name_pattern or expires_before is not None):
-            raise InvalidArgument("give filter or the deprecated name_pattern and expires_before, not both",
-                                  reason="INVALID_FILTER")
-        wanted = parse_filter(filter_text) if filter_text else legacy_filter(name_pattern, expires_before)
+        wanted = parse_filter(filter_text)
         cursor = decode_page_token(page_token, project, wanted.query) if page_token else ""
         prefix = wanted.prefix
         matches = wanted.matcher()

@@ -7,7 +7,6 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
@@ -58,7 +57,6 @@ class SecureFile(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     X509_FIELD_NUMBER: _builtins.int
     PKCS12_FIELD_NUMBER: _builtins.int
@@ -100,15 +98,6 @@ class SecureFile(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last change of metadata or content."""
-
-    @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct:
-        """Deprecated: read the typed `file_metadata` instead; this untyped copy (whose numbers arrive
-        as doubles) is still filled and goes away with the next breaking release.
-        Non-secret facts parsed from the content at upload: always has `type`
-        (`x509`, `pkcs12`, `provisioning_profile`, `android_keystore`, `ssh_private_key`,
-        `ssh_public_key`, `unknown`).
-        """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -156,7 +145,6 @@ class SecureFile(_message.Message):
         created_by: _builtins.str = ...,
         version: _builtins.int = ...,
         key_version: _builtins.str = ...,
-        metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         x509: Global___X509Metadata | None = ...,
         pkcs12: Global___Pkcs12Metadata | None = ...,
@@ -167,9 +155,9 @@ class SecureFile(_message.Message):
         unknown: Global___UnknownFileMetadata | None = ...,
         etag: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "x509", b"x509"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "etag", b"etag", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "etag", b"etag", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
     _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
@@ -355,8 +343,6 @@ class ListSecureFilesRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    NAME_PATTERN_FIELD_NUMBER: _builtins.int
-    EXPIRES_BEFORE_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
@@ -364,43 +350,29 @@ class ListSecureFilesRequest(_message.Message):
     """Maximum results (default 100, max 1000)."""
     page_token: _builtins.str
     """Opaque token from a previous response."""
-    name_pattern: _builtins.str
-    """Deprecated: use `filter` (`display_name = "GLOB"`). Glob over display names: `*` any run,
-    `?` one character, anything else itself (no `[...]` classes); at most 256 characters and 8
-    `*`; empty = all. A page may hold fewer files than `page_size` (even none) while
-    `next_page_token` is set: follow it.
-    """
     filter: _builtins.str
     """AIP-160 filter: terms joined by AND (OR, NOT and parentheses are INVALID_ARGUMENT
     INVALID_FILTER), at most 2048 characters and 16 terms. Fields:
-    `display_name = "NAME"` or a glob (`*` any run, `?` one character), at most once;
+    `display_name = "NAME"` or a glob (`*` any run, `?` one character, anything else itself, no
+    `[...]` classes; at most 256 characters and 8 `*`), at most once;
     `expire_time` with `<`, `<=`, `>`, `>=` and an RFC 3339 time with offset
     (`"2027-01-01T00:00:00Z"`; files without a known expiry never match);
     `type = "pkcs12"` (the parsed metadata's type) and `properties.KEY = "value"`, each also
     with `!=`. Example: `display_name = "ios-*" AND expire_time < "2027-01-01T00:00:00Z"`.
-    Not together with the deprecated `name_pattern`/`expires_before`. A page token continues
-    only a listing with the same filter. As with a pattern, a page may hold fewer files than
-    `page_size` (even none) while `next_page_token` is set.
+    A page token continues only a listing with the same filter. A page may hold fewer files than
+    `page_size` (even none) while `next_page_token` is set: follow it.
     """
-    @_builtins.property
-    def expires_before(self) -> _timestamp_pb2.Timestamp:
-        """Deprecated: use `filter` (`expire_time < "RFC 3339 time"`). Only files whose content expires
-        before this time.
-        """
-
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        name_pattern: _builtins.str = ...,
-        expires_before: _timestamp_pb2.Timestamp | None = ...,
         filter: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "filter", b"filter", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -804,7 +776,6 @@ class SecureFileVersion(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
     CURRENT_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     X509_FIELD_NUMBER: _builtins.int
     PKCS12_FIELD_NUMBER: _builtins.int
@@ -830,12 +801,6 @@ class SecureFileVersion(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was stored."""
-
-    @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct:
-        """Deprecated: read the typed `file_metadata` instead (goes away with the next breaking release).
-        Parsed metadata.
-        """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -880,7 +845,6 @@ class SecureFileVersion(_message.Message):
         created_by: _builtins.str = ...,
         key_version: _builtins.str = ...,
         current: _builtins.bool = ...,
-        metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         x509: Global___X509Metadata | None = ...,
         pkcs12: Global___Pkcs12Metadata | None = ...,
@@ -890,9 +854,9 @@ class SecureFileVersion(_message.Message):
         ssh_public_key: Global___SshPublicKeyMetadata | None = ...,
         unknown: Global___UnknownFileMetadata | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "x509", b"x509"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "name", b"name", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
     _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
@@ -1537,7 +1501,7 @@ class ProvisioningProfileMetadata(_message.Message):
     uuid: _builtins.str
     """The profile's UUID."""
     profile_name: _builtins.str
-    """The profile's name (`Name` in the profile; `name` in the Struct)."""
+    """The profile's name (`Name` in the profile)."""
     app_id_name: _builtins.str
     """The app id's name."""
     team_name: _builtins.str
