@@ -98,7 +98,7 @@ def test_storage_killed_mid_upload_leaves_nothing_and_keeps_earlier_files(faulty
     def slow_upload() -> None:
         def requests() -> Iterator[storage_pb2.UploadSecureFileRequest]:
             yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-                parent="projects/default", display_name="interrupted.p12"))
+                parent="projects/default", secure_file=storage_pb2.SecureFile(display_name="interrupted.p12")))
             for _ in range(3):
                 yield storage_pb2.UploadSecureFileRequest(chunk=os.urandom(1024 * 1024))
             sent_some.set()
@@ -209,7 +209,8 @@ def test_every_outbound_call_has_a_deadline(fresh_system: LocalSystem) -> None:
     try:
         stub = storage_pb2_grpc.SecureFileServiceStub(fresh_system.channel("storage"))
         requests = iter([storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name="deadline.pem")), storage_pb2.UploadSecureFileRequest(chunk=b"x")])
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name="deadline.pem"))),
+            storage_pb2.UploadSecureFileRequest(chunk=b"x")])
         with pytest.raises(grpc.RpcError) as error:
             stub.UploadSecureFile(requests, metadata=bearer(fresh_system.admin_token), timeout=5)
     finally:

@@ -105,7 +105,7 @@ def _upload(storage_pb2, parent: str, display_name: str, content: bytes, *, sha2
             chunk: int = CHUNK) -> Iterator[object]:
     """The upload protocol: metadata, chunks (at most 1 MiB), the commit with size and SHA-256."""
     yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent=parent, display_name=display_name, expected_size_bytes=len(content)))
+        parent=parent, secure_file=storage_pb2.SecureFile(display_name=display_name), expected_size_bytes=len(content)))
     for offset in range(0, len(content), chunk):
         yield storage_pb2.UploadSecureFileRequest(chunk=content[offset : offset + chunk])
     yield storage_pb2.UploadSecureFileRequest(commit=storage_pb2.UploadCommit(

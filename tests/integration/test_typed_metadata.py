@@ -20,7 +20,7 @@ def _upload(system: LocalSystem, name: str, data: bytes, password: bytes = b"") 
     stub = storage_pb2_grpc.SecureFileServiceStub(system.channel("storage"))
     requests = [
         storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name=name, parse_password=password)),
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=name), parse_password=password)),
         storage_pb2.UploadSecureFileRequest(chunk=data),
         storage_pb2.UploadSecureFileRequest(commit=storage_pb2.UploadCommit(
             size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())),

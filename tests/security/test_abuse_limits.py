@@ -227,7 +227,8 @@ def _oversized_upload(system: LocalSystem, name: str) -> grpc.RpcError:
     target = load_config(system.env()).storage
     options = [("grpc.max_send_message_length", 16 * MAX_MESSAGE), ("grpc.ssl_target_name_override", "localhost")]
     requests = [storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent="projects/default", display_name=name)), storage_pb2.UploadSecureFileRequest(chunk=b"\0" * MAX_MESSAGE)]
+        parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=name))),
+        storage_pb2.UploadSecureFileRequest(chunk=b"\0" * MAX_MESSAGE)]
     with grpc.secure_channel(target, client_channel_credentials(system.tls("client").ca), options=options) as channel, \
             pytest.raises(grpc.RpcError) as error:
         storage_pb2_grpc.SecureFileServiceStub(channel).UploadSecureFile(

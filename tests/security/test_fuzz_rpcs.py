@@ -193,7 +193,7 @@ HOSTILE_PATTERN = "*" + "b*" * 500_000  # kept storage's event loop busy for sec
 
 def _upload_named(name: str) -> storage_pb2.UploadSecureFileRequest:
     return storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(parent="projects/default",
-                                                                                   display_name=name))
+                                                                                   secure_file=storage_pb2.SecureFile(display_name=name)))
 
 
 REGRESSIONS += [  # crafted inputs of issue 14's review: refused at once

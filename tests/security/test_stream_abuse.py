@@ -32,9 +32,10 @@ from tests.security.support import listed
 MAX_MESSAGE = 4 * 1024 * 1024
 
 
-def _upload_metadata(name: str, project: str = "default", **fields: object) -> storage_pb2.UploadSecureFileRequest:
+def _upload_metadata(name: str, project: str = "default", properties: dict[str, str] | None = None
+                     ) -> storage_pb2.UploadSecureFileRequest:
     return storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent=f"projects/{project}", display_name=name, **fields))
+        parent=f"projects/{project}", secure_file=storage_pb2.SecureFile(display_name=name, properties=properties)))
 
 
 def _chunk(data: bytes) -> storage_pb2.UploadSecureFileRequest:

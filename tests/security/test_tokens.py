@@ -284,7 +284,7 @@ def test_job_token_cannot_act_as_a_person(system: LocalSystem) -> None:
     with system.channel("storage") as channel:
         stub = storage_pb2_grpc.SecureFileServiceStub(channel)
         upload = iter([storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name=unique("by-job"))),
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=unique("by-job")))),
             storage_pb2.UploadSecureFileRequest(chunk=b"x")])
         with pytest.raises(grpc.RpcError) as error:
             stub.UploadSecureFile(upload, metadata=bearer(token), timeout=10)

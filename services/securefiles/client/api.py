@@ -253,7 +253,8 @@ class SecureFilesClient(IdentityCalls):
         `parse_password` only lets the server read metadata (PKCS#12, keystores); it is never stored."""
         with _Source(source, name) as (display_name, handle, expected):
             first = storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-                parent=project_name(self.project), display_name=display_name, properties=dict(properties or {}),
+                parent=project_name(self.project),
+                secure_file=storage_pb2.SecureFile(display_name=display_name, properties=dict(properties or {})),
                 expected_size_bytes=expected, parse_password=parse_password or b"",
             ))
             messages = _stream(first, handle, storage_pb2.UploadSecureFileRequest)

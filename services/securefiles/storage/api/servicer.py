@@ -165,7 +165,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         meta, iterator = await _first_metadata(request_iterator, "file's metadata")
         stream = UploadStream(iterator, self._idle)
         request = UploadRequest(
-            parent=meta.parent, display_name=meta.display_name, properties=dict(meta.properties),
+            parent=meta.parent, display_name=meta.secure_file.display_name,
+            properties=dict(meta.secure_file.properties),
             expected_size=meta.expected_size_bytes, parse_password=meta.parse_password or None,
             verify=stream.verify,
         )

@@ -167,41 +167,18 @@ Global___SecureFile: _TypeAlias = SecureFile  # noqa: Y015
 
 @_typing.final
 class UploadMetadata(_message.Message):
-    """Metadata of an upload, sent first."""
+    """Metadata of an upload, sent first: the create request of AIP-133 (`parent` and the new
+    resource), with what only an upload needs beside it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class PropertiesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     PARENT_FIELD_NUMBER: _builtins.int
-    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
+    SECURE_FILE_FIELD_NUMBER: _builtins.int
     EXPECTED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     PARSE_PASSWORD_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
-    display_name: _builtins.str
-    """Unique display name: 1-255 bytes of UTF-8 (a file name on the agent), no `/`, `\\`, NUL or control characters;
-    not containing `##vso[` or `##[` (CI log commands) and not starting with `::` or `.securefiles-`.
-    """
     expected_size_bytes: _builtins.int
     """Expected size in bytes, if known; over the limit (10 MiB by default) is `FILE_TOO_LARGE`
     at once, a mismatch with the content `SIZE_MISMATCH`. 0 = unknown.
@@ -209,21 +186,24 @@ class UploadMetadata(_message.Message):
     parse_password: _builtins.bytes
     """Password used only to read metadata (PKCS#12, keystores); never stored."""
     @_builtins.property
-    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """User-defined properties."""
+    def secure_file(self) -> Global___SecureFile:
+        """The new file: its `display_name` (required; unique in the project, 1-255 bytes of UTF-8 (a
+        file name on the agent), no `/`, `\\`, NUL or control characters, not containing `##vso[` or
+        `##[` (CI log commands) and not starting with `::` or `.securefiles-`) and its `properties`
+        (optional). Its other fields are the server's (output only) and are ignored.
+        """
 
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
-        display_name: _builtins.str = ...,
-        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        secure_file: Global___SecureFile | None = ...,
         expected_size_bytes: _builtins.int = ...,
         parse_password: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["secure_file", b"secure_file"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "expected_size_bytes", b"expected_size_bytes", "parent", b"parent", "parse_password", b"parse_password", "properties", b"properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_size_bytes", b"expected_size_bytes", "parent", b"parent", "parse_password", b"parse_password", "secure_file", b"secure_file"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -264,8 +244,9 @@ class UploadSecureFileRequest(_message.Message):
     named (the catalogue: ErrorReason in securefiles/errors/v1/reasons.proto) and stores nothing.
 
     1. `metadata`, exactly once, first: otherwise `MISSING_METADATA`, or `DUPLICATE_METADATA`
-       when it comes again. An `expected_size_bytes` over the limit is refused before any
-       content (`FILE_TOO_LARGE`).
+       when it comes again. It is the create request (`parent` and the new `secure_file`, as
+       AIP-133 has it) with the upload's own parameters. An `expected_size_bytes` over the limit
+       is refused before any content (`FILE_TOO_LARGE`).
     2. `chunk`s, in order, each at most 1 MiB (1,048,576 bytes; `CHUNK_TOO_LARGE`), any size
        up to that, empty included; a message with no payload set is `MISSING_CHUNK`. The whole
        file is at most 10 MiB (10,485,760 bytes) unless the deployment sets another limit
