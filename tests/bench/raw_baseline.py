@@ -196,7 +196,8 @@ def download(channel: grpc.Channel, size: int, timeout: float = 60.0) -> int:
 def upload_messages(name: str, content: bytes) -> Iterator[storage_pb2.UploadSecureFileRequest]:
     """Metadata first, then 1 MiB chunks, then the commit: the stream both upload paths send."""
     yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent="projects/default", display_name=name, expected_size_bytes=len(content)))
+        parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=name),
+        expected_size_bytes=len(content)))
     view = memoryview(content)
     for offset in range(0, len(content), CHUNK_BYTES):
         yield storage_pb2.UploadSecureFileRequest(chunk=bytes(view[offset : offset + CHUNK_BYTES]))

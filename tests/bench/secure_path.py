@@ -7,7 +7,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -63,6 +63,8 @@ class SecureFixture:
     big_content: bytes
     small_name: str
     job_token: str
+    # Id-based names, looked up once (outside any measured call).
+    resources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def create(cls, system: LocalSystem) -> SecureFixture:
@@ -86,7 +88,9 @@ class SecureFixture:
         self.admin.close()
 
     def resource(self, name: str) -> str:
-        return f"projects/{self.admin.project}/secureFiles/{name}"
+        if name not in self.resources:
+            self.resources[name] = self.admin.file_resource(name)
+        return self.resources[name]
 
     def job_client(self) -> SecureFilesClient:
         return self.system.client(token=self.job_token)

@@ -115,8 +115,8 @@ def test_a_write_waiting_for_a_held_lock_freezes_no_other_call(fresh_system: Loc
     once the lock is gone. Before, the wait held storage's event loop and every call with it."""
     fresh_system.start()
     with fresh_system.client() as admin:
-        admin.upload_file(b"readable while locked", name="readable.pem")
-        admin.upload_file(b"renamed after the lock", name="renamed.pem")
+        readable = admin.upload_file(b"readable while locked", name="readable.pem").name
+        renamed = admin.upload_file(b"renamed after the lock", name="renamed.pem").name
     locked, release = threading.Event(), threading.Event()
     # SQLite: the whole database is locked for writers; PostgreSQL: the audit chain's head row.
     holder = threading.Thread(target=_hold_write_lock, args=(fresh_system, release, locked, "storage",
@@ -127,7 +127,7 @@ def test_a_write_waiting_for_a_held_lock_freezes_no_other_call(fresh_system: Loc
         with fresh_system.channel("storage") as channel:
             files = storage_pb2_grpc.SecureFileServiceStub(channel)
             rename = storage_pb2.UpdateSecureFileRequest(secure_file=storage_pb2.SecureFile(
-                name="projects/default/secureFiles/renamed.pem", display_name="renamed-later.pem"))
+                name=renamed, display_name="renamed-later.pem"))
             with pytest.raises(grpc.RpcError) as waited:  # provably stuck at the lock: past its deadline
                 files.UpdateSecureFile(rename, metadata=bearer(fresh_system.admin_token), timeout=2)
             assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -135,8 +135,8 @@ def test_a_write_waiting_for_a_held_lock_freezes_no_other_call(fresh_system: Loc
             for _ in range(5):  # storage is still trying to write (busy timeout 15 s) and answers meanwhile
                 assert health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == \
                     health_pb2.HealthCheckResponse.SERVING
-            read = files.GetSecureFile(storage_pb2.GetSecureFileRequest(
-                name="projects/default/secureFiles/readable.pem"), metadata=bearer(fresh_system.admin_token), timeout=2)
+            read = files.GetSecureFile(storage_pb2.GetSecureFileRequest(name=readable),
+                                       metadata=bearer(fresh_system.admin_token), timeout=2)
             assert read.display_name == "readable.pem"
     finally:
         release.set()

@@ -98,7 +98,7 @@ def test_storage_killed_mid_upload_leaves_nothing_and_keeps_earlier_files(faulty
     def slow_upload() -> None:
         def requests() -> Iterator[storage_pb2.UploadSecureFileRequest]:
             yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-                parent="projects/default", display_name="interrupted.p12"))
+                parent="projects/default", secure_file=storage_pb2.SecureFile(display_name="interrupted.p12")))
             for _ in range(3):
                 yield storage_pb2.UploadSecureFileRequest(chunk=os.urandom(1024 * 1024))
             sent_some.set()
@@ -143,8 +143,8 @@ def test_storage_killed_mid_download_leaves_no_file(faulty: LocalSystem, tmp_pat
         admin.upload_file(content, name="big.p12")
     token = job_token_for(faulty, "big.p12")
     stub = storage_pb2_grpc.SecureFileServiceStub(faulty.channel("storage"))
-    stream = stub.DownloadSecureFile(storage_pb2.DownloadSecureFileRequest(name="projects/default/secureFiles/big.p12"),
-                                     metadata=bearer(token), timeout=60)
+    stream = stub.DownloadSecureFile(storage_pb2.DownloadSecureFileRequest(
+        parent="projects/default", display_name="big.p12"), metadata=bearer(token), timeout=60)
     assert next(stream).WhichOneof("payload") == "header"
     old_pid = faulty.signal_service("storage", signal.SIGKILL)
     with pytest.raises(grpc.RpcError):
@@ -209,7 +209,8 @@ def test_every_outbound_call_has_a_deadline(fresh_system: LocalSystem) -> None:
     try:
         stub = storage_pb2_grpc.SecureFileServiceStub(fresh_system.channel("storage"))
         requests = iter([storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name="deadline.pem")), storage_pb2.UploadSecureFileRequest(chunk=b"x")])
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name="deadline.pem"))),
+            storage_pb2.UploadSecureFileRequest(chunk=b"x")])
         with pytest.raises(grpc.RpcError) as error:
             stub.UploadSecureFile(requests, metadata=bearer(fresh_system.admin_token), timeout=5)
     finally:

@@ -78,7 +78,9 @@ def main() -> int:
             subject_token_type="urn:ietf:params:oauth:token-type:jwt", project=parent))
         job = (("authorization", f"Bearer {exchanged.access_token}"),)
         report["run"] = {"name": exchanged.run.name, "branch": exchanged.run.branch}
-        report["downloaded"] = _download(storage_pb2, storage, uploaded.name, job, Path(args.download_to))
+        # As an agent does: by display name, looked up in the download call itself.
+        lookup = storage_pb2.DownloadSecureFileRequest(parent=parent, display_name=display_name)
+        report["downloaded"] = _download(storage, lookup, job, Path(args.download_to))
 
         # Errors, as a foreign client reads them: the reason from the trailing google.rpc.Status.
         report["errors"] = {
@@ -104,17 +106,16 @@ def _upload(storage_pb2, parent: str, display_name: str, content: bytes, *, sha2
             chunk: int = CHUNK) -> Iterator[object]:
     """The upload protocol: metadata, chunks (at most 1 MiB), the commit with size and SHA-256."""
     yield storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent=parent, display_name=display_name, expected_size_bytes=len(content)))
+        parent=parent, secure_file=storage_pb2.SecureFile(display_name=display_name), expected_size_bytes=len(content)))
     for offset in range(0, len(content), chunk):
         yield storage_pb2.UploadSecureFileRequest(chunk=content[offset : offset + chunk])
     yield storage_pb2.UploadSecureFileRequest(commit=storage_pb2.UploadCommit(
         size_bytes=len(content), sha256=sha256 or hashlib.sha256(content).hexdigest()))
 
 
-def _download(storage_pb2, storage, name: str, job: tuple[tuple[str, str], ...], destination: Path
-              ) -> dict[str, object]:
+def _download(storage, request: object, job: tuple[tuple[str, str], ...], destination: Path) -> dict[str, object]:
     """The header first (size, SHA-256), then chunks; the bytes are checked before they are kept."""
-    responses = storage.DownloadSecureFile(storage_pb2.DownloadSecureFileRequest(name=name), metadata=job)
+    responses = storage.DownloadSecureFile(request, metadata=job)
     header = next(responses)
     if header.WhichOneof("payload") != "header":
         raise SystemExit("the first message of a download is not its header")

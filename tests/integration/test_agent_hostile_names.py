@@ -24,7 +24,7 @@ def _stored_as(system: LocalSystem, name: str, content: bytes) -> str:
         created = admin.upload_file(content, name=placeholder)
     system.execute("storage", "UPDATE secure_files SET display_name = :name WHERE file_id = :id",
                    name=name, id=created.secure_file_id)
-    return job_token_for(system, created.secure_file_id)
+    return job_token_for(system, created.name)
 
 
 def test_azure_runs_only_the_agents_own_command_for_a_name_carrying_one(system: LocalSystem, tmp_path) -> None:

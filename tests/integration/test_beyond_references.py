@@ -41,8 +41,7 @@ def test_certificate_metadata_and_expiry_filters(system: LocalSystem, tmp_path) 
         assert system.cli("files", "upload", str(path)).code == 0
 
     shown = system.cli("files", "show", soon, "--output", "json").json()
-    assert shown["metadata"]["type"] == "x509"
-    assert shown["metadata"]["subject"] == f"CN=CN for {soon}"
+    assert shown["x509"]["subject"] == f"CN=CN for {soon}" and shown["pkcs12"] is None
     assert shown["expireTime"] == (now + dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     expiring = {f["displayName"]
@@ -53,9 +52,9 @@ def test_certificate_metadata_and_expiry_filters(system: LocalSystem, tmp_path) 
 
     opaque = unique("opaque")
     with system.client() as admin:
-        assert admin.upload_file(os.urandom(100), name=opaque).metadata["type"] == "unknown"
+        assert admin.upload_file(os.urandom(100), name=opaque).WhichOneof("file_metadata") == "unknown"
     listed = system.cli("files", "list", "--name-pattern", opaque, "--output", "json").json()
-    assert listed[0]["metadata"] == {"type": "unknown"} and listed[0]["expireTime"] is None
+    assert listed[0]["unknown"] == {} and listed[0]["x509"] is None and listed[0]["expireTime"] is None
 
 
 def test_agent_warns_about_expiring_files(system: LocalSystem, tmp_path) -> None:

@@ -168,7 +168,8 @@ def test_uploads_that_end_without_their_commit_leave_no_administrator_role(syste
     for attempt in range(20):
         requests = [
             storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-                parent="projects/default", display_name=unique("uncommitted"), expected_size_bytes=100)),
+                parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=unique("uncommitted")),
+                expected_size_bytes=100)),
             storage_pb2.UploadSecureFileRequest(chunk=b"x" * (10 + attempt)),  # fewer bytes than declared
         ]
         with pytest.raises(grpc.RpcError) as failed:

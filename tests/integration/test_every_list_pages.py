@@ -142,7 +142,7 @@ def _file_versions(system: LocalSystem) -> Listing:
         for i in range(2, 6):
             admin.replace_file(name, f"v{i}".encode(), reason=f"v{i}")
     return Listing("storage", lambda c: storage_pb2_grpc.SecureFileServiceStub(c).ListSecureFileVersions,
-                   lambda: storage_pb2.ListSecureFileVersionsRequest(name=resource), "versions",
+                   lambda: storage_pb2.ListSecureFileVersionsRequest(parent=resource), "versions",
                    lambda v: v.version, [5, 4, 3, 2, 1])
 
 

@@ -86,18 +86,10 @@ def test_bad_filters_are_invalid_and_list_nothing(system: LocalSystem, library: 
                                                                       "INVALID_FILTER")
 
 
-def test_filter_and_the_deprecated_fields_do_not_mix(system: LocalSystem, library: str) -> None:
-    assert _refused(lambda: _page(system, library, 'type = "x509"', name_pattern="ios-*")) == (
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FILTER")
-    # The deprecated fields alone still work.
-    assert [f.display_name for f in _page(system, library, "", name_pattern="ios-s*").secure_files] == [
-        "ios-soon.pem"]
-
-
 def test_a_token_continues_only_the_filter_it_came_from(system: LocalSystem, library: str) -> None:
     token = _page(system, library, 'properties.team = "ios"', 1).next_page_token
     assert token
     assert _refused(lambda: _page(system, library, 'properties.team = "android"', 1, token)) == (
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
-    assert _refused(lambda: _page(system, library, "", 1, token, name_pattern="ios-*")) == (
+    assert _refused(lambda: _page(system, library, 'display_name = "ios-*"', 1, token)) == (
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")

@@ -6,6 +6,7 @@ import uuid
 
 import grpc
 
+from securefiles.client.list_filter import combined_filter as list_filter
 from securefiles.common.rich_status import error_info_of
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import LocalSystem, bearer, unique
@@ -71,21 +72,23 @@ def _list(system: LocalSystem, project: str, pattern: str, page_size: int = 0,
           token: str = "") -> storage_pb2.ListSecureFilesResponse:
     with system.channel("storage") as channel:
         return storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(storage_pb2.ListSecureFilesRequest(
-            parent=f"projects/{project}", name_pattern=pattern, page_size=page_size, page_token=token),
+            parent=f"projects/{project}", filter=list_filter(pattern), page_size=page_size, page_token=token),
             metadata=bearer(system.admin_token), timeout=30)
 
 
 def test_a_hostile_name_pattern_is_refused_at_once(system: LocalSystem) -> None:
     """`"*" + "b*" * 500000` once kept storage's event loop busy for seconds (every caller waited)."""
-    for pattern, why in (("*" + "b*" * 500_000, "longer than 256"), ("*a" * 9, "more than 8 '*'"),
-                         ("a\x00*", "control characters")):
+    for pattern, why, reason in (("*" + "b*" * 500_000, "longer than 2048", "INVALID_FILTER"),
+                                 ("x" * 300 + "*", "longer than 256", "INVALID_NAME_PATTERN"),
+                                 ("*a" * 9, "more than 8 '*'", "INVALID_NAME_PATTERN"),
+                                 ("a\x00*", "control characters", "INVALID_FILTER")):
         try:
             _list(system, "default", pattern)
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert why in error.details()
             info = error_info_of(error)
-            assert info is not None and info.reason == "INVALID_NAME_PATTERN"
+            assert info is not None and info.reason == reason
         else:
             raise AssertionError(f"{pattern[:20]!r}… was accepted")
 

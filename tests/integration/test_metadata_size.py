@@ -34,13 +34,13 @@ def test_keystores_with_thousands_of_long_aliases_still_show_and_list(system: Lo
         uploaded = system.cli("--project", project, "files", "upload", str(path), "--authorize-all-pipelines",
                               "--output", "json")
         assert uploaded.code == 0, uploaded.stderr
-        metadata = uploaded.json()["metadata"]
-        assert metadata["entry_count"] == count
+        metadata = uploaded.json()["androidKeystore"]
+        assert metadata["entryCount"] == count
         assert len(metadata["aliases"]) == 100 and "aliases" in metadata["truncated"]
         names.append(path.name)
     shown = system.cli("--project", project, "files", "show", names[2], "--output", "json")
     assert shown.code == 0, shown.stderr
-    assert shown.json()["metadata"]["entry_count"] == 10_000
+    assert shown.json()["androidKeystore"]["entryCount"] == 10_000
     listed = system.cli("--project", project, "files", "list", "--output", "json")
     assert listed.code == 0, listed.stderr
     assert sorted(f["displayName"] for f in listed.json()) == sorted(names)
@@ -70,8 +70,8 @@ def test_metadata_stored_before_the_caps_is_capped_when_read(system: LocalSystem
     finally:
         _remove(system, project)
     assert shown.code == 0, shown.stderr
-    metadata = shown.json()["metadata"]
-    assert metadata["entry_count"] == 20_000 and metadata["truncated"] == ["aliases"]
+    metadata = shown.json()["androidKeystore"]
+    assert metadata["entryCount"] == 20_000 and metadata["truncated"] == ["aliases"]
     assert metadata["aliases"] == huge["aliases"][: len(metadata["aliases"])]
     assert listed.code == 0, listed.stderr
     assert [f["displayName"] for f in listed.json()] == ["legacy.jks"]

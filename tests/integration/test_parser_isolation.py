@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
+from securefiles.storage.v1 import storage_pb2
 from tests.conftest import LocalSystem, job_token_for, unique
 from tests.unit.test_file_metadata_samples import fixed_cert, pem
 
@@ -68,6 +70,12 @@ def _wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0)
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _parsed(created: storage_pb2.SecureFile) -> dict:
+    """The typed metadata that is set, as {"type": its member, its facts by field name}."""
+    kind = created.WhichOneof("file_metadata")
+    return {"type": kind, **json_format.MessageToDict(getattr(created, kind), preserving_proto_field_name=True)}
+
+
 def _one_parser(system: LocalSystem) -> int:
     (pid,) = _wait_for(lambda: _parsers(system) if len(_parsers(system)) == 1 else None, "one parser")
     return pid
@@ -77,7 +85,7 @@ def _ready_parser(system: LocalSystem) -> int:
     """The one parser, once it has parsed an upload (so it is past its start and waits for work)."""
     with system.client() as admin:
         parsed = admin.upload_file(pem(fixed_cert()), name=unique("ready") + ".pem")
-    assert parsed.metadata["type"] == "x509" and "parse_error" not in parsed.metadata
+    assert _parsed(parsed)["type"] == "x509" and "parse_error" not in _parsed(parsed)
     return _one_parser(system)
 
 
@@ -112,7 +120,7 @@ class _Upload(threading.Thread):
     def run(self) -> None:
         with self.system.client() as admin:
             created = admin.upload_file(self.content, name=self.name)
-        self.metadata = dict(created.metadata)
+        self.metadata = _parsed(created)
         self.finished = next(self.order)
 
 
@@ -179,5 +187,5 @@ def test_a_parser_that_died_while_idle_is_replaced_before_it_is_needed(isolated:
     _wait_for(lambda: not _alive(dead), "the parser to exit")
     with system.client() as admin:
         parsed = admin.upload_file(pem(fixed_cert()), name=unique("after-death") + ".pem")
-    assert parsed.metadata["type"] == "x509" and "parse_error" not in parsed.metadata
+    assert _parsed(parsed)["type"] == "x509" and "parse_error" not in _parsed(parsed)
     assert _one_parser(system) != dead

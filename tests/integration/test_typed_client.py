@@ -26,7 +26,7 @@ def test_files_pipelines_and_runs_come_back_as_the_clients_own_types(system: Loc
         assert (uploaded.display_name, uploaded.size_bytes, uploaded.properties) == (name, 13, {"team": "ios"})
         assert uploaded.sha256 == hashlib.sha256(b"typed content").hexdigest()
         assert _aware(uploaded.create_time) and uploaded.expire_time is None
-        assert admin.files.get(uploaded.secure_file_id) == uploaded
+        assert admin.files.get(uploaded.name) == admin.files.get(name) == uploaded
         assert [f.name for f in admin.files.list(name)] == [uploaded.name]
         with pytest.raises(dataclasses.FrozenInstanceError):
             uploaded.display_name = "renamed"  # type: ignore[misc]

@@ -63,7 +63,7 @@ def test_invalid_names(system: LocalSystem, bad_name: str) -> None:
     stub = storage_pb2_grpc.SecureFileServiceStub(system.channel("storage"))
     requests = [
         storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name=bad_name)),
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=bad_name))),
         storage_pb2.UploadSecureFileRequest(chunk=b"content"),
     ]
     before = blob_files(system)
@@ -157,7 +157,7 @@ def test_stream_without_metadata(system: LocalSystem, messages: str) -> None:
 def test_metadata_twice_and_oversized_chunk(system: LocalSystem) -> None:
     stub = storage_pb2_grpc.SecureFileServiceStub(system.channel("storage"))
     meta = storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent="projects/default", display_name=unique("twice")))
+        parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=unique("twice"))))
     cases = {
         "DUPLICATE_METADATA": [meta, meta],
         "CHUNK_TOO_LARGE": [meta, storage_pb2.UploadSecureFileRequest(chunk=b"\0" * (1024 * 1024 + 1))],
@@ -169,7 +169,7 @@ def test_metadata_twice_and_oversized_chunk(system: LocalSystem) -> None:
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error_info_of(error.value).reason == reason
     assert blob_files(system) == before
-    assert meta.metadata.display_name not in _names(system)
+    assert meta.metadata.secure_file.display_name not in _names(system)
 
 
 def test_declared_size_that_lies(system: LocalSystem) -> None:
@@ -177,7 +177,7 @@ def test_declared_size_that_lies(system: LocalSystem) -> None:
     name = unique("liar")
     requests = [
         storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name=name, expected_size_bytes=100)),
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=name), expected_size_bytes=100)),
         storage_pb2.UploadSecureFileRequest(chunk=b"x" * 10),
         storage_pb2.UploadSecureFileRequest(commit=storage_pb2.UploadCommit(size_bytes=10)),
     ]
@@ -198,7 +198,7 @@ def test_only_a_committed_stream_becomes_a_file(system: LocalSystem, commit, rea
     name = unique("uncommitted")
     requests = [
         storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name=name)),
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=name))),
         storage_pb2.UploadSecureFileRequest(chunk=b"y" * 10),
     ]
     if commit is not None:

@@ -64,12 +64,12 @@ def test_flood_is_rate_limited_while_another_caller_keeps_downloading(own_system
     name, content = unique("flood-target"), os.urandom(256 * 1024)
     flooder = f"user:{unique('flooder')}"
     with system.client() as admin:
-        admin.upload_file(content, name=name)
+        resource = admin.upload_file(content, name=name).name
         admin.assign_role(flooder, "reader")
     flood_token = user_token(system, flooder)
     job_token = job_token_for(system, name)
 
-    request = storage_pb2.GetSecureFileRequest(name=f"projects/default/secureFiles/{name}")
+    request = storage_pb2.GetSecureFileRequest(name=resource)
     calls = itertools.count()
     outcomes: list[tuple[str, str]] = []
     retry_delays: list[float | None] = []
@@ -121,7 +121,7 @@ def test_extra_concurrent_download_streams_are_refused(own_system: LocalSystem) 
     with system.client() as admin:
         admin.upload_file(content, name=name)
     job_token, other_job_token = job_token_for(system, name), job_token_for(system, name)
-    request = storage_pb2.DownloadSecureFileRequest(name=f"projects/default/secureFiles/{name}")
+    request = storage_pb2.DownloadSecureFileRequest(parent="projects/default", display_name=name)
 
     # Streams stay open only while their reader falls behind: HTTP/2 flow control must hold storage
     # back. gRPC's bandwidth probing would let the window grow until a 10 MB stream fits into
@@ -227,7 +227,8 @@ def _oversized_upload(system: LocalSystem, name: str) -> grpc.RpcError:
     target = load_config(system.env()).storage
     options = [("grpc.max_send_message_length", 16 * MAX_MESSAGE), ("grpc.ssl_target_name_override", "localhost")]
     requests = [storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent="projects/default", display_name=name)), storage_pb2.UploadSecureFileRequest(chunk=b"\0" * MAX_MESSAGE)]
+        parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=name))),
+        storage_pb2.UploadSecureFileRequest(chunk=b"\0" * MAX_MESSAGE)]
     with grpc.secure_channel(target, client_channel_credentials(system.tls("client").ca), options=options) as channel, \
             pytest.raises(grpc.RpcError) as error:
         storage_pb2_grpc.SecureFileServiceStub(channel).UploadSecureFile(

@@ -378,7 +378,7 @@ def test_download_fails_closed_when_the_audit_log_cannot_be_written(own_system: 
     with system.client() as admin:
         admin.upload_file(content, name=name)
     token = job_token_for(system, name)
-    request = storage_pb2.DownloadSecureFileRequest(name=f"projects/default/secureFiles/{name}")
+    request = storage_pb2.DownloadSecureFileRequest(parent="projects/default", display_name=name)
     dest = tmp_path / "agent-temp"
     with _audit_refuses_inserts(system):
         received = []

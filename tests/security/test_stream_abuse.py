@@ -8,6 +8,7 @@ tests/integration/test_upload_validation.py.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -21,6 +22,7 @@ import pytest
 
 from securefiles.client import AlreadyExists, InvalidArgument, PermissionDenied
 from securefiles.client.config import load_config
+from securefiles.client.list_filter import combined_filter as list_filter
 from securefiles.common.rich_status import error_info_of
 from securefiles.common.tls import client_channel_credentials
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -30,9 +32,10 @@ from tests.security.support import listed
 MAX_MESSAGE = 4 * 1024 * 1024
 
 
-def _upload_metadata(name: str, project: str = "default", **fields: object) -> storage_pb2.UploadSecureFileRequest:
+def _upload_metadata(name: str, project: str = "default", properties: dict[str, str] | None = None
+                     ) -> storage_pb2.UploadSecureFileRequest:
     return storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-        parent=f"projects/{project}", display_name=name, **fields))
+        parent=f"projects/{project}", secure_file=storage_pb2.SecureFile(display_name=name, properties=properties)))
 
 
 def _chunk(data: bytes) -> storage_pb2.UploadSecureFileRequest:
@@ -263,10 +266,9 @@ def test_composed_and_decomposed_spellings_are_one_name(system: LocalSystem) -> 
 
 def _page(system: LocalSystem, project: str, pattern: str, token: str = "",
           expires_before: int | None = None) -> storage_pb2.ListSecureFilesResponse:
-    request = storage_pb2.ListSecureFilesRequest(parent=f"projects/{project}", page_size=1, name_pattern=pattern,
-                                                 page_token=token)
-    if expires_before is not None:
-        request.expires_before.FromSeconds(expires_before)
+    before = dt.datetime.fromtimestamp(expires_before, dt.UTC) if expires_before is not None else None
+    request = storage_pb2.ListSecureFilesRequest(parent=f"projects/{project}", page_size=1,
+                                                 filter=list_filter(pattern, before), page_token=token)
     with system.channel("storage") as channel:
         return storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(
             request, metadata=bearer(system.admin_token), timeout=10)

@@ -185,14 +185,15 @@ def _job(system: LocalSystem, content: bytes, ttl_seconds: int | None = None) ->
 
 
 def _job_calls(name: str, run: authz_pb2.Run) -> dict[str, Call]:
-    resource = f"projects/default/secureFiles/{name}"
-
     def download(system: LocalSystem, metadata: tuple) -> object:
         with system.channel("storage") as channel:
             return b"".join(m.chunk for m in storage_pb2_grpc.SecureFileServiceStub(channel).DownloadSecureFile(
-                storage_pb2.DownloadSecureFileRequest(name=resource), metadata=metadata, timeout=10))
+                storage_pb2.DownloadSecureFileRequest(parent="projects/default", display_name=name),
+                metadata=metadata, timeout=10))
 
     def get(system: LocalSystem, metadata: tuple) -> object:
+        with system.client() as admin:
+            resource = admin.file_resource(name)
         with system.channel("storage") as channel:
             return storage_pb2_grpc.SecureFileServiceStub(channel).GetSecureFile(
                 storage_pb2.GetSecureFileRequest(name=resource), metadata=metadata, timeout=10)
@@ -200,7 +201,8 @@ def _job_calls(name: str, run: authz_pb2.Run) -> dict[str, Call]:
     def list_matching(system: LocalSystem, metadata: tuple) -> object:
         with system.channel("storage") as channel:
             return storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(
-                storage_pb2.ListSecureFilesRequest(parent="projects/default", name_pattern=name), metadata=metadata,
+                storage_pb2.ListSecureFilesRequest(parent="projects/default", filter=f'display_name = "{name}"'),
+                metadata=metadata,
                 timeout=10)
 
     def complete(system: LocalSystem, metadata: tuple) -> object:
@@ -282,7 +284,7 @@ def test_job_token_cannot_act_as_a_person(system: LocalSystem) -> None:
     with system.channel("storage") as channel:
         stub = storage_pb2_grpc.SecureFileServiceStub(channel)
         upload = iter([storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-            parent="projects/default", display_name=unique("by-job"))),
+            parent="projects/default", secure_file=storage_pb2.SecureFile(display_name=unique("by-job")))),
             storage_pb2.UploadSecureFileRequest(chunk=b"x")])
         with pytest.raises(grpc.RpcError) as error:
             stub.UploadSecureFile(upload, metadata=bearer(token), timeout=10)

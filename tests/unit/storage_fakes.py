@@ -49,11 +49,12 @@ class InMemoryFileRepository:
         self.versions[secure_file.file_id] = {secure_file.current.version: secure_file.current}
         self.owed.pop(secure_file.name, None)
 
-    async def resolve(self, project: str, id_or_name: str) -> SecureFile | None:
-        by_id = self.files.get(id_or_name)
-        if by_id is not None and by_id.project == project:
-            return by_id
-        return self._named(project, id_or_name)
+    async def by_id(self, project: str, file_id: str) -> SecureFile | None:
+        found = self.files.get(file_id)
+        return found if found is not None and found.project == project else None
+
+    async def by_display_name(self, project: str, display_name: str) -> SecureFile | None:
+        return self._named(project, display_name)
 
     async def list_page(
         self, project: str, after: str, limit: int, name_prefix: str, expires_before: dt.datetime | None = None

@@ -144,17 +144,22 @@ def _comparable(value: Any) -> Any:
     return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
-def test_map_keys_and_parsed_metadata_are_data_and_keep_their_spelling() -> None:
-    shown = file_object(convert.secure_file(_with_times(storage_pb2.SecureFile(properties={"team_name": "ios"}))))
+def test_map_keys_are_data_and_parsed_metadata_is_its_typed_member() -> None:
+    message = _with_times(storage_pb2.SecureFile(properties={"team_name": "ios"}, pkcs12=storage_pb2.Pkcs12Metadata(
+        key_count=3, friendly_name="release")))
+    shown = file_object(convert.secure_file(message))
     assert shown["properties"] == {"team_name": "ios"}
-    assert shown["metadata"] == {"type": "x509", "entry_count": 3}
+    assert shown["pkcs12"] == {"keyCount": 3, "friendlyName": "release"} and shown["x509"] is None
+    assert "metadata" not in shown  # the untyped Struct is gone from the contract
+    assert convert.secure_file(message).file_type == "pkcs12"
     assert shown["expireTime"] == TIME
 
 
 def test_unset_times_are_null_and_unread_metadata_says_unknown() -> None:
-    shown = file_object(convert.secure_file(storage_pb2.SecureFile(display_name="blob.bin")))
+    unread = convert.secure_file(storage_pb2.SecureFile(display_name="blob.bin"))
+    shown = file_object(unread)
     assert shown["expireTime"] is None and shown["createTime"] is None
-    assert shown["metadata"] == {"type": "unknown"}
+    assert unread.file_type == "unknown" and unread.facts == {}
 
 
 def test_keys_list_adds_the_data_key_count_under_its_own_json_name() -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from securefiles.common.errors import InvalidArgument
-from securefiles.storage.domain.file_filter import MAX_FILTER_CHARS, legacy_filter, parse_filter
+from securefiles.storage.domain.file_filter import MAX_FILTER_CHARS, parse_filter
 from securefiles.storage.domain.model import SecureFile
 from tests.unit.storage_fakes import stored_file
 
@@ -83,10 +83,9 @@ def test_anything_else_is_invalid_filter(text: str) -> None:
     assert time.perf_counter() - started < 0.1
 
 
-def test_the_deprecated_fields_still_work_and_bind_tokens_as_before() -> None:
-    old = legacy_filter("ios-*", dt.datetime(2027, 1, 1, tzinfo=dt.UTC))
-    assert old.query == "ios-*|2027-01-01T00:00:00+00:00" and old.prefix == "ios-"
+def test_page_tokens_bind_to_the_filter_as_written() -> None:
     assert parse_filter('display_name = "ios-*"').query != parse_filter('display_name = "ios-?"').query
+    assert parse_filter("").query != parse_filter('display_name = "*"').query
 
 
 def test_the_database_narrows_by_the_literal_prefix_and_the_strictest_upper_bound() -> None:

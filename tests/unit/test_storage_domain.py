@@ -28,6 +28,7 @@ from securefiles.common.errors import (
 from securefiles.common.principal import Principal
 from securefiles.common.resource_names import file_name
 from securefiles.storage.domain import service as storage_service
+from securefiles.storage.domain.file_refs import by_display_name, by_name
 from securefiles.storage.domain.model import SecureFile
 from securefiles.storage.domain.ports import Access
 from securefiles.storage.domain.rewrap import DataKeyRewrapper
@@ -48,6 +49,12 @@ ALICE = Principal("user", "user:alice")  # administers project demo
 BOB = Principal("user", "user:bob")  # reads project demo
 EVE = Principal("user", "user:eve")  # no role anywhere
 DEMO = "projects/demo"
+ABSENT_ID = "00000000-0000-4000-8000-00000000abcd"
+
+
+def _glob(pattern: str) -> str:
+    """A listing's filter keeping display names that match `pattern` (all, when empty)."""
+    return f'display_name = "{pattern}"' if pattern else ""
 
 
 def run(coroutine: Awaitable[T]) -> T:
@@ -137,7 +144,7 @@ def test_upload_then_download_returns_the_bytes_and_stores_only_ciphertext(stora
     async def scenario() -> tuple[SecureFile, bytes]:
         uploaded = await storage.upload("signing.p12", content)
         job = storage.access.add_job("tok-1", "demo", uploaded.name)
-        return uploaded, await read(await storage.service.download(job, f"{DEMO}/secureFiles/signing.p12"))
+        return uploaded, await read(await storage.service.download(job, by_display_name(DEMO, "signing.p12")))
 
     uploaded, downloaded = run(scenario())
     assert downloaded == content
@@ -179,7 +186,7 @@ def test_a_wrapped_key_moved_to_another_file_fails_to_unwrap(storage: Storage) -
         moved = dataclasses.replace(b.current, wrapped_key=a.current.wrapped_key)
         storage.files.files[b.file_id] = dataclasses.replace(b, current=moved)
         job = storage.access.add_job("tok-1", "demo", a.name, b.name)
-        await storage.service.download(job, b.name)
+        await storage.service.download(job, by_name(b.name))
 
     assert refused(DataLoss, scenario()).reason == "DATA_KEY_UNWRAP_FAILED"
     assert storage.blobs.opened == []
@@ -193,7 +200,7 @@ def test_tampered_ciphertext_is_refused_as_corrupt(storage: Storage) -> None:
         blob[-20] ^= 1
         storage.blobs.blobs[key] = bytes(blob)
         job = storage.access.add_job("tok-1", "demo", uploaded.name)
-        return await read(await storage.service.download(job, uploaded.name))
+        return await read(await storage.service.download(job, by_name(uploaded.name)))
 
     assert refused(DataLoss, scenario()).reason == "CIPHERTEXT_CORRUPT"
 
@@ -209,7 +216,7 @@ def _listing(storage: Storage, caller: Principal, page_size: int, pattern: str =
         tokens: list[str] = []
         token = ""
         while True:
-            page, token = await storage.service.list(caller, parent, page_size, token, pattern)
+            page, token = await storage.service.list(caller, parent, page_size, token, _glob(pattern))
             pages.append([f.display_name for f in page])
             if not token:
                 return pages, tokens
@@ -257,13 +264,13 @@ def test_a_sparse_match_returns_a_short_page_and_a_token_instead_of_scanning_eve
     _seed(storage, [f"n{i:05d}" for i in range(count - 1)] + ["n99999-match"])
 
     async def first() -> tuple[list[SecureFile], str]:
-        return await storage.service.list(BOB, DEMO, 1000, "", "*-match")
+        return await storage.service.list(BOB, DEMO, 1000, "", _glob("*-match"))
 
     page, token = run(first())
     scanned = sum(limit for *_, limit, _ in storage.files.list_page_calls)
     assert page == [] and token
     assert scanned <= storage_service.MAX_SCANNED_PER_CALL
-    page, token = run(storage.service.list(BOB, DEMO, 1000, token, "*-match"))
+    page, token = run(storage.service.list(BOB, DEMO, 1000, token, _glob("*-match")))
     assert [f.display_name for f in page] == ["n99999-match"] and token == ""
 
 
@@ -274,9 +281,9 @@ def test_a_page_token_works_only_for_its_project_and_pattern(storage: Storage) -
     _, (token,) = _listing(storage, BOB, 3, "a*")
     for parent, pattern, given in [("projects/other", "a*", token), (DEMO, "a?", token), (DEMO, "", token),
                                    (DEMO, "a*", "not-a-token"), (DEMO, "a*", token[:-3])]:
-        error = refused(InvalidArgument, storage.service.list(BOB, parent, 3, given, pattern))
+        error = refused(InvalidArgument, storage.service.list(BOB, parent, 3, given, _glob(pattern)))
         assert error.reason == "INVALID_PAGE_TOKEN", (parent, pattern, given)
-    page, _ = run(storage.service.list(BOB, DEMO, 3, token, "a*"))
+    page, _ = run(storage.service.list(BOB, DEMO, 3, token, _glob("a*")))
     assert [f.display_name for f in page] == ["a3", "a4"]
 
 
@@ -303,16 +310,19 @@ def test_a_file_the_caller_may_not_view_is_told_as_missing(storage: Storage) -> 
     hidden = run(storage.upload("hidden.pem", b"s"))
     storage.access.private.add(hidden.name)
     storage.access.grant(ALICE.name, "administrator", hidden.name)
-    for hidden_ref, absent_ref in [(hidden.file_id, "00000000-0000-4000-8000-00000000abcd"),
-                                   ("hidden.pem", "absent.pem")]:
-        seen = refused(NotFound, storage.service.get(BOB, f"{DEMO}/secureFiles/{hidden_ref}"))
-        missing = refused(NotFound, storage.service.get(BOB, f"{DEMO}/secureFiles/{absent_ref}"))
-        assert seen.reason == missing.reason == "FILE_NOT_FOUND"
-        assert str(seen).replace(hidden_ref, absent_ref) == str(missing)  # it names only what was asked
-        assert "hidden.pem" not in str(seen) or hidden_ref == "hidden.pem"
+    hidden_ref, absent_ref = hidden.file_id, ABSENT_ID
+    seen = refused(NotFound, storage.service.get(BOB, f"{DEMO}/secureFiles/{hidden_ref}"))
+    missing = refused(NotFound, storage.service.get(BOB, f"{DEMO}/secureFiles/{absent_ref}"))
+    assert seen.reason == missing.reason == "FILE_NOT_FOUND"
+    assert str(seen).replace(hidden_ref, absent_ref) == str(missing)  # it names only what was asked
+    assert "hidden.pem" not in str(seen)
+    # A display name is no name: refused alike whether such a file exists or not, before any lookup.
+    by_display = [refused(InvalidArgument, storage.service.get(caller, f"{DEMO}/secureFiles/{n}"))
+                  for caller in (BOB, EVE) for n in ("hidden.pem", "absent.pem")]
+    assert {e.reason for e in by_display} == {"INVALID_RESOURCE_NAME"}
     # Someone outside the project hears PERMISSION_DENIED whether the file exists or not.
     assert refused(PermissionDenied, storage.service.get(EVE, hidden.name)).reason == "PERMISSION_DENIED"
-    assert refused(PermissionDenied, storage.service.get(EVE, f"{DEMO}/secureFiles/absent")).reason \
+    assert refused(PermissionDenied, storage.service.get(EVE, f"{DEMO}/secureFiles/{ABSENT_ID}")).reason \
         == "PERMISSION_DENIED"
     assert run(storage.service.get(ALICE, hidden.name)).display_name == "hidden.pem"
 
@@ -341,7 +351,7 @@ def test_a_refused_job_gets_nothing_and_its_key_is_dropped_before_it_is_unwrappe
 
     async def scenario() -> Download:
         storage.keys.hold = asyncio.Event()  # kms answers only after authz decided
-        return await storage.service.download(job, uploaded.name)
+        return await storage.service.download(job, by_name(uploaded.name))
 
     error = refused(PermissionDenied, scenario())
     assert error.reason == "PIPELINE_NOT_AUTHORIZED" and error.metadata["secure_file"] == "a.pem"
@@ -356,7 +366,7 @@ def test_a_key_unwrapped_before_authz_refuses_is_never_used(storage: Storage) ->
     async def scenario() -> Download:
         storage.access.decide = asyncio.Event()
         storage.keys.answered = asyncio.Event()
-        download = asyncio.create_task(storage.service.download(job, uploaded.name))
+        download = asyncio.create_task(storage.service.download(job, by_name(uploaded.name)))
         await storage.keys.answered.wait()  # kms answered; authz has not yet
         storage.access.decide.set()
         return await download
@@ -368,23 +378,40 @@ def test_a_key_unwrapped_before_authz_refuses_is_never_used(storage: Storage) ->
 def test_a_job_of_another_project_is_refused_before_anything_is_looked_up(storage: Storage) -> None:
     uploaded = run(storage.upload("a.pem", b"secret"))
     job = storage.access.add_job("tok-1", "other", uploaded.name)
-    assert refused(PermissionDenied, storage.service.download(job, uploaded.name)).reason == "WRONG_PROJECT"
+    assert refused(PermissionDenied, storage.service.download(job, by_name(uploaded.name))).reason == "WRONG_PROJECT"
     assert storage.keys.unwrap_calls == [] and storage.blobs.opened == []
 
 
 def test_a_missing_file_is_told_to_a_job_only_after_its_token_was_decided(storage: Storage) -> None:
     job = storage.access.add_job("tok-1", "demo")
-    error = refused(NotFound, storage.service.download(job, f"{DEMO}/secureFiles/absent"))
+    error = refused(NotFound, storage.service.download(job, by_display_name(DEMO, "absent")))
     assert error.reason == "FILE_NOT_FOUND"
     assert storage.access.use_decisions == [(file_name("demo", "-"),)]
 
 
+def test_a_job_looks_a_display_name_up_only_in_its_own_project(storage: Storage) -> None:
+    uploaded = run(storage.upload("a.pem", b"secret"))
+    job = storage.access.add_job("tok-1", "demo", uploaded.name)
+    other = refused(PermissionDenied, storage.service.download(job, by_display_name("projects/other", "a.pem")))
+    assert other.reason == "WRONG_PROJECT" and storage.blobs.opened == []
+    assert run(read(run(storage.service.download(job, by_display_name(DEMO, "a.pem"))))) == b"secret"
+
+
+def test_a_display_name_in_a_name_is_refused_for_a_job_after_its_project(storage: Storage) -> None:
+    run(storage.upload("a.pem", b"secret"))
+    job = storage.access.add_job("tok-1", "demo")
+    wrong = refused(PermissionDenied, storage.service.download(job, by_name("projects/other/secureFiles/a.pem")))
+    assert wrong.reason == "WRONG_PROJECT"
+    named = refused(InvalidArgument, storage.service.download(job, by_name(f"{DEMO}/secureFiles/a.pem")))
+    assert named.reason == "INVALID_RESOURCE_NAME" and storage.blobs.opened == []
+
+
 def test_a_person_without_a_break_glass_grant_may_not_download(storage: Storage) -> None:
     uploaded = run(storage.upload("a.pem", b"secret"))
-    error = refused(PermissionDenied, storage.service.download(ALICE, uploaded.name))
+    error = refused(PermissionDenied, storage.service.download(ALICE, by_name(uploaded.name)))
     assert error.reason == "BREAK_GLASS_REQUIRED" and storage.blobs.opened == []
     storage.access.break_glass[(ALICE.name, uploaded.name)] = "accessRequests/1"
-    download = run(storage.service.download(ALICE, uploaded.name))
+    download = run(storage.service.download(ALICE, by_name(uploaded.name)))
     assert download.break_glass == "accessRequests/1" and run(read(download)) == b"secret"
 
 
@@ -395,14 +422,14 @@ def test_a_multi_file_download_is_all_or_nothing(storage: Storage) -> None:
     contents = {"a.pem": b"A" * 70000, "b.pem": os.urandom(1_500_000), "c.pem": b"C"}
     uploaded = {name: run(storage.upload(name, data)) for name, data in contents.items()}
     job = storage.access.add_job("tok-1", "demo", uploaded["a.pem"].name, uploaded["b.pem"].name)
-    names = [f"{DEMO}/secureFiles/{n}" for n in ("a.pem", "b.pem", "c.pem")]
+    names = [by_display_name(DEMO, n) for n in ("a.pem", "b.pem", "c.pem")]
 
     error = refused(PermissionDenied, storage.service.download_many(job, names))
     assert error.reason == "PIPELINE_NOT_AUTHORIZED" and storage.blobs.opened == []
 
     async def both() -> list[tuple[str, bytes]]:
-        # by name, and "a" once more by id: it is sent once
-        downloads = await storage.service.download_many(job, [*names[:2], uploaded["a.pem"].name])
+        # by display name, and "a" once more by its name: it is sent once
+        downloads = await storage.service.download_many(job, [*names[:2], by_name(uploaded["a.pem"].name)])
         return [(d.secure_file.display_name, await read(d)) for d in downloads]
 
     storage.keys.unwrap_calls.clear()
@@ -413,14 +440,15 @@ def test_a_multi_file_download_is_all_or_nothing(storage: Storage) -> None:
 def test_a_multi_file_download_with_a_missing_file_returns_nothing(storage: Storage) -> None:
     uploaded = run(storage.upload("a.pem", b"A"))
     job = storage.access.add_job("tok-1", "demo", uploaded.name)
-    error = refused(NotFound, storage.service.download_many(job, [uploaded.name, f"{DEMO}/secureFiles/absent"]))
+    asked = [by_name(uploaded.name), by_display_name(DEMO, "absent")]
+    error = refused(NotFound, storage.service.download_many(job, asked))
     assert error.reason == "FILE_NOT_FOUND"
     assert storage.keys.unwrap_calls == [] and storage.blobs.opened == []
 
 
 def test_a_multi_file_download_is_bounded(storage: Storage) -> None:
     job = storage.access.add_job("tok-1", "demo")
-    names = [f"{DEMO}/secureFiles/f{i}" for i in range(storage_service.MAX_FILES_PER_DOWNLOAD + 1)]
+    names = [by_display_name(DEMO, f"f{i}") for i in range(storage_service.MAX_FILES_PER_DOWNLOAD + 1)]
     assert refused(InvalidArgument, storage.service.download_many(job, names)).reason == "TOO_MANY_FILES"
     assert refused(InvalidArgument, storage.service.download_many(job, [])).reason == "TOO_MANY_FILES"
 
@@ -465,7 +493,7 @@ def test_of_two_replaces_racing_one_wins_and_the_other_is_aborted_unaudited(stor
     assert storage.changes.audited == [uploaded.name]  # one entry: the replace that changed something
     assert winner.current.version == 2 and len(storage.blobs.blobs) == 2  # the loser's blob is gone
     job = storage.access.add_job("tok-1", "demo", uploaded.name)
-    assert run(read(run(storage.service.download(job, uploaded.name)))) in (b"two", b"TWO")
+    assert run(read(run(storage.service.download(job, by_name(uploaded.name))))) in (b"two", b"TWO")
 
 
 def test_replaced_versions_beyond_the_kept_number_are_shredded_and_rollback_restores(storage: Storage) -> None:
@@ -477,7 +505,7 @@ def test_replaced_versions_beyond_the_kept_number_are_shredded_and_rollback_rest
     assert [v.version for v in versions] == [3, 2] and len(storage.blobs.blobs) == 2
     job = storage.access.add_job("tok-1", "demo", uploaded.name)
     run(storage.versioning.rollback(ALICE, uploaded.name, 2, "bad v3"))
-    assert run(read(run(storage.service.download(job, uploaded.name)))) == b"v2"
+    assert run(read(run(storage.service.download(job, by_name(uploaded.name))))) == b"v2"
     assert refused(NotFound, storage.versioning.rollback(ALICE, uploaded.name, 1, "")).reason == "VERSION_NOT_FOUND"
 
 
@@ -535,5 +563,5 @@ def test_rewrap_moves_every_key_to_the_primary_and_files_still_download(storage:
     assert report.after == {f"regions/eu/keyVersions/{primary}": 3}
     assert (report.rewrapped, report.failed) == (3, 0)
     job = storage.access.add_job("tok-1", "demo", *(f.name for f in uploaded))
-    assert [run(read(run(storage.service.download(job, f.name)))) for f in uploaded] == \
+    assert [run(read(run(storage.service.download(job, by_name(f.name))))) for f in uploaded] == \
         [f"content {i}".encode() for i in range(3)]

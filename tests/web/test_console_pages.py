@@ -33,7 +33,7 @@ def test_rename_properties_versions_and_a_delete_that_needs_the_name(console: Co
     page.get_by_role("button", name="Rename").click()
     expect(page.locator("h1")).to_have_text(name + "-renamed")
     with console.system.client() as admin:
-        stored = admin.get_file(file_id)
+        stored = admin.get_file(f"projects/default/secureFiles/{file_id}")
         assert stored.display_name == name + "-renamed" and dict(stored.properties) == {"team": "ios",
                                                                                        "owner": "release"}
         admin.update_library(allow_replace=True)
@@ -52,7 +52,8 @@ def test_rename_properties_versions_and_a_delete_that_needs_the_name(console: Co
         with console.system.client() as admin:
             admin.update_library(allow_replace=False)
     with console.system.client() as admin:
-        assert admin.get_file(file_id).sha256 == admin.list_versions(file_id)[-1].sha256  # v1's content again
+        resource = f"projects/default/secureFiles/{file_id}"
+        assert admin.get_file(resource).sha256 == admin.list_versions(resource)[-1].sha256  # v1's content again
 
     # The server checks the typed name too (the button's script is only a convenience).
     page.goto(base)
@@ -61,7 +62,7 @@ def test_rename_properties_versions_and_a_delete_that_needs_the_name(console: Co
                                 headers={"Origin": console.url})
     assert "NOT_CONFIRMED" in refused.text()
     with console.system.client() as admin:
-        assert admin.get_file(file_id).display_name == name + "-renamed"
+        assert admin.get_file(f"projects/default/secureFiles/{file_id}").display_name == name + "-renamed"
 
 
 def test_an_upload_refused_by_storage_says_why_on_the_page(console: Console, page, tmp_path) -> None:
@@ -91,7 +92,7 @@ def test_pipeline_permissions_security_and_checks(console: Console, page) -> Non
     page.get_by_role("button", name=f"Revoke {pipeline}").click()
     expect(page.locator(".pipelines")).to_contain_text("No pipeline is authorized")
     with console.system.client() as admin:
-        permissions = admin.get_pipeline_permissions(file_id)
+        permissions = admin.get_pipeline_permissions(f"projects/default/secureFiles/{file_id}")
         assert not permissions.all_pipelines and list(permissions.pipelines) == []
 
     page.goto(base + "/security")
@@ -104,7 +105,7 @@ def test_pipeline_permissions_security_and_checks(console: Console, page) -> Non
     expect(page.locator("main")).to_contain_text("inheritance off")
     page.get_by_role("button", name="Remove the role of user:bob").click()
     with console.system.client() as admin:
-        roles = admin.list_role_assignments(file_id)
+        roles = admin.list_role_assignments(f"projects/default/secureFiles/{file_id}")
         assert not roles.inherit_from_library and "user:bob" not in [r.principal for r in roles.role_assignments]
 
     page.goto(base + "/checks")
@@ -121,7 +122,7 @@ def test_pipeline_permissions_security_and_checks(console: Console, page) -> Non
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".flash")).to_contain_text("replaced by check")
     with console.system.client() as admin:
-        (check,) = admin.list_checks(file_id)
+        (check,) = admin.list_checks(f"projects/default/secureFiles/{file_id}")
     assert list(check.branch_control.allowed_refs) == ["refs/heads/main", "refs/heads/release/*"]
     assert check.timeout.seconds == 2 * 86400  # kept through the edit
     page.get_by_role("button", name=f"Delete check {check.check_id}").click()

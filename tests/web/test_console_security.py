@@ -81,13 +81,13 @@ def test_a_form_without_its_csrf_token_or_from_another_origin_changes_nothing(co
         assert refused.status == 403
     assert "security token" in missing.text() and "another site" in elsewhere.text()
     with console.system.client() as admin:
-        assert admin.get_file(file_id).display_name == name
+        assert admin.get_file(f"projects/default/secureFiles/{file_id}").display_name == name
     # The same form with its token goes through (the refusals above were for the token alone).
     accepted = page.request.post(rename, form={"display_name": name + "-ok", "csrf_token": token}, headers=origin,
                                  max_redirects=0)
     assert accepted.status == 303
     with console.system.client() as admin:
-        assert admin.get_file(file_id).display_name == name + "-ok"
+        assert admin.get_file(f"projects/default/secureFiles/{file_id}").display_name == name + "-ok"
 
 
 def test_every_response_has_a_strict_csp_and_no_inline_script_or_style(console: Console, page) -> None:
@@ -160,7 +160,7 @@ def test_authz_decides_for_the_console_as_for_the_cli(console: Console, browser)
         console.provider.browser_user = "alice"
         context.close()
     with console.system.client() as admin:
-        assert admin.get_file(file_id).display_name == name
+        assert admin.get_file(f"projects/default/secureFiles/{file_id}").display_name == name
 
 
 def test_signing_out_ends_the_session(console: Console, page) -> None:

@@ -38,7 +38,8 @@ def _show(args: argparse.Namespace, f: SecureFile) -> None:
         print(f"{key + ':':<13} {value if value is not None else '-'}")
     for key, value in sorted(obj["properties"].items()):
         print(f"{'property:':<13} {key}={value}")
-    for key, value in obj["metadata"].items():
+    print(f"{'metadata:':<13} type={f.file_type}")
+    for key, value in f.facts.items():
         if not isinstance(value, (list, dict)):
             print(f"{'metadata:':<13} {key}={value}")
         elif key == "certificates":
@@ -68,7 +69,7 @@ def upload(args: argparse.Namespace) -> int:
         created = client.files.upload(path, name=args.name, properties=parse_properties(args.property),
                                       parse_password=_password(args.parse_password_file))
         if args.authorize_all_pipelines:
-            client.pipelines.set_permission(created.secure_file_id, None, True)
+            client.pipelines.set_permission(created.name, None, True)
     _show(args, created)
     return 0
 
@@ -88,7 +89,7 @@ def list_files(args: argparse.Namespace) -> int:
     if wants_json(args):
         print_json([file_object(f) for f in files])
     else:
-        rows = [(f.display_name, human_size(f.size_bytes), f.metadata.get("type", "unknown"),
+        rows = [(f.display_name, human_size(f.size_bytes), f.file_type,
                  when(f.expire_time) or "-", when(f.update_time)) for f in files]
         print_table(("NAME", "SIZE", "TYPE", "EXPIRES", "UPDATED"), rows)
     return 0

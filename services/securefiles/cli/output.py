@@ -42,9 +42,8 @@ def when(value: dt.datetime | None) -> str | None:
 
 
 def file_object(f: SecureFile) -> dict[str, Any]:
-    """The JSON shape of a secure file (metadata the server could not read says so)."""
+    """The JSON shape of a secure file: the proto's JSON names, its parsed facts under their type."""
     obj: dict[str, Any] = json_object(f)
-    obj["metadata"] = obj["metadata"] or {"type": "unknown"}
     return obj
 
 

@@ -39,10 +39,12 @@ from securefiles.client.download import (
     prepare_destination,
     with_retries,
 )
+from securefiles.client.file_names import NO_FILE_ID, display_name, display_name_filter, full_name
 from securefiles.client.files import FilesClient
 from securefiles.client.identity_api import IdentityCalls
 from securefiles.client.job_identity import job_claims, oidc_token_from_ci
 from securefiles.client.keys import KeysClient
+from securefiles.client.list_filter import combined_filter
 from securefiles.client.login import LoginClient
 from securefiles.client.organization import (
     BreakGlassClient,
@@ -56,11 +58,12 @@ from securefiles.client.pipelines import PipelinesClient
 from securefiles.client.sign_in import Provider
 from securefiles.client.sign_in import refresh as refresh_tokens
 from securefiles.client.transport import Transport
-from securefiles.common.errors import FailedPrecondition, InvalidArgument, SecureFilesError
+from securefiles.common.errors import FailedPrecondition, InvalidArgument, NotFound, SecureFilesError
 from securefiles.common.resource_names import (
     ANY_PIPELINE,
     approval_name,
     file_name,
+    file_version_name,
     key_version_name,
     library_name,
     pipeline_name,
@@ -218,10 +221,35 @@ class SecureFilesClient(IdentityCalls):
         return kms_pb2_grpc.KeyManagementServiceStub(self._transport.channel(target, kms_server_name(region))), region
 
     def file_resource(self, name: str) -> str:
-        """`projects/{project}/secureFiles/{name or id}`."""
-        if "/" in name:
-            raise InvalidArgument(f"invalid file name {name!r}", reason="INVALID_NAME")
-        return file_name(self.project, name)
+        """The id-based name of the file a user names: a full resource name as it is; anything else
+        is a display name, looked up through ListSecureFiles' filter (the one place a display name
+        becomes a name). Display names are unique in a project: at most one file matches."""
+        if (given := full_name(name)) is not None:
+            return given
+        wanted = display_name(name)
+        request = storage_pb2.ListSecureFilesRequest(parent=project_name(self.project),
+                                                     filter=display_name_filter(wanted))
+        for response in pages(lambda r: self._transport.call(self._storage.ListSecureFiles, r), request):
+            for found in response.secure_files:
+                if found.display_name == wanted:
+                    return found.name
+        # No file the caller may see has it: the server's own answer for a file that does not exist
+        # (FILE_NOT_FOUND to a member, PERMISSION_DENIED to an outsider, a refused read in the audit
+        # log), as a name that was looked up directly used to get.
+        try:
+            self._transport.call(self._storage.GetSecureFile, storage_pb2.GetSecureFileRequest(
+                name=file_name(self.project, NO_FILE_ID)))
+        except NotFound:
+            pass
+        raise NotFound(f"secure file {name!r} not found in project {self.project}", reason="FILE_NOT_FOUND")
+
+    def _download_request(self, name: str) -> storage_pb2.DownloadSecureFileRequest:
+        """A download by name, or by display name in the same call (no lookup first: the download
+        path is the one agents wait on)."""
+        if (given := full_name(name)) is not None:
+            return storage_pb2.DownloadSecureFileRequest(name=given)
+        return storage_pb2.DownloadSecureFileRequest(parent=project_name(self.project),
+                                                     display_name=display_name(name))
 
     # -- files ------------------------------------------------------------------------
 
@@ -234,7 +262,8 @@ class SecureFilesClient(IdentityCalls):
         `parse_password` only lets the server read metadata (PKCS#12, keystores); it is never stored."""
         with _Source(source, name) as (display_name, handle, expected):
             first = storage_pb2.UploadSecureFileRequest(metadata=storage_pb2.UploadMetadata(
-                parent=project_name(self.project), display_name=display_name, properties=dict(properties or {}),
+                parent=project_name(self.project),
+                secure_file=storage_pb2.SecureFile(display_name=display_name, properties=dict(properties or {})),
                 expected_size_bytes=expected, parse_password=parse_password or b"",
             ))
             messages = _stream(first, handle, storage_pb2.UploadSecureFileRequest)
@@ -253,8 +282,13 @@ class SecureFilesClient(IdentityCalls):
 
     def list_versions(self, name: str) -> list[storage_pb2.SecureFileVersion]:
         return list(all_pages(lambda r: self._transport.call(self._storage.ListSecureFileVersions, r),
-                              storage_pb2.ListSecureFileVersionsRequest(name=self.file_resource(name)), "versions"
+                              storage_pb2.ListSecureFileVersionsRequest(parent=self.file_resource(name)), "versions"
                               ).versions)
+
+    def get_version(self, name: str, version: int) -> storage_pb2.SecureFileVersion:
+        """One kept version of a file (a display name or a name), by its own name."""
+        return self._transport.call(self._storage.GetSecureFileVersion, storage_pb2.GetSecureFileVersionRequest(
+            name=file_version_name(self.file_resource(name), version)))
 
     def rollback_file(self, name: str, version: int, reason: str = "") -> storage_pb2.SecureFile:
         return self._transport.call(self._storage.RollbackSecureFile, storage_pb2.RollbackSecureFileRequest(
@@ -283,11 +317,10 @@ class SecureFilesClient(IdentityCalls):
         filter: str = "",
     ) -> Iterator[storage_pb2.SecureFile]:
         """Every file the caller may view (a job: may use), following pages; `filter` is ListSecureFiles'
-        AIP-160 filter (not together with `name_pattern` or `expires_before`)."""
+        AIP-160 filter, to which `name_pattern` and `expires_before` are added as terms."""
         request = storage_pb2.ListSecureFilesRequest(
-            parent=project_name(self.project), page_size=page_size, name_pattern=name_pattern, filter=filter)
-        if expires_before is not None:
-            request.expires_before.FromDatetime(expires_before)
+            parent=project_name(self.project), page_size=page_size,
+            filter=combined_filter(filter, name_pattern, expires_before))
         for response in pages(lambda r: self._transport.call(self._storage.ListSecureFiles, r), request):
             yield from response.secure_files
 
@@ -325,7 +358,7 @@ class SecureFilesClient(IdentityCalls):
 
         With `wait_for_checks` (seconds), keep polling while the file's checks are pending."""
         return _while_pending(lambda: download_with_retries(
-            self._transport, self.file_resource(name), prepare_destination(dest), retry_count, timeout, progress,
+            self._transport, self._download_request(name), prepare_destination(dest), retry_count, timeout, progress,
         ), wait_for_checks, on_pending)
 
     def download_secure_files(
@@ -335,11 +368,18 @@ class SecureFilesClient(IdentityCalls):
     ) -> list[DownloadedFile]:
         """As a pipeline job: download several files into `dest` in one call (decided and unwrapped
         together); all of them, or none. A storage that predates the call gets one call per file."""
-        resources = [self.file_resource(name) for name in dict.fromkeys(names)]
+        request = storage_pb2.DownloadSecureFilesRequest()
+        for name in dict.fromkeys(names):
+            one = self._download_request(name)
+            if one.name:
+                request.names.append(one.name)
+            else:
+                request.parent = one.parent
+                request.display_names.append(one.display_name)
 
         def attempt() -> list[DownloadedFile]:
             try:
-                return download_many_once(self._transport, resources, prepare_destination(dest), timeout, progress)
+                return download_many_once(self._transport, request, prepare_destination(dest), timeout, progress)
             except SecureFilesError as error:
                 if error.reason == "UNIMPLEMENTED":
                     raise _NoBatchDownload from None  # not retried: it will not be there the next time either
@@ -371,9 +411,6 @@ class SecureFilesClient(IdentityCalls):
         return list(all_pages(lambda r: self._transport.call(self._authz.ListProjects, r),
                               authz_pb2.ListProjectsRequest(), "projects").projects)
 
-    def _file_id_resource(self, file: str) -> str:
-        return self.get_file(file).name
-
     def assign_role(self, principal: str, role: str, file: str | None = None,
                     organization: bool = False) -> authz_pb2.RoleAssignment:
         """Library role (or organization `operator`), a role on one file, or (`organization`) a
@@ -384,7 +421,7 @@ class SecureFilesClient(IdentityCalls):
         if role_value == authz_pb2.ROLE_OPERATOR or organization:
             scope = "organization"
         elif file:
-            scope = self._file_id_resource(file)
+            scope = self.file_resource(file)
         else:
             scope = project_name(self.project)
         assignment = authz_pb2.RoleAssignment(scope=scope, principal=principal, role=role_value)
@@ -394,7 +431,7 @@ class SecureFilesClient(IdentityCalls):
     def _scope(self, file: str | None, organization: bool = False) -> str:
         if organization:
             return "organization"
-        return self._file_id_resource(file) if file else project_name(self.project)
+        return self.file_resource(file) if file else project_name(self.project)
 
     def list_role_assignments(self, file: str | None = None, organization: bool = False
                               ) -> authz_pb2.ListRoleAssignmentsResponse:
@@ -412,7 +449,7 @@ class SecureFilesClient(IdentityCalls):
 
     def set_role_inheritance(self, file: str, inherit: bool) -> authz_pb2.RoleInheritance:
         return self._transport.call(self._authz.SetRoleInheritance, authz_pb2.SetRoleInheritanceRequest(
-            name=role_inheritance_name(self._file_id_resource(file)), inherit_from_library=inherit))
+            name=role_inheritance_name(self.file_resource(file)), inherit_from_library=inherit))
 
     def create_pipeline(self, display_name: str) -> authz_pb2.Pipeline:
         return self._transport.call(self._authz.CreatePipeline, authz_pb2.CreatePipelineRequest(
@@ -430,14 +467,14 @@ class SecureFilesClient(IdentityCalls):
     def pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         """Which pipelines may use a file."""
         return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
-            name=pipeline_permissions_name(self._file_id_resource(file))))
+            name=pipeline_permissions_name(self.file_resource(file))))
 
     def set_pipeline_permission(
         self, file: str, pipeline: str | None, authorized: bool
     ) -> authz_pb2.PipelinePermissions:
         """Authorize (or revoke) one pipeline on a file, or all pipelines when `pipeline` is None."""
         request = authz_pb2.SetPipelinePermissionRequest(
-            name=pipeline_permissions_name(self._file_id_resource(file)),
+            name=pipeline_permissions_name(self.file_resource(file)),
             pipeline=pipeline_name(self.project, pipeline) if pipeline else "",
             all_pipelines=pipeline is None, authorized=authorized,
         )
@@ -445,7 +482,7 @@ class SecureFilesClient(IdentityCalls):
 
     def get_pipeline_permissions(self, file: str) -> authz_pb2.PipelinePermissions:
         return self._transport.call(self._authz.GetPipelinePermissions, authz_pb2.GetPipelinePermissionsRequest(
-            name=pipeline_permissions_name(self._file_id_resource(file))))
+            name=pipeline_permissions_name(self.file_resource(file))))
 
     def start_run(
         self, pipeline: str, branch: str, requested_by: str = "", ttl_seconds: int | None = None
@@ -477,19 +514,19 @@ class SecureFilesClient(IdentityCalls):
 
     def add_check(self, file: str, check: authz_pb2.Check) -> authz_pb2.Check:
         return self._transport.call(self._authz.CreateCheck, authz_pb2.CreateCheckRequest(
-            parent=self._file_id_resource(file), check=check))
+            parent=self.file_resource(file), check=check))
 
     def list_checks(self, file: str) -> list[authz_pb2.Check]:
         return list(all_pages(lambda r: self._transport.call(self._authz.ListChecks, r),
-                              authz_pb2.ListChecksRequest(parent=self._file_id_resource(file)), "checks").checks)
+                              authz_pb2.ListChecksRequest(parent=self.file_resource(file)), "checks").checks)
 
     def delete_check(self, file: str, check_id: int) -> None:
-        name = f"{self._file_id_resource(file)}/checks/{check_id}"
+        name = f"{self.file_resource(file)}/checks/{check_id}"
         self._transport.call(self._authz.DeleteCheck, authz_pb2.DeleteCheckRequest(name=name))
 
     def request_checks(self, run: str, files: list[str]) -> list[authz_pb2.CheckSuite]:
         """Create a run's check suites (and approval requests) ahead of use."""
-        resources = [self._file_id_resource(f) for f in files]
+        resources = [self.file_resource(f) for f in files]
         return list(self._transport.call(self._authz.EvaluateChecks, authz_pb2.EvaluateChecksRequest(
             run=run, resources=resources)).suites)
 
@@ -565,12 +602,12 @@ class SecureFilesClient(IdentityCalls):
     def count_data_keys(self, region: str | None = None) -> dict[str, int]:
         """{key version name: data keys it wraps} as storage sees it."""
         response = self._transport.call(self._storage.CountDataKeys, storage_pb2.CountDataKeysRequest(
-            key_ring=region_name(region) if region else ""))
+            parent=region_name(region) if region else ""))
         return {c.key_version: c.data_keys for c in response.counts}
 
     def rewrap_data_keys(self, region: str | None = None) -> storage_pb2.RewrapDataKeysResponse:
         return self._transport.call(self._storage.RewrapDataKeys, storage_pb2.RewrapDataKeysRequest(
-            key_ring=region_name(region) if region else ""), timeout=3600)
+            parent=region_name(region) if region else ""), timeout=3600)
 
     # -- audit ------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.protobuf.struct_pb2 import Struct
 
 from securefiles.audit.v1 import audit_pb2
 from securefiles.authz.v1 import authz_pb2
@@ -35,21 +34,6 @@ def duration(message: Message, field: str) -> dt.timedelta | None:
     return value
 
 
-def struct(value: Struct) -> dict[str, Any]:
-    """A Struct as a dict; whole numbers (which arrive as doubles) become integers again."""
-    return dict(_whole_numbers(json_format.MessageToDict(value)))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
-
-
 def enum_name(message: Message, field: str) -> str:
     """An enum field's value by name (`"STATE_RUNNING"`), as the proto JSON spells it."""
     descriptor = message.DESCRIPTOR.fields_by_name[field].enum_type
@@ -63,14 +47,14 @@ def secure_file(f: storage_pb2.SecureFile) -> types.SecureFile:
         name=f.name, secure_file_id=f.secure_file_id, display_name=f.display_name, size_bytes=f.size_bytes,
         sha256=f.sha256, properties=dict(f.properties), create_time=time(f, "create_time"),
         update_time=time(f, "update_time"), created_by=f.created_by, version=f.version, key_version=f.key_version,
-        metadata=struct(f.metadata), expire_time=time(f, "expire_time"), etag=f.etag,
+        expire_time=time(f, "expire_time"), etag=f.etag,
         **typed_metadata(f))
 
 
 def secure_file_version(v: storage_pb2.SecureFileVersion) -> types.SecureFileVersion:
     return types.SecureFileVersion(
-        version=v.version, size_bytes=v.size_bytes, sha256=v.sha256, create_time=time(v, "create_time"),
-        created_by=v.created_by, key_version=v.key_version, current=v.current, metadata=struct(v.metadata),
+        name=v.name, version=v.version, size_bytes=v.size_bytes, sha256=v.sha256, create_time=time(v, "create_time"),
+        created_by=v.created_by, key_version=v.key_version, current=v.current,
         expire_time=time(v, "expire_time"), **typed_metadata(v))
 
 

@@ -113,14 +113,14 @@ class _PartialFile:
 
 def download_once(
     transport: Transport,
-    resource: str,
+    request: storage_pb2.DownloadSecureFileRequest,
     dest: Path,
     timeout: float | None = None,
     progress: Progress | None = None,
 ) -> DownloadedFile:
     """One attempt; raises a typed error and leaves no file on any failure."""
     stub = storage_pb2_grpc.SecureFileServiceStub(transport.channel(transport.config.storage))
-    stream = transport.stream(stub.DownloadSecureFile, storage_pb2.DownloadSecureFileRequest(name=resource), timeout)
+    stream = transport.stream(stub.DownloadSecureFile, request, timeout)
     partial: _PartialFile | None = None
     try:
         first = next(stream, None)
@@ -142,7 +142,7 @@ def download_once(
 
 def download_many_once(
     transport: Transport,
-    resources: list[str],
+    request: storage_pb2.DownloadSecureFilesRequest,
     dest: Path,
     timeout: float | None = None,
     progress: Callable[[str], Progress | None] | None = None,
@@ -150,8 +150,7 @@ def download_many_once(
     """One attempt at several files in one stream (`DownloadSecureFiles`); all of them, or (on any
     failure) none: what this attempt already wrote is removed."""
     stub = storage_pb2_grpc.SecureFileServiceStub(transport.channel(transport.config.storage))
-    stream = transport.stream(stub.DownloadSecureFiles, storage_pb2.DownloadSecureFilesRequest(names=resources),
-                              timeout)
+    stream = transport.stream(stub.DownloadSecureFiles, request, timeout)
     done: list[DownloadedFile] = []
     partial: _PartialFile | None = None
     shown: Progress | None = None
@@ -173,8 +172,9 @@ def download_many_once(
         if partial is not None:
             done.append(partial.finish())
             partial = None
-        if len(done) != len(set(resources)):
-            raise DataLoss(f"the server sent {len(done)} of {len(set(resources))} files", reason="MISSING_FILES")
+        wanted = len(set(request.names)) + len(set(request.display_names))
+        if len(done) != wanted:
+            raise DataLoss(f"the server sent {len(done)} of {wanted} files", reason="MISSING_FILES")
         return done
     except BaseException as error:
         for downloaded in done:
@@ -209,7 +209,7 @@ def with_retries(attempt: Callable[[], T], retry_count: int = 8, sleep: Callable
 
 def download_with_retries(
     transport: Transport,
-    resource: str,
+    request: storage_pb2.DownloadSecureFileRequest,
     dest: Path,
     retry_count: int = 8,
     timeout: float | None = None,
@@ -217,4 +217,4 @@ def download_with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> DownloadedFile:
     """One file; transient failures are retried."""
-    return with_retries(lambda: download_once(transport, resource, dest, timeout, progress), retry_count, sleep)
+    return with_retries(lambda: download_once(transport, request, dest, timeout, progress), retry_count, sleep)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from securefiles.client import convert
-from securefiles.client.list_filter import combined_filter
 from securefiles.client.types import Library, SecureFile, SecureFileVersion
 
 if TYPE_CHECKING:
@@ -38,10 +37,8 @@ class FilesClient:
         """Every file the caller may view (a job: may use), following pages. `filter`: an AIP-160
         filter (`type = "pkcs12" AND properties.team = "ios"`), to which `name_pattern` and
         `expires_before` are then added as terms."""
-        if filter:
-            combined = combined_filter(filter, name_pattern, expires_before)
-            return map(convert.secure_file, self._api.list_files(filter=combined))
-        return map(convert.secure_file, self._api.list_files(name_pattern, expires_before=expires_before))
+        return map(convert.secure_file, self._api.list_files(name_pattern, expires_before=expires_before,
+                                                             filter=filter))
 
     def update(self, name: str, rename: str | None = None, properties: Mapping[str, str] | None = None,
                etag: str = "") -> SecureFile:
@@ -53,6 +50,9 @@ class FilesClient:
 
     def versions(self, name: str) -> builtins.list[SecureFileVersion]:
         return [convert.secure_file_version(v) for v in self._api.list_versions(name)]
+
+    def version(self, name: str, version: int) -> SecureFileVersion:
+        return convert.secure_file_version(self._api.get_version(name, version))
 
     def rollback(self, name: str, version: int, reason: str = "") -> SecureFile:
         return convert.secure_file(self._api.rollback_file(name, version, reason))

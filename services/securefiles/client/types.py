@@ -12,9 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+FILE_TYPES = ("x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key",
+              "unknown")
+
+
+class _Parsed:
+    """What was parsed from a file's content: the one typed metadata member that is set."""
+
+    @property
+    def file_type(self) -> str:
+        """`x509`, `pkcs12`, … (the member set), or `unknown`."""
+        return next((kind for kind in FILE_TYPES if getattr(self, kind, None) is not None), "unknown")
+
+    @property
+    def facts(self) -> Mapping[str, Any]:
+        """The set member's facts in their JSON form (empty when none)."""
+        found: Mapping[str, Any] | None = getattr(self, self.file_type, None)
+        return found or {}
+
 
 @dataclass(frozen=True)
-class SecureFile:
+class SecureFile(_Parsed):
     """A secure file's metadata (people never get its content)."""
 
     name: str
@@ -28,7 +46,6 @@ class SecureFile:
     created_by: str
     version: int
     key_version: str
-    metadata: Mapping[str, Any]
     expire_time: dt.datetime | None
     etag: str = ""  # AIP-154: changes with the resource; send it back to update only an unchanged one
     # The typed metadata (issue #18 item 6): the one member of the file_metadata oneof that is set,
@@ -43,7 +60,7 @@ class SecureFile:
 
 
 @dataclass(frozen=True)
-class SecureFileVersion:
+class SecureFileVersion(_Parsed):
     """One kept version of a file."""
 
     version: int
@@ -53,8 +70,8 @@ class SecureFileVersion:
     created_by: str
     key_version: str
     current: bool
-    metadata: Mapping[str, Any]
     expire_time: dt.datetime | None
+    name: str = ""  # projects/{project}/secureFiles/{id}/versions/{version}
     # The typed metadata (issue #18 item 6): the one member of the file_metadata oneof that is set,
     # in its JSON form (the proto's JSON names); the others are None.
     x509: Mapping[str, Any] | None = None

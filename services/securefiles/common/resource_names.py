@@ -107,6 +107,20 @@ def file_name(project: str, secure_file: str) -> str:
     return f"{project_name(project)}/secureFiles/{secure_file}"
 
 
+def file_version_name(file: str, version: int) -> str:
+    """`projects/{project}/secureFiles/{id}/versions/{version}` of the file named `file`."""
+    return f"{file}/versions/{version}"
+
+
+def parse_file_version(name: str) -> tuple[str, int]:
+    """`projects/{p}/secureFiles/{id}/versions/{n}` -> (the file's name, n)."""
+    file, sep, version = name.rpartition("/versions/")
+    if not sep or not is_id(version):
+        raise _invalid("file version", name)
+    parse_child(file, "secureFiles")
+    return file, int(version)
+
+
 def library_name(project: str) -> str:
     return f"{project_name(project)}/library"
 

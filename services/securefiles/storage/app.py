@@ -291,7 +291,7 @@ async def build(settings: StorageSettings) -> StorageApp:
         readiness={"database": lambda: ping(engine), "authz": authz.ready,
                    **{f"kms-{region}": keys.client(region).ready for region in keys.regions}},
         unaudited_methods=frozenset({"GetSecureFile", "ListSecureFiles", "CountDataKeys", "ListSecureFileVersions",
-                                     "GetLibrary"}) | WITNESS_METHODS,
+                                     "GetSecureFileVersion", "GetLibrary"}) | WITNESS_METHODS,
     )
     expiry = settings.expiry
     notifier = (WebhookNotifier(expiry.webhook_url, expiry.webhook_secret, settings.server.outbound_timeout,

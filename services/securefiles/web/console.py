@@ -21,6 +21,7 @@ from starlette.templating import Jinja2Templates
 from securefiles.client.api import SecureFilesClient
 from securefiles.client.credentials import REFRESH_BEFORE_SECONDS
 from securefiles.common.errors import SecureFilesError
+from securefiles.common.resource_names import file_name
 from securefiles.web import formatting
 from securefiles.web.calls import Services
 from securefiles.web.protection import FormRefused, read_form
@@ -102,6 +103,11 @@ class Ctx:
     session: Session
     person: Person
     project: str
+
+    @property
+    def file(self) -> str:
+        """The id-based name of the file in the path (`/projects/{project}/files/{id}`)."""
+        return file_name(self.project, self.request.path_params["file"])
 
     async def call(self, fn: Callable[[SecureFilesClient], T], project: str | None = None) -> T:
         return await self.console.services.as_person(self.person.token, project or self.project, fn)

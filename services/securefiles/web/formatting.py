@@ -4,6 +4,7 @@ templates escape it."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -44,8 +45,18 @@ def size(n: int) -> str:
 
 
 def facts(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A file's parsed metadata as (label, value) rows, nested keys joined with ' / '."""
-    return [(label.replace("_", " "), value) for label, value in _flatten("", dict(metadata))]
+    """A file's parsed metadata as (label, value) rows, nested keys joined with ' / ' and spelled as
+    words (`entry_count` and `entryCount` both read `entry count`)."""
+    return [(_words(label), value) for label, value in _flatten("", dict(metadata))]
+
+
+def file_facts(secure_file: Any) -> list[tuple[str, str]]:
+    """A client `SecureFile`'s type, then its typed facts, as rows."""
+    return facts({"type": secure_file.file_type, **secure_file.facts})
+
+
+def _words(label: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", label).replace("_", " ").lower()
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
@@ -70,5 +81,5 @@ def resource_id(name: str) -> str:
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
-    "when": when, "expiry": expiry, "size": size, "facts": facts, "resource_id": resource_id,
+    "when": when, "expiry": expiry, "size": size, "facts": file_facts, "resource_id": resource_id,
 }

@@ -153,7 +153,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "a secure file named … already exists"
     """
     ERROR_REASON_FILE_NOT_FOUND: _ErrorReason.ValueType  # 34
-    """`FILE_NOT_FOUND`: NOT_FOUND; exit 5; from authz, storage.
+    """`FILE_NOT_FOUND`: NOT_FOUND; exit 5; from CLI, authz, storage.
     "secure file not found"
     """
     ERROR_REASON_FILE_TOO_LARGE: _ErrorReason.ValueType  # 35
@@ -849,7 +849,7 @@ ERROR_REASON_FILE_EXISTS: ErrorReason.ValueType  # 33
 "a secure file named … already exists"
 """
 ERROR_REASON_FILE_NOT_FOUND: ErrorReason.ValueType  # 34
-"""`FILE_NOT_FOUND`: NOT_FOUND; exit 5; from authz, storage.
+"""`FILE_NOT_FOUND`: NOT_FOUND; exit 5; from CLI, authz, storage.
 "secure file not found"
 """
 ERROR_REASON_FILE_TOO_LARGE: ErrorReason.ValueType  # 35

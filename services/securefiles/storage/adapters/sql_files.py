@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -101,13 +101,6 @@ _MAX_CHAR = "\U0010ffff"
 
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
 
 
 def _metadata(raw: str) -> tuple[dict[str, Any], int]:
@@ -200,14 +193,16 @@ class SqlFileRepository:
                                 reason="FILE_EXISTS") from None
 
     @in_database_thread
-    def resolve(self, project: str, id_or_name: str) -> SecureFile | None:
-        params = {"project": project, "ref": id_or_name}
+    def by_id(self, project: str, file_id: str) -> SecureFile | None:
+        return self._one(_BY_ID, {"project": project, "ref": file_id})
+
+    @in_database_thread
+    def by_display_name(self, project: str, display_name: str) -> SecureFile | None:
+        return self._one(_BY_NAME, {"project": project, "ref": display_name})
+
+    def _one(self, query: Select[Any], params: dict[str, str]) -> SecureFile | None:
         with read_transaction(self._engine) as conn:
-            if _is_uuid(id_or_name):
-                row = conn.execute(_BY_ID, params).first()
-                if row is not None:
-                    return _file(row._mapping)
-            row = conn.execute(_BY_NAME, params).first()
+            row = conn.execute(query, params).first()
         return _file(row._mapping) if row is not None else None
 
     @in_database_thread

@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import empty_pb2
 
 from securefiles.common.call_context import audit_items, audit_note, current_principal
 from securefiles.common.errors import DeadlineExceeded, InvalidArgument
 from securefiles.common.paging import keyset_page, sort_key
 from securefiles.common.principal import Principal
-from securefiles.common.proto_time import from_timestamp, to_timestamp
-from securefiles.common.resource_names import parse_region
+from securefiles.common.proto_time import to_timestamp
+from securefiles.common.resource_names import file_version_name, parse_region
 from securefiles.common.update_mask import read_mask
 from securefiles.storage.api.typed_metadata import set_typed_metadata
+from securefiles.storage.domain.file_refs import by_display_name, by_name, one_file
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile
 from securefiles.storage.domain.ports import FileRepository
 from securefiles.storage.domain.rewrap import DataKeyRewrapper, version_counts
@@ -28,29 +29,23 @@ from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 log = logging.getLogger("securefiles.storage")
 
 
-def _struct(metadata: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(metadata)
-    return message
-
-
 def secure_file_message(f: SecureFile) -> storage_pb2.SecureFile:
     message = storage_pb2.SecureFile(
         name=f.name, secure_file_id=f.file_id, display_name=f.display_name, size_bytes=f.current.size,
         sha256=f.current.sha256, properties=f.properties, create_time=to_timestamp(f.created_at),
         update_time=to_timestamp(f.updated_at), created_by=f.created_by, version=f.current.version,
-        key_version=f.current.key_version_name, metadata=_struct(f.current.metadata),
-        expire_time=to_timestamp(f.current.expires_at), etag=f.etag,
+        key_version=f.current.key_version_name, expire_time=to_timestamp(f.current.expires_at), etag=f.etag,
     )
     set_typed_metadata(message, f.current.metadata)
     return message
 
 
-def version_message(v: FileVersion, current: int) -> storage_pb2.SecureFileVersion:
+def version_message(v: FileVersion, of: SecureFile) -> storage_pb2.SecureFileVersion:
     message = storage_pb2.SecureFileVersion(
-        version=v.version, size_bytes=v.size, sha256=v.sha256, create_time=to_timestamp(v.created_at),
-        created_by=v.created_by, key_version=v.key_version_name, current=v.version == current,
-        metadata=_struct(v.metadata), expire_time=to_timestamp(v.expires_at),
+        name=file_version_name(of.name, v.version), version=v.version, size_bytes=v.size, sha256=v.sha256,
+        create_time=to_timestamp(v.created_at), created_by=v.created_by, key_version=v.key_version_name,
+        current=v.version == of.current.version,
+        expire_time=to_timestamp(v.expires_at),
     )
     set_typed_metadata(message, v.metadata)
     return message
@@ -146,8 +141,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.RewrapDataKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.RewrapDataKeysResponse:
         await self._require_operator(current_principal())
-        report = await self._rewrapper.rewrap(self._region(request.key_ring))
-        log.info("data keys rewrapped", extra={"key_ring": request.key_ring or "regions/-",
+        report = await self._rewrapper.rewrap(self._region(request.parent))
+        log.info("data keys rewrapped", extra={"key_ring": request.parent or "regions/-",
                                                "rewrapped": report.rewrapped, "failed": report.failed})
         return storage_pb2.RewrapDataKeysResponse(
             before=_counts(report.before), after=_counts(report.after), rewrapped=report.rewrapped,
@@ -159,7 +154,7 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     ) -> storage_pb2.CountDataKeysResponse:
         await self._require_operator(current_principal())
         return storage_pb2.CountDataKeysResponse(
-            counts=_counts(await version_counts(self._repository, self._region(request.key_ring)))
+            counts=_counts(await version_counts(self._repository, self._region(request.parent)))
         )
 
     async def UploadSecureFile(
@@ -170,7 +165,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         meta, iterator = await _first_metadata(request_iterator, "file's metadata")
         stream = UploadStream(iterator, self._idle)
         request = UploadRequest(
-            parent=meta.parent, display_name=meta.display_name, properties=dict(meta.properties),
+            parent=meta.parent, display_name=meta.secure_file.display_name,
+            properties=dict(meta.secure_file.properties),
             expected_size=meta.expected_size_bytes, parse_password=meta.parse_password or None,
             verify=stream.verify,
         )
@@ -187,11 +183,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def ListSecureFiles(
         self, request: storage_pb2.ListSecureFilesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ListSecureFilesResponse:
-        expires_before = from_timestamp(request.expires_before) if request.HasField("expires_before") else None
         files, token = await self._files.list(
-            current_principal(), request.parent, request.page_size, request.page_token, request.name_pattern,
-            expires_before, request.filter,
-        )
+            current_principal(), request.parent, request.page_size, request.page_token, request.filter)
         return storage_pb2.ListSecureFilesResponse(
             secure_files=[secure_file_message(f) for f in files], next_page_token=token
         )
@@ -223,7 +216,8 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def DownloadSecureFile(
         self, request: storage_pb2.DownloadSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
-        download = await self._files.download(current_principal(), request.name)
+        ref = one_file(request.name, request.parent, request.display_name)
+        download = await self._files.download(current_principal(), ref)
         f = download.secure_file
         audit_note(f.name, display_name=f.display_name, version=f.current.version,
                    key_version=f.current.key_version_name, run=_run_of(current_principal()))
@@ -244,7 +238,11 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
         self, request: storage_pb2.DownloadSecureFilesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[storage_pb2.DownloadSecureFileResponse]:
         caller = current_principal()
-        downloads = await self._files.download_many(caller, list(request.names))
+        if request.display_names and not request.parent:
+            raise InvalidArgument("display_names are looked up in a parent: give it", reason="INVALID_RESOURCE_NAME")
+        refs = [by_name(name) for name in request.names]
+        refs += [by_display_name(request.parent, display_name) for display_name in request.display_names]
+        downloads = await self._files.download_many(caller, refs)
         run = _run_of(caller)
         # One entry per file, as DownloadSecureFile writes, all before the first byte goes out.
         audit_items([(d.secure_file.name, {"display_name": d.secure_file.display_name,
@@ -278,12 +276,18 @@ class SecureFileServicer(storage_pb2_grpc.SecureFileServiceServicer):
     async def ListSecureFileVersions(
         self, request: storage_pb2.ListSecureFileVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.ListSecureFileVersionsResponse:
-        found, versions = await self._versioning.versions(current_principal(), request.name)
+        found, versions = await self._versioning.versions(current_principal(), request.parent)
         # Bound to the file's id, not to the name asked for: a rename does not break the next page.
         page, token = keyset_page(versions, lambda v: sort_key(v.version), found.name, "", request.page_size,
                                   request.page_token, descending=True)
         return storage_pb2.ListSecureFileVersionsResponse(
-            versions=[version_message(v, found.current.version) for v in page], next_page_token=token)
+            versions=[version_message(v, found) for v in page], next_page_token=token)
+
+    async def GetSecureFileVersion(
+        self, request: storage_pb2.GetSecureFileVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> storage_pb2.SecureFileVersion:
+        found, version = await self._versioning.version(current_principal(), request.name)
+        return version_message(version, found)
 
     async def RollbackSecureFile(
         self, request: storage_pb2.RollbackSecureFileRequest, context: grpc.aio.ServicerContext[Any, Any]

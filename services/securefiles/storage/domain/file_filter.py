@@ -69,13 +69,6 @@ class FileFilter:
         return lambda f: all(check(f) for check in checks)
 
 
-def legacy_filter(name_pattern: str, expires_before: dt.datetime | None) -> FileFilter:
-    """The deprecated `name_pattern` and `expires_before` fields as a filter."""
-    pattern = validate_name_pattern(name_pattern)
-    return FileFilter(pattern, expires_before,
-                      query=f"{pattern}|{expires_before.isoformat() if expires_before else ''}")
-
-
 def parse_filter(text: str) -> FileFilter:
     """The filter `text` means; INVALID_FILTER (saying why) for anything outside the grammar."""
     if len(text) > MAX_FILTER_CHARS:

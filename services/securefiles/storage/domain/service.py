@@ -26,16 +26,15 @@ from securefiles.common.principal import Principal
 from securefiles.common.resource_names import (
     MAX_RESOURCES_PER_DECISION,
     file_name,
-    parse_child,
     parse_project,
     project_name,
 )
 from securefiles.storage.domain.content import ContentStore
-from securefiles.storage.domain.file_filter import legacy_filter, parse_filter
+from securefiles.storage.domain.file_filter import parse_filter
+from securefiles.storage.domain.file_refs import FileRef, by_name, require_id, well_formed
 from securefiles.storage.domain.metadata_caps import MAX_PAGE_BYTES, listing_bytes
 from securefiles.storage.domain.model import SecureFile, encryption_context, stale_etag
 from securefiles.storage.domain.names import (
-    normalize_name,
     validate_display_name,
     validate_properties,
 )
@@ -135,11 +134,20 @@ class SecureFiles:
             self._regions[project] = region  # a project's region never changes
         return region
 
+    async def find(self, ref: FileRef) -> SecureFile | None:
+        """The file `ref` points at: by id, or by display name where the method took one."""
+        require_id(ref)
+        if ref.display_name:
+            return await self._files.by_display_name(ref.project, ref.display_name)
+        return await self._files.by_id(ref.project, ref.file_id)
+
     async def file_for(self, caller: Principal, name: str, permission: Access) -> SecureFile:
-        """Resolve a file a person wants to act on, never revealing existence to outsiders."""
+        """Resolve a file a person wants to act on (by its id-based name), never revealing existence
+        to outsiders."""
         self._require_user(caller)
-        project, ref = parse_child(name, "secureFiles")
-        found = await self._files.resolve(project, normalize_name(ref))
+        ref = by_name(name)
+        project = ref.project
+        found = await self.find(ref)
         if found is not None:
             self.note_resource(found.name)
             asks = {p: self._access.check_access(caller.name, p, [found.name]) for p in {Access.VIEW, permission}}
@@ -151,7 +159,7 @@ class SecureFiles:
         # Missing, or not the caller's to see: one answer for both, naming only what the caller gave.
         (member,) = await self._access.check_access(caller.name, Access.VIEW, [project_name(project)])
         if member:
-            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+            raise NotFound(f"secure file {ref.shown!r} not found in project {project}", reason="FILE_NOT_FOUND")
         raise PermissionDenied(f"{caller.name} may not access {name}")
 
     # -- upload -----------------------------------------------------------------------
@@ -174,7 +182,7 @@ class SecureFiles:
             name = validate_display_name(request.display_name)
             properties = validate_properties(request.properties)
             self.content.check_declared_size(request.expected_size)
-            if await self._files.resolve(project, name) is not None:
+            if await self._files.by_display_name(project, name) is not None:
                 raise AlreadyExists(f"a secure file named {name!r} already exists", reason="FILE_EXISTS")
             new_key = await key
         except BaseException:
@@ -232,12 +240,12 @@ class SecureFiles:
     async def get(self, caller: Principal, name: str) -> SecureFile:
         """Metadata for a person with VIEW, or for a job whose pipeline may use the file."""
         if caller.is_job:
-            return await self._file_for_job(caller, name, metadata_only=True)
+            return await self._file_for_job(caller, by_name(name), metadata_only=True)
         return await self.file_for(caller, name, Access.VIEW)
 
-    async def _file_for_job(self, caller: Principal, name: str, metadata_only: bool) -> SecureFile:
+    async def _file_for_job(self, caller: Principal, ref: FileRef, metadata_only: bool) -> SecureFile:
         """valid job → file in its project → pipeline authorized (→ checks passed, unless metadata only)."""
-        found = await self._resolve_for_job(caller, name)
+        found = await self._resolve_for_job(caller, ref)
         await self._use_decision(caller, found, metadata_only)
         return found
 
@@ -253,18 +261,18 @@ class SecureFiles:
                 reason=denied.reason, metadata={**denied.metadata, "secure_file": found.display_name},
                 domain=denied.domain) from None
 
-    async def _resolve_for_job(self, caller: Principal, name: str) -> SecureFile:
-        """The file a job names, in the job's own project; a missing one only after the token is checked."""
-        project, ref = parse_child(name, "secureFiles")
+    async def _resolve_for_job(self, caller: Principal, ref: FileRef) -> SecureFile:
+        """The file a job asks for, in the job's own project; a missing one only after the token is checked."""
+        project = ref.project
         if not caller.is_job_of(project):
             raise PermissionDenied("the file belongs to another project than the job", reason="WRONG_PROJECT")
-        found = await self._files.resolve(project, normalize_name(ref))
+        found = await self.find(ref)
         if found is None:
             try:
                 await self._access.authorize_use(caller.token, file_name(project, _NO_FILE), True)
             except PermissionDenied:
                 pass
-            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+            raise NotFound(f"secure file {ref.shown!r} not found in project {project}", reason="FILE_NOT_FOUND")
         self.note_resource(found.name)
         return found
 
@@ -286,11 +294,10 @@ class SecureFiles:
         return visible
 
     async def list(
-        self, caller: Principal, parent: str, page_size: int, page_token: str, name_pattern: str,
-        expires_before: dt.datetime | None = None, filter_text: str = "",
+        self, caller: Principal, parent: str, page_size: int, page_token: str, filter_text: str = "",
     ) -> tuple[list[SecureFile], str]:
         """A page of the files the caller may view (a job: may use), by display name (keyset pagination),
-        kept by an AIP-160 `filter_text` or by the deprecated pattern and expiry bound."""
+        kept by an AIP-160 `filter_text`."""
         project = parse_project(parent)
         if caller.is_job:
             if not caller.is_job_of(project):
@@ -302,10 +309,7 @@ class SecureFiles:
             # A typo in a project name is told PROJECT_NOT_FOUND, not shown as an empty library.
             await self.region_of(project)
         limit = page_limit(page_size)
-        if filter_text and (name_pattern or expires_before is not None):
-            raise InvalidArgument("give filter or the deprecated name_pattern and expires_before, not both",
-                                  reason="INVALID_FILTER")
-        wanted = parse_filter(filter_text) if filter_text else legacy_filter(name_pattern, expires_before)
+        wanted = parse_filter(filter_text)
         cursor = decode_page_token(page_token, project, wanted.query) if page_token else ""
         prefix = wanted.prefix
         matches = wanted.matcher()
@@ -354,7 +358,7 @@ class SecureFiles:
         new_name = validate_display_name(display_name) if display_name is not None else None
         new_properties = validate_properties(properties) if properties is not None else None
         if new_name is not None and new_name != found.display_name:
-            existing = await self._files.resolve(found.project, new_name)
+            existing = await self._files.by_display_name(found.project, new_name)
             if existing is not None and existing.file_id != found.file_id:
                 raise AlreadyExists(f"a secure file named {new_name!r} already exists", reason="FILE_EXISTS")
         if property_changes:
@@ -422,27 +426,28 @@ class SecureFiles:
             log.error("data key failed to unwrap", extra={"file": found.name})
             raise DataLoss("the file's data key failed to unwrap", reason="DATA_KEY_UNWRAP_FAILED") from None
 
-    async def download(self, caller: Principal, name: str) -> Download:
+    async def download(self, caller: Principal, ref: FileRef) -> Download:
         """Authorize a job (or an operator's break-glass grant), unwrap the data key, and return a
         lazy plaintext stream."""
         if caller.is_user:
-            return await self._break_glass_download(caller, name)
+            return await self._break_glass_download(caller, ref)
         if not caller.is_job:
             raise PermissionDenied("only a pipeline job's token may download a secure file",
                                    reason="JOB_TOKEN_REQUIRED")
-        found = await self._resolve_for_job(caller, name)
+        found = await self._resolve_for_job(caller, ref)
         return await self._open(found, self._use_decision(caller, found))
 
-    async def _break_glass_download(self, caller: Principal, name: str) -> Download:
-        project, ref = parse_child(name, "secureFiles")
+    async def _break_glass_download(self, caller: Principal, ref: FileRef) -> Download:
+        project = ref.project
         resource = file_name(project, _NO_FILE)
-        found = await self._files.resolve(project, normalize_name(ref))
-        # The grant is checked first; only its holder learns whether a name exists.
+        found = await self.find(ref) if well_formed(ref) else None
+        # The grant is checked first; only its holder learns whether a name exists (or is malformed).
         if found is not None:
             self.note_resource(found.name)
         grant = await self._access.authorize_break_glass(caller.name, found.name if found else resource)
+        require_id(ref)
         if found is None:
-            raise NotFound(f"secure file {ref!r} not found in project {project}", reason="FILE_NOT_FOUND")
+            raise NotFound(f"secure file {ref.shown!r} not found in project {project}", reason="FILE_NOT_FOUND")
         log.warning("break-glass download", extra={"file": found.name, "principal": caller.name, "grant": grant})
         return await self._open(found, _done(grant), break_glass=grant)
 
@@ -454,18 +459,18 @@ class SecureFiles:
         opened = await open_plaintext(self._blobs, found, await unwrap)  # a missing blob fails before the header
         return Download(found, plaintext_chunks(functools.partial(_done, opened), found), break_glass)
 
-    async def download_many(self, caller: Principal, names: Sequence[str]) -> builtins.list[Download]:
+    async def download_many(self, caller: Principal, refs: Sequence[FileRef]) -> builtins.list[Download]:
         """Several files for one job, decided by one authz call and unwrapped by one kms call per
         region: all of them, or (if the job may not use one) none."""
         if not caller.is_job:
             raise PermissionDenied("only a pipeline job's token may download secure files",
                                    reason="JOB_TOKEN_REQUIRED")
-        wanted = list(dict.fromkeys(names))
+        wanted = list(dict.fromkeys(refs))
         if not 1 <= len(wanted) <= MAX_FILES_PER_DOWNLOAD:
             raise InvalidArgument(f"give 1 to {MAX_FILES_PER_DOWNLOAD} files", reason="TOO_MANY_FILES")
         found: dict[str, SecureFile] = {}
-        for name in wanted:  # a file named twice (by name and by id) is sent once
-            secure_file = await self._resolve_for_job(caller, name)
+        for ref in wanted:  # a file asked for twice (by name and by display name) is sent once
+            secure_file = await self._resolve_for_job(caller, ref)
             found.setdefault(secure_file.file_id, secure_file)
         files = list(found.values())
         unwrap = asyncio.create_task(self._unwrap_many(files))

@@ -11,9 +11,9 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from securefiles.common.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
+from securefiles.common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from securefiles.common.principal import Principal
-from securefiles.common.resource_names import project_name
+from securefiles.common.resource_names import parse_file_version, project_name
 from securefiles.storage.domain.model import FileVersion, LibrarySettings, SecureFile, stale_etag
 from securefiles.storage.domain.ports import Access, AccessDecisions, FileRepository
 from securefiles.storage.domain.service import SecureFiles
@@ -120,6 +120,15 @@ class Versioning:
     async def versions(self, caller: Principal, name: str) -> tuple[SecureFile, list[FileVersion]]:
         found = await self._files.file_for(caller, name, Access.VIEW)
         return found, await self._repo.list_versions(found.file_id)
+
+    async def version(self, caller: Principal, name: str) -> tuple[SecureFile, FileVersion]:
+        """One kept version (`projects/{p}/secureFiles/{id}/versions/{n}`) of a file the caller may view."""
+        file, number = parse_file_version(name)
+        found, kept = await self.versions(caller, file)
+        for version in kept:
+            if version.version == number:
+                return found, version
+        raise NotFound(f"version {number} is not kept", reason="VERSION_NOT_FOUND")
 
     async def rollback(self, caller: Principal, name: str, version: int, reason: str) -> SecureFile:
         found = await self._files.file_for(caller, name, Access.ADMINISTER)

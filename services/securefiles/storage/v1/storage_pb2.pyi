@@ -7,7 +7,6 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
@@ -58,7 +57,6 @@ class SecureFile(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     X509_FIELD_NUMBER: _builtins.int
     PKCS12_FIELD_NUMBER: _builtins.int
@@ -100,15 +98,6 @@ class SecureFile(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last change of metadata or content."""
-
-    @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct:
-        """Deprecated: read the typed `file_metadata` instead; this untyped copy (whose numbers arrive
-        as doubles) is still filled and goes away with the next breaking release.
-        Non-secret facts parsed from the content at upload: always has `type`
-        (`x509`, `pkcs12`, `provisioning_profile`, `android_keystore`, `ssh_private_key`,
-        `ssh_public_key`, `unknown`).
-        """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -156,7 +145,6 @@ class SecureFile(_message.Message):
         created_by: _builtins.str = ...,
         version: _builtins.int = ...,
         key_version: _builtins.str = ...,
-        metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         x509: Global___X509Metadata | None = ...,
         pkcs12: Global___Pkcs12Metadata | None = ...,
@@ -167,9 +155,9 @@ class SecureFile(_message.Message):
         unknown: Global___UnknownFileMetadata | None = ...,
         etag: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "x509", b"x509"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "etag", b"etag", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "display_name", b"display_name", "etag", b"etag", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "name", b"name", "pkcs12", b"pkcs12", "properties", b"properties", "provisioning_profile", b"provisioning_profile", "secure_file_id", b"secure_file_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "update_time", b"update_time", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
     _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
@@ -179,41 +167,18 @@ Global___SecureFile: _TypeAlias = SecureFile  # noqa: Y015
 
 @_typing.final
 class UploadMetadata(_message.Message):
-    """Metadata of an upload, sent first."""
+    """Metadata of an upload, sent first: the create request of AIP-133 (`parent` and the new
+    resource), with what only an upload needs beside it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class PropertiesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.str
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.str = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     PARENT_FIELD_NUMBER: _builtins.int
-    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
+    SECURE_FILE_FIELD_NUMBER: _builtins.int
     EXPECTED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     PARSE_PASSWORD_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
-    display_name: _builtins.str
-    """Unique display name: 1-255 bytes of UTF-8 (a file name on the agent), no `/`, `\\`, NUL or control characters;
-    not containing `##vso[` or `##[` (CI log commands) and not starting with `::` or `.securefiles-`.
-    """
     expected_size_bytes: _builtins.int
     """Expected size in bytes, if known; over the limit (10 MiB by default) is `FILE_TOO_LARGE`
     at once, a mismatch with the content `SIZE_MISMATCH`. 0 = unknown.
@@ -221,21 +186,24 @@ class UploadMetadata(_message.Message):
     parse_password: _builtins.bytes
     """Password used only to read metadata (PKCS#12, keystores); never stored."""
     @_builtins.property
-    def properties(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """User-defined properties."""
+    def secure_file(self) -> Global___SecureFile:
+        """The new file: its `display_name` (required; unique in the project, 1-255 bytes of UTF-8 (a
+        file name on the agent), no `/`, `\\`, NUL or control characters, not containing `##vso[` or
+        `##[` (CI log commands) and not starting with `::` or `.securefiles-`) and its `properties`
+        (optional). Its other fields are the server's (output only) and are ignored.
+        """
 
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
-        display_name: _builtins.str = ...,
-        properties: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        secure_file: Global___SecureFile | None = ...,
         expected_size_bytes: _builtins.int = ...,
         parse_password: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["secure_file", b"secure_file"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "expected_size_bytes", b"expected_size_bytes", "parent", b"parent", "parse_password", b"parse_password", "properties", b"properties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_size_bytes", b"expected_size_bytes", "parent", b"parent", "parse_password", b"parse_password", "secure_file", b"secure_file"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -276,8 +244,9 @@ class UploadSecureFileRequest(_message.Message):
     named (the catalogue: ErrorReason in securefiles/errors/v1/reasons.proto) and stores nothing.
 
     1. `metadata`, exactly once, first: otherwise `MISSING_METADATA`, or `DUPLICATE_METADATA`
-       when it comes again. An `expected_size_bytes` over the limit is refused before any
-       content (`FILE_TOO_LARGE`).
+       when it comes again. It is the create request (`parent` and the new `secure_file`, as
+       AIP-133 has it) with the upload's own parameters. An `expected_size_bytes` over the limit
+       is refused before any content (`FILE_TOO_LARGE`).
     2. `chunk`s, in order, each at most 1 MiB (1,048,576 bytes; `CHUNK_TOO_LARGE`), any size
        up to that, empty included; a message with no payload set is `MISSING_CHUNK`. The whole
        file is at most 10 MiB (10,485,760 bytes) unless the deployment sets another limit
@@ -332,7 +301,7 @@ class GetSecureFileRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     def __init__(
         self,
         *,
@@ -355,8 +324,6 @@ class ListSecureFilesRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    NAME_PATTERN_FIELD_NUMBER: _builtins.int
-    EXPIRES_BEFORE_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """`projects/{project}`."""
@@ -364,43 +331,29 @@ class ListSecureFilesRequest(_message.Message):
     """Maximum results (default 100, max 1000)."""
     page_token: _builtins.str
     """Opaque token from a previous response."""
-    name_pattern: _builtins.str
-    """Deprecated: use `filter` (`display_name = "GLOB"`). Glob over display names: `*` any run,
-    `?` one character, anything else itself (no `[...]` classes); at most 256 characters and 8
-    `*`; empty = all. A page may hold fewer files than `page_size` (even none) while
-    `next_page_token` is set: follow it.
-    """
     filter: _builtins.str
     """AIP-160 filter: terms joined by AND (OR, NOT and parentheses are INVALID_ARGUMENT
     INVALID_FILTER), at most 2048 characters and 16 terms. Fields:
-    `display_name = "NAME"` or a glob (`*` any run, `?` one character), at most once;
+    `display_name = "NAME"` or a glob (`*` any run, `?` one character, anything else itself, no
+    `[...]` classes; at most 256 characters and 8 `*`), at most once;
     `expire_time` with `<`, `<=`, `>`, `>=` and an RFC 3339 time with offset
     (`"2027-01-01T00:00:00Z"`; files without a known expiry never match);
     `type = "pkcs12"` (the parsed metadata's type) and `properties.KEY = "value"`, each also
     with `!=`. Example: `display_name = "ios-*" AND expire_time < "2027-01-01T00:00:00Z"`.
-    Not together with the deprecated `name_pattern`/`expires_before`. A page token continues
-    only a listing with the same filter. As with a pattern, a page may hold fewer files than
-    `page_size` (even none) while `next_page_token` is set.
+    A page token continues only a listing with the same filter. A page may hold fewer files than
+    `page_size` (even none) while `next_page_token` is set: follow it.
     """
-    @_builtins.property
-    def expires_before(self) -> _timestamp_pb2.Timestamp:
-        """Deprecated: use `filter` (`expire_time < "RFC 3339 time"`). Only files whose content expires
-        before this time.
-        """
-
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        name_pattern: _builtins.str = ...,
-        expires_before: _timestamp_pb2.Timestamp | None = ...,
         filter: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_before", b"expires_before", "filter", b"filter", "name_pattern", b"name_pattern", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -444,7 +397,7 @@ class UpdateSecureFileRequest(_message.Message):
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def secure_file(self) -> Global___SecureFile:
-        """The file with `name` set and the fields to change."""
+        """The file with `name` (`projects/{project}/secureFiles/{secure_file_id}`) set and the fields to change."""
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
@@ -476,7 +429,7 @@ class DeleteSecureFileRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     def __init__(
         self,
         *,
@@ -492,21 +445,33 @@ Global___DeleteSecureFileRequest: _TypeAlias = DeleteSecureFileRequest  # noqa: 
 
 @_typing.final
 class DownloadSecureFileRequest(_message.Message):
-    """Request for DownloadSecureFile."""
+    """Request for DownloadSecureFile: the file by its `name`, or by `parent` + `display_name`
+    (DownloadSecureFile@1: an agent knows the display name), never both. Either way a job reaches only
+    files of its own project (PERMISSION_DENIED `WRONG_PROJECT`), and a missing file is NOT_FOUND
+    `FILE_NOT_FOUND` only after the job's token is checked.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`; empty when `display_name` is given."""
+    parent: _builtins.str
+    """`projects/{project}`: the project `display_name` is looked up in; only with `display_name`."""
+    display_name: _builtins.str
+    """The file's display name (exact, compared in Unicode NFC), instead of `name`."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        parent: _builtins.str = ...,
+        display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "name", b"name", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -606,17 +571,17 @@ class RewrapDataKeysRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """`regions/{region}`; empty means every region."""
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The key ring, `regions/{region}`; empty means every region."""
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,17 +631,17 @@ class CountDataKeysRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    KEY_RING_FIELD_NUMBER: _builtins.int
-    key_ring: _builtins.str
-    """`regions/{region}`; empty means every region."""
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The key ring, `regions/{region}`; empty means every region."""
     def __init__(
         self,
         *,
-        key_ring: _builtins.str = ...,
+        parent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ring", b"key_ring"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -717,7 +682,7 @@ class ReplaceMetadata(_message.Message):
     EXPECTED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     PARSE_PASSWORD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     reason: _builtins.str
     """Why (recorded in the audit log)."""
     expected_size_bytes: _builtins.int
@@ -784,6 +749,7 @@ class SecureFileVersion(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
@@ -791,7 +757,6 @@ class SecureFileVersion(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     KEY_VERSION_FIELD_NUMBER: _builtins.int
     CURRENT_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     X509_FIELD_NUMBER: _builtins.int
     PKCS12_FIELD_NUMBER: _builtins.int
@@ -800,6 +765,8 @@ class SecureFileVersion(_message.Message):
     SSH_PRIVATE_KEY_FIELD_NUMBER: _builtins.int
     SSH_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     UNKNOWN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/versions/{version}`."""
     version: _builtins.int
     """Version number."""
     size_bytes: _builtins.int
@@ -815,12 +782,6 @@ class SecureFileVersion(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was stored."""
-
-    @_builtins.property
-    def metadata(self) -> _struct_pb2.Struct:
-        """Deprecated: read the typed `file_metadata` instead (goes away with the next breaking release).
-        Parsed metadata.
-        """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -857,6 +818,7 @@ class SecureFileVersion(_message.Message):
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         version: _builtins.int = ...,
         size_bytes: _builtins.int = ...,
         sha256: _builtins.str = ...,
@@ -864,7 +826,6 @@ class SecureFileVersion(_message.Message):
         created_by: _builtins.str = ...,
         key_version: _builtins.str = ...,
         current: _builtins.bool = ...,
-        metadata: _struct_pb2.Struct | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         x509: Global___X509Metadata | None = ...,
         pkcs12: Global___Pkcs12Metadata | None = ...,
@@ -874,9 +835,9 @@ class SecureFileVersion(_message.Message):
         ssh_public_key: Global___SshPublicKeyMetadata | None = ...,
         unknown: Global___UnknownFileMetadata | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "x509", b"x509"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "x509", b"x509"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "metadata", b"metadata", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["android_keystore", b"android_keystore", "create_time", b"create_time", "created_by", b"created_by", "current", b"current", "expire_time", b"expire_time", "file_metadata", b"file_metadata", "key_version", b"key_version", "name", b"name", "pkcs12", b"pkcs12", "provisioning_profile", b"provisioning_profile", "sha256", b"sha256", "size_bytes", b"size_bytes", "ssh_private_key", b"ssh_private_key", "ssh_public_key", b"ssh_public_key", "unknown", b"unknown", "version", b"version", "x509", b"x509"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_file_metadata: _TypeAlias = _typing.Literal["x509", "pkcs12", "provisioning_profile", "android_keystore", "ssh_private_key", "ssh_public_key", "unknown"]  # noqa: Y015
     _WhichOneofArgType_file_metadata: _TypeAlias = _typing.Literal["file_metadata", b"file_metadata"]  # noqa: Y015
@@ -890,11 +851,11 @@ class ListSecureFileVersionsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    parent: _builtins.str
+    """The file, `projects/{project}/secureFiles/{secure_file_id}`."""
     page_size: _builtins.int
     """Maximum results (default 100, max 1000); a negative size is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -902,17 +863,39 @@ class ListSecureFileVersionsRequest(_message.Message):
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
+        parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSecureFileVersionsRequest: _TypeAlias = ListSecureFileVersionsRequest  # noqa: Y015
+
+@_typing.final
+class GetSecureFileVersionRequest(_message.Message):
+    """Request for GetSecureFileVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`projects/{project}/secureFiles/{secure_file_id}/versions/{version}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSecureFileVersionRequest: _TypeAlias = GetSecureFileVersionRequest  # noqa: Y015
 
 @_typing.final
 class ListSecureFileVersionsResponse(_message.Message):
@@ -952,7 +935,7 @@ class RollbackSecureFileRequest(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """`projects/{project}/secureFiles/{secure_file}`."""
+    """`projects/{project}/secureFiles/{secure_file_id}`."""
     version: _builtins.int
     """The kept version to serve again."""
     reason: _builtins.str
@@ -1062,25 +1045,36 @@ Global___UpdateLibraryRequest: _TypeAlias = UpdateLibraryRequest  # noqa: Y015
 
 @_typing.final
 class DownloadSecureFilesRequest(_message.Message):
-    """Request for DownloadSecureFiles."""
+    """Request for DownloadSecureFiles: 1 to 100 files in all, by `names` and/or by `parent` +
+    `display_names`, all in the job's project; a file asked for twice (by name and by display name
+    too) is sent once.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAMES_FIELD_NUMBER: _builtins.int
+    PARENT_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAMES_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """`projects/{project}`: where `display_names` are looked up; required with them."""
     @_builtins.property
     def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """`projects/{project}/secureFiles/{secure_file}` (name or id) of each file, 1 to 100, all in
-        the job's project; a name given twice is sent once.
-        """
+        """`projects/{project}/secureFiles/{secure_file_id}` of each file asked for by name."""
+
+    @_builtins.property
+    def display_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Display names (exact, compared in Unicode NFC) of the files asked for by display name."""
 
     def __init__(
         self,
         *,
         names: _abc.Iterable[_builtins.str] | None = ...,
+        parent: _builtins.str = ...,
+        display_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_names", b"display_names", "names", b"names", "parent", b"parent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1488,7 +1482,7 @@ class ProvisioningProfileMetadata(_message.Message):
     uuid: _builtins.str
     """The profile's UUID."""
     profile_name: _builtins.str
-    """The profile's name (`Name` in the profile; `name` in the Struct)."""
+    """The profile's name (`Name` in the profile)."""
     app_id_name: _builtins.str
     """The app id's name."""
     team_name: _builtins.str

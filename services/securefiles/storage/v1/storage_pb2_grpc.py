@@ -30,8 +30,11 @@ class SecureFileServiceStub:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -96,6 +99,11 @@ class SecureFileServiceStub:
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.SerializeToString,
                 response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.FromString,
                 _registered_method=True)
+        self.GetSecureFileVersion = channel.unary_unary(
+                '/securefiles.storage.v1.SecureFileService/GetSecureFileVersion',
+                request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.GetSecureFileVersionRequest.SerializeToString,
+                response_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFileVersion.FromString,
+                _registered_method=True)
         self.RollbackSecureFile = channel.unary_unary(
                 '/securefiles.storage.v1.SecureFileService/RollbackSecureFile',
                 request_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RollbackSecureFileRequest.SerializeToString,
@@ -122,8 +130,11 @@ class SecureFileServiceServicer:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -205,6 +216,13 @@ class SecureFileServiceServicer:
 
     def ListSecureFileVersions(self, request, context):
         """Lists the kept versions of a file's content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecureFileVersion(self, request, context):
+        """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,6 +311,11 @@ def add_SecureFileServiceServicer_to_server(servicer, server):
                     request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.FromString,
                     response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.SerializeToString,
             ),
+            'GetSecureFileVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecureFileVersion,
+                    request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.GetSecureFileVersionRequest.FromString,
+                    response_serializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFileVersion.SerializeToString,
+            ),
             'RollbackSecureFile': grpc.unary_unary_rpc_method_handler(
                     servicer.RollbackSecureFile,
                     request_deserializer=securefiles_dot_storage_dot_v1_dot_storage__pb2.RollbackSecureFileRequest.FromString,
@@ -325,8 +348,11 @@ class SecureFileService:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -595,6 +621,33 @@ class SecureFileService:
             '/securefiles.storage.v1.SecureFileService/ListSecureFileVersions',
             securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsRequest.SerializeToString,
             securefiles_dot_storage_dot_v1_dot_storage__pb2.ListSecureFileVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecureFileVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/securefiles.storage.v1.SecureFileService/GetSecureFileVersion',
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.GetSecureFileVersionRequest.SerializeToString,
+            securefiles_dot_storage_dot_v1_dot_storage__pb2.SecureFileVersion.FromString,
             options,
             channel_credentials,
             insecure,

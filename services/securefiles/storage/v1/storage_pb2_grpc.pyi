@@ -31,8 +31,11 @@ class SecureFileServiceStub:
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -75,6 +78,8 @@ class SecureFileServiceStub:
     """Stores new content as a new version (when the library allows replacing; Administrators)."""
     ListSecureFileVersions: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFileVersionsRequest, _storage_pb2.ListSecureFileVersionsResponse]
     """Lists the kept versions of a file's content."""
+    GetSecureFileVersion: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetSecureFileVersionRequest, _storage_pb2.SecureFileVersion]
+    """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept)."""
     RollbackSecureFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RollbackSecureFileRequest, _storage_pb2.SecureFile]
     """Makes a kept version current again (Administrators)."""
     GetLibrary: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetLibraryRequest, _storage_pb2.Library]
@@ -92,8 +97,11 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -133,6 +141,8 @@ class SecureFileServiceAsyncStub(SecureFileServiceStub):
     """Stores new content as a new version (when the library allows replacing; Administrators)."""
     ListSecureFileVersions: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListSecureFileVersionsRequest, _storage_pb2.ListSecureFileVersionsResponse]  # type: ignore[assignment]
     """Lists the kept versions of a file's content."""
+    GetSecureFileVersion: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetSecureFileVersionRequest, _storage_pb2.SecureFileVersion]  # type: ignore[assignment]
+    """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept)."""
     RollbackSecureFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.RollbackSecureFileRequest, _storage_pb2.SecureFile]  # type: ignore[assignment]
     """Makes a kept version current again (Administrators)."""
     GetLibrary: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetLibraryRequest, _storage_pb2.Library]  # type: ignore[assignment]
@@ -149,8 +159,11 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
     """Secure files: encrypted at rest, managed by people, downloadable only by
     authorized pipeline jobs.
 
-    In every `name` the last segment may be the file's id or its display name:
-    `projects/{project}/secureFiles/{secure_file}`.
+    A file's `name` is always `projects/{project}/secureFiles/{secure_file_id}`, with the id storage
+    assigned at upload (a lowercase UUID): it stays the same across a rename (AIP-122). A display
+    name in its place is INVALID_ARGUMENT `INVALID_RESOURCE_NAME` (as authz answers); a display name
+    is looked up only where a method says so: ListSecureFiles' `filter` (`display_name = "NAME"`)
+    and the download requests' `parent` + `display_name` (for pipeline agents, in the same call).
 
     Every call carries the metadata `authorization: Bearer <token>`: a person's or a service
     account's, and for downloads a job's (AuthorizationService.ExchangeToken). A failed
@@ -248,6 +261,14 @@ class SecureFileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ListSecureFileVersionsResponse, _abc.Awaitable[_storage_pb2.ListSecureFileVersionsResponse]]:
         """Lists the kept versions of a file's content."""
+
+    @_abc_1.abstractmethod
+    def GetSecureFileVersion(
+        self,
+        request: _storage_pb2.GetSecureFileVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.SecureFileVersion, _abc.Awaitable[_storage_pb2.SecureFileVersion]]:
+        """Returns one kept version (NOT_FOUND `VERSION_NOT_FOUND` when it is not kept)."""
 
     @_abc_1.abstractmethod
     def RollbackSecureFile(

@@ -18,7 +18,7 @@ FILE_ROLES = ("reader", "user", "administrator")
 
 
 async def pipelines(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.files.get(file_id), c.pipelines.permissions(file_id), c.pipelines.list()
@@ -30,7 +30,7 @@ async def pipelines(ctx: Ctx) -> Response:
 
 
 async def set_pipeline(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     what, pipeline = text(form, "action"), text(form, "pipeline")
     if what in ("open", "close"):
         await ctx.call(lambda c: c.pipelines.set_permission(file_id, None, what == "open"))
@@ -45,7 +45,7 @@ async def set_pipeline(ctx: Ctx, form: FormData) -> str:
 
 
 async def security(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.files.get(file_id), c.roles.list(file_id)
@@ -55,7 +55,7 @@ async def security(ctx: Ctx) -> Response:
 
 
 async def set_role(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     principal, role, what = text(form, "principal"), text(form, "role"), text(form, "action")
     if what == "remove":
         await ctx.call(lambda c: c.roles.delete(principal, file_id))
@@ -69,7 +69,7 @@ async def set_role(ctx: Ctx, form: FormData) -> str:
 
 
 async def set_inheritance(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     inherit = text(form, "inherit") == "on"
     await ctx.call(lambda c: c.roles.set_inheritance(file_id, inherit))
     ctx.flash("notice", "library roles apply to this file" if inherit else "library roles no longer apply")
@@ -77,7 +77,7 @@ async def set_inheritance(ctx: Ctx, form: FormData) -> str:
 
 
 async def checks(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.files.get(file_id), c.checks.list(file_id)
@@ -102,7 +102,7 @@ def check_from(form: FormData) -> dict[str, Any]:
 
 
 async def add_check(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     check = check_from(form)
     created = await ctx.call(lambda c: c.checks.add(file_id, **check))
     ctx.flash("notice", f"added {created.type} check {created.check_id}")
@@ -110,7 +110,7 @@ async def add_check(ctx: Ctx, form: FormData) -> str:
 
 
 async def edit_check(ctx: Ctx) -> Response:
-    file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
+    file_id, check_id = ctx.file, int(ctx.request.path_params["check"])
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.files.get(file_id), c.checks.list(file_id)
@@ -126,7 +126,7 @@ async def edit_check(ctx: Ctx) -> Response:
 async def save_check(ctx: Ctx, form: FormData) -> str:
     """Edit = the new settings are added, then the old check is removed: never a moment with
     neither (authz has no in-place update; runs under way re-evaluate against both)."""
-    file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
+    file_id, check_id = ctx.file, int(ctx.request.path_params["check"])
     check = check_from(form)
     created = await ctx.call(lambda c: c.checks.add(file_id, **check))
     await ctx.call(lambda c: c.checks.delete(file_id, check_id))
@@ -135,7 +135,7 @@ async def save_check(ctx: Ctx, form: FormData) -> str:
 
 
 async def delete_check(ctx: Ctx, form: FormData) -> str:
-    file_id, check_id = ctx.request.path_params["file"], int(ctx.request.path_params["check"])
+    file_id, check_id = ctx.file, int(ctx.request.path_params["check"])
     await ctx.call(lambda c: c.checks.delete(file_id, check_id))
     ctx.flash("notice", f"removed check {check_id}")
     return file_base(ctx) + "/checks"

@@ -82,21 +82,21 @@ async def upload(ctx: Ctx, form: FormData) -> str:
 
 
 async def file_overview(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     secure_file = await ctx.call(lambda c: c.files.get(file_id))
     properties = "\n".join(f"{k}={v}" for k, v in sorted(secure_file.properties.items()))
     return ctx.render("file_overview.html", file=secure_file, tab="overview", properties_text=properties)
 
 
 async def rename(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     renamed = await ctx.call(lambda c: c.files.update(file_id, rename=text(form, "display_name")))
     ctx.flash("notice", f"renamed to {renamed.display_name}")
     return file_base(ctx)
 
 
 async def update_properties(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     properties = properties_from(text(form, "properties"))
     await ctx.call(lambda c: c.files.update(file_id, properties=properties))
     ctx.flash("notice", "properties saved")
@@ -105,7 +105,7 @@ async def update_properties(ctx: Ctx, form: FormData) -> str:
 
 async def delete(ctx: Ctx, form: FormData) -> str:
     """Deleting crypto-shreds the file: the person types its name first."""
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     secure_file = await ctx.call(lambda c: c.files.get(file_id))
     if text(form, "confirm_name") != secure_file.display_name:
         raise InvalidArgument("type the file's name exactly to delete it; nothing was deleted",
@@ -116,7 +116,7 @@ async def delete(ctx: Ctx, form: FormData) -> str:
 
 
 async def versions(ctx: Ctx) -> Response:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
 
     def load(c: SecureFilesClient) -> tuple[Any, ...]:
         return c.files.get(file_id), c.files.library(), c.files.versions(file_id)
@@ -127,7 +127,7 @@ async def versions(ctx: Ctx) -> Response:
 
 
 async def replace(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise InvalidArgument("choose the new content", reason="INVALID_SOURCE")
@@ -140,7 +140,7 @@ async def replace(ctx: Ctx, form: FormData) -> str:
 
 
 async def rollback(ctx: Ctx, form: FormData) -> str:
-    file_id = ctx.request.path_params["file"]
+    file_id = ctx.file
     version = text(form, "version")
     if not version.isdigit():
         raise InvalidArgument("choose a version", reason="INVALID_ARGUMENT")
