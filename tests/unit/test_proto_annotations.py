@@ -14,7 +14,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescript
 import securefiles
 
 TYPE_PREFIX = "securefiles.dev/"
-NAME_FIELDS = ("name", "parent", "names", "key_ring")
+NAME_FIELDS = ("name", "parent", "names")
 Behavior = field_behavior_pb2.FieldBehavior
 
 

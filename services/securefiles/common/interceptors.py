@@ -34,7 +34,7 @@ from securefiles.common.rpc_measure import encoded_or, measured_stream, measured
 
 __all__ = ["ServiceInterceptor"]
 
-_RESOURCE_FIELDS = ("name", "resource", "parent", "key_ring", "scope", "pipeline")
+_RESOURCE_FIELDS = ("name", "resource", "parent", "scope", "pipeline")
 
 
 def _resource_of(request: Any) -> str:
