@@ -6,7 +6,7 @@ import uuid
 
 import grpc
 
-from securefiles.client.list_filter import combined_filter as list_filter
+from securefiles.client.list_filter import combined_filter
 from securefiles.common.rich_status import error_info_of
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.conftest import LocalSystem, bearer, unique
@@ -72,7 +72,8 @@ def _list(system: LocalSystem, project: str, pattern: str, page_size: int = 0,
           token: str = "") -> storage_pb2.ListSecureFilesResponse:
     with system.channel("storage") as channel:
         return storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(storage_pb2.ListSecureFilesRequest(
-            parent=f"projects/{project}", filter=list_filter(pattern), page_size=page_size, page_token=token),
+            parent=f"projects/{project}", filter=combined_filter(name_pattern=pattern), page_size=page_size,
+            page_token=token),
             metadata=bearer(system.admin_token), timeout=30)
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from securefiles.audit.v1 import audit_pb2
 from securefiles.authz.v1 import authz_pb2
-from securefiles.client.list_filter import combined_filter as list_filter
+from securefiles.client.list_filter import combined_filter
 from securefiles.kms.v1 import kms_pb2
 from securefiles.storage.v1 import storage_pb2
 from tests.conftest import LocalSystem, bearer, job_token_for
@@ -198,9 +198,9 @@ def _upload_named(name: str) -> storage_pb2.UploadSecureFileRequest:
 
 REGRESSIONS += [  # crafted inputs of issue 14's review: refused at once
     ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
-        parent="projects/default", filter=list_filter(HOSTILE_PATTERN)), "storage"),
+        parent="projects/default", filter=combined_filter(name_pattern=HOSTILE_PATTERN)), "storage"),
     ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
-        parent="projects/default", filter=list_filter("*a" * 9)), "storage"),
+        parent="projects/default", filter=combined_filter(name_pattern="*a" * 9)), "storage"),
     ("SecureFileService", "ListSecureFiles", storage_pb2.ListSecureFilesRequest(
         parent="projects/default", filter='display_name = "a\x00*"'), "storage"),
     ("SecureFileService", "UploadSecureFile", _upload_named("x##vso[task.setvariable variable=INJ]pwn.bin"), "storage"),

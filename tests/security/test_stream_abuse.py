@@ -22,7 +22,7 @@ import pytest
 
 from securefiles.client import AlreadyExists, InvalidArgument, PermissionDenied
 from securefiles.client.config import load_config
-from securefiles.client.list_filter import combined_filter as list_filter
+from securefiles.client.list_filter import combined_filter
 from securefiles.common.rich_status import error_info_of
 from securefiles.common.tls import client_channel_credentials
 from securefiles.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -268,7 +268,7 @@ def _page(system: LocalSystem, project: str, pattern: str, token: str = "",
           expires_before: int | None = None) -> storage_pb2.ListSecureFilesResponse:
     before = dt.datetime.fromtimestamp(expires_before, dt.UTC) if expires_before is not None else None
     request = storage_pb2.ListSecureFilesRequest(parent=f"projects/{project}", page_size=1,
-                                                 filter=list_filter(pattern, before), page_token=token)
+                                                 filter=combined_filter("", pattern, before), page_token=token)
     with system.channel("storage") as channel:
         return storage_pb2_grpc.SecureFileServiceStub(channel).ListSecureFiles(
             request, metadata=bearer(system.admin_token), timeout=10)
