@@ -73,6 +73,7 @@ def keyset_page(items: Sequence[T], key: Callable[[T], str], parent: str, query:
 
     For listings whose rows are few enough to read whole (a project's pipelines, a file's checks):
     the page still resumes after a key, never at an offset, so concurrent inserts do not shift it.
+    Listings that grow forever (approvals, key versions) read a page from SQL: `repository_page`.
     """
     limit = page_limit(page_size)
     after = decode_page_token(page_token, parent, query) if page_token else None

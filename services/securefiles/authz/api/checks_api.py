@@ -141,10 +141,11 @@ class ChecksServicerMixin:
 
     async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.ListApprovalsResponse:
+        project = parse_project(request.parent)
         wanted = page_request(request.parent, f"pending={int(request.pending_only)}", request.page_size,
                               request.page_token, int_key)
-        messages, resume_after = await self._db.run(self._approval_page, current_principal(),
-                                                    parse_project(request.parent), request.pending_only, wanted)
+        messages, resume_after = await self._db.run(self._approval_page, current_principal(), project,
+                                                    request.pending_only, wanted)
         return authz_pb2.ListApprovalsResponse(approvals=messages,
                                                next_page_token=next_page_token(wanted, resume_after))
 
