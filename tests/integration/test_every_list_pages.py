@@ -250,3 +250,45 @@ def test_the_cli_lists_every_pipeline_past_one_page(system: LocalSystem) -> None
     listed = system.cli("--project", project, "pipelines", "list", "--output", "json")
     assert listed.code == 0, listed.stderr
     assert [p["displayName"] for p in listed.json()] == made
+
+
+@pytest.mark.parametrize("name", ["ListApprovals", "ListKeyVersions"])
+def test_lists_read_from_sql_refuse_a_token_whose_key_is_not_an_id(system: LocalSystem, name: str) -> None:
+    listing = LISTINGS[name](system)
+    request = listing.request()
+    request.page_size = 1
+    raw = json.loads(base64.urlsafe_b64decode(_call(system, listing, request).next_page_token + "=="))
+    for key in ("1 OR 1=1", "-1", ""):
+        request = listing.request()
+        request.page_token = base64.urlsafe_b64encode(json.dumps(dict(raw, a=key)).encode()).decode().rstrip("=")
+        assert _refusal(system, listing, request) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN"), key
+
+
+def test_an_approver_who_may_not_view_the_library_pages_through_only_their_approvals(system: LocalSystem) -> None:
+    project = _new_project(system)
+    outsider = f"user:{unique('approver')}"
+    theirs, others = _gated_file(system, project), _gated_file(system, project)
+    with system.client(project=project) as admin:
+        admin.create_pipeline("release")
+        for name, approvers in ((theirs, ["user:admin", outsider]), (others, ["user:admin"])):
+            admin.set_pipeline_permission(name, "release", True)
+            admin.add_check(name, authz_pb2.Check(approval=authz_pb2.ApprovalSettings(
+                approvers=approvers, min_approvals=1, allow_requester=True)))
+        their_resource = admin.get_file(theirs).name
+        mine = []
+        for _ in range(5):
+            run = admin.start_run("release", "refs/heads/main").run
+            for suite in admin.request_checks(run.name, [theirs, others]):
+                mine += [r.approval_id for r in suite.results if r.approval_id and suite.resource == their_resource]
+    listing = Listing("authz", lambda c: authz_pb2_grpc.AuthorizationServiceStub(c).ListApprovals,
+                      lambda: authz_pb2.ListApprovalsRequest(parent=f"projects/{project}"), "approvals",
+                      lambda a: a.approval_id, mine, user_token(system, outsider))
+    seen, token = [], ""
+    while True:
+        response = _call(system, listing, authz_pb2.ListApprovalsRequest(
+            parent=f"projects/{project}", page_size=2, page_token=token))
+        seen += [a.approval_id for a in response.approvals]
+        token = response.next_page_token
+        if not token:
+            break
+    assert len(mine) == 5 and seen == mine

@@ -269,7 +269,7 @@ def test_two_evaluations_at_once_ask_for_one_approval(authz, monkeypatch):
         suites = list(pool.map(lambda _: authz.checks.evaluate(run, FILE), range(2)))
     monkeypatch.undo()
     ids = {r.approval_id for suite in suites for r in suite.results if r.type is CheckType.APPROVAL}
-    pending = authz.checks.list_approvals(ADMIN, "default", pending_only=True)
+    pending, _ = authz.checks.list_approvals(ADMIN, "default", pending_only=True)
     assert len(ids) == 1 and [a.approval_id for a in pending] == list(ids)
     authz.checks.decide(Principal("user", "user:bob"), f"projects/default/approvals/{ids.pop()}", True, "")
     assert decision(authz, job) == "ALLOW"

@@ -7,7 +7,18 @@ import pytest
 from securefiles.authz.v1 import authz_pb2
 from securefiles.client.paging import all_pages
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.paging import encode_page_token, keyset_page, page_limit, sort_key
+from securefiles.common.paging import (
+    MAX_READS_PER_PAGE,
+    encode_page_token,
+    fill_page,
+    int_key,
+    keyset_page,
+    next_page_token,
+    page_limit,
+    page_request,
+    repository_page,
+    sort_key,
+)
 
 
 def test_page_sizes_default_cap_and_refuse_negatives() -> None:
@@ -62,3 +73,73 @@ def test_the_client_stops_on_a_server_that_repeats_its_token() -> None:
 
     with pytest.raises(InvalidArgument):
         all_pages(call, authz_pb2.ListProjectsRequest(), "projects")
+
+
+class _Rows:
+    """A repository of rows 1..n in order that records the limit of every read."""
+
+    def __init__(self, n: int) -> None:
+        self.rows = list(range(1, n + 1))
+        self.limits: list[int] = []
+
+    def read(self, after: int | None, limit: int) -> list[int]:
+        self.limits.append(limit)
+        return [r for r in self.rows if after is None or r > after][:limit]
+
+
+def _all_pages(rows: _Rows, page_size: int, keep=lambda r: r) -> list[list[int]]:
+    pages: list[list[int]] = []
+    token = ""
+    while True:
+        request = page_request("regions/eu", "", page_size, token, int_key)
+        page, resume_after = fill_page(rows.read, lambda r: r, request.after, request.limit, keep)
+        pages.append(page)
+        token = next_page_token(request, resume_after)
+        if not token:
+            return pages
+
+
+def test_a_repository_page_reads_one_row_more_than_the_page_never_the_whole_listing() -> None:
+    rows = _Rows(250)
+    pages = _all_pages(rows, 100)
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert [r for p in pages for r in p] == rows.rows
+    assert rows.limits == [101, 101, 101]
+
+
+def test_tokens_from_a_repository_page_are_the_keyset_tokens() -> None:
+    request = page_request("regions/eu", "", 2, "", int_key)
+    page, token = repository_page(_Rows(5).read, lambda r: r, request)
+    assert (page, token) == ([1, 2], encode_page_token("regions/eu", "", sort_key(2)))
+
+
+def test_a_filtered_page_reads_on_until_full_and_ends() -> None:
+    rows = _Rows(250)
+    pages = _all_pages(rows, 10, keep=lambda r: r if r % 7 == 0 else None)
+    assert [r for p in pages for r in p] == [r for r in rows.rows if r % 7 == 0]
+    assert all(len(p) == 10 for p in pages[:-1])
+    assert max(rows.limits) == 11
+
+
+def test_a_page_of_sparse_rows_stops_after_a_bounded_number_of_reads_and_continues() -> None:
+    rows = _Rows(5000)
+    request = page_request("regions/eu", "", 10, "", int_key)
+    page, resume_after = fill_page(rows.read, lambda r: r, None, 10, lambda r: r if r == 4000 else None)
+    assert page == [] and len(rows.limits) == MAX_READS_PER_PAGE  # short, but not the end
+    assert resume_after == 11 * MAX_READS_PER_PAGE
+    assert next_page_token(request, resume_after)
+    assert [r for p in _all_pages(rows, 10, keep=lambda r: r if r == 4000 else None) for r in p] == [4000]
+
+
+@pytest.mark.parametrize("after", ["abc", "-1", "1e3", "", "٣", "1" * 21])
+def test_a_token_whose_key_is_not_a_number_is_refused(after: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        page_request("regions/eu", "", 10, encode_page_token("regions/eu", "", after), int_key)
+    assert refused.value.reason == "INVALID_PAGE_TOKEN"
+
+
+def test_a_token_of_another_parent_is_refused_before_any_read() -> None:
+    token = next_page_token(page_request("regions/us", "", 10, "", int_key), 20)
+    with pytest.raises(InvalidArgument) as refused:
+        page_request("regions/eu", "", 10, token, int_key)
+    assert refused.value.reason == "INVALID_PAGE_TOKEN"

@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from securefiles.common.errors import InvalidArgument
 
 T = TypeVar("T")
+R = TypeVar("R")
+K = TypeVar("K", int, str)  # a listing's order column
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -37,9 +40,13 @@ def encode_page_token(parent: str, query: str, after: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _invalid_token() -> InvalidArgument:
+    return InvalidArgument("page_token is not valid for this request", reason="INVALID_PAGE_TOKEN")
+
+
 def decode_page_token(token: str, parent: str, query: str) -> str:
     """The key to resume after; INVALID_PAGE_TOKEN unless the token came from this very listing."""
-    invalid = InvalidArgument("page_token is not valid for this request", reason="INVALID_PAGE_TOKEN")
+    invalid = _invalid_token()
     if len(token) > MAX_TOKEN_CHARS:
         raise invalid
     try:
@@ -66,6 +73,7 @@ def keyset_page(items: Sequence[T], key: Callable[[T], str], parent: str, query:
 
     For listings whose rows are few enough to read whole (a project's pipelines, a file's checks):
     the page still resumes after a key, never at an offset, so concurrent inserts do not shift it.
+    Listings that grow forever (approvals, key versions) read a page from SQL: `repository_page`.
     """
     limit = page_limit(page_size)
     after = decode_page_token(page_token, parent, query) if page_token else None
@@ -74,3 +82,81 @@ def keyset_page(items: Sequence[T], key: Callable[[T], str], parent: str, query:
     page = rest[:limit]
     more = len(rest) > limit
     return page, encode_page_token(parent, query, key(page[-1])) if more else ""
+
+
+# Reads one listing may make to fill a page whose rows a filter drops: with pages of at most
+# MAX_PAGE_SIZE + 1 rows, one call reads at most ~10,000 rows, however sparse the caller's rows are;
+# a page cut short by this bound still carries a token, so the caller reads on from there.
+MAX_READS_PER_PAGE = 10
+
+
+@dataclass(frozen=True)
+class PageRequest(Generic[K]):
+    """Where a listing's page starts and how many items it holds (from a request's size and token)."""
+
+    parent: str
+    query: str
+    limit: int
+    after: K | None  # resume strictly after this key in the listing's order; None on the first page
+
+
+def int_key(raw: str) -> int:
+    """An integer key as `sort_key` wrote it into a token; ValueError for anything else."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        raise ValueError(raw)
+    return int(raw)
+
+
+def page_request(parent: str, query: str, page_size: int, page_token: str,
+                 parse_key: Callable[[str], K]) -> PageRequest[K]:
+    """The page a List request asks for; INVALID_PAGE_SIZE / INVALID_PAGE_TOKEN as for `keyset_page`."""
+    limit = page_limit(page_size)
+    if not page_token:
+        return PageRequest(parent, query, limit, None)
+    raw = decode_page_token(page_token, parent, query)
+    try:
+        return PageRequest(parent, query, limit, parse_key(raw))
+    except ValueError:
+        raise _invalid_token() from None
+
+
+def fill_page(read: Callable[[K | None, int], Sequence[R]], key: Callable[[R], K], after: K | None, limit: int,
+              keep: Callable[[R], T | None], max_reads: int = MAX_READS_PER_PAGE) -> tuple[list[T], K | None]:
+    """Up to `limit` kept items after `after`, read from a repository in pages, and the key to resume after
+    (None when the rows ended).
+
+    `read(after, n)` returns at most n rows after the key in listing order; each read asks for one row
+    more than a page, so a full page knows whether another follows. `keep` returns the item a row
+    shows this caller, or None to drop it; reads go on until the page is full, the rows end, or
+    `max_reads` reads were made (then the page is short but still has a next one).
+    """
+    page: list[T] = []
+    for _ in range(max_reads):
+        rows = read(after, limit + 1)
+        for row in rows:
+            kept = keep(row)
+            if kept is None:
+                after = key(row)
+                continue
+            if len(page) == limit:
+                return page, after  # a kept row follows the full page
+            page.append(kept)
+            after = key(row)
+        if len(rows) <= limit:
+            return page, None
+    return page, after
+
+
+def next_page_token(request: PageRequest[K], resume_after: K | None,
+                    encode_key: Callable[[K], str] = sort_key) -> str:
+    """The token continuing `request`'s listing after `resume_after`, or "" when it ended."""
+    if resume_after is None:
+        return ""
+    return encode_page_token(request.parent, request.query, encode_key(resume_after))
+
+
+def repository_page(read: Callable[[K | None, int], Sequence[R]], key: Callable[[R], K],
+                    request: PageRequest[K]) -> tuple[list[R], str]:
+    """One page read from a repository (a page and one row more, never the whole listing), and its token."""
+    page, resume_after = fill_page(read, key, request.after, request.limit, lambda row: row)
+    return page, next_page_token(request, resume_after)

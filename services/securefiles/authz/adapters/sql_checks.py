@@ -273,36 +273,49 @@ class SqlChecksRepository:
                 continue
         raise RuntimeError("could not allocate an approval id")
 
-    def _approvals(self, conn: Any, *where: Any) -> list[Approval]:
-        rows = conn.execute(select(approvals).where(*where).order_by(approvals.c.approval_id)).all()
-        result = []
-        for row in rows:
-            m = row._mapping
-            decisions = conn.execute(select(approval_decisions).where(
-                approval_decisions.c.project == m["project"], approval_decisions.c.approval_id == m["approval_id"],
-            ).order_by(approval_decisions.c.decided_at)).all()
-            result.append(Approval(
-                project=m["project"], approval_id=m["approval_id"], run_id=m["run_id"], resource=m["resource"],
-                check_id=m["check_id"], approvers=tuple(json.loads(m["approvers"])),
-                min_approvals=m["min_approvals"], allow_requester=bool(m["allow_requester"]),
-                instructions=m["instructions"], requested_by=m["requested_by"], state=State(m["state"]),
-                created_at=_aware(m["created_at"]), expire_at=_aware(m["expire_at"]),
-                decisions=tuple(ApprovalDecision(d.approver, bool(d.approved), d.comment, _aware(d.decided_at))
-                                for d in decisions),
-            ))
-        return result
+    def _approvals(self, conn: Any, *where: Any, limit: int | None = None) -> list[Approval]:
+        query = select(approvals).where(*where).order_by(approvals.c.approval_id)
+        rows = [row._mapping for row in conn.execute(query if limit is None else query.limit(limit))]
+        decisions = self._decisions_of(conn, rows)
+        return [Approval(
+            project=m["project"], approval_id=m["approval_id"], run_id=m["run_id"], resource=m["resource"],
+            check_id=m["check_id"], approvers=tuple(json.loads(m["approvers"])),
+            min_approvals=m["min_approvals"], allow_requester=bool(m["allow_requester"]),
+            instructions=m["instructions"], requested_by=m["requested_by"], state=State(m["state"]),
+            created_at=_aware(m["created_at"]), expire_at=_aware(m["expire_at"]),
+            decisions=tuple(decisions.get((m["project"], m["approval_id"]), ())),
+        ) for m in rows]
+
+    @staticmethod
+    def _decisions_of(conn: Any, rows: list[Any]) -> dict[tuple[str, int], list[ApprovalDecision]]:
+        """The decisions on `rows`' approvals, in the order they were made: one query per project
+        (every caller reads one project), not one per approval."""
+        found: dict[tuple[str, int], list[ApprovalDecision]] = {}
+        ids_by_project: dict[str, list[int]] = {}
+        for m in rows:
+            ids_by_project.setdefault(m["project"], []).append(m["approval_id"])
+        for project, ids in ids_by_project.items():
+            for d in conn.execute(select(approval_decisions).where(
+                    approval_decisions.c.project == project, approval_decisions.c.approval_id.in_(ids),
+            ).order_by(approval_decisions.c.decided_at)):
+                found.setdefault((project, d.approval_id), []).append(
+                    ApprovalDecision(d.approver, bool(d.approved), d.comment, _aware(d.decided_at)))
+        return found
 
     def get_approval(self, project: str, approval_id: int) -> Approval | None:
         with read_transaction(self._engine) as conn:
             found = self._approvals(conn, approvals.c.project == project, approvals.c.approval_id == approval_id)
         return found[0] if found else None
 
-    def list_approvals(self, project: str, pending_only: bool = False) -> list[Approval]:
+    def list_approvals(self, project: str, pending_only: bool = False, after: int | None = None,
+                       limit: int | None = None) -> list[Approval]:
         where = [approvals.c.project == project]
         if pending_only:
             where.append(approvals.c.state == State.PENDING.value)  # index ix_approvals_project_state
+        if after is not None:
+            where.append(approvals.c.approval_id > after)  # the primary key, or the index's last column
         with read_transaction(self._engine) as conn:
-            return self._approvals(conn, *where)
+            return self._approvals(conn, *where, limit=limit)
 
     def add_decision(self, project: str, approval_id: int, decision: ApprovalDecision) -> None:
         with write_transaction(self._engine) as conn:

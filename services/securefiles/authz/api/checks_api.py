@@ -16,7 +16,15 @@ from securefiles.authz.v1 import authz_pb2
 from securefiles.common.call_context import audit_note, current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument
-from securefiles.common.paging import keyset_page, sort_key
+from securefiles.common.paging import (
+    PageRequest,
+    int_key,
+    keyset_page,
+    next_page_token,
+    page_request,
+    sort_key,
+)
+from securefiles.common.principal import Principal
 from securefiles.common.proto_time import duration_seconds, to_timestamp
 from securefiles.common.resource_names import ANY_PIPELINE, parse_project, require_agreement, run_name
 from securefiles.common.unit_of_work import UnitsOfWork
@@ -133,13 +141,20 @@ class ChecksServicerMixin:
 
     async def ListApprovals(self, request: authz_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext[Any, Any]
                             ) -> authz_pb2.ListApprovalsResponse:
-        approvals = await self._db.run(self._authz.checks.list_approvals,
-            current_principal(), parse_project(request.parent), request.pending_only)
-        page, token = keyset_page(approvals, lambda a: sort_key(a.approval_id), request.parent,
-                                  f"pending={int(request.pending_only)}", request.page_size, request.page_token)
-        return authz_pb2.ListApprovalsResponse(
-            approvals=[approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in page],
-            next_page_token=token)
+        project = parse_project(request.parent)
+        wanted = page_request(request.parent, f"pending={int(request.pending_only)}", request.page_size,
+                              request.page_token, int_key)
+        messages, resume_after = await self._db.run(self._approval_page, current_principal(), project,
+                                                    request.pending_only, wanted)
+        return authz_pb2.ListApprovalsResponse(approvals=messages,
+                                               next_page_token=next_page_token(wanted, resume_after))
+
+    def _approval_page(self, caller: Principal, project: str, pending_only: bool, wanted: PageRequest[int]
+                       ) -> tuple[list[authz_pb2.Approval], int | None]:
+        """A page of approvals with their runs, read in a database thread (each names its run)."""
+        page, resume_after = self._authz.checks.list_approvals(caller, project, pending_only, wanted.after,
+                                                               wanted.limit)
+        return [approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in page], resume_after
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]
                       ) -> authz_pb2.Approval:

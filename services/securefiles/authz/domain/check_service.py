@@ -29,6 +29,7 @@ from securefiles.common.errors import (
     NotFound,
     PermissionDenied,
 )
+from securefiles.common.paging import DEFAULT_PAGE_SIZE, fill_page
 from securefiles.common.principal import GROUP_PRINCIPAL, USER_PRINCIPAL, Principal
 from securefiles.common.resource_names import is_id, parse_child
 
@@ -237,23 +238,28 @@ class Checks:
 
     # -- approvals --------------------------------------------------------------------
 
-    def list_approvals(self, caller: Principal, project: str, pending_only: bool) -> list[Approval]:
+    def list_approvals(self, caller: Principal, project: str, pending_only: bool, after: int | None = None,
+                       limit: int = DEFAULT_PAGE_SIZE) -> tuple[list[Approval], int | None]:
+        """One page of the approvals `caller` may see, in id order after `after`, and the id the next
+        page resumes after (None at the end): read from the repository a page at a time, never whole."""
         if not caller.is_user:
             raise _denied("approvals are for people", reason="USER_TOKEN_REQUIRED")
         sees_all = self._policy.allows(caller.name, Permission.VIEW, Scope("library", project))
         now = self._clock()
-        approvals = []
-        for approval in self._repo.list_approvals(project, pending_only):
+
+        def shown(approval: Approval) -> Approval | None:
             eligible = self._eligible(replace(approval, allow_requester=True))
             if not sees_all and caller.name not in eligible:
-                continue
+                return None
             if approval.state is State.PENDING:
                 state, _ = self._refresh_approval(approval, now)
                 approval = replace(approval, state=state)
             if pending_only and approval.state is not State.PENDING:
-                continue
-            approvals.append(approval)
-        return approvals
+                return None
+            return approval
+
+        return fill_page(lambda after_id, n: self._repo.list_approvals(project, pending_only, after_id, n),
+                         lambda a: a.approval_id, after, limit, shown)
 
     def decide(self, caller: Principal, name: str, approve: bool, comment: str) -> Approval:
         """Approve or reject as one of the listed approvers."""

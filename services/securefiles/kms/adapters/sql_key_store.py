@@ -81,6 +81,14 @@ class SqlKeyVersionStore:
             )
             return [_record(r) for r in rows]
 
+    def versions_page(self, region: str, before: int | None, limit: int) -> list[KeyVersionRecord]:
+        query = select(key_versions).where(key_versions.c.region == region)
+        if before is not None:
+            query = query.where(key_versions.c.version < before)
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(query.order_by(key_versions.c.version.desc()).limit(limit))
+            return [_record(r) for r in rows]
+
     def get_version(self, region: str, version: int) -> KeyVersionRecord | None:
         with read_transaction(self._engine) as conn:
             row = conn.execute(_GET_VERSION, {"region": region, "version": version}).first()

@@ -12,7 +12,7 @@ import grpc
 from securefiles.common.call_context import audit_items, audit_note, current_principal
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import InvalidArgument, PermissionDenied, SecureFilesError
-from securefiles.common.paging import keyset_page, sort_key
+from securefiles.common.paging import int_key, page_request, repository_page
 from securefiles.common.proto_time import to_timestamp
 from securefiles.common.resource_names import parse_key_version, parse_region
 from securefiles.common.unit_of_work import UnitsOfWork
@@ -178,9 +178,8 @@ class KeyManagementServicer(kms_pb2_grpc.KeyManagementServiceServicer):
     ) -> kms_pb2.ListKeyVersionsResponse:
         await self._require_operator(allow_storage=True)
         self._check_ring(request.parent)
-        versions = await self._db.run(self._ring.list_versions)
-        page, token = keyset_page(versions, lambda r: sort_key(r.version), request.parent, "", request.page_size,
-                                  request.page_token, descending=True)
+        wanted = page_request(request.parent, "", request.page_size, request.page_token, int_key)
+        page, token = await self._db.run(repository_page, self._ring.versions_page, lambda r: r.version, wanted)
         return kms_pb2.ListKeyVersionsResponse(key_versions=[key_version_message(r) for r in page],
                                                next_page_token=token)
 

@@ -89,6 +89,10 @@ class KeyVersionStore(Protocol):
 
     def list_versions(self, region: str) -> list[KeyVersionRecord]: ...
 
+    def versions_page(self, region: str, before: int | None, limit: int) -> list[KeyVersionRecord]:
+        """At most `limit` versions below `before` (all, when None), newest first."""
+        ...
+
     def get_version(self, region: str, version: int) -> KeyVersionRecord | None: ...
 
     def primary(self, region: str) -> KeyVersionRecord | None: ...
@@ -185,6 +189,10 @@ class KeyRing:
 
     def list_versions(self) -> list[KeyVersionRecord]:
         return self._store.list_versions(self.region)
+
+    def versions_page(self, before: int | None, limit: int) -> list[KeyVersionRecord]:
+        """A page of the ring's versions, newest first: a ring grows by one version per deploy."""
+        return self._store.versions_page(self.region, before, limit)
 
     def _forget(self) -> None:
         self._primary_cache = None
