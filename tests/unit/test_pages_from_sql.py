@@ -7,13 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, event
 
 from securefiles.authz.adapters.sql_checks import SqlChecksRepository, approval_decisions, approvals
 from securefiles.authz.adapters.sql_repository import SqlAuthzRepository
@@ -21,7 +20,6 @@ from securefiles.authz.adapters.sql_repository import metadata as authz_metadata
 from securefiles.authz.domain.model import Role, RoleAssignment
 from securefiles.authz.domain.service import Authorization
 from securefiles.common.audit import metadata as audit_metadata
-from securefiles.common.db import make_engine
 from securefiles.common.errors import InvalidArgument
 from securefiles.common.paging import int_key, next_page_token, page_request, repository_page
 from securefiles.common.principal import Principal
@@ -29,6 +27,7 @@ from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, loa
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore, key_versions
 from securefiles.kms.adapters.sql_key_store import metadata as kms_metadata
 from securefiles.kms.domain.key_ring import KeyRing
+from tests.engines import database_engine
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
 ADMIN = Principal("user", "user:admin")
@@ -39,24 +38,8 @@ PARENT = "projects/default"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     tables = (audit_metadata, authz_metadata, kms_metadata)
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'pages.db'}", *tables, busy_timeout=30)
+    with database_engine(request.param, tmp_path, "pages", *tables) as made:
         yield made
-        made.dispose()
-        return
-    server = os.environ.get("SECUREFILES_TEST_DATABASE_URL", "")
-    if not server.startswith("postgresql"):
-        pytest.skip("SECUREFILES_TEST_DATABASE_URL names no PostgreSQL server")
-    name = f"pages_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    made = make_engine(f"{server.rsplit('/', 1)[0]}/{name}", *tables, busy_timeout=30)
-    yield made
-    made.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 class CountingRepository:

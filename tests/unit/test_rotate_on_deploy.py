@@ -6,44 +6,27 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
 
 from securefiles.common.audit import AuditLog, audit_events
 from securefiles.common.audit import metadata as audit_metadata
-from securefiles.common.db import make_engine
 from securefiles.common.errors import Unavailable
 from securefiles.common.unit_of_work import UnitsOfWork
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore
 from securefiles.kms.adapters.sql_key_store import metadata as kms_metadata
 from securefiles.kms.app import rotate_on_deploy
 from securefiles.kms.domain.key_ring import KeyRing
+from tests.engines import database_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'kms.db'}", audit_metadata, kms_metadata, busy_timeout=30)
+    with database_engine(request.param, tmp_path, "kms", audit_metadata, kms_metadata) as made:
         yield made
-        made.dispose()
-        return
-    server = os.environ.get("SECUREFILES_TEST_DATABASE_URL", "")
-    if not server.startswith("postgresql"):
-        pytest.skip("SECUREFILES_TEST_DATABASE_URL names no PostgreSQL server")
-    name = f"deploy_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    made = make_engine(f"{server.rsplit('/', 1)[0]}/{name}", audit_metadata, kms_metadata, busy_timeout=30)
-    yield made
-    made.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _refuse_audit_inserts(engine: Engine) -> None:

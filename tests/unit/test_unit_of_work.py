@@ -7,25 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine, insert, select, text
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from securefiles.common.audit import ALLOW, AuditLog, audit_events
 from securefiles.common.audit import metadata as audit_metadata
 from securefiles.common.call_context import AllowOnce, begin_call, owe_allow, principal_var
-from securefiles.common.db import make_engine, read_transaction, write_transaction
+from securefiles.common.db import read_transaction, write_transaction
 from securefiles.common.db_threads import DatabaseThreads
 from securefiles.common.errors import Unavailable
 from securefiles.common.principal import Principal
 from securefiles.common.unit_of_work import UnitsOfWork
+from tests.engines import database_engine
 
 rows_metadata = MetaData()
 rows = Table("uow_rows", rows_metadata, Column("id", Integer, primary_key=True), Column("name", String(64)))
@@ -33,24 +32,8 @@ rows = Table("uow_rows", rows_metadata, Column("id", Integer, primary_key=True),
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'uow.db'}", audit_metadata, rows_metadata, busy_timeout=30)
+    with database_engine(request.param, tmp_path, "uow", audit_metadata, rows_metadata) as made:
         yield made
-        made.dispose()
-        return
-    server = os.environ.get("SECUREFILES_TEST_DATABASE_URL", "")
-    if not server.startswith("postgresql"):
-        pytest.skip("SECUREFILES_TEST_DATABASE_URL names no PostgreSQL server")
-    name = f"uow_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    made = make_engine(f"{server.rsplit('/', 1)[0]}/{name}", audit_metadata, rows_metadata, busy_timeout=30)
-    yield made
-    made.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _in_call(audit: AuditLog, body: Callable[[], Any], action: str = "CreatePipeline") -> tuple[Any, AllowOnce]:
