@@ -24,6 +24,7 @@ from securefiles.common.errors import InvalidArgument
 from securefiles.common.paging import int_key, next_page_token, page_request, repository_page
 from securefiles.common.principal import Principal
 from securefiles.common.tokens import TokenIssuer, generate_signing_key_pem, load_signing_key
+from securefiles.kms.adapters.metrics import key_version_gauge
 from securefiles.kms.adapters.sql_key_store import SqlKeyVersionStore, key_versions
 from securefiles.kms.adapters.sql_key_store import metadata as kms_metadata
 from securefiles.kms.domain.key_ring import KeyRing
@@ -170,3 +171,28 @@ def test_250_key_versions_come_in_pages_of_100_newest_first_each_once(engine: En
         page_request("regions/us", "", 100, repository_page(ring.versions_page, lambda r: r.version, first)[1],
                      int_key)
     assert refused.value.reason == "INVALID_PAGE_TOKEN"
+
+
+
+class UnreadableVersions(SqlKeyVersionStore):
+    """The key store, refusing to hand out its versions (sealed material included)."""
+
+    def list_versions(self, region: str) -> Any:
+        raise AssertionError("the versions were read")
+
+    def versions_page(self, region: str, before: int | None, limit: int) -> Any:
+        raise AssertionError("the versions were read")
+
+
+def test_the_key_version_gauge_counts_in_the_database_without_reading_the_versions(engine: Engine) -> None:
+    states = ["PRIMARY"] + ["ENABLED"] * 5 + ["DISABLED"] * 3 + ["DESTROYED"] * 2
+    with engine.begin() as conn:
+        conn.execute(key_versions.insert(), [
+            dict(region=region, version=v, state=state, sealed_material=b"sealed", created_at=NOW,
+                 created_by="deploy", reason="", deployment_id=f"release-{v}")
+            for region in ("eu", "us") for v, state in enumerate(states[: 11 if region == "eu" else 1], 1)])
+    store = UnreadableVersions(engine)
+    gauge = {s.labels["state"]: s.value for s in key_version_gauge(store, "eu").samples}
+    assert gauge == {"PRIMARY": 1, "ENABLED": 5, "DISABLED": 3, "DESTROYED": 2}
+    assert {s.labels["state"]: s.value for s in key_version_gauge(store, "us").samples} == {
+        "PRIMARY": 1, "ENABLED": 0, "DISABLED": 0, "DESTROYED": 0}

@@ -89,6 +89,14 @@ class SqlKeyVersionStore:
             rows = conn.execute(query.order_by(key_versions.c.version.desc()).limit(limit))
             return [_record(r) for r in rows]
 
+    def count_by_state(self, region: str) -> dict[KeyState, int]:
+        # Counted by the database: a ring gains a version on every deploy, and a scrape should not
+        # read them all (with their sealed material).
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(key_versions.c.state, func.count()).where(key_versions.c.region == region)
+                                .group_by(key_versions.c.state))
+            return {KeyState(state): count for state, count in rows}
+
     def get_version(self, region: str, version: int) -> KeyVersionRecord | None:
         with read_transaction(self._engine) as conn:
             row = conn.execute(_GET_VERSION, {"region": region, "version": version}).first()

@@ -95,6 +95,10 @@ class KeyVersionStore(Protocol):
 
     def get_version(self, region: str, version: int) -> KeyVersionRecord | None: ...
 
+    def count_by_state(self, region: str) -> dict[KeyState, int]:
+        """How many versions the region has in each state (states with none left out)."""
+        ...
+
     def primary(self, region: str) -> KeyVersionRecord | None: ...
 
     def add_primary(
