@@ -161,14 +161,18 @@ class ChecksServicerMixin:
         decided = await self._changes.run_noted(_note_decided, self._authz.checks.decide, current_principal(),
                                                 request.name, True,
                                                 request.comment)
-        return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
+        # The run is read in a database thread, as every read is: a locked database must not stall the loop.
+        run = await self._db.run(self._authz.pipelines.get_run, decided.project, decided.run_id)
+        return approval_message(decided, run)
 
     async def Reject(self, request: authz_pb2.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]
                      ) -> authz_pb2.Approval:
         decided = await self._changes.run_noted(_note_decided, self._authz.checks.decide, current_principal(),
                                                 request.name, False,
                                                 request.comment)
-        return approval_message(decided, self._authz.pipelines.get_run(decided.project, decided.run_id))
+        # The run is read in a database thread, as every read is: a locked database must not stall the loop.
+        run = await self._db.run(self._authz.pipelines.get_run, decided.project, decided.run_id)
+        return approval_message(decided, run)
 
     async def ListGroups(self, request: authz_pb2.ListGroupsRequest, context: grpc.aio.ServicerContext[Any, Any]
                          ) -> authz_pb2.ListGroupsResponse:
