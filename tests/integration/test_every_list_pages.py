@@ -292,3 +292,27 @@ def test_an_approver_who_may_not_view_the_library_pages_through_only_their_appro
         if not token:
             break
     assert len(mine) == 5 and seen == mine
+
+
+def test_each_listed_approval_names_its_own_run_and_branch(system: LocalSystem) -> None:
+    """A page's runs are read together: each approval still carries its own run and branch."""
+    project = _new_project(system)
+    name = _gated_file(system, project)
+    with system.client(project=project) as admin:
+        admin.create_pipeline("release")
+        admin.set_pipeline_permission(name, "release", True)
+        admin.add_check(name, authz_pb2.Check(approval=authz_pb2.ApprovalSettings(
+            approvers=["user:admin"], min_approvals=1, allow_requester=True)))
+        expected = {}
+        for branch in ("refs/heads/main", "refs/heads/release/1", "refs/heads/feature/x"):
+            run = admin.start_run("release", branch).run
+            (suite,) = admin.request_checks(run.name, [name])
+            expected[suite.results[0].approval_id] = (run.name, branch)
+    listing = Listing("authz", lambda c: authz_pb2_grpc.AuthorizationServiceStub(c).ListApprovals,
+                      lambda: authz_pb2.ListApprovalsRequest(parent=f"projects/{project}"), "approvals",
+                      lambda a: a.approval_id, list(expected))
+    response = _call(system, listing, authz_pb2.ListApprovalsRequest(parent=f"projects/{project}", page_size=2))
+    following = _call(system, listing, authz_pb2.ListApprovalsRequest(
+        parent=f"projects/{project}", page_size=2, page_token=response.next_page_token))
+    listed = {a.approval_id: (a.run, a.branch) for a in [*response.approvals, *following.approvals]}
+    assert listed == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import (
@@ -404,6 +405,11 @@ class SqlAuthzRepository:
         with read_transaction(self._engine) as conn:
             row = conn.execute(_GET_RUN, {"project": project, "run_id": run_id}).first()
         return _run(row._mapping) if row else None
+
+    def get_runs(self, project: str, run_ids: Collection[int]) -> dict[int, Run]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(runs).where(runs.c.project == project, runs.c.run_id.in_(set(run_ids))))
+            return {row.run_id: _run(row._mapping) for row in rows}
 
     def list_runs(self, project: str, pipeline_id: int | None, running_at: dt.datetime | None,
                   before_run_id: int | None, limit: int) -> list[Run]:

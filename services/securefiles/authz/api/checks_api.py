@@ -151,10 +151,11 @@ class ChecksServicerMixin:
 
     def _approval_page(self, caller: Principal, project: str, pending_only: bool, wanted: PageRequest[int]
                        ) -> tuple[list[authz_pb2.Approval], int | None]:
-        """A page of approvals with their runs, read in a database thread (each names its run)."""
+        """A page of approvals with their runs (one read for the page), in a database thread."""
         page, resume_after = self._authz.checks.list_approvals(caller, project, pending_only, wanted.after,
                                                                wanted.limit)
-        return [approval_message(a, self._authz.pipelines.get_run(a.project, a.run_id)) for a in page], resume_after
+        described = self._authz.pipelines.get_runs(project, {a.run_id for a in page})
+        return [approval_message(a, described.get(a.run_id)) for a in page], resume_after
 
     async def Approve(self, request: authz_pb2.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]
                       ) -> authz_pb2.Approval:

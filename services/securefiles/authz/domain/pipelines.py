@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Collection
 from contextlib import nullcontext
 
 from securefiles.authz.domain.access import AccessPolicy
@@ -53,6 +54,10 @@ class Pipelines:
     def get_run(self, project: str, run_id: int) -> Run | None:
         """A run, for describing what refers to it (an approval's pipeline and branch)."""
         return self._repo.get_run(project, run_id)
+
+    def get_runs(self, project: str, run_ids: Collection[int]) -> dict[int, Run]:
+        """Runs by id, read at once (a page of approvals describes each one's run)."""
+        return self._repo.get_runs(project, run_ids) if run_ids else {}
 
     def pipeline(self, project: str, ref: str) -> Pipeline:
         pipeline = self._repo.find_pipeline(project, ref)

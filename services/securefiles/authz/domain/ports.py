@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -56,6 +57,9 @@ class AuthzRepository(Protocol):
         `external_key`, the run that key made before is joined instead. Returns (run, joined)."""
         ...
     def get_run(self, project: str, run_id: int) -> Run | None: ...
+    def get_runs(self, project: str, run_ids: Collection[int]) -> dict[int, Run]:
+        """The project's runs among `run_ids` (in one read), by id; runs that are gone are left out."""
+        ...
     def list_runs(self, project: str, pipeline_id: int | None, running_at: dt.datetime | None,
                   before_run_id: int | None, limit: int) -> list[Run]:
         """Newest first; of one pipeline (or all); only those running at `running_at` if given."""
