@@ -8,7 +8,7 @@ from pathlib import Path
 
 from securefiles.cli.confirm import confirm_typed, require_yes_or_terminal
 from securefiles.cli.context import add_output, client_for, wants_json
-from securefiles.cli.output import file_object, human_size, json_object, print_json, print_table, when
+from securefiles.cli.output import file_object, human_size, json_object, print_json, print_table, terminal_safe, when
 from securefiles.cli.parser import Subcommands
 from securefiles.client.types import SecureFile
 from securefiles.common.durations import parse_duration
@@ -35,13 +35,13 @@ def _show(args: argparse.Namespace, f: SecureFile) -> None:
              "create_time": when(f.create_time), "update_time": when(f.update_time), "expires_at": when(f.expire_time),
              "etag": f.etag}
     for key, value in shown.items():
-        print(f"{key + ':':<13} {value if value is not None else '-'}")
+        print(terminal_safe(f"{key + ':':<13} {value if value is not None else '-'}"))
     for key, value in sorted(obj["properties"].items()):
-        print(f"{'property:':<13} {key}={value}")
+        print(terminal_safe(f"{'property:':<13} {key}={value}"))
     print(f"{'metadata:':<13} type={f.file_type}")
     for key, value in f.facts.items():
         if not isinstance(value, (list, dict)):
-            print(f"{'metadata:':<13} {key}={value}")
+            print(terminal_safe(f"{'metadata:':<13} {key}={value}"))
         elif key == "certificates":
             print(f"{'metadata:':<13} certificates={len(value)}")
 
